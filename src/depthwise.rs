@@ -1,0 +1,273 @@
+//! Depthwise 2-D convolution with TensorFlow 'SAME' padding, forward and backward.
+//!
+//! Candle's `conv2d(groups = C)` runs one convolution per channel, which makes EfficientNet's
+//! depthwise layers (up to 1152 channels of 7×7 maps) dominate the forward pass. Here each channel
+//! plane is one direct loop whose inner dimension is a contiguous output row, so the compiler
+//! vectorises it (SSE/AVX natively, simd128 in wasm).
+//!
+//! On the CPU the three kernels (output, input gradient, weight gradient) are custom ops; on other
+//! devices the same convolution is spelt with tensor ops (pad, slice, multiply-add), which autograd
+//! differentiates on its own.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// TF 'SAME' geometry along one axis: output length and the padding before the first element
+/// (the odd extra pixel, if any, goes after — bottom/right).
+pub fn same_padding(input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let out = input.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(input);
+    (out, total / 2)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    kernel: usize,
+    stride: usize,
+    in_h: usize,
+    in_w: usize,
+    out_h: usize,
+    out_w: usize,
+    pad_top: usize,
+    pad_left: usize,
+}
+
+impl Geometry {
+    fn new(kernel: usize, stride: usize, in_h: usize, in_w: usize) -> Self {
+        let (out_h, pad_top) = same_padding(in_h, kernel, stride);
+        let (out_w, pad_left) = same_padding(in_w, kernel, stride);
+        Self { kernel, stride, in_h, in_w, out_h, out_w, pad_top, pad_left }
+    }
+
+    /// The output columns `ox` whose input column `ox * stride + kx - pad_left` lies inside the row.
+    fn valid_cols(&self, kx: usize) -> std::ops::Range<usize> {
+        let s = self.stride;
+        let first = self.pad_left.saturating_sub(kx).div_ceil(s);
+        let end = if self.in_w + self.pad_left > kx {
+            ((self.in_w + self.pad_left - kx - 1) / s + 1).min(self.out_w)
+        } else {
+            0
+        };
+        first..end.max(first)
+    }
+
+    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride + ky).checked_sub(self.pad_top).filter(|&iy| iy < self.in_h)
+    }
+
+    fn in_plane(&self) -> usize {
+        self.in_h * self.in_w
+    }
+    fn out_plane(&self) -> usize {
+        self.out_h * self.out_w
+    }
+}
+
+/// `x`: (N, C, H, W), `weight`: (C, 1, K, K) → (N, C, ceil(H/s), ceil(W/s)).
+pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
+    let (_, c, _, _) = x.dims4()?;
+    let (wc, one, k, k2) = weight.dims4()?;
+    if wc != c || one != 1 || k != k2 || stride == 0 {
+        candle_core::bail!(
+            "depthwise_conv2d: input {:?} does not fit weight {:?} (stride {stride})",
+            x.dims(),
+            weight.dims()
+        )
+    }
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        let weight = weight.reshape((c, k, k))?;
+        x.contiguous()?.apply_op2(&weight.contiguous()?, DepthwiseForward { stride })
+    } else {
+        depthwise_by_shifts(x, weight, stride)
+    }
+}
+
+/// The same convolution from device-generic tensor ops: one shifted, strided slice of the padded
+/// input per kernel tap, scaled by that tap's per-channel weight. Differentiable by autograd.
+pub fn depthwise_by_shifts(x: &Tensor, weight: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let k = weight.dim(2)?;
+    let g = Geometry::new(k, stride, h, w);
+    // Pad so every tap can take `out * stride` rows/columns starting at its offset.
+    let rows = (g.out_h * stride + k - 1).max(h + g.pad_top);
+    let cols = (g.out_w * stride + k - 1).max(w + g.pad_left);
+    let padded = x
+        .pad_with_zeros(2, g.pad_top, rows - h - g.pad_top)?
+        .pad_with_zeros(3, g.pad_left, cols - w - g.pad_left)?;
+    let mut out: Option<Tensor> = None;
+    for ky in 0..k {
+        for kx in 0..k {
+            let tap = padded
+                .narrow(2, ky, g.out_h * stride)?
+                .narrow(3, kx, g.out_w * stride)?;
+            let tap = if stride > 1 {
+                tap.reshape((n, c, g.out_h, stride, g.out_w, stride))?
+                    .narrow(3, 0, 1)?
+                    .narrow(5, 0, 1)?
+                    .reshape((n, c, g.out_h, g.out_w))?
+            } else {
+                tap
+            };
+            let w_tap = weight.narrow(2, ky, 1)?.narrow(3, kx, 1)?.reshape((1, c, 1, 1))?;
+            let term = tap.broadcast_mul(&w_tap)?;
+            out = Some(match out {
+                None => term,
+                Some(acc) => (acc + term)?,
+            });
+        }
+    }
+    Ok(out.expect("kernel has at least one tap"))
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("depthwise_conv2d: {what} must be contiguous"),
+    }
+}
+
+/// out[n, c] = Σ_taps w[c, ky, kx] · x[n, c, shifted by the tap]
+struct DepthwiseForward {
+    stride: usize,
+}
+
+impl CustomOp2 for DepthwiseForward {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = xl.shape().dims4()?;
+        let k = wl.shape().dims3()?.1;
+        let g = Geometry::new(k, self.stride, h, w);
+        let (x, weight) = (contiguous_f32(xs, xl, "input")?, contiguous_f32(ws, wl, "weight")?);
+        let mut out = vec![0f32; n * c * g.out_plane()];
+        out.par_chunks_mut(g.out_plane()).enumerate().for_each(|(plane, out)| {
+            let x = &x[plane * g.in_plane()..][..g.in_plane()];
+            let taps = &weight[(plane % c) * k * k..][..k * k];
+            forward_plane(&g, x, taps, out);
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, c, g.out_h, g.out_w))))
+    }
+
+    fn bwd(&self, x: &Tensor, weight: &Tensor, _out: &Tensor, grad_out: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad_out = grad_out.contiguous()?;
+        let (_, _, h, w) = x.dims4()?;
+        let grad_x = grad_out.apply_op2_no_bwd(weight, &DepthwiseGradInput { stride: self.stride, in_h: h, in_w: w })?;
+        let grad_w = grad_out.apply_op2_no_bwd(x, &DepthwiseGradWeight { stride: self.stride, kernel: weight.dim(1)? })?;
+        Ok((Some(grad_x), Some(grad_w)))
+    }
+}
+
+fn forward_plane(g: &Geometry, x: &[f32], taps: &[f32], out: &mut [f32]) {
+    let (k, s) = (g.kernel, g.stride);
+    for oy in 0..g.out_h {
+        let out_row = &mut out[oy * g.out_w..][..g.out_w];
+        for ky in 0..k {
+            let Some(iy) = g.input_row(oy, ky) else { continue };
+            let in_row = &x[iy * g.in_w..][..g.in_w];
+            for kx in 0..k {
+                let tap = taps[ky * k + kx];
+                let cols = g.valid_cols(kx);
+                let first_in = cols.start * s + kx - g.pad_left;
+                let out_cols = &mut out_row[cols.clone()];
+                if s == 1 {
+                    let in_cols = &in_row[first_in..][..out_cols.len()];
+                    for (o, &i) in out_cols.iter_mut().zip(in_cols) {
+                        *o += tap * i;
+                    }
+                } else {
+                    for (j, o) in out_cols.iter_mut().enumerate() {
+                        *o += tap * in_row[first_in + j * s];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// grad_x[n, c] = Σ_taps w[c, tap] · grad_out[n, c] scattered back to the tap's input positions.
+struct DepthwiseGradInput {
+    stride: usize,
+    in_h: usize,
+    in_w: usize,
+}
+
+impl CustomOp2 for DepthwiseGradInput {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d-grad-input"
+    }
+
+    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, ws: &CpuStorage, wl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c, _, _) = gl.shape().dims4()?;
+        let k = wl.shape().dims3()?.1;
+        let g = Geometry::new(k, self.stride, self.in_h, self.in_w);
+        let (grad_out, weight) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(ws, wl, "weight")?);
+        let mut grad_x = vec![0f32; n * c * g.in_plane()];
+        grad_x.par_chunks_mut(g.in_plane()).enumerate().for_each(|(plane, grad_x)| {
+            let grad_out = &grad_out[plane * g.out_plane()..][..g.out_plane()];
+            let taps = &weight[(plane % c) * k * k..][..k * k];
+            for oy in 0..g.out_h {
+                let go_row = &grad_out[oy * g.out_w..][..g.out_w];
+                for ky in 0..k {
+                    let Some(iy) = g.input_row(oy, ky) else { continue };
+                    let gx_row = &mut grad_x[iy * g.in_w..][..g.in_w];
+                    for kx in 0..k {
+                        let tap = taps[ky * k + kx];
+                        let cols = g.valid_cols(kx);
+                        let first_in = cols.start * g.stride + kx - g.pad_left;
+                        for (j, &go) in go_row[cols].iter().enumerate() {
+                            gx_row[first_in + j * g.stride] += tap * go;
+                        }
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(grad_x), Shape::from((n, c, self.in_h, self.in_w))))
+    }
+}
+
+/// grad_w[c, tap] = Σ_n Σ_out grad_out[n, c, out] · x[n, c, out shifted by the tap]
+struct DepthwiseGradWeight {
+    stride: usize,
+    kernel: usize,
+}
+
+impl CustomOp2 for DepthwiseGradWeight {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d-grad-weight"
+    }
+
+    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, xs: &CpuStorage, xl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = xl.shape().dims4()?;
+        let k = self.kernel;
+        let g = Geometry::new(k, self.stride, h, w);
+        let (grad_out, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
+        let mut grad_w = vec![0f32; c * k * k];
+        grad_w.par_chunks_mut(k * k).enumerate().for_each(|(ch, taps)| {
+            for b in 0..n {
+                let plane = b * c + ch;
+                let x = &x[plane * g.in_plane()..][..g.in_plane()];
+                let grad_out = &grad_out[plane * g.out_plane()..][..g.out_plane()];
+                for oy in 0..g.out_h {
+                    let go_row = &grad_out[oy * g.out_w..][..g.out_w];
+                    for ky in 0..k {
+                        let Some(iy) = g.input_row(oy, ky) else { continue };
+                        let in_row = &x[iy * g.in_w..][..g.in_w];
+                        for kx in 0..k {
+                            let cols = g.valid_cols(kx);
+                            let first_in = cols.start * g.stride + kx - g.pad_left;
+                            let mut acc = 0f32;
+                            for (j, &go) in go_row[cols].iter().enumerate() {
+                                acc += go * in_row[first_in + j * g.stride];
+                            }
+                            taps[ky * k + kx] += acc;
+                        }
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(grad_w), Shape::from((c, k, k))))
+    }
+}

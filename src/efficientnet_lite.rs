@@ -1,0 +1,272 @@
+//! EfficientNet-Lite (Tan & Le 2019, the "Lite" variant for mobile/edge): MBConv blocks without
+//! squeeze-excite, ReLU6 everywhere, a fixed 32-channel stem and 1280-channel head.
+//!
+//! This is the *inference* graph: every BatchNorm is folded into the convolution before it, so each
+//! layer is `conv → + bias → ReLU6?`. Weight names mirror the PyTorch checkpoint
+//! (`_blocks.3._depthwise_conv.weight`, ...) with the folded BatchNorm's shift stored as the conv's
+//! `bias`; [`fold_batch_norms`] makes them from a checkpoint.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::depthwise::{depthwise_conv2d, same_padding};
+
+/// One stage of MBConv blocks; only the first block of a stage strides or changes width.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StageConfig {
+    pub kernel: usize,
+    pub stride: usize,
+    pub expand_ratio: usize,
+    pub out_channels: usize,
+    pub repeats: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub stem_channels: usize,
+    pub head_channels: usize,
+    pub stages: Vec<StageConfig>,
+    pub num_classes: usize,
+    pub batch_norm_eps: f64,
+}
+
+impl Config {
+    pub fn lite0() -> Self {
+        let stage = |kernel, stride, expand_ratio, out_channels, repeats| StageConfig {
+            kernel,
+            stride,
+            expand_ratio,
+            out_channels,
+            repeats,
+        };
+        Self {
+            stem_channels: 32,
+            head_channels: 1280,
+            stages: vec![
+                stage(3, 1, 1, 16, 1),
+                stage(3, 2, 6, 24, 2),
+                stage(5, 2, 6, 40, 2),
+                stage(3, 2, 6, 80, 3),
+                stage(5, 1, 6, 112, 3),
+                stage(5, 2, 6, 192, 4),
+                stage(3, 1, 6, 320, 1),
+            ],
+            num_classes: 1000,
+            batch_norm_eps: 1e-3,
+        }
+    }
+
+    /// Every block, flattened: (in_channels, kernel, stride, expand_ratio, out_channels).
+    pub fn blocks(&self) -> Vec<BlockConfig> {
+        let mut blocks = Vec::new();
+        let mut in_channels = self.stem_channels;
+        for s in &self.stages {
+            for r in 0..s.repeats {
+                blocks.push(BlockConfig {
+                    in_channels,
+                    kernel: s.kernel,
+                    stride: if r == 0 { s.stride } else { 1 },
+                    expand_ratio: s.expand_ratio,
+                    out_channels: s.out_channels,
+                });
+                in_channels = s.out_channels;
+            }
+        }
+        blocks
+    }
+
+    /// The checkpoint's (convolution, BatchNorm after it) name pairs, in forward order.
+    pub fn conv_bn_pairs(&self) -> Vec<(String, String)> {
+        let mut pairs = vec![("_conv_stem".to_string(), "_bn0".to_string())];
+        for (i, b) in self.blocks().iter().enumerate() {
+            let p = format!("_blocks.{i}");
+            if b.expand_ratio != 1 {
+                pairs.push((format!("{p}._expand_conv"), format!("{p}._bn0")));
+            }
+            pairs.push((format!("{p}._depthwise_conv"), format!("{p}._bn1")));
+            pairs.push((format!("{p}._project_conv"), format!("{p}._bn2")));
+        }
+        pairs.push(("_conv_head".to_string(), "_bn1".to_string()));
+        pairs
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BlockConfig {
+    pub in_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub expand_ratio: usize,
+    pub out_channels: usize,
+}
+
+fn relu6(x: &Tensor) -> Result<Tensor> {
+    x.clamp(0f32, 6f32)
+}
+
+/// A 1×1 convolution is a matrix product over the channel axis.
+#[derive(Debug, Clone)]
+struct Pointwise {
+    weight: Tensor, // (out, in)
+    bias: Tensor,   // (1, out, 1)
+}
+
+impl Pointwise {
+    fn new(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get((c_out, c_in, 1, 1), "weight")?.reshape((c_out, c_in))?;
+        let bias = vb.get(c_out, "bias")?.reshape((1, c_out, 1))?;
+        Ok(Self { weight, bias })
+    }
+}
+
+impl Module for Pointwise {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let y = self.weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?;
+        y.broadcast_add(&self.bias)?.reshape((n, (), h, w))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Depthwise {
+    weight: Tensor, // (c, 1, k, k)
+    bias: Tensor,   // (1, c, 1, 1)
+    stride: usize,
+}
+
+impl Depthwise {
+    fn new(channels: usize, kernel: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get((channels, 1, kernel, kernel), "weight")?;
+        let bias = vb.get(channels, "bias")?.reshape((1, channels, 1, 1))?;
+        Ok(Self { weight, bias, stride })
+    }
+}
+
+impl Module for Depthwise {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        depthwise_conv2d(x, &self.weight, self.stride)?.broadcast_add(&self.bias)
+    }
+}
+
+/// The stem: a full 3×3 stride-2 convolution with TF 'SAME' padding (extra pixel bottom/right).
+#[derive(Debug, Clone)]
+struct Stem {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Stem {
+    const KERNEL: usize = 3;
+    const STRIDE: usize = 2;
+
+    fn new(c_out: usize, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get((c_out, 3, Self::KERNEL, Self::KERNEL), "weight")?;
+        let bias = vb.get(c_out, "bias")?.reshape((1, c_out, 1, 1))?;
+        Ok(Self { weight, bias })
+    }
+}
+
+impl Module for Stem {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let pad = |len: usize| {
+            let (out, before) = same_padding(len, Self::KERNEL, Self::STRIDE);
+            let total = ((out - 1) * Self::STRIDE + Self::KERNEL).saturating_sub(len);
+            (before, total - before)
+        };
+        let ((top, bottom), (left, right)) = (pad(h), pad(w));
+        let x = x.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?;
+        x.conv2d(&self.weight, 0, Self::STRIDE, 1, 1)?.broadcast_add(&self.bias)
+    }
+}
+
+/// Mobile inverted bottleneck: 1×1 expand → depthwise → 1×1 project, with an identity skip when the
+/// block keeps both resolution and width.
+#[derive(Debug, Clone)]
+struct MbConv {
+    expand: Option<Pointwise>,
+    depthwise: Depthwise,
+    project: Pointwise,
+    skip: bool,
+}
+
+impl MbConv {
+    fn new(b: BlockConfig, vb: VarBuilder) -> Result<Self> {
+        let hidden = b.in_channels * b.expand_ratio;
+        let expand = if b.expand_ratio != 1 {
+            Some(Pointwise::new(b.in_channels, hidden, vb.pp("_expand_conv"))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            expand,
+            depthwise: Depthwise::new(hidden, b.kernel, b.stride, vb.pp("_depthwise_conv"))?,
+            project: Pointwise::new(hidden, b.out_channels, vb.pp("_project_conv"))?,
+            skip: b.stride == 1 && b.in_channels == b.out_channels,
+        })
+    }
+}
+
+impl Module for MbConv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = match &self.expand {
+            Some(expand) => relu6(&expand.forward(x)?)?,
+            None => x.clone(),
+        };
+        let h = relu6(&self.depthwise.forward(&h)?)?;
+        let h = self.project.forward(&h)?;
+        if self.skip {
+            h + x
+        } else {
+            Ok(h)
+        }
+    }
+}
+
+/// The backbone with its ImageNet classifier.
+#[derive(Debug, Clone)]
+pub struct EfficientNetLite {
+    stem: Stem,
+    blocks: Vec<MbConv>,
+    head: Pointwise,
+    classifier: candle_nn::Linear,
+}
+
+impl EfficientNetLite {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let blocks = cfg
+            .blocks()
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| MbConv::new(b, vb.pp("_blocks").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let last = cfg.stages.last().map_or(cfg.stem_channels, |s| s.out_channels);
+        Ok(Self {
+            stem: Stem::new(cfg.stem_channels, vb.pp("_conv_stem"))?,
+            blocks,
+            head: Pointwise::new(last, cfg.head_channels, vb.pp("_conv_head"))?,
+            classifier: candle_nn::linear(cfg.head_channels, cfg.num_classes, vb.pp("_fc"))?,
+        })
+    }
+
+    /// Images (N, 3, H, W), RGB in [-1, 1] → pooled features (N, 1280).
+    pub fn features(&self, images: &Tensor) -> Result<Tensor> {
+        let mut x = relu6(&self.stem.forward(images)?)?;
+        for block in &self.blocks {
+            x = block.forward(&x)?;
+        }
+        relu6(&self.head.forward(&x)?)?.mean(D::Minus1)?.mean(D::Minus1)
+    }
+
+    /// Pooled features → ImageNet logits (N, 1000).
+    pub fn classify(&self, features: &Tensor) -> Result<Tensor> {
+        self.classifier.forward(features)
+    }
+}
+
+impl Module for EfficientNetLite {
+    fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        self.classify(&self.features(images)?)
+    }
+}

@@ -1,0 +1,170 @@
+//! The Wick model file: one self-describing safetensors file with the BN-folded backbone and its
+//! ImageNet classifier in int8, plus everything needed to use it (architecture, preprocessing, class
+//! names, provenance).
+//!
+//! Layout (format version 1):
+//! - every weight with ≥ 2 dimensions is stored as `<name>.q` (I8, same shape) and `<name>.scale`
+//!   (F32, one per output channel): `weight[c, …] = q[c, …] · scale[c]`, symmetric, scale = max|w|/127;
+//! - every other tensor (the folded biases) is stored as `<name>` in F32;
+//! - `__metadata__` holds `format` = "wick-model", `format_version` = "1" and `meta`, the JSON of
+//!   [`ModelMeta`].
+//!
+//! Tensors are written F32 first, then I8, each group sorted by name, and the metadata keys are
+//! sorted: the same weights always give the same bytes.
+
+use std::collections::BTreeMap;
+
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::efficientnet_lite::Config;
+use crate::error::{invalid, Result};
+use crate::preprocess::Preprocess;
+use crate::weights::FloatWeights;
+
+pub const FORMAT: &str = "wick-model";
+pub const FORMAT_VERSION: &str = "1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub architecture: String,
+    pub config: Config,
+    pub preprocess: Preprocess,
+    pub labels: Vec<String>,
+    pub source: Source,
+    pub quantization: String,
+}
+
+/// Where the weights came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub package: String,
+    pub file: String,
+    pub sha256: String,
+    pub license: String,
+}
+
+/// Quantizes `weights` and serialises them with `meta`.
+pub fn write(weights: &FloatWeights, meta: &ModelMeta) -> Result<Vec<u8>> {
+    let mut floats: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut int8s: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, (shape, data)) in &weights.0 {
+        if shape.len() >= 2 {
+            let (q, scales) = quantize_per_output_channel(data, shape[0]);
+            int8s.push((format!("{name}.q"), shape.clone(), q.iter().map(|&v| v as u8).collect()));
+            floats.push((format!("{name}.scale"), vec![shape[0]], f32_bytes(&scales)));
+        } else {
+            floats.push((name.clone(), shape.clone(), f32_bytes(data)));
+        }
+    }
+    floats.sort_by(|a, b| a.0.cmp(&b.0));
+    int8s.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut header: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let metadata: BTreeMap<&str, String> = [
+        ("format", FORMAT.to_string()),
+        ("format_version", FORMAT_VERSION.to_string()),
+        ("meta", serde_json::to_string(meta).expect("metadata serialises")),
+    ]
+    .into();
+    header.insert("__metadata__".into(), serde_json::to_value(metadata).unwrap());
+    let mut offset = 0usize;
+    let groups = [("F32", &floats), ("I8", &int8s)];
+    for (dtype, group) in groups {
+        for (name, shape, bytes) in group.iter() {
+            header.insert(
+                name.clone(),
+                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes.len()]}),
+            );
+            offset += bytes.len();
+        }
+    }
+    let mut header = serde_json::to_vec(&header).expect("header serialises");
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    for (_, group) in groups {
+        for (_, _, bytes) in group.iter() {
+            out.extend_from_slice(bytes);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses and dequantizes a model file.
+pub fn read(bytes: &[u8]) -> Result<(ModelMeta, FloatWeights)> {
+    let not_wick = |why: String| invalid!("not a valid Wick model file: {why}");
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| not_wick(e.to_string()))?;
+    let fields = metadata
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| not_wick("it has no Wick metadata".into()))?;
+    if fields.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(not_wick("it has no Wick metadata".into()));
+    }
+    match fields.get("format_version").map(String::as_str) {
+        Some(FORMAT_VERSION) => {}
+        v => {
+            return Err(invalid!(
+                "Wick model format version {} is not supported (this build reads version {FORMAT_VERSION})",
+                v.unwrap_or("?")
+            ))
+        }
+    }
+    let meta: ModelMeta = serde_json::from_str(fields.get("meta").map_or("", String::as_str))
+        .map_err(|e| not_wick(format!("bad metadata: {e}")))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| not_wick(e.to_string()))?;
+
+    let mut weights = BTreeMap::new();
+    for (name, view) in tensors.tensors() {
+        if let Some(base) = name.strip_suffix(".q") {
+            let scale_name = format!("{base}.scale");
+            let scale = tensors
+                .tensor(&scale_name)
+                .map_err(|_| not_wick(format!("`{name}` has no `{scale_name}`")))?;
+            let shape = view.shape().to_vec();
+            if view.dtype() != Dtype::I8 || scale.dtype() != Dtype::F32 || scale.shape() != [shape[0]] {
+                return Err(not_wick(format!("`{name}` or its scale has the wrong type or shape")));
+            }
+            let scales = f32_values(scale.data());
+            let per_channel = view.data().len() / shape[0].max(1);
+            let data = view
+                .data()
+                .iter()
+                .enumerate()
+                .map(|(i, &q)| q as i8 as f32 * scales[i / per_channel])
+                .collect();
+            weights.insert(base.to_string(), (shape, data));
+        } else if !name.ends_with(".scale") {
+            if view.dtype() != Dtype::F32 {
+                return Err(not_wick(format!("`{name}` is {:?}, expected F32", view.dtype())));
+            }
+            weights.insert(name.clone(), (view.shape().to_vec(), f32_values(view.data())));
+        }
+    }
+    Ok((meta, FloatWeights(weights)))
+}
+
+fn quantize_per_output_channel(data: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
+    let per_channel = data.len() / channels;
+    let mut q = Vec::with_capacity(data.len());
+    let mut scales = Vec::with_capacity(channels);
+    for row in data.chunks(per_channel) {
+        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        q.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+        scales.push(scale);
+    }
+    (q, scales)
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}

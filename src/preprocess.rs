@@ -1,0 +1,167 @@
+//! Image → network input: decode (with size limits), resize the shorter side with an antialiased
+//! bilinear filter (the same filter as PIL's `BILINEAR`), centre-crop, scale to [-1, 1].
+
+use std::io::Cursor;
+
+use image::{ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{invalid, Result};
+
+/// Larger images are refused before any pixel memory is allocated.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+pub const MAX_IMAGE_PIXELS: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    /// The shorter side is resized to this many pixels, keeping the aspect ratio.
+    pub resize_shorter: u32,
+    /// Then the centre `crop × crop` square is taken.
+    pub crop: u32,
+    /// Per RGB channel: `(x / 255 - mean) / std`.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Preprocess {
+    /// EfficientNet-Lite's ImageNet evaluation transform: 256 → 224, RGB scaled to [-1, 1].
+    pub fn efficientnet_lite() -> Self {
+        Self { resize_shorter: 256, crop: 224, mean: [0.5; 3], std: [0.5; 3] }
+    }
+
+    /// RGB pixels → CHW floats of length `3 * crop * crop`.
+    pub fn apply(&self, image: &RgbImage) -> Vec<f32> {
+        let (w, h) = image.dimensions();
+        let (rw, rh) = if w <= h {
+            (self.resize_shorter, (self.resize_shorter as u64 * h as u64 / w as u64) as u32)
+        } else {
+            ((self.resize_shorter as u64 * w as u64 / h as u64) as u32, self.resize_shorter)
+        };
+        let resized = resize_bilinear_antialiased(image, rw.max(1), rh.max(1));
+        let c = self.crop;
+        // Like torchvision's CenterCrop; a crop larger than the image is zero-padded around it.
+        let top = ((rh as f64 - c as f64) / 2.0).round() as i64;
+        let left = ((rw as f64 - c as f64) / 2.0).round() as i64;
+        let plane = (c * c) as usize;
+        let mut out = vec![0f32; 3 * plane];
+        for ch in 0..3 {
+            let (scale, shift) = (1.0 / (255.0 * self.std[ch]), -self.mean[ch] / self.std[ch]);
+            for y in 0..c as i64 {
+                for x in 0..c as i64 {
+                    let (sy, sx) = (y + top, x + left);
+                    let v = if sy >= 0 && sx >= 0 && sy < rh as i64 && sx < rw as i64 {
+                        resized.get_pixel(sx as u32, sy as u32)[ch] as f32
+                    } else {
+                        0.0
+                    };
+                    out[ch * plane + (y * c as i64 + x) as usize] = v * scale + shift;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Decodes JPEG, PNG, WebP, GIF (first frame) or BMP bytes to RGB. The header is checked against
+/// [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_PIXELS`] before decoding.
+pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
+    if bytes.is_empty() {
+        return Err(invalid!("the file is empty (0 bytes)"));
+    }
+    let reader = || {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .expect("reading from memory cannot fail")
+    };
+    if reader().format().is_none() {
+        return Err(invalid!(
+            "not an image Wick can read (expected JPEG, PNG, WebP, GIF or BMP)"
+        ));
+    }
+    let (w, h) = reader()
+        .into_dimensions()
+        .map_err(|e| invalid!("cannot read the image header: {e}"))?;
+    if w == 0 || h == 0 {
+        return Err(invalid!("the image has no pixels ({w} × {h})"));
+    }
+    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE || w as u64 * h as u64 > MAX_IMAGE_PIXELS {
+        return Err(invalid!(
+            "the image is {w} × {h} pixels, larger than the limit of {MAX_IMAGE_SIDE} pixels a side and {} megapixels",
+            MAX_IMAGE_PIXELS / (1024 * 1024)
+        ));
+    }
+    let mut reader = reader();
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
+    reader.limits(limits);
+    let image = reader
+        .decode()
+        .map_err(|e| invalid!("the image is corrupt or truncated: {e}"))?;
+    Ok(image.to_rgb8())
+}
+
+/// Separable resize with a triangle filter whose support widens with the downscale factor
+/// (antialiasing), rounding to 8 bits after each pass — PIL's `Image.resize(BILINEAR)`.
+pub fn resize_bilinear_antialiased(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let horizontal = filter_taps(w, width);
+    let mut tmp = RgbImage::new(width, h);
+    for y in 0..h {
+        for (x, (first, weights)) in horizontal.iter().enumerate() {
+            let mut acc = [0f32; 3];
+            for (i, &wt) in weights.iter().enumerate() {
+                let p = image.get_pixel(first + i as u32, y);
+                for c in 0..3 {
+                    acc[c] += wt * p[c] as f32;
+                }
+            }
+            tmp.put_pixel(x as u32, y, image::Rgb(acc.map(to_u8)));
+        }
+    }
+    let vertical = filter_taps(h, height);
+    let mut out = RgbImage::new(width, height);
+    for (y, (first, weights)) in vertical.iter().enumerate() {
+        for x in 0..width {
+            let mut acc = [0f32; 3];
+            for (i, &wt) in weights.iter().enumerate() {
+                let p = tmp.get_pixel(x, first + i as u32);
+                for c in 0..3 {
+                    acc[c] += wt * p[c] as f32;
+                }
+            }
+            out.put_pixel(x, y as u32, image::Rgb(acc.map(to_u8)));
+        }
+    }
+    out
+}
+
+fn to_u8(v: f32) -> u8 {
+    v.round().clamp(0.0, 255.0) as u8
+}
+
+/// For each output position: the first input index and the normalised filter weights.
+fn filter_taps(in_size: u32, out_size: u32) -> Vec<(u32, Vec<f32>)> {
+    let scale = in_size as f64 / out_size as f64;
+    let filter_scale = scale.max(1.0);
+    let support = filter_scale; // the triangle's support is 1 at scale 1
+    (0..out_size)
+        .map(|i| {
+            let center = (i as f64 + 0.5) * scale;
+            let lo = ((center - support + 0.5).floor().max(0.0)) as u32;
+            let hi = ((center + support + 0.5).floor() as u32).min(in_size);
+            let mut weights: Vec<f64> = (lo..hi)
+                .map(|j| {
+                    let d = (j as f64 - center + 0.5) / filter_scale;
+                    (1.0 - d.abs()).max(0.0)
+                })
+                .collect();
+            let total: f64 = weights.iter().sum();
+            if total > 0.0 {
+                weights.iter_mut().for_each(|w| *w /= total);
+            }
+            (lo, weights.into_iter().map(|w| w as f32).collect())
+        })
+        .collect()
+}

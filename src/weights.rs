@@ -1,0 +1,61 @@
+//! Float weights by name, and the one transformation every loader shares: folding each BatchNorm
+//! into the convolution before it.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::efficientnet_lite::Config;
+use crate::error::{invalid, Result};
+use crate::torch_legacy::StateDict;
+
+/// Named row-major f32 tensors, sorted by name (so anything written from them is reproducible).
+#[derive(Debug, Clone, Default)]
+pub struct FloatWeights(pub BTreeMap<String, (Vec<usize>, Vec<f32>)>);
+
+impl FloatWeights {
+    pub fn var_builder(&self, device: &Device) -> Result<VarBuilder<'static>> {
+        let tensors = self
+            .0
+            .iter()
+            .map(|(name, (shape, data))| {
+                Ok((name.clone(), Tensor::from_slice(data, shape.as_slice(), device)?))
+            })
+            .collect::<Result<std::collections::HashMap<_, _>>>()?;
+        Ok(VarBuilder::from_tensors(tensors, candle_core::DType::F32, device))
+    }
+}
+
+/// `conv(x) · γ/√(σ²+ε) + (β − μ·γ/√(σ²+ε))`: the scale goes into each output channel's filter, the
+/// shift becomes the conv's bias. The classifier (`_fc`) is copied as is.
+pub fn fold_batch_norms(state: &StateDict, cfg: &Config) -> Result<FloatWeights> {
+    let mut out = BTreeMap::new();
+    for (conv, bn) in cfg.conv_bn_pairs() {
+        let (shape, mut weight) = state.f32_contiguous(&format!("{conv}.weight"))?;
+        let get = |p: &str| -> Result<Vec<f32>> {
+            let (s, v) = state.f32_contiguous(&format!("{bn}.{p}"))?;
+            if s != [shape[0]] {
+                return Err(invalid!("`{bn}.{p}` has shape {s:?}, expected [{}]", shape[0]));
+            }
+            Ok(v)
+        };
+        let (gamma, beta, mean, var) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
+        let per_channel = weight.len() / shape[0];
+        let mut bias = Vec::with_capacity(shape[0]);
+        for c in 0..shape[0] {
+            let scale = gamma[c] as f64 / (var[c] as f64 + cfg.batch_norm_eps).sqrt();
+            for w in &mut weight[c * per_channel..(c + 1) * per_channel] {
+                *w = (*w as f64 * scale) as f32;
+            }
+            bias.push((beta[c] as f64 - mean[c] as f64 * scale) as f32);
+        }
+        out.insert(format!("{conv}.weight"), (shape.clone(), weight));
+        out.insert(format!("{conv}.bias"), (vec![shape[0]], bias));
+    }
+    for p in ["weight", "bias"] {
+        let name = format!("_fc.{p}");
+        out.insert(name.clone(), state.f32_contiguous(&name)?);
+    }
+    Ok(FloatWeights(out))
+}
