@@ -1,0 +1,118 @@
+//! The real pretrained weights against an independent numpy reference, on real photos.
+//!
+//! Needs the checkpoint (`scripts/fetch-weights.sh`, or `WICK_LITE0_PTH`) and python3 with numpy
+//! and Pillow; `make test` provides all three.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use candle_core::Device;
+use wick::backbone::{convert_checkpoint, Backbone};
+use wick::preprocess::decode_image;
+
+const PHOTOS: [&str; 3] = ["coffee.png", "chelsea.png", "rocket.jpg"];
+
+fn checkpoint_path() -> PathBuf {
+    let path = std::env::var_os("WICK_LITE0_PTH").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/wick/efficientnet-lite0-57934424.pth")
+    });
+    assert!(path.exists(), "{} is missing: run scripts/fetch-weights.sh (or `make test`)", path.display());
+    path
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+struct Reference {
+    features: Vec<Vec<f32>>,
+    top5: Vec<Vec<usize>>,
+    /// Logit of the top class minus the runner-up's.
+    top2_margin: Vec<f32>,
+}
+
+fn numpy_reference() -> Reference {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/lite0_numpy.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(checkpoint_path())
+        .args(PHOTOS.map(fixture))
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let floats = |row: &serde_json::Value| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    Reference {
+        features: v["features"].as_array().unwrap().iter().map(floats).collect(),
+        top5: v["top5"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect())
+            .collect(),
+        top2_margin: floats(&v["top2_margin"]),
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+fn photos() -> Vec<image::RgbImage> {
+    PHOTOS.iter().map(|p| decode_image(&std::fs::read(fixture(p)).unwrap()).unwrap()).collect()
+}
+
+fn features_and_top1(backbone: &Backbone) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let images = photos();
+    let features = backbone.features(&backbone.input_tensor(&images).unwrap()).unwrap();
+    let top1 = backbone.top_k(&images, 1).unwrap().iter().map(|p| p[0].index).collect();
+    (features.to_vec2().unwrap(), top1)
+}
+
+#[test]
+fn f32_and_int8_backbones_match_the_numpy_reference() {
+    let reference = numpy_reference();
+    let pth = std::fs::read(checkpoint_path()).unwrap();
+
+    let f32_backbone = Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap();
+    let (features, top1) = features_and_top1(&f32_backbone);
+    for (i, photo) in PHOTOS.iter().enumerate() {
+        let cos = cosine(&features[i], &reference.features[i]);
+        eprintln!("{photo}: f32 cosine to reference {cos:.7}");
+        assert!(cos >= 0.9999, "{photo}: f32 cosine {cos}");
+        assert_eq!(top1[i], reference.top5[i][0], "{photo}: f32 top-1");
+    }
+
+    let model = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors")).unwrap();
+    let int8_backbone = Backbone::from_model_file(&model, &Device::Cpu).unwrap();
+    let (features, top1) = features_and_top1(&int8_backbone);
+    for (i, photo) in PHOTOS.iter().enumerate() {
+        let cos = cosine(&features[i], &reference.features[i]);
+        eprintln!("{photo}: int8 cosine to reference {cos:.7}");
+        assert!(cos >= 0.99, "{photo}: int8 cosine {cos}");
+        // Chelsea is a genuine tie in the f32 network (tiger cat vs Egyptian cat, 0.002 logits
+        // apart); there any of the two leading classes is as right as the other.
+        if reference.top2_margin[i] > 0.05 {
+            assert_eq!(top1[i], reference.top5[i][0], "{photo}: int8 top-1");
+        } else {
+            assert!(reference.top5[i][..2].contains(&top1[i]), "{photo}: int8 top-1 {}", top1[i]);
+        }
+    }
+    assert!(reference.top2_margin[0] > 0.05 && reference.top2_margin[2] > 0.05, "coffee and rocket are clear-cut");
+
+    // The named classes: espresso for the coffee, a cat (ImageNet 281..=285) for Chelsea.
+    assert_eq!(int8_backbone.meta.labels[top1[0]], "espresso");
+    assert!((281..=285).contains(&top1[1]), "Chelsea came out as {}", int8_backbone.meta.labels[top1[1]]);
+}
+
+#[test]
+fn committed_model_file_is_what_convert_produces() {
+    let pth = std::fs::read(checkpoint_path()).unwrap();
+    let converted = convert_checkpoint(&pth).unwrap();
+    assert_eq!(converted, convert_checkpoint(&pth).unwrap(), "convert is not deterministic");
+    let committed = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors")).unwrap();
+    assert!(converted == committed, "static/ model file is stale: run `wick convert`");
+    assert!(committed.len() <= 6_000_000, "model file is {} bytes", committed.len());
+}
