@@ -39,7 +39,8 @@ impl Geometry {
         Self { kernel, stride, in_h, in_w, out_h, out_w, pad_top, pad_left }
     }
 
-    /// The output columns `ox` whose input column `ox * stride + kx - pad_left` lies inside the row.
+    /// The output columns `ox` whose input column `ox * stride + kx - pad_left` lies inside the row
+    /// (callers skip the tap when it is empty).
     fn valid_cols(&self, kx: usize) -> std::ops::Range<usize> {
         let s = self.stride;
         let first = self.pad_left.saturating_sub(kx).div_ceil(s);
@@ -48,7 +49,11 @@ impl Geometry {
         } else {
             0
         };
-        first..end.max(first)
+        if first < end {
+            first..end
+        } else {
+            0..0
+        }
     }
 
     fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
@@ -170,6 +175,9 @@ fn forward_plane(g: &Geometry, x: &[f32], taps: &[f32], out: &mut [f32]) {
             for kx in 0..k {
                 let tap = taps[ky * k + kx];
                 let cols = g.valid_cols(kx);
+                if cols.is_empty() {
+                    continue;
+                }
                 let first_in = cols.start * s + kx - g.pad_left;
                 let out_cols = &mut out_row[cols.clone()];
                 if s == 1 {
@@ -216,6 +224,9 @@ impl CustomOp2 for DepthwiseGradInput {
                     for kx in 0..k {
                         let tap = taps[ky * k + kx];
                         let cols = g.valid_cols(kx);
+                        if cols.is_empty() {
+                            continue;
+                        }
                         let first_in = cols.start * g.stride + kx - g.pad_left;
                         for (j, &go) in go_row[cols].iter().enumerate() {
                             gx_row[first_in + j * g.stride] += tap * go;
@@ -257,6 +268,9 @@ impl CustomOp2 for DepthwiseGradWeight {
                         let in_row = &x[iy * g.in_w..][..g.in_w];
                         for kx in 0..k {
                             let cols = g.valid_cols(kx);
+                            if cols.is_empty() {
+                                continue;
+                            }
                             let first_in = cols.start * g.stride + kx - g.pad_left;
                             let mut acc = 0f32;
                             for (j, &go) in go_row[cols].iter().enumerate() {

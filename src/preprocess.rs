@@ -90,6 +90,9 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
             MAX_IMAGE_PIXELS / (1024 * 1024)
         ));
     }
+    if reader().format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
+        return Err(invalid!("the image is corrupt or truncated: the JPEG data stops before its end marker"));
+    }
     let mut reader = reader();
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
@@ -100,6 +103,17 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
         .decode()
         .map_err(|e| invalid!("the image is corrupt or truncated: {e}"))?;
     Ok(image.to_rgb8())
+}
+
+/// JPEG decoders quietly grey-fill a cut-off scan, so truncation is checked here: the end-of-image
+/// marker must follow the last start-of-scan (entropy-coded data never holds `FF D9`: an `FF` byte
+/// there is stuffed as `FF 00`).
+fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+    let marker = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
+    match (marker(0xDA), marker(0xD9)) {
+        (Some(scan), Some(end)) => end > scan,
+        _ => false,
+    }
 }
 
 /// Separable resize with a triangle filter whose support widens with the downscale factor

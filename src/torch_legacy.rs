@@ -170,7 +170,7 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<StateDict> {
             "this is a zip-format torch checkpoint (torch >= 1.6); only the legacy format is read"
         ));
     }
-    if !matches!(r.pickle()?, Value::LegacyMagic) {
+    if !bytes.starts_with(&[0x80]) || !matches!(r.pickle()?, Value::LegacyMagic) {
         return Err(invalid!("not a legacy torch checkpoint (no magic number)"));
     }
     match r.pickle()? {

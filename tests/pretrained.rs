@@ -116,3 +116,14 @@ fn committed_model_file_is_what_convert_produces() {
     assert!(converted == committed, "static/ model file is stale: run `wick convert`");
     assert!(committed.len() <= 6_000_000, "model file is {} bytes", committed.len());
 }
+
+#[test]
+fn truncated_or_padded_checkpoint_is_refused() {
+    let pth = std::fs::read(checkpoint_path()).unwrap();
+    let err = |bytes: &[u8]| Backbone::from_torch_checkpoint(bytes, &Device::Cpu).err().expect("refused").to_string();
+    assert!(err(&pth[..pth.len() / 2]).contains("truncated"), "{}", err(&pth[..pth.len() / 2]));
+    assert!(err(&pth[..40_000]).contains("truncated"), "{}", err(&pth[..40_000]));
+    let mut padded = pth.clone();
+    padded.extend(b"junk");
+    assert!(err(&padded).contains("4 trailing bytes"), "{}", err(&padded));
+}

@@ -1,0 +1,147 @@
+//! Bad input through the real `wick` binary: each gets a clear message naming the file and the problem,
+//! and good inputs next to it are still processed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn wick(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wick")).args(args).output().expect("wick runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wick-bad-input-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn assert_refused(args: &[&str], file: &Path, problem: &str) {
+    let out = wick(args);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(err.contains(&file.display().to_string()), "message does not name {}: {err}", file.display());
+    assert!(err.contains(problem), "message does not say `{problem}`: {err}");
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A well-formed PNG (correct CRCs) whose header claims `w × h` pixels but holds almost no data.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    for (kind, data) in [(&b"IDAT"[..], &b"\x78\x9c\x63\x00\x00\x00\x01\x00\x01"[..]), (b"IEND", b"")] {
+        let mut chunk = kind.to_vec();
+        chunk.extend(data);
+        png.extend((data.len() as u32).to_be_bytes());
+        png.extend(&chunk);
+        png.extend(crc32(&chunk).to_be_bytes());
+    }
+    png
+}
+
+#[test]
+fn non_image_file() {
+    let f = scratch("notes.txt", b"this is not a picture\n");
+    assert_refused(&["predict", f.to_str().unwrap()], &f, "not an image");
+}
+
+#[test]
+fn zero_byte_file() {
+    let f = scratch("empty.jpg", b"");
+    assert_refused(&["predict", f.to_str().unwrap()], &f, "empty (0 bytes)");
+}
+
+#[test]
+fn truncated_jpeg_is_reported_and_the_good_image_still_classified() {
+    let jpeg = std::fs::read(fixture("rocket.jpg")).unwrap();
+    let f = scratch("half.jpg", &jpeg[..jpeg.len() / 3]);
+    let good = fixture("coffee.png");
+    let out = wick(&["predict", "--json", f.to_str().unwrap(), good.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("half.jpg") && err.contains("corrupt or truncated"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("coffee.png") && stdout.contains("espresso"), "good image not classified: {stdout}");
+}
+
+#[test]
+fn huge_image_header_is_refused_before_decoding() {
+    let f = scratch("huge.png", &png_header(100_000, 100_000));
+    assert_refused(&["predict", f.to_str().unwrap()], &f, "100000 × 100000 pixels, larger than the limit");
+}
+
+#[test]
+fn truncated_model_file() {
+    let model = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors")).unwrap();
+    let f = scratch("cut.safetensors", &model[..model.len() / 2]);
+    let img = fixture("coffee.png");
+    assert_refused(&["predict", "--model", f.to_str().unwrap(), img.to_str().unwrap()], &f, "not a valid Wick model file");
+}
+
+#[test]
+fn wrong_model_file() {
+    let img = fixture("coffee.png");
+    // An image given as the model.
+    assert_refused(&["predict", "--model", img.to_str().unwrap(), img.to_str().unwrap()], &img, "not a valid Wick model file");
+    // A safetensors file without Wick's metadata.
+    let mut other = br#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.to_vec();
+    while (other.len() + 8) % 8 != 0 {
+        other.push(b' ');
+    }
+    let mut bytes = (other.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(other);
+    bytes.extend([0u8; 4]);
+    let f = scratch("other.safetensors", &bytes);
+    assert_refused(&["predict", "--model", f.to_str().unwrap(), img.to_str().unwrap()], &f, "no Wick metadata");
+}
+
+/// The five pickles of a legacy checkpoint whose state dict calls `os.system`.
+fn checkpoint_with_global(module: &str, name: &str) -> Vec<u8> {
+    let mut b = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.".to_vec(); // magic
+    b.extend(b"\x80\x02M\xe9\x03."); // protocol version 1001
+    b.extend(b"\x80\x02}q\x00."); // sys info
+    b.extend(b"\x80\x02c");
+    b.extend(format!("{module}\n{name}\n").as_bytes());
+    b.extend(b"q\x00X\x05\x00\x00\x00touchq\x01\x85q\x02Rq\x03.");
+    b
+}
+
+#[test]
+fn checkpoint_with_forbidden_global_is_refused_not_run() {
+    let f = scratch("evil.pth", &checkpoint_with_global("os", "system"));
+    let img = fixture("coffee.png");
+    assert_refused(&["predict", "--pth", f.to_str().unwrap(), img.to_str().unwrap()], &f, "refusing pickle global `os.system`");
+    assert_refused(&["convert", f.to_str().unwrap(), "--out", "/dev/null"], &f, "refusing pickle global");
+}
+
+#[test]
+fn not_a_checkpoint() {
+    let f = scratch("random.pth", &[7u8; 64]);
+    let out = scratch("keep.safetensors", b"the user's existing file");
+    assert_refused(&["convert", f.to_str().unwrap(), "--out", out.to_str().unwrap()], &f, "not a legacy torch checkpoint");
+    assert_eq!(std::fs::read(&out).unwrap(), b"the user's existing file", "a failed convert touched --out");
+}
