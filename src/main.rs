@@ -1,16 +1,9 @@
-//! The `wick` command line (native) — and, compiled to wasm, the web app's entry point.
+//! The `wick` command line. (The web app is the library's wasm build: see `src/web.rs`.)
 
-#[cfg(target_arch = "wasm32")]
-fn main() {
-    wick::web::start();
-}
-
-#[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
     cli::main()
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
