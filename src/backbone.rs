@@ -111,7 +111,9 @@ pub fn checkpoint_weights(bytes: &[u8]) -> Result<(ModelMeta, FloatWeights)> {
             sha256: sha256_hex(bytes),
             license: "Apache-2.0".into(),
         },
-        quantization: "int8 symmetric per output channel for rows of >= 32 weights; f16 depthwise and stem filters; f32 biases".into(),
+        quantization:
+            "int8 symmetric per output channel for rows of >= 32 weights; f16 depthwise and stem filters; f32 biases"
+                .into(),
     };
     Ok((meta, weights))
 }

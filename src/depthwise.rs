@@ -96,15 +96,12 @@ pub fn depthwise_by_shifts(x: &Tensor, weight: &Tensor, stride: usize) -> candle
     // Pad so every tap can take `out * stride` rows/columns starting at its offset.
     let rows = (g.out_h * stride + k - 1).max(h + g.pad_top);
     let cols = (g.out_w * stride + k - 1).max(w + g.pad_left);
-    let padded = x
-        .pad_with_zeros(2, g.pad_top, rows - h - g.pad_top)?
-        .pad_with_zeros(3, g.pad_left, cols - w - g.pad_left)?;
+    let padded =
+        x.pad_with_zeros(2, g.pad_top, rows - h - g.pad_top)?.pad_with_zeros(3, g.pad_left, cols - w - g.pad_left)?;
     let mut out: Option<Tensor> = None;
     for ky in 0..k {
         for kx in 0..k {
-            let tap = padded
-                .narrow(2, ky, g.out_h * stride)?
-                .narrow(3, kx, g.out_w * stride)?;
+            let tap = padded.narrow(2, ky, g.out_h * stride)?.narrow(3, kx, g.out_w * stride)?;
             let tap = if stride > 1 {
                 tap.reshape((n, c, g.out_h, stride, g.out_w, stride))?
                     .narrow(3, 0, 1)?
@@ -142,7 +139,13 @@ impl CustomOp2 for DepthwiseForward {
         "depthwise-conv2d"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = xl.shape().dims4()?;
         let k = wl.shape().dims3()?.1;
         let g = Geometry::new(k, self.stride, h, w);
@@ -156,11 +159,19 @@ impl CustomOp2 for DepthwiseForward {
         Ok((CpuStorage::F32(out), Shape::from((n, c, g.out_h, g.out_w))))
     }
 
-    fn bwd(&self, x: &Tensor, weight: &Tensor, _out: &Tensor, grad_out: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _out: &Tensor,
+        grad_out: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad_out = grad_out.contiguous()?;
         let (_, _, h, w) = x.dims4()?;
-        let grad_x = grad_out.apply_op2_no_bwd(weight, &DepthwiseGradInput { stride: self.stride, in_h: h, in_w: w })?;
-        let grad_w = grad_out.apply_op2_no_bwd(x, &DepthwiseGradWeight { stride: self.stride, kernel: weight.dim(1)? })?;
+        let grad_x =
+            grad_out.apply_op2_no_bwd(weight, &DepthwiseGradInput { stride: self.stride, in_h: h, in_w: w })?;
+        let grad_w =
+            grad_out.apply_op2_no_bwd(x, &DepthwiseGradWeight { stride: self.stride, kernel: weight.dim(1)? })?;
         Ok((Some(grad_x), Some(grad_w)))
     }
 }
@@ -207,7 +218,13 @@ impl CustomOp2 for DepthwiseGradInput {
         "depthwise-conv2d-grad-input"
     }
 
-    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, ws: &CpuStorage, wl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c, _, _) = gl.shape().dims4()?;
         let k = wl.shape().dims3()?.1;
         let g = Geometry::new(k, self.stride, self.in_h, self.in_w);
@@ -250,7 +267,13 @@ impl CustomOp2 for DepthwiseGradWeight {
         "depthwise-conv2d-grad-weight"
     }
 
-    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, xs: &CpuStorage, xl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = xl.shape().dims4()?;
         let k = self.kernel;
         let g = Geometry::new(k, self.stride, h, w);

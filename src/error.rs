@@ -30,9 +30,6 @@ pub trait InFile<T> {
 
 impl<T, E: Into<Error>> InFile<T> for std::result::Result<T, E> {
     fn in_file(self, path: impl std::fmt::Display) -> Result<T> {
-        self.map_err(|e| Error::InFile {
-            path: path.to_string(),
-            inner: Box::new(e.into()),
-        })
+        self.map_err(|e| Error::InFile { path: path.to_string(), inner: Box::new(e.into()) })
     }
 }

@@ -58,7 +58,11 @@ pub fn write(weights: &FloatWeights, meta: &ModelMeta) -> Result<Vec<u8>> {
     let mut int8s: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, (shape, data)) in &weights.0 {
         if shape.len() >= 2 && data.len() / shape[0] < MIN_INT8_ROW {
-            halves.push((name.clone(), shape.clone(), data.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()));
+            halves.push((
+                name.clone(),
+                shape.clone(),
+                data.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+            ));
         } else if shape.len() >= 2 {
             let (q, scales) = quantize_per_output_channel(data, shape[0]);
             int8s.push((format!("{name}.q"), shape.clone(), q.iter().map(|&v| v as u8).collect()));
@@ -91,7 +95,7 @@ pub fn write(weights: &FloatWeights, meta: &ModelMeta) -> Result<Vec<u8>> {
         }
     }
     let mut header = serde_json::to_vec(&header).expect("header serialises");
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + header.len() + offset);
@@ -109,10 +113,7 @@ pub fn write(weights: &FloatWeights, meta: &ModelMeta) -> Result<Vec<u8>> {
 pub fn read(bytes: &[u8]) -> Result<(ModelMeta, FloatWeights)> {
     let not_wick = |why: String| invalid!("not a valid Wick model file: {why}");
     let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| not_wick(e.to_string()))?;
-    let fields = metadata
-        .metadata()
-        .as_ref()
-        .ok_or_else(|| not_wick("it has no Wick metadata".into()))?;
+    let fields = metadata.metadata().as_ref().ok_or_else(|| not_wick("it has no Wick metadata".into()))?;
     if fields.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(not_wick("it has no Wick metadata".into()));
     }
@@ -133,30 +134,19 @@ pub fn read(bytes: &[u8]) -> Result<(ModelMeta, FloatWeights)> {
     for (name, view) in tensors.tensors() {
         if let Some(base) = name.strip_suffix(".q") {
             let scale_name = format!("{base}.scale");
-            let scale = tensors
-                .tensor(&scale_name)
-                .map_err(|_| not_wick(format!("`{name}` has no `{scale_name}`")))?;
+            let scale = tensors.tensor(&scale_name).map_err(|_| not_wick(format!("`{name}` has no `{scale_name}`")))?;
             let shape = view.shape().to_vec();
             if view.dtype() != Dtype::I8 || scale.dtype() != Dtype::F32 || scale.shape() != [shape[0]] {
                 return Err(not_wick(format!("`{name}` or its scale has the wrong type or shape")));
             }
             let scales = f32_values(scale.data());
             let per_channel = view.data().len() / shape[0].max(1);
-            let data = view
-                .data()
-                .iter()
-                .enumerate()
-                .map(|(i, &q)| q as i8 as f32 * scales[i / per_channel])
-                .collect();
+            let data = view.data().iter().enumerate().map(|(i, &q)| q as i8 as f32 * scales[i / per_channel]).collect();
             weights.insert(base.to_string(), (shape, data));
         } else if !name.ends_with(".scale") {
             let values = match view.dtype() {
                 Dtype::F32 => f32_values(view.data()),
-                Dtype::F16 => view
-                    .data()
-                    .chunks_exact(2)
-                    .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
+                Dtype::F16 => view.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
                 other => return Err(not_wick(format!("`{name}` is {other:?}, expected F32 or F16"))),
             };
             weights.insert(name.clone(), (view.shape().to_vec(), values));

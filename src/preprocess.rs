@@ -68,19 +68,12 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(invalid!("the file is empty (0 bytes)"));
     }
-    let reader = || {
-        ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .expect("reading from memory cannot fail")
-    };
+    let reader =
+        || ImageReader::new(Cursor::new(bytes)).with_guessed_format().expect("reading from memory cannot fail");
     if reader().format().is_none() {
-        return Err(invalid!(
-            "not an image Wick can read (expected JPEG, PNG, WebP, GIF or BMP)"
-        ));
+        return Err(invalid!("not an image Wick can read (expected JPEG, PNG, WebP, GIF or BMP)"));
     }
-    let (w, h) = reader()
-        .into_dimensions()
-        .map_err(|e| invalid!("cannot read the image header: {e}"))?;
+    let (w, h) = reader().into_dimensions().map_err(|e| invalid!("cannot read the image header: {e}"))?;
     if w == 0 || h == 0 {
         return Err(invalid!("the image has no pixels ({w} × {h})"));
     }
@@ -99,9 +92,7 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
     reader.limits(limits);
-    let image = reader
-        .decode()
-        .map_err(|e| invalid!("the image is corrupt or truncated: {e}"))?;
+    let image = reader.decode().map_err(|e| invalid!("the image is corrupt or truncated: {e}"))?;
     Ok(image.to_rgb8())
 }
 

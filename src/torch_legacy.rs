@@ -76,7 +76,10 @@ enum Value {
     Dict(Vec<(Value, Value)>),
     Global(Global),
     LegacyMagic,
-    Storage { key: String, dtype: StorageDtype },
+    Storage {
+        key: String,
+        dtype: StorageDtype,
+    },
     Tensor(TensorView),
     Mark,
 }
@@ -96,9 +99,7 @@ impl Global {
             ("torch", _) if StorageDtype::from_name(name).is_some() => {
                 Ok(Self::Storage(StorageDtype::from_name(name).unwrap()))
             }
-            _ => Err(invalid!(
-                "refusing pickle global `{module}.{name}`: only state dicts of tensors are loaded"
-            )),
+            _ => Err(invalid!("refusing pickle global `{module}.{name}`: only state dicts of tensors are loaded")),
         }
     }
 }
@@ -117,9 +118,7 @@ impl StateDict {
     /// Reads a float tensor into a contiguous row-major `Vec<f32>`, honouring its size, stride and
     /// storage offset (the weights of interest are stored in TensorFlow order, not contiguously).
     pub fn f32_contiguous(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let view = self
-            .get(name)
-            .ok_or_else(|| invalid!("checkpoint has no tensor `{name}`"))?;
+        let view = self.get(name).ok_or_else(|| invalid!("checkpoint has no tensor `{name}`"))?;
         if view.dtype != StorageDtype::F32 {
             return Err(invalid!("tensor `{name}` is {:?}, expected float32", view.dtype));
         }
@@ -127,17 +126,9 @@ impl StateDict {
         let storage_numel = bytes.len() / 4;
         let numel: usize = view.size.iter().product();
         if numel > 0 {
-            let last = view.offset
-                + view
-                    .size
-                    .iter()
-                    .zip(&view.stride)
-                    .map(|(&n, &s)| (n - 1) * s)
-                    .sum::<usize>();
+            let last = view.offset + view.size.iter().zip(&view.stride).map(|(&n, &s)| (n - 1) * s).sum::<usize>();
             if last >= storage_numel {
-                return Err(invalid!(
-                    "tensor `{name}` reaches element {last} of a storage of {storage_numel}"
-                ));
+                return Err(invalid!("tensor `{name}` reaches element {last} of a storage of {storage_numel}"));
             }
         }
         let read = |i: usize| f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
@@ -160,15 +151,9 @@ impl StateDict {
 
 /// Parses a whole legacy checkpoint. Truncated input and trailing bytes are errors.
 pub fn read_state_dict(bytes: &[u8]) -> Result<StateDict> {
-    let mut r = Reader {
-        bytes,
-        pos: 0,
-        storages: Vec::new(),
-    };
+    let mut r = Reader { bytes, pos: 0, storages: Vec::new() };
     if bytes.starts_with(b"PK\x03\x04") {
-        return Err(invalid!(
-            "this is a zip-format torch checkpoint (torch >= 1.6); only the legacy format is read"
-        ));
+        return Err(invalid!("this is a zip-format torch checkpoint (torch >= 1.6); only the legacy format is read"));
     }
     if !bytes.starts_with(&[0x80]) || !matches!(r.pickle()?, Value::LegacyMagic) {
         return Err(invalid!("not a legacy torch checkpoint (no magic number)"));
@@ -206,23 +191,17 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<StateDict> {
         let Value::Str(key) = key else {
             return Err(invalid!("storage key is not a string"));
         };
-        let &(dtype, numel) = storage_types
-            .get(&key)
-            .ok_or_else(|| invalid!("storage `{key}` is listed but no tensor uses it"))?;
+        let &(dtype, numel) =
+            storage_types.get(&key).ok_or_else(|| invalid!("storage `{key}` is listed but no tensor uses it"))?;
         let count = u64::from_le_bytes(r.take(8)?.try_into().unwrap()) as usize;
         if count != numel {
             return Err(invalid!("storage `{key}` holds {count} elements, expected {numel}"));
         }
-        let len = count
-            .checked_mul(dtype.size_in_bytes())
-            .ok_or_else(|| invalid!("storage `{key}` is too large"))?;
+        let len = count.checked_mul(dtype.size_in_bytes()).ok_or_else(|| invalid!("storage `{key}` is too large"))?;
         storages.insert(key, (dtype, r.take(len)?.to_vec()));
     }
     if r.pos != bytes.len() {
-        return Err(invalid!(
-            "{} trailing bytes after the last storage",
-            bytes.len() - r.pos
-        ));
+        return Err(invalid!("{} trailing bytes after the last storage", bytes.len() - r.pos));
     }
     for (name, t) in &tensors {
         if !storages.contains_key(&t.storage_key) {
@@ -276,10 +255,8 @@ impl<'a> Reader<'a> {
         let mut memo: HashMap<u32, Value> = HashMap::new();
         let pop = |stack: &mut Vec<Value>| stack.pop().ok_or_else(|| invalid!("pickle stack underflow"));
         let pop_mark = |stack: &mut Vec<Value>| -> Result<Vec<Value>> {
-            let at = stack
-                .iter()
-                .rposition(|v| matches!(v, Value::Mark))
-                .ok_or_else(|| invalid!("pickle MARK missing"))?;
+            let at =
+                stack.iter().rposition(|v| matches!(v, Value::Mark)).ok_or_else(|| invalid!("pickle MARK missing"))?;
             let items = stack.split_off(at + 1);
             stack.pop();
             Ok(items)

@@ -64,10 +64,14 @@ fn now_ms() -> f64 {
 
 async fn run() -> Result<(), JsValue> {
     let bytes = download_with_progress(MODEL_URL).await?;
-    let backbone = Backbone::from_model_file(&bytes, &Device::Cpu)
-        .map_err(|e| JsValue::from_str(&format!("{MODEL_URL}: {e}")))?;
+    let backbone =
+        Backbone::from_model_file(&bytes, &Device::Cpu).map_err(|e| JsValue::from_str(&format!("{MODEL_URL}: {e}")))?;
     show_status(
-        &format!("Model ready: {} ({:.1} MB). Choose or drop an image.", backbone.meta.architecture, bytes.len() as f64 / 1e6),
+        &format!(
+            "Model ready: {} ({:.1} MB). Choose or drop an image.",
+            backbone.meta.architecture,
+            bytes.len() as f64 / 1e6
+        ),
         false,
     );
     BACKBONE.with(|b| *b.borrow_mut() = Some(Rc::new(backbone)));
@@ -111,11 +115,7 @@ async fn download_with_progress(url: &str) -> Result<Vec<u8>, JsValue> {
     if !response.ok() {
         return Err(JsValue::from_str(&format!("{url}: HTTP {}", response.status())));
     }
-    let total: f64 = response
-        .headers()
-        .get("content-length")?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let total: f64 = response.headers().get("content-length")?.and_then(|v| v.parse().ok()).unwrap_or(0.0);
     let progress: web_sys::HtmlProgressElement = element("model-progress");
     let body = response.body().ok_or_else(|| JsValue::from_str("empty response"))?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().dyn_into()?;
@@ -149,7 +149,8 @@ async fn classify_file(file: File) {
         }
         preview.set_src(&url);
         preview.set_alt(&name);
-        let backbone = BACKBONE.with(|b| b.borrow().clone()).ok_or_else(|| JsValue::from_str("the model is not loaded yet"))?;
+        let backbone =
+            BACKBONE.with(|b| b.borrow().clone()).ok_or_else(|| JsValue::from_str("the model is not loaded yet"))?;
         let start = now_ms();
         let top = backbone.top_k(&[image], 5).map_err(|e| JsValue::from_str(&e.to_string()))?;
         Ok::<_, JsValue>((top.into_iter().next().unwrap_or_default(), now_ms() - start))
@@ -194,10 +195,14 @@ fn render_predictions(predictions: &[Prediction]) {
 /// harness in `benches/`).
 #[wasm_bindgen]
 pub fn bench_backbone(batch: usize, iters: usize) -> Result<String, JsValue> {
-    let backbone = BACKBONE.with(|b| b.borrow().clone()).ok_or_else(|| JsValue::from_str("the model is not loaded yet"))?;
+    let backbone =
+        BACKBONE.with(|b| b.borrow().clone()).ok_or_else(|| JsValue::from_str("the model is not loaded yet"))?;
     let crop = backbone.meta.preprocess.crop as usize;
-    let input = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), &Device::Cpu).map_err(|e| JsValue::from_str(&e.to_string()))?;
-    let run = || backbone.features(&input).and_then(|f| Ok(f.to_vec2::<f32>()?)).map_err(|e| JsValue::from_str(&e.to_string()));
+    let input = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), &Device::Cpu)
+        .map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let run = || {
+        backbone.features(&input).and_then(|f| Ok(f.to_vec2::<f32>()?)).map_err(|e| JsValue::from_str(&e.to_string()))
+    };
     run()?; // warm-up
     let start = now_ms();
     for _ in 0..iters {

@@ -19,9 +19,7 @@ impl FloatWeights {
         let tensors = self
             .0
             .iter()
-            .map(|(name, (shape, data))| {
-                Ok((name.clone(), Tensor::from_slice(data, shape.as_slice(), device)?))
-            })
+            .map(|(name, (shape, data))| Ok((name.clone(), Tensor::from_slice(data, shape.as_slice(), device)?)))
             .collect::<Result<std::collections::HashMap<_, _>>>()?;
         Ok(VarBuilder::from_tensors(tensors, candle_core::DType::F32, device))
     }

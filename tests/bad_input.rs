@@ -96,20 +96,29 @@ fn huge_image_header_is_refused_before_decoding() {
 
 #[test]
 fn truncated_model_file() {
-    let model = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors")).unwrap();
+    let model = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"))
+        .unwrap();
     let f = scratch("cut.safetensors", &model[..model.len() / 2]);
     let img = fixture("coffee.png");
-    assert_refused(&["predict", "--model", f.to_str().unwrap(), img.to_str().unwrap()], &f, "not a valid Wick model file");
+    assert_refused(
+        &["predict", "--model", f.to_str().unwrap(), img.to_str().unwrap()],
+        &f,
+        "not a valid Wick model file",
+    );
 }
 
 #[test]
 fn wrong_model_file() {
     let img = fixture("coffee.png");
     // An image given as the model.
-    assert_refused(&["predict", "--model", img.to_str().unwrap(), img.to_str().unwrap()], &img, "not a valid Wick model file");
+    assert_refused(
+        &["predict", "--model", img.to_str().unwrap(), img.to_str().unwrap()],
+        &img,
+        "not a valid Wick model file",
+    );
     // A safetensors file without Wick's metadata.
     let mut other = br#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.to_vec();
-    while (other.len() + 8) % 8 != 0 {
+    while !other.len().is_multiple_of(8) {
         other.push(b' ');
     }
     let mut bytes = (other.len() as u64).to_le_bytes().to_vec();
@@ -134,7 +143,11 @@ fn checkpoint_with_global(module: &str, name: &str) -> Vec<u8> {
 fn checkpoint_with_forbidden_global_is_refused_not_run() {
     let f = scratch("evil.pth", &checkpoint_with_global("os", "system"));
     let img = fixture("coffee.png");
-    assert_refused(&["predict", "--pth", f.to_str().unwrap(), img.to_str().unwrap()], &f, "refusing pickle global `os.system`");
+    assert_refused(
+        &["predict", "--pth", f.to_str().unwrap(), img.to_str().unwrap()],
+        &f,
+        "refusing pickle global `os.system`",
+    );
     assert_refused(&["convert", f.to_str().unwrap(), "--out", "/dev/null"], &f, "refusing pickle global");
 }
 
@@ -142,6 +155,10 @@ fn checkpoint_with_forbidden_global_is_refused_not_run() {
 fn not_a_checkpoint() {
     let f = scratch("random.pth", &[7u8; 64]);
     let out = scratch("keep.safetensors", b"the user's existing file");
-    assert_refused(&["convert", f.to_str().unwrap(), "--out", out.to_str().unwrap()], &f, "not a legacy torch checkpoint");
+    assert_refused(
+        &["convert", f.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &f,
+        "not a legacy torch checkpoint",
+    );
     assert_eq!(std::fs::read(&out).unwrap(), b"the user's existing file", "a failed convert touched --out");
 }

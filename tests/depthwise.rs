@@ -20,7 +20,8 @@ fn naive(x: &[f64], w: &[f64], (n, c, h, wd): (usize, usize, usize, usize), k: u
                             let iy = (oy * s + ky) as isize - pt as isize;
                             let ix = (ox * s + kx) as isize - pl as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                acc += w[(ch * k + ky) * k + kx] * x[((b * c + ch) * h + iy as usize) * wd + ix as usize];
+                                acc +=
+                                    w[(ch * k + ky) * k + kx] * x[((b * c + ch) * h + iy as usize) * wd + ix as usize];
                             }
                         }
                     }
@@ -34,7 +35,14 @@ fn naive(x: &[f64], w: &[f64], (n, c, h, wd): (usize, usize, usize, usize), k: u
 
 /// Gradients of `Σ out · r` for a fixed random `r`, by the chain rule on the naive definition:
 /// d/dx and d/dw are accumulated tap by tap.
-fn naive_grads(x: &[f64], w: &[f64], r: &[f64], dims: (usize, usize, usize, usize), k: usize, s: usize) -> (Vec<f64>, Vec<f64>) {
+fn naive_grads(
+    x: &[f64],
+    w: &[f64],
+    r: &[f64],
+    dims: (usize, usize, usize, usize),
+    k: usize,
+    s: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let (n, c, h, wd) = dims;
     let (oh, pt) = same_padding(h, k, s);
     let (ow, pl) = same_padding(wd, k, s);

@@ -85,7 +85,9 @@ fn f32_and_int8_backbones_match_the_numpy_reference() {
         assert_eq!(top1[i], reference.top5[i][0], "{photo}: f32 top-1");
     }
 
-    let model = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors")).unwrap();
+    let model =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"))
+            .unwrap();
     let int8_backbone = Backbone::from_model_file(&model, &Device::Cpu).unwrap();
     let (features, top1) = features_and_top1(&int8_backbone);
     for (i, photo) in PHOTOS.iter().enumerate() {
@@ -112,7 +114,9 @@ fn committed_model_file_is_what_convert_produces() {
     let pth = std::fs::read(checkpoint_path()).unwrap();
     let converted = convert_checkpoint(&pth).unwrap();
     assert_eq!(converted, convert_checkpoint(&pth).unwrap(), "convert is not deterministic");
-    let committed = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors")).unwrap();
+    let committed =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"))
+            .unwrap();
     assert!(converted == committed, "static/ model file is stale: run `wick convert`");
     assert!(committed.len() <= 6_000_000, "model file is {} bytes", committed.len());
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what Wick needs, idempotently (each step is skipped when already done).
+#   scripts/setup.sh app     wasm target, wasm-bindgen-cli (the exact crate version), trunk
+#   scripts/setup.sh test    app + Chromium, playwright-core, numpy/Pillow, the reference checkpoint
+#   scripts/setup.sh bench   test + onnx/onnxruntime (the native peer)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-app}"
+WASM_BINDGEN_VERSION=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' Cargo.toml)
+TRUNK_VERSION=0.21.14 # trunk 0.22 needs rustc >= 1.96.1
+sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+say() { echo "setup: $*" >&2; }
+
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
+  cargo install --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+if [ "$(trunk --version 2>/dev/null)" != "trunk $TRUNK_VERSION" ]; then
+  say "installing trunk $TRUNK_VERSION (a few minutes, once)"
+  cargo install --force "trunk@$TRUNK_VERSION" --locked
+fi
+[ "$what" = app ] && exit 0
+
+if ! command -v chromium >/dev/null; then
+  say "installing Debian's chromium"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+pinned=$(node -p 'require("./package.json").devDependencies["playwright-core"]')
+installed=$(node -p 'require("./node_modules/playwright-core/package.json").version' 2>/dev/null || true)
+[ "$installed" = "$pinned" ] || npm ci --no-audit --no-fund
+python3 -c 'import numpy, PIL' 2>/dev/null || python3 -m pip install --quiet numpy pillow
+scripts/fetch-weights.sh >/dev/null
+[ "$what" = test ] && exit 0
+
+python3 -c 'import onnx, onnxruntime' 2>/dev/null || python3 -m pip install --quiet onnx onnxruntime
