@@ -10,6 +10,7 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::bias_relu6::add_bias_relu6;
 use crate::depthwise::{depthwise_conv2d, same_padding};
 
 /// One stage of MBConv blocks; only the first block of a stage strides or changes width.
@@ -101,22 +102,18 @@ pub struct BlockConfig {
     pub out_channels: usize,
 }
 
-fn relu6(x: &Tensor) -> Result<Tensor> {
-    x.clamp(0f32, 6f32)
-}
-
 /// A 1×1 convolution is a matrix product over the channel axis.
 #[derive(Debug, Clone)]
 struct Pointwise {
     weight: Tensor, // (out, in)
-    bias: Tensor,   // (1, out, 1)
+    bias: Tensor,
+    relu6: bool,
 }
 
 impl Pointwise {
-    fn new(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(c_in: usize, c_out: usize, relu6: bool, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get((c_out, c_in, 1, 1), "weight")?.reshape((c_out, c_in))?;
-        let bias = vb.get(c_out, "bias")?.reshape((1, c_out, 1))?;
-        Ok(Self { weight, bias })
+        Ok(Self { weight, bias: vb.get(c_out, "bias")?, relu6 })
     }
 }
 
@@ -124,28 +121,27 @@ impl Module for Pointwise {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         let y = self.weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?;
-        y.broadcast_add(&self.bias)?.reshape((n, (), h, w))
+        add_bias_relu6(&y.reshape((n, (), h, w))?, &self.bias, self.relu6)
     }
 }
 
 #[derive(Debug, Clone)]
 struct Depthwise {
     weight: Tensor, // (c, 1, k, k)
-    bias: Tensor,   // (1, c, 1, 1)
+    bias: Tensor,
     stride: usize,
 }
 
 impl Depthwise {
     fn new(channels: usize, kernel: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get((channels, 1, kernel, kernel), "weight")?;
-        let bias = vb.get(channels, "bias")?.reshape((1, channels, 1, 1))?;
-        Ok(Self { weight, bias, stride })
+        Ok(Self { weight, bias: vb.get(channels, "bias")?, stride })
     }
 }
 
 impl Module for Depthwise {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        depthwise_conv2d(x, &self.weight, self.stride)?.broadcast_add(&self.bias)
+        add_bias_relu6(&depthwise_conv2d(x, &self.weight, self.stride)?, &self.bias, true)
     }
 }
 
@@ -162,8 +158,7 @@ impl Stem {
 
     fn new(c_out: usize, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get((c_out, 3, Self::KERNEL, Self::KERNEL), "weight")?;
-        let bias = vb.get(c_out, "bias")?.reshape((1, c_out, 1, 1))?;
-        Ok(Self { weight, bias })
+        Ok(Self { weight, bias: vb.get(c_out, "bias")? })
     }
 }
 
@@ -177,7 +172,7 @@ impl Module for Stem {
         };
         let ((top, bottom), (left, right)) = (pad(h), pad(w));
         let x = x.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?;
-        x.conv2d(&self.weight, 0, Self::STRIDE, 1, 1)?.broadcast_add(&self.bias)
+        add_bias_relu6(&x.conv2d(&self.weight, 0, Self::STRIDE, 1, 1)?, &self.bias, true)
     }
 }
 
@@ -195,14 +190,14 @@ impl MbConv {
     fn new(b: BlockConfig, vb: VarBuilder) -> Result<Self> {
         let hidden = b.in_channels * b.expand_ratio;
         let expand = if b.expand_ratio != 1 {
-            Some(Pointwise::new(b.in_channels, hidden, vb.pp("_expand_conv"))?)
+            Some(Pointwise::new(b.in_channels, hidden, true, vb.pp("_expand_conv"))?)
         } else {
             None
         };
         Ok(Self {
             expand,
             depthwise: Depthwise::new(hidden, b.kernel, b.stride, vb.pp("_depthwise_conv"))?,
-            project: Pointwise::new(hidden, b.out_channels, vb.pp("_project_conv"))?,
+            project: Pointwise::new(hidden, b.out_channels, false, vb.pp("_project_conv"))?,
             skip: b.stride == 1 && b.in_channels == b.out_channels,
         })
     }
@@ -211,11 +206,10 @@ impl MbConv {
 impl Module for MbConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = match &self.expand {
-            Some(expand) => relu6(&expand.forward(x)?)?,
+            Some(expand) => expand.forward(x)?,
             None => x.clone(),
         };
-        let h = relu6(&self.depthwise.forward(&h)?)?;
-        let h = self.project.forward(&h)?;
+        let h = self.project.forward(&self.depthwise.forward(&h)?)?;
         if self.skip {
             h + x
         } else {
@@ -245,18 +239,18 @@ impl EfficientNetLite {
         Ok(Self {
             stem: Stem::new(cfg.stem_channels, vb.pp("_conv_stem"))?,
             blocks,
-            head: Pointwise::new(last, cfg.head_channels, vb.pp("_conv_head"))?,
+            head: Pointwise::new(last, cfg.head_channels, true, vb.pp("_conv_head"))?,
             classifier: candle_nn::linear(cfg.head_channels, cfg.num_classes, vb.pp("_fc"))?,
         })
     }
 
     /// Images (N, 3, H, W), RGB in [-1, 1] → pooled features (N, 1280).
     pub fn features(&self, images: &Tensor) -> Result<Tensor> {
-        let mut x = relu6(&self.stem.forward(images)?)?;
+        let mut x = self.stem.forward(images)?;
         for block in &self.blocks {
             x = block.forward(&x)?;
         }
-        relu6(&self.head.forward(&x)?)?.mean(D::Minus1)?.mean(D::Minus1)
+        self.head.forward(&x)?.flatten_from(2)?.mean(D::Minus1)
     }
 
     /// Pooled features → ImageNet logits (N, 1000).

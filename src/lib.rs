@@ -5,6 +5,7 @@
 //! checkpoint ([`torch_legacy`], folded by [`weights`]) or from the quantized [`model_file`].
 
 pub mod backbone;
+pub mod bias_relu6;
 pub mod depthwise;
 pub mod efficientnet_lite;
 pub mod error;
