@@ -60,7 +60,7 @@ impl Backbone {
         Ok(Self { id: format!("{}-{}", meta.architecture, &sha256[..16]), meta, network, device: device.clone() })
     }
 
-    /// Preprocessed images (N × 3 × crop × crop floats, see [`Preprocess::apply`]) → input tensor.
+    /// Decoded images → the network's input (N, 3, crop, crop), preprocessed by [`Preprocess::apply`].
     pub fn input_tensor(&self, images: &[RgbImage]) -> Result<Tensor> {
         let crop = self.meta.preprocess.crop as usize;
         let pixels: Vec<f32> = images.iter().flat_map(|im| self.meta.preprocess.apply(im)).collect();
