@@ -1,5 +1,7 @@
 //! A loaded pretrained backbone: the network, how to feed it, and what its outputs mean.
 
+use std::borrow::Borrow;
+
 use candle_core::{Device, Tensor};
 use candle_nn::ops::softmax_last_dim;
 use image::RgbImage;
@@ -23,6 +25,8 @@ pub struct Backbone {
     pub meta: ModelMeta,
     /// Identifies these exact weights: `<architecture>-<first 16 hex digits of the sha256>`.
     pub id: String,
+    /// sha256 of the model file (or checkpoint) the weights were loaded from.
+    pub sha256: String,
     network: EfficientNetLite,
     device: Device,
 }
@@ -57,13 +61,28 @@ impl Backbone {
         }
         let network = EfficientNetLite::new(&meta.config, weights.var_builder(device)?)
             .map_err(|e| invalid!("model weights do not match {}: {e}", meta.architecture))?;
-        Ok(Self { id: format!("{}-{}", meta.architecture, &sha256[..16]), meta, network, device: device.clone() })
+        Ok(Self {
+            id: format!("{}-{}", meta.architecture, &sha256[..16]),
+            sha256: sha256.to_string(),
+            meta,
+            network,
+            device: device.clone(),
+        })
+    }
+
+    /// Length of the pooled feature vector.
+    pub fn feature_dim(&self) -> usize {
+        self.meta.config.head_channels
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Decoded images → the network's input (N, 3, crop, crop), preprocessed by [`Preprocess::apply`].
-    pub fn input_tensor(&self, images: &[RgbImage]) -> Result<Tensor> {
+    pub fn input_tensor<I: Borrow<RgbImage>>(&self, images: &[I]) -> Result<Tensor> {
         let crop = self.meta.preprocess.crop as usize;
-        let pixels: Vec<f32> = images.iter().flat_map(|im| self.meta.preprocess.apply(im)).collect();
+        let pixels: Vec<f32> = images.iter().flat_map(|im| self.meta.preprocess.apply(im.borrow())).collect();
         Ok(Tensor::from_vec(pixels, (images.len(), 3, crop, crop), &self.device)?)
     }
 
@@ -88,18 +107,19 @@ impl Backbone {
     pub fn top_k(&self, images: &[RgbImage], k: usize) -> Result<Vec<Vec<Prediction>>> {
         let features = self.features(&self.input_tensor(images)?)?;
         let probabilities = self.imagenet_probabilities(&features)?.to_vec2::<f32>()?;
-        Ok(probabilities.iter().map(|p| self.ranked(p, k)).collect())
+        Ok(probabilities.iter().map(|p| ranked(p, &self.meta.labels, k)).collect())
     }
+}
 
-    fn ranked(&self, probabilities: &[f32], k: usize) -> Vec<Prediction> {
-        let mut order: Vec<usize> = (0..probabilities.len()).collect();
-        order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
-        order
-            .into_iter()
-            .take(k)
-            .map(|i| Prediction { index: i, label: self.meta.labels[i].clone(), probability: probabilities[i] })
-            .collect()
-    }
+/// The `k` most probable classes, most probable first.
+pub fn ranked(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
+    let mut order: Vec<usize> = (0..probabilities.len()).collect();
+    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|i| Prediction { index: i, label: labels[i].clone(), probability: probabilities[i] })
+        .collect()
 }
 
 /// Reads the checkpoint and folds its BatchNorms; the metadata records where it came from.

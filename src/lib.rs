@@ -1,17 +1,25 @@
 //! Wick: train image classifiers privately — in a browser tab (wasm) or natively (CPU/CUDA).
 //!
 //! The data flows image → [`preprocess`] → [`backbone`] ([`efficientnet_lite`], with its fast
-//! [`depthwise`] convolution) → features → ImageNet classes. Weights come from the legacy PyTorch
-//! checkpoint ([`torch_legacy`], folded by [`weights`]) or from the quantized [`model_file`].
+//! [`depthwise`] convolution) → [`features`] (cached) → [`head`] (trained on a labelled [`dataset`])
+//! → [`metrics`], and the trained head is saved as a `.wick` [`bundle`]. Backbone weights come from
+//! the legacy PyTorch checkpoint ([`torch_legacy`], folded by [`weights`]) or from the quantized
+//! [`model_file`]; without a head the backbone's own ImageNet classifier answers.
 
 pub mod backbone;
 pub mod bias_relu6;
+pub mod bundle;
+pub mod dataset;
 pub mod depthwise;
 pub mod efficientnet_lite;
 pub mod error;
+pub mod features;
+pub mod head;
 pub mod imagenet_classes;
+pub mod metrics;
 pub mod model_file;
 pub mod preprocess;
+pub mod rng;
 pub mod torch_legacy;
 pub mod weights;
 

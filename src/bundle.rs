@@ -1,0 +1,180 @@
+//! The `.wick` model bundle: a trained head with everything needed to use and trust it, in one
+//! safetensors file that the CLI and the browser app both read and write.
+//!
+//! Layout (format version 1):
+//! - tensors, all F32: `hidden.weight` (hidden, features) and `hidden.bias` (hidden) for a
+//!   hidden-layer head; `output.weight` (classes, inputs) and `output.bias` (classes);
+//! - `__metadata__`: `format` = "wick-classifier", `format_version` = "1", and `meta`, the JSON of
+//!   [`BundleMeta`]: class labels, the backbone's id and sha256 (a bundle only runs on the backbone
+//!   it was trained on), preprocessing, the head's shape, the training configuration and history,
+//!   validation metrics, creation time and the Wick version that wrote it.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::backbone::{Backbone, Prediction};
+use crate::dataset::check_labels;
+use crate::error::{invalid, Result};
+use crate::head::{EpochStats, Head, HeadSpec, Stop, TrainConfig};
+use crate::metrics::Metrics;
+use crate::preprocess::Preprocess;
+
+pub const FORMAT: &str = "wick-classifier";
+pub const FORMAT_VERSION: &str = "1";
+
+/// Which backbone a head was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackboneRef {
+    pub id: String,
+    pub architecture: String,
+    /// sha256 of the backbone's model file (or checkpoint) bytes.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleMeta {
+    pub labels: Vec<String>,
+    pub backbone: BackboneRef,
+    pub preprocess: Preprocess,
+    pub head: HeadSpec,
+    pub training: TrainConfig,
+    pub history: Vec<EpochStats>,
+    /// The epoch whose weights were kept.
+    pub best_epoch: usize,
+    pub stop: Stop,
+    /// Metrics on the validation images (none when there were too few images to hold any out).
+    pub validation: Option<Metrics>,
+    /// UTC, RFC 3339.
+    pub created: String,
+    pub wick_version: String,
+}
+
+/// A trained classifier: the head and its metadata; it runs on the backbone named in the metadata.
+pub struct Classifier {
+    pub meta: BundleMeta,
+    pub head: Head,
+}
+
+impl Classifier {
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let tensors = self.head.tensors();
+        let data: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+            .iter()
+            .map(|(name, t)| {
+                let values = t.flatten_all()?.to_vec1::<f32>()?;
+                Ok((name.clone(), values.iter().flat_map(|v| v.to_le_bytes()).collect(), t.dims().to_vec()))
+            })
+            .collect::<Result<_>>()?;
+        let views = data
+            .iter()
+            .map(|(name, bytes, shape)| {
+                Ok((name.as_str(), safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)?))
+            })
+            .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
+            .map_err(|e| invalid!("cannot write the model bundle: {e}"))?;
+        let metadata: HashMap<String, String> = [
+            ("format".to_string(), FORMAT.to_string()),
+            ("format_version".to_string(), FORMAT_VERSION.to_string()),
+            ("meta".to_string(), serde_json::to_string(&self.meta).expect("metadata serialises")),
+        ]
+        .into();
+        safetensors::serialize(views, Some(metadata)).map_err(|e| invalid!("cannot write the model bundle: {e}"))
+    }
+
+    pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
+        let not_bundle = |why: String| invalid!("not a valid .wick model: {why}");
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| not_bundle(e.to_string()))?;
+        let fields = header.metadata().as_ref().ok_or_else(|| not_bundle("it has no Wick metadata".into()))?;
+        match fields.get("format").map(String::as_str) {
+            Some(FORMAT) => {}
+            Some(crate::model_file::FORMAT) => {
+                return Err(not_bundle("this is a backbone model file, not a trained classifier".into()))
+            }
+            _ => return Err(not_bundle("it has no Wick metadata".into())),
+        }
+        if fields.get("format_version").map(String::as_str) != Some(FORMAT_VERSION) {
+            return Err(invalid!(
+                ".wick format version {} is not supported (this build reads version {FORMAT_VERSION})",
+                fields.get("format_version").map_or("?", String::as_str)
+            ));
+        }
+        let meta: BundleMeta = serde_json::from_str(fields.get("meta").map_or("", String::as_str))
+            .map_err(|e| not_bundle(format!("bad metadata: {e}")))?;
+        check_labels(&meta.labels).map_err(|e| not_bundle(e.to_string()))?;
+        if meta.labels.len() != meta.head.classes {
+            return Err(not_bundle(format!("{} labels for {} classes", meta.labels.len(), meta.head.classes)));
+        }
+        let file = SafeTensors::deserialize(bytes).map_err(|e| not_bundle(e.to_string()))?;
+        let mut tensors = HashMap::new();
+        for (name, view) in file.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(not_bundle(format!("`{name}` is {:?}, expected F32", view.dtype())));
+            }
+            let values: Vec<f32> =
+                view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(not_bundle(format!("`{name}` holds NaN or infinite weights")));
+            }
+            tensors.insert(name.clone(), Tensor::from_vec(values, view.shape(), device)?);
+        }
+        let head = Head::from_tensors(meta.head, &tensors).map_err(|e| not_bundle(e.to_string()))?;
+        Ok(Self { meta, head })
+    }
+
+    /// A bundle only makes sense on the exact backbone (and preprocessing) it was trained on.
+    pub fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
+        let expected = &self.meta.backbone;
+        if expected.sha256 != backbone.sha256 {
+            return Err(invalid!(
+                "this model was trained on backbone {} (sha256 {}), but the loaded backbone is {} (sha256 {}); \
+                 use the backbone it was trained with",
+                expected.id,
+                expected.sha256,
+                backbone.id,
+                backbone.sha256
+            ));
+        }
+        if self.meta.preprocess != backbone.meta.preprocess || self.meta.head.input_dim != backbone.feature_dim() {
+            return Err(invalid!("this model's preprocessing or feature size does not match backbone {}", backbone.id));
+        }
+        Ok(())
+    }
+
+    /// Features (N, dim) → class probabilities, one row per image.
+    pub fn probabilities(&self, features: &Tensor) -> Result<Vec<Vec<f32>>> {
+        Ok(self.head.probabilities(features)?.to_vec2::<f32>()?)
+    }
+
+    /// Classes ranked by probability, most likely first, `k` at most.
+    pub fn ranked(&self, probabilities: &[f32], k: usize) -> Vec<Prediction> {
+        crate::backbone::ranked(probabilities, &self.meta.labels, k)
+    }
+}
+
+impl BackboneRef {
+    pub fn of(backbone: &Backbone) -> Self {
+        Self {
+            id: backbone.id.clone(),
+            architecture: backbone.meta.architecture.clone(),
+            sha256: backbone.sha256.clone(),
+        }
+    }
+}
+
+/// Unix seconds → `YYYY-MM-DDTHH:MM:SSZ` (days-to-civil after Howard Hinnant's algorithm).
+pub fn utc_timestamp(unix_seconds: u64) -> String {
+    let (days, secs) = ((unix_seconds / 86_400) as i64, unix_seconds % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}

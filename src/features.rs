@@ -1,0 +1,316 @@
+//! Backbone features of images, computed once and cached: re-training with other settings never runs
+//! the backbone again.
+//!
+//! A cached feature vector is keyed by the sha256 of the image file's bytes and the [`View`] (as is,
+//! or mirrored), inside a cache that belongs to one backbone (its sha256) and one preprocessing.
+//! Renaming or moving an image keeps its cache entry; editing it makes a new one.
+//!
+//! Cache file format, version 1 (native builds; one file per backbone and preprocessing, by default
+//! under `$XDG_CACHE_HOME/wick/features/` or `~/.cache/wick/features/`):
+//!
+//! | bytes        | content                                                                 |
+//! |--------------|-------------------------------------------------------------------------|
+//! | 8            | magic `WICKFEAT`                                                        |
+//! | 4            | format version, u32 little-endian (1)                                   |
+//! | 4            | header length `H`, u32 little-endian                                    |
+//! | `H`          | JSON [`CacheHeader`]: backbone id and sha256, preprocessing, feature dim |
+//! | 33 + 4·dim … | records: 32-byte sha256 of the image file, 1 byte view (0 as is, 1 mirrored), dim × f32 LE |
+//!
+//! Records are appended as they are computed, so an interrupted run keeps what it finished; a partial
+//! record at the end (a write cut short) is ignored and overwritten by the next append.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::backbone::Backbone;
+use crate::error::{invalid, Result};
+use crate::preprocess::Preprocess;
+
+pub const CACHE_MAGIC: &[u8; 8] = b"WICKFEAT";
+pub const CACHE_VERSION: u32 = 1;
+
+/// Which version of an image the features describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum View {
+    AsIs = 0,
+    /// Mirrored left-right: the flip augmentation.
+    Mirrored = 1,
+}
+
+pub type ImageKey = [u8; 32];
+
+pub fn image_key(file_bytes: &[u8]) -> ImageKey {
+    Sha256::digest(file_bytes).into()
+}
+
+/// The features of `images` in `view`, one vector per image.
+pub fn compute<I: Borrow<RgbImage>>(backbone: &Backbone, images: &[I], view: View) -> Result<Vec<Vec<f32>>> {
+    let input = match view {
+        View::AsIs => backbone.input_tensor(images)?,
+        View::Mirrored => {
+            let mirrored: Vec<RgbImage> = images.iter().map(|i| image::imageops::flip_horizontal(i.borrow())).collect();
+            backbone.input_tensor(&mirrored)?
+        }
+    };
+    Ok(backbone.features(&input)?.to_vec2::<f32>()?)
+}
+
+/// What a cache's features were computed with; a cache only serves the backbone and preprocessing
+/// it was made for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheHeader {
+    pub backbone: String,
+    pub backbone_sha256: String,
+    pub preprocess: Preprocess,
+    pub dim: usize,
+}
+
+impl CacheHeader {
+    pub fn of(backbone: &Backbone) -> Self {
+        Self {
+            backbone: backbone.id.clone(),
+            backbone_sha256: backbone.sha256.clone(),
+            preprocess: backbone.meta.preprocess.clone(),
+            dim: backbone.feature_dim(),
+        }
+    }
+
+    /// A file name unique to this backbone and preprocessing.
+    pub fn file_name(&self) -> String {
+        let preprocess = serde_json::to_vec(&self.preprocess).expect("preprocess serialises");
+        let hash = crate::backbone::sha256_hex(&preprocess);
+        format!("{}-{}.wickfeat", self.backbone, &hash[..12])
+    }
+
+    fn record_len(&self) -> usize {
+        33 + 4 * self.dim
+    }
+}
+
+/// Features in memory, with the cache file's encoding.
+#[derive(Debug, Clone)]
+pub struct FeatureCache {
+    pub header: CacheHeader,
+    entries: HashMap<(ImageKey, View), Vec<f32>>,
+}
+
+impl FeatureCache {
+    pub fn new(header: CacheHeader) -> Self {
+        Self { header, entries: HashMap::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, key: &ImageKey, view: View) -> Option<&[f32]> {
+        self.entries.get(&(*key, view)).map(Vec::as_slice)
+    }
+
+    pub fn insert(&mut self, key: ImageKey, view: View, features: Vec<f32>) {
+        assert_eq!(features.len(), self.header.dim, "feature length");
+        self.entries.insert((key, view), features);
+    }
+
+    /// The file's preamble: magic, version, header.
+    pub fn encode_preamble(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&self.header).expect("header serialises");
+        let mut out = CACHE_MAGIC.to_vec();
+        out.extend_from_slice(&CACHE_VERSION.to_le_bytes());
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out
+    }
+
+    pub fn encode_record(key: &ImageKey, view: View, features: &[f32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(33 + 4 * features.len());
+        out.extend_from_slice(key);
+        out.push(view as u8);
+        out.extend(features.iter().flat_map(|v| v.to_le_bytes()));
+        out
+    }
+
+    /// Parses a cache file. Returns the cache and the length of its whole records (a partial last
+    /// record is dropped). Fails if the file is not a cache, or was made for another backbone.
+    pub fn decode(bytes: &[u8], expected: &CacheHeader) -> Result<(Self, usize)> {
+        let bad = |why: &str| invalid!("not a valid Wick feature cache: {why}");
+        if bytes.len() < 16 || &bytes[..8] != CACHE_MAGIC {
+            return Err(bad("wrong magic bytes"));
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+        if version != CACHE_VERSION {
+            return Err(bad(&format!("version {version}, this build reads version {CACHE_VERSION}")));
+        }
+        let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let header_bytes = bytes.get(16..16 + header_len).ok_or_else(|| bad("truncated header"))?;
+        let header: CacheHeader = serde_json::from_slice(header_bytes).map_err(|e| bad(&e.to_string()))?;
+        if &header != expected {
+            return Err(bad(&format!("it was made for backbone {}, not {}", header.backbone, expected.backbone)));
+        }
+        let mut cache = Self::new(header);
+        let start = 16 + header_len;
+        let record_len = cache.header.record_len();
+        let whole = (bytes.len() - start) / record_len;
+        for record in bytes[start..start + whole * record_len].chunks_exact(record_len) {
+            let key: ImageKey = record[..32].try_into().unwrap();
+            let view = match record[32] {
+                0 => View::AsIs,
+                1 => View::Mirrored,
+                other => return Err(bad(&format!("unknown view {other}"))),
+            };
+            let features = record[33..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            cache.entries.insert((key, view), features);
+        }
+        Ok((cache, start + whole * record_len))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use file::{default_cache_dir, extract_files, CacheFile, ImageFeatures};
+
+#[cfg(not(target_arch = "wasm32"))]
+mod file {
+    use std::fs::{File, OpenOptions};
+    use std::io::{Seek, SeekFrom, Write};
+    use std::path::{Path, PathBuf};
+
+    use rayon::prelude::*;
+
+    use super::*;
+    use crate::error::InFile;
+    use crate::preprocess::decode_image;
+
+    /// `$XDG_CACHE_HOME/wick/features`, else `~/.cache/wick/features`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(base.join("wick").join("features"))
+    }
+
+    /// A [`FeatureCache`] backed by an append-only file (or by nothing, with `--no-cache`).
+    pub struct CacheFile {
+        pub cache: FeatureCache,
+        file: Option<(PathBuf, File)>,
+    }
+
+    impl CacheFile {
+        /// Opens (or creates) the cache for `header` in `dir`. Returns a note when an unusable file was
+        /// replaced: the cache only holds derived data, so starting it afresh loses nothing.
+        pub fn open(dir: &Path, header: CacheHeader) -> Result<(Self, Option<String>)> {
+            std::fs::create_dir_all(dir).in_file(dir.display())?;
+            let path = dir.join(header.file_name());
+            let existing = match std::fs::read(&path) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).in_file(path.display()),
+            };
+            let mut note = None;
+            let parsed = existing.map(|bytes| FeatureCache::decode(&bytes, &header));
+            let (cache, valid_len) = match parsed {
+                Some(Ok(found)) => found,
+                Some(Err(e)) => {
+                    note = Some(format!("{}: {e}; starting a new cache", path.display()));
+                    (FeatureCache::new(header), 0)
+                }
+                None => (FeatureCache::new(header), 0),
+            };
+            let mut file =
+                OpenOptions::new().create(true).write(true).truncate(false).open(&path).in_file(path.display())?;
+            if valid_len == 0 {
+                file.set_len(0).in_file(path.display())?;
+                file.write_all(&cache.encode_preamble()).in_file(path.display())?;
+            } else {
+                file.set_len(valid_len as u64).in_file(path.display())?;
+                file.seek(SeekFrom::End(0)).in_file(path.display())?;
+            }
+            Ok((Self { cache, file: Some((path, file)) }, note))
+        }
+
+        /// A cache that lives only as long as this process.
+        pub fn in_memory(header: CacheHeader) -> Self {
+            Self { cache: FeatureCache::new(header), file: None }
+        }
+
+        pub fn path(&self) -> Option<&Path> {
+            self.file.as_ref().map(|(path, _)| path.as_path())
+        }
+
+        pub fn insert(&mut self, key: ImageKey, view: View, features: Vec<f32>) -> Result<()> {
+            if let Some((path, file)) = &mut self.file {
+                file.write_all(&FeatureCache::encode_record(&key, view, &features)).in_file(path.display())?;
+            }
+            self.cache.insert(key, view, features);
+            Ok(())
+        }
+    }
+
+    /// One image's features: as is, and mirrored when asked for.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct ImageFeatures {
+        pub as_is: Vec<f32>,
+        pub mirrored: Option<Vec<f32>>,
+    }
+
+    /// Features of image files, from the cache where it has them; new ones are computed in chunks and
+    /// added to the cache. `requests` are (file, also mirrored?). A file that cannot be read or
+    /// decoded gets its error (naming the file) in its slot; the others go on. `progress` is called
+    /// with the number of files done so far.
+    pub fn extract_files(
+        backbone: &Backbone,
+        cache: &mut CacheFile,
+        requests: &[(PathBuf, bool)],
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Result<ImageFeatures>>> {
+        const CHUNK: usize = 16;
+        let mut results = Vec::with_capacity(requests.len());
+        for chunk in requests.chunks(CHUNK) {
+            // Read, hash and (only where the cache misses) decode, in parallel.
+            let loaded: Vec<Result<(ImageKey, Option<RgbImage>)>> = chunk
+                .par_iter()
+                .map(|(path, mirrored)| {
+                    let bytes = std::fs::read(path).in_file(path.display())?;
+                    let key = image_key(&bytes);
+                    let cached = cache.cache.get(&key, View::AsIs).is_some()
+                        && (!mirrored || cache.cache.get(&key, View::Mirrored).is_some());
+                    let image = if cached { None } else { Some(decode_image(&bytes).in_file(path.display())?) };
+                    Ok((key, image))
+                })
+                .collect();
+            for view in [View::AsIs, View::Mirrored] {
+                let (keys, images): (Vec<ImageKey>, Vec<&RgbImage>) = loaded
+                    .iter()
+                    .zip(chunk)
+                    .filter(|(_, (_, mirrored))| view == View::AsIs || *mirrored)
+                    .filter_map(|(l, _)| l.as_ref().ok())
+                    .filter(|(key, image)| image.is_some() && cache.cache.get(key, view).is_none())
+                    .map(|(key, image)| (*key, image.as_ref().unwrap()))
+                    .unzip();
+                if images.is_empty() {
+                    continue;
+                }
+                for (key, features) in keys.into_iter().zip(compute(backbone, &images, view)?) {
+                    cache.insert(key, view, features)?;
+                }
+            }
+            for (loaded, (_, mirrored)) in loaded.into_iter().zip(chunk) {
+                results.push(loaded.map(|(key, _)| ImageFeatures {
+                    as_is: cache.cache.get(&key, View::AsIs).expect("computed above").to_vec(),
+                    mirrored: mirrored.then(|| cache.cache.get(&key, View::Mirrored).expect("computed above").to_vec()),
+                }));
+            }
+            progress(results.len());
+        }
+        Ok(results)
+    }
+}
