@@ -101,7 +101,7 @@ fn truncated_model_file() {
     let f = scratch("cut.safetensors", &model[..model.len() / 2]);
     let img = fixture("coffee.png");
     assert_refused(
-        &["predict", "--model", f.to_str().unwrap(), img.to_str().unwrap()],
+        &["predict", "--backbone", f.to_str().unwrap(), img.to_str().unwrap()],
         &f,
         "not a valid Wick model file",
     );
@@ -112,7 +112,7 @@ fn wrong_model_file() {
     let img = fixture("coffee.png");
     // An image given as the model.
     assert_refused(
-        &["predict", "--model", img.to_str().unwrap(), img.to_str().unwrap()],
+        &["predict", "--backbone", img.to_str().unwrap(), img.to_str().unwrap()],
         &img,
         "not a valid Wick model file",
     );
@@ -125,7 +125,7 @@ fn wrong_model_file() {
     bytes.extend(other);
     bytes.extend([0u8; 4]);
     let f = scratch("other.safetensors", &bytes);
-    assert_refused(&["predict", "--model", f.to_str().unwrap(), img.to_str().unwrap()], &f, "no Wick metadata");
+    assert_refused(&["predict", "--backbone", f.to_str().unwrap(), img.to_str().unwrap()], &f, "no Wick metadata");
 }
 
 /// The five pickles of a legacy checkpoint whose state dict calls `os.system`.
