@@ -28,4 +28,4 @@ test-browser: dist
 bench: dist
 	scripts/setup.sh bench
 	python3 benches/peer.py
-	node benches/browser.mjs
+	python3 benches/head.py

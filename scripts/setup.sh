@@ -2,7 +2,7 @@
 # Installs what Wick needs, idempotently (each step is skipped when already done).
 #   scripts/setup.sh app     wasm target, wasm-bindgen-cli (the exact crate version), trunk
 #   scripts/setup.sh test    app + Chromium, playwright-core, numpy/Pillow, the reference checkpoint
-#   scripts/setup.sh bench   test + onnx/onnxruntime (the native peer)
+#   scripts/setup.sh bench   test + onnx/onnxruntime and scikit-learn (the native peers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-app}"
@@ -27,11 +27,13 @@ if ! command -v chromium >/dev/null; then
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-pinned=$(node -p 'require("./package.json").devDependencies["playwright-core"]')
-installed=$(node -p 'require("./node_modules/playwright-core/package.json").version' 2>/dev/null || true)
-[ "$installed" = "$pinned" ] || npm ci --no-audit --no-fund
+# node_modules is reinstalled whenever package-lock.json changed since the last `npm ci`.
+if ! cmp -s package-lock.json node_modules/.wick-package-lock.json; then
+  npm ci --no-audit --no-fund
+  cp package-lock.json node_modules/.wick-package-lock.json
+fi
 python3 -c 'import numpy, PIL' 2>/dev/null || python3 -m pip install --quiet numpy pillow
 scripts/fetch-weights.sh >/dev/null
 [ "$what" = test ] && exit 0
 
-python3 -c 'import onnx, onnxruntime' 2>/dev/null || python3 -m pip install --quiet onnx onnxruntime
+python3 -c 'import onnx, onnxruntime, sklearn' 2>/dev/null || python3 -m pip install --quiet onnx onnxruntime scikit-learn

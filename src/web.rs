@@ -5,6 +5,7 @@
 //! shared library.
 
 use std::cell::RefCell;
+use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use candle_core::{Device, Tensor};
@@ -15,6 +16,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{Document, DragEvent, Event, File, HtmlElement, HtmlImageElement, HtmlInputElement, Response};
 
 use crate::backbone::{Backbone, Prediction};
+use crate::head::{self, FeatureSet, TrainConfig};
 use crate::preprocess::decode_image;
 
 /// Served next to the page (Trunk copies `static/`).
@@ -210,4 +212,38 @@ pub fn bench_backbone(batch: usize, iters: usize) -> Result<String, JsValue> {
     }
     let ms = (now_ms() - start) / (iters * batch) as f64;
     Ok(format!(r#"{{"batch":{batch},"ms_per_image":{ms}}}"#))
+}
+
+/// Head training time in this tab on the given features (row-major, `labels.len()` rows): a linear
+/// head, `epochs` epochs of mini-batches of `batch_size`, best of `iters` runs after a warm-up. Returns
+/// `{"ms": …, "train_accuracy": …}` (used by the benchmark harness in `benches/`).
+#[wasm_bindgen]
+pub fn bench_head(
+    features: &[f32],
+    labels: &[u8],
+    epochs: usize,
+    batch_size: usize,
+    iters: usize,
+) -> Result<String, JsValue> {
+    let fail = |e: crate::Error| JsValue::from_str(&e.to_string());
+    if labels.is_empty() || !features.len().is_multiple_of(labels.len()) {
+        return Err(JsValue::from_str("features must hold one row per label"));
+    }
+    let set = FeatureSet {
+        dim: features.len() / labels.len(),
+        features: features.to_vec(),
+        labels: labels.iter().map(|&l| l as u32).collect(),
+    };
+    let classes = *labels.iter().max().unwrap_or(&0) as usize + 1;
+    let config = TrainConfig { epochs, batch_size, patience: 0, label_smoothing: 0.0, ..TrainConfig::default() };
+    let run = || head::train(&set, None, classes, &config, &Device::Cpu, |_| ControlFlow::Continue(())).map_err(fail);
+    run()?; // warm-up
+    let (mut best, mut accuracy) = (f64::INFINITY, 0.0);
+    for _ in 0..iters.max(1) {
+        let start = now_ms();
+        let trained = run()?;
+        best = best.min(now_ms() - start);
+        accuracy = trained.history.last().map_or(0.0, |h| h.train_accuracy);
+    }
+    Ok(format!(r#"{{"ms":{best},"train_accuracy":{accuracy}}}"#))
 }

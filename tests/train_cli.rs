@@ -100,6 +100,12 @@ fn train_then_eval_then_predict_on_real_photos() {
     let mlp = json(&train(&["--seed", "4", "--hidden", "32", "--flip", "--epochs", "30"]));
     assert_eq!(mlp["features_computed"], 30, "only the mirror images of the training crops are new");
 
+    // An explicit validation folder replaces the split: all 12 (and the broken file) train, all 6 validate.
+    let explicit = json(&train(&["--val", s(&held_out)]));
+    assert_eq!(CLASSES.map(|c| explicit["train_images"][c].as_u64().unwrap()), [12, 12, 12]);
+    assert_eq!(CLASSES.map(|c| explicit["validation_images"][c].as_u64().unwrap()), [6, 6, 6]);
+    assert!(explicit["validation"]["accuracy"].as_f64().unwrap() >= 0.94, "{}", explicit["validation"]);
+
     // predict --model: the held-out brick crops come out as brick.
     let bricks: Vec<String> =
         (0..6).map(|i| held_out.join(format!("brick/{i:02}.png")).display().to_string()).collect();

@@ -9,14 +9,18 @@ const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'applic
 
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
-export async function serveDist(dir = path.join(root, 'dist')) {
+/// `mounts` maps extra URL prefixes to folders (e.g. `{ '/tfjs/': '…/node_modules/@tensorflow/tfjs/dist' }`).
+export async function serveDist(dir = path.join(root, 'dist'), mounts = {}) {
   if (!fs.existsSync(path.join(dir, 'index.html'))) {
     throw new Error(`${dir}/index.html is missing: run \`trunk build --release\` first`);
   }
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://localhost');
-    const file = path.join(dir, decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname));
-    if (!file.startsWith(dir) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+    const pathname = decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname);
+    const mount = Object.keys(mounts).find((prefix) => pathname.startsWith(prefix));
+    const base = mount ? path.resolve(mounts[mount]) : dir;
+    const file = path.join(base, mount ? pathname.slice(mount.length) : pathname);
+    if (!file.startsWith(base) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
       res.writeHead(404).end('not found');
       return;
     }
