@@ -100,8 +100,13 @@ impl Metrics {
                 c.label, c.precision, c.recall, c.f1, c.support
             );
         }
-        let _ = writeln!(out, "\nconfusion matrix (rows: true class, columns: predicted, in class order)");
-        let cell = self.confusion.iter().flatten().max().map_or(1, |m| m.to_string().len()).max(3);
+        let _ = writeln!(out, "\nconfusion matrix (rows: true class, columns: predicted class)");
+        // Columns are headed by the class names, cut to at most 10 characters.
+        let count_width = self.confusion.iter().flatten().max().map_or(1, |m| m.to_string().len());
+        let heads: Vec<String> = self.classes.iter().map(|c| c.label.chars().take(10).collect()).collect();
+        let cell = heads.iter().map(|h| h.chars().count()).max().unwrap_or(1).max(count_width);
+        let header: Vec<String> = heads.iter().map(|h| format!("{h:>cell$}")).collect();
+        let _ = writeln!(out, "{:width$}  {}", "", header.join(" "));
         for (c, row) in self.classes.iter().zip(&self.confusion) {
             let cells: Vec<String> = row.iter().map(|n| format!("{n:>cell$}")).collect();
             let _ = writeln!(out, "{:width$}  {}", c.label, cells.join(" "));
