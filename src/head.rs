@@ -262,83 +262,148 @@ pub fn train(
     device: &Device,
     mut on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
 ) -> Result<Trained> {
-    config.validate()?;
-    check_features("training", train_set, classes)?;
-    let val_set = val_set.filter(|v| !v.is_empty());
-    if let Some(v) = val_set {
-        check_features("validation", v, classes)?;
+    let mut trainer = Trainer::new(train_set, val_set, classes, config, device)?;
+    while let Some(stats) = trainer.next_epoch()? {
+        if on_epoch(stats).is_break() {
+            trainer.cancel();
+        }
+    }
+    trainer.finish()
+}
+
+/// Training one epoch at a time, for callers that must get control back between epochs (the web
+/// app's worker answers a Cancel button there). [`train`] is the whole loop.
+pub struct Trainer {
+    config: TrainConfig,
+    head: Head,
+    optimizer: AdamW,
+    rng: Rng,
+    class_weights: Vec<f32>,
+    train_x: Tensor,
+    train_labels: Vec<u32>,
+    val: Option<(Tensor, Vec<u32>)>,
+    order: Vec<u32>,
+    history: Vec<EpochStats>,
+    /// (validation loss, epoch, weights) of the best epoch so far.
+    best: (f32, usize, Vec<Tensor>),
+    /// (epoch, weights) of the last epoch whose losses were all finite.
+    last_good: (usize, Vec<Tensor>),
+    stop: Option<Stop>,
+}
+
+impl Trainer {
+    pub fn new(
+        train_set: &FeatureSet,
+        val_set: Option<&FeatureSet>,
+        classes: usize,
+        config: &TrainConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        check_features("training", train_set, classes)?;
+        let val_set = val_set.filter(|v| !v.is_empty());
+        if let Some(v) = val_set {
+            check_features("validation", v, classes)?;
+        }
+        let mut rng = Rng::new(config.seed);
+        let spec = HeadSpec { input_dim: train_set.dim, hidden: config.hidden, classes };
+        let head = Head::init(spec, &mut rng, device)?;
+        let params = ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() };
+        let optimizer = AdamW::new(head.vars(), params)?;
+        let snapshot = head.snapshot()?;
+        Ok(Self {
+            config: config.clone(),
+            optimizer,
+            rng,
+            class_weights: class_weights(&train_set.labels, classes, config.class_balanced),
+            train_x: train_set.tensor(device)?,
+            train_labels: train_set.labels.clone(),
+            val: val_set.map(|v| Ok::<_, crate::Error>((v.tensor(device)?, v.labels.clone()))).transpose()?,
+            order: (0..train_set.len() as u32).collect(),
+            history: Vec::new(),
+            best: (f32::INFINITY, 0, snapshot.clone()),
+            last_good: (0, snapshot),
+            stop: None,
+            head,
+        })
     }
 
-    let mut rng = Rng::new(config.seed);
-    let spec = HeadSpec { input_dim: train_set.dim, hidden: config.hidden, classes };
-    let head = Head::init(spec, &mut rng, device)?;
-    let params = ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() };
-    let mut optimizer = AdamW::new(head.vars(), params)?;
-
-    let class_weights = class_weights(&train_set.labels, classes, config.class_balanced);
-    let train_x = train_set.tensor(device)?;
-    let val_x = val_set.map(|v| v.tensor(device)).transpose()?;
-    let mut order: Vec<u32> = (0..train_set.len() as u32).collect();
-
-    let mut history = Vec::new();
-    let mut best = (f32::INFINITY, 0, head.snapshot()?); // (validation loss, epoch, weights)
-    let mut last_good = (0, head.snapshot()?);
-    let mut stop = Stop::Completed;
-    'epochs: for epoch in 1..=config.epochs {
-        rng.shuffle(&mut order);
+    /// Runs the next epoch and returns its numbers, or `None` once training has stopped.
+    pub fn next_epoch(&mut self) -> Result<Option<&EpochStats>> {
+        if self.stop.is_some() {
+            return Ok(None);
+        }
+        let epoch = self.history.len() + 1;
+        if epoch > self.config.epochs {
+            self.stop = Some(Stop::Completed);
+            return Ok(None);
+        }
+        let (config, device) = (&self.config, self.train_x.device().clone());
+        self.rng.shuffle(&mut self.order);
         let (mut loss_sum, mut correct) = (0f64, 0usize);
-        for batch in order.chunks(config.batch_size) {
-            let labels: Vec<u32> = batch.iter().map(|&i| train_set.labels[i as usize]).collect();
-            let x = train_x.index_select(&Tensor::new(batch, device)?, 0)?;
-            let logits = head.logits(&x, Some((config.dropout, &mut rng)))?;
-            let loss = cross_entropy(&logits, &labels, &class_weights, config.label_smoothing)?;
+        for batch in self.order.chunks(config.batch_size) {
+            let labels: Vec<u32> = batch.iter().map(|&i| self.train_labels[i as usize]).collect();
+            let x = self.train_x.index_select(&Tensor::new(batch, &device)?, 0)?;
+            let logits = self.head.logits(&x, Some((config.dropout, &mut self.rng)))?;
+            let loss = cross_entropy(&logits, &labels, &self.class_weights, config.label_smoothing)?;
             let loss_value = loss.to_scalar::<f32>()?;
             if !loss_value.is_finite() {
-                stop = Stop::Diverged { epoch };
-                break 'epochs;
+                self.stop = Some(Stop::Diverged { epoch });
+                return Ok(None);
             }
-            optimizer.backward_step(&loss)?;
+            self.optimizer.backward_step(&loss)?;
             loss_sum += loss_value as f64 * batch.len() as f64;
             correct += count_correct(&logits, &labels)?;
         }
-        last_good = (epoch, head.snapshot()?);
+        self.last_good = (epoch, self.head.snapshot()?);
 
         let mut stats = EpochStats {
             epoch,
-            train_loss: (loss_sum / train_set.len() as f64) as f32,
-            train_accuracy: correct as f32 / train_set.len() as f32,
+            train_loss: (loss_sum / self.order.len() as f64) as f32,
+            train_accuracy: correct as f32 / self.order.len() as f32,
             val_loss: None,
             val_accuracy: None,
         };
-        if let (Some(v), Some(vx)) = (val_set, &val_x) {
-            let logits = head.logits(vx, None)?;
-            let val_loss = cross_entropy(&logits, &v.labels, &class_weights, config.label_smoothing)?.to_scalar()?;
+        if let Some((val_x, val_labels)) = &self.val {
+            let logits = self.head.logits(val_x, None)?;
+            let val_loss: f32 =
+                cross_entropy(&logits, val_labels, &self.class_weights, config.label_smoothing)?.to_scalar()?;
             stats.val_loss = Some(val_loss);
-            stats.val_accuracy = Some(count_correct(&logits, &v.labels)? as f32 / v.len() as f32);
-            if val_loss < best.0 {
-                best = (val_loss, epoch, last_good.1.clone());
+            stats.val_accuracy = Some(count_correct(&logits, val_labels)? as f32 / val_labels.len() as f32);
+            if val_loss < self.best.0 {
+                self.best = (val_loss, epoch, self.last_good.1.clone());
+            }
+            // Early stopping: no lower validation loss for `patience` epochs.
+            if config.patience > 0 && epoch - self.best.1 >= config.patience {
+                self.stop = Some(Stop::EarlyStopped);
             }
         }
-        history.push(stats);
-        if on_epoch(history.last().unwrap()).is_break() {
-            stop = Stop::Cancelled;
-            break;
-        }
-        if val_set.is_some() && config.patience > 0 && epoch - best.1 >= config.patience {
-            stop = Stop::EarlyStopped;
-            break;
-        }
+        self.history.push(stats);
+        Ok(self.history.last())
     }
 
-    if last_good.0 == 0 {
-        return Err(invalid!(
-            "training diverged in the first epoch (the loss became NaN or infinite); try a lower learning rate"
-        ));
+    /// Stops after the current epoch (a Cancel button); the best weights so far are kept.
+    pub fn cancel(&mut self) {
+        self.stop.get_or_insert(Stop::Cancelled);
     }
-    // Without validation data, "best" is simply the last good epoch.
-    let (best_epoch, weights) = if best.1 > 0 { (best.1, best.2) } else { last_good };
-    head.restore(&weights)?;
-    Ok(Trained { head, history, best_epoch, stop })
+
+    /// The head with the best epoch's weights: the lowest validation loss, or without validation
+    /// data the last good epoch.
+    pub fn finish(mut self) -> Result<Trained> {
+        if self.last_good.0 == 0 {
+            return Err(invalid!(
+                "training diverged in the first epoch (the loss became NaN or infinite); try a lower learning rate"
+            ));
+        }
+        let (best_epoch, weights) = if self.best.1 > 0 { (self.best.1, self.best.2) } else { self.last_good };
+        self.head.restore(&weights)?;
+        Ok(Trained {
+            head: self.head,
+            history: self.history,
+            best_epoch,
+            stop: self.stop.take().unwrap_or(Stop::Completed),
+        })
+    }
 }
 
 fn check_features(which: &str, set: &FeatureSet, classes: usize) -> Result<()> {
