@@ -19,6 +19,7 @@ pub mod imagenet_classes;
 pub mod metrics;
 pub mod model_file;
 pub mod preprocess;
+pub mod project;
 pub mod rng;
 pub mod torch_legacy;
 pub mod weights;

@@ -1,210 +1,329 @@
-//! The web app's shell (wasm32 only): download the model with progress, take an image from the file
-//! picker or a drop, and show its top-5 ImageNet classes — all computed here, in the page.
-//!
-//! The markup lives in `index.html`; this module only finds elements by id and wires them to the
-//! shared library.
+//! The library's face to JavaScript (wasm32 only). The page (`static/app.js`) owns the DOM and the
+//! storage; everything that computes — decoding, the backbone, training, metrics, the `.wick` and
+//! project formats — is the shared library, reached through these bindings. [`Engine`] and
+//! [`Training`] live in the Web Worker (`static/worker.js`), so the page never freezes.
 
-use std::cell::RefCell;
 use std::ops::ControlFlow;
-use std::rc::Rc;
 
 use candle_core::{Device, Tensor};
-use js_sys::Uint8Array;
+use image::RgbImage;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{Document, DragEvent, Event, File, HtmlElement, HtmlImageElement, HtmlInputElement, Response};
+use wasm_bindgen_futures::JsFuture;
 
-use crate::backbone::{Backbone, Prediction};
-use crate::head::{self, FeatureSet, TrainConfig};
+use crate::backbone::Backbone;
+use crate::bundle::{utc_timestamp, BackboneRef, BundleMeta, Classifier};
+use crate::dataset::{check_labels, stratified_split};
+use crate::features::{compute, View};
+use crate::head::{self, FeatureSet, Stop, TrainConfig, Trainer};
+use crate::metrics::Metrics;
 use crate::preprocess::decode_image;
+use crate::project::{Project, ProjectMeta};
 
-/// Served next to the page (Trunk copies `static/`).
-const MODEL_URL: &str = "static/efficientnet-lite0-int8.safetensors";
-
-thread_local! {
-    static BACKBONE: RefCell<Option<Rc<Backbone>>> = const { RefCell::new(None) };
-}
+/// Thumbnails are at most this many pixels on their longer side.
+const THUMBNAIL_SIDE: u32 = 160;
 
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
-    spawn_local(async {
-        if let Err(e) = run().await {
-            show_status(&format!("Could not start: {}", describe(&e)), true);
+}
+
+fn fail(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// The backbone (and the trained classifier, once there is one).
+#[wasm_bindgen]
+pub struct Engine {
+    backbone: Backbone,
+    classifier: Option<Classifier>,
+}
+
+/// One image's features and its JPEG thumbnail.
+#[wasm_bindgen(getter_with_clone)]
+pub struct Embedding {
+    pub features: Vec<f32>,
+    pub thumbnail: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Loads a Wick backbone file.
+    #[wasm_bindgen(constructor)]
+    pub fn new(model_file: &[u8]) -> Result<Engine, JsError> {
+        Ok(Self { backbone: Backbone::from_model_file(model_file, &Device::Cpu).map_err(fail)?, classifier: None })
+    }
+
+    /// JSON of the backbone's id, architecture and sha256.
+    pub fn backbone(&self) -> String {
+        serde_json::to_string(&BackboneRef::of(&self.backbone)).expect("serialises")
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn feature_dim(&self) -> usize {
+        self.backbone.feature_dim()
+    }
+
+    /// An image file's bytes (JPEG, PNG, WebP, GIF, BMP) → its features and a thumbnail.
+    pub fn embed(&self, file_bytes: &[u8]) -> Result<Embedding, JsError> {
+        self.embed_image(decode_image(file_bytes).map_err(fail)?)
+    }
+
+    /// RGBA pixels (a canvas's `ImageData`, e.g. a webcam frame) → features and a thumbnail.
+    pub fn embed_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Embedding, JsError> {
+        if width == 0 || height == 0 || rgba.len() != 4 * width as usize * height as usize {
+            return Err(JsError::new("the frame's size does not match its pixels"));
         }
-    });
+        let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+        self.embed_image(RgbImage::from_raw(width, height, rgb).expect("size checked"))
+    }
+
+    fn embed_image(&self, image: RgbImage) -> Result<Embedding, JsError> {
+        let features = compute(&self.backbone, &[&image], View::AsIs).map_err(fail)?.remove(0);
+        Ok(Embedding { features, thumbnail: thumbnail_jpeg(&image)? })
+    }
+
+    /// Makes a `.wick` model the one [`Engine::classify`] uses; returns its metadata as JSON. A model
+    /// trained on another backbone is refused.
+    pub fn load_model(&mut self, wick: &[u8]) -> Result<String, JsError> {
+        let classifier = Classifier::from_bytes(wick, &Device::Cpu).map_err(fail)?;
+        classifier.check_backbone(&self.backbone).map_err(fail)?;
+        let meta = serde_json::to_string(&classifier.meta).expect("serialises");
+        self.classifier = Some(classifier);
+        Ok(meta)
+    }
+
+    /// Features → the loaded model's class probabilities.
+    pub fn classify(&self, features: &[f32]) -> Result<Vec<f32>, JsError> {
+        let classifier = self.classifier.as_ref().ok_or_else(|| JsError::new("no model is loaded: train one first"))?;
+        let x = Tensor::from_slice(features, (1, features.len()), &Device::Cpu).map_err(fail)?;
+        Ok(classifier.probabilities(&x).map_err(fail)?.remove(0))
+    }
 }
 
-fn document() -> Document {
-    web_sys::window().expect("a window").document().expect("a document")
+fn thumbnail_jpeg(image: &RgbImage) -> Result<Vec<u8>, JsError> {
+    let (w, h) = image.dimensions();
+    let scale = (THUMBNAIL_SIDE as f32 / w.max(h) as f32).min(1.0);
+    let small = image::imageops::thumbnail(image, ((w as f32 * scale) as u32).max(1), ((h as f32 * scale) as u32).max(1));
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82).encode_image(&small).map_err(fail)?;
+    Ok(jpeg)
 }
 
-fn element<T: JsCast>(id: &str) -> T {
-    document()
-        .get_element_by_id(id)
-        .unwrap_or_else(|| panic!("index.html has no #{id}"))
-        .dyn_into::<T>()
-        .unwrap_or_else(|_| panic!("#{id} has an unexpected type"))
+/// A training run, one epoch per call so the worker can answer Cancel in between.
+#[wasm_bindgen]
+pub struct Training {
+    trainer: Option<Trainer>,
+    labels: Vec<String>,
+    config: TrainConfig,
+    val_set: FeatureSet,
+    /// For each validation row, the index of its sample in the arrays given to [`Training::new`].
+    val_samples: Vec<usize>,
+    train_count: usize,
+    backbone: BackboneRef,
+    preprocess: crate::preprocess::Preprocess,
 }
 
-fn describe(e: &JsValue) -> String {
-    e.as_string()
-        .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
-        .unwrap_or_else(|| format!("{e:?}"))
+/// What a finished training run gives the page.
+#[wasm_bindgen(getter_with_clone)]
+pub struct TrainedModel {
+    /// The `.wick` bytes.
+    pub wick: Vec<u8>,
+    /// JSON: `history`, `best_epoch`, `stop`, `train_count`, `validation` (metrics; the names of
+    /// misclassified images are sample indices).
+    pub report: String,
 }
 
-fn show_status(text: &str, is_error: bool) {
-    let status: HtmlElement = element("status");
-    status.set_text_content(Some(text));
-    status.set_class_name(if is_error { "error" } else { "" });
+/// The page's Advanced settings.
+#[derive(serde::Deserialize)]
+struct WebSettings {
+    epochs: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    /// 0 for a linear head.
+    hidden_units: usize,
+    /// Share of each class held out for validation.
+    validation_share: f32,
+    #[serde(default)]
+    seed: u64,
+}
+
+#[wasm_bindgen]
+impl Training {
+    /// `features`: one row of `engine.feature_dim` per sample; `labels`: each sample's class index into
+    /// `class_names` (a JSON array); `settings`: JSON of the page's training settings.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        engine: &Engine,
+        features: &[f32],
+        labels: &[u32],
+        class_names: &str,
+        settings: &str,
+    ) -> Result<Training, JsError> {
+        let names: Vec<String> = serde_json::from_str(class_names).map_err(fail)?;
+        check_labels(&names).map_err(fail)?;
+        let s: WebSettings = serde_json::from_str(settings).map_err(|e| fail(format!("bad settings: {e}")))?;
+        if !(0.0..1.0).contains(&s.validation_share) {
+            return Err(JsError::new("the validation share must be at least 0 and below 1"));
+        }
+        for (c, name) in names.iter().enumerate() {
+            if !labels.contains(&(c as u32)) {
+                return Err(JsError::new(&format!("class `{name}` has no images: add some or delete the class")));
+            }
+        }
+        let dim = engine.feature_dim();
+        if features.len() != labels.len() * dim {
+            return Err(JsError::new("features must hold one row per label"));
+        }
+        let config = TrainConfig {
+            hidden: (s.hidden_units > 0).then_some(s.hidden_units),
+            epochs: s.epochs,
+            batch_size: s.batch_size,
+            learning_rate: s.learning_rate,
+            seed: s.seed,
+            ..TrainConfig::default()
+        };
+        let (train_idx, val_idx) = stratified_split(labels, names.len(), s.validation_share, s.seed);
+        let subset = |idx: &[usize]| {
+            let mut set = FeatureSet::new(dim);
+            for &i in idx {
+                set.push(&features[i * dim..(i + 1) * dim], labels[i]);
+            }
+            set
+        };
+        let (train_set, val_set) = (subset(&train_idx), subset(&val_idx));
+        let trainer = Trainer::new(&train_set, Some(&val_set), names.len(), &config, &Device::Cpu).map_err(fail)?;
+        Ok(Self {
+            trainer: Some(trainer),
+            labels: names,
+            config,
+            val_set,
+            val_samples: val_idx,
+            train_count: train_set.len(),
+            backbone: BackboneRef::of(&engine.backbone),
+            preprocess: engine.backbone.meta.preprocess.clone(),
+        })
+    }
+
+    /// Runs one epoch: its numbers as JSON, or `undefined` once training has stopped.
+    pub fn next_epoch(&mut self) -> Result<Option<String>, JsError> {
+        let trainer = self.trainer.as_mut().ok_or_else(|| JsError::new("training has finished"))?;
+        let stats = trainer.next_epoch().map_err(fail)?;
+        Ok(stats.map(|s| serde_json::to_string(s).expect("serialises")))
+    }
+
+    pub fn cancel(&mut self) {
+        if let Some(trainer) = &mut self.trainer {
+            trainer.cancel();
+        }
+    }
+
+    /// The best weights as a `.wick` model, with validation metrics.
+    pub fn finish(&mut self, unix_seconds: f64) -> Result<TrainedModel, JsError> {
+        let trained = self.trainer.take().ok_or_else(|| JsError::new("training has finished"))?.finish().map_err(fail)?;
+        let validation = if self.val_set.is_empty() {
+            None
+        } else {
+            let x = self.val_set.tensor(&Device::Cpu).map_err(fail)?;
+            let probabilities = trained.head.probabilities(&x).map_err(fail)?.to_vec2::<f32>().map_err(fail)?;
+            let names: Vec<String> = self.val_samples.iter().map(|i| i.to_string()).collect();
+            Some(Metrics::compute(&self.labels, &self.val_set.labels, &probabilities, &names))
+        };
+        let report = serde_json::json!({
+            "history": trained.history,
+            "best_epoch": trained.best_epoch,
+            "stop": trained.stop,
+            "train_count": self.train_count,
+            "validation": validation,
+        });
+        let classifier = Classifier {
+            meta: BundleMeta {
+                labels: self.labels.clone(),
+                backbone: self.backbone.clone(),
+                preprocess: self.preprocess.clone(),
+                head: trained.head.spec,
+                training: self.config.clone(),
+                history: trained.history,
+                best_epoch: trained.best_epoch,
+                stop: trained.stop,
+                validation: validation.map(|m| Metrics { misclassified: Vec::new(), ..m }),
+                created: utc_timestamp(unix_seconds.max(0.0) as u64),
+                wick_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            head: trained.head,
+        };
+        Ok(TrainedModel { wick: classifier.to_bytes().map_err(fail)?, report: report.to_string() })
+    }
+}
+
+/// Whether training stopped because it diverged (for the page's message).
+#[wasm_bindgen]
+pub fn describe_stop(stop_json: &str) -> String {
+    match serde_json::from_str::<Stop>(stop_json) {
+        Ok(Stop::Completed) => "all epochs ran".into(),
+        Ok(Stop::EarlyStopped) => "stopped early: the validation loss stopped improving".into(),
+        Ok(Stop::Cancelled) => "cancelled".into(),
+        Ok(Stop::Diverged { epoch }) => {
+            format!("stopped in epoch {epoch}: the loss became NaN or infinite (try a lower learning rate)")
+        }
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// One project file's parts, for the page to store.
+#[wasm_bindgen(getter_with_clone)]
+pub struct ProjectParts {
+    /// JSON of the project's metadata (backbone, classes and samples, settings).
+    pub meta: String,
+    pub features: Vec<f32>,
+    pub thumbnails: Vec<u8>,
+    pub model: Option<Vec<u8>>,
+}
+
+/// Writes a project file. `meta` is the JSON of the project's metadata.
+#[wasm_bindgen]
+pub fn encode_project(
+    meta: &str,
+    features: Vec<f32>,
+    thumbnails: Vec<u8>,
+    model: Option<Vec<u8>>,
+    dim: usize,
+) -> Result<Vec<u8>, JsError> {
+    let meta: ProjectMeta = serde_json::from_str(meta).map_err(|e| fail(format!("bad project metadata: {e}")))?;
+    let project = Project { meta, features, thumbnails, model };
+    project.check(dim).map_err(fail)?;
+    project.to_bytes().map_err(fail)
+}
+
+/// Reads and checks a project file made for the backbone `backbone_sha256` (feature size `dim`).
+#[wasm_bindgen]
+pub fn decode_project(bytes: &[u8], backbone_sha256: &str, dim: usize) -> Result<ProjectParts, JsError> {
+    let project = Project::from_bytes(bytes, dim).map_err(fail)?;
+    if project.meta.backbone.sha256 != backbone_sha256 {
+        return Err(JsError::new(&format!(
+            "this project's features were computed by backbone {}, not by the one loaded here",
+            project.meta.backbone.id
+        )));
+    }
+    Ok(ProjectParts {
+        meta: serde_json::to_string(&project.meta).expect("serialises"),
+        features: project.features,
+        thumbnails: project.thumbnails,
+        model: project.model,
+    })
 }
 
 fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+    js_sys::Date::now()
 }
 
-async fn run() -> Result<(), JsValue> {
-    let bytes = download_with_progress(MODEL_URL).await?;
-    let backbone =
-        Backbone::from_model_file(&bytes, &Device::Cpu).map_err(|e| JsValue::from_str(&format!("{MODEL_URL}: {e}")))?;
-    show_status(
-        &format!(
-            "Model ready: {} ({:.1} MB). Choose or drop an image.",
-            backbone.meta.architecture,
-            bytes.len() as f64 / 1e6
-        ),
-        false,
-    );
-    BACKBONE.with(|b| *b.borrow_mut() = Some(Rc::new(backbone)));
-
-    let input: HtmlInputElement = element("file");
-    input.set_disabled(false);
-    let on_change = Closure::<dyn FnMut(Event)>::new(move |_| {
-        let input: HtmlInputElement = element("file");
-        if let Some(file) = input.files().and_then(|f| f.get(0)) {
-            spawn_local(classify_file(file));
-        }
-    });
-    input.add_event_listener_with_callback("change", on_change.as_ref().unchecked_ref())?;
-    on_change.forget();
-
-    let drop_zone: HtmlElement = element("drop");
-    let on_drag = Closure::<dyn FnMut(DragEvent)>::new(|e: DragEvent| {
-        e.prevent_default();
-        element::<HtmlElement>("drop").set_class_name(if e.type_() == "dragover" { "drop over" } else { "drop" });
-    });
-    for kind in ["dragover", "dragleave"] {
-        drop_zone.add_event_listener_with_callback(kind, on_drag.as_ref().unchecked_ref())?;
-    }
-    on_drag.forget();
-    let on_drop = Closure::<dyn FnMut(DragEvent)>::new(|e: DragEvent| {
-        e.prevent_default();
-        element::<HtmlElement>("drop").set_class_name("drop");
-        if let Some(file) = e.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)) {
-            spawn_local(classify_file(file));
-        }
-    });
-    drop_zone.add_event_listener_with_callback("drop", on_drop.as_ref().unchecked_ref())?;
-    on_drop.forget();
-    Ok(())
-}
-
-/// Fetches `url`, updating the progress bar as bytes arrive.
-async fn download_with_progress(url: &str) -> Result<Vec<u8>, JsValue> {
-    let window = web_sys::window().expect("a window");
-    let response: Response = JsFuture::from(window.fetch_with_str(url)).await?.dyn_into()?;
-    if !response.ok() {
-        return Err(JsValue::from_str(&format!("{url}: HTTP {}", response.status())));
-    }
-    let total: f64 = response.headers().get("content-length")?.and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let progress: web_sys::HtmlProgressElement = element("model-progress");
-    let body = response.body().ok_or_else(|| JsValue::from_str("empty response"))?;
-    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().dyn_into()?;
-    let mut bytes = Vec::with_capacity(total as usize);
-    loop {
-        let chunk = JsFuture::from(reader.read()).await?;
-        if js_sys::Reflect::get(&chunk, &"done".into())?.as_bool().unwrap_or(true) {
-            break;
-        }
-        let value: Uint8Array = js_sys::Reflect::get(&chunk, &"value".into())?.dyn_into()?;
-        bytes.extend(value.to_vec());
-        if total > 0.0 {
-            progress.set_value(bytes.len() as f64 / total);
-        }
-        show_status(&format!("Downloading model… {:.1} / {:.1} MB", bytes.len() as f64 / 1e6, total / 1e6), false);
-    }
-    progress.set_value(1.0);
-    Ok(bytes)
-}
-
-async fn classify_file(file: File) {
-    let name = file.name();
-    let result = async {
-        let buffer = JsFuture::from(file.array_buffer()).await?;
-        let bytes = Uint8Array::new(&buffer).to_vec();
-        let image = decode_image(&bytes).map_err(|e| JsValue::from_str(&format!("{name}: {e}")))?;
-        let url = web_sys::Url::create_object_url_with_blob(&file)?;
-        let preview: HtmlImageElement = element("preview-image");
-        if !preview.src().is_empty() {
-            web_sys::Url::revoke_object_url(&preview.src())?;
-        }
-        preview.set_src(&url);
-        preview.set_alt(&name);
-        let backbone =
-            BACKBONE.with(|b| b.borrow().clone()).ok_or_else(|| JsValue::from_str("the model is not loaded yet"))?;
-        let start = now_ms();
-        let top = backbone.top_k(&[image], 5).map_err(|e| JsValue::from_str(&e.to_string()))?;
-        Ok::<_, JsValue>((top.into_iter().next().unwrap_or_default(), now_ms() - start))
-    }
-    .await;
-    match result {
-        Ok((predictions, ms)) => {
-            render_predictions(&predictions);
-            show_status(&format!("{name}: classified in {ms:.0} ms, in this tab."), false);
-        }
-        Err(e) => {
-            render_predictions(&[]);
-            show_status(&describe(&e), true);
-        }
-    }
-}
-
-fn render_predictions(predictions: &[Prediction]) {
-    let list: HtmlElement = element("predictions");
-    list.set_inner_html("");
-    let doc = document();
-    for p in predictions {
-        let item = doc.create_element("li").expect("li");
-        item.set_attribute("data-index", &p.index.to_string()).expect("attribute");
-        let label = doc.create_element("span").expect("span");
-        label.set_class_name("label");
-        label.set_text_content(Some(&p.label));
-        let bar = doc.create_element("meter").expect("meter");
-        bar.set_attribute("value", &p.probability.to_string()).expect("attribute");
-        bar.set_attribute("aria-label", &format!("{} probability", p.label)).expect("attribute");
-        let percent = doc.create_element("span").expect("span");
-        percent.set_class_name("percent");
-        percent.set_text_content(Some(&format!("{:.1}%", 100.0 * p.probability)));
-        for child in [&label, &bar, &percent] {
-            item.append_child(child).expect("append");
-        }
-        list.append_child(&item).expect("append");
-    }
-}
-
-/// Backbone forward time in this tab: `{"batch": B, "ms_per_image": …}` (used by the benchmark
-/// harness in `benches/`).
+/// Backbone forward time in this tab: `{"batch": B, "ms_per_image": …}` (for `benches/`).
 #[wasm_bindgen]
-pub fn bench_backbone(batch: usize, iters: usize) -> Result<String, JsValue> {
-    let backbone =
-        BACKBONE.with(|b| b.borrow().clone()).ok_or_else(|| JsValue::from_str("the model is not loaded yet"))?;
+pub fn bench_backbone(model_file: &[u8], batch: usize, iters: usize) -> Result<String, JsError> {
+    let backbone = Backbone::from_model_file(model_file, &Device::Cpu).map_err(fail)?;
     let crop = backbone.meta.preprocess.crop as usize;
-    let input = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), &Device::Cpu)
-        .map_err(|e| JsValue::from_str(&e.to_string()))?;
-    let run = || {
-        backbone.features(&input).and_then(|f| Ok(f.to_vec2::<f32>()?)).map_err(|e| JsValue::from_str(&e.to_string()))
-    };
+    let input = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), &Device::Cpu).map_err(fail)?;
+    let run = || backbone.features(&input).and_then(|f| Ok(f.to_vec2::<f32>()?)).map_err(fail);
     run()?; // warm-up
     let start = now_ms();
     for _ in 0..iters {
@@ -215,8 +334,8 @@ pub fn bench_backbone(batch: usize, iters: usize) -> Result<String, JsValue> {
 }
 
 /// Head training time in this tab on the given features (row-major, `labels.len()` rows): a linear
-/// head, `epochs` epochs of mini-batches of `batch_size`, best of `iters` runs after a warm-up. Returns
-/// `{"ms": …, "train_accuracy": …}` (used by the benchmark harness in `benches/`).
+/// head, `epochs` epochs of mini-batches of `batch_size`, best of `iters` runs after a warm-up.
+/// Returns `{"ms": …, "train_accuracy": …}` (for `benches/`).
 #[wasm_bindgen]
 pub fn bench_head(
     features: &[f32],
@@ -224,10 +343,9 @@ pub fn bench_head(
     epochs: usize,
     batch_size: usize,
     iters: usize,
-) -> Result<String, JsValue> {
-    let fail = |e: crate::Error| JsValue::from_str(&e.to_string());
+) -> Result<String, JsError> {
     if labels.is_empty() || !features.len().is_multiple_of(labels.len()) {
-        return Err(JsValue::from_str("features must hold one row per label"));
+        return Err(JsError::new("features must hold one row per label"));
     }
     let set = FeatureSet {
         dim: features.len() / labels.len(),
@@ -246,4 +364,33 @@ pub fn bench_head(
         accuracy = trained.history.last().map_or(0.0, |h| h.train_accuracy);
     }
     Ok(format!(r#"{{"ms":{best},"train_accuracy":{accuracy}}}"#))
+}
+
+/// Fetches `url` (the backbone file), calling `on_progress(received_bytes, total_bytes)` as bytes
+/// arrive (`total_bytes` is 0 when the server does not say). Works in the page and in a worker.
+#[wasm_bindgen]
+pub async fn download(url: String, on_progress: js_sys::Function) -> Result<Vec<u8>, JsError> {
+    let fetched = match web_sys::window() {
+        Some(window) => window.fetch_with_str(&url),
+        None => js_sys::global().unchecked_into::<web_sys::WorkerGlobalScope>().fetch_with_str(&url),
+    };
+    let js = |e: JsValue| JsError::new(&format!("{url}: {}", e.as_string().unwrap_or_else(|| format!("{e:?}"))));
+    let response: web_sys::Response = JsFuture::from(fetched).await.map_err(js)?.unchecked_into();
+    if !response.ok() {
+        return Err(JsError::new(&format!("{url}: HTTP {}", response.status())));
+    }
+    let total: f64 = response.headers().get("content-length").map_err(js)?.and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let body = response.body().ok_or_else(|| JsError::new(&format!("{url}: empty response")))?;
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::with_capacity(total as usize);
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(js)?;
+        if js_sys::Reflect::get(&chunk, &"done".into()).map_err(js)?.as_bool().unwrap_or(true) {
+            break;
+        }
+        let value: js_sys::Uint8Array = js_sys::Reflect::get(&chunk, &"value".into()).map_err(js)?.unchecked_into();
+        bytes.extend(value.to_vec());
+        on_progress.call2(&JsValue::NULL, &(bytes.len() as f64).into(), &total.into()).map_err(js)?;
+    }
+    Ok(bytes)
 }

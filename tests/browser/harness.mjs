@@ -53,7 +53,8 @@ export async function openApp(browser, origin) {
   page.on('request', (r) => requests.push(r.url()));
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(origin + '/');
-  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Model ready')
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.waitForFunction(() => document.body.dataset.ready === 'true'
     || document.querySelector('#status').classList.contains('error'), null, { timeout: 120_000 });
   return { page, requests, errors };
 }

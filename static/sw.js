@@ -1,0 +1,41 @@
+// Offline support: the app's files and the model are kept in the Cache API. The model (5 MB, named
+// by its content) is served from the cache once there; everything else is fetched fresh when the
+// network answers and from the cache when it does not. Only this origin's GET requests are handled.
+const CACHE = 'wick-v1';
+const SHELL = ['./', 'index.html', 'wick.js', 'wick_bg.wasm', 'style.css', 'static/app.js', 'static/worker.js'];
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(caches.keys()
+    .then((names) => Promise.all(names.filter((n) => n !== CACHE).map((n) => caches.delete(n))))
+    .then(() => self.clients.claim()));
+});
+
+async function cacheFirst(request) {
+  const cached = await caches.match(request);
+  if (cached) return cached;
+  const response = await fetch(request);
+  if (response.ok) (await caches.open(CACHE)).put(request, response.clone());
+  return response;
+}
+
+async function networkFirst(request) {
+  try {
+    const response = await fetch(request);
+    if (response.ok) (await caches.open(CACHE)).put(request, response.clone());
+    return response;
+  } catch (e) {
+    const cached = await caches.match(request, { ignoreSearch: true });
+    if (cached) return cached;
+    throw e;
+  }
+}
+
+self.addEventListener('fetch', (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== 'GET' || url.origin !== self.location.origin) return;
+  event.respondWith(url.pathname.endsWith('.safetensors') ? cacheFirst(event.request) : networkFirst(event.request));
+});

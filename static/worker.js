@@ -1,0 +1,83 @@
+// The Web Worker that does all the computing, so the page never freezes: it downloads the backbone,
+// embeds images, trains (one epoch per turn of the event loop, so Cancel is heard) and classifies.
+// Every message from the page has a `type`; every answer echoes the request's `id`.
+import init, { Engine, Training, download } from '../wick.js';
+
+let engine = null;
+let training = null;
+
+const reply = (message, transfer = []) => self.postMessage(message, transfer);
+const errorText = (e) => (e && e.message) || String(e);
+const nextTurn = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+async function start({ id, modelUrl }) {
+  await init({ module_or_path: new URL('../wick_bg.wasm', import.meta.url) });
+  let last = 0;
+  const bytes = await download(modelUrl, (received, total) => {
+    const now = performance.now();
+    if (now - last > 100 || received === total) {
+      last = now;
+      reply({ type: 'progress', received, total });
+    }
+  });
+  engine = new Engine(bytes);
+  reply({ type: 'ready', id, backbone: JSON.parse(engine.backbone()), dim: engine.feature_dim, bytes: bytes.length });
+}
+
+function embedded(id, embedding) {
+  const features = embedding.features;
+  const thumbnail = embedding.thumbnail;
+  embedding.free();
+  reply({ type: 'embedded', id, features, thumbnail }, [features.buffer, thumbnail.buffer]);
+}
+
+async function train({ id, features, labels, classNames, settings }) {
+  training = new Training(engine, features, labels, JSON.stringify(classNames), JSON.stringify(settings));
+  for (;;) {
+    const stats = training.next_epoch();
+    if (stats === undefined) break;
+    reply({ type: 'epoch', stats: JSON.parse(stats) });
+    await nextTurn(); // lets a 'cancel' message in
+  }
+  const model = training.finish(Date.now() / 1000);
+  training.free();
+  training = null;
+  const wick = model.wick;
+  const report = JSON.parse(model.report);
+  model.free();
+  engine.load_model(wick);
+  reply({ type: 'trained', id, wick, report });
+}
+
+const handlers = {
+  start,
+  embed: ({ id, bytes }) => embedded(id, engine.embed(new Uint8Array(bytes))),
+  'embed-rgba': ({ id, rgba, width, height }) => embedded(id, engine.embed_rgba(new Uint8Array(rgba), width, height)),
+  train,
+  cancel: () => training?.cancel(),
+  'load-model': ({ id, bytes }) => reply({ type: 'model-loaded', id, meta: JSON.parse(engine.load_model(bytes)) }),
+  classify: ({ id, bytes }) => {
+    const embedding = engine.embed(new Uint8Array(bytes));
+    const probabilities = engine.classify(embedding.features);
+    embedding.free();
+    reply({ type: 'classified', id, probabilities });
+  },
+  'classify-rgba': ({ id, rgba, width, height }) => {
+    const embedding = engine.embed_rgba(new Uint8Array(rgba), width, height);
+    const probabilities = engine.classify(embedding.features);
+    embedding.free();
+    reply({ type: 'classified', id, probabilities });
+  },
+};
+
+self.onmessage = async ({ data }) => {
+  try {
+    await handlers[data.type](data);
+  } catch (e) {
+    if (data.type === 'train') {
+      training?.free();
+      training = null;
+    }
+    reply({ type: 'error', id: data.id, message: errorText(e) });
+  }
+};
