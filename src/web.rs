@@ -93,6 +93,25 @@ impl Engine {
         Ok(meta)
     }
 
+    /// Forgets the model (the page's classes changed, so it no longer fits them).
+    pub fn unload_model(&mut self) {
+        self.classifier = None;
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn has_model(&self) -> bool {
+        self.classifier.is_some()
+    }
+
+    /// Features → the backbone's own top-`k` ImageNet classes, as JSON `[{index, label, probability}]`
+    /// (what the preview shows before any model is trained).
+    pub fn imagenet_top(&self, features: &[f32], k: usize) -> Result<String, JsError> {
+        let x = Tensor::from_slice(features, (1, features.len()), &Device::Cpu).map_err(fail)?;
+        let probabilities = self.backbone.imagenet_probabilities(&x).map_err(fail)?.to_vec2::<f32>().map_err(fail)?;
+        let top = crate::backbone::ranked(&probabilities[0], &self.backbone.meta.labels, k);
+        Ok(serde_json::to_string(&top).expect("serialises"))
+    }
+
     /// Features → the loaded model's class probabilities.
     pub fn classify(&self, features: &[f32]) -> Result<Vec<f32>, JsError> {
         let classifier = self.classifier.as_ref().ok_or_else(|| JsError::new("no model is loaded: train one first"))?;

@@ -112,6 +112,7 @@ async function saveNow() {
 
 function scheduleSave() {
   clearTimeout(saveTimer);
+  $('#save-state').replaceChildren('Saving…');
   saveTimer = setTimeout(() => {
     saving = saving.then(saveNow).then(
       () => $('#save-state').replaceChildren('Saved in this browser'),
@@ -127,9 +128,10 @@ function scheduleSave() {
 
 /// Every change goes through here: it redraws and saves.
 function changed({ model = false } = {}) {
-  if (model) {
+  if (model && project.model) {
     project.model = null;
     project.report = null;
+    worker.postMessage({ type: 'unload-model' });
   }
   render();
   scheduleSave();
@@ -142,6 +144,7 @@ function showExtraction() {
   const bar = $('#extract-progress');
   const { queued, done, failed, started } = extraction;
   bar.hidden = queued === 0;
+  $('#extract-text').dataset.pending = String(queued - done);
   bar.max = Math.max(queued, 1);
   bar.value = done;
   if (queued === 0) return;
@@ -351,8 +354,8 @@ function render() {
   $('#train-hint').textContent = problem ?? '';
   $('#cancel').hidden = !training;
   $('#export-model').disabled = !project.model;
-  $('#preview-file').disabled = !project.model;
-  $('#preview-webcam').disabled = !project.model;
+  $('#preview-file').disabled = !backbone;
+  $('#preview-webcam').disabled = !backbone;
   for (const [key, value] of Object.entries(project.settings)) {
     const input = document.getElementById(key.replaceAll('_', '-'));
     if (input && document.activeElement !== input) input.value = value;
@@ -574,11 +577,15 @@ function renderEvaluation() {
 }
 
 // ---- preview -----------------------------------------------------------------------------------
-function renderPredictions(probabilities) {
-  const labels = project.classes.map((c) => c.name);
+/// A trained model's probabilities for the project's classes, or (before training) ImageNet's top 5.
+function renderPredictions({ probabilities, imagenet }) {
   const list = $('#predictions');
   list.replaceChildren();
-  const order = probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]);
+  list.setAttribute('aria-label', imagenet ? 'Top-5 ImageNet classes (no model trained yet)' : 'Class probabilities');
+  $('#preview-kind').textContent = imagenet ? 'No model trained yet: these are the backbone\'s ImageNet classes.' : '';
+  const labels = imagenet ? imagenet.map((p) => p.label) : project.classes.map((c) => c.name);
+  const order = imagenet ? imagenet.map((p, i) => [p.probability, i])
+    : Array.from(probabilities, (p, i) => [p, i]).sort((a, b) => b[0] - a[0]);
   for (const [p, i] of order) {
     const li = document.createElement('li');
     const label = document.createElement('span');
@@ -603,8 +610,7 @@ async function previewFile(file) {
     if (img.src) URL.revokeObjectURL(img.src);
     img.src = url;
     img.alt = file.name;
-    const { probabilities } = await ask({ type: 'classify', bytes }, [bytes]);
-    renderPredictions(probabilities);
+    renderPredictions(await ask({ type: 'classify', bytes }, [bytes]));
     status(`${file.name}: classified in this tab.`);
   } catch (e) {
     $('#predictions').replaceChildren();
@@ -628,8 +634,7 @@ async function togglePreviewWebcam() {
       if (video.videoWidth) {
         const frame = grabFrame(video);
         try {
-          const { probabilities } = await ask({ type: 'classify-rgba', ...frame }, [frame.rgba]);
-          renderPredictions(probabilities);
+          renderPredictions(await ask({ type: 'classify-rgba', ...frame }, [frame.rgba]));
         } catch (e) {
           status(e.message, true);
         }
@@ -780,7 +785,6 @@ function wire() {
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
     drop.classList.remove('over');
-    if (!project.model) { status('Train a model first.', true); return; }
     if (e.dataTransfer.files[0]) previewFile(e.dataTransfer.files[0]);
   });
   $('#preview-webcam').addEventListener('click', togglePreviewWebcam);

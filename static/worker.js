@@ -31,6 +31,14 @@ function embedded(id, embedding) {
   reply({ type: 'embedded', id, features, thumbnail }, [features.buffer, thumbnail.buffer]);
 }
 
+/// With a trained model: its class probabilities; without: the backbone's top-5 ImageNet classes.
+function classified(id, embedding) {
+  const features = embedding.features;
+  embedding.free();
+  if (engine.has_model) reply({ type: 'classified', id, probabilities: engine.classify(features) });
+  else reply({ type: 'classified', id, imagenet: JSON.parse(engine.imagenet_top(features, 5)) });
+}
+
 async function train({ id, features, labels, classNames, settings }) {
   training = new Training(engine, features, labels, JSON.stringify(classNames), JSON.stringify(settings));
   for (;;) {
@@ -55,19 +63,10 @@ const handlers = {
   'embed-rgba': ({ id, rgba, width, height }) => embedded(id, engine.embed_rgba(new Uint8Array(rgba), width, height)),
   train,
   cancel: () => training?.cancel(),
-  'load-model': ({ id, bytes }) => reply({ type: 'model-loaded', id, meta: JSON.parse(engine.load_model(bytes)) }),
-  classify: ({ id, bytes }) => {
-    const embedding = engine.embed(new Uint8Array(bytes));
-    const probabilities = engine.classify(embedding.features);
-    embedding.free();
-    reply({ type: 'classified', id, probabilities });
-  },
-  'classify-rgba': ({ id, rgba, width, height }) => {
-    const embedding = engine.embed_rgba(new Uint8Array(rgba), width, height);
-    const probabilities = engine.classify(embedding.features);
-    embedding.free();
-    reply({ type: 'classified', id, probabilities });
-  },
+  'unload-model': () => engine?.unload_model(),
+  'load-model': ({ id, bytes }) => reply({ type: 'model-loaded', id, meta: JSON.parse(engine.load_model(new Uint8Array(bytes))) }),
+  classify: ({ id, bytes }) => classified(id, engine.embed(new Uint8Array(bytes))),
+  'classify-rgba': ({ id, rgba, width, height }) => classified(id, engine.embed_rgba(new Uint8Array(rgba), width, height)),
 };
 
 self.onmessage = async ({ data }) => {

@@ -1,14 +1,22 @@
-// The web app end to end in headless Chromium, on the `trunk build --release` output.
+// The web app end to end in headless Chromium, on the `trunk build --release` output: real photos
+// (crops of scikit-image's brick, grass and gravel textures; training crops from the top of each
+// photo, held-out crops from the bottom), training, evaluation, preview, files, persistence, offline
+// use, and bad input. Every request the page makes must stay on its origin.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { root, serveDist, launchChromium, openApp } from './harness.mjs';
 
+const CLASSES = ['brick', 'grass', 'gravel'];
+const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-browser-'));
+
 let server, origin, browser;
 before(async () => {
-  ({ server, origin } = await serveDist());
+  ({ server, origin } = await serveDist(undefined, { '/fixtures/': path.join(root, 'tests/fixtures') }));
   browser = await launchChromium();
 });
 after(async () => {
@@ -16,60 +24,305 @@ after(async () => {
   server?.close();
 });
 
-const fixture = (name) => path.join(root, 'tests/fixtures', name);
-
-async function classify(page, file) {
-  const before = await page.textContent('#status');
-  await page.setInputFiles('#file', file);
-  await page.waitForFunction((b) => document.querySelector('#status').textContent !== b, before, { timeout: 60_000 });
-  return {
-    status: await page.textContent('#status'),
-    isError: await page.evaluate(() => document.querySelector('#status').classList.contains('error')),
-    labels: await page.$$eval('#predictions li .label', (els) => els.map((e) => e.textContent)),
-    indices: await page.$$eval('#predictions li', (els) => els.map((e) => Number(e.dataset.index))),
-  };
+/// `count` 160×160 PNG crops of fixture `name`, from rows [top, bottom), made in the page with a canvas.
+async function crops(page, name, top, bottom, count, seed) {
+  const pngs = await page.evaluate(async ([name, top, bottom, count, seed]) => {
+    const bitmap = await createImageBitmap(await (await fetch(`/fixtures/${name}.png`)).blob());
+    let state = seed;
+    const random = (n) => { state = (state * 1103515245 + 12345) % 2147483648; return state % n; };
+    const out = [];
+    for (let i = 0; i < count; i++) {
+      const canvas = new OffscreenCanvas(160, 160);
+      const x = random(bitmap.width - 160), y = top + random(bottom - top - 160);
+      canvas.getContext('2d').drawImage(bitmap, x, y, 160, 160, 0, 0, 160, 160);
+      const bytes = new Uint8Array(await (await canvas.convertToBlob({ type: 'image/png' })).arrayBuffer());
+      out.push(btoa(String.fromCharCode(...bytes)));
+    }
+    return out;
+  }, [name, top, bottom, count, seed]);
+  return pngs.map((b64, i) => ({ name: `${name}-${top}-${i}.png`, mimeType: 'image/png', buffer: Buffer.from(b64, 'base64') }));
 }
 
-test('model downloads with progress, a real photo gets its top-5 classes, nothing leaves the origin', async () => {
+const card = (page, i) => page.locator('.class-card').nth(i);
+const statusText = (page) => page.textContent('#status');
+const counts = (page) => page.$$eval('.class-card .count', (els) => els.map((e) => parseInt(e.textContent, 10)));
+const names = (page) => page.$$eval('.class-card .class-name', (els) => els.map((e) => e.value));
+
+async function addImages(page, i, files) {
+  const before = (await counts(page))[i] ?? 0;
+  await card(page, i).locator('.class-files').setInputFiles(files);
+  await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0', null, { timeout: 120_000 });
+  return (await counts(page))[i] - before;
+}
+
+async function makeClasses(page, perClass = 8) {
+  for (let i = 2; i < CLASSES.length; i++) await page.click('#add-class');
+  for (const [i, name] of CLASSES.entries()) {
+    await card(page, i).locator('.class-name').fill(name);
+    await card(page, i).locator('.class-name').press('Tab');
+    assert.equal(await addImages(page, i, await crops(page, name, 0, 300, perClass, 7 + i)), perClass);
+  }
+}
+
+async function train(page) {
+  await page.click('#train');
+  await page.waitForFunction(() => {
+    const s = document.querySelector('#train-status');
+    return s.textContent.startsWith('Trained') || s.textContent.startsWith('Training failed');
+  }, null, { timeout: 120_000 });
+  return page.textContent('#train-status');
+}
+
+const offOrigin = (requests) => requests.filter((u) => {
+  const url = new URL(u);
+  return url.protocol === 'blob:' ? new URL(url.pathname).origin !== origin : url.origin !== origin;
+});
+
+test('three classes from real photos: train, evaluate, classify held-out photos, export, reload', async () => {
   const { page, requests, errors } = await openApp(browser, origin);
-  assert.match(await page.textContent('#status'), /^Model ready/);
+  assert.match(await statusText(page), /^Model ready/);
   assert.equal(await page.$eval('#model-progress', (p) => p.value), 1);
+  assert.equal(await page.isDisabled('#train'), true, 'two empty classes cannot be trained');
 
-  const coffee = await classify(page, fixture('coffee.png'));
-  assert.equal(coffee.isError, false, coffee.status);
-  assert.equal(coffee.labels.length, 5);
-  assert.equal(coffee.labels[0], 'espresso');
-  assert.match(coffee.status, /coffee\.png: classified in \d+ ms/);
+  await makeClasses(page);
+  assert.deepEqual(await names(page), CLASSES);
+  assert.deepEqual(await counts(page), [8, 8, 8]);
+  assert.match(await page.textContent('#extract-text'), /^Added 8 images/);
 
-  const cat = await classify(page, fixture('chelsea.png'));
-  assert.ok(cat.indices[0] >= 281 && cat.indices[0] <= 285, `Chelsea came out as ${cat.labels[0]}`);
-  const rocket = await classify(page, fixture('rocket.jpg'));
-  assert.equal(rocket.labels[0], 'missile');
+  const result = await train(page);
+  assert.match(result, /^Trained in [\d.]+ s .*Validation accuracy: ([\d.]+)%/);
+  const accuracy = Number(result.match(/Validation accuracy: ([\d.]+)%/)[1]);
+  assert.ok(accuracy >= 99, `validation accuracy ${accuracy}%`);
+  assert.equal(await page.isHidden('#evaluation'), false);
+  assert.equal(await page.$$eval('#confusion tbody tr', (rows) => rows.length), 3);
+  assert.match(await page.textContent('#val-accuracy'), /100\.0% of 3 validation images/);
+  const chartDrawn = await page.$eval('#chart', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    return d.some((v, i) => i % 4 === 3 && v > 0);
+  });
+  assert.ok(chartDrawn, 'the loss/accuracy chart is drawn');
+
+  // Held-out crops (bottom rows) are classified correctly in the preview.
+  const heldOut = {};
+  for (const [i, name] of CLASSES.entries()) heldOut[name] = await crops(page, name, 330, 512, 4, 100 + i);
+  for (const name of CLASSES) {
+    await page.setInputFiles('#preview-file', heldOut[name][0]);
+    await page.waitForFunction((n) => document.querySelector('#status').textContent.startsWith(n), heldOut[name][0].name);
+    assert.equal(await page.textContent('#predictions li:first-child .label'), name);
+  }
+
+  // The exported .wick is the CLI's format: `wick eval` scores it on the held-out crops.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-model')]);
+  const modelPath = path.join(scratch, 'exported.wick');
+  await download.saveAs(modelPath);
+  const evalDir = path.join(scratch, 'held-out');
+  for (const name of CLASSES) {
+    fs.mkdirSync(path.join(evalDir, name), { recursive: true });
+    for (const f of heldOut[name]) fs.writeFileSync(path.join(evalDir, name, f.name), f.buffer);
+  }
+  const report = JSON.parse(execFileSync(wickBinary, ['eval', '--data', evalDir, '--model', modelPath, '--no-cache', '--json']));
+  assert.ok(report.accuracy >= 0.9, `wick eval on the browser's model: ${report.accuracy}`);
+  assert.equal(report.images, 12);
+
+  // Reload: the project (classes, images, model, evaluation) comes back from IndexedDB.
+  await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === 'true');
+  assert.deepEqual(await names(page), CLASSES);
+  assert.deepEqual(await counts(page), [8, 8, 8]);
+  assert.equal(await page.isDisabled('#export-model'), false, 'the trained model survives a reload');
+  assert.equal(await page.isHidden('#evaluation'), false);
+  await page.setInputFiles('#preview-file', heldOut.gravel[1]);
+  await page.waitForFunction((n) => document.querySelector('#status').textContent.startsWith(n), heldOut.gravel[1].name);
+  assert.equal(await page.textContent('#predictions li:first-child .label'), 'gravel');
 
   assert.deepEqual(errors, []);
-  // blob: URLs (the image preview) carry the page's origin too.
-  const foreign = requests.filter((u) => new URL(u).origin !== origin);
   assert.ok(requests.some((u) => u.endsWith('/static/efficientnet-lite0-int8.safetensors')));
-  assert.deepEqual(foreign, [], 'requests off the page origin');
+  assert.deepEqual(offOrigin(requests), [], 'requests off the page origin');
   await page.close();
 });
 
-test('a corrupt file gets a clear error and the next image still works', async () => {
-  const { page } = await openApp(browser, origin);
-  const bad = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wick-')), 'broken.jpg');
-  const jpeg = fs.readFileSync(fixture('rocket.jpg'));
-  fs.writeFileSync(bad, jpeg.subarray(0, jpeg.length / 3));
-  const broken = await classify(page, bad);
-  assert.equal(broken.isError, true);
-  assert.match(broken.status, /broken\.jpg: the image is corrupt or truncated/);
-  assert.deepEqual(broken.labels, []);
+test('a CLI-trained .wick opens in the page; corrupt and foreign models are refused', async () => {
+  const { page, errors } = await openApp(browser, origin);
+  // Train natively on crops written by the page.
+  const dataDir = path.join(scratch, 'cli-data');
+  for (const [i, name] of CLASSES.slice(0, 2).entries()) {
+    fs.mkdirSync(path.join(dataDir, name), { recursive: true });
+    for (const f of await crops(page, name, 0, 300, 5, 50 + i)) fs.writeFileSync(path.join(dataDir, name, f.name), f.buffer);
+  }
+  const cliModel = path.join(scratch, 'cli.wick');
+  execFileSync(wickBinary, ['train', '--data', dataDir, '--out', cliModel, '--no-cache', '--quiet']);
 
-  const text = path.join(path.dirname(bad), 'notes.txt');
-  fs.writeFileSync(text, 'not a picture');
-  const notImage = await classify(page, text);
-  assert.match(notImage.status, /notes\.txt: not an image/);
+  await page.setInputFiles('#open-model', cliModel);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened model'));
+  assert.deepEqual(await names(page), ['brick', 'grass']);
+  const [grass] = await crops(page, 'grass', 330, 512, 1, 9);
+  await page.setInputFiles('#preview-file', grass);
+  await page.waitForFunction((n) => document.querySelector('#status').textContent.startsWith(n), grass.name);
+  assert.equal(await page.textContent('#predictions li:first-child .label'), 'grass');
 
-  const coffee = await classify(page, fixture('coffee.png'));
-  assert.equal(coffee.labels[0], 'espresso');
+  // Corrupt: cut short. Foreign: the same model claiming another backbone. The project is untouched.
+  const bytes = fs.readFileSync(cliModel);
+  const cut = path.join(scratch, 'cut.wick');
+  fs.writeFileSync(cut, bytes.subarray(0, bytes.length >> 1));
+  await page.setInputFiles('#open-model', cut);
+  await page.waitForFunction(() => document.querySelector('#status').classList.contains('error'));
+  assert.match(await statusText(page), /cut\.wick: not a valid \.wick model.*unchanged/);
+  const foreign = Buffer.from(bytes);
+  const at = foreign.indexOf('sha256\\":\\"') + 'sha256\\":\\"'.length;
+  foreign[at] = foreign[at] === 0x30 ? 0x31 : 0x30;
+  const foreignPath = path.join(scratch, 'foreign.wick');
+  fs.writeFileSync(foreignPath, foreign);
+  await page.setInputFiles('#open-model', foreignPath);
+  await page.waitForFunction(() => /foreign\.wick/.test(document.querySelector('#status').textContent));
+  assert.match(await statusText(page), /was trained on backbone .* unchanged/);
+  assert.deepEqual(await names(page), ['brick', 'grass']);
+  assert.equal(await page.isDisabled('#export-model'), false, 'the model that was open is still there');
+  assert.deepEqual(errors, []);
   await page.close();
+});
+
+test('bad images are skipped and named; training needs two classes with images', async () => {
+  const { page } = await openApp(browser, origin);
+  const [good] = await crops(page, 'brick', 0, 300, 1, 3);
+  const added = await addImages(page, 0, [
+    good,
+    { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a picture') },
+    { name: 'broken.png', mimeType: 'image/png', buffer: good.buffer.subarray(0, 200) },
+  ]);
+  assert.equal(added, 1, 'the good image is added');
+  const text = await page.textContent('#extract-text');
+  assert.match(text, /Added 1 image; skipped 2: /);
+  assert.match(text, /notes\.txt: not an image/);
+  assert.match(text, /broken\.png: /);
+
+  assert.equal(await page.isDisabled('#train'), true);
+  assert.match(await page.textContent('#train-hint'), /Add images to "Class 2" first/);
+  page.once('dialog', (d) => d.accept());
+  await card(page, 1).locator('.delete-class').click();
+  assert.equal(await page.isDisabled('#train'), true);
+  assert.match(await page.textContent('#train-hint'), /Add a second class/);
+  await page.close();
+});
+
+test('projects: export and open round-trip; corrupt project files leave the project untouched; reset asks', async () => {
+  const { page, errors } = await openApp(browser, origin);
+  await card(page, 0).locator('.class-name').fill('brick');
+  await card(page, 0).locator('.class-name').press('Tab');
+  await card(page, 1).locator('.class-name').fill('grass');
+  await card(page, 1).locator('.class-name').press('Tab');
+  await addImages(page, 0, await crops(page, 'brick', 0, 300, 3, 1));
+  await addImages(page, 1, await crops(page, 'grass', 0, 300, 3, 2));
+  await train(page);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-project')]);
+  const projectPath = path.join(scratch, 'p.wickproject');
+  await download.saveAs(projectPath);
+
+  // Reset asks first: dismissing keeps everything.
+  page.once('dialog', (d) => d.dismiss());
+  await page.click('#reset');
+  assert.deepEqual(await counts(page), [3, 3]);
+  page.once('dialog', (d) => d.accept());
+  await page.click('#reset');
+  assert.deepEqual(await counts(page), [0, 0]);
+  assert.equal(await page.isDisabled('#export-model'), true);
+
+  await page.setInputFiles('#open-project', projectPath);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened p.wickproject'));
+  assert.deepEqual(await names(page), ['brick', 'grass']);
+  assert.deepEqual(await counts(page), [3, 3]);
+  assert.equal(await page.isDisabled('#export-model'), false, 'the project file carries the model');
+
+  for (const [name, bytes] of [['cut.wickproject', fs.readFileSync(projectPath).subarray(0, 500)],
+    ['text.wickproject', Buffer.from('hello')]]) {
+    const file = path.join(scratch, name);
+    fs.writeFileSync(file, bytes);
+    await page.setInputFiles('#open-project', file);
+    await page.waitForFunction((n) => document.querySelector('#status').textContent.startsWith(`Could not open ${n}`), name);
+    assert.match(await statusText(page), /not a valid Wick project file.*unchanged/);
+    assert.deepEqual(await counts(page), [3, 3]);
+  }
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('storage full: a clear message, nothing lost; reload during training keeps the project', async () => {
+  const { page } = await openApp(browser, origin);
+  await addImages(page, 0, await crops(page, 'brick', 0, 300, 3, 1));
+  await addImages(page, 1, await crops(page, 'gravel', 0, 300, 3, 2));
+  await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
+
+  // The browser refuses the next save for lack of space. (Chromium's CDP quota override did not make
+  // IndexedDB writes to an existing database fail, so the refusal is injected where the browser would
+  // raise it: IDBObjectStore.put, with the DOMException a full disk gives.)
+  const extra = await crops(page, 'gravel', 0, 300, 1, 3);
+  await page.evaluate(() => {
+    const put = IDBObjectStore.prototype.put;
+    IDBObjectStore.prototype.put = function (...args) {
+      if (window.storageFull) throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+      return put.apply(this, args);
+    };
+    window.storageFull = true;
+  });
+  await addImages(page, 1, extra);
+  await page.waitForFunction(() => document.querySelector('#status').classList.contains('error'), null, { timeout: 30_000 });
+  assert.match(await statusText(page), /storage .* full.*Export project/);
+  assert.deepEqual(await counts(page), [3, 4], 'the new image is still in the open project');
+  assert.equal(await page.textContent('#save-state'), 'Not saved: storage full');
+  // Space again: the next change saves everything, including the image that could not be saved before.
+  await page.evaluate(() => { window.storageFull = false; });
+  await card(page, 0).locator('.class-name').fill('bricks');
+  await card(page, 0).locator('.class-name').press('Tab');
+  await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
+
+  // A long run (no validation, so no early stop), reloaded in the middle.
+  await page.click('#advanced summary');
+  await page.fill('#epochs', '1000');
+  await page.fill('#validation-share', '0');
+  await page.click('#train');
+  await page.waitForFunction(() => /^Epoch \d+/.test(document.querySelector('#train-status').textContent));
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === 'true');
+  assert.deepEqual(await counts(page), [3, 4], 'the project is intact after a reload mid-training');
+  assert.equal(await page.isDisabled('#train'), false);
+  await page.close();
+});
+
+test('webcam: hold to record adds frames; paste adds an image', async () => {
+  const context = await browser.newContext({ permissions: ['camera'] });
+  const { page } = await openApp(context, origin);
+  await card(page, 0).locator('.webcam').click();
+  await page.waitForFunction(() => document.querySelector('.class-card video').videoWidth > 0, null, { timeout: 30_000 });
+  const record = card(page, 0).locator('.hold-record');
+  await record.hover();
+  await page.mouse.down();
+  await page.waitForTimeout(700);
+  await page.mouse.up();
+  await page.waitForFunction(() => parseInt(document.querySelector('.class-card .count').textContent, 10) >= 2, null, { timeout: 30_000 });
+  const recorded = (await counts(page))[0];
+  await page.waitForTimeout(500);
+  assert.ok((await counts(page))[0] - recorded <= 1, 'recording stops when the button is released');
+
+  const [png] = await crops(page, 'grass', 0, 300, 1, 4);
+  await card(page, 1).locator('.drop-zone').focus();
+  await page.evaluate((b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const data = new DataTransfer();
+    data.items.add(new File([bytes], 'pasted.png', { type: 'image/png' }));
+    document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data }));
+  }, png.buffer.toString('base64'));
+  await page.waitForFunction(() => parseInt(document.querySelectorAll('.class-card .count')[1].textContent, 10) === 1);
+  await context.close();
+});
+
+test('offline after the first visit: the service worker serves the app and the model', async () => {
+  const context = await browser.newContext();
+  const { page } = await openApp(context, origin);
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 30_000 });
+  await context.setOffline(true);
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === 'true'
+    || document.querySelector('#status').classList.contains('error'), null, { timeout: 60_000 });
+  assert.match(await statusText(page), /^Model ready/);
+  await context.close();
 });

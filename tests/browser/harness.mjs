@@ -41,11 +41,14 @@ export async function launchChromium() {
   return chromium.launch({
     executablePath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // A synthetic camera, granted without a prompt, for the webcam tests.
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
   });
 }
 
-/// Opens the app and waits until the model is loaded; `requests` collects every URL the page asks for.
+/// Opens the app (in a new page of `browser` or of a context) and waits until the model is loaded;
+/// `requests` collects every URL the page asks for.
 export async function openApp(browser, origin) {
   const page = await browser.newPage();
   const requests = [];
