@@ -29,3 +29,4 @@ bench: dist
 	scripts/setup.sh bench
 	python3 benches/peer.py
 	python3 benches/head.py
+	node benches/tfjs_peer.mjs

@@ -6,7 +6,7 @@
 // DIR holds features.f32 (N×dim little-endian f32) and labels.u8 (N class indices), as benches/head.py
 // writes them. Prints the best-of-N time of each; `--json` prints one record per line.
 import path from 'node:path';
-import { serveDist, launchChromium, openApp, root } from '../tests/browser/harness.mjs';
+import { serveDist, launchChromium, root } from '../tests/browser/harness.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -21,6 +21,7 @@ const BATCH = 64;
 
 const tfjs = path.join(root, 'node_modules/@tensorflow');
 const { server, origin } = await serveDist(undefined, {
+  '/bench/': path.join(root, 'benches/page'),
   '/bench-data/': data,
   '/tfjs/': path.join(tfjs, 'tfjs/dist'),
   '/tfjs-wasm/': path.join(tfjs, 'tfjs-backend-wasm/dist'),
@@ -29,15 +30,20 @@ const browser = await launchChromium();
 const report = (record) => console.log(json ? JSON.stringify(record)
   : `${record.runtime.padEnd(28)} ${record.ms.toFixed(0).padStart(7)} ms  (train accuracy ${record.train_accuracy.toFixed(3)})`);
 try {
-  const { page } = await openApp(browser, origin);
+  // The benchmark page, not the app: TF.js needs string evaluation, which the app's CSP forbids.
+  const page = await browser.newPage();
+  await page.goto(`${origin}/bench/index.html`);
   await page.evaluate(async () => {
     const get = async (name) => (await fetch(`/bench-data/${name}`)).arrayBuffer();
     window.benchFeatures = new Float32Array(await get('features.f32'));
     window.benchLabels = new Uint8Array(await get('labels.u8'));
   });
 
-  const wick = JSON.parse(await page.evaluate(([epochs, batch, n]) =>
-    window.wasmBindings.bench_head(window.benchFeatures, window.benchLabels, epochs, batch, n), [EPOCHS, BATCH, iters]));
+  const wick = JSON.parse(await page.evaluate(async ([epochs, batch, n]) => {
+    const wick = await import('/wick.js');
+    await wick.default({ module_or_path: '/wick_bg.wasm' });
+    return wick.bench_head(window.benchFeatures, window.benchLabels, epochs, batch, n);
+  }, [EPOCHS, BATCH, iters]));
   report({ runtime: 'wick-wasm', threads: 1, ...wick });
 
   await page.addScriptTag({ url: '/tfjs/tf.min.js' });

@@ -74,7 +74,10 @@ impl Project {
         }
         let thumbnail_bytes: usize = self.meta.classes.iter().flat_map(|c| &c.samples).map(|s| s.thumbnail_bytes).sum();
         if thumbnail_bytes != self.thumbnails.len() {
-            return Err(invalid!("thumbnails hold {} bytes, the samples list {thumbnail_bytes}", self.thumbnails.len()));
+            return Err(invalid!(
+                "thumbnails hold {} bytes, the samples list {thumbnail_bytes}",
+                self.thumbnails.len()
+            ));
         }
         if self.features.iter().any(|v| !v.is_finite()) {
             return Err(invalid!("the features contain NaN or infinite values"));

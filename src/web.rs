@@ -123,7 +123,8 @@ impl Engine {
 fn thumbnail_jpeg(image: &RgbImage) -> Result<Vec<u8>, JsError> {
     let (w, h) = image.dimensions();
     let scale = (THUMBNAIL_SIDE as f32 / w.max(h) as f32).min(1.0);
-    let small = image::imageops::thumbnail(image, ((w as f32 * scale) as u32).max(1), ((h as f32 * scale) as u32).max(1));
+    let small =
+        image::imageops::thumbnail(image, ((w as f32 * scale) as u32).max(1), ((h as f32 * scale) as u32).max(1));
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82).encode_image(&small).map_err(fail)?;
     Ok(jpeg)
@@ -239,7 +240,8 @@ impl Training {
 
     /// The best weights as a `.wick` model, with validation metrics.
     pub fn finish(&mut self, unix_seconds: f64) -> Result<TrainedModel, JsError> {
-        let trained = self.trainer.take().ok_or_else(|| JsError::new("training has finished"))?.finish().map_err(fail)?;
+        let trained =
+            self.trainer.take().ok_or_else(|| JsError::new("training has finished"))?.finish().map_err(fail)?;
         let validation = if self.val_set.is_empty() {
             None
         } else {
