@@ -182,8 +182,15 @@ test('a CLI-trained .wick opens in the page; corrupt and foreign models are refu
   await page.close();
 });
 
-test('bad images are skipped and named; training needs two classes with images', async () => {
+test('bad images are skipped and named; training needs two classes with images; phone width fits', async () => {
   const { page } = await openApp(browser, origin);
+  await page.setViewportSize({ width: 390, height: 844 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'no sideways scrolling on a phone');
+  await page.keyboard.press('Tab');
+  assert.notEqual(await page.evaluate(() => document.activeElement.tagName), 'BODY', 'the page is keyboard-reachable');
+  const unlabelled = await page.$$eval('input, button', (els) => els.filter((e) => !e.labels?.length
+    && !e.getAttribute('aria-label') && !(e.textContent ?? '').trim() && !e.closest('label')).map((e) => e.outerHTML));
+  assert.deepEqual(unlabelled, [], 'every control has a label');
   const [good] = await crops(page, 'brick', 0, 300, 1, 3);
   const added = await addImages(page, 0, [
     good,
