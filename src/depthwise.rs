@@ -151,10 +151,10 @@ impl CustomOp2 for DepthwiseForward {
         let g = Geometry::new(k, self.stride, h, w);
         let (x, weight) = (contiguous_f32(xs, xl, "input")?, contiguous_f32(ws, wl, "weight")?);
         let mut out = vec![0f32; n * c * g.out_plane()];
-        out.par_chunks_mut(g.out_plane()).enumerate().for_each(|(plane, out)| {
+        out.par_chunks_mut(g.out_plane()).enumerate().for_each_init(Vec::new, |phases, (plane, out)| {
             let x = &x[plane * g.in_plane()..][..g.in_plane()];
             let taps = &weight[(plane % c) * k * k..][..k * k];
-            forward_plane(&g, x, taps, out);
+            forward_plane(&g, x, taps, out, phases);
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c, g.out_h, g.out_w))))
     }
@@ -176,32 +176,53 @@ impl CustomOp2 for DepthwiseForward {
     }
 }
 
-fn forward_plane(g: &Geometry, x: &[f32], taps: &[f32], out: &mut [f32]) {
+/// Output columns computed together in registers.
+const LANES: usize = 8;
+
+/// One channel plane. The input is first copied, zero-padded, into `stride` column phases (phase `p`
+/// holds padded columns `p, p + stride, …`), so that every tap reads a contiguous run and no bounds
+/// are checked in the inner loop; then each run of [`LANES`] output columns sums all `k²` taps in
+/// registers and is stored once (a row's last run may be partial: it still computes all lanes). (Looping tap by tap over whole rows instead cost ~45% of the
+/// forward pass: the late stages have 7–14-pixel rows and hundreds of channels, so per-row overhead
+/// dominated.)
+fn forward_plane(g: &Geometry, x: &[f32], taps: &[f32], out: &mut [f32], phases: &mut Vec<f32>) {
     let (k, s) = (g.kernel, g.stride);
-    for oy in 0..g.out_h {
-        let out_row = &mut out[oy * g.out_w..][..g.out_w];
-        for ky in 0..k {
-            let Some(iy) = g.input_row(oy, ky) else { continue };
-            let in_row = &x[iy * g.in_w..][..g.in_w];
-            for kx in 0..k {
-                let tap = taps[ky * k + kx];
-                let cols = g.valid_cols(kx);
-                if cols.is_empty() {
-                    continue;
-                }
-                let first_in = cols.start * s + kx - g.pad_left;
-                let out_cols = &mut out_row[cols.clone()];
-                if s == 1 {
-                    let in_cols = &in_row[first_in..][..out_cols.len()];
-                    for (o, &i) in out_cols.iter_mut().zip(in_cols) {
-                        *o += tap * i;
-                    }
-                } else {
-                    for (j, o) in out_cols.iter_mut().enumerate() {
-                        *o += tap * in_row[first_in + j * s];
-                    }
+    let padded_h = (g.out_h - 1) * s + k;
+    let phase_w = g.out_w - 1 + k.div_ceil(s);
+    let phase_plane = padded_h * phase_w;
+    phases.clear();
+    // LANES spare values at the end: the last run of a row may read past it (those sums are not stored).
+    phases.resize(s * phase_plane + LANES, 0.0);
+    for iy in 0..g.in_h.min(padded_h - g.pad_top) {
+        let in_row = &x[iy * g.in_w..][..g.in_w];
+        let py = iy + g.pad_top;
+        for phase in 0..s {
+            // Padded column `col * s + phase` is input column `col * s + phase - pad_left`.
+            let dst = &mut phases[phase * phase_plane + py * phase_w..][..phase_w];
+            for (col, d) in dst.iter_mut().enumerate() {
+                if let Some(&v) = (col * s + phase).checked_sub(g.pad_left).and_then(|ix| in_row.get(ix)) {
+                    *d = v;
                 }
             }
+        }
+    }
+    // Where each tap's run starts, relative to the output row's first padded row.
+    let offsets: Vec<(f32, usize)> = (0..k * k)
+        .map(|t| (taps[t], (t % k % s) * phase_plane + (t / k) * phase_w + t % k / s))
+        .collect();
+    for oy in 0..g.out_h {
+        let out_row = &mut out[oy * g.out_w..][..g.out_w];
+        let rows = &phases[oy * s * phase_w..];
+        for ox in (0..g.out_w).step_by(LANES) {
+            let mut acc = [0f32; LANES];
+            for &(w, offset) in &offsets {
+                let src: &[f32; LANES] = rows[offset + ox..][..LANES].try_into().unwrap();
+                for l in 0..LANES {
+                    acc[l] += w * src[l];
+                }
+            }
+            let n = LANES.min(g.out_w - ox);
+            out_row[ox..ox + n].copy_from_slice(&acc[..n]);
         }
     }
 }

@@ -45,12 +45,17 @@ function trainStatus(text, isError = false) {
 }
 
 // ---- the worker --------------------------------------------------------------------------------
-const worker = new Worker(new URL('worker.js', import.meta.url), { type: 'module' });
+let worker = null; // started once the service worker controls the page, so its model download is cached
 const pending = new Map(); // request id → { resolve, reject }
 let requestCounter = 0;
 const listeners = { progress: [], epoch: [] };
 
-worker.onmessage = ({ data }) => {
+function startWorker() {
+  worker = new Worker(new URL('worker.js', import.meta.url), { type: 'module' });
+  worker.onmessage = onWorkerMessage;
+}
+
+function onWorkerMessage({ data }) {
   if (data.type === 'progress' || data.type === 'epoch') {
     listeners[data.type].forEach((f) => f(data));
     return;
@@ -60,7 +65,7 @@ worker.onmessage = ({ data }) => {
   pending.delete(data.id);
   if (data.type === 'error') waiting.reject(new Error(data.message));
   else waiting.resolve(data);
-};
+}
 
 /// Sends a request; resolves with the worker's answer (or rejects with its error).
 function ask(message, transfer = []) {
@@ -814,10 +819,18 @@ async function main() {
     try {
       await navigator.serviceWorker.register(new URL('../sw.js', import.meta.url));
       await navigator.serviceWorker.ready;
+      if (!navigator.serviceWorker.controller) {
+        // First visit: the new service worker claims the page; the worker must start after that.
+        await new Promise((resolve) => {
+          navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true });
+          setTimeout(resolve, 3000);
+        });
+      }
     } catch (e) {
       console.warn('no offline support:', e);
     }
   }
+  startWorker();
   wire();
   let saved = null;
   try {

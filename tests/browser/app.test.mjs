@@ -326,6 +326,8 @@ test('offline after the first visit: the service worker serves the app and the m
   const context = await browser.newContext();
   const { page } = await openApp(context, origin);
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 30_000 });
+  const cached = await page.evaluate(async () => Boolean(await caches.match('/static/efficientnet-lite0-int8.safetensors')));
+  assert.ok(cached, 'the first visit\'s model download is in the offline cache');
   await context.setOffline(true);
   await page.reload();
   await page.waitForFunction(() => document.body.dataset.ready === 'true'
