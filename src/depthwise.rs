@@ -207,9 +207,8 @@ fn forward_plane(g: &Geometry, x: &[f32], taps: &[f32], out: &mut [f32], phases:
         }
     }
     // Where each tap's run starts, relative to the output row's first padded row.
-    let offsets: Vec<(f32, usize)> = (0..k * k)
-        .map(|t| (taps[t], (t % k % s) * phase_plane + (t / k) * phase_w + t % k / s))
-        .collect();
+    let offsets: Vec<(f32, usize)> =
+        (0..k * k).map(|t| (taps[t], (t % k % s) * phase_plane + (t / k) * phase_w + t % k / s)).collect();
     for oy in 0..g.out_h {
         let out_row = &mut out[oy * g.out_w..][..g.out_w];
         let rows = &phases[oy * s * phase_w..];

@@ -120,7 +120,13 @@ impl Pointwise {
 impl Module for Pointwise {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
-        let y = self.weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?;
+        // One image (what `Backbone::features` feeds) is a plain 2-D product: broadcasting the
+        // weight over a batch of one made Candle copy it on every call.
+        let y = if n == 1 {
+            self.weight.matmul(&x.reshape((c, h * w))?)?
+        } else {
+            self.weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?
+        };
         add_bias_relu6(&y.reshape((n, (), h, w))?, &self.bias, self.relu6)
     }
 }
