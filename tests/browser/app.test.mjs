@@ -295,7 +295,7 @@ test('storage full: a clear message, nothing lost; reload during training keeps 
   await page.close();
 });
 
-test('webcam: hold to record adds frames; paste adds an image', async () => {
+test('webcam: hold to record adds frames; paste and drop add images; remove; live preview', async () => {
   const context = await browser.newContext({ permissions: ['camera'] });
   const { page } = await openApp(context, origin);
   await card(page, 0).locator('.webcam').click();
@@ -319,6 +319,25 @@ test('webcam: hold to record adds frames; paste adds an image', async () => {
     document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data }));
   }, png.buffer.toString('base64'));
   await page.waitForFunction(() => parseInt(document.querySelectorAll('.class-card .count')[1].textContent, 10) === 1);
+
+  // Dropped files land in the class they are dropped on.
+  const [dropped] = await crops(page, 'brick', 0, 300, 1, 5);
+  const transfer = await page.evaluateHandle((b64) => {
+    const data = new DataTransfer();
+    data.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], 'dropped.png', { type: 'image/png' }));
+    return data;
+  }, dropped.buffer.toString('base64'));
+  await card(page, 1).locator('.drop-zone').dispatchEvent('drop', { dataTransfer: transfer });
+  await page.waitForFunction(() => parseInt(document.querySelectorAll('.class-card .count')[1].textContent, 10) === 2);
+
+  // Each thumbnail's × removes it.
+  await card(page, 1).locator('.thumbs button').first().click();
+  assert.equal((await counts(page))[1], 1);
+
+  // The preview classifies the live webcam (ImageNet classes before any training).
+  await page.click('#preview-webcam');
+  await page.waitForFunction(() => document.querySelectorAll('#predictions li').length === 5, null, { timeout: 30_000 });
+  await page.click('#preview-webcam');
   await context.close();
 });
 
