@@ -743,7 +743,9 @@ async function openModel(file) {
     if (!sameClasses) {
       const hasImages = project.classes.some((c) => c.samples.length > 0);
       if (hasImages && !confirm(`This model's classes (${meta.labels.join(', ')}) differ from the project's. Replace the project's classes and images with the model's classes?`)) {
+        // Put back the model the project had (or none).
         if (project.model) await ask({ type: 'load-model', bytes: project.model.slice().buffer }, []);
+        else worker.postMessage({ type: 'unload-model' });
         return;
       }
       project.classes = meta.labels.map((name) => ({ id: newId(), name, samples: [] }));

@@ -253,7 +253,7 @@ test('projects: export and open round-trip; corrupt project files leave the proj
   await page.close();
 });
 
-test('storage full: a clear message, nothing lost; reload during training keeps the project', async () => {
+test('storage full: a clear message, nothing lost; cancel; reload during training keeps the project', async () => {
   const { page } = await openApp(browser, origin);
   await addImages(page, 0, await crops(page, 'brick', 0, 300, 3, 1));
   await addImages(page, 1, await crops(page, 'gravel', 0, 300, 3, 2));
@@ -282,10 +282,19 @@ test('storage full: a clear message, nothing lost; reload during training keeps 
   await card(page, 0).locator('.class-name').press('Tab');
   await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
 
-  // A long run (no validation, so no early stop), reloaded in the middle.
+  // A long run (no validation, so no early stop): Cancel stops it and keeps the weights so far.
   await page.click('#advanced summary');
   await page.fill('#epochs', '1000');
   await page.fill('#validation-share', '0');
+  await page.click('#train');
+  await page.waitForFunction(() => /^Epoch \d+/.test(document.querySelector('#train-status').textContent));
+  await page.click('#cancel');
+  await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Trained'));
+  assert.match(await page.textContent('#train-status'), /\(cancelled; kept epoch \d+\)/);
+  assert.equal(await page.isDisabled('#export-model'), false);
+  assert.equal(await page.isHidden('#cancel'), true);
+
+  // The same run again, reloaded in the middle.
   await page.click('#train');
   await page.waitForFunction(() => /^Epoch \d+/.test(document.querySelector('#train-status').textContent));
   await page.reload();
