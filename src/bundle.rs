@@ -124,7 +124,7 @@ impl Classifier {
         Ok(Self { meta, head })
     }
 
-    /// A bundle only makes sense on the exact backbone (and preprocessing) it was trained on.
+    /// A bundle only makes sense on the exact backbone it was trained on.
     pub fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
         let expected = &self.meta.backbone;
         if expected.sha256 != backbone.sha256 {
@@ -137,10 +137,16 @@ impl Classifier {
                 backbone.sha256
             ));
         }
-        if self.meta.preprocess != backbone.meta.preprocess || self.meta.head.input_dim != backbone.feature_dim() {
-            return Err(invalid!("this model's preprocessing or feature size does not match backbone {}", backbone.id));
+        if self.meta.head.input_dim != backbone.feature_dim() {
+            return Err(invalid!("this model's feature size does not match backbone {}", backbone.id));
         }
         Ok(())
+    }
+
+    /// The backbone fed the way this model's training images were (the bundle's preprocessing).
+    pub fn feature_extractor(&self, backbone: &Backbone) -> Result<Backbone> {
+        self.check_backbone(backbone)?;
+        Ok(backbone.with_preprocess(self.meta.preprocess.clone()))
     }
 
     /// Features (N, dim) → class probabilities, one row per image.

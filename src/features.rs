@@ -175,7 +175,7 @@ impl FeatureCache {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use file::{default_cache_dir, extract_files, CacheFile, ImageFeatures};
+pub use file::{default_cache_dir, extract_files, extract_images, CacheFile, ImageFeatures};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod file {
@@ -253,6 +253,33 @@ mod file {
             self.cache.insert(key, view, features);
             Ok(())
         }
+    }
+
+    /// Features of in-memory images (`image(i)` makes image `i`, `keys[i]` identifies it, e.g. the
+    /// sha256 of its pixels) in `view`, from the cache where it has them; new ones are computed in
+    /// chunks and added to the cache. `progress` is called with the number of images done so far.
+    pub fn extract_images(
+        backbone: &Backbone,
+        cache: &mut CacheFile,
+        keys: &[ImageKey],
+        image: impl Fn(usize) -> RgbImage + Sync,
+        view: View,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        const CHUNK: usize = 64;
+        for start in (0..keys.len()).step_by(CHUNK) {
+            let missing: Vec<usize> = (start..(start + CHUNK).min(keys.len()))
+                .filter(|&i| cache.cache.get(&keys[i], view).is_none())
+                .collect();
+            if !missing.is_empty() {
+                let images: Vec<RgbImage> = missing.par_iter().map(|&i| image(i)).collect();
+                for (&i, features) in missing.iter().zip(compute(backbone, &images, view)?) {
+                    cache.insert(keys[i], view, features)?;
+                }
+            }
+            progress((start + CHUNK).min(keys.len()));
+        }
+        Ok(keys.iter().map(|key| cache.cache.get(key, view).expect("computed above").to_vec()).collect())
     }
 
     /// One image's features: as is, and mirrored when asked for.

@@ -9,6 +9,7 @@
 pub mod backbone;
 pub mod bias_relu6;
 pub mod bundle;
+pub mod cifar10;
 pub mod dataset;
 pub mod depthwise;
 pub mod efficientnet_lite;

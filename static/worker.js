@@ -31,14 +31,6 @@ function embedded(id, embedding) {
   reply({ type: 'embedded', id, features, thumbnail }, [features.buffer, thumbnail.buffer]);
 }
 
-/// With a trained model: its class probabilities; without: the backbone's top-5 ImageNet classes.
-function classified(id, embedding) {
-  const features = embedding.features;
-  embedding.free();
-  if (engine.has_model) reply({ type: 'classified', id, probabilities: engine.classify(features) });
-  else reply({ type: 'classified', id, imagenet: JSON.parse(engine.imagenet_top(features, 5)) });
-}
-
 async function train({ id, features, labels, classNames, settings }) {
   training = new Training(engine, features, labels, JSON.stringify(classNames), JSON.stringify(settings));
   for (;;) {
@@ -65,8 +57,9 @@ const handlers = {
   cancel: () => training?.cancel(),
   'unload-model': () => engine?.unload_model(),
   'load-model': ({ id, bytes }) => reply({ type: 'model-loaded', id, meta: JSON.parse(engine.load_model(new Uint8Array(bytes))) }),
-  classify: ({ id, bytes }) => classified(id, engine.embed(new Uint8Array(bytes))),
-  'classify-rgba': ({ id, rgba, width, height }) => classified(id, engine.embed_rgba(new Uint8Array(rgba), width, height)),
+  classify: ({ id, bytes }) => reply({ type: 'classified', id, ...JSON.parse(engine.classify_file(new Uint8Array(bytes))) }),
+  'classify-rgba': ({ id, rgba, width, height }) =>
+    reply({ type: 'classified', id, ...JSON.parse(engine.classify_rgba(new Uint8Array(rgba), width, height)) }),
 };
 
 self.onmessage = async ({ data }) => {
