@@ -1,5 +1,5 @@
 # The README's two commands are `make app` and `make test`; both set up what they need first.
-.PHONY: app test lint test-native test-browser dist bench
+.PHONY: app test lint test-native test-browser dist bench check-cuda
 
 app:
 	scripts/setup.sh app
@@ -30,3 +30,9 @@ bench: dist
 	python3 benches/peer.py
 	python3 benches/head.py
 	node benches/tfjs_peer.mjs
+
+# The `cuda` feature must build on machines without a GPU (as a user's CI would): CUDA 13.0 from PyPI
+# wheels, Candle's kernels compiled by nvcc. Its own target dir: the kernel build is slow, keep it.
+CUDA_TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)-cuda
+check-cuda:
+	eval "$$(scripts/setup-cuda.sh)" && CARGO_TARGET_DIR=$(CUDA_TARGET_DIR) cargo check --release --features cuda
