@@ -7,6 +7,7 @@ const MODEL_URL = new URL('efficientnet-lite0-int8.safetensors', import.meta.url
 const $ = (selector, root = document) => root.querySelector(selector);
 const DEFAULT_SETTINGS = { epochs: 50, learning_rate: 0.001, batch_size: 16, hidden_units: 0, validation_share: 0.15 };
 const BURST_INTERVAL_MS = 150;
+const READS_IN_FLIGHT = 4;
 
 // ---- state -------------------------------------------------------------------------------------
 // project: { classes: [{ id, name, samples: [{ id, name, thumbnail: Uint8Array, features: Float32Array }] }],
@@ -162,25 +163,29 @@ function showExtraction() {
   $('#extract-text').classList.toggle('error', failed.length > 0);
 }
 
-/// Embeds the files (in the worker) and adds them to the class, in order; bad files are skipped and named.
+/// Embeds the files (in the worker) and adds them to the class; bad files are skipped and named.
+/// A few files are read at a time, so a dropped folder of large photos never sits in memory at once.
 async function addFiles(classId, files) {
-  const images = files;
-  if (images.length === 0) return;
+  if (files.length === 0) return;
   if (extraction.done >= extraction.queued) Object.assign(extraction, { queued: 0, done: 0, failed: [], started: performance.now() });
-  extraction.queued += images.length;
+  extraction.queued += files.length;
   showExtraction();
-  await Promise.all(images.map(async (file) => {
-    try {
-      const bytes = await file.arrayBuffer();
-      const answer = await ask({ type: 'embed', bytes }, [bytes]);
-      addSample(classId, file.name || 'pasted image', answer);
-    } catch (e) {
-      extraction.failed.push(`${file.name || 'pasted image'}: ${e.message}`);
-    } finally {
-      extraction.done += 1;
-      showExtraction();
+  const queue = [...files];
+  const reader = async () => {
+    for (let file = queue.shift(); file; file = queue.shift()) {
+      const name = file.name || 'pasted image';
+      try {
+        const bytes = await file.arrayBuffer();
+        addSample(classId, name, await ask({ type: 'embed', bytes }, [bytes]));
+      } catch (e) {
+        extraction.failed.push(`${name}: ${e.message}`);
+      } finally {
+        extraction.done += 1;
+        showExtraction();
+      }
     }
-  }));
+  };
+  await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, files.length) }, reader));
 }
 
 function addSample(classId, name, { features, thumbnail }) {
