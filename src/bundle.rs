@@ -21,9 +21,19 @@ use crate::error::{invalid, Result};
 use crate::head::{EpochStats, Head, HeadSpec, Stop, TrainConfig};
 use crate::metrics::Metrics;
 use crate::preprocess::Preprocess;
+use crate::wick_file::FileKind;
 
 pub const FORMAT: &str = "wick-classifier";
 pub const FORMAT_VERSION: &str = "1";
+
+const FILE: FileKind = FileKind {
+    format: FORMAT,
+    version: FORMAT_VERSION,
+    noun: ".wick model",
+    version_label: ".wick",
+    written: "the model bundle",
+    mistaken_for: &[(crate::model_file::FORMAT, "this is a backbone model file, not a trained classifier")],
+};
 
 /// Which backbone a head was trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,49 +70,25 @@ pub struct Classifier {
 
 impl Classifier {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let tensors = self.head.tensors();
-        let data: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
-            .iter()
+        let tensors = self
+            .head
+            .tensors()
+            .into_iter()
             .map(|(name, t)| {
                 let values = t.flatten_all()?.to_vec1::<f32>()?;
-                Ok((name.clone(), values.iter().flat_map(|v| v.to_le_bytes()).collect(), t.dims().to_vec()))
+                Ok((name, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(), t.dims().to_vec()))
             })
-            .collect::<Result<_>>()?;
-        let views = data
+            .collect::<Result<Vec<_>>>()?;
+        let parts: Vec<_> = tensors
             .iter()
-            .map(|(name, bytes, shape)| {
-                Ok((name.as_str(), safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)?))
-            })
-            .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
-            .map_err(|e| invalid!("cannot write the model bundle: {e}"))?;
-        let metadata: HashMap<String, String> = [
-            ("format".to_string(), FORMAT.to_string()),
-            ("format_version".to_string(), FORMAT_VERSION.to_string()),
-            ("meta".to_string(), serde_json::to_string(&self.meta).expect("metadata serialises")),
-        ]
-        .into();
-        safetensors::serialize(views, Some(metadata)).map_err(|e| invalid!("cannot write the model bundle: {e}"))
+            .map(|(name, bytes, shape)| (name.as_str(), Dtype::F32, shape.clone(), bytes.as_slice()))
+            .collect();
+        FILE.write(&parts, &self.meta)
     }
 
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
-        let not_bundle = |why: String| invalid!("not a valid .wick model: {why}");
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| not_bundle(e.to_string()))?;
-        let fields = header.metadata().as_ref().ok_or_else(|| not_bundle("it has no Wick metadata".into()))?;
-        match fields.get("format").map(String::as_str) {
-            Some(FORMAT) => {}
-            Some(crate::model_file::FORMAT) => {
-                return Err(not_bundle("this is a backbone model file, not a trained classifier".into()))
-            }
-            _ => return Err(not_bundle("it has no Wick metadata".into())),
-        }
-        if fields.get("format_version").map(String::as_str) != Some(FORMAT_VERSION) {
-            return Err(invalid!(
-                ".wick format version {} is not supported (this build reads version {FORMAT_VERSION})",
-                fields.get("format_version").map_or("?", String::as_str)
-            ));
-        }
-        let meta: BundleMeta = serde_json::from_str(fields.get("meta").map_or("", String::as_str))
-            .map_err(|e| not_bundle(format!("bad metadata: {e}")))?;
+        let not_bundle = |why: String| FILE.invalid(why);
+        let meta: BundleMeta = FILE.read_meta(bytes)?;
         check_labels(&meta.labels).map_err(|e| not_bundle(e.to_string()))?;
         if meta.labels.len() != meta.head.classes {
             return Err(not_bundle(format!("{} labels for {} classes", meta.labels.len(), meta.head.classes)));

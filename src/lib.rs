@@ -24,6 +24,7 @@ pub mod project;
 pub mod rng;
 pub mod torch_legacy;
 pub mod weights;
+pub mod wick_file;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -24,13 +24,24 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::efficientnet_lite::Config;
-use crate::error::{invalid, Result};
+use crate::error::Result;
 use crate::preprocess::Preprocess;
 use crate::weights::FloatWeights;
+use crate::wick_file::FileKind;
 
 pub const FORMAT: &str = "wick-model";
 pub const FORMAT_VERSION: &str = "1";
 pub const MIN_INT8_ROW: usize = 32;
+
+/// Written by [`write`] itself (deterministically); read through [`FileKind::read_meta`].
+const FILE: FileKind = FileKind {
+    format: FORMAT,
+    version: FORMAT_VERSION,
+    noun: "Wick model file",
+    version_label: "Wick model",
+    written: "the model file",
+    mistaken_for: &[],
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
@@ -111,23 +122,8 @@ pub fn write(weights: &FloatWeights, meta: &ModelMeta) -> Result<Vec<u8>> {
 
 /// Parses and dequantizes a model file.
 pub fn read(bytes: &[u8]) -> Result<(ModelMeta, FloatWeights)> {
-    let not_wick = |why: String| invalid!("not a valid Wick model file: {why}");
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| not_wick(e.to_string()))?;
-    let fields = metadata.metadata().as_ref().ok_or_else(|| not_wick("it has no Wick metadata".into()))?;
-    if fields.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(not_wick("it has no Wick metadata".into()));
-    }
-    match fields.get("format_version").map(String::as_str) {
-        Some(FORMAT_VERSION) => {}
-        v => {
-            return Err(invalid!(
-                "Wick model format version {} is not supported (this build reads version {FORMAT_VERSION})",
-                v.unwrap_or("?")
-            ))
-        }
-    }
-    let meta: ModelMeta = serde_json::from_str(fields.get("meta").map_or("", String::as_str))
-        .map_err(|e| not_wick(format!("bad metadata: {e}")))?;
+    let not_wick = |why: String| FILE.invalid(why);
+    let meta: ModelMeta = FILE.read_meta(bytes)?;
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| not_wick(e.to_string()))?;
 
     let mut weights = BTreeMap::new();

@@ -10,17 +10,25 @@
 //! - `__metadata__`: `format`, `format_version`, and `meta`, the JSON of [`ProjectMeta`] (the backbone
 //!   the features belong to, the classes with their samples' names and thumbnail lengths, the settings).
 
-use std::collections::HashMap;
-
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::BackboneRef;
 use crate::dataset::check_label;
 use crate::error::{invalid, Result};
+use crate::wick_file::FileKind;
 
 pub const FORMAT: &str = "wick-project";
 pub const FORMAT_VERSION: &str = "1";
+
+const FILE: FileKind = FileKind {
+    format: FORMAT,
+    version: FORMAT_VERSION,
+    noun: "Wick project file",
+    version_label: "Wick project",
+    written: "the project",
+    mistaken_for: &[(crate::bundle::FORMAT, "this is a trained model (.wick), not a project; open it as a model")],
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectMeta {
@@ -96,40 +104,13 @@ impl Project {
         if let Some(model) = &self.model {
             parts.push(("model", Dtype::U8, vec![model.len()], model.as_slice()));
         }
-        let views = parts
-            .into_iter()
-            .map(|(name, dtype, shape, data)| Ok((name, safetensors::tensor::TensorView::new(dtype, shape, data)?)))
-            .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
-            .map_err(|e| invalid!("cannot write the project: {e}"))?;
-        let metadata: HashMap<String, String> = [
-            ("format".to_string(), FORMAT.to_string()),
-            ("format_version".to_string(), FORMAT_VERSION.to_string()),
-            ("meta".to_string(), serde_json::to_string(&self.meta).expect("metadata serialises")),
-        ]
-        .into();
-        safetensors::serialize(views, Some(metadata)).map_err(|e| invalid!("cannot write the project: {e}"))
+        FILE.write(&parts, &self.meta)
     }
 
     /// Parses and checks a project file whose features must have `dim` values per sample.
     pub fn from_bytes(bytes: &[u8], dim: usize) -> Result<Self> {
-        let not_project = |why: String| invalid!("not a valid Wick project file: {why}");
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| not_project(e.to_string()))?;
-        let fields = header.metadata().as_ref().ok_or_else(|| not_project("it has no Wick metadata".into()))?;
-        match fields.get("format").map(String::as_str) {
-            Some(FORMAT) => {}
-            Some(crate::bundle::FORMAT) => {
-                return Err(not_project("this is a trained model (.wick), not a project; open it as a model".into()))
-            }
-            _ => return Err(not_project("it has no Wick metadata".into())),
-        }
-        if fields.get("format_version").map(String::as_str) != Some(FORMAT_VERSION) {
-            return Err(invalid!(
-                "Wick project format version {} is not supported (this build reads version {FORMAT_VERSION})",
-                fields.get("format_version").map_or("?", String::as_str)
-            ));
-        }
-        let meta: ProjectMeta = serde_json::from_str(fields.get("meta").map_or("", String::as_str))
-            .map_err(|e| not_project(format!("bad metadata: {e}")))?;
+        let not_project = |why: String| FILE.invalid(why);
+        let meta: ProjectMeta = FILE.read_meta(bytes)?;
         let file = SafeTensors::deserialize(bytes).map_err(|e| not_project(e.to_string()))?;
         let tensor = |name: &str, dtype: Dtype| -> Result<Option<Vec<u8>>> {
             match file.tensor(name) {

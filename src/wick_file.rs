@@ -1,0 +1,73 @@
+//! What every Wick file shares: a safetensors file whose `__metadata__` holds `format`,
+//! `format_version` and `meta` (the JSON of the file's metadata struct). The backbone file
+//! ([`crate::model_file`]), the `.wick` model ([`crate::bundle`]) and the web app's project
+//! ([`crate::project`]) each describe themselves with a [`FileKind`].
+
+use std::collections::HashMap;
+
+use safetensors::{Dtype, SafeTensors};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{invalid, Error, Result};
+
+pub struct FileKind {
+    pub format: &'static str,
+    pub version: &'static str,
+    /// For "not a valid …": e.g. ".wick model".
+    pub noun: &'static str,
+    /// For "… format version N is not supported": e.g. ".wick".
+    pub version_label: &'static str,
+    /// For "cannot write …": e.g. "the model bundle".
+    pub written: &'static str,
+    /// Other Wick formats someone may hand over instead, with what to tell them.
+    pub mistaken_for: &'static [(&'static str, &'static str)],
+}
+
+impl FileKind {
+    /// "not a valid <noun>: <why>".
+    pub fn invalid(&self, why: impl std::fmt::Display) -> Error {
+        invalid!("not a valid {}: {why}", self.noun)
+    }
+
+    /// Serialises `tensors` (name, dtype, shape, little-endian bytes) with `meta`.
+    pub fn write(&self, tensors: &[(&str, Dtype, Vec<usize>, &[u8])], meta: &impl Serialize) -> Result<Vec<u8>> {
+        let cannot = |e: safetensors::SafeTensorError| invalid!("cannot write {}: {e}", self.written);
+        let views = tensors
+            .iter()
+            .map(|(name, dtype, shape, data)| {
+                Ok((*name, safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)?))
+            })
+            .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
+            .map_err(cannot)?;
+        let metadata: HashMap<String, String> = [
+            ("format".to_string(), self.format.to_string()),
+            ("format_version".to_string(), self.version.to_string()),
+            ("meta".to_string(), serde_json::to_string(meta).expect("metadata serialises")),
+        ]
+        .into();
+        safetensors::serialize(views, Some(metadata)).map_err(cannot)
+    }
+
+    /// Checks the format and version and parses `meta`; the tensors are the caller's to read.
+    pub fn read_meta<M: DeserializeOwned>(&self, bytes: &[u8]) -> Result<M> {
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| self.invalid(e))?;
+        let fields = header.metadata().as_ref().ok_or_else(|| self.invalid("it has no Wick metadata"))?;
+        let format = fields.get("format").map(String::as_str);
+        if format != Some(self.format) {
+            let hint = self.mistaken_for.iter().find(|(other, _)| format == Some(*other));
+            return Err(self.invalid(hint.map_or("it has no Wick metadata", |(_, hint)| *hint)));
+        }
+        let version = fields.get("format_version").map(String::as_str);
+        if version != Some(self.version) {
+            return Err(invalid!(
+                "{} format version {} is not supported (this build reads version {})",
+                self.version_label,
+                version.unwrap_or("?"),
+                self.version
+            ));
+        }
+        serde_json::from_str(fields.get("meta").map_or("", String::as_str))
+            .map_err(|e| self.invalid(format!("bad metadata: {e}")))
+    }
+}
