@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::backbone::{Backbone, Prediction};
 use crate::dataset::check_labels;
 use crate::error::{invalid, Result};
-use crate::head::{EpochStats, Head, HeadSpec, Stop, TrainConfig};
+use crate::head::{EpochStats, Head, HeadSpec, Stop, TrainConfig, Trained};
 use crate::metrics::Metrics;
 use crate::preprocess::Preprocess;
 use crate::wick_file::FileKind;
@@ -69,6 +69,34 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// A finished training run on `backbone` (fed with its current preprocessing) as a `.wick` model.
+    /// Validation metrics keep their numbers only: the names of misclassified files stay out of it.
+    pub fn from_training(
+        trained: Trained,
+        labels: Vec<String>,
+        backbone: &Backbone,
+        training: TrainConfig,
+        validation: Option<&Metrics>,
+        unix_seconds: u64,
+    ) -> Self {
+        Self {
+            meta: BundleMeta {
+                labels,
+                backbone: BackboneRef::of(backbone),
+                preprocess: backbone.meta.preprocess.clone(),
+                head: trained.head.spec,
+                training,
+                history: trained.history,
+                best_epoch: trained.best_epoch,
+                stop: trained.stop,
+                validation: validation.map(|m| Metrics { misclassified: Vec::new(), ..m.clone() }),
+                created: utc_timestamp(unix_seconds),
+                wick_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            head: trained.head,
+        }
+    }
+
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let tensors = self
             .head

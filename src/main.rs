@@ -22,7 +22,7 @@ mod cli {
     use indicatif::{ProgressBar, ProgressStyle};
     use serde::Serialize;
     use wick::backbone::{convert_checkpoint, Backbone, Prediction};
-    use wick::bundle::{utc_timestamp, BackboneRef, BundleMeta, Classifier};
+    use wick::bundle::Classifier;
     use wick::cifar10::{self, Cifar10, TEST_FILE};
     use wick::dataset::{check_labels, scan_folder, stratified_split, LabelledFolder, Sample};
     use wick::error::InFile;
@@ -485,6 +485,39 @@ mod cli {
         Ok(out)
     }
 
+    /// Trains a head with an epoch progress bar; says so when the loss blew up.
+    fn train_head(
+        train_set: &FeatureSet,
+        val_set: &FeatureSet,
+        classes: usize,
+        config: &TrainConfig,
+        device: &Device,
+        quiet: bool,
+    ) -> Result<head::Trained> {
+        let bar = progress_bar(config.epochs, "epochs", quiet);
+        let trained = head::train(train_set, Some(val_set), classes, config, device, |stats: &EpochStats| {
+            bar.set_position(stats.epoch as u64);
+            bar.set_message(match (stats.val_loss, stats.val_accuracy) {
+                (Some(loss), Some(acc)) => format!("val loss {loss:.4} acc {:.1}%", 100.0 * acc),
+                _ => format!("train loss {:.4}", stats.train_loss),
+            });
+            ControlFlow::Continue(())
+        })?;
+        bar.finish_and_clear();
+        if let Stop::Diverged { epoch } = trained.stop {
+            eprintln!(
+                "warning: training stopped in epoch {epoch}: the loss became NaN or infinite (try a lower --lr); \
+                 keeping the weights of epoch {}",
+                trained.best_epoch
+            );
+        }
+        Ok(trained)
+    }
+
+    fn unix_now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
     fn report_skipped(skipped: &[Skipped]) {
         if !skipped.is_empty() {
             eprintln!("warning: skipped {} unreadable file(s):", skipped.len());
@@ -576,30 +609,7 @@ mod cli {
             bail!("{}: class `{label}` has no readable training images", data.join(label).display());
         }
 
-        let bar = progress_bar(config.epochs, "epochs", quiet);
-        let trained = head::train(
-            &train_data.set,
-            Some(&val_data.set),
-            labels.len(),
-            config,
-            backbone.device(),
-            |stats: &EpochStats| {
-                bar.set_position(stats.epoch as u64);
-                bar.set_message(match (stats.val_loss, stats.val_accuracy) {
-                    (Some(loss), Some(acc)) => format!("val loss {loss:.4} acc {:.1}%", 100.0 * acc),
-                    _ => format!("train loss {:.4}", stats.train_loss),
-                });
-                ControlFlow::Continue(())
-            },
-        )?;
-        bar.finish_and_clear();
-        if let Stop::Diverged { epoch } = trained.stop {
-            eprintln!(
-                "warning: training stopped in epoch {epoch}: the loss became NaN or infinite (try a lower --lr); \
-                 keeping the weights of epoch {}",
-                trained.best_epoch
-            );
-        }
+        let trained = train_head(&train_data.set, &val_data.set, labels.len(), config, backbone.device(), quiet)?;
 
         let validation = if val_data.set.is_empty() {
             None
@@ -607,24 +617,14 @@ mod cli {
             let probabilities = trained.head.probabilities(&val_data.set.tensor(backbone.device())?)?.to_vec2()?;
             Some(Metrics::compute(labels, &val_data.set.labels, &probabilities, &val_data.names))
         };
-        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let classifier = Classifier {
-            meta: BundleMeta {
-                labels: labels.clone(),
-                backbone: BackboneRef::of(&backbone),
-                preprocess: backbone.meta.preprocess.clone(),
-                head: trained.head.spec,
-                training: config.clone(),
-                history: trained.history.clone(),
-                best_epoch: trained.best_epoch,
-                stop: trained.stop.clone(),
-                // The bundle keeps the numbers, not the names of the user's files.
-                validation: validation.clone().map(|m| Metrics { misclassified: Vec::new(), ..m }),
-                created: utc_timestamp(created),
-                wick_version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-            head: trained.head,
-        };
+        let classifier = Classifier::from_training(
+            trained,
+            labels.clone(),
+            &backbone,
+            config.clone(),
+            validation.as_ref(),
+            unix_now(),
+        );
         write_atomically(out, &classifier.to_bytes()?)?;
 
         let val_counts = counts(&val_data.set, 1);
@@ -791,35 +791,14 @@ mod cli {
         }
 
         let class_names: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
-        let bar = progress_bar(config.epochs, "epochs", output.quiet);
-        let trained = head::train(&train_set, Some(&val_set), class_names.len(), config, backbone.device(), |stats| {
-            bar.set_position(stats.epoch as u64);
-            bar.set_message(format!("train loss {:.4}", stats.train_loss));
-            ControlFlow::Continue(())
-        })?;
-        bar.finish_and_clear();
+        let trained = train_head(&train_set, &val_set, class_names.len(), config, backbone.device(), output.quiet)?;
         let probabilities = trained.head.probabilities(&test_set.tensor(backbone.device())?)?.to_vec2()?;
         let names: Vec<String> = (0..test_set.len()).map(|i| format!("{TEST_FILE}[{i}]")).collect();
         let mut metrics = Metrics::compute(&class_names, &test_set.labels, &probabilities, &names);
         metrics.misclassified.truncate(20); // the most confident mistakes
 
-        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let classifier = Classifier {
-            meta: BundleMeta {
-                labels: class_names,
-                backbone: BackboneRef::of(&backbone),
-                preprocess: backbone.meta.preprocess.clone(),
-                head: trained.head.spec,
-                training: config.clone(),
-                history: trained.history,
-                best_epoch: trained.best_epoch,
-                stop: trained.stop,
-                validation: Some(Metrics { misclassified: Vec::new(), ..metrics.clone() }),
-                created: utc_timestamp(created),
-                wick_version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-            head: trained.head,
-        };
+        let classifier =
+            Classifier::from_training(trained, class_names, &backbone, config.clone(), Some(&metrics), unix_now());
         write_atomically(out, &classifier.to_bytes()?)?;
         if output.json {
             let report = Cifar10Report {

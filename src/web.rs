@@ -12,7 +12,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::backbone::Backbone;
-use crate::bundle::{utc_timestamp, BackboneRef, BundleMeta, Classifier};
+use crate::bundle::{BackboneRef, Classifier};
 use crate::dataset::{check_labels, stratified_split};
 use crate::features::{compute, View};
 use crate::head::{self, FeatureSet, Stop, TrainConfig, Trainer};
@@ -150,8 +150,7 @@ pub struct Training {
     /// For each validation row, the index of its sample in the arrays given to [`Training::new`].
     val_samples: Vec<usize>,
     train_count: usize,
-    backbone: BackboneRef,
-    preprocess: crate::preprocess::Preprocess,
+    backbone: Backbone,
 }
 
 /// What a finished training run gives the page.
@@ -230,8 +229,7 @@ impl Training {
             val_set,
             val_samples: val_idx,
             train_count: train_set.len(),
-            backbone: BackboneRef::of(&engine.backbone),
-            preprocess: engine.backbone.meta.preprocess.clone(),
+            backbone: engine.backbone.clone(),
         })
     }
 
@@ -267,22 +265,14 @@ impl Training {
             "train_count": self.train_count,
             "validation": validation,
         });
-        let classifier = Classifier {
-            meta: BundleMeta {
-                labels: self.labels.clone(),
-                backbone: self.backbone.clone(),
-                preprocess: self.preprocess.clone(),
-                head: trained.head.spec,
-                training: self.config.clone(),
-                history: trained.history,
-                best_epoch: trained.best_epoch,
-                stop: trained.stop,
-                validation: validation.map(|m| Metrics { misclassified: Vec::new(), ..m }),
-                created: utc_timestamp(unix_seconds.max(0.0) as u64),
-                wick_version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-            head: trained.head,
-        };
+        let classifier = Classifier::from_training(
+            trained,
+            self.labels.clone(),
+            &self.backbone,
+            self.config.clone(),
+            validation.as_ref(),
+            unix_seconds.max(0.0) as u64,
+        );
         Ok(TrainedModel { wick: classifier.to_bytes().map_err(fail)?, report: report.to_string() })
     }
 }
