@@ -406,6 +406,31 @@ impl Trainer {
     }
 }
 
+/// The head-training benchmark behind `wick bench --head-data` and the web build's `bench_head`: a
+/// linear head on `set` (classes = largest label + 1), `epochs` epochs of `batch_size`, no early
+/// stopping or label smoothing. Returns the fastest of `iters` runs after a warm-up, in milliseconds
+/// by the clock `now_ms`, and the last epoch's training accuracy.
+pub fn time_training(
+    set: &FeatureSet,
+    epochs: usize,
+    batch_size: usize,
+    iters: usize,
+    now_ms: impl Fn() -> f64,
+) -> Result<(f64, f32)> {
+    let classes = set.labels.iter().max().map_or(1, |&l| l as usize + 1);
+    let config = TrainConfig { epochs, batch_size, patience: 0, label_smoothing: 0.0, ..TrainConfig::default() };
+    let run = || train(set, None, classes, &config, &Device::Cpu, |_| ControlFlow::Continue(()));
+    run()?; // warm-up
+    let (mut best, mut accuracy) = (f64::INFINITY, 0.0);
+    for _ in 0..iters.max(1) {
+        let start = now_ms();
+        let trained = run()?;
+        best = best.min(now_ms() - start);
+        accuracy = trained.history.last().map_or(0.0, |h| h.train_accuracy);
+    }
+    Ok((best, accuracy))
+}
+
 fn check_features(which: &str, set: &FeatureSet, classes: usize) -> Result<()> {
     if set.is_empty() {
         return Err(invalid!("the {which} set is empty"));

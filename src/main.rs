@@ -887,26 +887,18 @@ mod cli {
     fn bench_head(dir: &Path, iters: usize, json: bool) -> Result<()> {
         let set = read_bench_features(dir)?;
         let classes = *set.labels.iter().max().unwrap_or(&0) as usize + 1;
-        let config =
-            TrainConfig { epochs: 50, batch_size: 64, patience: 0, label_smoothing: 0.0, ..TrainConfig::default() };
-        let run = || head::train(&set, None, classes, &config, &Device::Cpu, |_| ControlFlow::Continue(()));
-        run()?; // warm-up
-        let mut best = f64::INFINITY;
-        let mut accuracy = 0.0;
-        for _ in 0..iters.max(1) {
-            let start = Instant::now();
-            let trained = run()?;
-            best = best.min(start.elapsed().as_secs_f64() * 1e3);
-            accuracy = trained.history.last().map_or(0.0, |h| h.train_accuracy);
-        }
+        let (epochs, batch_size) = (50, 64);
+        let clock = Instant::now();
+        let (best, accuracy) =
+            head::time_training(&set, epochs, batch_size, iters, || clock.elapsed().as_secs_f64() * 1e3)?;
         let record = HeadBenchRecord {
             what: "head_training",
             threads: candle_core::utils::get_num_threads(),
             images: set.len(),
             dim: set.dim,
             classes,
-            epochs: config.epochs,
-            batch_size: config.batch_size,
+            epochs,
+            batch_size,
             ms: best,
             train_accuracy: accuracy,
         };

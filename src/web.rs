@@ -3,8 +3,6 @@
 //! project formats — is the shared library, reached through these bindings. [`Engine`] and
 //! [`Training`] live in the Web Worker (`static/worker.js`), so the page never freezes.
 
-use std::ops::ControlFlow;
-
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 use wasm_bindgen::prelude::*;
@@ -373,17 +371,7 @@ pub fn bench_head(
         features: features.to_vec(),
         labels: labels.iter().map(|&l| l as u32).collect(),
     };
-    let classes = *labels.iter().max().unwrap_or(&0) as usize + 1;
-    let config = TrainConfig { epochs, batch_size, patience: 0, label_smoothing: 0.0, ..TrainConfig::default() };
-    let run = || head::train(&set, None, classes, &config, &Device::Cpu, |_| ControlFlow::Continue(())).map_err(fail);
-    run()?; // warm-up
-    let (mut best, mut accuracy) = (f64::INFINITY, 0.0);
-    for _ in 0..iters.max(1) {
-        let start = now_ms();
-        let trained = run()?;
-        best = best.min(now_ms() - start);
-        accuracy = trained.history.last().map_or(0.0, |h| h.train_accuracy);
-    }
+    let (best, accuracy) = head::time_training(&set, epochs, batch_size, iters, now_ms).map_err(fail)?;
     Ok(format!(r#"{{"ms":{best},"train_accuracy":{accuracy}}}"#))
 }
 
