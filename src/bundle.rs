@@ -139,7 +139,7 @@ impl Classifier {
     }
 
     /// A bundle only makes sense on the exact backbone it was trained on.
-    pub fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
+    fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
         let expected = &self.meta.backbone;
         if expected.sha256 != backbone.sha256 {
             return Err(invalid!(
