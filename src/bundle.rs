@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::backbone::{Backbone, Prediction};
 use crate::dataset::check_labels;
 use crate::error::{invalid, Result};
+use crate::finetune::FinetuneConfig;
 use crate::head::{EpochStats, Head, HeadSpec, Stop, TrainConfig, Trained};
 use crate::metrics::Metrics;
 use crate::preprocess::Preprocess;
@@ -51,6 +52,10 @@ pub struct BundleMeta {
     pub preprocess: Preprocess,
     pub head: HeadSpec,
     pub training: TrainConfig,
+    /// Set when the backbone itself was fine-tuned with the head (`wick cifar10 --mode finetune`):
+    /// its settings. The history's `val_*` numbers are then the test set's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<FinetuneConfig>,
     pub history: Vec<EpochStats>,
     /// The epoch whose weights were kept.
     pub best_epoch: usize,
@@ -86,6 +91,7 @@ impl Classifier {
                 preprocess: backbone.meta.preprocess.clone(),
                 head: trained.head.spec,
                 training,
+                finetune: None,
                 history: trained.history,
                 best_epoch: trained.best_epoch,
                 stop: trained.stop,

@@ -119,15 +119,25 @@ impl Pointwise {
 
 impl Module for Pointwise {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        // One image (what `Backbone::features` feeds) is a plain 2-D product: broadcasting the
-        // weight over a batch of one made Candle copy it on every call.
-        let y = if n == 1 {
-            self.weight.matmul(&x.reshape((c, h * w))?)?
-        } else {
-            self.weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?
-        };
-        add_bias_relu6(&y.reshape((n, (), h, w))?, &self.bias, self.relu6)
+        add_bias_relu6(&pointwise_conv(x, &self.weight)?, &self.bias, self.relu6)
+    }
+}
+
+/// A 1×1 convolution, `x`: (N, C_in, H, W), `weight`: (C_out, C_in) → (N, C_out, H, W).
+pub(crate) fn pointwise_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let c_out = weight.dim(0)?;
+    // One image (what `Backbone::features` feeds) is a plain 2-D product. For a batch, Candle's
+    // broadcast product copies the weight once per image (and its gradient is summed from as many
+    // copies): where the feature maps are small (late layers, CIFAR-sized inputs) it is far cheaper
+    // to move the batch next to the pixels, (C, N·H·W), and multiply once.
+    if n == 1 {
+        weight.matmul(&x.reshape((c, h * w))?)?.reshape((1, c_out, h, w))
+    } else if h * w * (c + c_out) < c * c_out {
+        let columns = x.transpose(0, 1)?.reshape((c, n * h * w))?;
+        weight.matmul(&columns)?.reshape((c_out, n, h, w))?.transpose(0, 1)?.contiguous()
+    } else {
+        weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?.reshape((n, c_out, h, w))
     }
 }
 
@@ -159,27 +169,31 @@ struct Stem {
 }
 
 impl Stem {
-    const KERNEL: usize = 3;
-    const STRIDE: usize = 2;
-
     fn new(c_out: usize, vb: VarBuilder) -> Result<Self> {
-        let weight = vb.get((c_out, 3, Self::KERNEL, Self::KERNEL), "weight")?;
+        let weight = vb.get((c_out, 3, 3, 3), "weight")?;
         Ok(Self { weight, bias: vb.get(c_out, "bias")? })
     }
 }
 
 impl Module for Stem {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, _, h, w) = x.dims4()?;
-        let pad = |len: usize| {
-            let (out, before) = same_padding(len, Self::KERNEL, Self::STRIDE);
-            let total = ((out - 1) * Self::STRIDE + Self::KERNEL).saturating_sub(len);
-            (before, total - before)
-        };
-        let ((top, bottom), (left, right)) = (pad(h), pad(w));
-        let x = x.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?;
-        add_bias_relu6(&x.conv2d(&self.weight, 0, Self::STRIDE, 1, 1)?, &self.bias, true)
+        add_bias_relu6(&stem_conv(x, &self.weight)?, &self.bias, true)
     }
+}
+
+/// The stem's 3×3 stride-2 convolution, `weight`: (C_out, 3, 3, 3), with TF 'SAME' padding.
+pub(crate) fn stem_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    const KERNEL: usize = 3;
+    const STRIDE: usize = 2;
+    let (_, _, h, w) = x.dims4()?;
+    let pad = |len: usize| {
+        let (out, before) = same_padding(len, KERNEL, STRIDE);
+        let total = ((out - 1) * STRIDE + KERNEL).saturating_sub(len);
+        (before, total - before)
+    };
+    let ((top, bottom), (left, right)) = (pad(h), pad(w));
+    let x = x.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?;
+    x.conv2d(weight, 0, STRIDE, 1, 1)
 }
 
 /// Mobile inverted bottleneck: 1×1 expand → depthwise → 1×1 project, with an identity skip when the

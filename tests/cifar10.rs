@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use safetensors::SafeTensors;
 use wick::cifar10::{Cifar10, CLASSES, PIXELS, RECORD, TEST_FILE, TRAIN_FILES};
 use wick::rng::Rng;
 
@@ -128,4 +129,139 @@ fn probe_learns_the_pattern_and_the_model_predicts_with_its_preprocessing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["classes"][0]["label"], CLASSES[7]);
+}
+
+// ---- fine-tuning ---------------------------------------------------------------------------------
+
+/// The ImageNet checkpoint fine-tuning starts from (`scripts/fetch-weights.sh` puts it there).
+fn checkpoint_path() -> PathBuf {
+    let path = std::env::var_os("WICK_LITE0_PTH").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/wick/efficientnet-lite0-57934424.pth")
+    });
+    assert!(path.exists(), "{} is missing: run scripts/fetch-weights.sh (or `make test`)", path.display());
+    path
+}
+
+/// `wick cifar10 --mode finetune` at CIFAR's own 32×32, in batches of 16, with `extra` arguments.
+fn finetune_args<'a>(data: &'a Path, out: &'a Path, pth: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args =
+        vec!["cifar10", "--mode", "finetune", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    for (flag, value) in
+        [("--pth", pth.to_str().unwrap()), ("--img-size", "32"), ("--batch-size", "16"), ("--lr", "0.02")]
+    {
+        let replaced = extra.contains(&flag) || (flag == "--pth" && extra.contains(&"--backbone"));
+        if !replaced {
+            args.extend([flag, value]);
+        }
+    }
+    args
+}
+
+#[test]
+fn finetune_learns_the_pattern_and_exports_a_backbone_that_classifies_on_its_own() {
+    let dir = scratch("finetune");
+    write_dataset(&dir, 48, 100);
+    let (pth, model) = (checkpoint_path(), dir.join("ft.wick"));
+    let out = wick(&finetune_args(&dir, &model, &pth, &["--epochs", "3", "--json"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mode"], "finetune");
+    assert_eq!(report["train_images"], 240, "240 images make 15 whole batches of 16");
+    let history = report["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3);
+    assert!(history.iter().all(|h| h["val_accuracy"].as_f64().is_some()), "every epoch is measured on the test set");
+    let accuracy = report["test"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.8, "fine-tuned test accuracy {accuracy} (chance is 0.1)");
+
+    let backbone = dir.join("ft.backbone.safetensors");
+    assert!(dir.join("ft.checkpoint").exists() && backbone.exists());
+    // The fine-tuned backbone file alone classifies into CIFAR-10's classes (its `_fc` is the head),
+    // and the .wick runs on it.
+    let png = dir.join("test-3.png");
+    synthetic(100, 99).image(3).save(&png).unwrap();
+    for extra in [vec![], vec!["--model", model.to_str().unwrap()]] {
+        let mut args = vec!["predict", "--json", "--backbone", backbone.to_str().unwrap(), png.to_str().unwrap()];
+        args.extend(extra);
+        let out = wick(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(record["classes"][0]["label"], CLASSES[3], "{record}");
+    }
+    // The .wick names the fine-tuned backbone, not the ImageNet one.
+    let out = wick(&["predict", "--model", model.to_str().unwrap(), png.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("backbone"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_run_killed_mid_epoch_and_resumed_ends_bit_identical_to_an_uninterrupted_one() {
+    let dir = scratch("resume");
+    write_dataset(&dir, 32, 40);
+    let pth = checkpoint_path();
+    let epochs = ["--epochs", "3", "--quiet"];
+
+    let whole = dir.join("whole.wick");
+    let out = wick(&finetune_args(&dir, &whole, &pth, &epochs));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The same run, killed (SIGKILL) as soon as epoch 1's checkpoint appears, then resumed.
+    let killed = dir.join("killed.wick");
+    let checkpoint = dir.join("killed.checkpoint");
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_wick")).args(finetune_args(&dir, &killed, &pth, &epochs)).spawn().unwrap();
+    while !checkpoint.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.exists(), "the killed run got to the end: the test did not interrupt it");
+    let out = wick(&finetune_args(&dir, &killed, &pth, &[&epochs[..], &["--resume"]].concat()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Every weight, running statistic and optimizer buffer, and the recorded history, are the same bits.
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let (whole_checkpoint, killed_checkpoint) = (read("whole.checkpoint"), read("killed.checkpoint"));
+    let (whole, killed) =
+        (SafeTensors::deserialize(&whole_checkpoint).unwrap(), SafeTensors::deserialize(&killed_checkpoint).unwrap());
+    assert!(whole.len() > 300, "{} tensors", whole.len());
+    assert_eq!(whole.names().len(), killed.names().len());
+    for (name, tensor) in whole.tensors() {
+        assert!(tensor.data() == killed.tensor(&name).unwrap().data(), "`{name}` differs after resuming");
+    }
+    let meta = |bytes: &[u8]| SafeTensors::read_metadata(bytes).unwrap().1.metadata().clone().unwrap()["meta"].clone();
+    assert_eq!(meta(&whole_checkpoint), meta(&killed_checkpoint));
+    assert!(read("whole.backbone.safetensors") == read("killed.backbone.safetensors"), "exported backbones differ");
+}
+
+#[test]
+fn finetune_refuses_bad_settings_and_foreign_checkpoints_without_touching_the_checkpoint() {
+    let dir = scratch("finetune-bad");
+    write_dataset(&dir, 8, 10);
+    let pth = checkpoint_path();
+    let model = dir.join("m.wick");
+    let fails = |extra: &[&str], expect: &str| {
+        let out = wick(&finetune_args(&dir, &model, &pth, extra));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(expect), "{extra:?}: expected `{expect}` in: {err}");
+    };
+    fails(&["--batch-size", "1"], "batch size must be at least 2");
+    fails(&["--batch-size", "64"], "fewer than one batch of 64");
+    fails(&["--warmup-epochs", "3", "--epochs", "3"], "warm-up epochs must be fewer than epochs");
+    fails(&["--backbone", pth.to_str().unwrap()], "folded");
+    fails(&["--resume"], "no checkpoint to resume from");
+
+    // A finished two-epoch run; its checkpoint is refused with other settings and left as it was.
+    let out = wick(&finetune_args(&dir, &model, &pth, &["--epochs", "2", "--quiet"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let checkpoint = dir.join("m.checkpoint");
+    let saved = std::fs::read(&checkpoint).unwrap();
+    fails(&["--epochs", "2", "--resume", "--lr", "0.1"], "learning_rate 0.02 → 0.1");
+    fails(&["--epochs", "2", "--resume", "--limit", "32"], "other data");
+    assert!(std::fs::read(&checkpoint).unwrap() == saved, "a refused resume changed the checkpoint");
+    fails(&["--epochs", "2", "--resume", "--checkpoint", model.to_str().unwrap()], "this is a trained .wick model");
+    let cut = dir.join("cut.checkpoint");
+    std::fs::write(&cut, &saved[..saved.len() / 2]).unwrap();
+    fails(&["--epochs", "2", "--resume", "--checkpoint", cut.to_str().unwrap()], "cut.checkpoint");
 }

@@ -224,6 +224,7 @@ fn classifier(head: Head, sha256: &str) -> Classifier {
             preprocess: Preprocess::efficientnet_lite(),
             head: head.spec,
             training: TrainConfig::default(),
+            finetune: None,
             history: Vec::new(),
             best_epoch: 1,
             stop: Stop::Completed,
