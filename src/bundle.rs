@@ -148,9 +148,13 @@ impl Classifier {
     fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
         let expected = &self.meta.backbone;
         if expected.sha256 != backbone.sha256 {
+            let hint = if self.meta.finetune.is_some() {
+                "its backbone was fine-tuned with it: open that backbone file (`<name>.backbone.safetensors`) with it"
+            } else {
+                "use the backbone it was trained with"
+            };
             return Err(invalid!(
-                "this model was trained on backbone {} (sha256 {}), but the loaded backbone is {} (sha256 {}); \
-                 use the backbone it was trained with",
+                "this model was trained on backbone {} (sha256 {}), but the loaded backbone is {} (sha256 {}); {hint}",
                 expected.id,
                 expected.sha256,
                 backbone.id,

@@ -53,9 +53,14 @@ impl Engine {
         Ok(Self { backbone: Backbone::from_model_file(model_file, &Device::Cpu).map_err(fail)?, model: None })
     }
 
-    /// JSON of the backbone's id, architecture and sha256.
+    /// JSON of the backbone's id, architecture and sha256, plus how many classes its own classifier
+    /// has (`own_classes`: 1000 for ImageNet, 10 for a `wick cifar10 --mode finetune` backbone) and
+    /// where its weights came from (`source`).
     pub fn backbone(&self) -> String {
-        serde_json::to_string(&BackboneRef::of(&self.backbone)).expect("serialises")
+        let mut description = serde_json::to_value(BackboneRef::of(&self.backbone)).expect("serialises");
+        description["own_classes"] = self.backbone.meta.labels.len().into();
+        description["source"] = self.backbone.meta.source.package.clone().into();
+        description.to_string()
     }
 
     #[wasm_bindgen(getter)]
@@ -94,7 +99,8 @@ impl Engine {
     }
 
     /// An image file → JSON `{"probabilities": […]}` over the loaded model's classes, or without a
-    /// model `{"imagenet": [{index, label, probability}, …]}`, the backbone's own top 5.
+    /// model `{"backbone": [{index, label, probability}, …]}`, the top 5 of the backbone's own
+    /// classifier (ImageNet's, or a fine-tuned backbone's).
     pub fn classify_file(&self, file_bytes: &[u8]) -> Result<String, JsError> {
         self.classify(&decode_image(file_bytes).map_err(fail)?)
     }
@@ -113,7 +119,7 @@ impl Engine {
             }
             None => {
                 let top = self.backbone.top_k(std::slice::from_ref(image), 5).map_err(fail)?.remove(0);
-                serde_json::json!({ "imagenet": top })
+                serde_json::json!({ "backbone": top })
             }
         };
         Ok(answer.to_string())
@@ -276,6 +282,13 @@ impl Training {
 }
 
 /// Whether training stopped because it diverged (for the page's message).
+/// The Wick format a file names (`wick-model` for a backbone, `wick-classifier` for a `.wick`), or
+/// undefined for anything else.
+#[wasm_bindgen]
+pub fn wick_format(bytes: &[u8]) -> Option<String> {
+    crate::wick_file::format_of(bytes)
+}
+
 #[wasm_bindgen]
 pub fn describe_stop(stop_json: &str) -> String {
     match serde_json::from_str::<Stop>(stop_json) {

@@ -71,3 +71,10 @@ impl FileKind {
             .map_err(|e| self.invalid(format!("bad metadata: {e}")))
     }
 }
+
+/// The `format` a Wick file names in its metadata (`wick-model`, `wick-classifier`, …), if any:
+/// how the web app tells a backbone file from a `.wick` model among the files the user picks.
+pub fn format_of(bytes: &[u8]) -> Option<String> {
+    let (_, header) = SafeTensors::read_metadata(bytes).ok()?;
+    header.metadata().as_ref()?.get("format").cloned()
+}

@@ -1,7 +1,7 @@
 // The Wick page: classes and samples, training, evaluation, preview, persistence and files. The
 // computing happens in the worker (static/worker.js) on the shared Rust library; this file only owns
 // the DOM, the webcam, IndexedDB and the messages.
-import init, { encode_project, decode_project, describe_stop } from '../wick.js';
+import init, { encode_project, decode_project, describe_stop, wick_format } from '../wick.js';
 
 const MODEL_URL = new URL('efficientnet-lite0-int8.safetensors', import.meta.url).href;
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -13,8 +13,11 @@ const READS_IN_FLIGHT = 4;
 // project: { classes: [{ id, name, samples: [{ id, name, thumbnail: Uint8Array, features: Float32Array }] }],
 //            settings, model: Uint8Array | null, report: object | null, trainedOn: [sample ids] }
 let project = null;
-let backbone = null; // { id, architecture, sha256 }
+let backbone = null; // { id, architecture, sha256, own_classes, source }
 let featureDim = 0;
+// A backbone file the user opened (e.g. fine-tuned by `wick cifar10 --mode finetune`), kept with the
+// project so a reload comes back to it; null for the default backbone.
+let customBackbone = null;
 let nextId = 1;
 let training = false;
 let previewStream = null;
@@ -109,7 +112,7 @@ async function saveNow() {
   const database = await db();
   await new Promise((resolve, reject) => {
     const tx = database.transaction(STORE, 'readwrite');
-    tx.objectStore(STORE).put({ ...project, backbone, savedAt: Date.now() }, 'current');
+    tx.objectStore(STORE).put({ ...project, backbone, customBackbone, savedAt: Date.now() }, 'current');
     tx.oncomplete = resolve;
     tx.onerror = () => reject(tx.error);
     tx.onabort = () => reject(tx.error ?? new Error('the save was aborted'));
@@ -587,14 +590,16 @@ function renderEvaluation() {
 }
 
 // ---- preview -----------------------------------------------------------------------------------
-/// A trained model's probabilities for the project's classes, or (before training) ImageNet's top 5.
-function renderPredictions({ probabilities, imagenet }) {
+/// A trained model's probabilities for the project's classes, or (before training) the top 5 of the
+/// backbone's own classifier: ImageNet's, or the classes a fine-tuned backbone learned.
+function renderPredictions({ probabilities, backbone: ownTop }) {
   const list = $('#predictions');
   list.replaceChildren();
-  list.setAttribute('aria-label', imagenet ? 'Top-5 ImageNet classes (no model trained yet)' : 'Class probabilities');
-  $('#preview-kind').textContent = imagenet ? 'No model trained yet: these are the backbone\'s ImageNet classes.' : '';
-  const labels = imagenet ? imagenet.map((p) => p.label) : project.classes.map((c) => c.name);
-  const order = imagenet ? imagenet.map((p, i) => [p.probability, i])
+  const own = backbone.own_classes === 1000 ? 'ImageNet classes' : 'classes the backbone was fine-tuned on';
+  list.setAttribute('aria-label', ownTop ? `Top-5 ${own} (no model trained yet)` : 'Class probabilities');
+  $('#preview-kind').textContent = ownTop ? `No model trained yet: these are the ${own}.` : '';
+  const labels = ownTop ? ownTop.map((p) => p.label) : project.classes.map((c) => c.name);
+  const order = ownTop ? ownTop.map((p, i) => [p.probability, i])
     : Array.from(probabilities, (p, i) => [p, i]).sort((a, b) => b[0] - a[0]);
   for (const [p, i] of order) {
     const li = document.createElement('li');
@@ -737,11 +742,51 @@ async function openProject(file) {
   }
 }
 
+/// "Open model…": a `.wick` model (from the CLI or another browser), a backbone file (e.g. one
+/// that `wick cifar10 --mode finetune` fine-tuned), or a backbone and its `.wick` together.
+async function openModels(files) {
+  const items = await Promise.all(files.map(async (file) => ({ file, bytes: new Uint8Array(await file.arrayBuffer()) })));
+  const backbones = items.filter((item) => wick_format(item.bytes) === 'wick-model');
+  const models = items.filter((item) => !backbones.includes(item));
+  if (backbones.length > 1 || models.length > 1) {
+    status('Open one backbone file, one .wick model, or one of each. Your current project is unchanged.', true);
+    return;
+  }
+  if (backbones.length === 1 && !(await switchBackbone(backbones[0]))) return;
+  if (models.length === 1) await openModel(models[0]);
+}
+
+function setBackbone(ready, bytes) {
+  backbone = ready.backbone;
+  featureDim = ready.dim;
+  customBackbone = bytes;
+  $('#backbone-name').textContent = bytes ? describeBackbone() : 'EfficientNet-Lite0 (ImageNet)';
+}
+
+const describeBackbone = () => backbone.own_classes === 1000
+  ? backbone.architecture
+  : `${backbone.architecture}, ${backbone.source}, with ${backbone.own_classes} classes of its own`;
+
+/// Makes an opened backbone file the page's backbone. The project's features were computed by the
+/// old backbone, so the project starts afresh (after asking, when it has images).
+async function switchBackbone({ file, bytes }) {
+  const hasImages = project.classes.some((c) => c.samples.length > 0);
+  if (hasImages && !confirm(`Switch to the backbone in ${file.name}? This project's images were embedded by the current backbone, so the project starts afresh (use "Export project" first to keep it).`)) return false;
+  try {
+    setBackbone(await ask({ type: 'load-backbone', modelBytes: bytes.slice().buffer }, []), bytes);
+  } catch (e) {
+    status(`Could not open ${file.name}: ${e.message}. Your current project is unchanged.`, true);
+    return false;
+  }
+  replaceProject(emptyProject());
+  status(`Opened backbone ${file.name}: ${describeBackbone()}.`);
+  return true;
+}
+
 /// Loads a `.wick` model (from the CLI or another browser); its classes become the project's labels
 /// when the project has none of its own yet.
-async function openModel(file) {
+async function openModel({ file, bytes }) {
   try {
-    const bytes = new Uint8Array(await file.arrayBuffer());
     const { meta } = await ask({ type: 'load-model', bytes: bytes.slice().buffer }, []);
     const names = project.classes.map((c) => c.name);
     const sameClasses = names.length === meta.labels.length && names.every((n, i) => n === meta.labels[i]);
@@ -802,10 +847,19 @@ function wire() {
   $('#preview-webcam').addEventListener('click', togglePreviewWebcam);
   $('#export-model').addEventListener('click', () => downloadBytes(project.model, 'model.wick', 'application/octet-stream'));
   $('#export-project').addEventListener('click', exportProject);
-  $('#open-model').addEventListener('change', (e) => { if (e.target.files[0]) openModel(e.target.files[0]); e.target.value = ''; });
+  $('#open-model').addEventListener('change', (e) => { if (e.target.files.length) openModels([...e.target.files]); e.target.value = ''; });
   $('#open-project').addEventListener('change', (e) => { if (e.target.files[0]) openProject(e.target.files[0]); e.target.value = ''; });
-  $('#reset').addEventListener('click', () => {
-    if (!confirm('Reset: delete every class, image and the trained model from this browser?')) return;
+  $('#reset').addEventListener('click', async () => {
+    const andBackbone = customBackbone ? ', and go back to the default backbone' : '';
+    if (!confirm(`Reset: delete every class, image and the trained model from this browser${andBackbone}?`)) return;
+    if (customBackbone) {
+      try {
+        setBackbone(await ask({ type: 'load-backbone', modelUrl: MODEL_URL }), null);
+      } catch (e) {
+        status(`Could not load the default backbone: ${e.message}. Your current project is unchanged.`, true);
+        return;
+      }
+    }
     replaceProject(emptyProject());
     status('Started a new project.');
   });
@@ -850,9 +904,16 @@ async function main() {
     status(`Downloading the model… ${(received / 1e6).toFixed(1)}${total ? ` / ${(total / 1e6).toFixed(1)}` : ''} MB`);
   });
   try {
-    const ready = await ask({ type: 'start', modelUrl: MODEL_URL });
-    backbone = ready.backbone;
-    featureDim = ready.dim;
+    let ready = null;
+    if (saved?.customBackbone) {
+      try {
+        ready = await ask({ type: 'start', modelBytes: saved.customBackbone.slice().buffer });
+        setBackbone(ready, saved.customBackbone);
+      } catch (e) {
+        status(`Could not load the saved backbone (${e.message}): back to the default one.`, true);
+      }
+    }
+    if (!ready) setBackbone(await ask({ type: 'start', modelUrl: MODEL_URL }), null);
     $('#model-progress').value = 1;
   } catch (e) {
     status(`Could not load the model: ${e.message}`, true);
@@ -860,7 +921,7 @@ async function main() {
   }
   project = emptyProject();
   if (saved && saved.backbone?.sha256 === backbone.sha256) {
-    const { backbone: _, savedAt: __, ...rest } = saved;
+    const { backbone: _, savedAt: __, customBackbone: ___, ...rest } = saved;
     project = { ...emptyProject(), ...rest };
     if (project.model) {
       try {
@@ -873,7 +934,7 @@ async function main() {
   }
   render();
   drawChart();
-  status(`Model ready: ${backbone.architecture}. Add images to each class, then train.`);
+  status(`Model ready: ${describeBackbone()}. Add images to each class, then train.`);
   document.body.dataset.ready = 'true';
 }
 

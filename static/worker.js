@@ -10,17 +10,28 @@ const reply = (message, transfer = []) => self.postMessage(message, transfer);
 const errorText = (e) => (e && e.message) || String(e);
 const nextTurn = () => new Promise((resolve) => setTimeout(resolve, 0));
 
-async function start({ id, modelUrl }) {
+async function start({ id, modelUrl, modelBytes }) {
   await init({ module_or_path: new URL('../wick_bg.wasm', import.meta.url) });
-  let last = 0;
-  const bytes = await download(modelUrl, (received, total) => {
-    const now = performance.now();
-    if (now - last > 100 || received === total) {
-      last = now;
-      reply({ type: 'progress', received, total });
-    }
-  });
-  engine = new Engine(bytes);
+  await loadBackbone({ id, modelUrl, modelBytes });
+}
+
+/// Makes the backbone from `modelBytes` (a file the user opened), or downloaded from `modelUrl`, the
+/// engine's. A file that does not load leaves the engine as it was.
+async function loadBackbone({ id, modelUrl, modelBytes }) {
+  let bytes = modelBytes && new Uint8Array(modelBytes);
+  if (!bytes) {
+    let last = 0;
+    bytes = await download(modelUrl, (received, total) => {
+      const now = performance.now();
+      if (now - last > 100 || received === total) {
+        last = now;
+        reply({ type: 'progress', received, total });
+      }
+    });
+  }
+  const next = new Engine(bytes);
+  engine?.free();
+  engine = next;
   reply({ type: 'ready', id, backbone: JSON.parse(engine.backbone()), dim: engine.feature_dim, bytes: bytes.length });
 }
 
@@ -51,6 +62,7 @@ async function train({ id, features, labels, classNames, settings }) {
 
 const handlers = {
   start,
+  'load-backbone': loadBackbone,
   embed: ({ id, bytes }) => embedded(id, engine.embed(new Uint8Array(bytes))),
   'embed-rgba': ({ id, rgba, width, height }) => embedded(id, engine.embed_rgba(new Uint8Array(rgba), width, height)),
   train,

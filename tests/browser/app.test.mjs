@@ -363,3 +363,100 @@ test('offline after the first visit: the service worker serves the app and the m
   assert.match(await statusText(page), /^Model ready/);
   await context.close();
 });
+
+/// CIFAR-10 binary records of `n` images with a learnable pattern: class `i % 10`, a per-class colour
+/// and stripe direction, plus noise (as in tests/cifar10.rs).
+function syntheticCifar(n, seed) {
+  let state = seed + 1;
+  const random = () => { state = (state * 1103515245 + 12345) % 2147483648; return state / 2147483648; };
+  const out = Buffer.alloc(n * 3073);
+  for (let i = 0; i < n; i++) {
+    const c = i % 10;
+    const colour = [(c * 37) % 256, (c * 91 + 40) % 256, (c * 151 + 80) % 256];
+    out[i * 3073] = c;
+    colour.forEach((base, ch) => {
+      for (let p = 0; p < 1024; p++) {
+        const along = c % 2 === 0 ? p % 32 : Math.floor(p / 32);
+        const v = base + (along % 8 < 4 ? 40 : -40) + 60 * (random() - 0.5);
+        out[i * 3073 + 1 + ch * 1024 + p] = Math.max(0, Math.min(255, Math.floor(v)));
+      }
+    });
+  }
+  return out;
+}
+
+test('a backbone fine-tuned by the CLI opens in the page with its .wick; reload keeps it; reset goes back', async () => {
+  const dataDir = path.join(scratch, 'cifar');
+  fs.mkdirSync(dataDir, { recursive: true });
+  for (let b = 1; b <= 5; b++) fs.writeFileSync(path.join(dataDir, `data_batch_${b}.bin`), syntheticCifar(48, b));
+  const test = syntheticCifar(10, 99);
+  fs.writeFileSync(path.join(dataDir, 'test_batch.bin'), test);
+  const pth = process.env.WICK_LITE0_PTH ?? path.join(os.homedir(), '.cache/wick/efficientnet-lite0-57934424.pth');
+  const model = path.join(scratch, 'cifar.wick');
+  const backbonePath = path.join(scratch, 'cifar.backbone.safetensors');
+  execFileSync(wickBinary, ['cifar10', '--mode', 'finetune', '--data', dataDir, '--pth', pth, '--img-size', '32',
+    '--epochs', '3', '--batch-size', '16', '--lr', '0.02', '--out', model, '--quiet']);
+
+  const { page, errors, requests } = await openApp(browser, origin);
+  // Test image 3 (a "cat") as a PNG, and what the CLI says about it with the fine-tuned backbone.
+  const b64 = await page.evaluate((planes) => {
+    const canvas = new OffscreenCanvas(32, 32);
+    const ctx = canvas.getContext('2d');
+    const image = ctx.createImageData(32, 32);
+    for (let p = 0; p < 1024; p++) image.data.set([planes[p], planes[1024 + p], planes[2048 + p], 255], 4 * p);
+    ctx.putImageData(image, 0, 0);
+    return canvas.convertToBlob({ type: 'image/png' }).then((b) => b.arrayBuffer())
+      .then((a) => btoa(String.fromCharCode(...new Uint8Array(a))));
+  }, [...test.subarray(3 * 3073 + 1, 4 * 3073)]);
+  const png = { name: 'cifar-test-3.png', mimeType: 'image/png', buffer: Buffer.from(b64, 'base64') };
+  const pngPath = path.join(scratch, png.name);
+  fs.writeFileSync(pngPath, png.buffer);
+  const cli = (args) => JSON.parse(execFileSync(wickBinary, ['predict', '--json', '--backbone', backbonePath, ...args, pngPath]));
+  const preview = async () => {
+    await page.setInputFiles('#preview-file', png);
+    await page.waitForFunction((n) => document.querySelector('#status').textContent.startsWith(n), png.name);
+    return page.textContent('#predictions li:first-child .label');
+  };
+
+  // A corrupt backbone file is refused; the default backbone stays.
+  const cut = path.join(scratch, 'cut.backbone.safetensors');
+  fs.writeFileSync(cut, fs.readFileSync(backbonePath).subarray(0, 100_000));
+  await page.setInputFiles('#open-model', cut);
+  await page.waitForFunction(() => document.querySelector('#status').classList.contains('error'));
+  assert.match(await statusText(page), /Could not open cut\.backbone\.safetensors.*unchanged/);
+  // The fine-tuned .wick alone names the backbone it needs.
+  await page.setInputFiles('#open-model', model);
+  await page.waitForFunction(() => /fine-tuned with it/.test(document.querySelector('#status').textContent));
+
+  // The backbone alone: its own classifier answers, with CIFAR-10's classes, as the CLI does.
+  await page.setInputFiles('#open-model', backbonePath);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened backbone'));
+  assert.match(await page.textContent('#backbone-name'), /fine-tuned by wick .* 10 classes of its own/);
+  assert.equal(await preview(), cli([]).classes[0].label);
+  assert.match(await page.textContent('#preview-kind'), /classes the backbone was fine-tuned on/);
+
+  // Backbone and .wick together: the model's classes become the project's, and it classifies as the CLI does.
+  await page.setInputFiles('#open-model', [backbonePath, model]);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened model'));
+  assert.deepEqual(await names(page), ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']);
+  assert.equal(await preview(), cli(['--model', model]).classes[0].label);
+
+  // A reload comes back to the fine-tuned backbone and its model.
+  await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 60_000 });
+  assert.match(await statusText(page), /Model ready: efficientnet-lite0, fine-tuned by wick/);
+  assert.equal(await page.isDisabled('#export-model'), false);
+  assert.equal(await preview(), cli(['--model', model]).classes[0].label);
+
+  // Reset returns to the default ImageNet backbone.
+  page.once('dialog', (d) => d.accept());
+  await page.click('#reset');
+  await page.waitForFunction(() => document.querySelector('#status').textContent === 'Started a new project.');
+  assert.equal(await page.textContent('#backbone-name'), 'EfficientNet-Lite0 (ImageNet)');
+  await preview();
+  assert.match(await page.textContent('#preview-kind'), /ImageNet classes/);
+  assert.deepEqual(offOrigin(requests), []);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
