@@ -108,3 +108,100 @@ pub fn load(dir: &std::path::Path) -> Result<(Cifar10, Cifar10)> {
     }
     Ok((train, read(TEST_FILE)?))
 }
+
+/// The official binary version, and the MD5 its page publishes.
+pub const ARCHIVE_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+pub const ARCHIVE_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
+/// The folder the archive unpacks to.
+pub const ARCHIVE_FOLDER: &str = "cifar-10-batches-bin";
+
+/// `wick cifar10 --download`: fetch the archive, check it, unpack the six batch files.
+#[cfg(feature = "download")]
+pub mod download {
+    use std::io::Read;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use md5::{Digest, Md5};
+
+    use super::{ARCHIVE_FOLDER, TEST_FILE, TRAIN_FILES};
+    use crate::error::{invalid, Result};
+
+    /// Whether `dir` already holds every batch file.
+    pub fn is_complete(dir: &Path) -> bool {
+        TRAIN_FILES.iter().chain([&TEST_FILE]).all(|name| dir.join(name).is_file())
+    }
+
+    /// The archive at `url`, in memory (≈ 170 MB); `on_progress(received, total)` as it arrives.
+    pub fn fetch(url: &str, mut on_progress: impl FnMut(u64, Option<u64>)) -> Result<Vec<u8>> {
+        let offline = |e: &dyn std::fmt::Display| {
+            invalid!(
+                "cannot download CIFAR-10 from {url}: {e}. Without internet access, fetch the binary version \
+                 (cifar-10-binary.tar.gz, from https://www.cs.toronto.edu/~kriz/cifar.html) elsewhere, unpack it \
+                 and pass its {ARCHIVE_FOLDER} folder as --data"
+            )
+        };
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        let response = agent.get(url).call().map_err(|e| offline(&e))?;
+        let total = response.body().content_length();
+        let mut reader = response.into_body().into_reader();
+        let mut bytes = Vec::with_capacity(total.unwrap_or(0) as usize);
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut chunk).map_err(|e| offline(&e))?;
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+            on_progress(bytes.len() as u64, total);
+        }
+        Ok(bytes)
+    }
+
+    pub fn check_md5(bytes: &[u8], expected: &str) -> Result<()> {
+        let actual: String = Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        if actual != expected {
+            return Err(invalid!(
+                "the downloaded archive is damaged or not CIFAR-10's: its MD5 is {actual}, expected {expected} \
+                 ({} bytes; nothing was written)",
+                bytes.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the six batch files of a `cifar-10-binary.tar.gz` into `dir`, each through a temporary
+    /// file and a rename (an interrupted unpack leaves no half file); other entries are ignored.
+    pub fn unpack(archive: &[u8], dir: &Path) -> Result<()> {
+        let unreadable = |e: std::io::Error| invalid!("the CIFAR-10 archive cannot be unpacked: {e}");
+        std::fs::create_dir_all(dir).map_err(|e| invalid!("{}: cannot create it: {e}", dir.display()))?;
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+        let mut found = Vec::new();
+        for entry in tar.entries().map_err(unreadable)? {
+            let mut entry = entry.map_err(unreadable)?;
+            let path = entry.path().map_err(unreadable)?.into_owned();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+            if !TRAIN_FILES.contains(&name.as_str()) && name != TEST_FILE {
+                continue;
+            }
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(unreadable)?;
+            super::Cifar10::parse(&bytes, &format!("{name} in the archive"))?;
+            let (tmp, target) = (dir.join(format!("{name}.part")), dir.join(&name));
+            std::fs::write(&tmp, &bytes)
+                .and_then(|()| std::fs::rename(&tmp, &target))
+                .map_err(|e| invalid!("{}: cannot write it: {e}", target.display()))?;
+            found.push(name);
+        }
+        let missing: Vec<&str> =
+            TRAIN_FILES.iter().chain([&TEST_FILE]).copied().filter(|n| !found.iter().any(|f| f == n)).collect();
+        if !missing.is_empty() {
+            return Err(invalid!("the CIFAR-10 archive lacks {}", missing.join(", ")));
+        }
+        Ok(())
+    }
+}

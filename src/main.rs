@@ -107,6 +107,10 @@ mod cli {
             /// The `cifar-10-batches-bin` folder (data_batch_1.bin … data_batch_5.bin, test_batch.bin).
             #[arg(long)]
             data: PathBuf,
+            /// Fetch the official archive (≈170 MB, MD5-checked) and unpack it into --data, unless the
+            /// files are already there. WICK_CIFAR10_URL names a mirror.
+            #[arg(long)]
+            download: bool,
             /// probe: the backbone stays frozen and its (cached) features train a head; finetune: the
             /// whole network trains.
             #[arg(long, value_enum, default_value = "probe")]
@@ -378,7 +382,11 @@ mod cli {
     }
 
     /// Writes next to the target and renames, so a failed run never leaves half a file (or clobbers a good one).
+    /// A target that exists and is not a regular file (`/dev/null`, a pipe) is written in place.
     fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()));
+        }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".tmp{}", std::process::id()));
         let tmp = PathBuf::from(tmp);
@@ -403,6 +411,7 @@ mod cli {
             Command::Eval { data, model, cache, backbone, output } => eval(&data, &model, &cache, &backbone, &output),
             Command::Cifar10 {
                 data,
+                download,
                 mode,
                 img_size,
                 limit,
@@ -413,20 +422,20 @@ mod cli {
                 cache,
                 backbone,
                 output,
-            } => match mode {
+            } => load_cifar10(&data, download, limit, output.quiet).and_then(|(train, test)| match mode {
                 Cifar10Mode::Probe => {
-                    cifar10_probe(&data, img_size, limit, val_split, &out, &hyper.config(), &cache, &backbone, &output)
+                    cifar10_probe(&train, &test, img_size, val_split, &out, &hyper.config(), &cache, &backbone, &output)
                 }
                 Cifar10Mode::Finetune => cifar10_finetune(
-                    &data,
-                    limit,
+                    &train,
+                    &test,
                     &out,
                     hyper.finetune_config(img_size, &finetune),
                     &finetune,
                     &backbone,
                     &output,
                 ),
-            },
+            }),
             Command::Convert { pth, out } => convert(&pth, &out),
             Command::Bench { backbone, batch, iters, head_data, threads, json } => {
                 if let Some(n) = threads {
@@ -817,9 +826,9 @@ mod cli {
     /// Linear probe: CIFAR-10 → backbone features (cached) → head, measured on the test set.
     #[allow(clippy::too_many_arguments)]
     fn cifar10_probe(
-        data: &Path,
+        train: &Cifar10,
+        test: &Cifar10,
         img_size: u32,
-        limit: Option<usize>,
         val_split: f32,
         out: &Path,
         config: &TrainConfig,
@@ -834,11 +843,6 @@ mod cli {
         }
         if !(32..=512).contains(&img_size) {
             bail!("--img-size must be between 32 and 512");
-        }
-        let (mut train, mut test) = cifar10::load(data)?;
-        if let Some(n) = limit {
-            train.truncate(n);
-            test.truncate(n);
         }
         let preprocess = Preprocess { resize_shorter: img_size, crop: img_size, mean: [0.5; 3], std: [0.5; 3] };
         let backbone = backbone.load()?.with_preprocess(preprocess);
@@ -858,10 +862,9 @@ mod cli {
             bar.finish_and_clear();
             Ok(rows)
         };
-        let train_rows = features(&train, View::AsIs, "train")?;
-        let mirrored_rows =
-            if config.flip_augment { Some(features(&train, View::Mirrored, "mirrored")?) } else { None };
-        let test_rows = features(&test, View::AsIs, "test")?;
+        let train_rows = features(train, View::AsIs, "train")?;
+        let mirrored_rows = if config.flip_augment { Some(features(train, View::Mirrored, "mirrored")?) } else { None };
+        let test_rows = features(test, View::AsIs, "test")?;
         let features_computed = cache.cache.len() - cached_before;
 
         let labels: Vec<u32> = train.labels.iter().map(|&l| l as u32).collect();
@@ -923,6 +926,35 @@ mod cli {
         Ok(())
     }
 
+    /// The training and test sets from `dir` (fetched there first with `download`), cut to `limit` images each.
+    fn load_cifar10(dir: &Path, download: bool, limit: Option<usize>, quiet: bool) -> Result<(Cifar10, Cifar10)> {
+        if download && !cifar10::download::is_complete(dir) {
+            let url = std::env::var("WICK_CIFAR10_URL").unwrap_or_else(|_| cifar10::ARCHIVE_URL.to_string());
+            let bar = progress_bar(0, "download", quiet);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            let archive = cifar10::download::fetch(&url, |received, total| {
+                bar.set_length(total.unwrap_or(received));
+                bar.set_position(received);
+            })?;
+            bar.finish_and_clear();
+            cifar10::download::check_md5(&archive, cifar10::ARCHIVE_MD5)?;
+            cifar10::download::unpack(&archive, dir)?;
+            if !quiet {
+                eprintln!("unpacked CIFAR-10 into {}", dir.display());
+            }
+        }
+        let (mut train, mut test) = cifar10::load(dir)?;
+        if let Some(n) = limit {
+            train.truncate(n);
+            test.truncate(n);
+        }
+        Ok((train, test))
+    }
+
     /// Where `scripts/fetch-weights.sh` puts the ImageNet checkpoint.
     fn fetched_checkpoint() -> Option<PathBuf> {
         let cache = std::env::var_os("WICK_CACHE")
@@ -940,8 +972,8 @@ mod cli {
     /// set after every epoch, and is checkpointed after every epoch. Writes the fine-tuned backbone
     /// (int8 model file) and the `.wick` for it.
     fn cifar10_finetune(
-        data: &Path,
-        limit: Option<usize>,
+        train: &Cifar10,
+        test: &Cifar10,
         out: &Path,
         config: FinetuneConfig,
         args: &FinetuneArgs,
@@ -965,11 +997,6 @@ mod cli {
             ),
         };
         let device = parse_device(&backbone.device)?;
-        let (mut train, mut test) = cifar10::load(data)?;
-        if let Some(n) = limit {
-            train.truncate(n);
-            test.truncate(n);
-        }
         let checkpoint = args.checkpoint.clone().unwrap_or_else(|| beside(out, "checkpoint"));
         let backbone_out = args.backbone_out.clone().unwrap_or_else(|| beside(out, "backbone.safetensors"));
         let pth_bytes = read(&pth)?;

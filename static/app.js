@@ -86,6 +86,7 @@ const DB_NAME = 'wick';
 const STORE = 'projects';
 let dbPromise = null;
 let saveTimer = null;
+let saveGeneration = 0;
 let saving = Promise.resolve();
 
 function db() {
@@ -122,9 +123,11 @@ async function saveNow() {
 function scheduleSave() {
   clearTimeout(saveTimer);
   $('#save-state').replaceChildren('Saving…');
+  const generation = ++saveGeneration;
   saveTimer = setTimeout(() => {
     saving = saving.then(saveNow).then(
-      () => $('#save-state').replaceChildren('Saved in this browser'),
+      // "Saved" only when no later change is still waiting to be saved.
+      () => { if (generation === saveGeneration) $('#save-state').replaceChildren('Saved in this browser'); },
       (e) => {
         const quota = e && (e.name === 'QuotaExceededError' || /quota/i.test(e.message));
         $('#save-state').replaceChildren(quota ? 'Not saved: storage full' : 'Not saved');

@@ -76,7 +76,14 @@ fn bad_files_are_explained() {
 
     let dir = scratch("missing");
     std::fs::write(dir.join(TRAIN_FILES[0]), &bytes).unwrap();
-    let out = wick(&["cifar10", "--data", dir.to_str().unwrap(), "--out", "/dev/null", "--no-cache"]);
+    let out = wick(&[
+        "cifar10",
+        "--data",
+        dir.to_str().unwrap(),
+        "--out",
+        dir.join("m.wick").to_str().unwrap(),
+        "--no-cache",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("data_batch_2.bin") && err.contains("cifar-10-batches-bin"), "{err}");
@@ -264,4 +271,93 @@ fn finetune_refuses_bad_settings_and_foreign_checkpoints_without_touching_the_ch
     let cut = dir.join("cut.checkpoint");
     std::fs::write(&cut, &saved[..saved.len() / 2]).unwrap();
     fails(&["--epochs", "2", "--resume", "--checkpoint", cut.to_str().unwrap()], "cut.checkpoint");
+}
+
+// ---- --download ----------------------------------------------------------------------------------
+
+/// A gzipped tar with `files` (path, bytes), like the official `cifar-10-binary.tar.gz`.
+fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, *bytes).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn the_archive_unpacks_to_the_six_batch_files_and_bad_archives_are_explained() {
+    use wick::cifar10::download::{check_md5, is_complete, unpack};
+    let batches: Vec<(String, Vec<u8>)> = TRAIN_FILES
+        .iter()
+        .chain([&TEST_FILE])
+        .enumerate()
+        .map(|(i, name)| (format!("cifar-10-batches-bin/{name}"), synthetic(4, i as u64).encode()))
+        .collect();
+    let mut files: Vec<(&str, &[u8])> = batches.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
+    files.push(("cifar-10-batches-bin/readme.html", b"<html>"));
+    let dir = scratch("unpack");
+    assert!(!is_complete(&dir));
+    unpack(&tar_gz(&files), &dir).unwrap();
+    assert!(is_complete(&dir));
+    assert!(std::fs::read(dir.join(TEST_FILE)).unwrap() == batches[5].1);
+    assert!(!dir.join("readme.html").exists());
+
+    let err = |archive: &[u8]| unpack(archive, &scratch("unpack-bad")).unwrap_err().to_string();
+    assert!(err(&tar_gz(&files[..5])).contains("lacks test_batch.bin"), "{}", err(&tar_gz(&files[..5])));
+    assert!(err(b"not gzip at all").contains("cannot be unpacked"));
+    let short = [(files[0].0, &files[0].1[..100])];
+    assert!(err(&tar_gz(&short)).contains("data_batch_1.bin in the archive"), "{}", err(&tar_gz(&short)));
+    let md5 = check_md5(b"abc", wick::cifar10::ARCHIVE_MD5).unwrap_err().to_string();
+    assert!(md5.contains("MD5 is 900150983cd24fb0d6963f7d28e17f72") && md5.contains("nothing was written"), "{md5}");
+}
+
+/// Serves `body` once over HTTP on a local port; returns the URL.
+fn serve_once(body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/cifar-10-binary.tar.gz", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request);
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+    });
+    url
+}
+
+#[test]
+fn download_says_clearly_when_it_cannot_reach_the_archive_or_gets_a_wrong_one() {
+    let dir = scratch("download");
+    let run = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_wick"))
+            .args(["cifar10", "--download", "--data", dir.to_str().unwrap(), "--quiet", "--no-cache"])
+            .args(["--epochs", "2", "--out", dir.join("probe.wick").to_str().unwrap()])
+            .env("WICK_CIFAR10_URL", url)
+            .output()
+            .unwrap()
+    };
+    // Nothing listens on port 1: what a machine without internet access sees.
+    let out = run("http://127.0.0.1:1/cifar-10-binary.tar.gz");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot download CIFAR-10") && err.contains("pass its cifar-10-batches-bin folder as --data"),
+        "{err}"
+    );
+
+    let out = run(&serve_once(b"<html>not the archive</html>".to_vec()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("damaged or not CIFAR-10's") && err.contains("nothing was written"), "{err}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "a failed download left files behind");
+
+    // With the files already there, --download fetches nothing (the URL is unreachable).
+    write_dataset(&dir, 4, 10);
+    let out = run("http://127.0.0.1:1/cifar-10-binary.tar.gz");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("probe.wick").exists());
 }
