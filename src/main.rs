@@ -1005,7 +1005,7 @@ mod cli {
         let mut run = if args.resume {
             let bytes = std::fs::read(&checkpoint)
                 .with_context(|| format!("{}: no checkpoint to resume from", checkpoint.display()))?;
-            let run = Finetuner::resume(&bytes, &source_sha256, &train, config.clone(), &device)
+            let run = Finetuner::resume(&bytes, &source_sha256, train, config.clone(), &device)
                 .in_file(checkpoint.display())?;
             if !output.quiet {
                 eprintln!("resuming after epoch {} of {}", run.epochs_done(), config.epochs);
@@ -1019,23 +1019,23 @@ mod cli {
                 );
             }
             let state = torch_legacy::read_state_dict(&pth_bytes).in_file(pth.display())?;
-            Finetuner::new(&state, &source_sha256, class_names.clone(), &train, config.clone(), &device)
+            Finetuner::new(&state, &source_sha256, class_names.clone(), train, config.clone(), &device)
                 .in_file(pth.display())?
         };
 
-        let images_per_epoch = run.steps_per_epoch(&train) * config.batch_size;
+        let images_per_epoch = run.steps_per_epoch(train) * config.batch_size;
         while run.epochs_done() < config.epochs {
             let epoch = run.epochs_done() + 1;
             let bar = progress_bar(images_per_epoch, &format!("epoch {epoch}"), output.quiet);
             let epoch_start = Instant::now();
-            let stats = run.train_epoch(&train, |done, loss| {
+            let stats = run.train_epoch(train, |done, loss| {
                 bar.set_position(done as u64);
                 bar.set_message(format!("loss {loss:.3}"));
             })?;
             bar.finish_and_clear();
             let images_per_second = images_per_epoch as f64 / epoch_start.elapsed().as_secs_f64();
             let bar = progress_bar(test.len(), "test", output.quiet);
-            let probabilities = run.probabilities(&test, |done| bar.set_position(done as u64))?;
+            let probabilities = run.probabilities(test, |done| bar.set_position(done as u64))?;
             bar.finish_and_clear();
             let (test_loss, test_accuracy) = loss_and_accuracy(&probabilities, &test.labels);
             run.record_evaluation(test_loss, test_accuracy);
