@@ -78,10 +78,22 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     }
 }
 
+/// The device under test: the CPU, or with `WICK_TEST_DEVICE=cuda` (a `--features cuda` build on a GPU
+/// machine; `scripts/gpu-check.sh` runs it) the first GPU, where `depthwise_conv2d` takes the
+/// tensor-op path.
+fn test_device() -> Device {
+    match std::env::var("WICK_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).expect("WICK_TEST_DEVICE=cuda, but no CUDA device"),
+        Ok("cpu") | Err(_) => Device::Cpu,
+        Ok(other) => panic!("WICK_TEST_DEVICE={other}: expected cpu or cuda"),
+    }
+}
+
 #[test]
 fn values_and_gradients_match_the_naive_loop() {
     let mut rng = StdRng::seed_from_u64(7);
-    let dev = Device::Cpu;
+    let dev = test_device();
+    eprintln!("depthwise against the naive loop on {dev:?}");
     for &(h, w) in &[(7, 7), (8, 8), (9, 6), (12, 13), (1, 1), (2, 3)] {
         for k in [3, 5] {
             for s in [1, 2] {

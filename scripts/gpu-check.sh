@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The GPU check, for a machine with an NVIDIA GPU (build anywhere, run there):
+#   1. CUDA against CPU: the same fine-tuning steps (forward, backward, SGD update) from the same
+#      ImageNet weights on the same images. Every step's loss depends on all earlier gradients, so
+#      matching losses over several steps checks the gradients too.
+#   2. The depthwise convolution's values and gradients on CUDA against the naive loop
+#      (tests/depthwise.rs, within 1e-5).
+#   3. Fine-tuning images/s at 224² (batch 64) and 64² (batch 128): Wick, then PyTorch eager running
+#      the same recipe on the same GPU (benches/finetune_peer.py), and the ratio.
+#
+# Build (on any machine, no GPU needed):
+#   eval "$(scripts/setup-cuda.sh)"
+#   cargo build --release --features cuda                      # target/release/{wick,wick-cuda}
+#   cargo test --release --features cuda --no-run --test depthwise   # prints the test binary's path
+# Run (needs the NVIDIA driver, CUDA 13 libraries — e.g. the pip nvidia-* packages PyTorch brings —
+# and python3 with torch):
+#   WICK_DEPTHWISE_TEST=<that path> scripts/gpu-check.sh
+# Results go to $OUT (default: gpu-check/): JSON lines per measurement, and summary.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin="${WICK_BIN:-target/release}"
+pth="${WICK_LITE0_PTH:-$HOME/.cache/wick/efficientnet-lite0-57934424.pth}"
+out="${OUT:-gpu-check}"
+mkdir -p "$out"
+
+# The CUDA libraries pip installed (nvidia/*/lib) are not on the loader's path by default.
+pip_cuda_libs=$(python3 - <<'PY'
+import glob, os, site
+dirs = {os.path.dirname(p) for sp in site.getsitepackages() + [site.getusersitepackages()]
+        for p in glob.glob(os.path.join(sp, "nvidia", "**", "lib*.so*"), recursive=True)}
+print(":".join(sorted(dirs)))
+PY
+)
+export LD_LIBRARY_PATH="${pip_cuda_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "nvidia-smi: none"; } \
+  | tee "$out/gpu.txt"
+
+echo "== 1. fine-tuning steps, CUDA against CPU (same weights, same images)"
+steps=(bench --finetune --pth "$pth" --img-size 64 --batch 16 --warmup 0 --iters 6 --json)
+"$bin/wick" "${steps[@]}" --device cpu > "$out/steps-cpu.json"
+"$bin/wick" "${steps[@]}" --device cuda > "$out/steps-cuda.json"
+python3 - "$out/steps-cpu.json" "$out/steps-cuda.json" <<'PY' | tee "$out/summary.txt"
+import json, sys
+cpu, cuda = (json.loads(open(p).readline())["losses"] for p in sys.argv[1:])
+worst = 0.0
+for step, (a, b) in enumerate(zip(cpu, cuda), 1):
+    rel = abs(a - b) / max(abs(a), 1e-6)
+    worst = max(worst, rel)
+    print(f"step {step}: cpu loss {a:.6f}  cuda loss {b:.6f}  relative difference {rel:.2e}")
+ok = len(cpu) == len(cuda) and abs(cpu[0] - cuda[0]) / abs(cpu[0]) < 1e-4 and worst < 1e-2
+print(f"CUDA against CPU: {'ok' if ok else 'MISMATCH'} (first step < 1e-4, all steps < 1e-2; worst {worst:.2e})")
+sys.exit(0 if ok else 1)
+PY
+
+echo "== 2. depthwise convolution on CUDA against the naive loop"
+if [ -n "${WICK_DEPTHWISE_TEST:-}" ]; then
+  WICK_TEST_DEVICE=cuda "$WICK_DEPTHWISE_TEST" --test-threads 1 2>&1 | tee "$out/depthwise.txt"
+else
+  echo "skipped: set WICK_DEPTHWISE_TEST to the cuda build's tests/depthwise binary" | tee "$out/depthwise.txt"
+fi
+
+echo "== 3. fine-tuning throughput, Wick and PyTorch eager on the same GPU"
+for shape in "224 64" "64 128"; do
+  set -- $shape
+  "$bin/wick" bench --finetune --pth "$pth" --device cuda --img-size "$1" --batch "$2" --iters 20 --json \
+    | tee -a "$out/throughput-wick.json"
+  python3 benches/finetune_peer.py --device cuda --img-size "$1" --batch "$2" --iters 20 \
+    | tee -a "$out/throughput-pytorch.json"
+  python3 benches/finetune_peer.py --device cuda --img-size "$1" --batch "$2" --iters 20 --amp \
+    | tee -a "$out/throughput-pytorch-bf16.json"
+done
+python3 - "$out" <<'PY' | tee -a "$out/summary.txt"
+import json, sys
+read = lambda name: [json.loads(l) for l in open(f"{sys.argv[1]}/{name}")]
+wick, torch, bf16 = read("throughput-wick.json"), read("throughput-pytorch.json"), read("throughput-pytorch-bf16.json")
+print("| input | batch | Wick images/s | PyTorch eager f32 | Wick / PyTorch | PyTorch bf16 autocast |")
+print("|---|---|---|---|---|---|")
+for w, t, b in zip(wick, torch, bf16):
+    print(f"| {w['img_size']}² | {w['batch']} | {w['images_per_second']:.0f} | {t['images_per_second']:.0f} "
+          f"| {w['images_per_second'] / t['images_per_second']:.2f}× | {b['images_per_second']:.0f} |")
+print(torch[0]["what"])
+PY
