@@ -10,6 +10,7 @@ cross-entropy, SGD with Nesterov momentum, weight decay on conv/linear weights o
 """
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -122,6 +123,8 @@ def main():
     args = parser.parse_args()
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
+    elif "OMP_NUM_THREADS" in os.environ:
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     for img_size in map(int, args.img_size.split(",")):
         for batch in map(int, args.batch.split(",")):
             print(json.dumps(bench(args.device, img_size, batch, args.warmup, args.iters, args.amp)), flush=True)

@@ -60,23 +60,5 @@ else
 fi
 
 echo "== 3. fine-tuning throughput, Wick and PyTorch eager on the same GPU"
-for shape in "224 64" "64 128"; do
-  set -- $shape
-  "$bin/wick" bench --finetune --pth "$pth" --device cuda --img-size "$1" --batch "$2" --iters 20 --json \
-    | tee -a "$out/throughput-wick.json"
-  python3 benches/finetune_peer.py --device cuda --img-size "$1" --batch "$2" --iters 20 \
-    | tee -a "$out/throughput-pytorch.json"
-  python3 benches/finetune_peer.py --device cuda --img-size "$1" --batch "$2" --iters 20 --amp \
-    | tee -a "$out/throughput-pytorch-bf16.json"
-done
-python3 - "$out" <<'PY' | tee -a "$out/summary.txt"
-import json, sys
-read = lambda name: [json.loads(l) for l in open(f"{sys.argv[1]}/{name}")]
-wick, torch, bf16 = read("throughput-wick.json"), read("throughput-pytorch.json"), read("throughput-pytorch-bf16.json")
-print("| input | batch | Wick images/s | PyTorch eager f32 | Wick / PyTorch | PyTorch bf16 autocast |")
-print("|---|---|---|---|---|---|")
-for w, t, b in zip(wick, torch, bf16):
-    print(f"| {w['img_size']}² | {w['batch']} | {w['images_per_second']:.0f} | {t['images_per_second']:.0f} "
-          f"| {w['images_per_second'] / t['images_per_second']:.2f}× | {b['images_per_second']:.0f} |")
-print(torch[0]["what"])
-PY
+python3 benches/finetune.py --wick "$bin/wick" --pth "$pth" --device cuda --shapes 224x64,64x128 --iters 20 \
+  --out "$out/throughput.json" | tee -a "$out/summary.txt"
