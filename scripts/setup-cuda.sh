@@ -28,18 +28,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "${packages[*]}" ]; then
   echo "${packages[*]}" > "$stamp"
 fi
 # Linking `wick-cuda` needs libcuda.so, which only the NVIDIA driver ships: a stub with the same
-# symbols (every driver function cudarc binds) stands in at link time. It is named libcuda.so, found
-# through CUDA_HOME/lib/stubs at link time only; at run time the driver's libcuda.so.1 is loaded.
-stub="$dir/home/lib/stubs/libcuda.so"
+# symbols (every driver function cudarc binds) stands in at link time. It is named libcuda.so (the
+# link-time name) in the linker's folder; at run time the loader wants the driver's libcuda.so.1.
 cudarc=$(sed -n '/^name = "cudarc"$/{n;s/^version = "\(.*\)"$/\1/p}' "$(dirname "$0")/../Cargo.lock")
-stamp_stub="$dir/home/lib/stubs/.cudarc-$cudarc"
-if [ ! -f "$stamp_stub" ]; then
+if [ ! -f "$dir/stub/.cudarc-$cudarc" ]; then
   (cd "$(dirname "$0")/.." && cargo fetch --quiet >&2)
   sys=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$cudarc"/src/driver/sys/mod.rs | head -1)
-  mkdir -p "$dir/home/lib/stubs"
+  mkdir -p "$dir/stub"
   grep -oE '^pub unsafe fn cu[A-Za-z0-9_]+' "$sys" | sed 's/^pub unsafe fn //' | sort -u \
-    | sed 's/.*/void &(void) {}/' > "$dir/home/lib/stubs/libcuda-stub.c"
-  cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stub" "$dir/home/lib/stubs/libcuda-stub.c"
-  touch "$stamp_stub"
+    | sed 's/.*/void &(void) {}/' > "$dir/stub/libcuda-stub.c"
+  cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$dir/stub/libcuda.so" "$dir/stub/libcuda-stub.c"
+  ln -sf "$dir/stub/libcuda.so" "$dir/home/lib/libcuda.so"
+  touch "$dir/stub/.cudarc-$cudarc"
 fi
 echo "export CUDA_HOME='$dir/home' CUDA_PATH='$dir/home' PATH='$dir/home/bin':\"\$PATH\" CUDA_COMPUTE_CAP=90"

@@ -32,13 +32,13 @@ mod cuda_launcher {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, ExitCode};
 
-    /// What `wick-cuda` links (the sonames of the CUDA 13 build), and where each comes from.
-    const LIBRARIES: [(&str, &str); 5] = [
+    /// The CUDA libraries `wick-cuda` links (its DT_NEEDED entries, CUDA 13 sonames; `readelf -d`
+    /// shows them), and where each comes from. Loading libcublas also loads the libcublasLt it needs.
+    const LIBRARIES: [(&str, &str); 4] = [
         ("libcuda.so.1", "the NVIDIA driver"),
-        ("libcublas.so.13", "cuBLAS 13: pip install nvidia-cublas"),
-        ("libcublasLt.so.13", "cuBLASLt 13: pip install nvidia-cublas"),
+        ("libcublas.so.13", "cuBLAS 13 with cuBLASLt: pip install nvidia-cublas"),
         ("libcurand.so.10", "cuRAND: pip install nvidia-curand"),
-        ("libnvrtc.so.13", "NVRTC 13: pip install nvidia-cuda-nvrtc"),
+        ("libcudart.so.13", "the CUDA 13 runtime: pip install nvidia-cuda-runtime"),
     ];
 
     pub fn main() -> ExitCode {
