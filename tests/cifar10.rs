@@ -202,6 +202,19 @@ fn finetune_learns_the_pattern_and_exports_a_backbone_that_classifies_on_its_own
 }
 
 #[test]
+fn finetune_with_adamw_learns_the_pattern_too() {
+    let dir = scratch("finetune-adamw");
+    write_dataset(&dir, 48, 100);
+    let (pth, model) = (checkpoint_path(), dir.join("adamw.wick"));
+    let args = ["--epochs", "3", "--optimizer", "adamw", "--lr", "0.001", "--json"];
+    let out = wick(&finetune_args(&dir, &model, &pth, &args));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let accuracy = report["test"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.8, "AdamW fine-tuned test accuracy {accuracy} (chance is 0.1)");
+}
+
+#[test]
 fn a_run_killed_mid_epoch_and_resumed_ends_bit_identical_to_an_uninterrupted_one() {
     let dir = scratch("resume");
     write_dataset(&dir, 32, 40);
