@@ -41,27 +41,29 @@ def main():
     for shape in args.shapes.split(","):
         size, batch = shape.split("x")
         common = ["--img-size", size, "--batch", batch, "--warmup", str(args.warmup), "--iters", str(args.iters)]
-        wick = run_json([args.wick, "bench", "--finetune", "--pth", args.pth, "--device", args.device, "--json",
-                         *common], env)[0]
+        wick = [args.wick, "bench", "--finetune", "--pth", args.pth, "--device", args.device, "--json", *common]
         peer = [sys.executable, os.path.join(HERE, "finetune_peer.py"), "--device", args.device, *common]
-        torch = run_json(peer, env)[0]
-        bf16 = run_json(peer + ["--amp"], env)[0] if args.device.startswith("cuda") else None
-        rows.append((wick, torch, bf16))
+        row = [run_json(wick, env)[0], run_json(peer, env)[0]]
+        if args.device.startswith("cuda"):  # bf16 mixed precision: CUDA only in Candle
+            row += [run_json(wick + ["--precision", "bf16"], env)[0], run_json(peer + ["--amp"], env)[0]]
+        rows.append(row)
         if args.out:
             with open(args.out, "a") as f:
-                for record in (wick, torch, bf16):
-                    if record:
-                        f.write(json.dumps(record) + "\n")
+                f.writelines(json.dumps(record) + "\n" for record in row)
 
     threads = f", {args.threads} thread(s) each" if args.device == "cpu" else ""
     print(f"# fine-tuning step (forward, backward, SGD), images/s — {args.device}{threads}")
     print(f"# peer: {rows[0][1]['what']}")
-    print("| input | batch | Wick | PyTorch eager f32 | Wick / PyTorch |" + (" PyTorch bf16 autocast |" if rows[0][2] else ""))
-    print("|---|---|---|---|---|" + ("---|" if rows[0][2] else ""))
-    for wick, torch, bf16 in rows:
-        line = (f"| {wick['img_size']}² | {wick['batch']} | {wick['images_per_second']:.1f} "
-                f"| {torch['images_per_second']:.1f} | {wick['images_per_second'] / torch['images_per_second']:.2f}× |")
-        print(line + (f" {bf16['images_per_second']:.1f} |" if bf16 else ""))
+    mixed = len(rows[0]) == 4
+    print("| input | batch | Wick f32 | PyTorch eager f32 | Wick / PyTorch |"
+          + (" Wick bf16 | PyTorch bf16 autocast | Wick / PyTorch |" if mixed else ""))
+    print("|---|---|---|---|---|" + ("---|---|---|" if mixed else ""))
+    for row in rows:
+        line = f"| {row[0]['img_size']}² | {row[0]['batch']} |"
+        for wick, torch in zip(row[::2], row[1::2]):
+            w, t = wick["images_per_second"], torch["images_per_second"]
+            line += f" {w:.1f} | {t:.1f} | {w / t:.2f}× |"
+        print(line)
 
 
 if __name__ == "__main__":

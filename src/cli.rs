@@ -21,7 +21,7 @@ use wick::error::InFile;
 use wick::features::{
     default_cache_dir, extract_files, extract_images, image_key, CacheFile, CacheHeader, ImageKey, View,
 };
-use wick::finetune::{FinetuneConfig, Finetuner, OptimizerKind};
+use wick::finetune::{FinetuneConfig, Finetuner, OptimizerKind, Precision};
 use wick::head::{self, EpochStats, FeatureSet, Stop, TrainConfig};
 use wick::metrics::{argmax, Metrics};
 use wick::preprocess::{decode_image, Preprocess};
@@ -162,6 +162,9 @@ enum Command {
         /// --finetune: untimed steps first (cuDNN/cuBLAS set-up, allocator warm-up).
         #[arg(long, default_value_t = 2)]
         warmup: usize,
+        /// --finetune: f32, or bf16 mixed precision.
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         /// Worker threads (default: all cores). Set before any work starts.
         #[arg(long)]
         threads: Option<usize>,
@@ -180,9 +183,13 @@ enum Cifar10Mode {
 
 #[derive(clap::Args)]
 struct FinetuneArgs {
-    /// finetune: the optimizer.
-    #[arg(long, value_enum, default_value = "sgd")]
-    optimizer: OptimizerArg,
+    /// finetune: the optimizer, sgd (Nesterov momentum) or adamw.
+    #[arg(long, default_value = "sgd")]
+    optimizer: OptimizerKind,
+    /// finetune: f32, or bf16 for mixed precision on a GPU (convolutions in bf16; BatchNorm, loss and
+    /// weights in f32, like PyTorch's autocast).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// finetune: SGD's Nesterov momentum.
     #[arg(long, default_value_t = FinetuneConfig::default().momentum)]
     momentum: f64,
@@ -205,23 +212,6 @@ struct FinetuneArgs {
     /// "Open model") [default: OUT with the extension `.backbone.safetensors`].
     #[arg(long)]
     backbone_out: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum OptimizerArg {
-    /// SGD with Nesterov momentum.
-    Sgd,
-    /// AdamW.
-    Adamw,
-}
-
-impl From<OptimizerArg> for OptimizerKind {
-    fn from(arg: OptimizerArg) -> Self {
-        match arg {
-            OptimizerArg::Sgd => OptimizerKind::Sgd,
-            OptimizerArg::Adamw => OptimizerKind::AdamW,
-        }
-    }
 }
 
 #[derive(clap::Args)]
@@ -328,7 +318,7 @@ impl HyperArgs {
             img_size,
             epochs: self.epochs.unwrap_or(default.epochs),
             batch_size: self.batch_size.unwrap_or(default.batch_size),
-            optimizer: args.optimizer.into(),
+            optimizer: args.optimizer,
             learning_rate: self.lr.unwrap_or(default.learning_rate),
             momentum: args.momentum,
             weight_decay: self.weight_decay.unwrap_or(default.weight_decay),
@@ -336,6 +326,7 @@ impl HyperArgs {
             label_smoothing: self.label_smoothing,
             crop_padding: args.crop_padding,
             flip: !args.no_flip,
+            precision: args.precision,
             seed: self.seed,
         }
     }
@@ -453,7 +444,7 @@ pub fn main() -> ExitCode {
             ),
         }),
         Command::Convert { pth, out } => convert(&pth, &out),
-        Command::Bench { backbone, batch, iters, head_data, finetune, img_size, warmup, threads, json } => {
+        Command::Bench { backbone, batch, iters, head_data, finetune, img_size, warmup, precision, threads, json } => {
             if let Some(n) = threads {
                 // Both pools candle uses read these when first touched.
                 std::env::set_var("RAYON_NUM_THREADS", n.to_string());
@@ -461,7 +452,7 @@ pub fn main() -> ExitCode {
             }
             match head_data {
                 Some(dir) => bench_head(&dir, iters, json),
-                None if finetune => bench_finetune(&backbone, &batch, &img_size, warmup, iters, json),
+                None if finetune => bench_finetune(&backbone, &batch, &img_size, warmup, iters, precision, json),
                 None => bench(&backbone, &batch, iters, json),
             }
         }
@@ -1181,6 +1172,7 @@ fn bench(args: &BackboneArgs, batches: &[usize], iters: usize, json: bool) -> Re
 struct FinetuneBenchRecord {
     what: &'static str,
     device: String,
+    precision: Precision,
     img_size: u32,
     batch: usize,
     timed_steps: usize,
@@ -1196,6 +1188,7 @@ fn bench_finetune(
     img_sizes: &[u32],
     warmup: usize,
     iters: usize,
+    precision: Precision,
     json: bool,
 ) -> Result<()> {
     if iters == 0 {
@@ -1214,7 +1207,8 @@ fn bench_finetune(
                 labels: (0..steps * batch).map(|_| rng.below(10) as u8).collect(),
                 pixels: (0..steps * batch * cifar10::PIXELS).map(|_| rng.below(256) as u8).collect(),
             };
-            let config = FinetuneConfig { img_size, batch_size: batch, epochs: 2, ..FinetuneConfig::default() };
+            let config =
+                FinetuneConfig { img_size, batch_size: batch, epochs: 2, precision, ..FinetuneConfig::default() };
             let mut run = Finetuner::new(&state, &sha256_hex(&bytes), classes.clone(), &set, config, &device)?;
             let mut step_ends = Vec::with_capacity(steps);
             let mut losses = Vec::with_capacity(steps);
@@ -1228,6 +1222,7 @@ fn bench_finetune(
             let record = FinetuneBenchRecord {
                 what: "wick finetune step",
                 device: args.device.clone(),
+                precision,
                 img_size,
                 batch,
                 timed_steps: iters,

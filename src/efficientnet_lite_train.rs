@@ -3,8 +3,12 @@
 //! run it in training mode — batch statistics, running averages updated — and fold it again for
 //! export ([`crate::weights::fold_named`]). Variable names are the PyTorch checkpoint's
 //! (`_blocks.3._depthwise_conv.weight`, `_blocks.3._bn1.running_var`, ...).
+//!
+//! Mixed precision works like PyTorch's autocast: the weights stay f32, and with a bf16 compute
+//! dtype the convolutions (nearly all the arithmetic) run on bf16 copies of the weights and
+//! activations, while every BatchNorm, the pooling and everything after run in f32.
 
-use candle_core::{ModuleT, Result, Tensor, D};
+use candle_core::{DType, ModuleT, Result, Tensor, D};
 use candle_nn::{BatchNorm, BatchNormConfig, VarBuilder};
 
 use crate::depthwise::depthwise_conv2d;
@@ -46,18 +50,17 @@ impl ConvBn {
 }
 
 impl ModuleT for ConvBn {
+    /// The convolution runs in `x`'s dtype; the BatchNorm in f32; the output is in `x`'s dtype.
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let weight = self.weight.to_dtype(x.dtype())?;
         let y = match self.conv {
-            Conv::Stem => stem_conv(x, &self.weight)?,
-            Conv::Pointwise => pointwise_conv(x, &self.weight)?,
-            Conv::Depthwise { stride } => depthwise_conv2d(x, &self.weight, stride)?,
+            Conv::Stem => stem_conv(x, &weight)?,
+            Conv::Pointwise => pointwise_conv(x, &weight)?,
+            Conv::Depthwise { stride } => depthwise_conv2d(x, &weight, stride)?,
         };
-        let y = self.bn.forward_t(&y, train)?;
-        if self.relu6 {
-            y.clamp(0f32, 6f32)
-        } else {
-            Ok(y)
-        }
+        let y = self.bn.forward_t(&y.to_dtype(DType::F32)?, train)?;
+        let y = if self.relu6 { y.clamp(0f32, 6f32)? } else { y };
+        y.to_dtype(x.dtype())
     }
 }
 
@@ -122,10 +125,13 @@ pub struct EfficientNetLiteTrain {
     stem: ConvBn,
     blocks: Vec<MbConv>,
     head: ConvBn,
+    /// The convolutions' dtype: F32, or BF16 for mixed precision.
+    compute: DType,
 }
 
 impl EfficientNetLiteTrain {
-    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+    /// The variables are f32 (in `vb`); the convolutions run in `compute`.
+    pub fn new(cfg: &Config, compute: DType, vb: VarBuilder) -> Result<Self> {
         let eps = cfg.batch_norm_eps;
         let blocks = cfg
             .blocks()
@@ -139,18 +145,19 @@ impl EfficientNetLiteTrain {
             stem: ConvBn::new(Conv::Stem, (cfg.stem_channels, 3, 3, 3), true, eps, pair("_conv_stem", "_bn0"))?,
             blocks,
             head: ConvBn::new(Conv::Pointwise, (cfg.head_channels, last, 1, 1), true, eps, pair("_conv_head", "_bn1"))?,
+            compute,
         })
     }
 }
 
 impl ModuleT for EfficientNetLiteTrain {
-    /// Images (N, 3, H, W), RGB in [-1, 1] → pooled features (N, 1280). With `train`, every
+    /// Images (N, 3, H, W), RGB in [-1, 1] → pooled features (N, 1280), f32. With `train`, every
     /// BatchNorm normalises with the batch's statistics and updates its running averages.
     fn forward_t(&self, images: &Tensor, train: bool) -> Result<Tensor> {
-        let mut x = self.stem.forward_t(images, train)?;
+        let mut x = self.stem.forward_t(&images.to_dtype(self.compute)?, train)?;
         for block in &self.blocks {
             x = block.forward_t(&x, train)?;
         }
-        self.head.forward_t(&x, train)?.flatten_from(2)?.mean(D::Minus1)
+        self.head.forward_t(&x, train)?.to_dtype(DType::F32)?.flatten_from(2)?.mean(D::Minus1)
     }
 }

@@ -31,6 +31,47 @@ use crate::torch_legacy::StateDict;
 use crate::weights::{fold_named, FloatWeights};
 use crate::wick_file::FileKind;
 
+/// The convolutions' arithmetic (weights, BatchNorm, loss and optimizer are always f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Mixed precision, like PyTorch's bf16 autocast: CUDA only (Candle's CPU matmul has no bf16).
+    Bf16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::Bf16 => DType::BF16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(format!("`{other}`: expected f32 or bf16")),
+        }
+    }
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "sgd" => Ok(Self::Sgd),
+            "adamw" => Ok(Self::AdamW),
+            other => Err(format!("`{other}`: expected sgd (Nesterov momentum) or adamw")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
@@ -61,6 +102,7 @@ pub struct FinetuneConfig {
     pub crop_padding: usize,
     /// Mirror half of the training images, at random.
     pub flip: bool,
+    pub precision: Precision,
     pub seed: u64,
 }
 
@@ -78,6 +120,7 @@ impl Default for FinetuneConfig {
             label_smoothing: 0.1,
             crop_padding: 4,
             flip: true,
+            precision: Precision::F32,
             seed: 0,
         }
     }
@@ -372,9 +415,16 @@ impl Finetuner {
         config: FinetuneConfig,
         device: &Device,
     ) -> Result<Self> {
+        if config.precision == Precision::Bf16 && !device.is_cuda() {
+            return Err(invalid!(
+                "bf16 mixed precision needs a CUDA device (Candle's CPU matrix product has no bf16): \
+                 use --precision f32 on the CPU"
+            ));
+        }
         let model = Config::lite0();
         let varmap = VarMap::new();
-        let network = EfficientNetLiteTrain::new(&model, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let network = EfficientNetLiteTrain::new(&model, config.precision.dtype(), vb)?;
         let spec = HeadSpec { input_dim: model.head_channels, hidden: None, classes: classes.len() };
         let head = Head::init(spec, &mut Rng::new(config.seed), device)?;
         let mut named: Vec<(String, Var, bool)> = sorted_vars(&varmap)

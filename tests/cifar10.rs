@@ -270,6 +270,8 @@ fn finetune_refuses_bad_settings_and_foreign_checkpoints_without_touching_the_ch
     fails(&["--batch-size", "64"], "fewer than one batch of 64");
     fails(&["--warmup-epochs", "3", "--epochs", "3"], "warm-up epochs must be fewer than epochs");
     fails(&["--backbone", pth.to_str().unwrap()], "folded");
+    fails(&["--precision", "bf16"], "bf16 mixed precision needs a CUDA device");
+    fails(&["--optimizer", "adam"], "expected sgd (Nesterov momentum) or adamw");
     fails(&["--resume"], "no checkpoint to resume from");
 
     // A finished two-epoch run; its checkpoint is refused with other settings and left as it was.
