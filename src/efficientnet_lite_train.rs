@@ -8,9 +8,10 @@
 //! dtype the convolutions (nearly all the arithmetic) run on bf16 copies of the weights and
 //! activations, while every BatchNorm, the pooling and everything after run in f32.
 
-use candle_core::{DType, ModuleT, Result, Tensor, D};
-use candle_nn::{BatchNorm, BatchNormConfig, VarBuilder};
+use candle_core::{DType, ModuleT, Result, Tensor, Var, D};
+use candle_nn::VarBuilder;
 
+use crate::batch_norm::{batch_norm_eval, batch_norm_train};
 use crate::depthwise::depthwise_conv2d;
 use crate::efficientnet_lite::{pointwise_conv, stem_conv, BlockConfig, Config};
 
@@ -21,12 +22,56 @@ enum Conv {
     Depthwise { stride: usize },
 }
 
+/// BatchNorm's parameters and running statistics, named as in the checkpoint.
+#[derive(Debug, Clone)]
+struct BatchNorm2d {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+}
+
+impl BatchNorm2d {
+    /// PyTorch's default: running = 0.9 · running + 0.1 · batch (the variance unbiased).
+    const MOMENTUM: f64 = 0.1;
+
+    fn new(channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        // The variable map hands out its variables' tensors; `from_tensor` keeps them shared.
+        let var = |name| Var::from_tensor(&vb.get(channels, name)?);
+        Ok(Self {
+            weight: vb.get(channels, "weight")?,
+            bias: vb.get(channels, "bias")?,
+            running_mean: var("running_mean")?,
+            running_var: var("running_var")?,
+            eps,
+        })
+    }
+
+    /// Normalises (in f32), then ReLU6 if `relu6`. In training with the batch's statistics, which
+    /// also move the running averages.
+    fn forward(&self, x: &Tensor, train: bool, relu6: bool) -> Result<Tensor> {
+        if !train {
+            let (mean, var) = (self.running_mean.as_tensor(), self.running_var.as_tensor());
+            return batch_norm_eval(x, &self.weight, &self.bias, mean, var, self.eps, relu6);
+        }
+        let (y, mean, var) = batch_norm_train(x, &self.weight, &self.bias, self.eps, relu6)?;
+        let count = (x.elem_count() / x.dim(1)?) as f64;
+        let update = |running: &Var, batch: Tensor| {
+            running.set(&((running.as_tensor() * (1.0 - Self::MOMENTUM))? + (batch * Self::MOMENTUM)?)?)
+        };
+        update(&self.running_mean, mean)?;
+        update(&self.running_var, (var * (count / (count - 1.0).max(1.0)))?)?;
+        Ok(y)
+    }
+}
+
 /// Convolution (no bias: the BatchNorm's shift is the bias) → BatchNorm → ReLU6?
 #[derive(Debug, Clone)]
 struct ConvBn {
     conv: Conv,
     weight: Tensor,
-    bn: BatchNorm,
+    bn: BatchNorm2d,
     relu6: bool,
 }
 
@@ -43,9 +88,7 @@ impl ConvBn {
         if let Conv::Pointwise = conv {
             weight = weight.reshape((shape.0, shape.1))?;
         }
-        // PyTorch's default momentum: running = 0.9 · running + 0.1 · batch.
-        let config = BatchNormConfig { eps, remove_mean: true, affine: true, momentum: 0.1 };
-        Ok(Self { conv, weight, bn: candle_nn::batch_norm(shape.0, config, bn_vb)?, relu6 })
+        Ok(Self { conv, weight, bn: BatchNorm2d::new(shape.0, eps, bn_vb)?, relu6 })
     }
 }
 
@@ -58,9 +101,7 @@ impl ModuleT for ConvBn {
             Conv::Pointwise => pointwise_conv(x, &weight)?,
             Conv::Depthwise { stride } => depthwise_conv2d(x, &weight, stride)?,
         };
-        let y = self.bn.forward_t(&y.to_dtype(DType::F32)?, train)?;
-        let y = if self.relu6 { y.clamp(0f32, 6f32)? } else { y };
-        y.to_dtype(x.dtype())
+        self.bn.forward(&y.to_dtype(DType::F32)?, train, self.relu6)?.to_dtype(x.dtype())
     }
 }
 

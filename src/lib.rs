@@ -7,6 +7,7 @@
 //! [`model_file`]; without a head the backbone's own ImageNet classifier answers.
 
 pub mod backbone;
+pub mod batch_norm;
 pub mod bias_relu6;
 pub mod bundle;
 pub mod cifar10;

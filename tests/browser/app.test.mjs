@@ -395,7 +395,7 @@ test('a backbone fine-tuned by the CLI opens in the page with its .wick; reload 
   const model = path.join(scratch, 'cifar.wick');
   const backbonePath = path.join(scratch, 'cifar.backbone.safetensors');
   execFileSync(wickBinary, ['cifar10', '--mode', 'finetune', '--data', dataDir, '--pth', pth, '--img-size', '32',
-    '--epochs', '3', '--batch-size', '16', '--lr', '0.02', '--out', model, '--quiet']);
+    '--epochs', '5', '--batch-size', '16', '--lr', '0.02', '--out', model, '--quiet']);
 
   const { page, errors, requests } = await openApp(browser, origin);
   // Test image 3 (a "cat") as a PNG, and what the CLI says about it with the fine-tuned backbone.
