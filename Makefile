@@ -35,5 +35,5 @@ bench: dist
 # wheels, Candle's kernels compiled by nvcc. Its own target dir: the kernel build is slow, keep it.
 CUDA_TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)-cuda
 check-cuda:
-	eval "$$(scripts/setup-cuda.sh)" && CARGO_TARGET_DIR=$(CUDA_TARGET_DIR) cargo build --release --features cuda
+	eval "$$(scripts/setup-cuda.sh)" && CARGO_TARGET_DIR=$(CUDA_TARGET_DIR) cargo build --release --features cuda --bins
 	scripts/check-cuda-launcher.sh $(CUDA_TARGET_DIR)/release
