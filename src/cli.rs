@@ -429,20 +429,22 @@ pub fn main() -> ExitCode {
             cache,
             backbone,
             output,
-        } => load_cifar10(&data, download, limit, output.quiet).and_then(|(train, test)| match mode {
-            Cifar10Mode::Probe => {
-                cifar10_probe(&train, &test, img_size, val_split, &out, &hyper.config(), &cache, &backbone, &output)
-            }
-            Cifar10Mode::Finetune => cifar10_finetune(
-                &train,
-                &test,
-                &out,
-                hyper.finetune_config(img_size, &finetune),
-                &finetune,
-                &backbone,
-                &output,
-            ),
-        }),
+        } => check_cifar10_options(mode, &hyper, &finetune, &backbone)
+            .and_then(|()| load_cifar10(&data, download, limit, output.quiet))
+            .and_then(|(train, test)| match mode {
+                Cifar10Mode::Probe => {
+                    cifar10_probe(&train, &test, img_size, val_split, &out, &hyper.config(), &cache, &backbone, &output)
+                }
+                Cifar10Mode::Finetune => cifar10_finetune(
+                    &train,
+                    &test,
+                    &out,
+                    hyper.finetune_config(img_size, &finetune),
+                    &finetune,
+                    &backbone,
+                    &output,
+                ),
+            }),
         Command::Convert { pth, out } => convert(&pth, &out),
         Command::Bench { backbone, batch, iters, head_data, finetune, img_size, warmup, precision, threads, json } => {
             if let Some(n) = threads {
@@ -915,6 +917,47 @@ fn cifar10_probe(
         }
         println!("kept epoch {}; test set: {}", classifier.meta.best_epoch, metrics.table());
         println!("wrote {} in {:.1} s", out.display(), start.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Options of the other mode are refused rather than ignored; fine-tuning's checkpoint is looked for
+/// before any data is downloaded.
+fn check_cifar10_options(
+    mode: Cifar10Mode,
+    hyper: &HyperArgs,
+    finetune: &FinetuneArgs,
+    backbone: &BackboneArgs,
+) -> Result<()> {
+    fn used(flags: &[(&'static str, bool)]) -> Vec<&'static str> {
+        flags.iter().filter(|(_, set)| *set).map(|(flag, _)| *flag).collect()
+    }
+    let (wrong, mode_name) = match mode {
+        Cifar10Mode::Probe => (
+            used(&[
+                ("--optimizer", finetune.optimizer != OptimizerKind::Sgd),
+                ("--precision", finetune.precision != Precision::F32),
+                ("--no-flip", finetune.no_flip),
+                ("--checkpoint", finetune.checkpoint.is_some()),
+                ("--resume", finetune.resume),
+                ("--backbone-out", finetune.backbone_out.is_some()),
+            ]),
+            "probe",
+        ),
+        Cifar10Mode::Finetune => {
+            imagenet_checkpoint(backbone)?;
+            (
+                used(&[
+                    ("--hidden", hyper.hidden.is_some()),
+                    ("--flip (fine-tuning always mirrors; --no-flip turns it off)", hyper.flip),
+                    ("--no-class-balance", hyper.no_class_balance),
+                ]),
+                "finetune",
+            )
+        }
+    };
+    if !wrong.is_empty() {
+        bail!("--mode {mode_name} does not use {}", wrong.join(", "));
     }
     Ok(())
 }

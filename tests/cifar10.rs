@@ -297,6 +297,29 @@ fn finetune_refuses_bad_settings_and_foreign_checkpoints_without_touching_the_ch
     fails(&["--backbone", pth.to_str().unwrap()], "folded");
     fails(&["--precision", "bf16"], "bf16 mixed precision needs a CUDA device");
     fails(&["--optimizer", "adam"], "expected sgd (Nesterov momentum) or adamw");
+    fails(&["--hidden", "64"], "--mode finetune does not use --hidden");
+    let probe_with_resume =
+        wick(&["cifar10", "--data", dir.to_str().unwrap(), "--out", model.to_str().unwrap(), "--resume"]);
+    let err = String::from_utf8_lossy(&probe_with_resume.stderr);
+    assert!(err.contains("--mode probe does not use --resume"), "{err}");
+    // Without the checkpoint, fine-tuning says how to get it before touching the data.
+    let out = Command::new(env!("CARGO_BIN_EXE_wick"))
+        .args([
+            "cifar10",
+            "--mode",
+            "finetune",
+            "--data",
+            "/nonexistent",
+            "--download",
+            "--out",
+            model.to_str().unwrap(),
+        ])
+        .env("HOME", dir.join("no-home"))
+        .env_remove("WICK_CACHE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run scripts/fetch-weights.sh") && !err.contains("download CIFAR-10"), "{err}");
     fails(&["--resume"], "no checkpoint to resume from");
 
     // A finished two-epoch run; its checkpoint is refused with other settings and left as it was.
