@@ -813,11 +813,18 @@ fn eval(data: &Path, model: &Path, cache: &CacheArgs, backbone: &BackboneArgs, o
 struct Cifar10Report<'a> {
     mode: &'static str,
     model: String,
+    /// finetune: the fine-tuned backbone file the model runs on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backbone: Option<String>,
     img_size: u32,
     train_images: usize,
-    validation_images: usize,
+    /// probe: the training images held out for early stopping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation_images: Option<usize>,
     test_images: usize,
-    features_computed: usize,
+    /// probe: feature vectors the backbone computed (the rest came from the cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    features_computed: Option<usize>,
     history: &'a [EpochStats],
     best_epoch: usize,
     stop: &'a Stop,
@@ -896,9 +903,10 @@ fn cifar10_probe(
             model: out.display().to_string(),
             img_size,
             train_images: train_idx.len(),
-            validation_images: val_idx.len(),
+            backbone: None,
+            validation_images: Some(val_idx.len()),
             test_images: test_set.len(),
-            features_computed,
+            features_computed: Some(features_computed),
             history: &classifier.meta.history,
             best_epoch: classifier.meta.best_epoch,
             stop: &classifier.meta.stop,
@@ -1138,9 +1146,10 @@ fn cifar10_finetune(
             model: out.display().to_string(),
             img_size: config.img_size,
             train_images,
-            validation_images: 0,
+            backbone: Some(backbone_out.display().to_string()),
+            validation_images: None,
             test_images: test.len(),
-            features_computed: 0,
+            features_computed: None,
             history: &classifier.meta.history,
             best_epoch: classifier.meta.best_epoch,
             stop: &classifier.meta.stop,

@@ -175,6 +175,8 @@ fn finetune_learns_the_pattern_and_exports_a_backbone_that_classifies_on_its_own
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["mode"], "finetune");
     assert_eq!(report["train_images"], 240, "240 images make 15 whole batches of 16");
+    assert_eq!(report["backbone"], dir.join("ft.backbone.safetensors").to_str().unwrap());
+    assert!(report.get("validation_images").is_none() && report.get("features_computed").is_none());
     let history = report["history"].as_array().unwrap();
     assert_eq!(history.len(), 5);
     assert!(history.iter().all(|h| h["val_accuracy"].as_f64().is_some()), "every epoch is measured on the test set");
