@@ -8,20 +8,30 @@
 #   3. Fine-tuning images/s at 224² (batch 64) and 64² (batch 128): Wick, then PyTorch eager running
 #      the same recipe on the same GPU (benches/finetune_peer.py), and the ratio.
 #
-# Build (on any machine, no GPU needed):
-#   eval "$(scripts/setup-cuda.sh)"
-#   cargo build --release --features cuda                      # target/release/{wick,wick-cuda}
-#   cargo test --release --features cuda --no-run --test depthwise   # prints the test binary's path
-# Run (needs the NVIDIA driver, CUDA 13 libraries — e.g. the pip nvidia-* packages PyTorch brings —
-# and python3 with torch):
-#   WICK_DEPTHWISE_TEST=<that path> scripts/gpu-check.sh
+# Build on any machine (no GPU needed), then run on the GPU machine (the NVIDIA driver, CUDA 13
+# libraries — e.g. the pip nvidia-* packages PyTorch brings — and python3 with torch):
+#   scripts/gpu-bundle.sh                   # here: gpu-bundle/ (binaries, depthwise test, checkpoint)
+#   scripts/gpu-check.sh --bundle gpu-bundle    # there
+# or, where the tree was built with `--features cuda` in place: WICK_BIN=<dir with wick, wick-cuda>
+# WICK_DEPTHWISE_TEST=<the cuda depthwise test binary> scripts/gpu-check.sh.
 # Results go to $OUT (default: gpu-check/): JSON lines per measurement, and summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="${WICK_BIN:-target/release}"
-pth="${WICK_LITE0_PTH:-$HOME/.cache/wick/efficientnet-lite0-57934424.pth}"
 out="${OUT:-gpu-check}"
 mkdir -p "$out"
+bin="${WICK_BIN:-target/release}"
+pth="${WICK_LITE0_PTH:-$HOME/.cache/wick/efficientnet-lite0-57934424.pth}"
+if [ "${1:-}" = "--bundle" ]; then
+  bundle="${2:?--bundle needs the folder scripts/gpu-bundle.sh made}"
+  bin="$out/bin"
+  mkdir -p "$bin"
+  for name in wick wick-cuda depthwise-test; do
+    gunzip -c "$bundle/$name.gz" > "$bin/$name"
+    chmod +x "$bin/$name"
+  done
+  export WICK_DEPTHWISE_TEST="$bin/depthwise-test"
+  pth="$bundle/efficientnet-lite0-57934424.pth"
+fi
 
 # The CUDA libraries pip installed (nvidia/*/lib) are not on the loader's path by default.
 pip_cuda_libs=$(python3 - <<'PY'
