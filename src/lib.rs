@@ -5,6 +5,9 @@
 //! → [`metrics`], and the trained head is saved as a `.wick` [`bundle`]. Backbone weights come from
 //! the legacy PyTorch checkpoint ([`torch_legacy`], folded by [`weights`]) or from the quantized
 //! [`model_file`]; without a head the backbone's own ImageNet classifier answers.
+//!
+//! Natively, [`finetune`] trains the whole network on [`cifar10`] ([`efficientnet_lite_train`], the
+//! BatchNorms unfolded and run by [`batch_norm`]) and exports it as a model file with its `.wick`.
 
 pub mod backbone;
 pub mod batch_norm;

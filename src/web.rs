@@ -281,7 +281,6 @@ impl Training {
     }
 }
 
-/// Whether training stopped because it diverged (for the page's message).
 /// The Wick format a file names (`wick-model` for a backbone, `wick-classifier` for a `.wick`), or
 /// undefined for anything else.
 #[wasm_bindgen]
@@ -289,6 +288,7 @@ pub fn wick_format(bytes: &[u8]) -> Option<String> {
     crate::wick_file::format_of(bytes)
 }
 
+/// Whether training stopped because it diverged (for the page's message).
 #[wasm_bindgen]
 pub fn describe_stop(stop_json: &str) -> String {
     match serde_json::from_str::<Stop>(stop_json) {
