@@ -4,7 +4,7 @@
 //! This is the *inference* graph: every BatchNorm is folded into the convolution before it, so each
 //! layer is `conv → + bias → ReLU6?`. Weight names mirror the PyTorch checkpoint
 //! (`_blocks.3._depthwise_conv.weight`, ...) with the folded BatchNorm's shift stored as the conv's
-//! `bias`; [`fold_batch_norms`] makes them from a checkpoint. Fine-tuning trains the same network
+//! `bias`; [`crate::weights::fold_batch_norms`] makes them from a checkpoint. Fine-tuning trains the same network
 //! with its BatchNorms unfolded: [`crate::efficientnet_lite_train`].
 
 use candle_core::{Module, Result, Tensor, D};

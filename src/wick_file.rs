@@ -25,7 +25,7 @@ pub struct FileKind {
 }
 
 impl FileKind {
-    /// "not a valid <noun>: <why>".
+    /// `not a valid <noun>: <why>`.
     pub fn invalid(&self, why: impl std::fmt::Display) -> Error {
         invalid!("not a valid {}: {why}", self.noun)
     }
