@@ -1,5 +1,5 @@
 # The README's two commands are `make app` and `make test`; both set up what they need first.
-.PHONY: app test lint test-native test-browser dist bench check-cuda
+.PHONY: app test lint test-native test-browser dist bench bench-finetune check-cuda
 
 app:
 	scripts/setup.sh app
@@ -30,6 +30,13 @@ bench: dist
 	python3 benches/peer.py
 	python3 benches/head.py
 	node benches/tfjs_peer.mjs
+
+# Fine-tuning steps against PyTorch eager on the CPU (needs `pip install torch`, ~4 GB with its CUDA
+# libraries; on a GPU machine scripts/gpu-check.sh runs the CUDA comparison).
+bench-finetune:
+	cargo build --release
+	scripts/fetch-weights.sh > /dev/null
+	python3 benches/finetune.py --shapes 32x32,64x16,128x16 --iters 4
 
 # The `cuda` feature must build on machines without a GPU (as a user's CI would): CUDA 13.0 from PyPI
 # wheels, Candle's kernels compiled by nvcc. Its own target dir: the kernel build is slow, keep it.

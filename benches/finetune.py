@@ -21,6 +21,10 @@ def run_json(cmd, env):
 
 
 def main():
+    try:
+        import torch  # noqa: F401  (the peer runs in its own process; fail here, clearly)
+    except ImportError:
+        sys.exit("benches/finetune.py needs PyTorch for its peer: pip install torch")
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(HERE, "..", "target"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wick", default=os.path.join(target, "release", "wick"))
