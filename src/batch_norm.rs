@@ -6,10 +6,13 @@
 //! passes forward and again backward, and ReLU6 as a `clamp`; on the CPU these took over a third of
 //! a fine-tuning step. Here the CPU does one pass for the statistics and one for the output, and the
 //! backward pass is two passes with the closed-form gradient. Other devices and dtypes get the same
-//! function from tensor ops (the CPU kernels are tested against them).
+//! function from tensor ops (the CPU kernels are tested against them), recomputed in the backward
+//! pass rather than kept (`crate::recompute`).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
+
+use crate::recompute::recompute_in_backward;
 
 /// Training mode: normalises with this batch's statistics. Returns the output and the batch's
 /// per-channel mean and biased variance (for the running averages).
@@ -26,7 +29,26 @@ pub fn batch_norm_train(
         let y = apply(&x, gamma, beta, &stats, eps, relu6)?;
         return Ok((y, stats.get(0)?, stats.get(1)?));
     }
-    batch_norm_train_by_ops(x, gamma, beta, eps, relu6)
+    batch_norm_train_checkpointed(x, gamma, beta, eps, relu6)
+}
+
+/// [`batch_norm_train_by_ops`] without its autograd graph ([`recompute_in_backward`]): the
+/// statistics come from a graph-free pass, the output's graph is rebuilt in the backward pass.
+pub fn batch_norm_train_checkpointed(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu6: bool,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let detached = x.detach();
+    let mean = channel_mean(&detached)?;
+    let var = channel_mean(&detached.broadcast_sub(&mean)?.sqr()?)?;
+    let affine = Tensor::stack(&[gamma, beta], 0)?;
+    let y = recompute_in_backward(x, &affine, move |x, affine| {
+        Ok(batch_norm_train_by_ops(x, &affine.get(0)?, &affine.get(1)?, eps, relu6)?.0)
+    })?;
+    Ok((y, mean.flatten_all()?, var.flatten_all()?))
 }
 
 /// [`batch_norm_train`] from device-generic tensor ops, differentiable by autograd.

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod model_file;
 pub mod preprocess;
 pub mod project;
+pub mod recompute;
 pub mod rng;
 pub mod torch_legacy;
 pub mod weights;

@@ -1,9 +1,12 @@
-//! The fused CPU BatchNorm(+ReLU6) against the same function from tensor ops (the path other
-//! devices take, differentiated by autograd): outputs, batch statistics and gradients.
+//! The fused CPU BatchNorm(+ReLU6), and the checkpointed tensor-op version other devices take,
+//! against the same function from plain tensor ops differentiated by autograd: outputs, batch
+//! statistics and gradients.
 
 use candle_core::{Device, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use wick::batch_norm::{batch_norm_eval, batch_norm_eval_by_ops, batch_norm_train, batch_norm_train_by_ops};
+use wick::batch_norm::{
+    batch_norm_eval, batch_norm_eval_by_ops, batch_norm_train, batch_norm_train_by_ops, batch_norm_train_checkpointed,
+};
 
 fn random(rng: &mut StdRng, shape: &[usize], scale: f32, shift: f32) -> Vec<f32> {
     (0..shape.iter().product()).map(|_| rng.random_range(-1.0..1.0) * scale + shift).collect()
@@ -29,24 +32,31 @@ fn fused_training_mode_matches_tensor_ops_with_gradients() {
         let x = random(&mut rng, &shape, 3.0, 2.0);
         let (gamma, beta) = (random(&mut rng, &[c], 1.0, 1.0), random(&mut rng, &[c], 2.0, 0.0));
         let r = Tensor::from_vec(random(&mut rng, &shape, 1.0, 0.0), shape.as_slice(), &Device::Cpu).unwrap();
-        let run = |by_ops: bool| {
+        let run = |path: &str| {
             let xv = Var::from_vec(x.clone(), shape.as_slice(), &Device::Cpu).unwrap();
             let gv = Var::from_vec(gamma.clone(), c, &Device::Cpu).unwrap();
             let bv = Var::from_vec(beta.clone(), c, &Device::Cpu).unwrap();
-            let f = if by_ops { batch_norm_train_by_ops } else { batch_norm_train };
+            let f = match path {
+                "fused" => batch_norm_train,
+                "checkpointed" => batch_norm_train_checkpointed,
+                _ => batch_norm_train_by_ops,
+            };
             let (y, mean, var) = f(xv.as_tensor(), gv.as_tensor(), bv.as_tensor(), 1e-3, relu6).unwrap();
             let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
             let grad = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
             (y, mean, var, grad(&xv), grad(&gv), grad(&bv))
         };
-        let (fused, ops) = (run(false), run(true));
-        let what = format!("{shape:?} relu6 {relu6}");
-        assert_close(&format!("{what} output"), &fused.0, &ops.0, 1e-5);
-        assert_close(&format!("{what} mean"), &fused.1, &ops.1, 1e-5);
-        assert_close(&format!("{what} variance"), &fused.2, &ops.2, 1e-5);
-        assert_close(&format!("{what} grad x"), &fused.3, &ops.3, 1e-4);
-        assert_close(&format!("{what} grad gamma"), &fused.4, &ops.4, 1e-4);
-        assert_close(&format!("{what} grad beta"), &fused.5, &ops.5, 1e-4);
+        let ops = run("tensor ops");
+        for path in ["fused", "checkpointed"] {
+            let got = run(path);
+            let what = format!("{path} {shape:?} relu6 {relu6}");
+            assert_close(&format!("{what} output"), &got.0, &ops.0, 1e-5);
+            assert_close(&format!("{what} mean"), &got.1, &ops.1, 1e-5);
+            assert_close(&format!("{what} variance"), &got.2, &ops.2, 1e-5);
+            assert_close(&format!("{what} grad x"), &got.3, &ops.3, 1e-4);
+            assert_close(&format!("{what} grad gamma"), &got.4, &ops.4, 1e-4);
+            assert_close(&format!("{what} grad beta"), &got.5, &ops.5, 1e-4);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use wick::depthwise::{depthwise_by_shifts, depthwise_conv2d, same_padding};
+use wick::depthwise::{depthwise_by_shifts, depthwise_by_shifts_checkpointed, depthwise_conv2d, same_padding};
 
 /// Direct definition: out[n,c,oy,ox] = Σ w[c,ky,kx] · x[n,c,oy·s+ky−pt, ox·s+kx−pl] (zero outside).
 fn naive(x: &[f64], w: &[f64], (n, c, h, wd): (usize, usize, usize, usize), k: usize, s: usize) -> Vec<f64> {
@@ -110,6 +110,7 @@ fn values_and_gradients_match_the_naive_loop() {
                 for (path, conv) in [
                     ("cpu kernel", depthwise_conv2d as fn(&Tensor, &Tensor, usize) -> candle_core::Result<Tensor>),
                     ("tensor ops", depthwise_by_shifts),
+                    ("tensor ops, checkpointed", depthwise_by_shifts_checkpointed),
                 ] {
                     let what = format!("{path} {h}x{w} k{k} s{s}");
                     let xv = Var::from_vec(x.clone(), (2, 3, h, w), &dev).unwrap();
