@@ -426,3 +426,21 @@ fn download_says_clearly_when_it_cannot_reach_the_archive_or_gets_a_wrong_one() 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.join("probe.wick").exists());
 }
+
+#[test]
+fn bench_finetune_reports_images_per_second_and_every_steps_loss() {
+    let pth = checkpoint_path();
+    let pth = pth.to_str().unwrap();
+    let args =
+        ["bench", "--finetune", "--pth", pth, "--img-size", "32", "--batch", "4", "--warmup", "1", "--iters", "2"];
+    let out = wick(&[&args[..], &["--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["losses"].as_array().unwrap().len(), 3, "{record}");
+    assert!(record["losses"].as_array().unwrap().iter().all(|l| l.as_f64().unwrap().is_finite()));
+    assert!(record["images_per_second"].as_f64().unwrap() > 0.0);
+    let bf16 = wick(&[&args[..], &["--precision", "bf16"]].concat());
+    assert!(String::from_utf8_lossy(&bf16.stderr).contains("bf16 mixed precision needs a CUDA device"));
+    let none = wick(&["bench", "--finetune", "--pth", pth, "--iters", "0"]);
+    assert!(String::from_utf8_lossy(&none.stderr).contains("--iters must be at least 1"));
+}
