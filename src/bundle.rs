@@ -22,7 +22,7 @@ use crate::finetune::FinetuneConfig;
 use crate::head::{EpochStats, Head, HeadSpec, Stop, TrainConfig, Trained};
 use crate::metrics::Metrics;
 use crate::preprocess::Preprocess;
-use crate::wick_file::FileKind;
+use crate::wick_file::{f32_values, FileKind};
 
 pub const FORMAT: &str = "wick-classifier";
 pub const FORMAT_VERSION: &str = "1";
@@ -104,20 +104,7 @@ impl Classifier {
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let tensors = self
-            .head
-            .tensors()
-            .into_iter()
-            .map(|(name, t)| {
-                let values = t.flatten_all()?.to_vec1::<f32>()?;
-                Ok((name, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(), t.dims().to_vec()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let parts: Vec<_> = tensors
-            .iter()
-            .map(|(name, bytes, shape)| (name.as_str(), Dtype::F32, shape.clone(), bytes.as_slice()))
-            .collect();
-        FILE.write(&parts, &self.meta)
+        FILE.write_f32_tensors(&self.head.tensors(), &self.meta)
     }
 
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
@@ -133,8 +120,7 @@ impl Classifier {
             if view.dtype() != Dtype::F32 {
                 return Err(not_bundle(format!("`{name}` is {:?}, expected F32", view.dtype())));
             }
-            let values: Vec<f32> =
-                view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            let values = f32_values(view.data());
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(not_bundle(format!("`{name}` holds NaN or infinite weights")));
             }

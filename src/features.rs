@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::backbone::Backbone;
 use crate::error::{invalid, Result};
 use crate::preprocess::Preprocess;
+use crate::wick_file::{f32_bytes, f32_values};
 
 pub const CACHE_MAGIC: &[u8; 8] = b"WICKFEAT";
 pub const CACHE_VERSION: u32 = 1;
@@ -135,7 +136,7 @@ impl FeatureCache {
         let mut out = Vec::with_capacity(33 + 4 * features.len());
         out.extend_from_slice(key);
         out.push(view as u8);
-        out.extend(features.iter().flat_map(|v| v.to_le_bytes()));
+        out.extend(f32_bytes(features));
         out
     }
 
@@ -167,7 +168,7 @@ impl FeatureCache {
                 1 => View::Mirrored,
                 other => return Err(bad(&format!("unknown view {other}"))),
             };
-            let features = record[33..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            let features = f32_values(&record[33..]);
             cache.entries.insert((key, view), features);
         }
         Ok((cache, start + whole * record_len))

@@ -29,7 +29,7 @@ use crate::preprocess::Preprocess;
 use crate::rng::Rng;
 use crate::torch_legacy::StateDict;
 use crate::weights::{fold_named, FloatWeights};
-use crate::wick_file::FileKind;
+use crate::wick_file::{f32_values, FileKind};
 
 /// The convolutions' arithmetic (weights, BatchNorm, loss and optimizer are always f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -390,9 +390,7 @@ impl Finetuner {
             if view.dtype() != Dtype::F32 || view.shape() != var_or_shape {
                 return Err(CHECKPOINT.invalid(format!("`{name}` has the wrong type or shape")));
             }
-            let values: Vec<f32> =
-                view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-            Ok(Tensor::from_vec(values, view.shape(), device)?)
+            Ok(Tensor::from_vec(f32_values(view.data()), view.shape(), device)?)
         };
         for (name, var) in run.variables() {
             var.set(&load(&format!("model.{name}"), var.dims())?)?;
@@ -548,18 +546,14 @@ impl Finetuner {
 
     /// Everything needed to continue this run exactly: weights, running statistics, optimizer state.
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        let mut push = |name: String, t: &Tensor| -> Result<()> {
-            let values = t.flatten_all()?.to_vec1::<f32>()?;
-            tensors.push((name, t.dims().to_vec(), values.iter().flat_map(|v| v.to_le_bytes()).collect()));
-            Ok(())
-        };
-        for (name, var) in self.variables() {
-            push(format!("model.{name}"), var.as_tensor())?;
-        }
+        let mut tensors: Vec<(String, Tensor)> = self
+            .variables()
+            .into_iter()
+            .map(|(name, var)| (format!("model.{name}"), var.as_tensor().clone()))
+            .collect();
         for p in &self.optimizer.params {
             for (k, buffer) in p.state.iter().enumerate() {
-                push(format!("optimizer.{}.{k}", p.name), buffer)?;
+                tensors.push((format!("optimizer.{}.{k}", p.name), buffer.clone()));
             }
         }
         let meta = CheckpointMeta {
@@ -571,11 +565,7 @@ impl Finetuner {
             optimizer_steps: self.optimizer.steps,
             history: self.history.clone(),
         };
-        let parts: Vec<_> = tensors
-            .iter()
-            .map(|(name, shape, bytes)| (name.as_str(), Dtype::F32, shape.clone(), bytes.as_slice()))
-            .collect();
-        CHECKPOINT.write(&parts, &meta)
+        CHECKPOINT.write_f32_tensors(&tensors, &meta)
     }
 
     /// The fine-tuned network as a backbone: every BatchNorm folded into its convolution (with its

@@ -27,7 +27,7 @@ use crate::efficientnet_lite::Config;
 use crate::error::Result;
 use crate::preprocess::Preprocess;
 use crate::weights::FloatWeights;
-use crate::wick_file::FileKind;
+use crate::wick_file::{f32_bytes, f32_values, FileKind};
 
 pub const FORMAT: &str = "wick-model";
 pub const FORMAT_VERSION: &str = "1";
@@ -162,12 +162,4 @@ fn quantize_per_output_channel(data: &[f32], channels: usize) -> (Vec<i8>, Vec<f
         scales.push(scale);
     }
     (q, scales)
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn f32_values(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::BackboneRef;
 use crate::dataset::check_label;
 use crate::error::{invalid, Result};
-use crate::wick_file::FileKind;
+use crate::wick_file::{f32_bytes, f32_values, FileKind};
 
 pub const FORMAT: &str = "wick-project";
 pub const FORMAT_VERSION: &str = "1";
@@ -94,7 +94,7 @@ impl Project {
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let features: Vec<u8> = self.features.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let features = f32_bytes(&self.features);
         let rows = self.samples();
         let dim = self.features.len().checked_div(rows).unwrap_or(0);
         let mut parts = vec![
@@ -122,7 +122,7 @@ impl Project {
         let features = tensor("features", Dtype::F32)?.ok_or_else(|| not_project("it has no features".into()))?;
         let project = Self {
             meta,
-            features: features.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            features: f32_values(&features),
             thumbnails: tensor("thumbnails", Dtype::U8)?.ok_or_else(|| not_project("it has no thumbnails".into()))?,
             model: tensor("model", Dtype::U8)?,
         };

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use candle_core::Tensor;
 use safetensors::{Dtype, SafeTensors};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -49,6 +50,17 @@ impl FileKind {
         safetensors::serialize(views, Some(metadata)).map_err(cannot)
     }
 
+    /// Serialises named f32 tensors (any shape, any device) with `meta`.
+    pub fn write_f32_tensors(&self, tensors: &[(String, Tensor)], meta: &impl Serialize) -> Result<Vec<u8>> {
+        let encoded = tensors
+            .iter()
+            .map(|(name, t)| Ok((name.as_str(), t.dims().to_vec(), f32_bytes(&t.flatten_all()?.to_vec1::<f32>()?))))
+            .collect::<Result<Vec<_>>>()?;
+        let parts: Vec<_> =
+            encoded.iter().map(|(name, shape, bytes)| (*name, Dtype::F32, shape.clone(), bytes.as_slice())).collect();
+        self.write(&parts, meta)
+    }
+
     /// Checks the format and version and parses `meta`; the tensors are the caller's to read.
     pub fn read_meta<M: DeserializeOwned>(&self, bytes: &[u8]) -> Result<M> {
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| self.invalid(e))?;
@@ -77,4 +89,14 @@ impl FileKind {
 pub fn format_of(bytes: &[u8]) -> Option<String> {
     let (_, header) = SafeTensors::read_metadata(bytes).ok()?;
     header.metadata().as_ref()?.get("format").cloned()
+}
+
+/// f32 values as little-endian bytes (safetensors' F32 layout, and the feature cache's).
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Little-endian bytes as f32 values (a trailing partial value is ignored).
+pub fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
 }
