@@ -12,6 +12,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::bias_relu6::{add_bias_relu6, channel_shape, relu6};
 use crate::recompute::recompute_in_backward;
 
 /// Training mode: normalises with this batch's statistics. Returns the output and the batch's
@@ -116,13 +117,6 @@ fn apply(
     x.apply_op3(&affine, stats, BatchNormRelu6 { eps, relu6 })
 }
 
-/// (1, C, 1, …): broadcasts a per-channel vector over `x`.
-fn channel_shape(x: &Tensor) -> candle_core::Result<Vec<usize>> {
-    let mut shape = vec![1; x.rank()];
-    shape[1] = x.dim(1)?;
-    Ok(shape)
-}
-
 fn channel_mean(x: &Tensor) -> candle_core::Result<Tensor> {
     let mut m = x.mean_keepdim(0)?;
     for axis in 2..x.rank() {
@@ -131,14 +125,9 @@ fn channel_mean(x: &Tensor) -> candle_core::Result<Tensor> {
     Ok(m)
 }
 
+/// `x · γ`, then [`add_bias_relu6`] with β.
 fn affine_relu6(x: &Tensor, gamma: &Tensor, beta: &Tensor, relu6: bool) -> candle_core::Result<Tensor> {
-    let shape = channel_shape(x)?;
-    let y = x.broadcast_mul(&gamma.reshape(shape.as_slice())?)?.broadcast_add(&beta.reshape(shape)?)?;
-    if relu6 {
-        y.clamp(0f32, 6f32)
-    } else {
-        Ok(y)
-    }
+    add_bias_relu6(&x.broadcast_mul(&gamma.reshape(channel_shape(x)?)?)?, beta, relu6)
 }
 
 /// Channel-major view of a contiguous (N, C, P…) buffer: `(channels, planes per channel, plane size)`.
@@ -160,17 +149,6 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Res
 /// The planes of channel `c`: `x[n, c, …]` for every `n`.
 fn planes(x: &[f32], c: usize, channels: usize, plane: usize) -> impl Iterator<Item = &[f32]> {
     x.chunks_exact(plane).skip(c).step_by(channels)
-}
-
-/// `min(max(v, 0), 6)` as compare/select (see `bias_relu6.rs` for why not `clamp`).
-#[inline(always)]
-fn relu6(v: f32) -> f32 {
-    let v = if v < 0.0 { 0.0 } else { v };
-    if v > 6.0 {
-        6.0
-    } else {
-        v
-    }
 }
 
 /// Per channel, the mean and the biased variance (two passes, accumulated in f64) → (2, C).

@@ -10,9 +10,7 @@ pub fn add_bias_relu6(x: &Tensor, bias: &Tensor, relu6: bool) -> candle_core::Re
     if x.device().is_cpu() && x.dtype() == DType::F32 {
         return x.contiguous()?.apply_op2(&bias.contiguous()?, BiasRelu6 { relu6 });
     }
-    let mut shape = vec![1; x.rank()];
-    shape[1] = bias.dim(0)?;
-    let y = x.broadcast_add(&bias.reshape(shape)?)?;
+    let y = x.broadcast_add(&bias.reshape(channel_shape(x)?)?)?;
     if relu6 {
         y.clamp(0f32, 6f32)
     } else {
@@ -20,12 +18,19 @@ pub fn add_bias_relu6(x: &Tensor, bias: &Tensor, relu6: bool) -> candle_core::Re
     }
 }
 
+/// (1, C, 1, …): broadcasts a per-channel vector over `x` (N, C, …).
+pub(crate) fn channel_shape(x: &Tensor) -> candle_core::Result<Vec<usize>> {
+    let mut shape = vec![1; x.rank()];
+    shape[1] = x.dim(1)?;
+    Ok(shape)
+}
+
 /// `min(max(x, 0), 6)` written as comparisons and selects. These vectorise everywhere (to `maxps`/
 /// `minps` on x86, `f32x4.pmax`/`pmin` in wasm); `f32::max`/`min`/`clamp` have NaN rules that wasm's
 /// min/max instructions do not share, so in wasm they became scalar code and this op took ~30% of
 /// the browser's forward pass. (A NaN input stays NaN.)
 #[inline(always)]
-fn relu6(x: f32) -> f32 {
+pub(crate) fn relu6(x: f32) -> f32 {
     let x = if x < 0.0 { 0.0 } else { x };
     if x > 6.0 {
         6.0
