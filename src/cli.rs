@@ -25,6 +25,7 @@ use wick::finetune::{FinetuneConfig, Finetuner, OptimizerKind, Precision};
 use wick::head::{self, EpochStats, FeatureSet, Stop, TrainConfig};
 use wick::metrics::{argmax, Metrics};
 use wick::preprocess::{decode_image, Preprocess};
+use wick::wick_file::f32_values;
 use wick::{model_file, torch_legacy};
 
 /// The default backbone, built into the binary: `static/` holds the same file for the web app.
@@ -669,6 +670,15 @@ struct TrainReport<'a> {
     seconds: f64,
 }
 
+/// The head-training settings and the validation share, as `wick train` and `wick cifar10 --mode probe` take them.
+fn validate_head_training(config: &TrainConfig, val_split: f32) -> Result<()> {
+    config.validate()?;
+    if !(0.0..1.0).contains(&val_split) {
+        bail!("--val-split must be in [0, 1)");
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn train(
     data: &Path,
@@ -681,10 +691,7 @@ fn train(
     output: &OutputArgs,
 ) -> Result<()> {
     let start = Instant::now();
-    config.validate()?;
-    if !(0.0..1.0).contains(&val_split) {
-        bail!("--val-split must be in [0, 1)");
-    }
+    validate_head_training(config, val_split)?;
     let folder = scan_folder(data)?;
     check_labels(&folder.labels).with_context(|| format!("{}", data.display()))?;
     let labels = &folder.labels;
@@ -846,10 +853,7 @@ fn cifar10_probe(
     output: &OutputArgs,
 ) -> Result<()> {
     let start = Instant::now();
-    config.validate()?;
-    if !(0.0..1.0).contains(&val_split) {
-        bail!("--val-split must be in [0, 1)");
-    }
+    validate_head_training(config, val_split)?;
     if !(32..=512).contains(&img_size) {
         bail!("--img-size must be between 32 and 512");
     }
@@ -1019,11 +1023,6 @@ fn fetched_checkpoint() -> Option<PathBuf> {
     Some(cache.join("efficientnet-lite0-57934424.pth"))
 }
 
-/// `out` with `extension` in place of its own (`cifar.wick` → `cifar.checkpoint`).
-fn beside(out: &Path, extension: &str) -> PathBuf {
-    out.with_extension(extension)
-}
-
 /// Fine-tuning: the whole network trains on CIFAR-10's training set, is measured on its test
 /// set after every epoch, and is checkpointed after every epoch. Writes the fine-tuned backbone
 /// (int8 model file) and the `.wick` for it.
@@ -1046,8 +1045,8 @@ fn cifar10_finetune(
     }
     let pth = imagenet_checkpoint(backbone)?;
     let device = parse_device(&backbone.device)?;
-    let checkpoint = args.checkpoint.clone().unwrap_or_else(|| beside(out, "checkpoint"));
-    let backbone_out = args.backbone_out.clone().unwrap_or_else(|| beside(out, "backbone.safetensors"));
+    let checkpoint = args.checkpoint.clone().unwrap_or_else(|| out.with_extension("checkpoint"));
+    let backbone_out = args.backbone_out.clone().unwrap_or_else(|| out.with_extension("backbone.safetensors"));
     let pth_bytes = read(&pth)?;
     let source_sha256 = sha256_hex(&pth_bytes);
     let class_names: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
@@ -1249,6 +1248,7 @@ fn bench_finetune(
     let pth = imagenet_checkpoint(args)?;
     let bytes = read(&pth)?;
     let state = torch_legacy::read_state_dict(&bytes).in_file(pth.display())?;
+    let source_sha256 = sha256_hex(&bytes);
     let device = parse_device(&args.device)?;
     let classes: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
     for &img_size in img_sizes {
@@ -1261,7 +1261,7 @@ fn bench_finetune(
             };
             let config =
                 FinetuneConfig { img_size, batch_size: batch, epochs: 2, precision, ..FinetuneConfig::default() };
-            let mut run = Finetuner::new(&state, &sha256_hex(&bytes), classes.clone(), &set, config, &device)?;
+            let mut run = Finetuner::new(&state, &source_sha256, classes.clone(), &set, config, &device)?;
             let mut step_ends = Vec::with_capacity(steps);
             let mut losses = Vec::with_capacity(steps);
             let start = Instant::now();
@@ -1346,6 +1346,5 @@ fn read_bench_features(dir: &Path) -> Result<FeatureSet> {
         bail!("{}: features.f32 does not hold one f32 row per label in labels.u8", dir.display());
     }
     let dim = features.len() / 4 / labels.len();
-    let features = features.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-    Ok(FeatureSet { dim, features, labels })
+    Ok(FeatureSet { dim, features: f32_values(&features), labels })
 }
