@@ -53,13 +53,7 @@ impl Backbone {
     }
 
     fn new(meta: ModelMeta, weights: &FloatWeights, sha256: &str, device: &Device) -> Result<Self> {
-        if meta.labels.len() != meta.config.num_classes {
-            return Err(invalid!(
-                "model has {} class names for {} classes",
-                meta.labels.len(),
-                meta.config.num_classes
-            ));
-        }
+        meta.validate()?;
         let network = EfficientNetLite::new(&meta.config, weights.var_builder(device)?)
             .map_err(|e| invalid!("model weights do not match {}: {e}", meta.architecture))?;
         Ok(Self {
@@ -72,11 +66,14 @@ impl Backbone {
     }
 
     /// The same network fed with other preprocessing (e.g. CIFAR-10's 32×32 images upsampled to 64×64
-    /// instead of ImageNet's 256 → 224 crop). Cheap: the weights are shared.
-    pub fn with_preprocess(&self, preprocess: Preprocess) -> Self {
+    /// instead of ImageNet's 256 → 224 crop). Cheap: the weights are shared. The preprocessing is
+    /// checked as one read from a file is (a `.wick` brings its own).
+    pub fn with_preprocess(&self, preprocess: Preprocess) -> Result<Self> {
+        preprocess.validate()?;
+        model_file::check_activation_memory(&self.meta.config, &preprocess)?;
         let mut backbone = self.clone();
         backbone.meta.preprocess = preprocess;
-        backbone
+        Ok(backbone)
     }
 
     /// Length of the pooled feature vector.

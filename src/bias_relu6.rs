@@ -63,7 +63,8 @@ impl CustomOp2 for BiasRelu6 {
         if dims.len() < 2 || dims[1] != bias.len() {
             candle_core::bail!("bias-relu6: input {dims:?} does not fit {} biases", bias.len())
         }
-        let plane: usize = dims[2..].iter().product();
+        // An empty plane makes an empty tensor (and `chunks` needs a length of at least 1).
+        let plane: usize = dims[2..].iter().product::<usize>().max(1);
         let mut out = Vec::with_capacity(x.len());
         for (i, chunk) in x.chunks(plane).enumerate() {
             let b = bias[i % bias.len()];

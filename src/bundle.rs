@@ -67,6 +67,22 @@ pub struct BundleMeta {
     pub wick_version: String,
 }
 
+impl BundleMeta {
+    /// Checks metadata read from a file before anything uses it: labels (one per class), the
+    /// preprocessing it feeds the backbone with, and the validation metrics it shows.
+    pub fn validate(&self) -> Result<()> {
+        check_labels(&self.labels)?;
+        if self.labels.len() != self.head.classes {
+            return Err(invalid!("{} labels for {} classes", self.labels.len(), self.head.classes));
+        }
+        self.preprocess.validate()?;
+        if let Some(metrics) = &self.validation {
+            metrics.check(&self.labels)?;
+        }
+        Ok(())
+    }
+}
+
 /// A trained classifier: the head and its metadata; it runs on the backbone named in the metadata.
 pub struct Classifier {
     pub meta: BundleMeta,
@@ -110,10 +126,7 @@ impl Classifier {
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
         let not_bundle = |why: String| FILE.invalid(why);
         let meta: BundleMeta = FILE.read_meta(bytes)?;
-        check_labels(&meta.labels).map_err(|e| not_bundle(e.to_string()))?;
-        if meta.labels.len() != meta.head.classes {
-            return Err(not_bundle(format!("{} labels for {} classes", meta.labels.len(), meta.head.classes)));
-        }
+        meta.validate().map_err(|e| not_bundle(e.to_string()))?;
         let file = SafeTensors::deserialize(bytes).map_err(|e| not_bundle(e.to_string()))?;
         let mut tensors = HashMap::new();
         for (name, view) in file.tensors() {
@@ -156,7 +169,7 @@ impl Classifier {
     /// The backbone fed the way this model's training images were (the bundle's preprocessing).
     pub fn feature_extractor(&self, backbone: &Backbone) -> Result<Backbone> {
         self.check_backbone(backbone)?;
-        Ok(backbone.with_preprocess(self.meta.preprocess.clone()))
+        backbone.with_preprocess(self.meta.preprocess.clone())
     }
 
     /// Features (N, dim) → class probabilities, one row per image.

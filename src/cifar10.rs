@@ -112,6 +112,8 @@ pub fn load(dir: &std::path::Path) -> Result<(Cifar10, Cifar10)> {
 /// The official binary version, and the MD5 its page publishes.
 pub const ARCHIVE_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 pub const ARCHIVE_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
+/// Its size in bytes: a download is cut off past it.
+pub const ARCHIVE_BYTES: u64 = 170_052_171;
 /// The folder the archive unpacks to.
 pub const ARCHIVE_FOLDER: &str = "cifar-10-batches-bin";
 
@@ -132,8 +134,24 @@ pub mod download {
         TRAIN_FILES.iter().chain([&TEST_FILE]).all(|name| dir.join(name).is_file())
     }
 
+    /// How much a download may take, and how long the server may go quiet.
+    #[derive(Debug, Clone, Copy)]
+    pub struct FetchLimits {
+        /// The body is refused past this many bytes (a lying `Content-Length` before any is read).
+        pub max_bytes: u64,
+        /// Each read of the connection (headers or body) must bring something within this time.
+        pub read_timeout: Duration,
+    }
+
+    impl Default for FetchLimits {
+        /// The archive's known size; a minute of silence.
+        fn default() -> Self {
+            Self { max_bytes: super::ARCHIVE_BYTES, read_timeout: Duration::from_secs(60) }
+        }
+    }
+
     /// The archive at `url`, in memory (≈ 170 MB); `on_progress(received, total)` as it arrives.
-    pub fn fetch(url: &str, mut on_progress: impl FnMut(u64, Option<u64>)) -> Result<Vec<u8>> {
+    pub fn fetch(url: &str, limits: FetchLimits, mut on_progress: impl FnMut(u64, Option<u64>)) -> Result<Vec<u8>> {
         let offline = |e: &dyn std::fmt::Display| {
             invalid!(
                 "cannot download CIFAR-10 from {url}: {e}. Without internet access, fetch the binary version \
@@ -141,13 +159,24 @@ pub mod download {
                  and pass its {ARCHIVE_FOLDER} folder as --data"
             )
         };
+        let too_large = |size: u64| {
+            invalid!(
+                "{url} sends {size} bytes or more, but the CIFAR-10 archive is {} bytes: not the archive \
+                 (nothing was written)",
+                limits.max_bytes
+            )
+        };
         let agent = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_per_read(Some(limits.read_timeout))
             .build()
             .new_agent();
         let response = agent.get(url).call().map_err(|e| offline(&e))?;
         let total = response.body().content_length();
+        if let Some(size) = total.filter(|&size| size > limits.max_bytes) {
+            return Err(too_large(size));
+        }
         let mut reader = response.into_body().into_reader();
         let mut bytes = Vec::with_capacity(total.unwrap_or(0) as usize);
         let mut chunk = vec![0u8; 1 << 20];
@@ -155,6 +184,9 @@ pub mod download {
             let n = reader.read(&mut chunk).map_err(|e| offline(&e))?;
             if n == 0 {
                 break;
+            }
+            if (bytes.len() + n) as u64 > limits.max_bytes {
+                return Err(too_large((bytes.len() + n) as u64));
             }
             bytes.extend_from_slice(&chunk[..n]);
             on_progress(bytes.len() as u64, total);

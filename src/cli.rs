@@ -215,6 +215,14 @@ struct FinetuneArgs {
     backbone_out: Option<PathBuf>,
 }
 
+impl FinetuneArgs {
+    /// The checkpoint and the fine-tuned backbone file, named after `out` unless given.
+    fn paths(&self, out: &Path) -> (PathBuf, PathBuf) {
+        let checkpoint = self.checkpoint.clone().unwrap_or_else(|| out.with_extension("checkpoint"));
+        (checkpoint, self.backbone_out.clone().unwrap_or_else(|| out.with_extension("backbone.safetensors")))
+    }
+}
+
 #[derive(clap::Args)]
 struct BackboneArgs {
     /// A Wick backbone file (default: the built-in EfficientNet-Lite0 int8 file).
@@ -378,6 +386,37 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Writes next to the target and renames, so a failed run never leaves half a file (or clobbers a good one).
 /// A target that exists and is not a regular file (`/dev/null`, a pipe) is written in place.
+/// Refuses, before any work starts, output files that are the same file as another output or as an
+/// input backbone or checkpoint: one would silently overwrite the other.
+fn check_outputs(outputs: &[(&str, &Path)], backbone: &BackboneArgs) -> Result<()> {
+    let inputs = [("--backbone", &backbone.backbone), ("--pth", &backbone.pth)];
+    let inputs = inputs.iter().filter_map(|(flag, path)| Some((*flag, path.as_deref()?)));
+    let resolved: Vec<(&str, PathBuf)> =
+        outputs.iter().copied().chain(inputs).map(|(flag, path)| (flag, same_file_key(path))).collect();
+    for (i, (flag, path)) in resolved.iter().enumerate().take(outputs.len()) {
+        if let Some((other, _)) = resolved.iter().enumerate().find(|(j, (_, p))| *j != i && p == path).map(|(_, o)| o) {
+            bail!(
+                "{flag} and {other} name the same file ({}): one would overwrite the other; give them different paths",
+                outputs[i].1.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A path that two names of one file share: the canonical path where the file (or else its folder)
+/// exists, the path as given otherwise.
+fn same_file_key(path: &Path) -> PathBuf {
+    if let Ok(canonical) = path.canonicalize() {
+        return canonical;
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match (parent.canonicalize(), path.file_name()) {
+        (Ok(folder), Some(name)) => folder.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         return std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()));
@@ -414,7 +453,9 @@ pub fn main() -> ExitCode {
             predict(&images, model.as_deref(), &backbone, top, json)
         }
         Command::Train { data, out, val, val_split, hyper, cache, backbone, output } => {
-            train(&data, &out, val.as_deref(), val_split, &hyper.config(), &cache, &backbone, &output)
+            check_outputs(&[("--out", &out)], &backbone).and_then(|()| {
+                train(&data, &out, val.as_deref(), val_split, &hyper.config(), &cache, &backbone, &output)
+            })
         }
         Command::Eval { data, model, cache, backbone, output } => eval(&data, &model, &cache, &backbone, &output),
         Command::Cifar10 {
@@ -431,6 +472,16 @@ pub fn main() -> ExitCode {
             backbone,
             output,
         } => check_cifar10_options(mode, &hyper, &finetune, &backbone)
+            .and_then(|()| match mode {
+                Cifar10Mode::Probe => check_outputs(&[("--out", &out)], &backbone),
+                Cifar10Mode::Finetune => {
+                    let (checkpoint, backbone_out) = finetune.paths(&out);
+                    check_outputs(
+                        &[("--out", &out), ("--backbone-out", &backbone_out), ("--checkpoint", &checkpoint)],
+                        &backbone,
+                    )
+                }
+            })
             .and_then(|()| load_cifar10(&data, download, limit, output.quiet))
             .and_then(|(train, test)| match mode {
                 Cifar10Mode::Probe => {
@@ -446,7 +497,11 @@ pub fn main() -> ExitCode {
                     &output,
                 ),
             }),
-        Command::Convert { pth, out } => convert(&pth, &out),
+        Command::Convert { pth, out } => check_outputs(
+            &[("--out", &out)],
+            &BackboneArgs { backbone: None, pth: Some(pth.clone()), device: "cpu".into() },
+        )
+        .and_then(|()| convert(&pth, &out)),
         Command::Bench { backbone, batch, iters, head_data, finetune, img_size, warmup, precision, threads, json } => {
             if let Some(n) = threads {
                 // Both pools candle uses read these when first touched.
@@ -858,7 +913,7 @@ fn cifar10_probe(
         bail!("--img-size must be between 32 and 512");
     }
     let preprocess = Preprocess { resize_shorter: img_size, crop: img_size, mean: [0.5; 3], std: [0.5; 3] };
-    let backbone = backbone.load()?.with_preprocess(preprocess);
+    let backbone = backbone.load()?.with_preprocess(preprocess)?;
     let mut cache = cache.open(&backbone);
     let cached_before = cache.cache.len();
     let mut features = |set: &Cifar10, view: View, what: &str| -> Result<Vec<Vec<f32>>> {
@@ -984,7 +1039,7 @@ fn load_cifar10(dir: &Path, download: bool, limit: Option<usize>, quiet: bool) -
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        let archive = cifar10::download::fetch(&url, |received, total| {
+        let archive = cifar10::download::fetch(&url, Default::default(), |received, total| {
             bar.set_length(total.unwrap_or(received));
             bar.set_position(received);
         })?;
@@ -1045,16 +1100,15 @@ fn cifar10_finetune(
     }
     let pth = imagenet_checkpoint(backbone)?;
     let device = parse_device(&backbone.device)?;
-    let checkpoint = args.checkpoint.clone().unwrap_or_else(|| out.with_extension("checkpoint"));
-    let backbone_out = args.backbone_out.clone().unwrap_or_else(|| out.with_extension("backbone.safetensors"));
+    let (checkpoint, backbone_out) = args.paths(out);
     let pth_bytes = read(&pth)?;
     let source_sha256 = sha256_hex(&pth_bytes);
     let class_names: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
     let mut run = if args.resume {
         let bytes = std::fs::read(&checkpoint)
             .with_context(|| format!("{}: no checkpoint to resume from", checkpoint.display()))?;
-        let run =
-            Finetuner::resume(&bytes, &source_sha256, train, config.clone(), &device).in_file(checkpoint.display())?;
+        let run = Finetuner::resume(&bytes, &source_sha256, &class_names, train, config.clone(), &device)
+            .in_file(checkpoint.display())?;
         if !output.quiet {
             eprintln!("resuming after epoch {} of {}", run.epochs_done(), config.epochs);
         }

@@ -78,20 +78,88 @@ impl Config {
         blocks
     }
 
-    /// The checkpoint's (convolution, BatchNorm after it) name pairs, in forward order.
-    pub fn conv_bn_pairs(&self) -> Vec<(String, String)> {
-        let mut pairs = vec![("_conv_stem".to_string(), "_bn0".to_string())];
+    /// The checkpoint's convolutions with the BatchNorm after each, in forward order.
+    pub fn conv_bn_pairs(&self) -> Vec<ConvBn> {
+        let pair = |conv: String, bn: String, shape: [usize; 4]| ConvBn { conv, bn, shape };
+        let mut pairs = vec![pair("_conv_stem".into(), "_bn0".into(), [self.stem_channels, 3, 3, 3])];
         for (i, b) in self.blocks().iter().enumerate() {
             let p = format!("_blocks.{i}");
+            let hidden = b.in_channels * b.expand_ratio;
             if b.expand_ratio != 1 {
-                pairs.push((format!("{p}._expand_conv"), format!("{p}._bn0")));
+                pairs.push(pair(format!("{p}._expand_conv"), format!("{p}._bn0"), [hidden, b.in_channels, 1, 1]));
             }
-            pairs.push((format!("{p}._depthwise_conv"), format!("{p}._bn1")));
-            pairs.push((format!("{p}._project_conv"), format!("{p}._bn2")));
+            pairs.push(pair(format!("{p}._depthwise_conv"), format!("{p}._bn1"), [hidden, 1, b.kernel, b.kernel]));
+            pairs.push(pair(format!("{p}._project_conv"), format!("{p}._bn2"), [b.out_channels, hidden, 1, 1]));
         }
-        pairs.push(("_conv_head".to_string(), "_bn1".to_string()));
+        let last = self.stages.last().map_or(self.stem_channels, |s| s.out_channels);
+        pairs.push(pair("_conv_head".into(), "_bn1".into(), [self.head_channels, last, 1, 1]));
         pairs
     }
+
+    /// Checks a configuration read from a file against the bounds below before anything is sized by
+    /// it: a lying file must get an error, not a loop over 10¹² blocks or a stride that wraps an index.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |why: String| Err(crate::error::invalid!("bad EfficientNet-Lite configuration: {why}"));
+        let within = |what: &str, value: usize, max: usize| {
+            if (1..=max).contains(&value) {
+                Ok(())
+            } else {
+                bad(format!("{what} is {value}, expected 1 to {max}"))
+            }
+        };
+        within("stem_channels", self.stem_channels, MAX_CHANNELS)?;
+        within("head_channels", self.head_channels, MAX_CHANNELS)?;
+        within("num_classes", self.num_classes, MAX_CLASSES)?;
+        within("the number of stages", self.stages.len(), MAX_STAGES)?;
+        for (i, s) in self.stages.iter().enumerate() {
+            if !KERNELS.contains(&s.kernel) {
+                return bad(format!("stage {i} has kernel {}, expected one of {KERNELS:?}", s.kernel));
+            }
+            if !(1..=2).contains(&s.stride) {
+                return bad(format!("stage {i} has stride {}, expected 1 or 2", s.stride));
+            }
+            within(&format!("stage {i}'s expand_ratio"), s.expand_ratio, MAX_EXPAND_RATIO)?;
+            within(&format!("stage {i}'s out_channels"), s.out_channels, MAX_CHANNELS)?;
+            within(&format!("stage {i}'s repeats"), s.repeats, MAX_REPEATS)?;
+        }
+        if !(self.batch_norm_eps > 0.0 && self.batch_norm_eps < 1.0) {
+            return bad(format!("batch_norm_eps is {}, expected between 0 and 1", self.batch_norm_eps));
+        }
+        Ok(())
+    }
+
+    /// The largest activation one image of `side`×`side` pixels makes on its way through the network,
+    /// in bytes (f32): what a file's configuration and preprocessing together ask of memory.
+    pub fn peak_activation_bytes(&self, side: usize) -> usize {
+        let mut spatial = side.div_ceil(2); // the stem strides by 2
+        let mut peak = self.stem_channels * spatial * spatial;
+        for b in self.blocks() {
+            let hidden = b.in_channels * b.expand_ratio;
+            peak = peak.max(hidden * spatial * spatial);
+            spatial = spatial.div_ceil(b.stride);
+            peak = peak.max(hidden.max(b.out_channels) * spatial * spatial);
+        }
+        peak.max(self.head_channels * spatial * spatial) * 4
+    }
+}
+
+/// Bounds on a configuration read from a file (EfficientNet-Lite0–4 use at most 1 280 channels,
+/// 1 632 after expansion, 8 repeats, 7 stages, kernels 3 and 5; ImageNet-21k has 21 843 classes).
+pub const MAX_CHANNELS: usize = 4096;
+pub const MAX_CLASSES: usize = 100_000;
+pub const MAX_STAGES: usize = 16;
+pub const MAX_REPEATS: usize = 16;
+pub const MAX_EXPAND_RATIO: usize = 8;
+pub const KERNELS: [usize; 4] = [1, 3, 5, 7];
+/// One image's largest activation may take at most this much memory (Lite0 at 1024 px: 100 MB).
+pub const MAX_ACTIVATION_BYTES: usize = 1 << 30;
+
+/// A convolution, the BatchNorm after it, and the weight shape the architecture gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvBn {
+    pub conv: String,
+    pub bn: String,
+    pub shape: [usize; 4],
 }
 
 #[derive(Debug, Clone, Copy)]

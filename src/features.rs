@@ -152,13 +152,14 @@ impl FeatureCache {
             return Err(bad(&format!("version {version}, this build reads version {CACHE_VERSION}")));
         }
         let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-        let header_bytes = bytes.get(16..16 + header_len).ok_or_else(|| bad("truncated header"))?;
+        let start =
+            header_len.checked_add(16).filter(|&end| end <= bytes.len()).ok_or_else(|| bad("truncated header"))?;
+        let header_bytes = &bytes[16..start];
         let header: CacheHeader = serde_json::from_slice(header_bytes).map_err(|e| bad(&e.to_string()))?;
         if &header != expected {
             return Err(bad(&format!("it was made for backbone {}, not {}", header.backbone, expected.backbone)));
         }
         let mut cache = Self::new(header);
-        let start = 16 + header_len;
         let record_len = cache.header.record_len();
         let whole = (bytes.len() - start) / record_len;
         for record in bytes[start..start + whole * record_len].chunks_exact(record_len) {
@@ -169,6 +170,9 @@ impl FeatureCache {
                 other => return Err(bad(&format!("unknown view {other}"))),
             };
             let features = f32_values(&record[33..]);
+            if features.iter().any(|v| !v.is_finite()) {
+                return Err(bad("a record holds NaN or infinite values"));
+            }
             cache.entries.insert((key, view), features);
         }
         Ok((cache, start + whole * record_len))
@@ -176,7 +180,7 @@ impl FeatureCache {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use file::{default_cache_dir, extract_files, extract_images, CacheFile, ImageFeatures};
+pub use file::{default_cache_dir, extract_files, extract_images, CacheFile, ImageFeatures, DECODE_BUDGET};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod file {
@@ -188,7 +192,7 @@ mod file {
 
     use super::*;
     use crate::error::InFile;
-    use crate::preprocess::decode_image;
+    use crate::preprocess::{decode_image, decoded_bytes};
 
     /// `$XDG_CACHE_HOME/wick/features`, else `~/.cache/wick/features`.
     pub fn default_cache_dir() -> Option<PathBuf> {
@@ -221,7 +225,11 @@ mod file {
             let (cache, valid_len) = match parsed {
                 Some(Ok(found)) => found,
                 Some(Err(e)) => {
-                    note = Some(format!("{}: {e}; starting a new cache", path.display()));
+                    note = Some(format!(
+                        "{}: {e}; it is replaced by a new cache (it only holds features that are computed again; \
+                         if this repeats, delete the file or train with --no-cache)",
+                        path.display()
+                    ));
                     (FeatureCache::new(header), 0)
                 }
                 None => (FeatureCache::new(header), 0),
@@ -303,42 +311,89 @@ mod file {
         const CHUNK: usize = 16;
         let mut results = Vec::with_capacity(requests.len());
         for chunk in requests.chunks(CHUNK) {
-            // Read, hash and (only where the cache misses) decode, in parallel.
-            let loaded: Vec<Result<(ImageKey, Option<RgbImage>)>> = chunk
+            // Read and hash in parallel; only where the cache misses is the image decoded.
+            let loaded: Vec<Result<(ImageKey, Option<Vec<u8>>)>> = chunk
                 .par_iter()
                 .map(|(path, mirrored)| {
                     let bytes = std::fs::read(path).in_file(path.display())?;
                     let key = image_key(&bytes);
                     let cached = cache.cache.get(&key, View::AsIs).is_some()
                         && (!mirrored || cache.cache.get(&key, View::Mirrored).is_some());
-                    let image = if cached { None } else { Some(decode_image(&bytes).in_file(path.display())?) };
-                    Ok((key, image))
+                    Ok((key, (!cached).then_some(bytes)))
                 })
                 .collect();
-            for view in [View::AsIs, View::Mirrored] {
-                let (keys, images): (Vec<ImageKey>, Vec<&RgbImage>) = loaded
-                    .iter()
-                    .zip(chunk)
-                    .filter(|(_, (_, mirrored))| view == View::AsIs || *mirrored)
-                    .filter_map(|(l, _)| l.as_ref().ok())
-                    .filter(|(key, image)| image.is_some() && cache.cache.get(key, view).is_none())
-                    .map(|(key, image)| (*key, image.as_ref().unwrap()))
-                    .unzip();
-                if images.is_empty() {
-                    continue;
+            let misses: Vec<(usize, ImageKey, &[u8])> = loaded
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| match l {
+                    Ok((key, Some(bytes))) => Some((i, *key, bytes.as_slice())),
+                    _ => None,
+                })
+                .collect();
+            let mut failed: Vec<Option<crate::Error>> = (0..chunk.len()).map(|_| None).collect();
+            for wave in decode_waves(&misses) {
+                let decoded: Vec<(usize, ImageKey, Result<RgbImage>)> = wave
+                    .par_iter()
+                    .map(|&(i, key, bytes)| (i, key, decode_image(bytes).in_file(chunk[i].0.display())))
+                    .collect();
+                for view in [View::AsIs, View::Mirrored] {
+                    let (keys, images): (Vec<ImageKey>, Vec<&RgbImage>) = decoded
+                        .iter()
+                        .filter(|(i, key, _)| {
+                            (view == View::AsIs || chunk[*i].1) && cache.cache.get(key, view).is_none()
+                        })
+                        .filter_map(|(_, key, image)| Some((*key, image.as_ref().ok()?)))
+                        .unzip();
+                    if images.is_empty() {
+                        continue;
+                    }
+                    for (key, features) in keys.into_iter().zip(compute(backbone, &images, view)?) {
+                        cache.insert(key, view, features)?;
+                    }
                 }
-                for (key, features) in keys.into_iter().zip(compute(backbone, &images, view)?) {
-                    cache.insert(key, view, features)?;
+                for (i, _, image) in decoded {
+                    failed[i] = image.err();
                 }
             }
-            for (loaded, (_, mirrored)) in loaded.into_iter().zip(chunk) {
-                results.push(loaded.map(|(key, _)| ImageFeatures {
-                    as_is: cache.cache.get(&key, View::AsIs).expect("computed above").to_vec(),
-                    mirrored: mirrored.then(|| cache.cache.get(&key, View::Mirrored).expect("computed above").to_vec()),
+            for ((loaded, (_, mirrored)), failure) in loaded.into_iter().zip(chunk).zip(failed) {
+                results.push(loaded.and_then(|(key, _)| match failure {
+                    Some(e) => Err(e),
+                    None => {
+                        Ok(
+                            ImageFeatures {
+                                as_is: cache.cache.get(&key, View::AsIs).expect("computed above").to_vec(),
+                                mirrored:
+                                    mirrored.then(|| {
+                                        cache.cache.get(&key, View::Mirrored).expect("computed above").to_vec()
+                                    }),
+                            },
+                        )
+                    }
                 }));
             }
             progress(results.len());
         }
         Ok(results)
     }
+
+    /// Decoded images held at once are bounded by their size, not their count: sixteen 64-megapixel
+    /// PNGs decoded together would take gigabytes. Each wave holds images whose decoding needs at
+    /// most [`DECODE_BUDGET`] bytes in all (an image larger than that goes alone).
+    fn decode_waves<'a>(misses: &[(usize, ImageKey, &'a [u8])]) -> Vec<Vec<(usize, ImageKey, &'a [u8])>> {
+        let mut waves: Vec<Vec<(usize, ImageKey, &'a [u8])>> = Vec::new();
+        let mut used = 0u64;
+        for &miss in misses {
+            let cost = decoded_bytes(miss.2);
+            if waves.is_empty() || used.saturating_add(cost) > DECODE_BUDGET {
+                waves.push(Vec::new());
+                used = 0;
+            }
+            used = used.saturating_add(cost);
+            waves.last_mut().expect("pushed above").push(miss);
+        }
+        waves
+    }
+
+    /// Bytes of decoded pixels a batch of images may hold at once.
+    pub const DECODE_BUDGET: u64 = 768 << 20;
 }

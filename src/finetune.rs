@@ -307,6 +307,34 @@ struct CheckpointMeta {
     history: Vec<EpochStats>,
 }
 
+impl CheckpointMeta {
+    /// The record of progress must agree with itself: one history entry per epoch done, numbered
+    /// 1, 2, …, no more epochs than the run has, and the optimizer's steps those epochs take. (A
+    /// history longer than the epochs trained would otherwise skip training.)
+    fn check_progress(&self, epochs: usize, steps_per_epoch: usize) -> Result<()> {
+        let bad = |why: String| Err(CHECKPOINT.invalid(why));
+        if self.epochs_done > epochs {
+            return bad(format!("it has {} epochs done of a run of {epochs}", self.epochs_done));
+        }
+        if self.history.len() != self.epochs_done || self.history.iter().enumerate().any(|(i, h)| h.epoch != i + 1) {
+            return bad(format!(
+                "its history lists {} epochs, but it records {} done",
+                self.history.len(),
+                self.epochs_done
+            ));
+        }
+        if Some(self.optimizer_steps) != self.epochs_done.checked_mul(steps_per_epoch) {
+            return bad(format!(
+                "it records {} optimizer steps, but {} epochs of {steps_per_epoch} steps take {}",
+                self.optimizer_steps,
+                self.epochs_done,
+                self.epochs_done.saturating_mul(steps_per_epoch)
+            ));
+        }
+        Ok(())
+    }
+}
+
 const CHECKPOINT: FileKind = FileKind {
     format: "wick-finetune-checkpoint",
     version: "1",
@@ -358,14 +386,17 @@ impl Finetuner {
     }
 
     /// Continues the run saved in `checkpoint`, which must have been made with the same settings,
-    /// training data and pretrained weights.
+    /// classes, training data and pretrained weights, and must agree with itself (its history, its
+    /// step count and its tensors).
     pub fn resume(
         checkpoint: &[u8],
         source_sha256: &str,
+        classes: &[String],
         train: &Cifar10,
         config: FinetuneConfig,
         device: &Device,
     ) -> Result<Self> {
+        config.validate()?;
         let meta: CheckpointMeta = CHECKPOINT.read_meta(checkpoint)?;
         let differences = differing_settings(&meta.config, &config);
         if !differences.is_empty() {
@@ -383,6 +414,10 @@ impl Finetuner {
         if meta.data_fingerprint != fingerprint(train) {
             return Err(invalid!("the checkpoint was trained on other data (a different --data or --limit)"));
         }
+        if meta.classes != classes {
+            return Err(CHECKPOINT.invalid(format!("it was made for the classes {:?}, not {classes:?}", meta.classes)));
+        }
+        meta.check_progress(config.epochs, train.len() / config.batch_size)?;
         let mut run = Self::build(meta.classes.clone(), source_sha256, meta.data_fingerprint.clone(), config, device)?;
         let tensors = SafeTensors::deserialize(checkpoint).map_err(|e| CHECKPOINT.invalid(e))?;
         let load = |name: &str, var_or_shape: &[usize]| -> Result<Tensor> {
@@ -390,7 +425,11 @@ impl Finetuner {
             if view.dtype() != Dtype::F32 || view.shape() != var_or_shape {
                 return Err(CHECKPOINT.invalid(format!("`{name}` has the wrong type or shape")));
             }
-            Ok(Tensor::from_vec(f32_values(view.data()), view.shape(), device)?)
+            let values = f32_values(view.data());
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(CHECKPOINT.invalid(format!("`{name}` holds NaN or infinite values")));
+            }
+            Ok(Tensor::from_vec(values, view.shape(), device)?)
         };
         for (name, var) in run.variables() {
             var.set(&load(&format!("model.{name}"), var.dims())?)?;

@@ -81,6 +81,27 @@ impl Metrics {
         }
     }
 
+    /// Checks metrics read from a file (a `.wick`, a project) against the classes they describe, so
+    /// that the page and the terminal can draw them without a missing row or a NaN.
+    pub fn check(&self, labels: &[String]) -> crate::Result<()> {
+        let k = labels.len();
+        let bad = |why: String| Err(crate::error::invalid!("bad validation metrics: {why}"));
+        if self.classes.len() != k || self.confusion.len() != k || self.confusion.iter().any(|row| row.len() != k) {
+            return bad(format!("they do not describe {k} classes"));
+        }
+        let total = self.confusion.iter().flatten().try_fold(0usize, |n, &c| n.checked_add(c));
+        if total != Some(self.images) {
+            return bad(format!("the confusion matrix does not count {} images", self.images));
+        }
+        let numbers = [self.accuracy, self.macro_f1].into_iter();
+        let per_class = self.classes.iter().flat_map(|c| [c.precision, c.recall, c.f1]);
+        let confidences = self.misclassified.iter().map(|m| m.confidence);
+        if numbers.chain(per_class).chain(confidences).any(|v| !(0.0..=1.0).contains(&v)) {
+            return bad("a rate is not a number from 0 to 1".into());
+        }
+        Ok(())
+    }
+
     /// A plain-text report for the terminal.
     pub fn table(&self) -> String {
         let mut out = String::new();

@@ -23,8 +23,8 @@ use half::f16;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::efficientnet_lite::Config;
-use crate::error::Result;
+use crate::efficientnet_lite::{Config, MAX_ACTIVATION_BYTES};
+use crate::error::{invalid, Result};
 use crate::preprocess::Preprocess;
 use crate::weights::FloatWeights;
 use crate::wick_file::{f32_bytes, f32_values, FileKind};
@@ -120,32 +120,91 @@ pub fn write(weights: &FloatWeights, meta: &ModelMeta) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Parses and dequantizes a model file.
+impl ModelMeta {
+    /// Checks metadata read from a file before anything is sized by it: the architecture (it names
+    /// cache files), the configuration and preprocessing against their bounds, one label per class,
+    /// and the memory one image's activations would take.
+    pub fn validate(&self) -> Result<()> {
+        check_identifier("architecture", &self.architecture)?;
+        self.config.validate()?;
+        self.preprocess.validate()?;
+        if self.labels.len() != self.config.num_classes {
+            return Err(invalid!(
+                "model has {} class names for {} classes",
+                self.labels.len(),
+                self.config.num_classes
+            ));
+        }
+        check_activation_memory(&self.config, &self.preprocess)
+    }
+}
+
+/// Refuses a configuration and preprocessing whose activations for one image would exceed
+/// [`MAX_ACTIVATION_BYTES`].
+pub fn check_activation_memory(config: &Config, preprocess: &Preprocess) -> Result<()> {
+    let bytes = config.peak_activation_bytes(preprocess.crop as usize);
+    if bytes > MAX_ACTIVATION_BYTES {
+        return Err(invalid!(
+            "this network at {0}×{0} pixels needs {1} MB for one layer's activations, over the limit of {2} MB",
+            preprocess.crop,
+            bytes >> 20,
+            MAX_ACTIVATION_BYTES >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// Names read from files that end up in file names (the architecture, in the feature cache's):
+/// 1 to 64 of `a-z`, `0-9`, `.`, `_` and `-`, starting with a letter or digit.
+pub fn check_identifier(what: &str, name: &str) -> Result<()> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+    let starts_well = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.len() > 64 || !starts_well || !name.chars().all(allowed) {
+        return Err(invalid!(
+            "the {what} `{}` is not a valid name (1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit)",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Parses and dequantizes a model file. Every tensor is checked — its type, a per-channel scale
+/// for each int8 one, finite values — before its values are used.
 pub fn read(bytes: &[u8]) -> Result<(ModelMeta, FloatWeights)> {
     let not_wick = |why: String| FILE.invalid(why);
     let meta: ModelMeta = FILE.read_meta(bytes)?;
+    meta.validate().map_err(|e| not_wick(e.to_string()))?;
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| not_wick(e.to_string()))?;
 
     let mut weights = BTreeMap::new();
     for (name, view) in tensors.tensors() {
-        if let Some(base) = name.strip_suffix(".q") {
+        let shape = view.shape().to_vec();
+        let values = if let Some(base) = name.strip_suffix(".q") {
             let scale_name = format!("{base}.scale");
             let scale = tensors.tensor(&scale_name).map_err(|_| not_wick(format!("`{name}` has no `{scale_name}`")))?;
-            let shape = view.shape().to_vec();
-            if view.dtype() != Dtype::I8 || scale.dtype() != Dtype::F32 || scale.shape() != [shape[0]] {
+            let channels = shape.first().copied().unwrap_or(0);
+            if view.dtype() != Dtype::I8 || scale.dtype() != Dtype::F32 || channels == 0 || scale.shape() != [channels]
+            {
                 return Err(not_wick(format!("`{name}` or its scale has the wrong type or shape")));
             }
             let scales = f32_values(scale.data());
-            let per_channel = view.data().len() / shape[0].max(1);
-            let data = view.data().iter().enumerate().map(|(i, &q)| q as i8 as f32 * scales[i / per_channel]).collect();
+            let per_channel = view.data().len() / channels;
+            let data: Vec<f32> =
+                view.data().iter().enumerate().map(|(i, &q)| q as i8 as f32 * scales[i / per_channel]).collect();
             weights.insert(base.to_string(), (shape, data));
-        } else if !name.ends_with(".scale") {
-            let values = match view.dtype() {
+            continue;
+        } else {
+            match view.dtype() {
                 Dtype::F32 => f32_values(view.data()),
                 Dtype::F16 => view.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
                 other => return Err(not_wick(format!("`{name}` is {other:?}, expected F32 or F16"))),
-            };
-            weights.insert(name.clone(), (view.shape().to_vec(), values));
+            }
+        };
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(not_wick(format!("`{name}` holds NaN or infinite values")));
+        }
+        if !name.ends_with(".scale") {
+            weights.insert(name.clone(), (shape, values));
         }
     }
     Ok((meta, FloatWeights(weights)))

@@ -29,6 +29,27 @@ impl Preprocess {
         Self { resize_shorter: 256, crop: 224, mean: [0.5; 3], std: [0.5; 3] }
     }
 
+    /// Checks a record read from a file (a `.wick`, a backbone file) before it sizes anything: the
+    /// crop is the network's input side and the resize only ever computes the crop's window, so
+    /// both stay within [`MIN_CROP`]–[`MAX_CROP`] and [`MAX_RESIZE`]; a zero or non-finite std would
+    /// turn every input into NaN.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(invalid!("bad preprocessing: {why}"));
+        if !(MIN_CROP..=MAX_CROP).contains(&self.crop) {
+            return bad(format!("crop is {} pixels, expected {MIN_CROP} to {MAX_CROP}", self.crop));
+        }
+        if !(1..=MAX_RESIZE).contains(&self.resize_shorter) {
+            return bad(format!("resize_shorter is {} pixels, expected 1 to {MAX_RESIZE}", self.resize_shorter));
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return bad(format!("mean {:?} is not finite", self.mean));
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s >= 1e-6)) {
+            return bad(format!("std {:?} must be positive numbers", self.std));
+        }
+        Ok(())
+    }
+
     /// RGB pixels → CHW floats of length `3 * crop * crop`.
     pub fn apply(&self, image: &RgbImage) -> Vec<f32> {
         let (w, h) = image.dimensions();
@@ -37,20 +58,26 @@ impl Preprocess {
         } else {
             ((self.resize_shorter as u64 * w as u64 / h as u64) as u32, self.resize_shorter)
         };
-        let resized = resize_bilinear_antialiased(image, rw.max(1), rh.max(1));
+        let (rw, rh) = (rw.max(1), rh.max(1));
         let c = self.crop;
         // Like torchvision's CenterCrop; a crop larger than the image is zero-padded around it.
         let top = ((rh as f64 - c as f64) / 2.0).round() as i64;
         let left = ((rw as f64 - c as f64) / 2.0).round() as i64;
-        let plane = (c * c) as usize;
+        // Only the part of the resized image that the crop keeps is computed: a 16384×1 strip
+        // resized to a shorter side of 256 would otherwise be 4 billion pixels.
+        let columns = left.max(0) as u32..(left + c as i64).min(rw as i64) as u32;
+        let rows = top.max(0) as u32..(top + c as i64).min(rh as i64) as u32;
+        let window = resize_window(image, (rw, rh), columns.clone(), rows.clone());
+        let plane = c as usize * c as usize;
         let mut out = vec![0f32; 3 * plane];
         for ch in 0..3 {
             let (scale, shift) = (1.0 / (255.0 * self.std[ch]), -self.mean[ch] / self.std[ch]);
             for y in 0..c as i64 {
                 for x in 0..c as i64 {
                     let (sy, sx) = (y + top, x + left);
-                    let v = if sy >= 0 && sx >= 0 && sy < rh as i64 && sx < rw as i64 {
-                        resized.get_pixel(sx as u32, sy as u32)[ch] as f32
+                    let inside = sy >= 0 && sx >= 0 && rows.contains(&(sy as u32)) && columns.contains(&(sx as u32));
+                    let v = if inside {
+                        window.get_pixel(sx as u32 - columns.start, sy as u32 - rows.start)[ch] as f32
                     } else {
                         0.0
                     };
@@ -61,6 +88,11 @@ impl Preprocess {
         out
     }
 }
+
+/// Bounds on a preprocessing record read from a file.
+pub const MIN_CROP: u32 = 16;
+pub const MAX_CROP: u32 = 1024;
+pub const MAX_RESIZE: u32 = 4096;
 
 /// Decodes JPEG, PNG, WebP, GIF (first frame) or BMP bytes to RGB. The header is checked against
 /// [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_PIXELS`] before decoding.
@@ -96,6 +128,16 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     Ok(image.to_rgb8())
 }
 
+/// About how many bytes decoding `bytes` takes: the decoder's pixels plus their RGB copy (0 when the
+/// header cannot be read: decoding then fails at once).
+pub fn decoded_bytes(bytes: &[u8]) -> u64 {
+    use image::ImageDecoder;
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().expect("reading from memory cannot fail");
+    let Ok(decoder) = reader.into_decoder() else { return 0 };
+    let (w, h) = decoder.dimensions();
+    w as u64 * h as u64 * (decoder.color_type().bytes_per_pixel() as u64 + 3)
+}
+
 /// JPEG decoders quietly grey-fill a cut-off scan, so truncation is checked here: the end-of-image
 /// marker must follow the last start-of-scan (entropy-coded data never holds `FF D9`: an `FF` byte
 /// there is stuffed as `FF 00`).
@@ -110,9 +152,20 @@ fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
 /// Separable resize with a triangle filter whose support widens with the downscale factor
 /// (antialiasing), rounding to 8 bits after each pass — PIL's `Image.resize(BILINEAR)`.
 pub fn resize_bilinear_antialiased(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    resize_window(image, (width, height), 0..width, 0..height)
+}
+
+/// The `columns` × `rows` window of `image` resized to `size` (what [`resize_bilinear_antialiased`]
+/// gives there), computing nothing outside it.
+fn resize_window(
+    image: &RgbImage,
+    size: (u32, u32),
+    columns: std::ops::Range<u32>,
+    rows: std::ops::Range<u32>,
+) -> RgbImage {
     let (w, h) = image.dimensions();
-    let horizontal = filter_taps(w, width);
-    let mut tmp = RgbImage::new(width, h);
+    let horizontal = filter_taps(w, size.0, columns.clone());
+    let mut tmp = RgbImage::new(columns.len() as u32, h);
     for y in 0..h {
         for (x, (first, weights)) in horizontal.iter().enumerate() {
             let mut acc = [0f32; 3];
@@ -125,10 +178,10 @@ pub fn resize_bilinear_antialiased(image: &RgbImage, width: u32, height: u32) ->
             tmp.put_pixel(x as u32, y, image::Rgb(acc.map(to_u8)));
         }
     }
-    let vertical = filter_taps(h, height);
-    let mut out = RgbImage::new(width, height);
+    let vertical = filter_taps(h, size.1, rows);
+    let mut out = RgbImage::new(columns.len() as u32, vertical.len() as u32);
     for (y, (first, weights)) in vertical.iter().enumerate() {
-        for x in 0..width {
+        for x in 0..columns.len() as u32 {
             let mut acc = [0f32; 3];
             for (i, &wt) in weights.iter().enumerate() {
                 let p = tmp.get_pixel(x, first + i as u32);
@@ -146,12 +199,13 @@ fn to_u8(v: f32) -> u8 {
     v.round().clamp(0.0, 255.0) as u8
 }
 
-/// For each output position: the first input index and the normalised filter weights.
-fn filter_taps(in_size: u32, out_size: u32) -> Vec<(u32, Vec<f32>)> {
+/// For each output position in `range` (of `out_size`): the first input index and the normalised
+/// filter weights.
+fn filter_taps(in_size: u32, out_size: u32, range: std::ops::Range<u32>) -> Vec<(u32, Vec<f32>)> {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = filter_scale; // the triangle's support is 1 at scale 1
-    (0..out_size)
+    range
         .map(|i| {
             let center = (i as f64 + 0.5) * scale;
             let lo = ((center - support + 0.5).floor().max(0.0)) as u32;

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::BackboneRef;
 use crate::dataset::check_label;
 use crate::error::{invalid, Result};
+use crate::head::{EpochStats, Stop};
+use crate::metrics::Metrics;
 use crate::wick_file::{f32_bytes, f32_values, FileKind};
 
 pub const FORMAT: &str = "wick-project";
@@ -34,8 +36,63 @@ const FILE: FileKind = FileKind {
 pub struct ProjectMeta {
     pub backbone: BackboneRef,
     pub classes: Vec<ClassMeta>,
-    /// The app's training settings, kept as the app wrote them.
-    pub settings: serde_json::Value,
+    pub settings: ProjectSettings,
+}
+
+/// The page's training settings and what its last training run reported. Every field may be
+/// missing (the page fills in its defaults); a field that is there must have the right form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProjectSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_units: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_share: Option<f32>,
+    /// The last training run's report (only with a trained model).
+    #[serde(default)]
+    pub report: Option<TrainReport>,
+    /// The samples that run trained on, as positions in the file's sample order (-1: a sample that
+    /// is gone); the report names its validation images by index into this list.
+    #[serde(default)]
+    pub trained_on: Vec<i64>,
+}
+
+/// What a training run in the page reports: its history (the page's chart), why it stopped, and
+/// the validation metrics, whose misclassified images are named by their index into `trained_on`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub history: Vec<EpochStats>,
+    pub best_epoch: usize,
+    pub stop: Stop,
+    pub train_count: usize,
+    pub validation: Option<Metrics>,
+}
+
+impl ProjectSettings {
+    fn check(&self, samples: usize) -> Result<()> {
+        if let Some(&bad) = self.trained_on.iter().find(|&&i| i < -1 || i >= samples as i64) {
+            return Err(invalid!("trained_on names sample {bad}, but the project has {samples}"));
+        }
+        let Some(report) = &self.report else { return Ok(()) };
+        if report.history.iter().enumerate().any(|(i, h)| h.epoch != i + 1) {
+            return Err(invalid!("the report's history is not numbered by epoch"));
+        }
+        if let Some(metrics) = &report.validation {
+            let labels: Vec<String> = metrics.classes.iter().map(|c| c.label.clone()).collect();
+            metrics.check(&labels).map_err(|e| invalid!("the report's {e}"))?;
+            let named =
+                |m: &crate::metrics::Misclassified| m.name.parse::<usize>().is_ok_and(|i| i < self.trained_on.len());
+            if !metrics.misclassified.iter().all(named) {
+                return Err(invalid!("the report names a validation image that is not among those trained on"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +131,7 @@ impl Project {
             }
         }
         let samples = self.samples();
+        self.meta.settings.check(samples)?;
         if self.features.len() != samples * dim {
             return Err(invalid!(
                 "{} feature values for {samples} samples of {dim} (the features belong to another backbone?)",

@@ -64,16 +64,19 @@ pub struct TensorView {
     pub stride: Vec<usize>,
 }
 
-#[derive(Debug, Clone)]
+/// A pickled value. Containers hold [`Id`]s into the reader's arena: a value fetched from the memo is
+/// shared, not copied (a 427-byte pickle that copied its memo on every fetch grew without bound), and
+/// nothing walks a value recursively, so deep nesting costs no stack and every value is dropped flat.
+#[derive(Debug)]
 enum Value {
     None,
     /// A value read but never inspected (booleans, floats).
     Other,
     Int(i64),
     Str(String),
-    Tuple(Vec<Value>),
-    List(Vec<Value>),
-    Dict(Vec<(Value, Value)>),
+    Tuple(Vec<Id>),
+    List(Vec<Id>),
+    Dict(Vec<(Id, Id)>),
     Global(Global),
     LegacyMagic,
     Storage {
@@ -81,7 +84,28 @@ enum Value {
         dtype: StorageDtype,
     },
     Tensor(TensorView),
-    Mark,
+}
+
+/// A value's place in the arena.
+type Id = usize;
+
+impl Value {
+    /// What kind of value this is, for messages (never the value itself: it may be huge).
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::None => "None",
+            Self::Other => "a number or boolean",
+            Self::Int(_) => "an integer",
+            Self::Str(_) => "a string",
+            Self::Tuple(_) => "a tuple",
+            Self::List(_) => "a list",
+            Self::Dict(_) => "a dict",
+            Self::Global(_) => "a class",
+            Self::LegacyMagic => "the magic number",
+            Self::Storage { .. } => "a storage",
+            Self::Tensor(_) => "a tensor",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,15 +146,12 @@ impl StateDict {
         if view.dtype != StorageDtype::F32 {
             return Err(invalid!("tensor `{name}` is {:?}, expected float32", view.dtype));
         }
-        let (_, bytes) = &self.storages[&view.storage_key];
-        let storage_numel = bytes.len() / 4;
+        let (_, bytes) = self
+            .storages
+            .get(&view.storage_key)
+            .ok_or_else(|| invalid!("tensor `{name}` uses storage `{}` which is missing", view.storage_key))?;
+        view.check_bounds(name, bytes.len() / 4)?;
         let numel: usize = view.size.iter().product();
-        if numel > 0 {
-            let last = view.offset + view.size.iter().zip(&view.stride).map(|(&n, &s)| (n - 1) * s).sum::<usize>();
-            if last >= storage_numel {
-                return Err(invalid!("tensor `{name}` reaches element {last} of a storage of {storage_numel}"));
-            }
-        }
         let read = |i: usize| f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
         let mut out = Vec::with_capacity(numel);
         let mut index = vec![0usize; view.size.len()];
@@ -151,69 +172,109 @@ impl StateDict {
 
 /// Parses a whole legacy checkpoint. Truncated input and trailing bytes are errors.
 pub fn read_state_dict(bytes: &[u8]) -> Result<StateDict> {
-    let mut r = Reader { bytes, pos: 0, storages: Vec::new() };
     if bytes.starts_with(b"PK\x03\x04") {
         return Err(invalid!("this is a zip-format torch checkpoint (torch >= 1.6); only the legacy format is read"));
     }
-    if !bytes.starts_with(&[0x80]) || !matches!(r.pickle()?, Value::LegacyMagic) {
-        return Err(invalid!("not a legacy torch checkpoint (no magic number)"));
+    let mut r = Reader { bytes, pos: 0, arena: Vec::new(), storages: Vec::new() };
+    let not_legacy = || invalid!("not a legacy torch checkpoint (no magic number)");
+    if !bytes.starts_with(&[0x80]) {
+        return Err(not_legacy());
     }
-    match r.pickle()? {
+    let magic = r.pickle()?;
+    if !matches!(r.arena[magic], Value::LegacyMagic) {
+        return Err(not_legacy());
+    }
+    let version = r.pickle()?;
+    match r.arena[version] {
         Value::Int(PROTOCOL_VERSION) => {}
-        v => return Err(invalid!("unsupported torch protocol version {v:?}")),
+        Value::Int(v) => return Err(invalid!("unsupported torch protocol version {v}")),
+        ref other => return Err(invalid!("the torch protocol version is {}, not a number", other.kind())),
     }
     let _sys_info = r.pickle()?;
     let object = r.pickle()?;
-    let keys = match r.pickle()? {
-        Value::List(keys) => keys,
-        _ => return Err(invalid!("storage key list is not a list")),
-    };
+    let keys = r.pickle()?;
 
-    let mut storage_types: HashMap<String, (StorageDtype, usize)> = HashMap::new();
-    let entries = match object {
-        Value::Dict(entries) => entries,
-        _ => return Err(invalid!("checkpoint does not hold a state dict")),
+    let Value::Dict(entries) = &r.arena[object] else {
+        return Err(invalid!("checkpoint does not hold a state dict"));
     };
     let mut tensors = Vec::with_capacity(entries.len());
-    for (k, v) in entries {
-        let (Value::Str(name), Value::Tensor(t)) = (k, v) else {
+    for &(k, v) in entries {
+        let (Value::Str(name), Value::Tensor(t)) = (&r.arena[k], &r.arena[v]) else {
             return Err(invalid!("state dict entry is not a (name, tensor) pair"));
         };
-        tensors.push((name, t));
+        tensors.push((name.clone(), t.clone()));
     }
     // Storages declared by persistent ids, in the order the reader met them.
-    for (key, dtype, numel) in r.storages.drain(..) {
-        storage_types.insert(key, (dtype, numel));
-    }
+    let storage_types: HashMap<String, (StorageDtype, usize)> =
+        r.storages.drain(..).map(|(key, dtype, numel)| (key, (dtype, numel))).collect();
+    let Value::List(keys) = &r.arena[keys] else {
+        return Err(invalid!("storage key list is not a list"));
+    };
+    let keys = keys
+        .iter()
+        .map(|&k| match &r.arena[k] {
+            Value::Str(key) => Ok(key.clone()),
+            _ => Err(invalid!("storage key is not a string")),
+        })
+        .collect::<Result<Vec<_>>>()?;
 
     let mut storages = HashMap::new();
     for key in keys {
-        let Value::Str(key) = key else {
-            return Err(invalid!("storage key is not a string"));
-        };
         let &(dtype, numel) =
             storage_types.get(&key).ok_or_else(|| invalid!("storage `{key}` is listed but no tensor uses it"))?;
-        let count = u64::from_le_bytes(r.take(8)?.try_into().unwrap()) as usize;
-        if count != numel {
+        let count = u64::from_le_bytes(r.take(8)?.try_into().unwrap());
+        if count != numel as u64 {
             return Err(invalid!("storage `{key}` holds {count} elements, expected {numel}"));
         }
-        let len = count.checked_mul(dtype.size_in_bytes()).ok_or_else(|| invalid!("storage `{key}` is too large"))?;
+        let len = numel.checked_mul(dtype.size_in_bytes()).ok_or_else(|| invalid!("storage `{key}` is too large"))?;
         storages.insert(key, (dtype, r.take(len)?.to_vec()));
     }
     if r.pos != bytes.len() {
         return Err(invalid!("{} trailing bytes after the last storage", bytes.len() - r.pos));
     }
     for (name, t) in &tensors {
-        if !storages.contains_key(&t.storage_key) {
-            return Err(invalid!("tensor `{name}` uses storage `{}` which is missing", t.storage_key));
-        }
+        let (_, bytes) = storages
+            .get(&t.storage_key)
+            .ok_or_else(|| invalid!("tensor `{name}` uses storage `{}` which is missing", t.storage_key))?;
+        t.check_bounds(name, bytes.len() / t.dtype.size_in_bytes())?;
     }
     Ok(StateDict { tensors, storages })
+}
+
+impl TensorView {
+    /// Every element the view addresses lies inside its storage, and it addresses no more elements
+    /// than the storage holds (a parameter is never a broadcast view: a stride-0 tensor of 2³⁰
+    /// elements over one stored value would otherwise allocate gigabytes from a few bytes).
+    fn check_bounds(&self, name: &str, storage_numel: usize) -> Result<()> {
+        let bad = || {
+            invalid!(
+                "tensor `{name}` (size {:?}, stride {:?}) does not fit its storage of {storage_numel} elements",
+                self.size,
+                self.stride
+            )
+        };
+        let numel = self.size.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(bad)?;
+        if numel > storage_numel {
+            return Err(bad());
+        }
+        if numel > 0 {
+            let mut last = self.offset;
+            for (&n, &s) in self.size.iter().zip(&self.stride) {
+                last = (n - 1).checked_mul(s).and_then(|step| last.checked_add(step)).ok_or_else(bad)?;
+            }
+            if last >= storage_numel {
+                return Err(bad());
+            }
+        }
+        Ok(())
+    }
 }
 
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Every value the pickles built; containers refer into it by index.
+    arena: Vec<Value>,
     #[allow(clippy::type_complexity)]
     storages: Vec<(String, StorageDtype, usize)>,
 }
@@ -248,36 +309,53 @@ impl<'a> Reader<'a> {
     fn utf8(&mut self, n: usize) -> Result<String> {
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| invalid!("pickle string is not UTF-8"))
     }
+    fn new_value(&mut self, value: Value) -> Id {
+        self.arena.push(value);
+        self.arena.len() - 1
+    }
 
-    /// Runs one pickle up to its STOP and returns the value it built.
-    fn pickle(&mut self) -> Result<Value> {
-        let mut stack: Vec<Value> = Vec::new();
-        let mut memo: HashMap<u32, Value> = HashMap::new();
-        let pop = |stack: &mut Vec<Value>| stack.pop().ok_or_else(|| invalid!("pickle stack underflow"));
-        let pop_mark = |stack: &mut Vec<Value>| -> Result<Vec<Value>> {
-            let at =
-                stack.iter().rposition(|v| matches!(v, Value::Mark)).ok_or_else(|| invalid!("pickle MARK missing"))?;
-            let items = stack.split_off(at + 1);
-            stack.pop();
-            Ok(items)
+    /// Runs one pickle up to its STOP and returns the value it built. Every opcode reads at least
+    /// one byte and adds at most one value or one reference, so memory grows with the file's length.
+    fn pickle(&mut self) -> Result<Id> {
+        let mut stack: Vec<Id> = Vec::new();
+        // Where each open MARK starts on the stack (pickle's "metastack").
+        let mut marks: Vec<usize> = Vec::new();
+        let mut memo: HashMap<u32, Id> = HashMap::new();
+        let pop = |stack: &mut Vec<Id>| stack.pop().ok_or_else(|| invalid!("pickle stack underflow"));
+        let pop_mark = |stack: &mut Vec<Id>, marks: &mut Vec<usize>| -> Result<Vec<Id>> {
+            let at = marks.pop().ok_or_else(|| invalid!("pickle MARK missing"))?;
+            if at > stack.len() {
+                return Err(invalid!("pickle stack underflow"));
+            }
+            Ok(stack.split_off(at))
         };
         loop {
             let op = self.u8()?;
-            match op {
+            let pushed = match op {
                 0x80 => {
                     // PROTO
                     let p = self.u8()?;
                     if p > 5 {
                         return Err(invalid!("unsupported pickle protocol {p}"));
                     }
+                    None
                 }
-                b'.' => return pop(&mut stack), // STOP
-                b'(' => stack.push(Value::Mark),
-                b'N' => stack.push(Value::None),
-                0x88 | 0x89 => stack.push(Value::Other),
-                b'K' => stack.push(Value::Int(self.u8()? as i64)),
-                b'M' => stack.push(Value::Int(self.u16()? as i64)),
-                b'J' => stack.push(Value::Int(self.u32()? as i32 as i64)),
+                b'.' => {
+                    // STOP
+                    if !marks.is_empty() {
+                        return Err(invalid!("pickle ends inside a MARK"));
+                    }
+                    return pop(&mut stack);
+                }
+                b'(' => {
+                    marks.push(stack.len());
+                    None
+                }
+                b'N' => Some(Value::None),
+                0x88 | 0x89 => Some(Value::Other),
+                b'K' => Some(Value::Int(self.u8()? as i64)),
+                b'M' => Some(Value::Int(self.u16()? as i64)),
+                b'J' => Some(Value::Int(self.u32()? as i32 as i64)),
                 0x8a => {
                     // LONG1: only the legacy magic number is this long.
                     let n = self.u8()? as usize;
@@ -285,151 +363,151 @@ impl<'a> Reader<'a> {
                     if n <= 8 {
                         let mut buf = [if b.last().is_some_and(|&x| x & 0x80 != 0) { 0xff } else { 0 }; 8];
                         buf[..n].copy_from_slice(b);
-                        stack.push(Value::Int(i64::from_le_bytes(buf)));
+                        Some(Value::Int(i64::from_le_bytes(buf)))
                     } else if b == LEGACY_MAGIC {
-                        stack.push(Value::LegacyMagic);
+                        Some(Value::LegacyMagic)
                     } else {
                         return Err(invalid!("not a legacy torch checkpoint (bad magic number)"));
                     }
                 }
                 b'G' => {
                     self.take(8)?;
-                    stack.push(Value::Other)
+                    Some(Value::Other)
                 }
-                b'X' => {
+                b'X' | b'T' => {
                     let n = self.u32()? as usize;
-                    stack.push(Value::Str(self.utf8(n)?))
+                    Some(Value::Str(self.utf8(n)?))
                 }
-                0x8c => {
+                0x8c | b'U' => {
                     let n = self.u8()? as usize;
-                    stack.push(Value::Str(self.utf8(n)?))
+                    Some(Value::Str(self.utf8(n)?))
                 }
-                b'T' => {
-                    let n = self.u32()? as usize;
-                    stack.push(Value::Str(self.utf8(n)?))
-                }
-                b'U' => {
-                    let n = self.u8()? as usize;
-                    stack.push(Value::Str(self.utf8(n)?))
-                }
-                b'}' => stack.push(Value::Dict(Vec::new())),
-                b']' => stack.push(Value::List(Vec::new())),
-                b')' => stack.push(Value::Tuple(Vec::new())),
-                b't' => {
-                    let items = pop_mark(&mut stack)?;
-                    stack.push(Value::Tuple(items))
-                }
+                b'}' => Some(Value::Dict(Vec::new())),
+                b']' => Some(Value::List(Vec::new())),
+                b')' => Some(Value::Tuple(Vec::new())),
+                b't' => Some(Value::Tuple(pop_mark(&mut stack, &mut marks)?)),
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
-                    if stack.len() < n {
+                    if stack.len() < n + marks.last().copied().unwrap_or(0) {
                         return Err(invalid!("pickle stack underflow"));
                     }
-                    let items = stack.split_off(stack.len() - n);
-                    stack.push(Value::Tuple(items))
+                    Some(Value::Tuple(stack.split_off(stack.len() - n)))
                 }
-                b'q' => {
-                    let k = self.u8()? as u32;
-                    memo.insert(k, stack.last().cloned().ok_or_else(|| invalid!("empty stack"))?);
-                }
-                b'r' => {
-                    let k = self.u32()?;
-                    memo.insert(k, stack.last().cloned().ok_or_else(|| invalid!("empty stack"))?);
+                b'q' | b'r' => {
+                    // BINPUT / LONG_BINPUT: the memo shares the value on the stack.
+                    let k = if op == b'q' { self.u8()? as u32 } else { self.u32()? };
+                    memo.insert(k, *stack.last().ok_or_else(|| invalid!("pickle stack underflow"))?);
+                    None
                 }
                 b'h' | b'j' => {
+                    // BINGET / LONG_BINGET
                     let k = if op == b'h' { self.u8()? as u32 } else { self.u32()? };
-                    stack.push(memo.get(&k).cloned().ok_or_else(|| invalid!("bad memo {k}"))?)
+                    stack.push(*memo.get(&k).ok_or_else(|| invalid!("bad memo {k}"))?);
+                    None
                 }
                 b'c' => {
                     let module = self.line()?.to_string();
                     let name = self.line()?;
-                    stack.push(Value::Global(Global::resolve(&module, name)?))
+                    Some(Value::Global(Global::resolve(&module, name)?))
                 }
-                b's' => {
-                    let v = pop(&mut stack)?;
-                    let k = pop(&mut stack)?;
-                    match stack.last_mut() {
-                        Some(Value::Dict(d)) => d.push((k, v)),
-                        _ => return Err(invalid!("SETITEM on a non-dict")),
-                    }
-                }
-                b'u' => {
-                    let items = pop_mark(&mut stack)?;
-                    let Some(Value::Dict(d)) = stack.last_mut() else {
-                        return Err(invalid!("SETITEMS on a non-dict"));
+                b's' | b'u' => {
+                    // SETITEM / SETITEMS
+                    let items = if op == b's' {
+                        let v = pop(&mut stack)?;
+                        vec![pop(&mut stack)?, v]
+                    } else {
+                        pop_mark(&mut stack, &mut marks)?
                     };
-                    let mut it = items.into_iter();
-                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                        d.push((k, v));
+                    if items.len() % 2 != 0 {
+                        return Err(invalid!("SETITEMS with an odd number of items"));
                     }
+                    let target = *stack.last().ok_or_else(|| invalid!("SETITEM on an empty stack"))?;
+                    let Value::Dict(d) = &mut self.arena[target] else {
+                        return Err(invalid!("SETITEM on a non-dict"));
+                    };
+                    d.extend(items.chunks_exact(2).map(|kv| (kv[0], kv[1])));
+                    None
                 }
                 b'a' | b'e' => {
-                    let items = if op == b'a' { vec![pop(&mut stack)?] } else { pop_mark(&mut stack)? };
-                    match stack.last_mut() {
-                        Some(Value::List(l)) => l.extend(items),
-                        _ => return Err(invalid!("APPEND on a non-list")),
-                    }
+                    // APPEND / APPENDS
+                    let items = if op == b'a' { vec![pop(&mut stack)?] } else { pop_mark(&mut stack, &mut marks)? };
+                    let target = *stack.last().ok_or_else(|| invalid!("APPEND on an empty stack"))?;
+                    let Value::List(l) = &mut self.arena[target] else {
+                        return Err(invalid!("APPEND on a non-list"));
+                    };
+                    l.extend(items);
+                    None
                 }
                 b'Q' => {
                     // BINPERSID: ('storage', StorageType, key, location, numel, view_metadata)
                     let pid = pop(&mut stack)?;
-                    let Value::Tuple(items) = pid else {
-                        return Err(invalid!("persistent id is not a tuple"));
-                    };
-                    match items.as_slice() {
-                        [Value::Str(tag), Value::Global(Global::Storage(dtype)), Value::Str(key), _, Value::Int(numel), Value::None]
-                            if tag == "storage" && *numel >= 0 =>
-                        {
-                            self.storages.push((key.clone(), *dtype, *numel as usize));
-                            stack.push(Value::Storage { key: key.clone(), dtype: *dtype })
-                        }
-                        _ => return Err(invalid!("unsupported persistent id {items:?}")),
-                    }
+                    Some(self.persistent_storage(pid)?)
                 }
                 b'R' => {
                     let args = pop(&mut stack)?;
                     let callable = pop(&mut stack)?;
-                    stack.push(reduce(callable, args)?)
+                    Some(self.reduce(callable, args)?)
                 }
                 b'b' => {
                     // BUILD: the OrderedDict's `_metadata` attribute; not needed.
                     pop(&mut stack)?;
+                    None
                 }
                 _ => return Err(invalid!("unsupported pickle opcode 0x{op:02x} at byte {}", self.pos - 1)),
+            };
+            if let Some(value) = pushed {
+                let id = self.new_value(value);
+                stack.push(id);
             }
         }
     }
-}
 
-fn reduce(callable: Value, args: Value) -> Result<Value> {
-    let Value::Tuple(args) = args else {
-        return Err(invalid!("REDUCE arguments are not a tuple"));
-    };
-    match callable {
-        Value::Global(Global::OrderedDict) if args.is_empty() => Ok(Value::Dict(Vec::new())),
-        Value::Global(Global::RebuildTensorV2) => match args.as_slice() {
-            [Value::Storage { key, dtype }, Value::Int(offset), Value::Tuple(size), Value::Tuple(stride), ..] => {
-                let dims = |v: &[Value]| -> Result<Vec<usize>> {
-                    v.iter()
-                        .map(|d| match d {
-                            Value::Int(i) if *i >= 0 => Ok(*i as usize),
-                            _ => Err(invalid!("bad tensor dimension {d:?}")),
-                        })
-                        .collect()
-                };
-                let (size, stride) = (dims(size)?, dims(stride)?);
-                if size.len() != stride.len() || *offset < 0 {
-                    return Err(invalid!("tensor size {size:?} and stride {stride:?} disagree"));
-                }
-                Ok(Value::Tensor(TensorView {
-                    storage_key: key.clone(),
-                    dtype: *dtype,
-                    offset: *offset as usize,
-                    size,
-                    stride,
-                }))
+    fn persistent_storage(&mut self, pid: Id) -> Result<Value> {
+        let unsupported = |why: &str| invalid!("unsupported persistent id: {why}");
+        let Value::Tuple(items) = &self.arena[pid] else {
+            return Err(unsupported(self.arena[pid].kind()));
+        };
+        let items: Vec<&Value> = items.iter().map(|&i| &self.arena[i]).collect();
+        match items.as_slice() {
+            [Value::Str(tag), Value::Global(Global::Storage(dtype)), Value::Str(key), _, Value::Int(numel), Value::None]
+                if tag == "storage" =>
+            {
+                let numel = usize::try_from(*numel).map_err(|_| unsupported("a negative or huge element count"))?;
+                let (key, dtype) = (key.clone(), *dtype);
+                self.storages.push((key.clone(), dtype, numel));
+                Ok(Value::Storage { key, dtype })
             }
-            _ => Err(invalid!("unexpected _rebuild_tensor_v2 arguments")),
-        },
-        other => Err(invalid!("cannot call {other:?}")),
+            _ => Err(unsupported("expected ('storage', type, key, location, numel, None)")),
+        }
+    }
+
+    fn reduce(&self, callable: Id, args: Id) -> Result<Value> {
+        let Value::Tuple(args) = &self.arena[args] else {
+            return Err(invalid!("REDUCE arguments are {}, not a tuple", self.arena[args].kind()));
+        };
+        let args: Vec<&Value> = args.iter().map(|&i| &self.arena[i]).collect();
+        match &self.arena[callable] {
+            Value::Global(Global::OrderedDict) if args.is_empty() => Ok(Value::Dict(Vec::new())),
+            Value::Global(Global::RebuildTensorV2) => match args.as_slice() {
+                [Value::Storage { key, dtype }, Value::Int(offset), Value::Tuple(size), Value::Tuple(stride), ..] => {
+                    let dims = |v: &[Id]| -> Result<Vec<usize>> {
+                        v.iter()
+                            .map(|&d| match self.arena[d] {
+                                Value::Int(i) => usize::try_from(i).map_err(|_| invalid!("bad tensor dimension {i}")),
+                                ref other => Err(invalid!("a tensor dimension is {}", other.kind())),
+                            })
+                            .collect()
+                    };
+                    let (size, stride) = (dims(size)?, dims(stride)?);
+                    let offset = usize::try_from(*offset).map_err(|_| invalid!("bad tensor offset {offset}"))?;
+                    if size.len() != stride.len() {
+                        return Err(invalid!("tensor size {size:?} and stride {stride:?} disagree"));
+                    }
+                    Ok(Value::Tensor(TensorView { storage_key: key.clone(), dtype: *dtype, offset, size, stride }))
+                }
+                _ => Err(invalid!("unexpected _rebuild_tensor_v2 arguments")),
+            },
+            other => Err(invalid!("cannot call {}", other.kind())),
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::features::{compute, View};
 use crate::head::{self, FeatureSet, Stop, TrainConfig, Trainer};
 use crate::metrics::Metrics;
 use crate::preprocess::decode_image;
-use crate::project::{Project, ProjectMeta};
+use crate::project::{Project, ProjectMeta, TrainReport};
 
 /// Thumbnails are at most this many pixels on their longer side.
 const THUMBNAIL_SIDE: u32 = 160;
@@ -262,13 +262,13 @@ impl Training {
             let names: Vec<String> = self.val_samples.iter().map(|i| i.to_string()).collect();
             Some(Metrics::compute(&self.labels, &self.val_set.labels, &probabilities, &names))
         };
-        let report = serde_json::json!({
-            "history": trained.history,
-            "best_epoch": trained.best_epoch,
-            "stop": trained.stop,
-            "train_count": self.train_count,
-            "validation": validation,
-        });
+        let report = TrainReport {
+            history: trained.history.clone(),
+            best_epoch: trained.best_epoch,
+            stop: trained.stop.clone(),
+            train_count: self.train_count,
+            validation: validation.clone(),
+        };
         let classifier = Classifier::from_training(
             trained,
             self.labels.clone(),
@@ -277,7 +277,10 @@ impl Training {
             validation.as_ref(),
             unix_seconds.max(0.0) as u64,
         );
-        Ok(TrainedModel { wick: classifier.to_bytes().map_err(fail)?, report: report.to_string() })
+        Ok(TrainedModel {
+            wick: classifier.to_bytes().map_err(fail)?,
+            report: serde_json::to_string(&report).expect("serialises"),
+        })
     }
 }
 

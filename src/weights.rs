@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::efficientnet_lite::Config;
+use crate::efficientnet_lite::{Config, ConvBn};
 use crate::error::{invalid, Result};
 use crate::torch_legacy::StateDict;
 
@@ -35,8 +35,11 @@ pub fn fold_batch_norms(state: &StateDict, cfg: &Config) -> Result<FloatWeights>
 /// of a fine-tuning run).
 pub fn fold_named(tensor: impl Fn(&str) -> Result<(Vec<usize>, Vec<f32>)>, cfg: &Config) -> Result<FloatWeights> {
     let mut out = BTreeMap::new();
-    for (conv, bn) in cfg.conv_bn_pairs() {
+    for ConvBn { conv, bn, shape: expected } in cfg.conv_bn_pairs() {
         let (shape, mut weight) = tensor(&format!("{conv}.weight"))?;
+        if shape != expected {
+            return Err(invalid!("`{conv}.weight` has shape {shape:?}, expected {expected:?}"));
+        }
         let get = |p: &str| -> Result<Vec<f32>> {
             let (s, v) = tensor(&format!("{bn}.{p}"))?;
             if s != [shape[0]] {
@@ -57,9 +60,14 @@ pub fn fold_named(tensor: impl Fn(&str) -> Result<(Vec<usize>, Vec<f32>)>, cfg: 
         out.insert(format!("{conv}.weight"), (shape.clone(), weight));
         out.insert(format!("{conv}.bias"), (vec![shape[0]], bias));
     }
-    for p in ["weight", "bias"] {
+    let classifier = [("weight", vec![cfg.num_classes, cfg.head_channels]), ("bias", vec![cfg.num_classes])];
+    for (p, expected) in classifier {
         let name = format!("_fc.{p}");
-        out.insert(name.clone(), tensor(&name)?);
+        let (shape, values) = tensor(&name)?;
+        if shape != expected {
+            return Err(invalid!("`{name}` has shape {shape:?}, expected {expected:?}"));
+        }
+        out.insert(name, (shape, values));
     }
     Ok(FloatWeights(out))
 }

@@ -819,7 +819,7 @@ function replaceProject(next) {
   thumbnailUrls.clear();
   document.querySelectorAll('[data-class-id]').forEach((card) => card.remove());
   project = next;
-  history = [];
+  history = next.report?.history ?? [];
   drawChart();
   changed();
 }
@@ -923,7 +923,8 @@ async function main() {
     return;
   }
   project = emptyProject();
-  if (saved && saved.backbone?.sha256 === backbone.sha256) {
+  const restored = saved && saved.backbone?.sha256 === backbone.sha256;
+  if (restored) {
     const { backbone: _, savedAt: __, customBackbone: ___, ...rest } = saved;
     project = { ...emptyProject(), ...rest };
     if (project.model) {
@@ -935,6 +936,9 @@ async function main() {
       }
     }
   }
+  // The chart of the run that trained the saved model, and the state of the copy just read.
+  history = project.report?.history ?? [];
+  if (restored) $('#save-state').replaceChildren('Saved in this browser');
   render();
   drawChart();
   status(`Model ready: ${describeBackbone()}. Add images to each class, then train.`);

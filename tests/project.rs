@@ -1,7 +1,7 @@
 //! The web app's project file: round trip and refusals.
 
 use wick::bundle::BackboneRef;
-use wick::project::{ClassMeta, Project, ProjectMeta, SampleMeta};
+use wick::project::{ClassMeta, Project, ProjectMeta, ProjectSettings, SampleMeta};
 
 fn project(with_model: bool) -> Project {
     let sample = |name: &str, bytes| SampleMeta { name: name.into(), thumbnail_bytes: bytes };
@@ -13,7 +13,7 @@ fn project(with_model: bool) -> Project {
                 ClassMeta { name: "dog".into(), samples: vec![sample("webcam", 4)] },
                 ClassMeta { name: "empty".into(), samples: vec![] },
             ],
-            settings: serde_json::json!({"epochs": 50}),
+            settings: ProjectSettings { epochs: Some(50), ..Default::default() },
         },
         features: (0..12).map(|i| i as f32).collect(),
         thumbnails: vec![1, 2, 3, 4, 5, 6, 7, 8, 9],

@@ -73,6 +73,21 @@ async function train(page) {
   return page.textContent('#train-status');
 }
 
+/// A Wick file (safetensors) with `edit` applied to the JSON in its `__metadata__.meta`: how the
+/// tests make well-formed files that lie.
+function editMeta(bytes, edit) {
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString());
+  const meta = JSON.parse(header.__metadata__.meta);
+  edit(meta);
+  header.__metadata__.meta = JSON.stringify(meta);
+  let json = Buffer.from(JSON.stringify(header));
+  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([length, json, bytes.subarray(8 + n)]);
+}
+
 const offOrigin = (requests) => requests.filter((u) => {
   const url = new URL(u);
   return url.protocol === 'blob:' ? new URL(url.pathname).origin !== origin : url.origin !== origin;
@@ -124,10 +139,14 @@ test('three classes from real photos: train, evaluate, classify held-out photos,
   assert.ok(report.accuracy >= 0.9, `wick eval on the browser's model: ${report.accuracy}`);
   assert.equal(report.images, 12);
 
-  // Reload: the project (classes, images, model, evaluation) comes back from IndexedDB.
+  // Reload: the project (classes, images, model, evaluation, the training chart) comes back from
+  // IndexedDB, and the page says it is saved.
   await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
+  const chartBefore = await page.$eval('#chart', (c) => c.toDataURL());
   await page.reload();
   await page.waitForFunction(() => document.body.dataset.ready === 'true');
+  assert.equal(await page.$eval('#chart', (c) => c.toDataURL()), chartBefore, 'the chart is drawn again');
+  assert.equal(await page.textContent('#save-state'), 'Saved in this browser');
   assert.deepEqual(await names(page), CLASSES);
   assert.deepEqual(await counts(page), [8, 8, 8]);
   assert.equal(await page.isDisabled('#export-model'), false, 'the trained model survives a reload');
@@ -178,6 +197,29 @@ test('a CLI-trained .wick opens in the page; corrupt and foreign models are refu
   assert.match(await statusText(page), /was trained on backbone .* unchanged/);
   assert.deepEqual(await names(page), ['brick', 'grass']);
   assert.equal(await page.isDisabled('#export-model'), false, 'the model that was open is still there');
+
+  // Well-formed files that lie: a .wick whose crop would overflow, one whose std is 0, a backbone
+  // that claims 10¹² blocks or names a path as its architecture. Each gets the CLI's message; the
+  // page goes on working with what it had.
+  const backboneBytes = fs.readFileSync(path.join(root, 'static/efficientnet-lite0-int8.safetensors'));
+  const hostile = [
+    ['crop.wick', editMeta(bytes, (m) => { m.preprocess.crop = 65536; }), /crop is 65536 pixels/],
+    ['std.wick', editMeta(bytes, (m) => { m.preprocess.std = [0, 0.5, 0.5]; }), /std .* must be positive numbers/],
+    ['repeats.safetensors', editMeta(backboneBytes, (m) => { m.config.stages[0].repeats = 1e12; }), /repeats is 1000000000000/],
+    ['path.safetensors', editMeta(backboneBytes, (m) => { m.architecture = '../../x'; }), /architecture `..\/..\/x` is not a valid name/],
+  ];
+  for (const [name, file, message] of hostile) {
+    const filePath = path.join(scratch, name);
+    fs.writeFileSync(filePath, file);
+    await page.setInputFiles('#open-model', filePath);
+    await page.waitForFunction((n) => document.querySelector('#status').textContent.startsWith(`Could not open ${n}`), name);
+    assert.match(await statusText(page), message);
+    assert.match(await statusText(page), /unchanged/);
+    assert.deepEqual(await names(page), ['brick', 'grass']);
+  }
+  await page.setInputFiles('#preview-file', { ...grass, name: 'again.png' });
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('again.png'));
+  assert.equal(await page.textContent('#predictions li:first-child .label'), 'grass', 'the page still classifies');
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -240,8 +282,14 @@ test('projects: export and open round-trip; corrupt project files leave the proj
   assert.deepEqual(await counts(page), [3, 3]);
   assert.equal(await page.isDisabled('#export-model'), false, 'the project file carries the model');
 
-  for (const [name, bytes] of [['cut.wickproject', fs.readFileSync(projectPath).subarray(0, 500)],
-    ['text.wickproject', Buffer.from('hello')]]) {
+  const saved = fs.readFileSync(projectPath);
+  const lying = [
+    ['report.wickproject', editMeta(saved, (m) => { m.settings.report = { validation: 'all good' }; })],
+    ['confusion.wickproject', editMeta(saved, (m) => { m.settings.report.validation.confusion = [[1]]; })],
+    ['classes.wickproject', editMeta(saved, (m) => { m.classes = 'brick, grass'; })],
+    ['trained-on.wickproject', editMeta(saved, (m) => { m.settings.trained_on = [0, 1e6]; })],
+  ];
+  for (const [name, bytes] of [['cut.wickproject', saved.subarray(0, 500)], ['text.wickproject', Buffer.from('hello')], ...lying]) {
     const file = path.join(scratch, name);
     fs.writeFileSync(file, bytes);
     await page.setInputFiles('#open-project', file);

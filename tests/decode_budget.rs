@@ -1,0 +1,62 @@
+//! Large images are decoded a few at a time, by their decoded size: sixteen 16384×2048 PNGs (33
+//! megapixels each, 200 MB decoded, a few kilobytes on disk) once reached 3.2 GB together. This
+//! binary's allocator records the peak of live memory while their features are extracted.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wick::features::{extract_files, CacheFile, CacheHeader, DECODE_BUDGET};
+
+struct Peak;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts.
+unsafe impl GlobalAlloc for Peak {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Peak = Peak;
+
+#[test]
+fn sixteen_huge_pngs_are_decoded_within_the_budget() {
+    let dir = std::env::temp_dir().join(format!("wick-decode-budget-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (w, h) = (16_384u32, 2_048u32);
+    let requests: Vec<(std::path::PathBuf, bool)> = (0..16u8)
+        .map(|i| {
+            let path = dir.join(format!("{i}.png"));
+            image::RgbImage::from_pixel(w, h, image::Rgb([i * 15, 100, 200])).save(&path).unwrap();
+            (path, false)
+        })
+        .collect();
+    let backbone = wick::backbone::Backbone::from_model_file(
+        &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/efficientnet-lite0-int8.safetensors")).unwrap(),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let mut cache = CacheFile::in_memory(CacheHeader::of(&backbone));
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let results = extract_files(&backbone, &mut cache, &requests, |_| {}).unwrap();
+    assert!(results.iter().all(|r| r.is_ok()));
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let one_image = w as usize * h as usize * 6; // the decoder's RGB pixels and their RGB copy
+    eprintln!("peak {} MB for 16 images of {} MB decoded", peak >> 20, one_image >> 20);
+    assert!(
+        peak < DECODE_BUDGET as usize + 2 * one_image,
+        "peak {} MB: more images were held at once than the {} MB budget allows",
+        peak >> 20,
+        DECODE_BUDGET >> 20
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

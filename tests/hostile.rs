@@ -1,0 +1,384 @@
+//! Files and servers that lie: each one that once made Wick panic, exhaust memory, hang, write outside
+//! its folder or overwrite an output gets a clear message here, and nothing is written.
+
+#[path = "common/pickle.rs"]
+mod pickle;
+#[path = "common/seeds.rs"]
+mod seeds;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use serde_json::json;
+use wick::backbone::Backbone;
+use wick::bundle::Classifier;
+use wick::cifar10::download::{fetch, FetchLimits};
+use wick::cifar10::{Cifar10, CLASSES, PIXELS};
+use wick::features::{CacheFile, CacheHeader};
+use wick::finetune::{fingerprint, FinetuneConfig, Finetuner};
+use wick::torch_legacy::read_state_dict;
+
+use pickle::{CheckpointSpec, Gadget};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wick-hostile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn wick(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wick")).args(args).envs(env.iter().copied()).output().expect("wick runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `wick args` fails, without a panic, saying `says`; returns its stderr.
+fn refused(args: &[&str], env: &[(&str, &str)], says: &str) -> String {
+    let out = wick(args, env);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?} should fail with exit 1: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(err.contains(says), "{args:?} does not say `{says}`: {err}");
+    err
+}
+
+fn error_of<T>(result: wick::Result<T>) -> String {
+    match result {
+        Ok(_) => panic!("a hostile input was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_says(message: &str, says: &str) {
+    assert!(message.contains(says), "`{message}` does not say `{says}`");
+}
+
+// ---- torch checkpoints -----------------------------------------------------------------------
+
+fn checkpoint_with(edit: impl FnOnce(&mut CheckpointSpec)) -> Vec<u8> {
+    let mut spec = CheckpointSpec::contiguous(&seeds::tiny_checkpoint_tensors());
+    edit(&mut spec);
+    spec.to_bytes()
+}
+
+#[test]
+fn a_stem_weight_of_the_wrong_rank_or_no_channels_is_refused_and_nothing_is_written() {
+    let dir = scratch("stem");
+    for (size, stride, shown) in [(vec![], vec![], "[]"), (vec![0, 3, 3, 3], vec![27, 9, 3, 1], "[0, 3, 3, 3]")] {
+        let pth = dir.join("stem.pth");
+        std::fs::write(
+            &pth,
+            checkpoint_with(|spec| {
+                spec.tensors[0].size = size.clone();
+                spec.tensors[0].stride = stride.clone();
+            }),
+        )
+        .unwrap();
+        let out = dir.join("model.safetensors");
+        refused(
+            &["convert", s(&pth), "--out", s(&out)],
+            &[],
+            &format!("`_conv_stem.weight` has shape {shown}, expected [32, 3, 3, 3]"),
+        );
+        assert!(!out.exists());
+        // The same through the library, against the architecture the checkpoint is read as.
+        let state = read_state_dict(&std::fs::read(&pth).unwrap()).unwrap();
+        assert_says(&error_of(wick::weights::fold_batch_norms(&state, &seeds::tiny_config())), "has shape");
+    }
+}
+
+#[test]
+fn sizes_and_strides_that_overflow_or_outgrow_their_storage_are_refused() {
+    let cases: [(Vec<i64>, Vec<i64>, i64); 4] = [
+        (vec![1 << 31, 1 << 31], vec![0, 0], 0), // 2⁶² elements over one value (capacity overflow)
+        (vec![1 << 30], vec![0], 0),             // 2³⁰ elements over one value (4 GB)
+        (vec![2, 2], vec![i64::MAX / 2, 1], 0),  // (n-1)·stride wraps the bound check
+        (vec![8, 3, 3, 3], vec![27, 9, 3, 1], i64::MAX - 4), // offset + extent wraps
+    ];
+    for (size, stride, offset) in cases {
+        let bytes = checkpoint_with(|spec| {
+            spec.tensors[0].size = size.clone();
+            spec.tensors[0].stride = stride.clone();
+            spec.tensors[0].offset = offset;
+        });
+        assert_says(&error_of(read_state_dict(&bytes)), "does not fit its storage");
+    }
+}
+
+#[test]
+fn memo_fetch_bombs_and_deep_nesting_cost_time_and_memory_in_proportion_to_the_file() {
+    for gadget in [Gadget::MemoBomb { rounds: 64 }, Gadget::Nesting { depth: 1_000_000 }] {
+        let bytes = checkpoint_with(|spec| spec.gadget = Some(gadget));
+        let start = Instant::now();
+        let state = read_state_dict(&bytes).expect("the gadgets sit in a valid checkpoint");
+        assert_eq!(state.tensors.len(), seeds::tiny_checkpoint_tensors().len());
+        assert!(start.elapsed() < Duration::from_secs(10), "{gadget:?} took {:?}", start.elapsed());
+    }
+    // 2⁶⁴ copies would be the cost of copying memoised values; a 427-byte file must stay small.
+    let bomb = checkpoint_with(|spec| {
+        spec.tensors.truncate(1);
+        spec.storages.truncate(1);
+        spec.gadget = Some(Gadget::MemoBomb { rounds: 40 });
+    });
+    assert!(read_state_dict(&bomb).is_ok());
+}
+
+// ---- backbone files and .wick models -----------------------------------------------------------
+
+#[test]
+fn a_backbone_file_whose_int8_tensor_has_no_dimensions_is_refused() {
+    let file = seeds::tiny_backbone_file();
+    let (mut header, data) = seeds::split_safetensors(&file);
+    let name = header.as_object().unwrap().keys().find(|k| k.ends_with(".q")).unwrap().clone();
+    let [start, end] = [0, 1].map(|i| header[&name]["data_offsets"][i].as_u64().unwrap());
+    // A 0-dimensional int8 tensor holds one byte.
+    header[&name]["shape"] = json!([]);
+    header[&name]["data_offsets"] = json!([start, start + 1]);
+    let _ = end;
+    let bytes = seeds::join_safetensors(&header, &data);
+    let message = error_of(Backbone::from_model_file(&bytes, &Device::Cpu));
+    assert!(message.contains("not a valid Wick model file"), "{message}");
+}
+
+#[test]
+fn lying_preprocessing_in_a_backbone_or_a_wick_is_refused() {
+    let backbone = seeds::tiny_backbone();
+    let wick_file = seeds::tiny_wick(&backbone);
+    let cases = [
+        ("crop", json!(65536), "crop is 65536 pixels"),
+        ("crop", json!(0), "crop is 0 pixels"),
+        ("crop", json!(20000), "crop is 20000 pixels"),
+        ("resize_shorter", json!(4_000_000_000u64), "resize_shorter is 4000000000 pixels"),
+        ("std", json!([0.0, 0.5, 0.5]), "std [0.0, 0.5, 0.5] must be positive numbers"),
+    ];
+    for (field, value, says) in cases {
+        let bad_backbone = seeds::edit_meta(&seeds::tiny_backbone_file(), |m| m["preprocess"][field] = value.clone());
+        assert_says(&error_of(Backbone::from_model_file(&bad_backbone, &Device::Cpu)), says);
+        let bad_wick = seeds::edit_meta(&wick_file, |m| m["preprocess"][field] = value.clone());
+        assert_says(&error_of(Classifier::from_bytes(&bad_wick, &Device::Cpu)), says);
+    }
+}
+
+#[test]
+fn lying_architecture_configs_are_refused_before_they_size_anything() {
+    let cases = [
+        (json!(1_000_000_000_000u64), "repeats", "stage 0's repeats is 1000000000000, expected 1 to 16"),
+        (json!(1_000_000_007u64), "stride", "stage 0 has stride 1000000007, expected 1 or 2"),
+        (json!(4), "kernel", "stage 0 has kernel 4"),
+    ];
+    for (value, field, says) in cases {
+        let bytes = seeds::edit_meta(&seeds::tiny_backbone_file(), |m| m["config"]["stages"][0][field] = value.clone());
+        assert_says(&error_of(Backbone::from_model_file(&bytes, &Device::Cpu)), says);
+    }
+    // Within every bound, but one layer's activations would take gigabytes.
+    let bytes = seeds::edit_meta(&seeds::tiny_backbone_file(), |m| {
+        m["config"]["stem_channels"] = json!(4096);
+        m["preprocess"]["crop"] = json!(1024);
+    });
+    assert_says(&error_of(Backbone::from_model_file(&bytes, &Device::Cpu)), "over the limit of 1024 MB");
+}
+
+#[test]
+fn an_architecture_name_never_becomes_a_path_outside_the_cache() {
+    let dir = scratch("architecture");
+    let cache = dir.join("cache");
+    for name in ["../../escaped", "/tmp/wick-absolute", "UPPER", ""] {
+        let bytes = seeds::edit_meta(&seeds::tiny_backbone_file(), |m| m["architecture"] = json!(name));
+        let message = error_of(Backbone::from_model_file(&bytes, &Device::Cpu));
+        assert_says(&message, "is not a valid name");
+        let backbone = dir.join("evil.safetensors");
+        std::fs::write(&backbone, &bytes).unwrap();
+        let data = dir.join("data");
+        for class in ["a", "b"] {
+            std::fs::create_dir_all(data.join(class)).unwrap();
+            seeds::colour_image(class.len() as u8).save(data.join(class).join("1.png")).unwrap();
+        }
+        refused(
+            &[
+                "train",
+                "--data",
+                s(&data),
+                "--out",
+                s(&dir.join("m.wick")),
+                "--backbone",
+                s(&backbone),
+                "--cache-dir",
+                s(&cache),
+            ],
+            &[],
+            "is not a valid name",
+        );
+    }
+    assert!(!dir.join("m.wick").exists());
+    assert!(!cache.exists(), "nothing is written to the cache");
+    assert!(!Path::new("/tmp/wick-absolute").exists());
+}
+
+// ---- fine-tuning checkpoints -------------------------------------------------------------------
+
+fn tiny_train() -> Cifar10 {
+    let mut train = Cifar10::default();
+    for i in 0..4u8 {
+        train.labels.push(i);
+        train.pixels.extend(std::iter::repeat_n(i * 50, PIXELS));
+    }
+    train
+}
+
+fn checkpoint_meta(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let config = FinetuneConfig { epochs: 2, batch_size: 2, warmup_epochs: 0, ..FinetuneConfig::default() };
+    let mut meta = json!({
+        "config": config, "classes": CLASSES, "source_sha256": "cd".repeat(32),
+        "data_fingerprint": fingerprint(&tiny_train()), "epochs_done": 1, "optimizer_steps": 2,
+        "history": [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.1, "val_loss": 2.0, "val_accuracy": 0.1}],
+    });
+    edit(&mut meta);
+    seeds::safetensors_file(
+        &[("head.output.bias", safetensors::Dtype::F32, vec![10], seeds::f32_le(&[0.0; 10]))],
+        &[("format", "wick-finetune-checkpoint".into()), ("format_version", "1".into()), ("meta", meta.to_string())],
+    )
+}
+
+fn resume(bytes: &[u8]) -> String {
+    let config = FinetuneConfig { epochs: 2, batch_size: 2, warmup_epochs: 0, ..FinetuneConfig::default() };
+    let classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
+    error_of(Finetuner::resume(bytes, &"cd".repeat(32), &classes, &tiny_train(), config, &Device::Cpu))
+}
+
+#[test]
+fn a_checkpoint_for_other_classes_or_with_a_history_it_did_not_train_is_refused() {
+    let five = checkpoint_meta(|m| m["classes"] = json!(["a", "b", "c", "d", "e"]));
+    assert_says(&resume(&five), "it was made for the classes");
+    let epoch = json!({"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.1, "val_loss": null, "val_accuracy": null});
+    let longer = checkpoint_meta(|m| m["history"] = json!([epoch.clone(), epoch.clone()]));
+    assert_says(&resume(&longer), "its history lists 2 epochs, but it records 1 done");
+    let ahead = checkpoint_meta(|m| m["epochs_done"] = json!(7));
+    assert_says(&resume(&ahead), "it has 7 epochs done of a run of 2");
+    let steps = checkpoint_meta(|m| m["optimizer_steps"] = json!(99));
+    assert_says(&resume(&steps), "it records 99 optimizer steps");
+    // A consistent record gets as far as the tensors, which must all be there.
+    assert_says(&resume(&checkpoint_meta(|_| {})), "it has no `model.");
+}
+
+// ---- outputs that collide ----------------------------------------------------------------------
+
+#[test]
+fn outputs_that_are_the_same_file_are_refused_before_any_work() {
+    let dir = scratch("collide");
+    let pth = dir.join("weights.pth");
+    std::fs::write(&pth, b"never read").unwrap();
+    let out = dir.join("run.wick");
+    let data = dir.join("no-data-needed");
+    let finetune = |extra: &[&str]| {
+        let mut args = vec!["cifar10", "--mode", "finetune", "--data", s(&data), "--pth", s(&pth), "--out", s(&out)];
+        args.extend_from_slice(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let cases = [
+        (finetune(&["--backbone-out", s(&out)]), "--out and --backbone-out name the same file"),
+        (finetune(&["--checkpoint", s(&out)]), "--out and --checkpoint name the same file"),
+        (finetune(&["--backbone-out", s(&pth)]), "--backbone-out and --pth name the same file"),
+        (finetune(&["--checkpoint", &format!("{}/./run.wick", dir.display())]), "--out and --checkpoint"),
+    ];
+    for (args, says) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, &[], says);
+    }
+    refused(&["convert", s(&pth), "--out", s(&pth)], &[], "--out and --pth name the same file");
+    assert_eq!(std::fs::read(&pth).unwrap(), b"never read");
+    assert!(!out.exists() && !data.exists());
+}
+
+// ---- the feature cache -------------------------------------------------------------------------
+
+#[test]
+fn a_cache_with_nan_features_is_named_replaced_and_its_way_out_given() {
+    let dir = scratch("cache");
+    let backbone = seeds::tiny_backbone();
+    let header = CacheHeader::of(&backbone);
+    let mut bytes = seeds::feature_cache(&header, 2);
+    let last = bytes.len() - 4;
+    bytes[last..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(dir.join(header.file_name()), &bytes).unwrap();
+    let (cache, note) = CacheFile::open(&dir, header).unwrap();
+    let note = note.expect("the damage is reported");
+    assert!(note.contains(&dir.join(cache.cache.header.file_name()).display().to_string()), "{note}");
+    assert_says(&note, "NaN or infinite");
+    assert_says(&note, "--no-cache");
+    assert!(cache.cache.is_empty());
+}
+
+// ---- downloads ---------------------------------------------------------------------------------
+
+/// Serves one connection on 127.0.0.1 with `respond`, in a thread; returns the URL.
+fn serve_once(respond: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/cifar-10-binary.tar.gz", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            respond(stream);
+        }
+    });
+    url
+}
+
+#[test]
+fn a_mirror_that_claims_a_huge_body_is_refused_before_anything_is_allocated() {
+    for length in [u64::MAX, 1_000_000_000_000] {
+        let url = serve_once(move |mut stream| {
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\nabc");
+            std::thread::sleep(Duration::from_secs(2));
+        });
+        assert_says(
+            &error_of(fetch(&url, FetchLimits::default(), |_, _| {})),
+            "but the CIFAR-10 archive is 170052171 bytes",
+        );
+    }
+    // A body longer than the archive, without a length, is cut off too.
+    let url = serve_once(|mut stream| {
+        let _ = write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        let _ = stream.write_all(&[0u8; 5000]);
+    });
+    let limits = FetchLimits { max_bytes: 1000, ..FetchLimits::default() };
+    assert_says(&error_of(fetch(&url, limits, |_, _| {})), "not the archive");
+}
+
+#[test]
+fn a_mirror_that_stalls_after_its_headers_times_out() {
+    let url = serve_once(|mut stream| {
+        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc");
+        let _ = stream.flush();
+        std::thread::sleep(Duration::from_secs(20));
+    });
+    let start = Instant::now();
+    let limits = FetchLimits { read_timeout: Duration::from_secs(1), ..FetchLimits::default() };
+    let message = error_of(fetch(&url, limits, |_, _| {}));
+    assert_says(&message, "cannot download CIFAR-10");
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+}
+
+#[test]
+fn download_refusals_leave_the_data_folder_empty() {
+    let dir = scratch("download");
+    let data = dir.join("cifar");
+    let url = serve_once(|mut stream| {
+        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    refused(
+        &["cifar10", "--data", s(&data), "--download", "--out", s(&dir.join("c.wick")), "--quiet"],
+        &[("WICK_CIFAR10_URL", url.as_str())],
+        "not the archive",
+    );
+    assert!(!data.exists() || std::fs::read_dir(&data).unwrap().next().is_none());
+    assert!(!dir.join("c.wick").exists());
+}
