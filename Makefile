@@ -1,5 +1,5 @@
 # The README's two commands are `make app` and `make test`; both set up what they need first.
-.PHONY: app test lint test-native test-browser dist bench bench-finetune check-cuda
+.PHONY: app test lint test-native test-browser dist bench bench-finetune check-cuda fuzz
 
 app:
 	scripts/setup.sh app
@@ -16,6 +16,10 @@ lint:
 test-native:
 	scripts/setup.sh test
 	cargo test --release
+
+# The fuzzing harness for longer (make test runs 300 cases per file format): 20 000 cases per format.
+fuzz:
+	WICK_FUZZ_ITERS=$${WICK_FUZZ_ITERS:-20000} cargo test --release --test fuzz -- --nocapture
 
 dist:
 	scripts/setup.sh app

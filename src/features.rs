@@ -355,20 +355,14 @@ mod file {
                     failed[i] = image.err();
                 }
             }
+            let cached = |key: &ImageKey, view: View| cache.cache.get(key, view).expect("computed above").to_vec();
             for ((loaded, (_, mirrored)), failure) in loaded.into_iter().zip(chunk).zip(failed) {
                 results.push(loaded.and_then(|(key, _)| match failure {
                     Some(e) => Err(e),
-                    None => {
-                        Ok(
-                            ImageFeatures {
-                                as_is: cache.cache.get(&key, View::AsIs).expect("computed above").to_vec(),
-                                mirrored:
-                                    mirrored.then(|| {
-                                        cache.cache.get(&key, View::Mirrored).expect("computed above").to_vec()
-                                    }),
-                            },
-                        )
-                    }
+                    None => Ok(ImageFeatures {
+                        as_is: cached(&key, View::AsIs),
+                        mirrored: mirrored.then(|| cached(&key, View::Mirrored)),
+                    }),
                 }));
             }
             progress(results.len());

@@ -332,7 +332,17 @@ fn finetune_refuses_bad_settings_and_foreign_checkpoints_without_touching_the_ch
     fails(&["--epochs", "2", "--resume", "--lr", "0.1"], "learning_rate 0.02 → 0.1");
     fails(&["--epochs", "2", "--resume", "--limit", "32"], "other data");
     assert!(std::fs::read(&checkpoint).unwrap() == saved, "a refused resume changed the checkpoint");
-    fails(&["--epochs", "2", "--resume", "--checkpoint", model.to_str().unwrap()], "this is a trained .wick model");
+    // The run's own .wick as its checkpoint would be overwritten by it: refused before anything runs.
+    fails(
+        &["--epochs", "2", "--resume", "--checkpoint", model.to_str().unwrap()],
+        "--out and --checkpoint name the same file",
+    );
+    let other_wick = dir.join("other.wick");
+    std::fs::copy(&model, &other_wick).unwrap();
+    fails(
+        &["--epochs", "2", "--resume", "--checkpoint", other_wick.to_str().unwrap()],
+        "this is a trained .wick model",
+    );
     let cut = dir.join("cut.checkpoint");
     std::fs::write(&cut, &saved[..saved.len() / 2]).unwrap();
     fails(&["--epochs", "2", "--resume", "--checkpoint", cut.to_str().unwrap()], "cut.checkpoint");

@@ -143,7 +143,7 @@ fn cache_file_round_trips_and_survives_a_cut_short_write() {
     std::fs::write(dir.join(header("b1").file_name()), b"garbage").unwrap();
     let (fresh, note) = CacheFile::open(&dir, header("b1")).unwrap();
     assert!(fresh.cache.is_empty());
-    assert!(note.unwrap().contains("starting a new cache"));
+    assert!(note.unwrap().contains("it is replaced by a new cache"));
 }
 
 #[test]

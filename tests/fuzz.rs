@@ -434,3 +434,59 @@ fn cifar10_batches() {
         set.image(set.len() - 1).width() == 32
     });
 }
+
+/// Writes the lying files found by hand (each also has its own test, with its message, in
+/// `tests/hostile.rs`) into the regression corpus: `cargo test --release --test fuzz -- --ignored`.
+#[test]
+#[ignore = "writes tests/fuzz/regressions"]
+fn write_hand_found_crashers() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/regressions");
+    let save = |target: &str, name: &str, bytes: Vec<u8>| {
+        std::fs::create_dir_all(dir.join(target)).unwrap();
+        std::fs::write(dir.join(target).join(name), bytes).unwrap();
+    };
+    let pth = |edit: &dyn Fn(&mut CheckpointSpec)| {
+        let mut spec = CheckpointSpec::contiguous(&seeds::tiny_checkpoint_tensors());
+        edit(&mut spec);
+        spec.to_bytes()
+    };
+    save("pth", "stem-0-dim.pth", pth(&|s| (s.tensors[0].size, s.tensors[0].stride) = (vec![], vec![])));
+    save("pth", "stem-0-channels.pth", pth(&|s| s.tensors[0].size[0] = 0));
+    save(
+        "pth",
+        "stride-0-2e62.pth",
+        pth(&|s| (s.tensors[0].size, s.tensors[0].stride) = (vec![1 << 31, 1 << 31], vec![0, 0])),
+    );
+    save("pth", "stride-wraps.pth", pth(&|s| s.tensors[0].stride[0] = i64::MAX / 2));
+    save("pth", "memo-bomb.pth", pth(&|s| s.gadget = Some(Gadget::MemoBomb { rounds: 64 })));
+    let backbone = seeds::tiny_backbone_file();
+    let edit = |bytes: &[u8], path: &[&str], value: Value| {
+        seeds::edit_meta(bytes, |m| {
+            let mut at = m;
+            for key in path {
+                at = match key.parse::<usize>() {
+                    Ok(i) => &mut at[i],
+                    Err(_) => &mut at[*key],
+                };
+            }
+            *at = value;
+        })
+    };
+    save("backbone", "crop-65536.safetensors", edit(&backbone, &["preprocess", "crop"], json!(65536)));
+    save("backbone", "crop-0.safetensors", edit(&backbone, &["preprocess", "crop"], json!(0)));
+    save(
+        "backbone",
+        "repeats-1e12.safetensors",
+        edit(&backbone, &["config", "stages", "0", "repeats"], json!(1_000_000_000_000u64)),
+    );
+    save(
+        "backbone",
+        "stride-huge.safetensors",
+        edit(&backbone, &["config", "stages", "1", "stride"], json!(1u64 << 40)),
+    );
+    save("backbone", "architecture-path.safetensors", edit(&backbone, &["architecture"], json!("../../escaped")));
+    let wick = seeds::tiny_wick(&seeds::tiny_backbone());
+    save("wick", "crop-20000.wick", edit(&wick, &["preprocess", "crop"], json!(20000)));
+    save("wick", "resize-4e9.wick", edit(&wick, &["preprocess", "resize_shorter"], json!(4_000_000_000u64)));
+    save("wick", "std-0.wick", edit(&wick, &["preprocess", "std"], json!([0.0, 0.5, 0.5])));
+}
