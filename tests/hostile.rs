@@ -382,3 +382,28 @@ fn download_refusals_leave_the_data_folder_empty() {
     assert!(!data.exists() || std::fs::read_dir(&data).unwrap().next().is_none());
     assert!(!dir.join("c.wick").exists());
 }
+
+#[test]
+fn a_training_run_over_a_damaged_cache_says_which_file_and_goes_on() {
+    let dir = scratch("train-cache");
+    let data = dir.join("data");
+    for (class, seed) in [("red", 1u8), ("blue", 5)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..2u8 {
+            seeds::colour_image(seed + i).save(data.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let cache = dir.join("cache");
+    let model = dir.join("m.wick");
+    let args = ["train", "--data", s(&data), "--out", s(&model), "--cache-dir", s(&cache), "--quiet"];
+    assert!(wick(&args, &[]).status.success());
+    let file = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 4;
+    bytes[last..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&file, bytes).unwrap();
+    let out = wick(&args, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&file.display().to_string()) && err.contains("--no-cache"), "{err}");
+}

@@ -132,7 +132,7 @@ pub fn split_safetensors(bytes: &[u8]) -> (serde_json::Value, Vec<u8>) {
 /// Reassembles a safetensors file from a (possibly edited) header and data section.
 pub fn join_safetensors(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
     let mut json = serde_json::to_vec(header).unwrap();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = (json.len() as u64).to_le_bytes().to_vec();
