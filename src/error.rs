@@ -3,7 +3,7 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A problem with a file's contents (bad image, bad model file, bad torch checkpoint).
+    /// A problem with a file's contents (bad image, bad backbone file, bad torch checkpoint).
     #[error("{0}")]
     Invalid(String),
     /// Wraps another error with the file (or URL, or upload name) it concerns.

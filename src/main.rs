@@ -1,4 +1,4 @@
-//! The `wick` command line (`src/cli.rs`). (The web app is the library's wasm build: see `src/web.rs`.)
+//! The `wick` command line (`src/cli/`). (The web app is the library's wasm build: see `src/web/`.)
 //!
 //! With `--features cuda`, `wick` is a launcher and the command line is `wick-cuda`, next to it:
 //! that binary links the NVIDIA driver and the CUDA libraries (Candle links them, it does not load

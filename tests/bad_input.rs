@@ -1,21 +1,20 @@
 //! Bad input through the real `wick` binary: each gets a clear message naming the file and the problem,
 //! and good inputs next to it are still processed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn wick(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wick")).args(args).output().expect("wick runs")
-}
+use common::wick;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wick-bad-input-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// A file `name` holding `bytes`, in this test binary's scratch folder.
+fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("wick-bad-input-{}", std::process::id())).join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, bytes).unwrap();
     path
 }
@@ -65,20 +64,20 @@ fn png_header(w: u32, h: u32) -> Vec<u8> {
 
 #[test]
 fn non_image_file() {
-    let f = scratch("notes.txt", b"this is not a picture\n");
+    let f = scratch_file("notes.txt", b"this is not a picture\n");
     assert_refused(&["predict", f.to_str().unwrap()], &f, "not an image");
 }
 
 #[test]
 fn zero_byte_file() {
-    let f = scratch("empty.jpg", b"");
+    let f = scratch_file("empty.jpg", b"");
     assert_refused(&["predict", f.to_str().unwrap()], &f, "empty (0 bytes)");
 }
 
 #[test]
 fn truncated_jpeg_is_reported_and_the_good_image_still_classified() {
     let jpeg = std::fs::read(fixture("rocket.jpg")).unwrap();
-    let f = scratch("half.jpg", &jpeg[..jpeg.len() / 3]);
+    let f = scratch_file("half.jpg", &jpeg[..jpeg.len() / 3]);
     let good = fixture("coffee.png");
     let out = wick(&["predict", "--json", f.to_str().unwrap(), good.to_str().unwrap()]);
     let err = stderr(&out);
@@ -90,7 +89,7 @@ fn truncated_jpeg_is_reported_and_the_good_image_still_classified() {
 
 #[test]
 fn huge_image_header_is_refused_before_decoding() {
-    let f = scratch("huge.png", &png_header(100_000, 100_000));
+    let f = scratch_file("huge.png", &png_header(100_000, 100_000));
     assert_refused(&["predict", f.to_str().unwrap()], &f, "100000 × 100000 pixels, larger than the limit");
 }
 
@@ -98,12 +97,12 @@ fn huge_image_header_is_refused_before_decoding() {
 fn truncated_model_file() {
     let model = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"))
         .unwrap();
-    let f = scratch("cut.safetensors", &model[..model.len() / 2]);
+    let f = scratch_file("cut.safetensors", &model[..model.len() / 2]);
     let img = fixture("coffee.png");
     assert_refused(
         &["predict", "--backbone", f.to_str().unwrap(), img.to_str().unwrap()],
         &f,
-        "not a valid Wick model file",
+        "not a valid Wick backbone file",
     );
 }
 
@@ -114,7 +113,7 @@ fn wrong_model_file() {
     assert_refused(
         &["predict", "--backbone", img.to_str().unwrap(), img.to_str().unwrap()],
         &img,
-        "not a valid Wick model file",
+        "not a valid Wick backbone file",
     );
     // A safetensors file without Wick's metadata.
     let mut other = br#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.to_vec();
@@ -124,7 +123,7 @@ fn wrong_model_file() {
     let mut bytes = (other.len() as u64).to_le_bytes().to_vec();
     bytes.extend(other);
     bytes.extend([0u8; 4]);
-    let f = scratch("other.safetensors", &bytes);
+    let f = scratch_file("other.safetensors", &bytes);
     assert_refused(&["predict", "--backbone", f.to_str().unwrap(), img.to_str().unwrap()], &f, "no Wick metadata");
 }
 
@@ -141,7 +140,7 @@ fn checkpoint_with_global(module: &str, name: &str) -> Vec<u8> {
 
 #[test]
 fn checkpoint_with_forbidden_global_is_refused_not_run() {
-    let f = scratch("evil.pth", &checkpoint_with_global("os", "system"));
+    let f = scratch_file("evil.pth", &checkpoint_with_global("os", "system"));
     let img = fixture("coffee.png");
     assert_refused(
         &["predict", "--pth", f.to_str().unwrap(), img.to_str().unwrap()],
@@ -155,8 +154,8 @@ fn checkpoint_with_forbidden_global_is_refused_not_run() {
 
 #[test]
 fn not_a_checkpoint() {
-    let f = scratch("random.pth", &[7u8; 64]);
-    let out = scratch("keep.safetensors", b"the user's existing file");
+    let f = scratch_file("random.pth", &[7u8; 64]);
+    let out = scratch_file("keep.safetensors", b"the user's existing file");
     assert_refused(
         &["convert", f.to_str().unwrap(), "--out", out.to_str().unwrap()],
         &f,

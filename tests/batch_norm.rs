@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use wick::batch_norm::{
+use wick::kernels::batch_norm::{
     batch_norm_eval, batch_norm_eval_by_ops, batch_norm_train, batch_norm_train_by_ops, batch_norm_train_checkpointed,
 };
 

@@ -1,7 +1,7 @@
 //! The fused bias + ReLU6 op against the same computation spelt with Candle's broadcast ops.
 
 use candle_core::{Device, Tensor, Var};
-use wick::bias_relu6::add_bias_relu6;
+use wick::kernels::bias_relu6::add_bias_relu6;
 
 #[test]
 fn values_and_gradients_match_broadcast_ops() {

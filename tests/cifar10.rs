@@ -1,19 +1,15 @@
 //! CIFAR-10's binary format and `wick cifar10 --mode probe`, on generated files in that exact format
 //! (the real data set cannot be fetched here): each class is a colour with noise and a stripe pattern.
 
+mod common;
+
+use common::{scratch, wick};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use safetensors::SafeTensors;
-use wick::cifar10::{Cifar10, CLASSES, PIXELS, RECORD, TEST_FILE, TRAIN_FILES};
-use wick::rng::Rng;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wick-cifar-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use wick::data::cifar10::{Cifar10, CLASSES, PIXELS, RECORD, TEST_FILE, TRAIN_FILES};
+use wick::util::rng::Rng;
 
 /// `n` images: class `i % 10`, a per-class colour and stripe direction, plus noise.
 fn synthetic(n: usize, seed: u64) -> Cifar10 {
@@ -42,10 +38,6 @@ fn write_dataset(dir: &Path, per_batch: usize, test: usize) {
         std::fs::write(dir.join(name), synthetic(per_batch, b as u64).encode()).unwrap();
     }
     std::fs::write(dir.join(TEST_FILE), synthetic(test, 99).encode()).unwrap();
-}
-
-fn wick(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wick")).args(args).output().expect("wick runs")
 }
 
 #[test]
@@ -365,7 +357,7 @@ fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 #[test]
 fn the_archive_unpacks_to_the_six_batch_files_and_bad_archives_are_explained() {
-    use wick::cifar10::download::{check_md5, is_complete, unpack};
+    use wick::data::cifar10::download::{check_md5, is_complete, unpack};
     let batches: Vec<(String, Vec<u8>)> = TRAIN_FILES
         .iter()
         .chain([&TEST_FILE])
@@ -386,7 +378,7 @@ fn the_archive_unpacks_to_the_six_batch_files_and_bad_archives_are_explained() {
     assert!(err(b"not gzip at all").contains("cannot be unpacked"));
     let short = [(files[0].0, &files[0].1[..100])];
     assert!(err(&tar_gz(&short)).contains("data_batch_1.bin in the archive"), "{}", err(&tar_gz(&short)));
-    let md5 = check_md5(b"abc", wick::cifar10::ARCHIVE_MD5).unwrap_err().to_string();
+    let md5 = check_md5(b"abc", wick::data::cifar10::ARCHIVE_MD5).unwrap_err().to_string();
     assert!(md5.contains("MD5 is 900150983cd24fb0d6963f7d28e17f72") && md5.contains("nothing was written"), "{md5}");
 }
 

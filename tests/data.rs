@@ -1,19 +1,15 @@
 //! Labelled folders, the stratified split and the feature cache.
 
+mod common;
+
+use common::scratch;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use wick::backbone::Backbone;
-use wick::dataset::{check_labels, scan_folder, stratified_split};
-use wick::features::{extract_files, CacheFile, CacheHeader, FeatureCache, View};
-use wick::preprocess::Preprocess;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wick-data-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use wick::data::dataset::{check_labels, scan_folder, stratified_split};
+use wick::data::features::{extract_files, CacheFile, CacheHeader, FeatureCache, View};
+use wick::data::preprocess::Preprocess;
 
 fn touch(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -149,7 +145,7 @@ fn cache_file_round_trips_and_survives_a_cut_short_write() {
 #[test]
 fn features_are_computed_once_and_mirrored_on_request() {
     let model = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/efficientnet-lite0-int8.safetensors"));
-    let backbone = Backbone::from_model_file(&model.unwrap(), &Device::Cpu).unwrap();
+    let backbone = Backbone::from_backbone_file(&model.unwrap(), &Device::Cpu).unwrap();
     let dir = scratch("extract");
     let coffee = fixture("coffee.png");
     let mirrored_file = dir.join("coffee-mirrored.png");

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use wick::features::{extract_files, CacheFile, CacheHeader, DECODE_BUDGET};
+use wick::data::features::{extract_files, CacheFile, CacheHeader, DECODE_BUDGET};
 
 struct Peak;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -39,7 +39,7 @@ fn sixteen_huge_pngs_are_decoded_within_the_budget() {
             (path, false)
         })
         .collect();
-    let backbone = wick::backbone::Backbone::from_model_file(
+    let backbone = wick::backbone::Backbone::from_backbone_file(
         &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/efficientnet-lite0-int8.safetensors")).unwrap(),
         &candle_core::Device::Cpu,
     )

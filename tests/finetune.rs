@@ -2,9 +2,10 @@
 //! and its learning-rate schedule.
 
 use candle_core::Device;
-use wick::cifar10::Cifar10;
-use wick::finetune::{input_batch, FinetuneConfig};
-use wick::rng::Rng;
+use wick::data::cifar10::Cifar10;
+use wick::train::config::FinetuneConfig;
+use wick::train::finetune::input_batch;
+use wick::util::rng::Rng;
 
 fn noise_images(n: usize) -> Cifar10 {
     let mut rng = Rng::new(5);

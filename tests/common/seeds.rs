@@ -1,18 +1,17 @@
-#![allow(dead_code)]
 //! Small, valid files of every kind Wick reads, built in memory: the fuzzing harness mutates them and
 //! the hostile-file tests bend one field at a time.
 
 use candle_core::{Device, Tensor};
 use safetensors::Dtype;
+use wick::backbone::efficientnet_lite::{Config, StageConfig};
+use wick::backbone::fold::FloatWeights;
 use wick::backbone::Backbone;
-use wick::bundle::{BundleMeta, Classifier};
-use wick::efficientnet_lite::{Config, StageConfig};
-use wick::features::{CacheHeader, FeatureCache, View};
-use wick::head::{Head, HeadSpec, Stop, TrainConfig, Trained};
-use wick::model_file::{self, ModelMeta, Source};
-use wick::preprocess::Preprocess;
-use wick::rng::Rng;
-use wick::weights::FloatWeights;
+use wick::data::features::{CacheHeader, FeatureCache, View};
+use wick::data::preprocess::Preprocess;
+use wick::formats::backbone_file::{self, BackboneMeta, Source};
+use wick::formats::classifier::{Classifier, ClassifierMeta};
+use wick::train::head::{Head, HeadSpec, Stop, TrainConfig, Trained};
+use wick::util::rng::Rng;
 
 /// A two-stage EfficientNet-Lite small enough to run in microseconds.
 pub fn tiny_config() -> Config {
@@ -32,8 +31,8 @@ pub fn tiny_config() -> Config {
     }
 }
 
-pub fn tiny_meta() -> ModelMeta {
-    ModelMeta {
+pub fn tiny_meta() -> BackboneMeta {
+    BackboneMeta {
         architecture: "efficientnet-lite0".into(),
         config: tiny_config(),
         preprocess: Preprocess { resize_shorter: 36, crop: 32, mean: [0.5; 3], std: [0.5; 3] },
@@ -79,12 +78,12 @@ pub fn tiny_backbone_file() -> Vec<u8> {
         let (_, shape, values) = named.iter().find(|(n, _, _)| n == name).expect("tiny tensor");
         Ok((shape.clone(), values.clone()))
     };
-    let weights: FloatWeights = wick::weights::fold_named(lookup, &tiny_config()).expect("folds");
-    model_file::write(&weights, &tiny_meta()).expect("writes")
+    let weights: FloatWeights = wick::backbone::fold::fold_named(lookup, &tiny_config()).expect("folds");
+    backbone_file::write(&weights, &tiny_meta()).expect("writes")
 }
 
 pub fn tiny_backbone() -> Backbone {
-    Backbone::from_model_file(&tiny_backbone_file(), &Device::Cpu).expect("tiny backbone loads")
+    Backbone::from_backbone_file(&tiny_backbone_file(), &Device::Cpu).expect("tiny backbone loads")
 }
 
 /// A `.wick` for the tiny backbone: a linear head over its 40 features, three classes.
@@ -96,7 +95,7 @@ pub fn tiny_wick(backbone: &Backbone) -> Vec<u8> {
     Classifier::from_training(trained, labels, backbone, TrainConfig::default(), None, 0).to_bytes().unwrap()
 }
 
-pub fn wick_meta(bytes: &[u8]) -> BundleMeta {
+pub fn wick_meta(bytes: &[u8]) -> ClassifierMeta {
     Classifier::from_bytes(bytes, &Device::Cpu).unwrap().meta
 }
 

@@ -1,7 +1,13 @@
-//! What every Wick file shares: a safetensors file whose `__metadata__` holds `format`,
-//! `format_version` and `meta` (the JSON of the file's metadata struct). The backbone file
-//! ([`crate::model_file`]), the `.wick` model ([`crate::bundle`]) and the web app's project
-//! ([`crate::project`]) each describe themselves with a [`FileKind`].
+//! Wick's file formats. What every Wick file shares: a safetensors file whose `__metadata__` holds
+//! `format`, `format_version` and `meta` (the JSON of the file's metadata struct). The backbone file
+//! ([`backbone_file`]), the `.wick` classifier ([`classifier`]), the web app's project
+//! ([`project`]) and the fine-tuning checkpoint each describe themselves with a [`FileKind`]. The
+//! feature cache has its own append-only layout ([`crate::data::features`]).
+
+pub mod backbone_file;
+pub mod classifier;
+pub mod finetune_checkpoint;
+pub mod project;
 
 use std::collections::HashMap;
 
@@ -19,7 +25,7 @@ pub struct FileKind {
     pub noun: &'static str,
     /// For "… format version N is not supported": e.g. ".wick".
     pub version_label: &'static str,
-    /// For "cannot write …": e.g. "the model bundle".
+    /// For "cannot write …": e.g. "the classifier".
     pub written: &'static str,
     /// Other Wick formats someone may hand over instead, with what to tell them.
     pub mistaken_for: &'static [(&'static str, &'static str)],

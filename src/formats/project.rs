@@ -13,12 +13,12 @@
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::BackboneRef;
-use crate::dataset::check_label;
+use crate::data::dataset::check_label;
 use crate::error::{invalid, Result};
-use crate::head::{EpochStats, Stop};
-use crate::metrics::Metrics;
-use crate::wick_file::{f32_bytes, f32_values, FileKind};
+use crate::eval::metrics::Metrics;
+use crate::formats::classifier::BackboneRef;
+use crate::formats::{f32_bytes, f32_values, FileKind};
+use crate::train::head::{EpochStats, Stop};
 
 pub const FORMAT: &str = "wick-project";
 pub const FORMAT_VERSION: &str = "1";
@@ -29,7 +29,10 @@ const FILE: FileKind = FileKind {
     noun: "Wick project file",
     version_label: "Wick project",
     written: "the project",
-    mistaken_for: &[(crate::bundle::FORMAT, "this is a trained model (.wick), not a project; open it as a model")],
+    mistaken_for: &[(
+        crate::formats::classifier::FORMAT,
+        "this is a trained model (.wick), not a project; open it as a model",
+    )],
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,8 +88,9 @@ impl ProjectSettings {
         if let Some(metrics) = &report.validation {
             let labels: Vec<String> = metrics.classes.iter().map(|c| c.label.clone()).collect();
             metrics.check(&labels).map_err(|e| invalid!("the report's {e}"))?;
-            let named =
-                |m: &crate::metrics::Misclassified| m.name.parse::<usize>().is_ok_and(|i| i < self.trained_on.len());
+            let named = |m: &crate::eval::metrics::Misclassified| {
+                m.name.parse::<usize>().is_ok_and(|i| i < self.trained_on.len())
+            };
             if !metrics.misclassified.iter().all(named) {
                 return Err(invalid!("the report names a validation image that is not among those trained on"));
             }

@@ -1,4 +1,4 @@
-//! The Wick model file: one self-describing safetensors file with the BN-folded backbone and its
+//! The Wick backbone file: one self-describing safetensors file with the BN-folded backbone and its
 //! ImageNet classifier in int8, plus everything needed to use it (architecture, preprocessing, class
 //! names, provenance).
 //!
@@ -12,7 +12,7 @@
 //!   network drops from ≈0.998 to ≈0.98 on real photos) for < 1% of the file;
 //! - every other tensor (the folded biases) is stored as `<name>` in F32;
 //! - `__metadata__` holds `format` = "wick-model", `format_version` = "1" and `meta`, the JSON of
-//!   [`ModelMeta`].
+//!   [`BackboneMeta`].
 //!
 //! Tensors are written F32 first, then F16, then I8, each group sorted by name, and the metadata keys are
 //! sorted: the same weights always give the same bytes.
@@ -23,11 +23,11 @@ use half::f16;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::efficientnet_lite::{Config, MAX_ACTIVATION_BYTES};
+use crate::backbone::efficientnet_lite::{Config, MAX_ACTIVATION_BYTES};
+use crate::backbone::fold::FloatWeights;
+use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
-use crate::preprocess::Preprocess;
-use crate::weights::FloatWeights;
-use crate::wick_file::{f32_bytes, f32_values, FileKind};
+use crate::formats::{f32_bytes, f32_values, FileKind};
 
 pub const FORMAT: &str = "wick-model";
 pub const FORMAT_VERSION: &str = "1";
@@ -37,14 +37,14 @@ pub const MIN_INT8_ROW: usize = 32;
 const FILE: FileKind = FileKind {
     format: FORMAT,
     version: FORMAT_VERSION,
-    noun: "Wick model file",
+    noun: "Wick backbone file",
     version_label: "Wick model",
-    written: "the model file",
+    written: "the backbone file",
     mistaken_for: &[],
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelMeta {
+pub struct BackboneMeta {
     pub architecture: String,
     pub config: Config,
     pub preprocess: Preprocess,
@@ -63,7 +63,7 @@ pub struct Source {
 }
 
 /// Quantizes `weights` and serialises them with `meta`.
-pub fn write(weights: &FloatWeights, meta: &ModelMeta) -> Result<Vec<u8>> {
+pub fn write(weights: &FloatWeights, meta: &BackboneMeta) -> Result<Vec<u8>> {
     let mut floats: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut halves: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut int8s: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -120,7 +120,7 @@ pub fn write(weights: &FloatWeights, meta: &ModelMeta) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-impl ModelMeta {
+impl BackboneMeta {
     /// Checks metadata read from a file before anything is sized by it: the architecture (it names
     /// cache files), the configuration and preprocessing against their bounds, one label per class,
     /// and the memory one image's activations would take.
@@ -168,11 +168,11 @@ pub fn check_identifier(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parses and dequantizes a model file. Every tensor is checked — its type, a per-channel scale
+/// Parses and dequantizes a backbone file. Every tensor is checked — its type, a per-channel scale
 /// for each int8 one, finite values — before its values are used.
-pub fn read(bytes: &[u8]) -> Result<(ModelMeta, FloatWeights)> {
+pub fn read(bytes: &[u8]) -> Result<(BackboneMeta, FloatWeights)> {
     let not_wick = |why: String| FILE.invalid(why);
-    let meta: ModelMeta = FILE.read_meta(bytes)?;
+    let meta: BackboneMeta = FILE.read_meta(bytes)?;
     meta.validate().map_err(|e| not_wick(e.to_string()))?;
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| not_wick(e.to_string()))?;
 

@@ -14,7 +14,8 @@ use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result};
-use crate::rng::Rng;
+use crate::eval::metrics::Metrics;
+use crate::util::rng::Rng;
 
 /// The head's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +26,7 @@ pub struct HeadSpec {
     pub classes: usize,
 }
 
-/// Hyper-parameters of one training run (stored in the `.wick` bundle with the weights).
+/// Hyper-parameters of one training run (stored in the `.wick` classifier with the weights).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Units of the hidden layer; `None` trains a linear head.
@@ -208,6 +209,13 @@ impl Head {
         Ok(softmax_last_dim(&self.logits(features, None)?)?)
     }
 
+    /// How well this head classifies `set` (its rows named by `names`) into `labels`: what `wick
+    /// train`, `wick cifar10` and the web app report after training.
+    pub fn evaluate(&self, set: &FeatureSet, labels: &[String], names: &[String], device: &Device) -> Result<Metrics> {
+        let probabilities = self.probabilities(&set.tensor(device)?)?.to_vec2::<f32>()?;
+        Ok(Metrics::compute(labels, &set.labels, &probabilities, names))
+    }
+
     fn snapshot(&self) -> Result<Vec<Tensor>> {
         Ok(self.vars().iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?)
     }
@@ -243,6 +251,20 @@ pub enum Stop {
     Cancelled,
     /// The loss became NaN or infinite in this epoch; the weights are those of the last good epoch.
     Diverged { epoch: usize },
+}
+
+impl Stop {
+    /// Why training ended, in words (the CLI's report and the web app's status say the same).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Completed => "all epochs ran".into(),
+            Self::EarlyStopped => "stopped early: the validation loss stopped improving".into(),
+            Self::Cancelled => "cancelled".into(),
+            Self::Diverged { epoch } => {
+                format!("stopped in epoch {epoch}: the loss became NaN or infinite (try a lower learning rate)")
+            }
+        }
+    }
 }
 
 pub struct Trained {

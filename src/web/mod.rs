@@ -10,13 +10,13 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::backbone::Backbone;
-use crate::bundle::{BackboneRef, Classifier};
-use crate::dataset::{check_labels, stratified_split};
-use crate::features::{compute, View};
-use crate::head::{self, FeatureSet, Stop, TrainConfig, Trainer};
-use crate::metrics::Metrics;
-use crate::preprocess::decode_image;
-use crate::project::{Project, ProjectMeta, TrainReport};
+use crate::data::dataset::{check_labels, stratified_split};
+use crate::data::features::{compute, View};
+use crate::data::preprocess::decode_image;
+use crate::eval::metrics::Metrics;
+use crate::formats::classifier::{BackboneRef, Classifier};
+use crate::formats::project::{Project, ProjectMeta, TrainReport};
+use crate::train::head::{self, FeatureSet, Stop, TrainConfig, Trainer};
 
 /// Thumbnails are at most this many pixels on their longer side.
 const THUMBNAIL_SIDE: u32 = 160;
@@ -50,7 +50,7 @@ impl Engine {
     /// Loads a Wick backbone file.
     #[wasm_bindgen(constructor)]
     pub fn new(model_file: &[u8]) -> Result<Engine, JsError> {
-        Ok(Self { backbone: Backbone::from_model_file(model_file, &Device::Cpu).map_err(fail)?, model: None })
+        Ok(Self { backbone: Backbone::from_backbone_file(model_file, &Device::Cpu).map_err(fail)?, model: None })
     }
 
     /// JSON of the backbone's id, architecture and sha256, plus how many classes its own classifier
@@ -257,10 +257,8 @@ impl Training {
         let validation = if self.val_set.is_empty() {
             None
         } else {
-            let x = self.val_set.tensor(&Device::Cpu).map_err(fail)?;
-            let probabilities = trained.head.probabilities(&x).map_err(fail)?.to_vec2::<f32>().map_err(fail)?;
             let names: Vec<String> = self.val_samples.iter().map(|i| i.to_string()).collect();
-            Some(Metrics::compute(&self.labels, &self.val_set.labels, &probabilities, &names))
+            Some(trained.head.evaluate(&self.val_set, &self.labels, &names, &Device::Cpu).map_err(fail)?)
         };
         let report = TrainReport {
             history: trained.history.clone(),
@@ -288,21 +286,13 @@ impl Training {
 /// undefined for anything else.
 #[wasm_bindgen]
 pub fn wick_format(bytes: &[u8]) -> Option<String> {
-    crate::wick_file::format_of(bytes)
+    crate::formats::format_of(bytes)
 }
 
 /// Whether training stopped because it diverged (for the page's message).
 #[wasm_bindgen]
 pub fn describe_stop(stop_json: &str) -> String {
-    match serde_json::from_str::<Stop>(stop_json) {
-        Ok(Stop::Completed) => "all epochs ran".into(),
-        Ok(Stop::EarlyStopped) => "stopped early: the validation loss stopped improving".into(),
-        Ok(Stop::Cancelled) => "cancelled".into(),
-        Ok(Stop::Diverged { epoch }) => {
-            format!("stopped in epoch {epoch}: the loss became NaN or infinite (try a lower learning rate)")
-        }
-        Err(_) => "unknown".into(),
-    }
+    serde_json::from_str::<Stop>(stop_json).map_or_else(|_| "unknown".into(), |stop| stop.describe())
 }
 
 /// One project file's parts, for the page to store.
@@ -355,7 +345,7 @@ fn now_ms() -> f64 {
 /// Backbone forward time in this tab: `{"batch": B, "ms_per_image": …}` (for `benches/`).
 #[wasm_bindgen]
 pub fn bench_backbone(model_file: &[u8], batch: usize, iters: usize) -> Result<String, JsError> {
-    let backbone = Backbone::from_model_file(model_file, &Device::Cpu).map_err(fail)?;
+    let backbone = Backbone::from_backbone_file(model_file, &Device::Cpu).map_err(fail)?;
     let crop = backbone.meta.preprocess.crop as usize;
     let input = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), &Device::Cpu).map_err(fail)?;
     let run = || backbone.features(&input).and_then(|f| Ok(f.to_vec2::<f32>()?)).map_err(fail);

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{invalid, Result};
-use crate::rng::Rng;
+use crate::util::rng::Rng;
 
 /// Longest class name accepted, in characters.
 pub const MAX_LABEL_CHARS: usize = 100;

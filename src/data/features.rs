@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backbone::Backbone;
+use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
-use crate::preprocess::Preprocess;
-use crate::wick_file::{f32_bytes, f32_values};
+use crate::formats::{f32_bytes, f32_values};
 
 pub const CACHE_MAGIC: &[u8; 8] = b"WICKFEAT";
 pub const CACHE_VERSION: u32 = 1;
@@ -84,7 +84,7 @@ impl CacheHeader {
     /// A file name unique to this backbone and preprocessing.
     pub fn file_name(&self) -> String {
         let preprocess = serde_json::to_vec(&self.preprocess).expect("preprocess serialises");
-        let hash = crate::backbone::sha256_hex(&preprocess);
+        let hash = crate::util::sha256_hex(&preprocess);
         format!("{}-{}.wickfeat", self.backbone, &hash[..12])
     }
 
@@ -191,8 +191,8 @@ mod file {
     use rayon::prelude::*;
 
     use super::*;
+    use crate::data::preprocess::{decode_image, decoded_bytes};
     use crate::error::InFile;
-    use crate::preprocess::{decode_image, decoded_bytes};
 
     /// `$XDG_CACHE_HOME/wick/features`, else `~/.cache/wick/features`.
     pub fn default_cache_dir() -> Option<PathBuf> {

@@ -10,173 +10,24 @@
 //! resumed from a checkpoint ends with exactly the weights of one that was never interrupted.
 
 use std::collections::BTreeMap;
-use std::f64::consts::PI;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, ModuleT, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use safetensors::{Dtype, SafeTensors};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cifar10::{Cifar10, PIXELS, SIDE};
-use crate::efficientnet_lite::Config;
-use crate::efficientnet_lite_train::EfficientNetLiteTrain;
+use crate::backbone::efficientnet_lite::{Config, EfficientNetLite};
+use crate::backbone::fold::{fold_named, FloatWeights};
+use crate::checkpoint::torch_legacy::StateDict;
+use crate::data::cifar10::{Cifar10, PIXELS, SIDE};
 use crate::error::{invalid, Result};
-use crate::head::{count_correct, cross_entropy, EpochStats, Head, HeadSpec, Stop, Trained};
-use crate::model_file::{ModelMeta, Source};
-use crate::preprocess::Preprocess;
-use crate::rng::Rng;
-use crate::torch_legacy::StateDict;
-use crate::weights::{fold_named, FloatWeights};
-use crate::wick_file::{f32_values, FileKind};
-
-/// The convolutions' arithmetic (weights, BatchNorm, loss and optimizer are always f32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    F32,
-    /// Mixed precision, like PyTorch's bf16 autocast: CUDA only (Candle's CPU matmul has no bf16).
-    Bf16,
-}
-
-impl Precision {
-    pub fn dtype(self) -> DType {
-        match self {
-            Self::F32 => DType::F32,
-            Self::Bf16 => DType::BF16,
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" => Ok(Self::F32),
-            "bf16" => Ok(Self::Bf16),
-            other => Err(format!("`{other}`: expected f32 or bf16")),
-        }
-    }
-}
-
-impl std::str::FromStr for OptimizerKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "sgd" => Ok(Self::Sgd),
-            "adamw" => Ok(Self::AdamW),
-            other => Err(format!("`{other}`: expected sgd (Nesterov momentum) or adamw")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// SGD with Nesterov momentum (PyTorch's `SGD(nesterov=True)`): weight decay joins the gradient.
-    Sgd,
-    /// AdamW (β = 0.9, 0.999, ε = 1e-8): weight decay is decoupled from the gradient.
-    AdamW,
-}
-
-/// One fine-tuning run's settings (stored in its checkpoints and its `.wick`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FinetuneConfig {
-    /// CIFAR's 32×32 images are upsampled (bilinear) to this size.
-    pub img_size: u32,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub optimizer: OptimizerKind,
-    /// Peak learning rate, reached at the end of the warm-up.
-    pub learning_rate: f64,
-    /// SGD's momentum.
-    pub momentum: f64,
-    /// On convolution and head weights; never on BatchNorm parameters or biases.
-    pub weight_decay: f64,
-    /// Epochs of linear warm-up before the cosine decay.
-    pub warmup_epochs: usize,
-    pub label_smoothing: f32,
-    /// Zero pixels added around each 32×32 image before the random 32×32 crop (0: no crop).
-    pub crop_padding: usize,
-    /// Mirror half of the training images, at random.
-    pub flip: bool,
-    pub precision: Precision,
-    pub seed: u64,
-}
-
-impl Default for FinetuneConfig {
-    fn default() -> Self {
-        Self {
-            img_size: 64,
-            epochs: 10,
-            batch_size: 128,
-            optimizer: OptimizerKind::Sgd,
-            learning_rate: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-5,
-            warmup_epochs: 1,
-            label_smoothing: 0.1,
-            crop_padding: 4,
-            flip: true,
-            precision: Precision::F32,
-            seed: 0,
-        }
-    }
-}
-
-impl FinetuneConfig {
-    pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str| Err(invalid!("bad fine-tuning setting: {what}"));
-        if !(32..=512).contains(&self.img_size) {
-            return bad("--img-size must be between 32 and 512");
-        }
-        if self.epochs == 0 {
-            return bad("epochs must be at least 1");
-        }
-        if self.batch_size < 2 {
-            return bad("batch size must be at least 2 (BatchNorm needs two images to take statistics)");
-        }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return bad("learning rate must be a positive number");
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return bad("momentum must be in [0, 1)");
-        }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad("weight decay must be 0 or more");
-        }
-        if self.warmup_epochs >= self.epochs {
-            return bad("warm-up epochs must be fewer than epochs");
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad("label smoothing must be in [0, 1)");
-        }
-        if self.crop_padding > SIDE as usize {
-            return bad("crop padding must be at most 32 pixels");
-        }
-        Ok(())
-    }
-
-    /// The preprocessing that feeds an un-augmented image the way training saw it (the exported
-    /// model's, for the browser and `wick predict`).
-    pub fn preprocess(&self) -> Preprocess {
-        Preprocess { resize_shorter: self.img_size, crop: self.img_size, mean: [0.5; 3], std: [0.5; 3] }
-    }
-
-    /// Linear warm-up from `peak / warmup_steps` to the peak, then cosine decay to zero at the last step.
-    pub fn learning_rate_at(&self, step: usize, steps_per_epoch: usize) -> f64 {
-        let warmup = self.warmup_epochs * steps_per_epoch;
-        let total = self.epochs * steps_per_epoch;
-        if step < warmup {
-            self.learning_rate * (step + 1) as f64 / warmup as f64
-        } else {
-            let progress = (step - warmup) as f64 / (total - warmup) as f64;
-            self.learning_rate * 0.5 * (1.0 + (PI * progress).cos())
-        }
-    }
-}
+use crate::formats::backbone_file::{BackboneMeta, Source};
+use crate::formats::f32_values;
+use crate::formats::finetune_checkpoint::{CheckpointMeta, CHECKPOINT};
+use crate::train::config::{FinetuneConfig, OptimizerKind, Precision};
+use crate::train::head::{count_correct, cross_entropy, EpochStats, Head, HeadSpec, Stop, Trained};
+use crate::util::rng::Rng;
 
 /// The 32×32 crop at (`dy`, `dx`) of the image padded by `pad` zero pixels, mirrored or not, scaled
 /// to [-1, 1] (a zero pixel becomes -1, as PyTorch's `RandomCrop(padding=…)` before `Normalize`).
@@ -294,59 +145,6 @@ impl Optimizer {
     }
 }
 
-/// Checkpoint metadata: enough to refuse resuming with other settings, data or weights.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CheckpointMeta {
-    config: FinetuneConfig,
-    classes: Vec<String>,
-    /// sha256 of the pretrained checkpoint the run started from.
-    source_sha256: String,
-    data_fingerprint: String,
-    epochs_done: usize,
-    optimizer_steps: usize,
-    history: Vec<EpochStats>,
-}
-
-impl CheckpointMeta {
-    /// The record of progress must agree with itself: one history entry per epoch done, numbered
-    /// 1, 2, …, no more epochs than the run has, and the optimizer's steps those epochs take. (A
-    /// history longer than the epochs trained would otherwise skip training.)
-    fn check_progress(&self, epochs: usize, steps_per_epoch: usize) -> Result<()> {
-        let bad = |why: String| Err(CHECKPOINT.invalid(why));
-        if self.epochs_done > epochs {
-            return bad(format!("it has {} epochs done of a run of {epochs}", self.epochs_done));
-        }
-        if self.history.len() != self.epochs_done || self.history.iter().enumerate().any(|(i, h)| h.epoch != i + 1) {
-            return bad(format!(
-                "its history lists {} epochs, but it records {} done",
-                self.history.len(),
-                self.epochs_done
-            ));
-        }
-        if Some(self.optimizer_steps) != self.epochs_done.checked_mul(steps_per_epoch) {
-            return bad(format!(
-                "it records {} optimizer steps, but {} epochs of {steps_per_epoch} steps take {}",
-                self.optimizer_steps,
-                self.epochs_done,
-                self.epochs_done.saturating_mul(steps_per_epoch)
-            ));
-        }
-        Ok(())
-    }
-}
-
-const CHECKPOINT: FileKind = FileKind {
-    format: "wick-finetune-checkpoint",
-    version: "1",
-    noun: "fine-tuning checkpoint",
-    version_label: "Checkpoint",
-    written: "the checkpoint",
-    mistaken_for: &[
-        (crate::bundle::FORMAT, "this is a trained .wick model, not a checkpoint"),
-        (crate::model_file::FORMAT, "this is a backbone model file, not a checkpoint"),
-    ],
-};
-
 /// A fine-tuning run, one epoch at a time.
 pub struct Finetuner {
     pub config: FinetuneConfig,
@@ -354,7 +152,7 @@ pub struct Finetuner {
     pub history: Vec<EpochStats>,
     model: Config,
     varmap: VarMap,
-    network: EfficientNetLiteTrain,
+    network: EfficientNetLite,
     head: Head,
     optimizer: Optimizer,
     source_sha256: String,
@@ -461,7 +259,7 @@ impl Finetuner {
         let model = Config::lite0();
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let network = EfficientNetLiteTrain::new(&model, config.precision.dtype(), vb)?;
+        let network = EfficientNetLite::unfolded(&model, config.precision.dtype(), vb)?;
         let spec = HeadSpec { input_dim: model.head_channels, hidden: None, classes: classes.len() };
         let head = Head::init(spec, &mut Rng::new(config.seed), device)?;
         let mut named: Vec<(String, Var, bool)> = sorted_vars(&varmap)
@@ -609,8 +407,8 @@ impl Finetuner {
 
     /// The fine-tuned network as a backbone: every BatchNorm folded into its convolution (with its
     /// running statistics), and the trained head as the network's own classifier (`_fc`), so the
-    /// model file alone classifies into `classes`. Quantize it with [`crate::model_file::write`].
-    pub fn export(&self) -> Result<(ModelMeta, FloatWeights)> {
+    /// backbone file alone classifies into `classes`. Quantize it with [`crate::formats::backbone_file::write`].
+    pub fn export(&self) -> Result<(BackboneMeta, FloatWeights)> {
         let vars: BTreeMap<String, Var> = self.variables().into_iter().collect();
         let tensor = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
             let name = name.replace("_fc.", "head.output.");
@@ -619,7 +417,7 @@ impl Finetuner {
         };
         let config = Config { num_classes: self.classes.len(), ..self.model.clone() };
         let weights = fold_named(tensor, &config)?;
-        let meta = ModelMeta {
+        let meta = BackboneMeta {
             architecture: "efficientnet-lite0".into(),
             config,
             preprocess: self.config.preprocess(),
@@ -637,12 +435,12 @@ impl Finetuner {
         Ok((meta, weights))
     }
 
-    /// The trained head (the `.wick` bundle's weights).
+    /// The trained head (the `.wick` classifier's weights).
     pub fn head(&self) -> &Head {
         &self.head
     }
 
-    /// The run as the `.wick` bundle records it: every epoch ran, and the last one's weights are kept.
+    /// The run as the `.wick` classifier records it: every epoch ran, and the last one's weights are kept.
     pub fn finish(self) -> Trained {
         let best_epoch = self.epochs_done();
         Trained { head: self.head, history: self.history, best_epoch, stop: Stop::Completed }

@@ -7,13 +7,13 @@
 //! a fine-tuning step. Here the CPU does one pass for the statistics and one for the output, and the
 //! backward pass is two passes with the closed-form gradient. Other devices and dtypes get the same
 //! function from tensor ops (the CPU kernels are tested against them), recomputed in the backward
-//! pass rather than kept (`crate::recompute`).
+//! pass rather than kept (`crate::kernels::recompute`).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::bias_relu6::{add_bias_relu6, channel_shape, relu6};
-use crate::recompute::recompute_in_backward;
+use crate::kernels::bias_relu6::{add_bias_relu6, channel_shape, relu6};
+use crate::kernels::recompute::recompute_in_backward;
 
 /// Training mode: normalises with this batch's statistics. Returns the output and the batch's
 /// per-channel mean and biased variance (for the running averages).

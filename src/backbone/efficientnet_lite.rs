@@ -1,18 +1,17 @@
 //! EfficientNet-Lite (Tan & Le 2019, the "Lite" variant for mobile/edge): MBConv blocks without
 //! squeeze-excite, ReLU6 everywhere, a fixed 32-channel stem and 1280-channel head.
 //!
-//! This is the *inference* graph: every BatchNorm is folded into the convolution before it, so each
-//! layer is `conv → + bias → ReLU6?`. Weight names mirror the PyTorch checkpoint
-//! (`_blocks.3._depthwise_conv.weight`, ...) with the folded BatchNorm's shift stored as the conv's
-//! `bias`; [`crate::weights::fold_batch_norms`] makes them from a checkpoint. Fine-tuning trains the same network
-//! with its BatchNorms unfolded: [`crate::efficientnet_lite_train`].
+//! One graph for inference and training, built from [`ConvNorm`] units: for inference every BatchNorm
+//! is folded into the convolution before it (`conv → + bias → ReLU6?`, the backbone file's weights,
+//! made by [`crate::backbone::fold::fold_batch_norms`]); for fine-tuning each stays a BatchNorm
+//! layer ([`EfficientNetLite::unfolded`]). Weight names mirror the PyTorch checkpoint
+//! (`_blocks.3._depthwise_conv.weight`, `_blocks.3._bn1.running_var`, ...).
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{DType, Module, ModuleT, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::bias_relu6::add_bias_relu6;
-use crate::depthwise::{depthwise_conv2d, same_padding};
+use crate::backbone::layers::{Conv, ConvNorm};
 
 /// One stage of MBConv blocks; only the first block of a stage strides or changes width.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -171,134 +170,41 @@ pub struct BlockConfig {
     pub out_channels: usize,
 }
 
-/// A 1×1 convolution is a matrix product over the channel axis.
-#[derive(Debug, Clone)]
-struct Pointwise {
-    weight: Tensor, // (out, in)
-    bias: Tensor,
-    relu6: bool,
-}
-
-impl Pointwise {
-    fn new(c_in: usize, c_out: usize, relu6: bool, vb: VarBuilder) -> Result<Self> {
-        let weight = vb.get((c_out, c_in, 1, 1), "weight")?.reshape((c_out, c_in))?;
-        Ok(Self { weight, bias: vb.get(c_out, "bias")?, relu6 })
-    }
-}
-
-impl Module for Pointwise {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        add_bias_relu6(&pointwise_conv(x, &self.weight)?, &self.bias, self.relu6)
-    }
-}
-
-/// A 1×1 convolution, `x`: (N, C_in, H, W), `weight`: (C_out, C_in) → (N, C_out, H, W).
-pub(crate) fn pointwise_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let c_out = weight.dim(0)?;
-    // One image (what `Backbone::features` feeds) is a plain 2-D product. For a batch, Candle's
-    // broadcast product copies the weight once per image (and its gradient is summed from as many
-    // copies): where the feature maps are small (late layers, CIFAR-sized inputs) it is far cheaper
-    // to move the batch next to the pixels, (C, N·H·W), and multiply once.
-    if n == 1 {
-        weight.matmul(&x.reshape((c, h * w))?)?.reshape((1, c_out, h, w))
-    } else if h * w * (c + c_out) < c * c_out {
-        let columns = x.transpose(0, 1)?.reshape((c, n * h * w))?;
-        weight.matmul(&columns)?.reshape((c_out, n, h, w))?.transpose(0, 1)?.contiguous()
-    } else {
-        weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?.reshape((n, c_out, h, w))
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Depthwise {
-    weight: Tensor, // (c, 1, k, k)
-    bias: Tensor,
-    stride: usize,
-}
-
-impl Depthwise {
-    fn new(channels: usize, kernel: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
-        let weight = vb.get((channels, 1, kernel, kernel), "weight")?;
-        Ok(Self { weight, bias: vb.get(channels, "bias")?, stride })
-    }
-}
-
-impl Module for Depthwise {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        add_bias_relu6(&depthwise_conv2d(x, &self.weight, self.stride)?, &self.bias, true)
-    }
-}
-
-/// The stem: a full 3×3 stride-2 convolution with TF 'SAME' padding (extra pixel bottom/right).
-#[derive(Debug, Clone)]
-struct Stem {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Stem {
-    fn new(c_out: usize, vb: VarBuilder) -> Result<Self> {
-        let weight = vb.get((c_out, 3, 3, 3), "weight")?;
-        Ok(Self { weight, bias: vb.get(c_out, "bias")? })
-    }
-}
-
-impl Module for Stem {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        add_bias_relu6(&stem_conv(x, &self.weight)?, &self.bias, true)
-    }
-}
-
-/// The stem's 3×3 stride-2 convolution, `weight`: (C_out, 3, 3, 3), with TF 'SAME' padding.
-pub(crate) fn stem_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    const KERNEL: usize = 3;
-    const STRIDE: usize = 2;
-    let (_, _, h, w) = x.dims4()?;
-    let pad = |len: usize| {
-        let (out, before) = same_padding(len, KERNEL, STRIDE);
-        let total = ((out - 1) * STRIDE + KERNEL).saturating_sub(len);
-        (before, total - before)
-    };
-    let ((top, bottom), (left, right)) = (pad(h), pad(w));
-    let x = x.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?;
-    x.conv2d(weight, 0, STRIDE, 1, 1)
-}
-
 /// Mobile inverted bottleneck: 1×1 expand → depthwise → 1×1 project, with an identity skip when the
 /// block keeps both resolution and width.
 #[derive(Debug, Clone)]
 struct MbConv {
-    expand: Option<Pointwise>,
-    depthwise: Depthwise,
-    project: Pointwise,
+    expand: Option<ConvNorm>,
+    depthwise: ConvNorm,
+    project: ConvNorm,
     skip: bool,
 }
 
 impl MbConv {
-    fn new(b: BlockConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(b: BlockConfig, make: &impl Fn(Conv, [usize; 4], bool, &str, &str) -> Result<ConvNorm>) -> Result<Self> {
         let hidden = b.in_channels * b.expand_ratio;
         let expand = if b.expand_ratio != 1 {
-            Some(Pointwise::new(b.in_channels, hidden, true, vb.pp("_expand_conv"))?)
+            Some(make(Conv::Pointwise, [hidden, b.in_channels, 1, 1], true, "_expand_conv", "_bn0")?)
         } else {
             None
         };
+        let depthwise = Conv::Depthwise { stride: b.stride };
         Ok(Self {
             expand,
-            depthwise: Depthwise::new(hidden, b.kernel, b.stride, vb.pp("_depthwise_conv"))?,
-            project: Pointwise::new(hidden, b.out_channels, false, vb.pp("_project_conv"))?,
+            depthwise: make(depthwise, [hidden, 1, b.kernel, b.kernel], true, "_depthwise_conv", "_bn1")?,
+            project: make(Conv::Pointwise, [b.out_channels, hidden, 1, 1], false, "_project_conv", "_bn2")?,
             skip: b.stride == 1 && b.in_channels == b.out_channels,
         })
     }
 }
 
-impl Module for MbConv {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+impl ModuleT for MbConv {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let h = match &self.expand {
-            Some(expand) => expand.forward(x)?,
+            Some(expand) => expand.forward_t(x, train)?,
             None => x.clone(),
         };
-        let h = self.project.forward(&self.depthwise.forward(&h)?)?;
+        let h = self.project.forward_t(&self.depthwise.forward_t(&h, train)?, train)?;
         if self.skip {
             h + x
         } else {
@@ -307,49 +213,91 @@ impl Module for MbConv {
     }
 }
 
-/// The backbone with its ImageNet classifier.
+/// The backbone up to its pooled features, and (from a backbone file) its own classifier.
 #[derive(Debug, Clone)]
 pub struct EfficientNetLite {
-    stem: Stem,
+    stem: ConvNorm,
     blocks: Vec<MbConv>,
-    head: Pointwise,
-    classifier: candle_nn::Linear,
+    head: ConvNorm,
+    /// The backbone file's classifier (ImageNet's, or a fine-tuned one); fine-tuning trains its own
+    /// head instead (a [`crate::train::head::Head`]).
+    classifier: Option<candle_nn::Linear>,
+    /// The convolutions' dtype: F32, or BF16 for mixed precision.
+    compute: DType,
 }
 
 impl EfficientNetLite {
+    /// The inference network: every BatchNorm folded into its convolution (the backbone file's
+    /// `<conv>.weight` and `<conv>.bias`), with the classifier `_fc`.
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let make =
+            |conv, shape, relu6, conv_name: &str, _bn: &str| ConvNorm::folded(conv, shape, relu6, vb.pp(conv_name));
+        let mut network = Self::build(cfg, DType::F32, make)?;
+        network.classifier = Some(candle_nn::linear(cfg.head_channels, cfg.num_classes, vb.pp("_fc"))?);
+        Ok(network)
+    }
+
+    /// The training network: every BatchNorm a layer of its own, named as in the PyTorch checkpoint
+    /// (`_blocks.3._bn1.running_var`), so fine-tuning can run it in training mode and fold it again
+    /// for export ([`crate::backbone::fold::fold_named`]). The variables are f32 (in `vb`); the
+    /// convolutions run in `compute`.
+    pub fn unfolded(cfg: &Config, compute: DType, vb: VarBuilder) -> Result<Self> {
+        let eps = cfg.batch_norm_eps;
+        let make = |conv, shape, relu6, conv_name: &str, bn_name: &str| {
+            ConvNorm::unfolded(conv, shape, relu6, eps, vb.pp(conv_name), vb.pp(bn_name))
+        };
+        Self::build(cfg, compute, make)
+    }
+
+    fn build(
+        cfg: &Config,
+        compute: DType,
+        make: impl Fn(Conv, [usize; 4], bool, &str, &str) -> Result<ConvNorm>,
+    ) -> Result<Self> {
         let blocks = cfg
             .blocks()
             .into_iter()
             .enumerate()
-            .map(|(i, b)| MbConv::new(b, vb.pp("_blocks").pp(i)))
+            .map(|(i, b)| {
+                let prefix = format!("_blocks.{i}");
+                MbConv::new(b, &|conv, shape, relu6, conv_name: &str, bn_name: &str| {
+                    make(conv, shape, relu6, &format!("{prefix}.{conv_name}"), &format!("{prefix}.{bn_name}"))
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let last = cfg.stages.last().map_or(cfg.stem_channels, |s| s.out_channels);
         Ok(Self {
-            stem: Stem::new(cfg.stem_channels, vb.pp("_conv_stem"))?,
+            stem: make(Conv::Stem, [cfg.stem_channels, 3, 3, 3], true, "_conv_stem", "_bn0")?,
             blocks,
-            head: Pointwise::new(last, cfg.head_channels, true, vb.pp("_conv_head"))?,
-            classifier: candle_nn::linear(cfg.head_channels, cfg.num_classes, vb.pp("_fc"))?,
+            head: make(Conv::Pointwise, [cfg.head_channels, last, 1, 1], true, "_conv_head", "_bn1")?,
+            classifier: None,
+            compute,
         })
     }
 
-    /// Images (N, 3, H, W), RGB in [-1, 1] → pooled features (N, 1280).
+    /// Images (N, 3, H, W), RGB in [-1, 1] → pooled features (N, 1280), BatchNorms (if any) in
+    /// evaluation mode.
     pub fn features(&self, images: &Tensor) -> Result<Tensor> {
-        let mut x = self.stem.forward(images)?;
-        for block in &self.blocks {
-            x = block.forward(&x)?;
-        }
-        self.head.forward(&x)?.flatten_from(2)?.mean(D::Minus1)
+        self.forward_t(images, false)
     }
 
-    /// Pooled features → ImageNet logits (N, 1000).
+    /// Pooled features → the backbone file's classifier's logits (N, classes).
     pub fn classify(&self, features: &Tensor) -> Result<Tensor> {
-        self.classifier.forward(features)
+        match &self.classifier {
+            Some(classifier) => classifier.forward(features),
+            None => candle_core::bail!("this network has no classifier of its own (it is being fine-tuned)"),
+        }
     }
 }
 
-impl Module for EfficientNetLite {
-    fn forward(&self, images: &Tensor) -> Result<Tensor> {
-        self.classify(&self.features(images)?)
+impl ModuleT for EfficientNetLite {
+    /// Images (N, 3, H, W), RGB in [-1, 1] → pooled features (N, 1280), f32. With `train`, every
+    /// BatchNorm normalises with the batch's statistics and updates its running averages.
+    fn forward_t(&self, images: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = self.stem.forward_t(&images.to_dtype(self.compute)?, train)?;
+        for block in &self.blocks {
+            x = block.forward_t(&x, train)?;
+        }
+        self.head.forward_t(&x, train)?.to_dtype(DType::F32)?.flatten_from(2)?.mean(D::Minus1)
     }
 }

@@ -1,11 +1,11 @@
-//! The `.wick` model bundle: a trained head with everything needed to use and trust it, in one
+//! The `.wick` classifier: a trained head with everything needed to use and trust it, in one
 //! safetensors file that the CLI and the browser app both read and write.
 //!
 //! Layout (format version 1):
 //! - tensors, all F32: `hidden.weight` (hidden, features) and `hidden.bias` (hidden) for a
 //!   hidden-layer head; `output.weight` (classes, inputs) and `output.bias` (classes);
 //! - `__metadata__`: `format` = "wick-classifier", `format_version` = "1", and `meta`, the JSON of
-//!   [`BundleMeta`]: class labels, the backbone's id and sha256 (a bundle only runs on the backbone
+//!   [`ClassifierMeta`]: class labels, the backbone's id and sha256 (a classifier only runs on the backbone
 //!   it was trained on), preprocessing, the head's shape, the training configuration and history,
 //!   validation metrics, creation time and the Wick version that wrote it.
 
@@ -16,13 +16,14 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::{Backbone, Prediction};
-use crate::dataset::check_labels;
+use crate::data::dataset::check_labels;
+use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
-use crate::finetune::FinetuneConfig;
-use crate::head::{EpochStats, Head, HeadSpec, Stop, TrainConfig, Trained};
-use crate::metrics::Metrics;
-use crate::preprocess::Preprocess;
-use crate::wick_file::{f32_values, FileKind};
+use crate::eval::metrics::Metrics;
+use crate::formats::{f32_values, FileKind};
+use crate::train::config::FinetuneConfig;
+use crate::train::head::{EpochStats, Head, HeadSpec, Stop, TrainConfig, Trained};
+use crate::util::utc_timestamp;
 
 pub const FORMAT: &str = "wick-classifier";
 pub const FORMAT_VERSION: &str = "1";
@@ -32,8 +33,8 @@ const FILE: FileKind = FileKind {
     version: FORMAT_VERSION,
     noun: ".wick model",
     version_label: ".wick",
-    written: "the model bundle",
-    mistaken_for: &[(crate::model_file::FORMAT, "this is a backbone model file, not a trained classifier")],
+    written: "the classifier",
+    mistaken_for: &[(crate::formats::backbone_file::FORMAT, "this is a backbone file, not a trained classifier")],
 };
 
 /// Which backbone a head was trained on.
@@ -41,12 +42,12 @@ const FILE: FileKind = FileKind {
 pub struct BackboneRef {
     pub id: String,
     pub architecture: String,
-    /// sha256 of the backbone's model file (or checkpoint) bytes.
+    /// sha256 of the backbone file (or checkpoint) bytes.
     pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BundleMeta {
+pub struct ClassifierMeta {
     pub labels: Vec<String>,
     pub backbone: BackboneRef,
     pub preprocess: Preprocess,
@@ -67,7 +68,7 @@ pub struct BundleMeta {
     pub wick_version: String,
 }
 
-impl BundleMeta {
+impl ClassifierMeta {
     /// Checks metadata read from a file before anything uses it: labels (one per class), the
     /// preprocessing it feeds the backbone with, and the validation metrics it shows.
     pub fn validate(&self) -> Result<()> {
@@ -85,7 +86,7 @@ impl BundleMeta {
 
 /// A trained classifier: the head and its metadata; it runs on the backbone named in the metadata.
 pub struct Classifier {
-    pub meta: BundleMeta,
+    pub meta: ClassifierMeta,
     pub head: Head,
 }
 
@@ -101,7 +102,7 @@ impl Classifier {
         unix_seconds: u64,
     ) -> Self {
         Self {
-            meta: BundleMeta {
+            meta: ClassifierMeta {
                 labels,
                 backbone: BackboneRef::of(backbone),
                 preprocess: backbone.meta.preprocess.clone(),
@@ -124,26 +125,26 @@ impl Classifier {
     }
 
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
-        let not_bundle = |why: String| FILE.invalid(why);
-        let meta: BundleMeta = FILE.read_meta(bytes)?;
-        meta.validate().map_err(|e| not_bundle(e.to_string()))?;
-        let file = SafeTensors::deserialize(bytes).map_err(|e| not_bundle(e.to_string()))?;
+        let not_classifier = |why: String| FILE.invalid(why);
+        let meta: ClassifierMeta = FILE.read_meta(bytes)?;
+        meta.validate().map_err(|e| not_classifier(e.to_string()))?;
+        let file = SafeTensors::deserialize(bytes).map_err(|e| not_classifier(e.to_string()))?;
         let mut tensors = HashMap::new();
         for (name, view) in file.tensors() {
             if view.dtype() != Dtype::F32 {
-                return Err(not_bundle(format!("`{name}` is {:?}, expected F32", view.dtype())));
+                return Err(not_classifier(format!("`{name}` is {:?}, expected F32", view.dtype())));
             }
             let values = f32_values(view.data());
             if values.iter().any(|v| !v.is_finite()) {
-                return Err(not_bundle(format!("`{name}` holds NaN or infinite weights")));
+                return Err(not_classifier(format!("`{name}` holds NaN or infinite weights")));
             }
             tensors.insert(name.clone(), Tensor::from_vec(values, view.shape(), device)?);
         }
-        let head = Head::from_tensors(meta.head, &tensors).map_err(|e| not_bundle(e.to_string()))?;
+        let head = Head::from_tensors(meta.head, &tensors).map_err(|e| not_classifier(e.to_string()))?;
         Ok(Self { meta, head })
     }
 
-    /// A bundle only makes sense on the exact backbone it was trained on.
+    /// A classifier only makes sense on the exact backbone it was trained on.
     fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
         let expected = &self.meta.backbone;
         if expected.sha256 != backbone.sha256 {
@@ -166,7 +167,7 @@ impl Classifier {
         Ok(())
     }
 
-    /// The backbone fed the way this model's training images were (the bundle's preprocessing).
+    /// The backbone fed the way this model's training images were (the classifier's preprocessing).
     pub fn feature_extractor(&self, backbone: &Backbone) -> Result<Backbone> {
         self.check_backbone(backbone)?;
         backbone.with_preprocess(self.meta.preprocess.clone())
@@ -191,19 +192,4 @@ impl BackboneRef {
             sha256: backbone.sha256.clone(),
         }
     }
-}
-
-/// Unix seconds → `YYYY-MM-DDTHH:MM:SSZ` (days-to-civil after Howard Hinnant's algorithm).
-pub fn utc_timestamp(unix_seconds: u64) -> String {
-    let (days, secs) = ((unix_seconds / 86_400) as i64, unix_seconds % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }

@@ -8,12 +8,12 @@
 //! On the CPU the three kernels (output, input gradient, weight gradient) are custom ops; on other
 //! devices the same convolution is spelt with tensor ops (pad, slice, multiply-add), which autograd
 //! differentiates on its own, recomputing them in the backward pass rather than keeping them
-//! (`crate::recompute`).
+//! (`crate::kernels::recompute`).
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::recompute::recompute_in_backward;
+use crate::kernels::recompute::recompute_in_backward;
 
 /// TF 'SAME' geometry along one axis: output length and the padding before the first element
 /// (the odd extra pixel, if any, goes after — bottom/right).

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::efficientnet_lite::{Config, ConvBn};
+use crate::backbone::efficientnet_lite::{Config, ConvBn};
+use crate::checkpoint::torch_legacy::StateDict;
 use crate::error::{invalid, Result};
-use crate::torch_legacy::StateDict;
 
 /// Named row-major f32 tensors, sorted by name (so anything written from them is reproducible).
 #[derive(Debug, Clone, Default)]

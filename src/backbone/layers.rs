@@ -1,0 +1,169 @@
+//! The unit backbones are built from: a convolution, its normalisation, and an optional ReLU6.
+//!
+//! The normalisation is either folded into the convolution (a backbone file's weights: the
+//! BatchNorm became a bias, see [`crate::backbone::fold`]) or a BatchNorm layer of its own (a
+//! checkpoint's weights, for fine-tuning). Training or evaluation is the `train` flag of
+//! [`ModuleT`], as in candle-nn's `BatchNorm`: with it, a BatchNorm normalises with the batch's
+//! statistics and moves its running averages.
+//!
+//! Mixed precision works like PyTorch's autocast: the weights stay f32, and with bf16 activations
+//! the convolution runs on a bf16 copy of its weight, while the BatchNorm runs in f32.
+
+use candle_core::{DType, ModuleT, Result, Tensor, Var};
+use candle_nn::VarBuilder;
+
+use crate::kernels::batch_norm::{batch_norm_eval, batch_norm_train};
+use crate::kernels::bias_relu6::add_bias_relu6;
+use crate::kernels::depthwise::{depthwise_conv2d, same_padding};
+
+/// The convolutions EfficientNet-Lite uses.
+#[derive(Debug, Clone, Copy)]
+pub enum Conv {
+    /// 3×3, stride 2, from RGB, TF 'SAME' padding.
+    Stem,
+    /// 1×1.
+    Pointwise,
+    /// One filter per channel, TF 'SAME' padding.
+    Depthwise { stride: usize },
+}
+
+/// BatchNorm's parameters and running statistics, named as in the checkpoint.
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+}
+
+impl BatchNorm2d {
+    /// PyTorch's default: running = 0.9 · running + 0.1 · batch (the variance unbiased).
+    const MOMENTUM: f64 = 0.1;
+
+    pub fn new(channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        // The variable map hands out its variables' tensors; `from_tensor` keeps them shared.
+        let var = |name| Var::from_tensor(&vb.get(channels, name)?);
+        Ok(Self {
+            weight: vb.get(channels, "weight")?,
+            bias: vb.get(channels, "bias")?,
+            running_mean: var("running_mean")?,
+            running_var: var("running_var")?,
+            eps,
+        })
+    }
+
+    /// Normalises (in f32), then ReLU6 if `relu6`. In training with the batch's statistics, which
+    /// also move the running averages.
+    fn forward(&self, x: &Tensor, train: bool, relu6: bool) -> Result<Tensor> {
+        if !train {
+            let (mean, var) = (self.running_mean.as_tensor(), self.running_var.as_tensor());
+            return batch_norm_eval(x, &self.weight, &self.bias, mean, var, self.eps, relu6);
+        }
+        let (y, mean, var) = batch_norm_train(x, &self.weight, &self.bias, self.eps, relu6)?;
+        let count = (x.elem_count() / x.dim(1)?) as f64;
+        let update = |running: &Var, batch: Tensor| {
+            running.set(&((running.as_tensor() * (1.0 - Self::MOMENTUM))? + (batch * Self::MOMENTUM)?)?)
+        };
+        update(&self.running_mean, mean)?;
+        update(&self.running_var, (var * (count / (count - 1.0).max(1.0)))?)?;
+        Ok(y)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Norm {
+    /// The BatchNorm folded into the convolution: what is left of it is this bias.
+    Folded(Tensor),
+    Batch(BatchNorm2d),
+}
+
+/// Convolution → normalisation → ReLU6?
+#[derive(Debug, Clone)]
+pub struct ConvNorm {
+    conv: Conv,
+    /// (out, in, k, k); a pointwise convolution's as (out, in).
+    weight: Tensor,
+    norm: Norm,
+    relu6: bool,
+}
+
+impl ConvNorm {
+    /// With its BatchNorm folded: `weight` and `bias` under `vb`.
+    pub fn folded(conv: Conv, shape: [usize; 4], relu6: bool, vb: VarBuilder) -> Result<Self> {
+        let weight = Self::weight(conv, shape, &vb)?;
+        Ok(Self { conv, weight, norm: Norm::Folded(vb.get(shape[0], "bias")?), relu6 })
+    }
+
+    /// With its BatchNorm as a layer: the convolution's `weight` under `conv_vb` (no bias: the
+    /// BatchNorm's shift is the bias), the BatchNorm under `bn_vb`.
+    pub fn unfolded(
+        conv: Conv,
+        shape: [usize; 4],
+        relu6: bool,
+        eps: f64,
+        conv_vb: VarBuilder,
+        bn_vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = Self::weight(conv, shape, &conv_vb)?;
+        Ok(Self { conv, weight, norm: Norm::Batch(BatchNorm2d::new(shape[0], eps, bn_vb)?), relu6 })
+    }
+
+    fn weight(conv: Conv, shape: [usize; 4], vb: &VarBuilder) -> Result<Tensor> {
+        let weight = vb.get((shape[0], shape[1], shape[2], shape[3]), "weight")?;
+        match conv {
+            Conv::Pointwise => weight.reshape((shape[0], shape[1])),
+            _ => Ok(weight),
+        }
+    }
+}
+
+impl ModuleT for ConvNorm {
+    /// The convolution runs in `x`'s dtype, a BatchNorm in f32; the output is in `x`'s dtype.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let weight = self.weight.to_dtype(x.dtype())?;
+        let y = match self.conv {
+            Conv::Stem => stem_conv(x, &weight)?,
+            Conv::Pointwise => pointwise_conv(x, &weight)?,
+            Conv::Depthwise { stride } => depthwise_conv2d(x, &weight, stride)?,
+        };
+        match &self.norm {
+            Norm::Folded(bias) => add_bias_relu6(&y, bias, self.relu6),
+            Norm::Batch(bn) => bn.forward(&y.to_dtype(DType::F32)?, train, self.relu6)?.to_dtype(x.dtype()),
+        }
+    }
+}
+
+/// A 1×1 convolution, `x`: (N, C_in, H, W), `weight`: (C_out, C_in) → (N, C_out, H, W).
+pub fn pointwise_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let c_out = weight.dim(0)?;
+    // One image (what `Backbone::features` feeds) is a plain 2-D product. For a batch, Candle's
+    // broadcast product copies the weight once per image (and its gradient is summed from as many
+    // copies): where the feature maps are small (late layers, CIFAR-sized inputs) it is far cheaper
+    // to move the batch next to the pixels, (C, N·H·W), and multiply once.
+    if n == 1 {
+        weight.matmul(&x.reshape((c, h * w))?)?.reshape((1, c_out, h, w))
+    } else if h * w * (c + c_out) < c * c_out {
+        let columns = x.transpose(0, 1)?.reshape((c, n * h * w))?;
+        weight.matmul(&columns)?.reshape((c_out, n, h, w))?.transpose(0, 1)?.contiguous()
+    } else {
+        weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?.reshape((n, c_out, h, w))
+    }
+}
+
+/// The stem's 3×3 stride-2 convolution, `weight`: (C_out, 3, 3, 3), with TF 'SAME' padding (the
+/// extra pixel bottom/right).
+pub fn stem_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    const KERNEL: usize = 3;
+    const STRIDE: usize = 2;
+    let (_, _, h, w) = x.dims4()?;
+    let pad = |len: usize| {
+        let (out, before) = same_padding(len, KERNEL, STRIDE);
+        let total = ((out - 1) * STRIDE + KERNEL).saturating_sub(len);
+        (before, total - before)
+    };
+    let ((top, bottom), (left, right)) = (pad(h), pad(w));
+    let x = x.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?;
+    x.conv2d(weight, 0, STRIDE, 1, 1)
+}

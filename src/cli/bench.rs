@@ -1,0 +1,180 @@
+//! `wick bench`: backbone forward, fine-tuning steps, head training.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use candle_core::Tensor;
+use serde::Serialize;
+
+use wick::checkpoint::torch_legacy;
+use wick::data::cifar10::{self, Cifar10};
+use wick::error::InFile;
+use wick::formats::f32_values;
+use wick::train::config::{FinetuneConfig, Precision};
+use wick::train::finetune::Finetuner;
+use wick::train::head::{self, FeatureSet};
+use wick::util::sha256_hex;
+
+use super::flags::*;
+use super::shared::*;
+
+#[derive(Serialize)]
+pub struct BenchRecord {
+    pub backbone: String,
+    pub threads: usize,
+    pub batch: usize,
+    pub ms_per_image: f64,
+}
+
+pub fn bench(args: &BackboneArgs, batches: &[usize], iters: usize, json: bool) -> Result<()> {
+    let backbone = args.load()?;
+    let crop = backbone.meta.preprocess.crop as usize;
+    let threads = candle_core::utils::get_num_threads();
+    for &batch in batches {
+        let input = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), backbone.device())?;
+        backbone.features(&input)?; // warm-up
+        let start = Instant::now();
+        for _ in 0..iters {
+            backbone.features(&input)?.to_vec2::<f32>()?;
+        }
+        let ms = start.elapsed().as_secs_f64() * 1e3 / (iters * batch) as f64;
+        let record = BenchRecord { backbone: backbone.id.clone(), threads, batch, ms_per_image: ms };
+        if json {
+            println!("{}", serde_json::to_string(&record)?);
+        } else {
+            println!("{}  threads {threads}  batch {batch:>3}: {ms:8.2} ms/image", record.backbone);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+pub struct FinetuneBenchRecord {
+    pub what: &'static str,
+    pub device: String,
+    pub precision: Precision,
+    pub img_size: u32,
+    pub batch: usize,
+    pub timed_steps: usize,
+    pub images_per_second: f64,
+    /// Every step's training loss, warm-up included (for comparing devices from the same weights).
+    pub losses: Vec<f32>,
+}
+
+/// Fine-tuning throughput: the `wick cifar10 --mode finetune` training step, on random images.
+pub fn bench_finetune(
+    args: &BackboneArgs,
+    batches: &[usize],
+    img_sizes: &[u32],
+    warmup: usize,
+    iters: usize,
+    precision: Precision,
+    json: bool,
+) -> Result<()> {
+    if iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let pth = args.imagenet_checkpoint()?;
+    let bytes = read(&pth)?;
+    let state = torch_legacy::read_state_dict(&bytes).in_file(pth.display())?;
+    let source_sha256 = sha256_hex(&bytes);
+    let device = parse_device(&args.device)?;
+    let classes: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
+    for &img_size in img_sizes {
+        for &batch in batches {
+            let steps = warmup + iters;
+            let mut rng = wick::util::rng::Rng::new(7);
+            let set = Cifar10 {
+                labels: (0..steps * batch).map(|_| rng.below(10) as u8).collect(),
+                pixels: (0..steps * batch * cifar10::PIXELS).map(|_| rng.below(256) as u8).collect(),
+            };
+            let config =
+                FinetuneConfig { img_size, batch_size: batch, epochs: 2, precision, ..FinetuneConfig::default() };
+            let mut run = Finetuner::new(&state, &source_sha256, classes.clone(), &set, config, &device)?;
+            let mut step_ends = Vec::with_capacity(steps);
+            let mut losses = Vec::with_capacity(steps);
+            let start = Instant::now();
+            // Each step ends by reading its loss back, so the clock sees the device's work done.
+            run.train_epoch(&set, |_, loss| {
+                losses.push(loss);
+                step_ends.push(start.elapsed().as_secs_f64());
+            })?;
+            let timed_from = if warmup == 0 { 0.0 } else { step_ends[warmup - 1] };
+            let record = FinetuneBenchRecord {
+                what: "wick finetune step",
+                device: args.device.clone(),
+                precision,
+                img_size,
+                batch,
+                timed_steps: iters,
+                images_per_second: (iters * batch) as f64 / (step_ends[steps - 1] - timed_from),
+                losses,
+            };
+            if json {
+                println!("{}", serde_json::to_string(&record)?);
+            } else {
+                println!(
+                    "fine-tune  {}  {img_size}²  batch {batch:>3}: {:8.1} images/s  (losses {:?})",
+                    record.device, record.images_per_second, record.losses
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+pub struct HeadBenchRecord {
+    pub what: &'static str,
+    pub threads: usize,
+    pub images: usize,
+    pub dim: usize,
+    pub classes: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Fastest of the timed runs.
+    pub ms: f64,
+    pub train_accuracy: f32,
+}
+
+pub fn bench_head(dir: &Path, iters: usize, json: bool) -> Result<()> {
+    let set = read_bench_features(dir)?;
+    let classes = *set.labels.iter().max().unwrap_or(&0) as usize + 1;
+    let (epochs, batch_size) = (50, 64);
+    let clock = Instant::now();
+    let (best, accuracy) =
+        head::time_training(&set, epochs, batch_size, iters, || clock.elapsed().as_secs_f64() * 1e3)?;
+    let record = HeadBenchRecord {
+        what: "head_training",
+        threads: candle_core::utils::get_num_threads(),
+        images: set.len(),
+        dim: set.dim,
+        classes,
+        epochs,
+        batch_size,
+        ms: best,
+        train_accuracy: accuracy,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&record)?);
+    } else {
+        println!(
+            "head training, {} × {} → {classes} classes, 50 epochs, batch 64, threads {}: {best:.1} ms",
+            set.len(),
+            set.dim,
+            record.threads
+        );
+    }
+    Ok(())
+}
+
+pub fn read_bench_features(dir: &Path) -> Result<FeatureSet> {
+    let features = read(&dir.join("features.f32"))?;
+    let labels: Vec<u32> = read(&dir.join("labels.u8"))?.into_iter().map(u32::from).collect();
+    if labels.is_empty() || features.len() % (4 * labels.len()) != 0 {
+        bail!("{}: features.f32 does not hold one f32 row per label in labels.u8", dir.display());
+    }
+    let dim = features.len() / 4 / labels.len();
+    Ok(FeatureSet { dim, features: f32_values(&features), labels })
+}

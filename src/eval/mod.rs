@@ -1,0 +1,3 @@
+//! How good a classifier is.
+
+pub mod metrics;

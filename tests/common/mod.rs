@@ -1,0 +1,37 @@
+//! What the test files share: scratch folders, running the `wick` binary, and (in [`seeds`] and
+//! [`pickle`]) small valid files of every format Wick reads.
+#![allow(dead_code)]
+
+pub mod pickle;
+pub mod seeds;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh, empty folder for one test, named after the test binary and `name`.
+pub fn scratch(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let binary = exe.file_stem().and_then(|s| s.to_str()).unwrap_or("test").split('-').next().unwrap_or("test");
+    let dir = std::env::temp_dir().join(format!("wick-{binary}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the `wick` binary built for these tests.
+pub fn wick(args: &[&str]) -> Output {
+    wick_with_env(args, &[])
+}
+
+pub fn wick_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wick")).args(args).envs(env.iter().copied()).output().expect("wick runs")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A path as the `&str` a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
