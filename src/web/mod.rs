@@ -13,7 +13,6 @@ use crate::backbone::Backbone;
 use crate::data::dataset::{check_labels, stratified_split};
 use crate::data::features::{compute, View};
 use crate::data::preprocess::decode_image;
-use crate::eval::metrics::Metrics;
 use crate::formats::classifier::{BackboneRef, Classifier};
 use crate::formats::project::{Project, ProjectMeta, TrainReport};
 use crate::train::head::{self, FeatureSet, Stop, TrainConfig, Trainer};
