@@ -112,7 +112,8 @@ try {
 
 const dist = path.join(root, 'dist');
 const wasmGzip = zlib.gzipSync(fs.readFileSync(path.join(dist, 'wick_bg.wasm'))).length;
-const jsGzip = ['wick.js', 'static/app.js', 'static/worker.js', 'index.html', 'style.css']
+const pageModules = fs.readdirSync(path.join(dist, 'static/app')).map((f) => `static/app/${f}`);
+const jsGzip = ['wick.js', 'static/app.js', 'static/worker.js', 'sw.js', 'index.html', 'style.css', ...pageModules]
   .reduce((n, f) => n + zlib.gzipSync(fs.readFileSync(path.join(dist, f))).length, 0);
 const modelBytes = fs.statSync(path.join(dist, 'static/efficientnet-lite0-int8.safetensors')).size;
 const firstLoad = { wasm_gzip: wasmGzip, scripts_gzip: jsGzip, model: modelBytes, total: wasmGzip + jsGzip + modelBytes };

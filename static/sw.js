@@ -1,8 +1,10 @@
 // Offline support: the app's files and the model are kept in the Cache API. The model (5 MB, named
 // by its content) is served from the cache once there; everything else is fetched fresh when the
 // network answers and from the cache when it does not. Only this origin's GET requests are handled.
-const CACHE = 'wick-v1';
-const SHELL = ['./', 'index.html', 'wick.js', 'wick_bg.wasm', 'style.css', 'static/app.js', 'static/worker.js'];
+const CACHE = 'wick-v2';
+const MODULES = ['camera', 'chart', 'evaluation', 'files', 'messages', 'preview', 'samples', 'state', 'store', 'training'];
+const SHELL = ['./', 'index.html', 'wick.js', 'wick_bg.wasm', 'style.css', 'static/app.js', 'static/worker.js',
+  ...MODULES.map((m) => `static/app/${m}.js`)];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));

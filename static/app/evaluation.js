@@ -1,0 +1,58 @@
+// The validation report: accuracy per class, the confusion matrix, the misclassified images.
+import { thumbnailUrl } from './samples.js';
+import { $, state } from './state.js';
+
+export function renderEvaluation() {
+  const section = $('#evaluation');
+  const v = state.project.report?.validation;
+  section.hidden = !v;
+  if (!v) return;
+  $('#val-accuracy').textContent = `${(100 * v.accuracy).toFixed(1)}% of ${v.images} validation images correct.`;
+  const perClass = $('#per-class');
+  perClass.replaceChildren();
+  const head = perClass.createTHead().insertRow();
+  ['Class', 'Accuracy', 'Images'].forEach((t) => { const th = document.createElement('th'); th.textContent = t; head.append(th); });
+  const body = perClass.createTBody();
+  v.classes.forEach((c) => {
+    const row = body.insertRow();
+    [c.label, `${(100 * c.recall).toFixed(0)}%`, String(c.support)].forEach((t) => { row.insertCell().textContent = t; });
+  });
+  const confusion = $('#confusion');
+  confusion.replaceChildren();
+  const caption = confusion.createCaption();
+  caption.textContent = 'Confusion matrix (rows: true class, columns: predicted)';
+  const top = confusion.createTHead().insertRow();
+  top.append(document.createElement('th'));
+  v.classes.forEach((c) => { const th = document.createElement('th'); th.scope = 'col'; th.textContent = c.label; top.append(th); });
+  const rows = confusion.createTBody();
+  v.confusion.forEach((counts, i) => {
+    const row = rows.insertRow();
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = v.classes[i].label;
+    row.append(th);
+    counts.forEach((n, j) => {
+      const cell = row.insertCell();
+      cell.textContent = n;
+      if (n > 0) cell.className = i === j ? 'hit' : 'miss';
+    });
+  });
+  const wrong = $('#misclassified');
+  wrong.replaceChildren();
+  const byId = new Map(state.project.classes.flatMap((c) => c.samples.map((s) => [s.id, s])));
+  for (const m of v.misclassified) {
+    const sample = byId.get(state.project.trainedOn[Number(m.name)]);
+    const figure = document.createElement('figure');
+    if (sample) {
+      const img = document.createElement('img');
+      img.src = thumbnailUrl(sample);
+      img.alt = sample.name;
+      figure.append(img);
+    }
+    const caption = document.createElement('figcaption');
+    caption.textContent = `${m.truth} → ${m.predicted} (${(100 * m.confidence).toFixed(0)}%)`;
+    figure.append(caption);
+    wrong.append(figure);
+  }
+  if (v.misclassified.length === 0) wrong.textContent = 'None.';
+}

@@ -1,0 +1,164 @@
+// Files in and out: the .wick, the project file, a backbone file; and replacing the project.
+import { encode_project, decode_project, wick_format } from '../../wick.js';
+import { drawChart } from './chart.js';
+import { ask, post } from './messages.js';
+import { thumbnailUrls } from './samples.js';
+import { $, state, newId, status, changed, DEFAULT_SETTINGS, emptyProject } from './state.js';
+
+export function downloadBytes(bytes, name, type) {
+  const url = URL.createObjectURL(new Blob([bytes], { type }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+export function projectMeta() {
+  // The report names validation images by their position in the list trained on; the file keeps that
+  // list as positions in its own sample order.
+  const position = new Map(state.project.classes.flatMap((c) => c.samples).map((s, i) => [s.id, i]));
+  return {
+    backbone: state.backbone,
+    classes: state.project.classes.map((c) => ({ name: c.name, samples: c.samples.map((s) => ({ name: s.name, thumbnail_bytes: s.thumbnail.length })) })),
+    settings: { ...state.project.settings, report: state.project.report, trained_on: state.project.trainedOn.map((id) => position.get(id) ?? -1) },
+  };
+}
+
+export function exportProject() {
+  const samples = state.project.classes.flatMap((c) => c.samples);
+  const features = new Float32Array(samples.length * state.featureDim);
+  samples.forEach((s, i) => features.set(s.features, i * state.featureDim));
+  const thumbnails = new Uint8Array(samples.reduce((n, s) => n + s.thumbnail.length, 0));
+  let offset = 0;
+  samples.forEach((s) => { thumbnails.set(s.thumbnail, offset); offset += s.thumbnail.length; });
+  try {
+    const bytes = encode_project(JSON.stringify(projectMeta()), features, thumbnails, state.project.model ?? undefined, state.featureDim);
+    downloadBytes(bytes, 'wick-project.wickproject', 'application/octet-stream');
+  } catch (e) {
+    status(`Could not export the project: ${e.message}`, true);
+  }
+}
+
+/// Replaces the project with a file's, only once the whole file has been read and checked.
+export async function openProject(file) {
+  try {
+    const parts = decode_project(new Uint8Array(await file.arrayBuffer()), state.backbone.sha256, state.featureDim);
+    const meta = JSON.parse(parts.meta);
+    const features = parts.features;
+    const thumbnails = parts.thumbnails;
+    const model = parts.model ?? null;
+    parts.free();
+    let row = 0;
+    let offset = 0;
+    const classes = meta.classes.map((c) => ({
+      id: newId(),
+      name: c.name,
+      samples: c.samples.map((s) => {
+        const sample = {
+          id: newId(),
+          name: s.name,
+          thumbnail: thumbnails.slice(offset, offset + s.thumbnail_bytes),
+          features: features.slice(row * state.featureDim, (row + 1) * state.featureDim),
+        };
+        offset += s.thumbnail_bytes;
+        row += 1;
+        return sample;
+      }),
+    }));
+    const { report = null, trained_on: trainedOnIndices = [], ...settings } = meta.settings ?? {};
+    if (model) await ask({ type: 'load-model', bytes: model.slice().buffer }, []);
+    const ids = classes.flatMap((c) => c.samples.map((s) => s.id));
+    replaceProject({
+      classes,
+      settings: { ...DEFAULT_SETTINGS, ...settings },
+      model,
+      report: model ? report : null,
+      trainedOn: Array.isArray(trainedOnIndices) ? trainedOnIndices.map((i) => ids[i] ?? null) : [],
+    });
+    status(`Opened ${file.name}: ${classes.length} classes, ${ids.length} images${model ? ', with its trained model' : ''}.`);
+  } catch (e) {
+    status(`Could not open ${file.name}: ${e.message}. Your current project is unchanged.`, true);
+  }
+}
+
+/// "Open model…": a `.wick` model (from the CLI or another browser), a backbone file (e.g. one
+/// that `wick cifar10 --mode finetune` fine-tuned), or a backbone and its `.wick` together.
+export async function openModels(files) {
+  const items = await Promise.all(files.map(async (file) => ({ file, bytes: new Uint8Array(await file.arrayBuffer()) })));
+  const backbones = items.filter((item) => wick_format(item.bytes) === 'wick-model');
+  const models = items.filter((item) => !backbones.includes(item));
+  if (backbones.length > 1 || models.length > 1) {
+    status('Open one backbone file, one .wick model, or one of each. Your current project is unchanged.', true);
+    return;
+  }
+  if (backbones.length === 1 && !(await switchBackbone(backbones[0]))) return;
+  if (models.length === 1) await openModel(models[0]);
+}
+
+export function setBackbone(ready, bytes) {
+  state.backbone = ready.backbone;
+  state.featureDim = ready.dim;
+  state.customBackbone = bytes;
+  $('#backbone-name').textContent = bytes ? describeBackbone() : 'EfficientNet-Lite0 (ImageNet)';
+}
+
+export const describeBackbone = () => state.backbone.own_classes === 1000
+  ? state.backbone.architecture
+  : `${state.backbone.architecture}, ${state.backbone.source}, with ${state.backbone.own_classes} classes of its own`;
+
+/// Makes an opened backbone file the page's backbone. The project's features were computed by the
+/// old backbone, so the project starts afresh (after asking, when it has images).
+export async function switchBackbone({ file, bytes }) {
+  const hasImages = state.project.classes.some((c) => c.samples.length > 0);
+  if (hasImages && !confirm(`Switch to the backbone in ${file.name}? This project's images were embedded by the current backbone, so the project starts afresh (use "Export project" first to keep it).`)) return false;
+  try {
+    setBackbone(await ask({ type: 'load-backbone', modelBytes: bytes.slice().buffer }, []), bytes);
+  } catch (e) {
+    status(`Could not open ${file.name}: ${e.message}. Your current project is unchanged.`, true);
+    return false;
+  }
+  replaceProject(emptyProject());
+  status(`Opened backbone ${file.name}: ${describeBackbone()}.`);
+  return true;
+}
+
+/// Loads a `.wick` model (from the CLI or another browser); its classes become the project's labels
+/// when the project has none of its own yet.
+export async function openModel({ file, bytes }) {
+  try {
+    const { meta } = await ask({ type: 'load-model', bytes: bytes.slice().buffer }, []);
+    const names = state.project.classes.map((c) => c.name);
+    const sameClasses = names.length === meta.labels.length && names.every((n, i) => n === meta.labels[i]);
+    if (!sameClasses) {
+      const hasImages = state.project.classes.some((c) => c.samples.length > 0);
+      if (hasImages && !confirm(`This model's classes (${meta.labels.join(', ')}) differ from the project's. Replace the project's classes and images with the model's classes?`)) {
+        // Put back the model the project had (or none).
+        if (state.project.model) await ask({ type: 'load-model', bytes: state.project.model.slice().buffer }, []);
+        else post({ type: 'unload-model' });
+        return;
+      }
+      state.project.classes = meta.labels.map((name) => ({ id: newId(), name, samples: [] }));
+    }
+    state.project.model = bytes;
+    state.project.report = null;
+    state.project.trainedOn = [];
+    changed();
+    const v = meta.validation;
+    status(`Opened model ${file.name}: ${meta.labels.length} classes` + (v ? `, ${(100 * v.accuracy).toFixed(1)}% validation accuracy when trained.` : '.'));
+  } catch (e) {
+    status(`Could not open ${file.name}: ${e.message}. Your current project is unchanged.`, true);
+  }
+}
+
+export function replaceProject(next) {
+  thumbnailUrls.forEach((url) => URL.revokeObjectURL(url));
+  thumbnailUrls.clear();
+  document.querySelectorAll('[data-class-id]').forEach((card) => card.remove());
+  state.project = next;
+  state.history = next.report?.history ?? [];
+  drawChart();
+  changed();
+}

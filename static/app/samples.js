@@ -1,0 +1,223 @@
+// Classes and their samples: adding images (files, folders, paste, webcam bursts) through the
+// worker, the class cards, renaming and removing.
+import { ask } from './messages.js';
+import { openCamera, closeCamera, wireBurst } from './camera.js';
+import { renderEvaluation } from './evaluation.js';
+import { $, state, newId, status, changed } from './state.js';
+
+const READS_IN_FLIGHT = 4;
+export const thumbnailUrls = new Map(); // sample id → object URL
+
+const extraction = { queued: 0, done: 0, failed: [], started: 0 };
+
+export function showExtraction() {
+  const bar = $('#extract-progress');
+  const { queued, done, failed, started } = extraction;
+  bar.hidden = queued === 0;
+  $('#extract-text').dataset.pending = String(queued - done);
+  bar.max = Math.max(queued, 1);
+  bar.value = done;
+  if (queued === 0) return;
+  const seconds = (performance.now() - started) / 1000;
+  const rate = seconds > 0 ? done / seconds : 0;
+  $('#extract-text').textContent = done < queued
+    ? `Reading images: ${done} / ${queued} (${rate.toFixed(1)} images/s)`
+    : `Added ${done - failed.length} image${done - failed.length === 1 ? '' : 's'}`
+      + (failed.length ? `; skipped ${failed.length}: ${failed.join('; ')}` : '');
+  $('#extract-text').classList.toggle('error', failed.length > 0);
+}
+
+/// Embeds the files (in the worker) and adds them to the class; bad files are skipped and named.
+/// A few files are read at a time, so a dropped folder of large photos never sits in memory at once.
+export async function addFiles(classId, files) {
+  if (files.length === 0) return;
+  if (extraction.done >= extraction.queued) Object.assign(extraction, { queued: 0, done: 0, failed: [], started: performance.now() });
+  extraction.queued += files.length;
+  showExtraction();
+  const queue = [...files];
+  const reader = async () => {
+    for (let file = queue.shift(); file; file = queue.shift()) {
+      const name = file.name || 'pasted image';
+      try {
+        const bytes = await file.arrayBuffer();
+        addSample(classId, name, await ask({ type: 'embed', bytes }, [bytes]));
+      } catch (e) {
+        extraction.failed.push(`${name}: ${e.message}`);
+      } finally {
+        extraction.done += 1;
+        showExtraction();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, files.length) }, reader));
+}
+
+export function addSample(classId, name, { features, thumbnail }) {
+  const cls = state.project.classes.find((c) => c.id === classId);
+  if (!cls) return; // the class was deleted meanwhile
+  cls.samples.push({ id: newId(), name, thumbnail, features });
+  changed({ model: false });
+}
+
+/// Files and folders from a drop: folders are walked (all files inside, any depth).
+export async function droppedFiles(dataTransfer) {
+  const entries = [...dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+  if (entries.length === 0) return [...dataTransfer.files];
+  const files = [];
+  const walk = async (entry) => {
+    if (entry.isFile) {
+      files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (batch.length === 0) break;
+        for (const child of batch) await walk(child);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry);
+  return files;
+}
+
+export function thumbnailUrl(sample) {
+  if (!thumbnailUrls.has(sample.id)) {
+    thumbnailUrls.set(sample.id, URL.createObjectURL(new Blob([sample.thumbnail], { type: 'image/jpeg' })));
+  }
+  return thumbnailUrls.get(sample.id);
+}
+
+export function renderClass(cls) {
+  let card = document.querySelector(`[data-class-id="${cls.id}"]`);
+  if (!card) {
+    card = $('#class-template').content.firstElementChild.cloneNode(true);
+    card.dataset.classId = cls.id;
+    const name = $('.class-name', card);
+    name.addEventListener('change', () => renameClass(cls.id, name.value));
+    $('.delete-class', card).addEventListener('click', () => deleteClass(cls.id));
+    const picker = $('.class-files', card);
+    picker.addEventListener('change', () => { addFiles(cls.id, [...picker.files]); picker.value = ''; });
+    const zone = $('.drop-zone', card);
+    zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+    zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+    zone.addEventListener('drop', async (e) => {
+      e.preventDefault();
+      zone.classList.remove('over');
+      addFiles(cls.id, await droppedFiles(e.dataTransfer));
+    });
+    card.addEventListener('focusin', () => { state.lastFocusedClass = cls.id; });
+    card.addEventListener('pointerdown', () => { state.lastFocusedClass = cls.id; });
+    const video = $('.webcam-video', card);
+    const record = $('.hold-record', card);
+    let stream = null;
+    $('.webcam', card).addEventListener('click', async (e) => {
+      if (stream) {
+        closeCamera(video, stream);
+        stream = null;
+        record.hidden = true;
+        e.target.textContent = 'Webcam';
+        return;
+      }
+      try {
+        stream = await openCamera(video);
+        record.hidden = false;
+        e.target.textContent = 'Close webcam';
+      } catch (err) {
+        status(`The webcam is not available: ${err.message}`, true);
+      }
+    });
+    wireBurst(record, video, cls.id);
+    $('.thumbs', card).addEventListener('click', (e) => {
+      const button = e.target.closest('button[data-sample-id]');
+      if (button) removeSample(cls.id, button.dataset.sampleId);
+    });
+    $('#classes').append(card);
+  }
+  const name = $('.class-name', card);
+  if (document.activeElement !== name) name.value = cls.name;
+  $('.count', card).textContent = `${cls.samples.length} image${cls.samples.length === 1 ? '' : 's'}`;
+  const list = $('.thumbs', card);
+  const shown = new Set([...list.children].map((li) => li.dataset.sampleId));
+  const wanted = new Set(cls.samples.map((s) => s.id));
+  [...list.children].forEach((li) => { if (!wanted.has(li.dataset.sampleId)) li.remove(); });
+  for (const sample of cls.samples) {
+    if (shown.has(sample.id)) continue;
+    const li = document.createElement('li');
+    li.dataset.sampleId = sample.id;
+    const img = document.createElement('img');
+    img.src = thumbnailUrl(sample);
+    img.alt = sample.name;
+    img.title = sample.name;
+    const remove = document.createElement('button');
+    remove.dataset.sampleId = sample.id;
+    remove.textContent = '×';
+    remove.setAttribute('aria-label', `Remove ${sample.name}`);
+    li.append(img, remove);
+    list.append(li);
+  }
+}
+
+export function render() {
+  const ids = new Set(state.project.classes.map((c) => c.id));
+  document.querySelectorAll('[data-class-id]').forEach((card) => { if (!ids.has(card.dataset.classId)) card.remove(); });
+  state.project.classes.forEach(renderClass);
+  // Cards follow the project's class order.
+  state.project.classes.forEach((c) => $('#classes').append(document.querySelector(`[data-class-id="${c.id}"]`)));
+
+  const problem = trainingProblem();
+  $('#train').disabled = state.training || !state.backbone || problem !== null;
+  $('#train-hint').textContent = problem ?? '';
+  $('#cancel').hidden = !state.training;
+  $('#export-model').disabled = !state.project.model;
+  $('#preview-file').disabled = !state.backbone;
+  $('#preview-webcam').disabled = !state.backbone;
+  for (const [key, value] of Object.entries(state.project.settings)) {
+    const input = document.getElementById(key.replaceAll('_', '-'));
+    if (input && document.activeElement !== input) input.value = value;
+  }
+  renderEvaluation();
+}
+
+/// Why training cannot start, or null.
+export function trainingProblem() {
+  if (state.project.classes.length < 2) return 'Add a second class: a classifier tells classes apart.';
+  const empty = state.project.classes.find((c) => c.samples.length === 0);
+  if (empty) return `Add images to "${empty.name}" first.`;
+  const names = state.project.classes.map((c) => c.name.trim());
+  if (names.some((n) => n === '')) return 'Every class needs a name.';
+  if (new Set(names).size !== names.length) return 'Two classes have the same name.';
+  return null;
+}
+
+export function renameClass(id, name) {
+  const cls = state.project.classes.find((c) => c.id === id);
+  const trimmed = name.trim();
+  if (trimmed === '') {
+    status('A class name cannot be empty.', true);
+    render();
+    return;
+  }
+  if (state.project.classes.some((c) => c.id !== id && c.name === trimmed)) {
+    status(`There is already a class named "${trimmed}".`, true);
+    render();
+    return;
+  }
+  cls.name = trimmed;
+  changed({ model: true });
+}
+
+export function deleteClass(id) {
+  const cls = state.project.classes.find((c) => c.id === id);
+  if (cls.samples.length > 0 && !confirm(`Delete "${cls.name}" and its ${cls.samples.length} images?`)) return;
+  cls.samples.forEach((s) => { URL.revokeObjectURL(thumbnailUrls.get(s.id)); thumbnailUrls.delete(s.id); });
+  state.project.classes = state.project.classes.filter((c) => c.id !== id);
+  changed({ model: true });
+}
+
+export function removeSample(classId, sampleId) {
+  const cls = state.project.classes.find((c) => c.id === classId);
+  cls.samples = cls.samples.filter((s) => s.id !== sampleId);
+  URL.revokeObjectURL(thumbnailUrls.get(sampleId));
+  thumbnailUrls.delete(sampleId);
+  changed({ model: false });
+}

@@ -1,0 +1,61 @@
+// The page's state, the one funnel every change goes through (it redraws and saves), and the
+// status lines.
+import { post } from './messages.js';
+import { render } from './samples.js';
+import { scheduleSave } from './store.js';
+
+export const MODEL_URL = new URL('../efficientnet-lite0-int8.safetensors', import.meta.url).href;
+export const $ = (selector, root = document) => root.querySelector(selector);
+export const DEFAULT_SETTINGS = { epochs: 50, learning_rate: 0.001, batch_size: 16, hidden_units: 0, validation_share: 0.15 };
+
+export const state = {
+  // { classes: [{ id, name, samples: [{ id, name, thumbnail: Uint8Array, features: Float32Array }] }],
+  //   settings, model: Uint8Array | null, report: object | null, trainedOn: [sample ids] }
+  project: null,
+  backbone: null, // { id, architecture, sha256, own_classes, source }
+  featureDim: 0,
+  // A backbone file the user opened (e.g. fine-tuned by `wick cifar10 --mode finetune`), kept with the
+  // project so a reload comes back to it; null for the default backbone.
+  customBackbone: null,
+  training: false,
+  history: [], // the training chart's epochs
+  previewStream: null,
+  lastFocusedClass: null, // where a paste goes
+};
+
+let nextId = 1;
+export const newId = () => `s${Date.now().toString(36)}${(nextId++).toString(36)}`;
+
+export function emptyProject() {
+  return {
+    classes: [{ id: newId(), name: 'Class 1', samples: [] }, { id: newId(), name: 'Class 2', samples: [] }],
+    settings: { ...DEFAULT_SETTINGS },
+    model: null,
+    report: null,
+    trainedOn: [],
+  };
+}
+
+// ---- status ------------------------------------------------------------------------------------
+export function status(text, isError = false) {
+  const el = $('#status');
+  el.textContent = text;
+  el.classList.toggle('error', isError);
+}
+
+export function trainStatus(text, isError = false) {
+  const el = $('#train-status');
+  el.textContent = text;
+  el.classList.toggle('error', isError);
+}
+
+/// Every change goes through here: it redraws and saves.
+export function changed({ model = false } = {}) {
+  if (model && state.project.model) {
+    state.project.model = null;
+    state.project.report = null;
+    post({ type: 'unload-model' });
+  }
+  render();
+  scheduleSave();
+}
