@@ -1,4 +1,4 @@
-//! Structure-aware fuzzing of every file Wick reads: the pickle reader (legacy `.pth`), the backbone
+//! Structure-aware fuzzing of every file Wick reads: the pickle reader (`.pth`, both containers), the backbone
 //! file, the `.wick`, the project file, the fine-tuning checkpoint, the feature cache and the CIFAR-10
 //! batches. Each target starts from valid seeds (`tests/common/seeds.rs`) and mutates them the way a
 //! lying file would: JSON metadata fields set to extremes, tensor dtypes, shapes and offsets bent,
@@ -257,7 +257,8 @@ fn mutate_safetensors(input: &[u8], rng: &mut Rng) -> Vec<u8> {
 fn pickle_reader_and_torch_checkpoints() {
     let tensors = seeds::tiny_checkpoint_tensors();
     let valid = CheckpointSpec::contiguous(&tensors);
-    let seed_files = vec![valid.to_bytes()];
+    let zip_fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-zip.pth")).unwrap();
+    let seed_files = vec![valid.to_bytes(), valid.to_zip(), zip_fixture];
     let cfg = seeds::tiny_config();
     fuzz(
         "pth",
@@ -301,10 +302,15 @@ fn pickle_reader_and_torch_checkpoints() {
                     }
                 }
             }
-            spec.to_bytes()
+            // Either container: the same lies in the legacy file or in the zip archive.
+            if rng.below(2) == 0 {
+                spec.to_bytes()
+            } else {
+                spec.to_zip()
+            }
         },
         |bytes| {
-            let Ok(state) = wick::checkpoint::torch_legacy::read_state_dict(bytes) else { return false };
+            let Ok(state) = wick::checkpoint::read_state_dict(bytes) else { return false };
             for (name, _) in &state.tensors {
                 let _ = state.f32_contiguous(name);
             }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use serde_json::json;
 use wick::backbone::Backbone;
-use wick::checkpoint::torch_legacy::read_state_dict;
+use wick::checkpoint::read_state_dict;
 use wick::data::cifar10::download::{fetch, FetchLimits};
 use wick::data::cifar10::{Cifar10, CLASSES, PIXELS};
 use wick::data::features::{CacheFile, CacheHeader};

@@ -3,6 +3,8 @@
 //! Needs the checkpoint (`scripts/fetch-weights.sh`, or `WICK_LITE0_PTH`) and python3 with numpy
 //! and Pillow; `make test` provides all three.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -136,4 +138,32 @@ fn truncated_or_padded_checkpoint_is_refused() {
     let mut padded = pth.clone();
     padded.extend(b"junk");
     assert!(err(&padded).contains("4 trailing bytes"), "{}", err(&padded));
+}
+
+/// The same ImageNet weights in torch.save's zip container (PyTorch ≥ 1.6), stored contiguously
+/// instead of in TensorFlow order: the backbone computes exactly the same features.
+#[test]
+fn the_zip_container_gives_the_legacy_checkpoints_network() {
+    let legacy_bytes = std::fs::read(checkpoint_path()).unwrap();
+    let state = wick::checkpoint::read_state_dict(&legacy_bytes).unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = state
+        .tensors
+        .iter()
+        .filter(|(_, view)| view.dtype == wick::checkpoint::StorageDtype::F32)
+        .map(|(name, _)| {
+            let (shape, values) = state.f32_contiguous(name).unwrap();
+            (name.clone(), shape, values)
+        })
+        .collect();
+    let zipped = common::pickle::CheckpointSpec::contiguous(&tensors).to_zip();
+    let image = decode_image(&std::fs::read(fixture(PHOTOS[1])).unwrap()).unwrap();
+    let features = |bytes: &[u8]| {
+        let backbone = Backbone::from_torch_checkpoint(bytes, &Device::Cpu).unwrap();
+        backbone
+            .features(&backbone.input_tensor(std::slice::from_ref(&image)).unwrap())
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+    };
+    assert_eq!(features(&zipped), features(&legacy_bytes));
 }

@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::backbone::efficientnet_lite::{Config, ConvBn};
-use crate::checkpoint::torch_legacy::StateDict;
+use crate::checkpoint::StateDict;
 use crate::error::{invalid, Result};
 
 /// Named row-major f32 tensors, sorted by name (so anything written from them is reproducible).

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::backbone::efficientnet_lite::{Config, EfficientNetLite};
 use crate::backbone::fold::{fold_batch_norms, FloatWeights};
 use crate::backbone::imagenet_classes::IMAGENET_CLASSES;
-use crate::checkpoint::torch_legacy;
+use crate::checkpoint;
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::backbone_file::{self, BackboneMeta, Source};
@@ -139,7 +139,7 @@ pub fn ranked(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Predict
 /// Reads the checkpoint and folds its BatchNorms; the metadata records where it came from.
 pub fn checkpoint_weights(bytes: &[u8]) -> Result<(BackboneMeta, FloatWeights)> {
     let config = Config::lite0();
-    let state = torch_legacy::read_state_dict(bytes)?;
+    let state = checkpoint::read_state_dict(bytes)?;
     let weights = fold_batch_norms(&state, &config)?;
     let meta = BackboneMeta {
         architecture: "efficientnet-lite0".into(),

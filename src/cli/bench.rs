@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use candle_core::Tensor;
 use serde::Serialize;
 
-use wick::checkpoint::torch_legacy;
+use wick::checkpoint;
 use wick::data::cifar10::{self, Cifar10};
 use wick::error::InFile;
 use wick::formats::f32_values;
@@ -77,7 +77,7 @@ pub fn bench_finetune(
     }
     let pth = args.imagenet_checkpoint()?;
     let bytes = read(&pth)?;
-    let state = torch_legacy::read_state_dict(&bytes).in_file(pth.display())?;
+    let state = checkpoint::read_state_dict(&bytes).in_file(pth.display())?;
     let source_sha256 = sha256_hex(&bytes);
     let device = parse_device(&args.device)?;
     let classes: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();

@@ -8,7 +8,7 @@ use indicatif::ProgressStyle;
 use serde::Serialize;
 
 use wick::backbone::Backbone;
-use wick::checkpoint::torch_legacy;
+use wick::checkpoint;
 use wick::data::cifar10::{self, Cifar10, TEST_FILE};
 use wick::data::dataset::stratified_split;
 use wick::data::features::{extract_images, image_key, ImageKey, View};
@@ -253,7 +253,7 @@ pub fn cifar10_finetune(
                 checkpoint.display()
             );
         }
-        let state = torch_legacy::read_state_dict(&pth_bytes).in_file(pth.display())?;
+        let state = checkpoint::read_state_dict(&pth_bytes).in_file(pth.display())?;
         Finetuner::new(&state, &source_sha256, class_names.clone(), train, config.clone(), &device)
             .in_file(pth.display())?
     };

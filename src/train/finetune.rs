@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backbone::efficientnet_lite::{Config, EfficientNetLite};
 use crate::backbone::fold::{fold_named, FloatWeights};
-use crate::checkpoint::torch_legacy::StateDict;
+use crate::checkpoint::StateDict;
 use crate::data::cifar10::{Cifar10, PIXELS, SIDE};
 use crate::error::{invalid, Result};
 use crate::formats::backbone_file::{BackboneMeta, Source};
@@ -262,20 +262,17 @@ impl Finetuner {
         let network = EfficientNetLite::unfolded(&model, config.precision.dtype(), vb)?;
         let spec = HeadSpec { input_dim: model.head_channels, hidden: None, classes: classes.len() };
         let head = Head::init(spec, &mut Rng::new(config.seed), device)?;
+        // Weight decay by rank, as nanoGPT does it: matrices and filters (rank ≥ 2) decay; BatchNorm's
+        // scale and shift and every bias (rank 1) do not — whatever a family names its layers.
+        let decays = |var: &Var| var.rank() >= 2;
         let mut named: Vec<(String, Var, bool)> = sorted_vars(&varmap)
             .into_iter()
             .filter(|(name, _)| !is_running_statistic(name))
-            .map(|(name, var)| {
-                // Convolution weights decay; BatchNorm's scale and shift (`_bn*.weight`, `_bn*.bias`) do not.
-                let layer = name.rsplit('.').nth(1).unwrap_or_default();
-                let decay = name.ends_with(".weight") && !layer.starts_with("_bn");
-                (format!("model.{name}"), var, decay)
-            })
+            .map(|(name, var)| (format!("model.{name}"), var.clone(), decays(&var)))
             .collect();
-        named.extend(head.named_vars().into_iter().map(|(name, var)| {
-            let decay = name.ends_with(".weight");
-            (format!("head.{name}"), var, decay)
-        }));
+        named.extend(
+            head.named_vars().into_iter().map(|(name, var)| (format!("head.{name}"), var.clone(), decays(&var))),
+        );
         let optimizer = Optimizer::new(config.optimizer, named)?;
         Ok(Self {
             config,

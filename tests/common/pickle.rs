@@ -61,6 +61,67 @@ impl CheckpointSpec {
         spec
     }
 
+    /// The state dict's own pickle (the zip container's `data.pkl`): persistent ids with five items.
+    pub fn state_dict_pickle(&self) -> Vec<u8> {
+        self.object_pickle(false)
+    }
+
+    fn object_pickle(&self, legacy: bool) -> Vec<u8> {
+        let mut p = Pickle::default();
+        p.proto();
+        p.global("collections", "OrderedDict");
+        p.raw(b")R");
+        p.raw(b"(");
+        for t in &self.tensors {
+            p.str(&t.name);
+            p.global("torch._utils", "_rebuild_tensor_v2");
+            p.raw(b"(");
+            p.raw(b"(");
+            p.str("storage");
+            p.global("torch", &t.storage_type);
+            p.str(&t.key);
+            p.str("cpu");
+            p.int(t.numel);
+            if legacy {
+                p.raw(b"N");
+            }
+            p.raw(b"t");
+            p.raw(b"Q");
+            p.int(t.offset);
+            p.tuple(&t.size);
+            p.tuple(&t.stride);
+            p.raw(&[0x89]);
+            p.raw(b"}");
+            p.raw(b"tR");
+        }
+        p.raw(b"u");
+        p.stop();
+        p.0
+    }
+
+    /// This checkpoint in the zip container (PyTorch ≥ 1.6): the state dict's pickle as
+    /// `archive/data.pkl`, each storage as `archive/data/<key>`.
+    pub fn to_zip(&self) -> Vec<u8> {
+        self.to_zip_with(|_, data| Some(data))
+    }
+
+    /// [`Self::to_zip`] with each entry passed through `edit` (None leaves it out).
+    pub fn to_zip_with(&self, edit: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>>) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let mut entries = vec![("archive/data.pkl".to_string(), self.state_dict_pickle())];
+        entries.push(("archive/byteorder".into(), b"little".to_vec()));
+        entries.extend(self.storages.iter().map(|(key, _, data)| (format!("archive/data/{key}"), data.clone())));
+        for (name, data) in entries {
+            if let Some(data) = edit(&name, data) {
+                z.start_file(name, stored).unwrap();
+                z.write_all(&data).unwrap();
+            }
+        }
+        z.finish().unwrap().into_inner()
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut p = Pickle::default();
         // magic number, protocol version, sys info
@@ -97,33 +158,7 @@ impl CheckpointSpec {
             None => {}
         }
         p.stop();
-        // the state dict
-        p.proto();
-        p.global("collections", "OrderedDict");
-        p.raw(b")R");
-        p.raw(b"(");
-        for t in &self.tensors {
-            p.str(&t.name);
-            p.global("torch._utils", "_rebuild_tensor_v2");
-            p.raw(b"(");
-            p.raw(b"(");
-            p.str("storage");
-            p.global("torch", &t.storage_type);
-            p.str(&t.key);
-            p.str("cpu");
-            p.int(t.numel);
-            p.raw(b"N");
-            p.raw(b"t");
-            p.raw(b"Q");
-            p.int(t.offset);
-            p.tuple(&t.size);
-            p.tuple(&t.stride);
-            p.raw(&[0x89]);
-            p.raw(b"}");
-            p.raw(b"tR");
-        }
-        p.raw(b"u");
-        p.stop();
+        p.0.extend(self.object_pickle(true));
         // storage keys
         p.proto();
         p.raw(b"](");
