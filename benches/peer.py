@@ -2,7 +2,7 @@
 """Backbone forward benchmark: Wick (native and wasm in headless Chromium) against its peers, same run.
 
 Peers: ONNX Runtime (CPU) running EfficientNet-Lite0 built here with the `onnx` package from the same
-checkpoint (BatchNorm folded, TF 'SAME' pads), and the numpy reference (tests/reference/lite0_numpy.py).
+checkpoint (BatchNorm folded, TF 'SAME' pads), and the numpy reference (tests/reference/efficientnet_lite_numpy.py).
 Prints ms/image for batch 1 and 16 and the ratios Wick / peer (< 1 means Wick is faster).
 
     python3 benches/peer.py [--wick PATH] [--no-browser]
@@ -20,7 +20,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
-import lite0_numpy as ref  # noqa: E402
+import efficientnet_lite_numpy as ref  # noqa: E402
 
 
 def folded(p, conv, bn):
@@ -53,7 +53,7 @@ def build_onnx(p):
 
     x, size = conv("input", "_conv_stem", "_bn0", 224, 2, 1, True, "stem")
     i, c_in = 0, 32
-    for k, s, e, c_out, r in ref.STAGES:
+    for k, s, e, c_out, r in ref.stages(p):
         for j in range(r):
             stride, pre = (s if j == 0 else 1), f"_blocks.{i}"
             h, hidden = x, c_in * e
@@ -101,7 +101,7 @@ def main():
     results = {}  # (who, threads, batch) -> ms/image
 
     # The ONNX graph must compute what the reference computes.
-    photo = ref.preprocess(os.path.join(ROOT, "tests", "fixtures", "coffee.png"))[None].astype(np.float32)
+    photo = ref.preprocess(os.path.join(ROOT, "tests", "fixtures", "coffee.png"), 224)[None].astype(np.float32)
     sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     a, b = sess.run(None, {"input": photo})[0][0], ref.features(p, photo)[0]
     cos = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))

@@ -33,7 +33,7 @@ if ! cmp -s package-lock.json node_modules/.wick-package-lock.json; then
   cp package-lock.json node_modules/.wick-package-lock.json
 fi
 python3 -c 'import numpy, PIL' 2>/dev/null || python3 -m pip install --quiet numpy pillow
-scripts/fetch-weights.sh >/dev/null
+scripts/fetch-weights.sh all >/dev/null
 [ "$what" = test ] && exit 0
 
 python3 -c 'import onnx, onnxruntime, sklearn' 2>/dev/null || python3 -m pip install --quiet onnx onnxruntime scikit-learn

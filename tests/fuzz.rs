@@ -374,7 +374,7 @@ fn project_files() {
 #[test]
 fn finetuning_checkpoints() {
     // The checkpoint's metadata is what a lying file bends; its tensors are checked by shape and type
-    // against the network. (A full Lite0 checkpoint is 55 MB: the seed carries one small tensor.)
+    // against the network (the tiny one of `seeds`; the seed carries one small tensor).
     let mut train = Cifar10::default();
     for i in 0..4u8 {
         train.labels.push(i);
@@ -391,9 +391,10 @@ fn finetuning_checkpoints() {
         &[("head.output.bias", Dtype::F32, vec![10], seeds::f32_le(&[0.0; 10]))],
         &[("format", "wick-finetune-checkpoint".into()), ("format_version", "1".into()), ("meta", meta.to_string())],
     );
+    let pretrained = seeds::tiny_pretrained(&"cd".repeat(32));
     fuzz("checkpoint", vec![file], mutate_safetensors, |bytes| {
         // The seed lacks the network's tensors: how far a case got is told by the error.
-        match Finetuner::resume(bytes, &"cd".repeat(32), &classes, &train, config.clone(), &Device::Cpu) {
+        match Finetuner::resume(bytes, &pretrained, &classes, &train, config.clone(), &Device::Cpu) {
             Ok(_) => true,
             Err(e) => e.to_string().contains("it has no `model."),
         }

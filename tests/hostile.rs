@@ -54,16 +54,32 @@ fn checkpoint_with(edit: impl FnOnce(&mut CheckpointSpec)) -> Vec<u8> {
 #[test]
 fn a_stem_weight_of_the_wrong_rank_or_no_channels_is_refused_and_nothing_is_written() {
     let dir = scratch("stem");
+    // A checkpoint with every Lite0 tensor (zeros), but its stem bent.
+    let lite0: Vec<(String, Vec<usize>, Vec<f32>)> = wick::backbone::efficientnet_lite::Config::lite0()
+        .conv_bn_pairs()
+        .into_iter()
+        .flat_map(|pair| {
+            let c = pair.shape[0];
+            let bn = ["weight", "bias", "running_mean", "running_var"]
+                .map(|p| (format!("{}.{p}", pair.bn), vec![c], vec![1.0; c]));
+            std::iter::once((
+                format!("{}.weight", pair.conv),
+                pair.shape.to_vec(),
+                vec![0.0; pair.shape.iter().product()],
+            ))
+            .chain(bn)
+        })
+        .chain([
+            ("_fc.weight".into(), vec![1000, 1280], vec![0.0; 1_280_000]),
+            ("_fc.bias".into(), vec![1000], vec![0.0; 1000]),
+        ])
+        .collect();
     for (size, stride, shown) in [(vec![], vec![], "[]"), (vec![0, 3, 3, 3], vec![27, 9, 3, 1], "[0, 3, 3, 3]")] {
+        let mut spec = CheckpointSpec::contiguous(&lite0);
+        spec.tensors[0].size = size.clone();
+        spec.tensors[0].stride = stride.clone();
         let pth = dir.join("stem.pth");
-        std::fs::write(
-            &pth,
-            checkpoint_with(|spec| {
-                spec.tensors[0].size = size.clone();
-                spec.tensors[0].stride = stride.clone();
-            }),
-        )
-        .unwrap();
+        std::fs::write(&pth, spec.to_bytes()).unwrap();
         let out = dir.join("model.safetensors");
         refused(
             &["convert", s(&pth), "--out", s(&out)],
@@ -73,7 +89,13 @@ fn a_stem_weight_of_the_wrong_rank_or_no_channels_is_refused_and_nothing_is_writ
         assert!(!out.exists());
         // The same through the library, against the architecture the checkpoint is read as.
         let state = read_state_dict(&std::fs::read(&pth).unwrap()).unwrap();
-        assert_says(&error_of(wick::backbone::fold::fold_batch_norms(&state, &seeds::tiny_config())), "has shape");
+        assert_says(
+            &error_of(wick::backbone::fold::fold_batch_norms(
+                &state,
+                &wick::backbone::efficientnet_lite::Config::lite0(),
+            )),
+            "has shape",
+        );
     }
 }
 
@@ -232,7 +254,14 @@ fn checkpoint_meta(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
 fn resume(bytes: &[u8]) -> String {
     let config = FinetuneConfig { epochs: 2, batch_size: 2, warmup_epochs: 0, ..FinetuneConfig::default() };
     let classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
-    error_of(Finetuner::resume(bytes, &"cd".repeat(32), &classes, &tiny_train(), config, &Device::Cpu))
+    error_of(Finetuner::resume(
+        bytes,
+        &seeds::tiny_pretrained(&"cd".repeat(32)),
+        &classes,
+        &tiny_train(),
+        config,
+        &Device::Cpu,
+    ))
 }
 
 #[test]

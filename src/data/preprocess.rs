@@ -60,9 +60,10 @@ impl Preprocess {
         };
         let (rw, rh) = (rw.max(1), rh.max(1));
         let c = self.crop;
-        // Like torchvision's CenterCrop; a crop larger than the image is zero-padded around it.
-        let top = ((rh as f64 - c as f64) / 2.0).round() as i64;
-        let left = ((rw as f64 - c as f64) / 2.0).round() as i64;
+        // Like torchvision's CenterCrop, whose Python `round` takes halves to even; a crop larger
+        // than the image is zero-padded around it.
+        let top = ((rh as f64 - c as f64) / 2.0).round_ties_even() as i64;
+        let left = ((rw as f64 - c as f64) / 2.0).round_ties_even() as i64;
         // Only the part of the resized image that the crop keeps is computed: a 16384×1 strip
         // resized to a shorter side of 256 would otherwise be 4 billion pixels.
         let columns = left.max(0) as u32..(left + c as i64).min(rw as i64) as u32;

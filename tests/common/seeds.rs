@@ -163,3 +163,16 @@ pub fn colour_image(seed: u8) -> image::RgbImage {
 pub fn tensor(values: Vec<f32>, shape: &[usize]) -> Tensor {
     Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
 }
+
+/// The tiny network's checkpoint as pretrained weights, recorded as coming from a file with `sha256`.
+pub fn tiny_pretrained(sha256: &str) -> wick::backbone::Pretrained {
+    let bytes = super::pickle::CheckpointSpec::contiguous(&tiny_checkpoint_tensors()).to_bytes();
+    let meta = tiny_meta();
+    wick::backbone::Pretrained {
+        state: wick::checkpoint::read_state_dict(&bytes).unwrap(),
+        architecture: meta.architecture,
+        config: meta.config,
+        preprocess: meta.preprocess,
+        source: Source { sha256: sha256.into(), ..meta.source },
+    }
+}

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Independent reference for EfficientNet-Lite0: numpy + Pillow only, no torch, no Wick code.
+"""Independent reference for EfficientNet-Lite0/1/2: numpy + Pillow only, no torch, no Wick code.
 
 Reads the legacy torch checkpoint with a restricted unpickler (strides honoured with numpy's
-as_strided), preprocesses with Pillow (resize shorter side to 256, BILINEAR, centre crop 224,
-[-1, 1]) and runs the network with *unfolded* BatchNorm.
+as_strided), reads the stages from the checkpoint itself (blocks grouped by output width; kernel,
+stride and expansion from EfficientNet-B0's table), preprocesses with Pillow (resize the shorter
+side to SIZE + 32, BILINEAR, centre crop SIZE, [-1, 1]) and runs the network with *unfolded*
+BatchNorm.
 
-    lite0_numpy.py CHECKPOINT.pth IMAGE... > reference.json     # features, top5, top2_margin
-    lite0_numpy.py --bench CHECKPOINT.pth                        # ms/image, batch 1 and 16
+    efficientnet_lite_numpy.py [--size 224] CHECKPOINT.pth IMAGE... > reference.json   # features, top5, top2_margin
+    efficientnet_lite_numpy.py --bench CHECKPOINT.pth                                # ms/image, batch 1 and 16
 """
 import json
 import pickle
@@ -18,10 +20,21 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 EPS = 1e-3
-STAGES = [  # kernel, stride, expand, out, repeats
-    (3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-    (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1),
-]
+B0_STAGES = [(3, 1, 1), (3, 2, 6), (5, 2, 6), (3, 2, 6), (5, 1, 6), (5, 2, 6), (3, 1, 6)]  # kernel, stride, expand
+
+
+def stages(p):
+    """(kernel, stride, expand, out, repeats) per stage, from the checkpoint's block shapes."""
+    outs = []
+    while f"_blocks.{len(outs)}._project_conv.weight" in p:
+        outs.append(p[f"_blocks.{len(outs)}._project_conv.weight"].shape[0])
+    groups = []
+    for c in outs:
+        if groups and groups[-1][0] == c:
+            groups[-1][1] += 1
+        else:
+            groups.append([c, 1])
+    return [(k, s, e, c, r) for (k, s, e), (c, r) in zip(B0_STAGES, groups)]
 DTYPES = {"FloatStorage": np.float32, "LongStorage": np.int64}
 
 
@@ -60,17 +73,18 @@ def load_checkpoint(path):
     return out
 
 
-def preprocess(path):
+def preprocess(path, size):
     from PIL import Image
     im = Image.open(path).convert("RGB")
     w, h = im.size
+    shorter = size + 32
     if w <= h:
-        ow, oh = 256, int(256 * h / w)
+        ow, oh = shorter, int(shorter * h / w)
     else:
-        ow, oh = int(256 * w / h), 256
+        ow, oh = int(shorter * w / h), shorter
     im = im.resize((ow, oh), Image.BILINEAR)
-    top, left = int(round((oh - 224) / 2.0)), int(round((ow - 224) / 2.0))
-    im = im.crop((left, top, left + 224, top + 224))
+    top, left = int(round((oh - size) / 2.0)), int(round((ow - size) / 2.0))
+    im = im.crop((left, top, left + size, top + size))
     x = np.asarray(im, dtype=np.float32) / 255.0
     return ((x - 0.5) / 0.5).transpose(2, 0, 1)
 
@@ -118,7 +132,7 @@ relu6 = lambda x: np.clip(x, 0, 6)
 def features(p, x):
     x = relu6(bn(conv_full(x, p["_conv_stem.weight"], 2), p, "_bn0"))
     i, c_in = 0, 32
-    for k, s, e, c_out, r in STAGES:
+    for k, s, e, c_out, r in stages(p):
         for j in range(r):
             stride = s if j == 0 else 1
             pre = f"_blocks.{i}"
@@ -146,8 +160,12 @@ def main():
             ms = (time.perf_counter() - t) * 1e3 / (iters * batch)
             print(json.dumps({"peer": "numpy", "batch": batch, "ms_per_image": ms}))
         return
-    p = load_checkpoint(sys.argv[1])
-    x = np.stack([preprocess(path) for path in sys.argv[2:]]).astype(np.float32)
+    args = sys.argv[1:]
+    size = 224
+    if args[0] == "--size":
+        size, args = int(args[1]), args[2:]
+    p = load_checkpoint(args[0])
+    x = np.stack([preprocess(path, size) for path in args[1:]]).astype(np.float32)
     f = features(p, x)
     logits = f @ p["_fc.weight"].T + p["_fc.bias"]
     top5 = np.argsort(-logits, axis=1)[:, :5]
