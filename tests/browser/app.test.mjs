@@ -509,3 +509,23 @@ test('a backbone fine-tuned by the CLI opens in the page with its .wick; reload 
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('an EfficientNet-Lite2 backbone converted by the CLI opens in the page and answers as the CLI does', async () => {
+  const pth = path.join(os.homedir(), '.cache/wick/efficientnet-lite2-9656183e.pth');
+  const converted = path.join(scratch, 'lite2.safetensors');
+  execFileSync(wickBinary, ['convert', pth, '--out', converted]);
+  const coffee = path.join(root, 'tests/fixtures/coffee.png');
+  const cliTop = JSON.parse(execFileSync(wickBinary, ['predict', '--json', '--backbone', converted, coffee])).classes[0].label;
+  assert.equal(cliTop, 'espresso');
+
+  const { page, errors } = await openApp(browser, origin);
+  await page.setInputFiles('#open-model', converted);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened backbone'));
+  assert.equal(await page.textContent('#backbone-name'), 'efficientnet-lite2');
+  await page.setInputFiles('#preview-file', coffee);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'));
+  assert.equal(await page.textContent('#predictions li:first-child .label'), cliTop);
+  assert.match(await page.textContent('#preview-kind'), /ImageNet classes/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
