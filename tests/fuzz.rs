@@ -1,4 +1,5 @@
-//! Structure-aware fuzzing of every file Wick reads: the pickle reader (`.pth`, both containers), the backbone
+//! Structure-aware fuzzing of every file Wick reads: PyTorch state dicts (the pickle reader in both
+//! `torch.save` containers, and safetensors), the backbone
 //! file, the `.wick`, the project file, the fine-tuning checkpoint, the feature cache and the CIFAR-10
 //! batches. Each target starts from valid seeds (`tests/common/seeds.rs`) and mutates them the way a
 //! lying file would: JSON metadata fields set to extremes, tensor dtypes, shapes and offsets bent,
@@ -258,7 +259,13 @@ fn pickle_reader_and_torch_checkpoints() {
     let tensors = seeds::tiny_checkpoint_tensors();
     let valid = CheckpointSpec::contiguous(&tensors);
     let zip_fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-zip.pth")).unwrap();
-    let seed_files = vec![valid.to_bytes(), valid.to_zip(), zip_fixture];
+    let as_safetensors: Vec<(String, Vec<usize>, Vec<u8>)> =
+        tensors.iter().map(|(n, shape, values)| (n.clone(), shape.clone(), seeds::f32_le(values))).collect();
+    let as_safetensors = seeds::safetensors_file(
+        &as_safetensors.iter().map(|(n, s, b)| (n.as_str(), Dtype::F32, s.clone(), b.clone())).collect::<Vec<_>>(),
+        &[],
+    );
+    let seed_files = vec![valid.to_bytes(), valid.to_zip(), zip_fixture, as_safetensors];
     let cfg = seeds::tiny_config();
     fuzz(
         "pth",

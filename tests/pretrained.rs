@@ -253,3 +253,57 @@ fn fine_tuning_starts_from_lite1_and_exports_lite1() {
     assert_eq!(backbone.meta.labels.len(), 10);
     assert_eq!(backbone.top_k(&[train.image(0)], 3).unwrap()[0].len(), 3);
 }
+
+/// The ImageNet weights as a safetensors state dict (timm's and Hugging Face's `model.safetensors`),
+/// in f32 and in bf16: the same network, recognised the same way. A Wick backbone file passed as
+/// one is told apart.
+#[test]
+fn a_safetensors_state_dict_gives_the_same_network() {
+    let legacy_bytes = std::fs::read(checkpoint_path()).unwrap();
+    let state = wick::checkpoint::read_state_dict(&legacy_bytes).unwrap();
+    let named: Vec<(String, Vec<usize>, Vec<f32>)> = state
+        .tensors
+        .iter()
+        .filter(|(_, view)| view.dtype == wick::checkpoint::StorageDtype::F32)
+        .map(|(name, _)| {
+            let (shape, values) = state.f32_contiguous(name).unwrap();
+            (name.clone(), shape, values)
+        })
+        .collect();
+    let file = |dtype: safetensors::Dtype| {
+        let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = named
+            .iter()
+            .map(|(name, shape, values)| {
+                let bytes = match dtype {
+                    safetensors::Dtype::BF16 => {
+                        values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect()
+                    }
+                    _ => common::seeds::f32_le(values),
+                };
+                (name.clone(), shape.clone(), bytes)
+            })
+            .collect();
+        let tensors: Vec<(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
+            encoded.iter().map(|(n, s, b)| (n.as_str(), dtype, s.clone(), b.clone())).collect();
+        common::seeds::safetensors_file(&tensors, &[])
+    };
+    let image = decode_image(&std::fs::read(fixture(PHOTOS[0])).unwrap()).unwrap();
+    let features = |bytes: &[u8]| {
+        let backbone = Backbone::from_torch_checkpoint(bytes, &Device::Cpu).unwrap();
+        assert_eq!(backbone.meta.architecture, "efficientnet-lite0");
+        backbone
+            .features(&backbone.input_tensor(std::slice::from_ref(&image)).unwrap())
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+    };
+    let reference = features(&legacy_bytes);
+    assert_eq!(features(&file(safetensors::Dtype::F32)), reference);
+    let bf16 = features(&file(safetensors::Dtype::BF16));
+    assert!(cosine(&bf16[0], &reference[0]) > 0.99, "bf16 weights: cosine {}", cosine(&bf16[0], &reference[0]));
+    let backbone_file =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"))
+            .unwrap();
+    let message = Backbone::from_torch_checkpoint(&backbone_file, &Device::Cpu).err().expect("refused").to_string();
+    assert!(message.contains("this is a Wick file (wick-model)"), "{message}");
+}

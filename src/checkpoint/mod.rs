@@ -1,10 +1,11 @@
 //! Readers for PyTorch checkpoints — both `torch.save` containers, the legacy one ([`torch_legacy`],
-//! before PyTorch 1.6) and the zip one ([`torch_zip`]) — giving a [`StateDict`] of strided views into
-//! raw storages. Their pickles go through [`pickle`], a small safe subset that builds plain values,
+//! before PyTorch 1.6) and the zip one ([`torch_zip`]), and state dicts saved as safetensors
+//! ([`safetensors`]) — giving a [`StateDict`] of strided views into raw storages. Their pickles go through [`pickle`], a small safe subset that builds plain values,
 //! knows three kinds of global (`collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`,
 //! `torch.*Storage`), refuses any other by name, and never executes anything.
 
 pub mod pickle;
+pub mod safetensors;
 pub mod torch_legacy;
 pub mod torch_zip;
 
@@ -12,10 +13,13 @@ use std::collections::HashMap;
 
 use crate::error::{invalid, Result};
 
-/// A checkpoint's state dict, in either container (told apart by their first bytes).
+/// A checkpoint's state dict: either `torch.save` container, or a safetensors file of a state dict
+/// (timm and Hugging Face's `model.safetensors`), told apart by their first bytes.
 pub fn read_state_dict(bytes: &[u8]) -> Result<StateDict> {
     if bytes.starts_with(b"PK\x03\x04") {
         torch_zip::read_state_dict(bytes)
+    } else if safetensors::looks_like(bytes) {
+        safetensors::read_state_dict(bytes)
     } else {
         torch_legacy::read_state_dict(bytes)
     }
@@ -26,6 +30,7 @@ pub enum StorageDtype {
     F32,
     F64,
     F16,
+    BF16,
     I64,
     I32,
     I16,
@@ -40,6 +45,7 @@ impl StorageDtype {
             "FloatStorage" => Self::F32,
             "DoubleStorage" => Self::F64,
             "HalfStorage" => Self::F16,
+            "BFloat16Storage" => Self::BF16,
             "LongStorage" => Self::I64,
             "IntStorage" => Self::I32,
             "ShortStorage" => Self::I16,
@@ -54,7 +60,7 @@ impl StorageDtype {
         match self {
             Self::F64 | Self::I64 => 8,
             Self::F32 | Self::I32 => 4,
-            Self::F16 | Self::I16 => 2,
+            Self::F16 | Self::BF16 | Self::I16 => 2,
             Self::I8 | Self::U8 | Self::Bool => 1,
         }
     }
@@ -85,16 +91,20 @@ impl StateDict {
     /// storage offset (the weights of interest are stored in TensorFlow order, not contiguously).
     pub fn f32_contiguous(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let view = self.get(name).ok_or_else(|| invalid!("checkpoint has no tensor `{name}`"))?;
-        if view.dtype != StorageDtype::F32 {
-            return Err(invalid!("tensor `{name}` is {:?}, expected float32", view.dtype));
-        }
+        let read: fn(&[u8]) -> f32 = match view.dtype {
+            StorageDtype::F32 => |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            StorageDtype::F16 => |b| half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+            StorageDtype::BF16 => |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+            other => return Err(invalid!("tensor `{name}` is {other:?}, expected float32, float16 or bfloat16")),
+        };
         let (_, bytes) = self
             .storages
             .get(&view.storage_key)
             .ok_or_else(|| invalid!("tensor `{name}` uses storage `{}` which is missing", view.storage_key))?;
-        view.check_bounds(name, bytes.len() / 4)?;
+        let size = view.dtype.size_in_bytes();
+        view.check_bounds(name, bytes.len() / size)?;
         let numel: usize = view.size.iter().product();
-        let read = |i: usize| f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
+        let read = |i: usize| read(&bytes[size * i..size * (i + 1)]);
         let mut out = Vec::with_capacity(numel);
         let mut index = vec![0usize; view.size.len()];
         for _ in 0..numel {

