@@ -2,30 +2,13 @@
 //! megapixels each, 200 MB decoded, a few kilobytes on disk) once reached 3.2 GB together. This
 //! binary's allocator records the peak of live memory while their features are extracted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use common::alloc::Counting;
 use wick::data::features::{extract_files, CacheFile, CacheHeader, DECODE_BUDGET};
 
-struct Peak;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Peak {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Peak = Peak;
+static ALLOCATOR: Counting = Counting { limit: usize::MAX };
 
 #[test]
 fn sixteen_huge_pngs_are_decoded_within_the_budget() {
@@ -45,11 +28,11 @@ fn sixteen_huge_pngs_are_decoded_within_the_budget() {
     )
     .unwrap();
     let mut cache = CacheFile::in_memory(CacheHeader::of(&backbone));
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    let before = Counting::live();
+    Counting::reset_peak();
     let results = extract_files(&backbone, &mut cache, &requests, |_| {}).unwrap();
     assert!(results.iter().all(|r| r.is_ok()));
-    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let peak = Counting::peak() - before;
     let one_image = w as usize * h as usize * 6; // the decoder's RGB pixels and their RGB copy
     eprintln!("peak {} MB for 16 images of {} MB decoded", peak >> 20, one_image >> 20);
     assert!(

@@ -15,10 +15,8 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::Device;
 use safetensors::Dtype;
@@ -32,32 +30,15 @@ use wick::train::config::FinetuneConfig;
 use wick::train::finetune::{fingerprint, Finetuner};
 use wick::util::rng::Rng;
 
+use common::alloc::Counting;
 use common::pickle::{CheckpointSpec, Gadget};
 use common::seeds;
 
 /// No single allocation, and no total, above this: a reader sized by a lying field fails the case.
 const MEMORY_LIMIT: usize = 3 << 30;
 
-struct Bounded;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, refusing (null) what would pass the limit.
-unsafe impl GlobalAlloc for Bounded {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size() > MEMORY_LIMIT {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            return std::ptr::null_mut();
-        }
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Bounded = Bounded;
+static ALLOCATOR: Counting = Counting { limit: MEMORY_LIMIT };
 
 fn iterations() -> usize {
     std::env::var("WICK_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(300)

@@ -146,13 +146,10 @@ fn truncated_or_padded_checkpoint_is_refused() {
     assert!(err(&padded).contains("4 trailing bytes"), "{}", err(&padded));
 }
 
-/// The same ImageNet weights in torch.save's zip container (PyTorch ≥ 1.6), stored contiguously
-/// instead of in TensorFlow order: the backbone computes exactly the same features.
-#[test]
-fn the_zip_container_gives_the_legacy_checkpoints_network() {
-    let legacy_bytes = std::fs::read(checkpoint_path()).unwrap();
-    let state = wick::checkpoint::read_state_dict(&legacy_bytes).unwrap();
-    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = state
+/// A checkpoint's float tensors, contiguous: (name, shape, values).
+fn float_tensors(checkpoint: &[u8]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let state = wick::checkpoint::read_state_dict(checkpoint).unwrap();
+    state
         .tensors
         .iter()
         .filter(|(_, view)| view.dtype == wick::checkpoint::StorageDtype::F32)
@@ -160,7 +157,15 @@ fn the_zip_container_gives_the_legacy_checkpoints_network() {
             let (shape, values) = state.f32_contiguous(name).unwrap();
             (name.clone(), shape, values)
         })
-        .collect();
+        .collect()
+}
+
+/// The same ImageNet weights in torch.save's zip container (PyTorch ≥ 1.6), stored contiguously
+/// instead of in TensorFlow order: the backbone computes exactly the same features.
+#[test]
+fn the_zip_container_gives_the_legacy_checkpoints_network() {
+    let legacy_bytes = std::fs::read(checkpoint_path()).unwrap();
+    let tensors = float_tensors(&legacy_bytes);
     let zipped = common::pickle::CheckpointSpec::contiguous(&tensors).to_zip();
     let image = decode_image(&std::fs::read(fixture(PHOTOS[1])).unwrap()).unwrap();
     let features = |bytes: &[u8]| {
@@ -260,16 +265,7 @@ fn fine_tuning_starts_from_lite1_and_exports_lite1() {
 #[test]
 fn a_safetensors_state_dict_gives_the_same_network() {
     let legacy_bytes = std::fs::read(checkpoint_path()).unwrap();
-    let state = wick::checkpoint::read_state_dict(&legacy_bytes).unwrap();
-    let named: Vec<(String, Vec<usize>, Vec<f32>)> = state
-        .tensors
-        .iter()
-        .filter(|(_, view)| view.dtype == wick::checkpoint::StorageDtype::F32)
-        .map(|(name, _)| {
-            let (shape, values) = state.f32_contiguous(name).unwrap();
-            (name.clone(), shape, values)
-        })
-        .collect();
+    let named = float_tensors(&legacy_bytes);
     let file = |dtype: safetensors::Dtype| {
         let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = named
             .iter()

@@ -2,6 +2,7 @@
 //! [`pickle`]) small valid files of every format Wick reads.
 #![allow(dead_code)]
 
+pub mod alloc;
 pub mod pickle;
 pub mod seeds;
 
