@@ -3,6 +3,7 @@
 
 use candle_core::Device;
 use wick::data::cifar10::Cifar10;
+use wick::data::preprocess::Preprocess;
 use wick::train::config::FinetuneConfig;
 use wick::train::finetune::input_batch;
 use wick::util::rng::Rng;
@@ -15,11 +16,12 @@ fn noise_images(n: usize) -> Cifar10 {
 #[test]
 fn un_augmented_training_input_is_what_the_exported_model_is_fed() {
     let set = noise_images(3);
+    let lite = Preprocess::efficientnet_lite();
     for img_size in [32, 64, 100] {
         let config = FinetuneConfig { img_size, ..FinetuneConfig::default() };
-        let batch = input_batch(&set, &[0, 1, 2], &config, None, &Device::Cpu).unwrap();
+        let batch = input_batch(&set, &[0, 1, 2], &config, &lite, None, &Device::Cpu).unwrap();
         let batch: Vec<f32> = batch.flatten_all().unwrap().to_vec1().unwrap();
-        let served: Vec<f32> = (0..3).flat_map(|i| config.preprocess().apply(&set.image(i))).collect();
+        let served: Vec<f32> = (0..3).flat_map(|i| config.preprocess(&lite).apply(&set.image(i))).collect();
         assert_eq!(batch.len(), served.len());
         let worst = batch.iter().zip(&served).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         // The served path keeps the resized image in 8-bit pixels: one level is 2/255 in [-1, 1]
@@ -31,13 +33,14 @@ fn un_augmented_training_input_is_what_the_exported_model_is_fed() {
 #[test]
 fn augmentation_crops_and_mirrors_within_the_padding() {
     let set = noise_images(1);
+    let lite = Preprocess::efficientnet_lite();
     let config = FinetuneConfig { img_size: 32, crop_padding: 4, ..FinetuneConfig::default() };
     let plain: Vec<f32> =
-        input_batch(&set, &[0], &config, None, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        input_batch(&set, &[0], &config, &lite, None, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let mut rng = Rng::new(1);
     let mut saw_change = false;
     for _ in 0..20 {
-        let x: Vec<f32> = input_batch(&set, &[0], &config, Some(&mut rng), &Device::Cpu)
+        let x: Vec<f32> = input_batch(&set, &[0], &config, &lite, Some(&mut rng), &Device::Cpu)
             .unwrap()
             .flatten_all()
             .unwrap()

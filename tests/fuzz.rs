@@ -247,7 +247,7 @@ fn pickle_reader_and_torch_checkpoints() {
         &[],
     );
     let seed_files = vec![valid.to_bytes(), valid.to_zip(), zip_fixture, as_safetensors];
-    let cfg = seeds::tiny_config();
+    let cfg = wick::backbone::NetworkConfig::EfficientNetLite(seeds::tiny_config());
     fuzz(
         "pth",
         seed_files,

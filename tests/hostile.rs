@@ -92,7 +92,7 @@ fn a_stem_weight_of_the_wrong_rank_or_no_channels_is_refused_and_nothing_is_writ
         assert_says(
             &error_of(wick::backbone::fold::fold_batch_norms(
                 &state,
-                &wick::backbone::efficientnet_lite::Config::lite0(),
+                &wick::backbone::NetworkConfig::EfficientNetLite(wick::backbone::efficientnet_lite::Config::lite0()),
             )),
             "has shape",
         );

@@ -11,7 +11,7 @@ use candle_core::{DType, Module, ModuleT, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::layers::{Conv, ConvNorm};
+use crate::backbone::layers::{Activation, Conv, ConvBn, ConvNorm};
 use crate::data::preprocess::Preprocess;
 
 /// One stage of MBConv blocks; only the first block of a stage strides or changes width.
@@ -231,14 +231,6 @@ pub const KERNELS: [usize; 4] = [1, 3, 5, 7];
 /// One image's largest activation may take at most this much memory (Lite0 at 1024 px: 100 MB).
 pub const MAX_ACTIVATION_BYTES: usize = 1 << 30;
 
-/// A convolution, the BatchNorm after it, and the weight shape the architecture gives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConvBn {
-    pub conv: String,
-    pub bn: String,
-    pub shape: [usize; 4],
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct BlockConfig {
     pub in_channels: usize,
@@ -259,18 +251,21 @@ struct MbConv {
 }
 
 impl MbConv {
-    fn new(b: BlockConfig, make: &impl Fn(Conv, [usize; 4], bool, &str, &str) -> Result<ConvNorm>) -> Result<Self> {
+    fn new(
+        b: BlockConfig,
+        make: &impl Fn(Conv, [usize; 4], Activation, &str, &str) -> Result<ConvNorm>,
+    ) -> Result<Self> {
         let hidden = b.in_channels * b.expand_ratio;
         let expand = if b.expand_ratio != 1 {
-            Some(make(Conv::Pointwise, [hidden, b.in_channels, 1, 1], true, "_expand_conv", "_bn0")?)
+            Some(make(Conv::Pointwise, [hidden, b.in_channels, 1, 1], Activation::Relu6, "_expand_conv", "_bn0")?)
         } else {
             None
         };
         let depthwise = Conv::Depthwise { stride: b.stride };
         Ok(Self {
             expand,
-            depthwise: make(depthwise, [hidden, 1, b.kernel, b.kernel], true, "_depthwise_conv", "_bn1")?,
-            project: make(Conv::Pointwise, [b.out_channels, hidden, 1, 1], false, "_project_conv", "_bn2")?,
+            depthwise: make(depthwise, [hidden, 1, b.kernel, b.kernel], Activation::Relu6, "_depthwise_conv", "_bn1")?,
+            project: make(Conv::Pointwise, [b.out_channels, hidden, 1, 1], Activation::None, "_project_conv", "_bn2")?,
             skip: b.stride == 1 && b.in_channels == b.out_channels,
         })
     }
@@ -330,7 +325,7 @@ impl EfficientNetLite {
     fn build(
         cfg: &Config,
         compute: DType,
-        make: impl Fn(Conv, [usize; 4], bool, &str, &str) -> Result<ConvNorm>,
+        make: impl Fn(Conv, [usize; 4], Activation, &str, &str) -> Result<ConvNorm>,
     ) -> Result<Self> {
         let blocks = cfg
             .blocks()
@@ -345,9 +340,9 @@ impl EfficientNetLite {
             .collect::<Result<Vec<_>>>()?;
         let last = cfg.stages.last().map_or(cfg.stem_channels, |s| s.out_channels);
         Ok(Self {
-            stem: make(Conv::Stem, [cfg.stem_channels, 3, 3, 3], true, "_conv_stem", "_bn0")?,
+            stem: make(Conv::Stem, [cfg.stem_channels, 3, 3, 3], Activation::Relu6, "_conv_stem", "_bn0")?,
             blocks,
-            head: make(Conv::Pointwise, [cfg.head_channels, last, 1, 1], true, "_conv_head", "_bn1")?,
+            head: make(Conv::Pointwise, [cfg.head_channels, last, 1, 1], Activation::Relu6, "_conv_head", "_bn1")?,
             classifier: None,
             compute,
         })

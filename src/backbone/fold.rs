@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::backbone::efficientnet_lite::{Config, ConvBn};
+use crate::backbone::layers::ConvBn;
+use crate::backbone::NetworkConfig;
 use crate::checkpoint::StateDict;
 use crate::error::{invalid, Result};
 
@@ -26,14 +27,17 @@ impl FloatWeights {
 }
 
 /// `conv(x) · γ/√(σ²+ε) + (β − μ·γ/√(σ²+ε))`: the scale goes into each output channel's filter, the
-/// shift becomes the conv's bias. The classifier (`_fc`) is copied as is.
-pub fn fold_batch_norms(state: &StateDict, cfg: &Config) -> Result<FloatWeights> {
+/// shift becomes the conv's bias. The classifier (`_fc`, `fc`) is copied as is.
+pub fn fold_batch_norms(state: &StateDict, cfg: &NetworkConfig) -> Result<FloatWeights> {
     fold_named(|name| state.f32_contiguous(name), cfg)
 }
 
 /// [`fold_batch_norms`] over any source of checkpoint-named tensors (a checkpoint, or the variables
 /// of a fine-tuning run).
-pub fn fold_named(tensor: impl Fn(&str) -> Result<(Vec<usize>, Vec<f32>)>, cfg: &Config) -> Result<FloatWeights> {
+pub fn fold_named(
+    tensor: impl Fn(&str) -> Result<(Vec<usize>, Vec<f32>)>,
+    cfg: &NetworkConfig,
+) -> Result<FloatWeights> {
     let mut out = BTreeMap::new();
     for ConvBn { conv, bn, shape: expected } in cfg.conv_bn_pairs() {
         let (shape, mut weight) = tensor(&format!("{conv}.weight"))?;
@@ -51,7 +55,7 @@ pub fn fold_named(tensor: impl Fn(&str) -> Result<(Vec<usize>, Vec<f32>)>, cfg: 
         let per_channel = weight.len() / shape[0];
         let mut bias = Vec::with_capacity(shape[0]);
         for c in 0..shape[0] {
-            let scale = gamma[c] as f64 / (var[c] as f64 + cfg.batch_norm_eps).sqrt();
+            let scale = gamma[c] as f64 / (var[c] as f64 + cfg.batch_norm_eps()).sqrt();
             for w in &mut weight[c * per_channel..(c + 1) * per_channel] {
                 *w = (*w as f64 * scale) as f32;
             }
@@ -60,9 +64,9 @@ pub fn fold_named(tensor: impl Fn(&str) -> Result<(Vec<usize>, Vec<f32>)>, cfg: 
         out.insert(format!("{conv}.weight"), (shape.clone(), weight));
         out.insert(format!("{conv}.bias"), (vec![shape[0]], bias));
     }
-    let classifier = [("weight", vec![cfg.num_classes, cfg.head_channels]), ("bias", vec![cfg.num_classes])];
+    let classifier = [("weight", vec![cfg.num_classes(), cfg.feature_dim()]), ("bias", vec![cfg.num_classes()])];
     for (p, expected) in classifier {
-        let name = format!("_fc.{p}");
+        let name = format!("{}.{p}", cfg.classifier());
         let (shape, values) = tensor(&name)?;
         if shape != expected {
             return Err(invalid!("`{name}` has shape {shape:?}, expected {expected:?}"));

@@ -16,15 +16,34 @@ use crate::kernels::batch_norm::{batch_norm_eval, batch_norm_train};
 use crate::kernels::bias_relu6::add_bias_relu6;
 use crate::kernels::depthwise::{depthwise_conv2d, same_padding};
 
-/// The convolutions EfficientNet-Lite uses.
+/// The convolutions the backbones use.
 #[derive(Debug, Clone, Copy)]
 pub enum Conv {
-    /// 3×3, stride 2, from RGB, TF 'SAME' padding.
+    /// EfficientNet's stem: 3×3, stride 2, from RGB, TF 'SAME' padding.
     Stem,
     /// 1×1.
     Pointwise,
     /// One filter per channel, TF 'SAME' padding.
     Depthwise { stride: usize },
+    /// A dense k×k convolution with symmetric zero padding (PyTorch's `Conv2d`).
+    Dense { stride: usize, padding: usize },
+}
+
+/// What follows the normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Relu,
+    Relu6,
+}
+
+/// A convolution, the BatchNorm after it, and the weight shape the architecture gives it (the
+/// checkpoint's names: what folding and fine-tuning walk).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvBn {
+    pub conv: String,
+    pub bn: String,
+    pub shape: [usize; 4],
 }
 
 /// BatchNorm's parameters and running statistics, named as in the checkpoint.
@@ -85,14 +104,14 @@ pub struct ConvNorm {
     /// (out, in, k, k); a pointwise convolution's as (out, in).
     weight: Tensor,
     norm: Norm,
-    relu6: bool,
+    activation: Activation,
 }
 
 impl ConvNorm {
     /// With its BatchNorm folded: `weight` and `bias` under `vb`.
-    pub fn folded(conv: Conv, shape: [usize; 4], relu6: bool, vb: VarBuilder) -> Result<Self> {
+    pub fn folded(conv: Conv, shape: [usize; 4], activation: Activation, vb: VarBuilder) -> Result<Self> {
         let weight = Self::weight(conv, shape, &vb)?;
-        Ok(Self { conv, weight, norm: Norm::Folded(vb.get(shape[0], "bias")?), relu6 })
+        Ok(Self { conv, weight, norm: Norm::Folded(vb.get(shape[0], "bias")?), activation })
     }
 
     /// With its BatchNorm as a layer: the convolution's `weight` under `conv_vb` (no bias: the
@@ -100,13 +119,13 @@ impl ConvNorm {
     pub fn unfolded(
         conv: Conv,
         shape: [usize; 4],
-        relu6: bool,
+        activation: Activation,
         eps: f64,
         conv_vb: VarBuilder,
         bn_vb: VarBuilder,
     ) -> Result<Self> {
         let weight = Self::weight(conv, shape, &conv_vb)?;
-        Ok(Self { conv, weight, norm: Norm::Batch(BatchNorm2d::new(shape[0], eps, bn_vb)?), relu6 })
+        Ok(Self { conv, weight, norm: Norm::Batch(BatchNorm2d::new(shape[0], eps, bn_vb)?), activation })
     }
 
     fn weight(conv: Conv, shape: [usize; 4], vb: &VarBuilder) -> Result<Tensor> {
@@ -126,10 +145,17 @@ impl ModuleT for ConvNorm {
             Conv::Stem => stem_conv(x, &weight)?,
             Conv::Pointwise => pointwise_conv(x, &weight)?,
             Conv::Depthwise { stride } => depthwise_conv2d(x, &weight, stride)?,
+            Conv::Dense { stride, padding } => x.conv2d(&weight, padding, stride, 1, 1)?,
         };
-        match &self.norm {
-            Norm::Folded(bias) => add_bias_relu6(&y, bias, self.relu6),
-            Norm::Batch(bn) => bn.forward(&y.to_dtype(DType::F32)?, train, self.relu6)?.to_dtype(x.dtype()),
+        let relu6 = self.activation == Activation::Relu6;
+        let y = match &self.norm {
+            Norm::Folded(bias) => add_bias_relu6(&y, bias, relu6)?,
+            Norm::Batch(bn) => bn.forward(&y.to_dtype(DType::F32)?, train, relu6)?.to_dtype(x.dtype())?,
+        };
+        if self.activation == Activation::Relu {
+            y.relu()
+        } else {
+            Ok(y)
         }
     }
 }

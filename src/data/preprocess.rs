@@ -29,6 +29,11 @@ impl Preprocess {
         Self { resize_shorter: 256, crop: 224, mean: [0.5; 3], std: [0.5; 3] }
     }
 
+    /// torchvision's ImageNet evaluation transform (ResNets): 256 → 224, ImageNet mean and std.
+    pub fn imagenet() -> Self {
+        Self { resize_shorter: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+    }
+
     /// Checks a record read from a file (a `.wick`, a backbone file) before it sizes anything: the
     /// crop is the network's input side and the resize only ever computes the crop's window, so
     /// both stay within [`MIN_CROP`]–[`MAX_CROP`] and [`MAX_RESIZE`]; a zero or non-finite std would

@@ -23,8 +23,9 @@ use half::f16;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::efficientnet_lite::{Config, MAX_ACTIVATION_BYTES};
+use crate::backbone::efficientnet_lite::MAX_ACTIVATION_BYTES;
 use crate::backbone::fold::FloatWeights;
+use crate::backbone::NetworkConfig;
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::{f32_bytes, f32_values, FileKind};
@@ -46,7 +47,7 @@ const FILE: FileKind = FileKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackboneMeta {
     pub architecture: String,
-    pub config: Config,
+    pub config: NetworkConfig,
     pub preprocess: Preprocess,
     pub labels: Vec<String>,
     pub source: Source,
@@ -128,11 +129,11 @@ impl BackboneMeta {
         check_identifier("architecture", &self.architecture)?;
         self.config.validate()?;
         self.preprocess.validate()?;
-        if self.labels.len() != self.config.num_classes {
+        if self.labels.len() != self.config.num_classes() {
             return Err(invalid!(
                 "model has {} class names for {} classes",
                 self.labels.len(),
-                self.config.num_classes
+                self.config.num_classes()
             ));
         }
         check_activation_memory(&self.config, &self.preprocess)
@@ -141,7 +142,7 @@ impl BackboneMeta {
 
 /// Refuses a configuration and preprocessing whose activations for one image would exceed
 /// [`MAX_ACTIVATION_BYTES`].
-pub fn check_activation_memory(config: &Config, preprocess: &Preprocess) -> Result<()> {
+pub fn check_activation_memory(config: &NetworkConfig, preprocess: &Preprocess) -> Result<()> {
     let bytes = config.peak_activation_bytes(preprocess.crop as usize);
     if bytes > MAX_ACTIVATION_BYTES {
         return Err(invalid!(

@@ -139,9 +139,15 @@ impl FinetuneConfig {
     }
 
     /// The preprocessing that feeds an un-augmented image the way training saw it (the exported
-    /// model's, for the browser and `wick predict`).
-    pub fn preprocess(&self) -> Preprocess {
-        Preprocess { resize_shorter: self.img_size, crop: self.img_size, mean: [0.5; 3], std: [0.5; 3] }
+    /// model's, for the browser and `wick predict`): upsampled to `img_size`, normalised as the
+    /// pretrained network was (`normalization`'s mean and std).
+    pub fn preprocess(&self, normalization: &Preprocess) -> Preprocess {
+        Preprocess {
+            resize_shorter: self.img_size,
+            crop: self.img_size,
+            mean: normalization.mean,
+            std: normalization.std,
+        }
     }
 
     /// Linear warm-up from `peak / warmup_steps` to the peak, then cosine decay to zero at the last step.

@@ -17,10 +17,13 @@ use candle_nn::{VarBuilder, VarMap};
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
-use crate::backbone::efficientnet_lite::{Config, EfficientNetLite};
+use crate::backbone::efficientnet_lite::EfficientNetLite;
 use crate::backbone::fold::{fold_named, FloatWeights};
+use crate::backbone::resnet::ResNet;
+use crate::backbone::NetworkConfig;
 use crate::backbone::{Pretrained, QUANTIZATION};
 use crate::data::cifar10::{Cifar10, PIXELS, SIDE};
+use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::backbone_file::{BackboneMeta, Source};
 use crate::formats::f32_values;
@@ -29,29 +32,40 @@ use crate::train::config::{FinetuneConfig, OptimizerKind, Precision};
 use crate::train::head::{count_correct, cross_entropy, EpochStats, Head, HeadSpec, Stop, Trained};
 use crate::util::rng::Rng;
 
-/// The 32×32 crop at (`dy`, `dx`) of the image padded by `pad` zero pixels, mirrored or not, scaled
-/// to [-1, 1] (a zero pixel becomes -1, as PyTorch's `RandomCrop(padding=…)` before `Normalize`).
-fn crop_and_flip(planes: &[u8], pad: usize, dy: usize, dx: usize, mirror: bool, out: &mut Vec<f32>) {
+/// The 32×32 crop at (`dy`, `dx`) of the image padded by `pad` zero pixels, mirrored or not,
+/// normalised by `normalization`'s mean and std exactly as [`Preprocess::apply`] does it (a zero
+/// pixel becomes −mean/std, as PyTorch's `RandomCrop(padding=…)` before `Normalize`).
+fn crop_and_flip(
+    planes: &[u8],
+    normalization: &Preprocess,
+    (pad, dy, dx): (usize, usize, usize),
+    mirror: bool,
+    out: &mut Vec<f32>,
+) {
     let side = SIDE as usize;
-    for plane in planes.chunks_exact(side * side) {
+    for (ch, plane) in planes.chunks_exact(side * side).enumerate() {
+        let scale = 1.0 / (255.0 * normalization.std[ch]);
+        let shift = -normalization.mean[ch] / normalization.std[ch];
         for y in 0..side {
             for x in 0..side {
                 let sx = if mirror { side - 1 - x } else { x };
                 let (py, px) = ((y + dy).wrapping_sub(pad), (sx + dx).wrapping_sub(pad));
                 let v = if py < side && px < side { plane[py * side + px] } else { 0 };
-                out.push(v as f32 / 127.5 - 1.0);
+                out.push(v as f32 * scale + shift);
             }
         }
     }
 }
 
-/// Images `indices` of `set` → the network's input (N, 3, img, img) on `device`. With `rng`, each
-/// image is randomly cropped and mirrored first. The bilinear upsampling (half-pixel centres) is
-/// what [`Preprocess::apply`] does to a 32×32 image, so evaluation here matches `wick predict`.
+/// Images `indices` of `set` → the network's input (N, 3, img, img) on `device`, normalised as the
+/// pretrained network expects (`normalization`'s mean and std). With `rng`, each image is randomly
+/// cropped and mirrored first. The bilinear upsampling (half-pixel centres) is what
+/// [`Preprocess::apply`] does to a 32×32 image, so evaluation here matches `wick predict`.
 pub fn input_batch(
     set: &Cifar10,
     indices: &[usize],
     config: &FinetuneConfig,
+    normalization: &Preprocess,
     mut rng: Option<&mut Rng>,
     device: &Device,
 ) -> Result<Tensor> {
@@ -62,7 +76,7 @@ pub fn input_batch(
             Some(rng) => (rng.below(2 * pad + 1), rng.below(2 * pad + 1), config.flip && rng.uniform() < 0.5),
             None => (pad, pad, false),
         };
-        crop_and_flip(set.planes(i), pad, dy, dx, mirror, &mut pixels);
+        crop_and_flip(set.planes(i), normalization, (pad, dy, dx), mirror, &mut pixels);
     }
     let side = SIDE as usize;
     let x = Tensor::from_vec(pixels, (indices.len(), 3, side, side), device)?;
@@ -145,16 +159,49 @@ impl Optimizer {
     }
 }
 
+/// The network being fine-tuned, of either family, its BatchNorms as layers.
+enum TrainNetwork {
+    EfficientNetLite(EfficientNetLite),
+    ResNet(ResNet),
+}
+
+impl TrainNetwork {
+    fn unfolded(model: &NetworkConfig, precision: Precision, vb: VarBuilder) -> Result<Self> {
+        Ok(match model {
+            NetworkConfig::EfficientNetLite(c) => {
+                Self::EfficientNetLite(EfficientNetLite::unfolded(c, precision.dtype(), vb)?)
+            }
+            NetworkConfig::ResNet(_) if precision != Precision::F32 => {
+                return Err(invalid!(
+                    "bf16 mixed precision is for EfficientNet-Lite; fine-tune a ResNet with --precision f32"
+                ))
+            }
+            NetworkConfig::ResNet(c) => Self::ResNet(ResNet::unfolded(c, vb)?),
+        })
+    }
+}
+
+impl ModuleT for TrainNetwork {
+    fn forward_t(&self, images: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        match self {
+            Self::EfficientNetLite(n) => n.forward_t(images, train),
+            Self::ResNet(n) => n.forward_t(images, train),
+        }
+    }
+}
+
 /// A fine-tuning run, one epoch at a time.
 pub struct Finetuner {
     pub config: FinetuneConfig,
     pub classes: Vec<String>,
     pub history: Vec<EpochStats>,
-    model: Config,
+    model: NetworkConfig,
+    /// The pretrained network's input normalisation (mean and std), which training keeps.
+    normalization: Preprocess,
     /// The pretrained variant's name (`efficientnet-lite1`, …), for the exported backbone file.
     architecture: String,
     varmap: VarMap,
-    network: EfficientNetLite,
+    network: TrainNetwork,
     head: Head,
     optimizer: Optimizer,
     source_sha256: String,
@@ -260,8 +307,8 @@ impl Finetuner {
         let model = pretrained.config.clone();
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let network = EfficientNetLite::unfolded(&model, config.precision.dtype(), vb)?;
-        let spec = HeadSpec { input_dim: model.head_channels, hidden: None, classes: classes.len() };
+        let network = TrainNetwork::unfolded(&model, config.precision, vb)?;
+        let spec = HeadSpec { input_dim: model.feature_dim(), hidden: None, classes: classes.len() };
         let head = Head::init(spec, &mut Rng::new(config.seed), device)?;
         // Weight decay by rank, as nanoGPT does it: matrices and filters (rank ≥ 2) decay; BatchNorm's
         // scale and shift and every bias (rank 1) do not — whatever a family names its layers.
@@ -286,6 +333,7 @@ impl Finetuner {
             optimizer,
             source_sha256: pretrained.source.sha256.clone(),
             architecture: pretrained.architecture.clone(),
+            normalization: pretrained.preprocess.clone(),
             data_fingerprint,
             device: device.clone(),
         })
@@ -331,7 +379,7 @@ impl Finetuner {
         let weights = vec![1.0; self.classes.len()];
         let (mut loss_sum, mut correct) = (0f64, 0usize);
         for (step, batch) in order.chunks_exact(self.config.batch_size).enumerate() {
-            let x = input_batch(train, batch, &self.config, Some(&mut rng), &self.device)?;
+            let x = input_batch(train, batch, &self.config, &self.normalization, Some(&mut rng), &self.device)?;
             let labels: Vec<u32> = batch.iter().map(|&i| train.labels[i] as u32).collect();
             let logits = self.head.logits(&self.network.forward_t(&x, true)?, None)?;
             let loss = cross_entropy(&logits, &labels, &weights, self.config.label_smoothing)?;
@@ -373,7 +421,7 @@ impl Finetuner {
         let mut out = Vec::with_capacity(set.len());
         let indices: Vec<usize> = (0..set.len()).collect();
         for batch in indices.chunks(self.config.batch_size) {
-            let x = input_batch(set, batch, &self.config, None, &self.device)?;
+            let x = input_batch(set, batch, &self.config, &self.normalization, None, &self.device)?;
             out.extend(self.head.probabilities(&self.network.forward_t(&x, false)?)?.to_vec2::<f32>()?);
             on_batch(out.len());
         }
@@ -409,17 +457,18 @@ impl Finetuner {
     /// backbone file alone classifies into `classes`. Quantize it with [`crate::formats::backbone_file::write`].
     pub fn export(&self) -> Result<(BackboneMeta, FloatWeights)> {
         let vars: BTreeMap<String, Var> = self.variables().into_iter().collect();
+        let classifier = self.model.classifier();
         let tensor = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
-            let name = name.replace("_fc.", "head.output.");
+            let name = name.replacen(&format!("{classifier}."), "head.output.", 1);
             let var = vars.get(&name).ok_or_else(|| invalid!("fine-tuned network has no `{name}`"))?;
             Ok((var.dims().to_vec(), var.as_tensor().flatten_all()?.to_vec1::<f32>()?))
         };
-        let config = Config { num_classes: self.classes.len(), ..self.model.clone() };
+        let config = self.model.with_classes(self.classes.len());
         let weights = fold_named(tensor, &config)?;
         let meta = BackboneMeta {
             architecture: self.architecture.clone(),
             config,
-            preprocess: self.config.preprocess(),
+            preprocess: self.config.preprocess(&self.normalization),
             labels: self.classes.clone(),
             source: Source {
                 package: format!("fine-tuned by wick {} (cifar10 --mode finetune)", env!("CARGO_PKG_VERSION")),

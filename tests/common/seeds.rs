@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 use safetensors::Dtype;
 use wick::backbone::efficientnet_lite::{Config, StageConfig};
 use wick::backbone::fold::FloatWeights;
-use wick::backbone::Backbone;
+use wick::backbone::{Backbone, NetworkConfig};
 use wick::data::features::{CacheHeader, FeatureCache, View};
 use wick::data::preprocess::Preprocess;
 use wick::formats::backbone_file::{self, BackboneMeta, Source};
@@ -34,7 +34,7 @@ pub fn tiny_config() -> Config {
 pub fn tiny_meta() -> BackboneMeta {
     BackboneMeta {
         architecture: "efficientnet-lite0".into(),
-        config: tiny_config(),
+        config: NetworkConfig::EfficientNetLite(tiny_config()),
         preprocess: Preprocess { resize_shorter: 36, crop: 32, mean: [0.5; 3], std: [0.5; 3] },
         labels: vec!["red".into(), "green".into(), "blue".into()],
         source: Source {
@@ -78,7 +78,8 @@ pub fn tiny_backbone_file() -> Vec<u8> {
         let (_, shape, values) = named.iter().find(|(n, _, _)| n == name).expect("tiny tensor");
         Ok((shape.clone(), values.clone()))
     };
-    let weights: FloatWeights = wick::backbone::fold::fold_named(lookup, &tiny_config()).expect("folds");
+    let weights: FloatWeights =
+        wick::backbone::fold::fold_named(lookup, &NetworkConfig::EfficientNetLite(tiny_config())).expect("folds");
     backbone_file::write(&weights, &tiny_meta()).expect("writes")
 }
 

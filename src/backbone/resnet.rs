@@ -1,0 +1,275 @@
+//! ResNet-18, -34 and -50 (He et al. 2016) in torchvision's layout: a 7×7 stride-2 stem and a 3×3
+//! stride-2 max pool, four layers of BasicBlocks (18, 34) or Bottlenecks (50, the stride on the 3×3
+//! convolution, as torchvision's v1.5 has it), a 1×1 strided projection where a block changes
+//! resolution or width, global average pooling and `fc`. BatchNorm ε 1e-5, ReLU.
+//!
+//! Weight names are torchvision's (`layer2.0.downsample.1.running_var`, …), which timm's and Hugging
+//! Face's ResNet state dicts share; as with EfficientNet-Lite, the inference network has every
+//! BatchNorm folded into its convolution ([`ResNet::new`]) and fine-tuning keeps them as layers
+//! ([`ResNet::unfolded`]).
+
+use candle_core::{DType, Module, ModuleT, Result, Tensor, D};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::backbone::layers::{Activation, Conv, ConvBn, ConvNorm};
+use crate::data::preprocess::Preprocess;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Bottleneck blocks (1×1 → 3×3 → 1×1, four times wider out) rather than basic ones (3×3 → 3×3).
+    pub bottleneck: bool,
+    /// Blocks in each of the four layers.
+    pub layers: [usize; 4],
+    pub num_classes: usize,
+    pub batch_norm_eps: f64,
+}
+
+/// The published variants: name, bottleneck blocks, blocks per layer.
+const VARIANTS: [(&str, bool, [usize; 4]); 3] =
+    [("resnet18", false, [2, 2, 2, 2]), ("resnet34", false, [3, 4, 6, 3]), ("resnet50", true, [3, 4, 6, 3])];
+const WIDTHS: [usize; 4] = [64, 128, 256, 512];
+/// At most this many blocks in a layer read from a file (ResNet-152 has 36).
+pub const MAX_BLOCKS: usize = 64;
+
+/// One block's convolutions, as (name, shape, stride, activation), and its projection if it has one.
+struct BlockLayout {
+    convs: Vec<(String, [usize; 4], usize, Activation)>,
+    downsample: Option<[usize; 4]>,
+    stride: usize,
+}
+
+impl Config {
+    /// A published variant by name, with torchvision's ImageNet preprocessing (shorter side 256,
+    /// centre crop 224, ImageNet mean and std).
+    pub fn variant(name: &str) -> Option<(Self, Preprocess)> {
+        let &(_, bottleneck, layers) = VARIANTS.iter().find(|(n, ..)| *n == name)?;
+        let config = Self { bottleneck, layers, num_classes: 1000, batch_norm_eps: 1e-5 };
+        Some((config, Preprocess::imagenet()))
+    }
+
+    /// Which variant a torchvision state dict holds, from its names and shapes.
+    pub fn detect(shape_of: impl Fn(&str) -> Option<Vec<usize>>) -> crate::Result<(&'static str, Self, Preprocess)> {
+        let bottleneck = shape_of("layer1.0.conv3.weight").is_some();
+        let mut layers = [0usize; 4];
+        for (l, count) in layers.iter_mut().enumerate() {
+            while shape_of(&format!("layer{}.{}.conv1.weight", l + 1, *count)).is_some() && *count < MAX_BLOCKS {
+                *count += 1;
+            }
+        }
+        let Some(&(name, ..)) = VARIANTS.iter().find(|(_, b, l)| *b == bottleneck && *l == layers) else {
+            return Err(crate::error::invalid!(
+                "a torchvision ResNet with {layers:?} {} blocks per layer is not one of ResNet-18, -34 or -50",
+                if bottleneck { "bottleneck" } else { "basic" }
+            ));
+        };
+        let (config, preprocess) = Self::variant(name).expect("listed");
+        for pair in config.conv_bn_pairs() {
+            let tensor = format!("{}.weight", pair.conv);
+            let shape = shape_of(&tensor);
+            if shape.as_deref() != Some(&pair.shape[..]) {
+                return Err(crate::error::invalid!(
+                    "this looks like a {name} checkpoint, but `{tensor}` has shape {}, expected {:?}",
+                    shape.map_or("(missing)".into(), |s| format!("{s:?}")),
+                    pair.shape
+                ));
+            }
+        }
+        Ok((name, config, preprocess))
+    }
+
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |why: String| Err(crate::error::invalid!("bad ResNet configuration: {why}"));
+        if let Some(n) = self.layers.iter().find(|&&n| !(1..=MAX_BLOCKS).contains(&n)) {
+            return bad(format!("a layer has {n} blocks, expected 1 to {MAX_BLOCKS}"));
+        }
+        if !(1..=crate::backbone::efficientnet_lite::MAX_CLASSES).contains(&self.num_classes) {
+            return bad(format!("num_classes is {}", self.num_classes));
+        }
+        if !(self.batch_norm_eps > 0.0 && self.batch_norm_eps < 1.0) {
+            return bad(format!("batch_norm_eps is {}, expected between 0 and 1", self.batch_norm_eps));
+        }
+        Ok(())
+    }
+
+    fn expansion(&self) -> usize {
+        if self.bottleneck {
+            4
+        } else {
+            1
+        }
+    }
+
+    /// Length of the pooled feature vector: 512 (basic blocks) or 2048 (bottlenecks).
+    pub fn feature_dim(&self) -> usize {
+        WIDTHS[3] * self.expansion()
+    }
+
+    /// Every block, layer by layer: its name prefix and layout.
+    fn blocks(&self) -> Vec<(String, BlockLayout)> {
+        let mut blocks = Vec::new();
+        let mut in_channels = 64;
+        for (l, (&width, &count)) in WIDTHS.iter().zip(&self.layers).enumerate() {
+            for b in 0..count {
+                let stride = if b == 0 && l > 0 { 2 } else { 1 };
+                let out = width * self.expansion();
+                let convs = if self.bottleneck {
+                    vec![
+                        ("conv1".to_string(), [width, in_channels, 1, 1], 1, Activation::Relu),
+                        ("conv2".to_string(), [width, width, 3, 3], stride, Activation::Relu),
+                        ("conv3".to_string(), [out, width, 1, 1], 1, Activation::None),
+                    ]
+                } else {
+                    vec![
+                        ("conv1".to_string(), [width, in_channels, 3, 3], stride, Activation::Relu),
+                        ("conv2".to_string(), [width, width, 3, 3], 1, Activation::None),
+                    ]
+                };
+                let downsample = (stride != 1 || in_channels != out).then_some([out, in_channels, 1, 1]);
+                blocks.push((format!("layer{}.{b}", l + 1), BlockLayout { convs, downsample, stride }));
+                in_channels = out;
+            }
+        }
+        blocks
+    }
+
+    /// The checkpoint's convolutions with the BatchNorm after each, in forward order.
+    pub fn conv_bn_pairs(&self) -> Vec<ConvBn> {
+        let mut pairs = vec![ConvBn { conv: "conv1".into(), bn: "bn1".into(), shape: [64, 3, 7, 7] }];
+        for (prefix, block) in self.blocks() {
+            for (i, (name, shape, ..)) in block.convs.iter().enumerate() {
+                pairs.push(ConvBn {
+                    conv: format!("{prefix}.{name}"),
+                    bn: format!("{prefix}.bn{}", i + 1),
+                    shape: *shape,
+                });
+            }
+            if let Some(shape) = block.downsample {
+                pairs.push(ConvBn {
+                    conv: format!("{prefix}.downsample.0"),
+                    bn: format!("{prefix}.downsample.1"),
+                    shape,
+                });
+            }
+        }
+        pairs
+    }
+
+    /// The largest activation of one `side`×`side` image, in bytes (f32).
+    pub fn peak_activation_bytes(&self, side: usize) -> usize {
+        let mut spatial = side.div_ceil(2);
+        let mut peak = 64 * spatial * spatial;
+        spatial = spatial.div_ceil(2); // the max pool
+        for (_, block) in self.blocks() {
+            spatial = spatial.div_ceil(block.stride);
+            let widest = block.convs.iter().map(|(_, shape, ..)| shape[0]).max().unwrap_or(0);
+            peak = peak.max(widest * spatial * spatial);
+        }
+        peak * 4
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    convs: Vec<ConvNorm>,
+    downsample: Option<ConvNorm>,
+}
+
+impl ModuleT for Block {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut h = x.clone();
+        for conv in &self.convs {
+            h = conv.forward_t(&h, train)?;
+        }
+        let identity = match &self.downsample {
+            Some(downsample) => downsample.forward_t(x, train)?,
+            None => x.clone(),
+        };
+        (h + identity)?.relu()
+    }
+}
+
+/// The backbone up to its pooled features, and (from a backbone file) its own classifier `fc`.
+#[derive(Debug, Clone)]
+pub struct ResNet {
+    stem: ConvNorm,
+    blocks: Vec<Block>,
+    classifier: Option<candle_nn::Linear>,
+}
+
+impl ResNet {
+    /// The inference network: every BatchNorm folded into its convolution, with the classifier `fc`.
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let make = |conv, shape, activation, conv_name: &str, _bn: &str| {
+            ConvNorm::folded(conv, shape, activation, vb.pp(conv_name))
+        };
+        let mut network = Self::build(cfg, make)?;
+        network.classifier = Some(candle_nn::linear(cfg.feature_dim(), cfg.num_classes, vb.pp("fc"))?);
+        Ok(network)
+    }
+
+    /// The training network: every BatchNorm a layer of its own, named as in the checkpoint.
+    pub fn unfolded(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let eps = cfg.batch_norm_eps;
+        let make = |conv, shape, activation, conv_name: &str, bn_name: &str| {
+            ConvNorm::unfolded(conv, shape, activation, eps, vb.pp(conv_name), vb.pp(bn_name))
+        };
+        Self::build(cfg, make)
+    }
+
+    fn build(
+        cfg: &Config,
+        make: impl Fn(Conv, [usize; 4], Activation, &str, &str) -> Result<ConvNorm>,
+    ) -> Result<Self> {
+        let dense = |shape: [usize; 4], stride| Conv::Dense { stride, padding: shape[2] / 2 };
+        let stem = make(dense([64, 3, 7, 7], 2), [64, 3, 7, 7], Activation::Relu, "conv1", "bn1")?;
+        let blocks = cfg
+            .blocks()
+            .into_iter()
+            .map(|(prefix, layout)| {
+                let convs = layout
+                    .convs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, shape, stride, activation))| {
+                        let (conv, bn) = (format!("{prefix}.{name}"), format!("{prefix}.bn{}", i + 1));
+                        make(dense(*shape, *stride), *shape, *activation, &conv, &bn)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let downsample = layout
+                    .downsample
+                    .map(|shape| {
+                        let (conv, bn) = (format!("{prefix}.downsample.0"), format!("{prefix}.downsample.1"));
+                        make(dense(shape, layout.stride), shape, Activation::None, &conv, &bn)
+                    })
+                    .transpose()?;
+                Ok(Block { convs, downsample })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { stem, blocks, classifier: None })
+    }
+
+    /// Images (N, 3, H, W), normalised → pooled features (N, 512 or 2048).
+    pub fn features(&self, images: &Tensor) -> Result<Tensor> {
+        self.forward_t(images, false)
+    }
+
+    pub fn classify(&self, features: &Tensor) -> Result<Tensor> {
+        match &self.classifier {
+            Some(classifier) => classifier.forward(features),
+            None => candle_core::bail!("this network has no classifier of its own (it is being fine-tuned)"),
+        }
+    }
+}
+
+impl ModuleT for ResNet {
+    fn forward_t(&self, images: &Tensor, train: bool) -> Result<Tensor> {
+        // After the stem's ReLU every value is ≥ 0, so zero padding is the max pool's −∞ padding.
+        let x = self.stem.forward_t(&images.to_dtype(DType::F32)?, train)?;
+        let mut x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
+        for block in &self.blocks {
+            x = block.forward_t(&x, train)?;
+        }
+        x.flatten_from(2)?.mean(D::Minus1)
+    }
+}
