@@ -9,42 +9,14 @@ use std::process::Command;
 
 use candle_core::Device;
 use common::pickle::CheckpointSpec;
+use common::seeds;
 use wick::backbone::{convert_checkpoint, Backbone, NetworkConfig, Pretrained};
 use wick::data::preprocess::decode_image;
-use wick::util::rng::Rng;
 
 const PHOTOS: [&str; 2] = ["coffee.png", "rocket.jpg"];
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
-/// A torchvision ResNet state dict: He-uniform convolutions, BatchNorm scale, shift and running
-/// statistics drawn away from their defaults, a small classifier; `num_batches_tracked` as torch has it.
-fn random_resnet(variant: &str, seed: u64) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let (config, _) = wick::backbone::resnet::Config::variant(variant).unwrap();
-    let mut rng = Rng::new(seed);
-    let mut uniform = |n: usize, lo: f32, hi: f32| (0..n).map(|_| lo + (hi - lo) * rng.uniform()).collect::<Vec<f32>>();
-    let mut out = Vec::new();
-    for pair in config.conv_bn_pairs() {
-        let fan_in = pair.shape[1] * pair.shape[2] * pair.shape[3];
-        let bound = (6.0 / fan_in as f32).sqrt();
-        out.push((
-            format!("{}.weight", pair.conv),
-            pair.shape.to_vec(),
-            uniform(pair.shape.iter().product(), -bound, bound),
-        ));
-        let c = pair.shape[0];
-        out.push((format!("{}.weight", pair.bn), vec![c], uniform(c, 0.5, 1.5)));
-        out.push((format!("{}.bias", pair.bn), vec![c], uniform(c, -0.2, 0.2)));
-        out.push((format!("{}.running_mean", pair.bn), vec![c], uniform(c, -0.2, 0.2)));
-        out.push((format!("{}.running_var", pair.bn), vec![c], uniform(c, 0.5, 2.0)));
-    }
-    let dim = config.feature_dim();
-    let bound = 1.0 / (dim as f32).sqrt();
-    out.push(("fc.weight".into(), vec![1000, dim], uniform(1000 * dim, -bound, bound)));
-    out.push(("fc.bias".into(), vec![1000], uniform(1000, -bound, bound)));
-    out
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -57,7 +29,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 fn resnet18_matches_the_numpy_reference_and_its_int8_file_answers_alike() {
     let dir = common::scratch("resnet18");
     let pth = dir.join("resnet18-random.pth");
-    let bytes = CheckpointSpec::contiguous(&random_resnet("resnet18", 18)).to_bytes();
+    let bytes = CheckpointSpec::contiguous(&seeds::random_resnet("resnet18", 18)).to_bytes();
     std::fs::write(&pth, &bytes).unwrap();
     let out = Command::new("python3")
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/resnet_numpy.py"))
@@ -91,7 +63,7 @@ fn resnet18_matches_the_numpy_reference_and_its_int8_file_answers_alike() {
 
 #[test]
 fn resnet50_is_recognised_by_its_bottlenecks_and_other_layouts_are_refused() {
-    let tensors = random_resnet("resnet50", 50);
+    let tensors = seeds::random_resnet("resnet50", 50);
     let pretrained = Pretrained::from_checkpoint(&CheckpointSpec::contiguous(&tensors).to_zip()).unwrap();
     assert_eq!(pretrained.architecture, "resnet50");
     assert!(matches!(&pretrained.config, NetworkConfig::ResNet(c) if c.bottleneck && c.layers == [3, 4, 6, 3]));
@@ -107,7 +79,7 @@ fn resnet50_is_recognised_by_its_bottlenecks_and_other_layouts_are_refused() {
     deeper.extend(extra);
     let message = Pretrained::from_checkpoint(&CheckpointSpec::contiguous(&deeper).to_zip()).err().unwrap().to_string();
     assert!(message.contains("[3, 4, 7, 3] bottleneck blocks per layer is not one of"), "{message}");
-    let mut bent = random_resnet("resnet18", 1);
+    let mut bent = seeds::random_resnet("resnet18", 1);
     let at = bent.iter().position(|(n, ..)| n == "layer2.0.downsample.0.weight").unwrap();
     bent[at].1 = vec![128, 64, 3, 3];
     bent[at].2 = vec![0.0; 128 * 64 * 9];

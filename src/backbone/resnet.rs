@@ -264,12 +264,39 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, images: &Tensor, train: bool) -> Result<Tensor> {
-        // After the stem's ReLU every value is ≥ 0, so zero padding is the max pool's −∞ padding.
         let x = self.stem.forward_t(&images.to_dtype(DType::F32)?, train)?;
-        let mut x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
+        let mut x = max_pool_3x3_stride_2(&x)?;
         for block in &self.blocks {
             x = block.forward_t(&x, train)?;
         }
         x.flatten_from(2)?.mean(D::Minus1)
     }
+}
+
+/// torchvision's `MaxPool2d(3, stride=2, padding=1)` as the maximum of nine strided views, so that
+/// it has a gradient (Candle's max pool has none for overlapping windows). The input follows a ReLU,
+/// so every value is ≥ 0 and zero padding stands in for −∞.
+fn max_pool_3x3_stride_2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
+    // Padded to 2·(out + 1) a side (1 before, the rest after), then split into its 2×2 phases: tap
+    // k of a window starting at 2·o is phase k % 2, row o + k / 2.
+    let x = x.pad_with_zeros(2, 1, 2 * (oh + 1) - h - 1)?.pad_with_zeros(3, 1, 2 * (ow + 1) - w - 1)?;
+    let x = x.reshape((n, c, oh + 1, 2, ow + 1, 2))?;
+    let mut out: Option<Tensor> = None;
+    for i in 0..3 {
+        for j in 0..3 {
+            let tap = x
+                .narrow(3, i % 2, 1)?
+                .narrow(5, j % 2, 1)?
+                .narrow(2, i / 2, oh)?
+                .narrow(4, j / 2, ow)?
+                .reshape((n, c, oh, ow))?;
+            out = Some(match out {
+                Some(m) => m.maximum(&tap)?,
+                None => tap,
+            });
+        }
+    }
+    Ok(out.expect("nine taps"))
 }

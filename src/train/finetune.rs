@@ -133,6 +133,9 @@ impl Optimizer {
         self.steps += 1;
         for p in &mut self.params {
             let Some(grad) = grads.get(p.var.as_tensor()) else { continue };
+            // Gradients of Candle's own convolutions come out attached to the step's graph; a
+            // momentum buffer built from one would keep every step's activations alive.
+            let grad = &grad.detach();
             let weight = p.var.as_tensor().detach();
             let decay = if p.decay { config.weight_decay } else { 0.0 };
             let updated = match self.kind {

@@ -177,3 +177,31 @@ pub fn tiny_pretrained(sha256: &str) -> wick::backbone::Pretrained {
         source: Source { sha256: sha256.into(), ..meta.source },
     }
 }
+
+/// A torchvision ResNet state dict: He-uniform convolutions, BatchNorm scale, shift and running
+/// statistics drawn away from their defaults, a small classifier; `num_batches_tracked` as torch has it.
+pub fn random_resnet(variant: &str, seed: u64) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let (config, _) = wick::backbone::resnet::Config::variant(variant).unwrap();
+    let mut rng = Rng::new(seed);
+    let mut uniform = |n: usize, lo: f32, hi: f32| (0..n).map(|_| lo + (hi - lo) * rng.uniform()).collect::<Vec<f32>>();
+    let mut out = Vec::new();
+    for pair in config.conv_bn_pairs() {
+        let fan_in = pair.shape[1] * pair.shape[2] * pair.shape[3];
+        let bound = (6.0 / fan_in as f32).sqrt();
+        out.push((
+            format!("{}.weight", pair.conv),
+            pair.shape.to_vec(),
+            uniform(pair.shape.iter().product(), -bound, bound),
+        ));
+        let c = pair.shape[0];
+        out.push((format!("{}.weight", pair.bn), vec![c], uniform(c, 0.5, 1.5)));
+        out.push((format!("{}.bias", pair.bn), vec![c], uniform(c, -0.2, 0.2)));
+        out.push((format!("{}.running_mean", pair.bn), vec![c], uniform(c, -0.2, 0.2)));
+        out.push((format!("{}.running_var", pair.bn), vec![c], uniform(c, 0.5, 2.0)));
+    }
+    let dim = config.feature_dim();
+    let bound = 1.0 / (dim as f32).sqrt();
+    out.push(("fc.weight".into(), vec![1000, dim], uniform(1000 * dim, -bound, bound)));
+    out.push(("fc.bias".into(), vec![1000], uniform(1000, -bound, bound)));
+    out
+}
