@@ -537,3 +537,31 @@ test('an EfficientNet-Lite2 backbone converted by the CLI opens in the page and 
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('a ResNet-18 converted by the CLI opens in the page and answers as the CLI does', async () => {
+  // Seeded random weights in torchvision's layout (pretrained ones cannot be fetched here).
+  const pth = path.join(scratch, 'resnet18-random.pth');
+  execFileSync('python3', [path.join(root, 'tests/reference/make_random_resnet.py'), pth]);
+  const converted = path.join(scratch, 'resnet18.safetensors');
+  execFileSync(wickBinary, ['convert', pth, '--out', converted]);
+  const coffee = path.join(root, 'tests/fixtures/coffee.png');
+  const cliTop = JSON.parse(execFileSync(wickBinary, ['predict', '--json', '--backbone', converted, coffee])).classes[0].label;
+
+  const { page, errors } = await openApp(browser, origin);
+  await page.setInputFiles('#open-model', converted);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened backbone'), null, { timeout: 60_000 });
+  assert.equal(await page.textContent('#backbone-name'), 'resnet18');
+  await page.setInputFiles('#preview-file', coffee);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'), null, { timeout: 60_000 });
+  assert.equal(await page.textContent('#predictions li:first-child .label'), cliTop);
+  // Images added to a class are embedded by the ResNet (512-d features), and a head trains on them.
+  await card(page, 0).locator('.class-name').fill('brick');
+  await card(page, 0).locator('.class-name').press('Tab');
+  await card(page, 1).locator('.class-name').fill('grass');
+  await card(page, 1).locator('.class-name').press('Tab');
+  await addImages(page, 0, await crops(page, 'brick', 0, 300, 3, 1));
+  await addImages(page, 1, await crops(page, 'grass', 0, 300, 3, 2));
+  assert.match(await train(page), /^Trained in/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

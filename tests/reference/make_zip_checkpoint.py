@@ -46,21 +46,44 @@ class Pickler(pickle.Pickler):
         return None
 
 
-s0 = Storage("0", [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
-s1 = Storage("1", [10.0, 11.0, 12.0, 13.0, 14.0, 15.0])
-state = collections.OrderedDict()
-state["a.weight"] = Tensor(s0, 0, (2, 3), (3, 1))
-state["b.weight"] = Tensor(s1, 0, (3, 2), (1, 3))
-state["c.bias"] = Tensor(s0, 2, (3,), (1,))
-state._metadata = collections.OrderedDict([("", {"version": 1})])
+def write(out, tensors):
+    """Writes `tensors` ({name: float32 numpy array}) as a zip-container state dict at `out`."""
+    import numpy as np
+    state = collections.OrderedDict()
+    storages = []
+    for i, (name, array) in enumerate(tensors.items()):
+        storage = Storage(str(i), np.ascontiguousarray(array, dtype=np.float32).ravel())
+        storages.append(storage)
+        shape = tuple(array.shape)
+        stride = tuple(int(np.prod(shape[d + 1:])) for d in range(len(shape)))
+        state[name] = Tensor(storage, 0, shape, stride)
+    save(out, state, storages)
 
-data = io.BytesIO()
-Pickler(data, protocol=2).dump(state)
-out = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-zip.pth"
-with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
-    z.writestr("archive/data.pkl", data.getvalue())
-    z.writestr("archive/byteorder", "little")
-    for s in (s0, s1):
-        z.writestr(f"archive/data/{s.key}", struct.pack(f"<{len(s.values)}f", *s.values))
-    z.writestr("archive/version", "3\n")
-print(out, out.stat().st_size, "bytes")
+
+def save(out, state, storages):
+    data = io.BytesIO()
+    Pickler(data, protocol=2).dump(state)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", data.getvalue())
+        z.writestr("archive/byteorder", "little")
+        for s in storages:
+            values = s.values
+            z.writestr(f"archive/data/{s.key}", values.tobytes() if hasattr(values, "tobytes") else struct.pack(f"<{len(values)}f", *values))
+        z.writestr("archive/version", "3\n")
+
+
+def main():
+    s0 = Storage("0", [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    s1 = Storage("1", [10.0, 11.0, 12.0, 13.0, 14.0, 15.0])
+    state = collections.OrderedDict()
+    state["a.weight"] = Tensor(s0, 0, (2, 3), (3, 1))
+    state["b.weight"] = Tensor(s1, 0, (3, 2), (1, 3))
+    state["c.bias"] = Tensor(s0, 2, (3,), (1,))
+    state._metadata = collections.OrderedDict([("", {"version": 1})])
+    out = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-zip.pth"
+    save(out, state, [s0, s1])
+    print(out, out.stat().st_size, "bytes")
+
+
+if __name__ == "__main__":
+    main()
