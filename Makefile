@@ -1,5 +1,5 @@
 # The README's two commands are `make app` and `make test`; both set up what they need first.
-.PHONY: app test lint test-native test-browser dist bench bench-finetune check-cuda fuzz
+.PHONY: app test lint test-native test-browser dist bench bench-finetune check-cuda fuzz check-torch
 
 app:
 	scripts/setup.sh app
@@ -16,6 +16,14 @@ lint:
 test-native:
 	scripts/setup.sh test
 	cargo test --release
+
+# Wick against PyTorch itself on torchvision's ResNet-18/34/50 (random weights, randomised BatchNorm
+# statistics; torch.save and safetensors files): needs `pip install torch torchvision safetensors`
+# (~3 GB with PyTorch's CUDA libraries), so it is not part of `make test`.
+TORCHVISION_DIR ?= $(or $(CARGO_TARGET_DIR),target)/torchvision
+check-torch:
+	python3 tests/reference/check_torchvision.py $(TORCHVISION_DIR) $(CURDIR)/tests/fixtures/coffee.png $(CURDIR)/tests/fixtures/chelsea.png $(CURDIR)/tests/fixtures/brick.png
+	WICK_TORCHVISION=$(TORCHVISION_DIR) cargo test --release --test torchvision -- --ignored --nocapture
 
 # The fuzzing harness for longer (make test runs 300 cases per file format): 20 000 cases per format.
 fuzz:
