@@ -40,6 +40,7 @@ test-browser: dist
 bench: dist
 	scripts/setup.sh bench
 	python3 benches/peer.py
+	python3 benches/resnet_peer.py
 	python3 benches/head.py
 	node benches/tfjs_peer.mjs
 
