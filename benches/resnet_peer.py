@@ -17,7 +17,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -26,6 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 import make_random_resnet  # noqa: E402
 import make_zip_checkpoint  # noqa: E402
 import resnet_numpy as ref  # noqa: E402
+from peer import time_per_image  # noqa: E402  (benches/peer.py: same clock, same warm-up)
 
 
 def folded(p, conv, bn):
@@ -73,16 +73,6 @@ def build_onnx(p):
                               [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 512])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return model.SerializeToString()
-
-
-def time_per_image(run, batch, seconds=3.0):
-    x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
-    run(x)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or n < 3:
-        run(x)
-        n += 1
-    return (time.perf_counter() - start) * 1e3 / (n * batch)
 
 
 def main():

@@ -64,6 +64,15 @@ async function makeClasses(page, perClass = 8) {
   }
 }
 
+/// Names the two starting classes brick and grass and adds three crops to each.
+async function brickAndGrass(page) {
+  for (const [i, name] of ['brick', 'grass'].entries()) {
+    await card(page, i).locator('.class-name').fill(name);
+    await card(page, i).locator('.class-name').press('Tab');
+    await addImages(page, i, await crops(page, name, 0, 300, 3, i + 1));
+  }
+}
+
 async function train(page) {
   await page.click('#train');
   await page.waitForFunction(() => {
@@ -257,12 +266,7 @@ test('bad images are skipped and named; training needs two classes with images; 
 
 test('projects: export and open round-trip; corrupt project files leave the project untouched; reset asks', async () => {
   const { page, errors } = await openApp(browser, origin);
-  await card(page, 0).locator('.class-name').fill('brick');
-  await card(page, 0).locator('.class-name').press('Tab');
-  await card(page, 1).locator('.class-name').fill('grass');
-  await card(page, 1).locator('.class-name').press('Tab');
-  await addImages(page, 0, await crops(page, 'brick', 0, 300, 3, 1));
-  await addImages(page, 1, await crops(page, 'grass', 0, 300, 3, 2));
+  await brickAndGrass(page);
   await train(page);
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-project')]);
   const projectPath = path.join(scratch, 'p.wickproject');
@@ -555,12 +559,7 @@ test('a ResNet-18 converted by the CLI opens in the page and answers as the CLI 
   await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'), null, { timeout: 60_000 });
   assert.equal(await page.textContent('#predictions li:first-child .label'), cliTop);
   // Images added to a class are embedded by the ResNet (512-d features), and a head trains on them.
-  await card(page, 0).locator('.class-name').fill('brick');
-  await card(page, 0).locator('.class-name').press('Tab');
-  await card(page, 1).locator('.class-name').fill('grass');
-  await card(page, 1).locator('.class-name').press('Tab');
-  await addImages(page, 0, await crops(page, 'brick', 0, 300, 3, 1));
-  await addImages(page, 1, await crops(page, 'grass', 0, 300, 3, 2));
+  await brickAndGrass(page);
   assert.match(await train(page), /^Trained in/);
   assert.deepEqual(errors, []);
   await page.close();
