@@ -86,6 +86,20 @@ def time_per_image(fn, batch, seconds=3.0):
     return (time.perf_counter() - start) * 1e3 / (n * batch)
 
 
+def time_onnxruntime(onnx_bytes, cores):
+    """{("onnxruntime", threads, batch): ms/image} at 1 thread and `cores`, batch 1 and 16."""
+    import onnxruntime as ort
+
+    results = {}
+    for threads in (1, cores):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
+        for batch in (1, 16):
+            results[("onnxruntime", threads, batch)] = time_per_image(lambda x: sess.run(None, {"input": x}), batch)
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser()
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -107,12 +121,7 @@ def main():
     cos = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
     assert cos > 0.9999, f"ONNX graph disagrees with the reference (cosine {cos})"
 
-    for threads in (1, cores):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        sess = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
-        for batch in (1, 16):
-            results[("onnxruntime", threads, batch)] = time_per_image(lambda x: sess.run(None, {"input": x}), batch)
+    results.update(time_onnxruntime(onnx_bytes, cores))
     for batch in (1, 16):
         results[("numpy", "blas", batch)] = time_per_image(lambda x: ref.features(p, x), batch, seconds=2.0)
 

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 import make_random_resnet  # noqa: E402
 import make_zip_checkpoint  # noqa: E402
 import resnet_numpy as ref  # noqa: E402
-from peer import time_per_image  # noqa: E402  (benches/peer.py: same clock, same warm-up)
+from peer import time_onnxruntime  # noqa: E402  (benches/peer.py: same sessions, same clock)
 
 
 def folded(p, conv, bn):
@@ -91,13 +91,7 @@ def main():
     assert cos > 0.9999, f"ONNX graph disagrees with the reference (cosine {cos})"
 
     cores = os.cpu_count()
-    results = {}
-    for threads in (1, cores):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        sess = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
-        for batch in (1, 16):
-            results[("onnxruntime", threads, batch)] = time_per_image(lambda x: sess.run(None, {"input": x}), batch)
+    results = time_onnxruntime(onnx_bytes, cores)
     with tempfile.TemporaryDirectory() as tmp:
         pth = os.path.join(tmp, "resnet18-random.pth")
         make_zip_checkpoint.write(pth, p)

@@ -7,11 +7,11 @@
 //! layer ([`EfficientNetLite::unfolded`]). Weight names mirror the PyTorch checkpoint
 //! (`_blocks.3._depthwise_conv.weight`, `_blocks.3._bn1.running_var`, ...).
 
-use candle_core::{DType, Module, ModuleT, Result, Tensor, D};
+use candle_core::{DType, ModuleT, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::layers::{Activation, Conv, ConvBn, ConvNorm};
+use crate::backbone::layers::{check_conv_shapes, Activation, Conv, ConvBn, ConvNorm};
 use crate::data::preprocess::Preprocess;
 
 /// One stage of MBConv blocks; only the first block of a stage strides or changes width.
@@ -101,17 +101,7 @@ impl Config {
             if found == expected {
                 // The stages say which variant; every convolution must then have its shape.
                 let (config, preprocess) = Self::variant(name).expect("listed");
-                for pair in config.conv_bn_pairs() {
-                    let tensor = format!("{}.weight", pair.conv);
-                    let shape = shape_of(&tensor);
-                    if shape.as_deref() != Some(&pair.shape[..]) {
-                        return Err(crate::error::invalid!(
-                            "this looks like an {name} checkpoint, but `{tensor}` has shape {}, expected {:?}",
-                            shape.map_or("(missing)".into(), |s| format!("{s:?}")),
-                            pair.shape
-                        ));
-                    }
-                }
+                check_conv_shapes(&format!("an {name} checkpoint"), &config.conv_bn_pairs(), &shape_of)?;
                 return Ok((name, config, preprocess));
             }
         }
@@ -286,28 +276,23 @@ impl ModuleT for MbConv {
     }
 }
 
-/// The backbone up to its pooled features, and (from a backbone file) its own classifier.
+/// The backbone up to its pooled features (the classifier is the [`crate::backbone::Backbone`]'s).
 #[derive(Debug, Clone)]
 pub struct EfficientNetLite {
     stem: ConvNorm,
     blocks: Vec<MbConv>,
     head: ConvNorm,
-    /// The backbone file's classifier (ImageNet's, or a fine-tuned one); fine-tuning trains its own
-    /// head instead (a [`crate::train::head::Head`]).
-    classifier: Option<candle_nn::Linear>,
     /// The convolutions' dtype: F32, or BF16 for mixed precision.
     compute: DType,
 }
 
 impl EfficientNetLite {
     /// The inference network: every BatchNorm folded into its convolution (the backbone file's
-    /// `<conv>.weight` and `<conv>.bias`), with the classifier `_fc`.
+    /// `<conv>.weight` and `<conv>.bias`).
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let make =
             |conv, shape, relu6, conv_name: &str, _bn: &str| ConvNorm::folded(conv, shape, relu6, vb.pp(conv_name));
-        let mut network = Self::build(cfg, DType::F32, make)?;
-        network.classifier = Some(candle_nn::linear(cfg.head_channels, cfg.num_classes, vb.pp("_fc"))?);
-        Ok(network)
+        Self::build(cfg, DType::F32, make)
     }
 
     /// The training network: every BatchNorm a layer of its own, named as in the PyTorch checkpoint
@@ -343,23 +328,8 @@ impl EfficientNetLite {
             stem: make(Conv::Stem, [cfg.stem_channels, 3, 3, 3], Activation::Relu6, "_conv_stem", "_bn0")?,
             blocks,
             head: make(Conv::Pointwise, [cfg.head_channels, last, 1, 1], Activation::Relu6, "_conv_head", "_bn1")?,
-            classifier: None,
             compute,
         })
-    }
-
-    /// Images (N, 3, H, W), RGB in [-1, 1] → pooled features (N, 1280), BatchNorms (if any) in
-    /// evaluation mode.
-    pub fn features(&self, images: &Tensor) -> Result<Tensor> {
-        self.forward_t(images, false)
-    }
-
-    /// Pooled features → the backbone file's classifier's logits (N, classes).
-    pub fn classify(&self, features: &Tensor) -> Result<Tensor> {
-        match &self.classifier {
-            Some(classifier) => classifier.forward(features),
-            None => candle_core::bail!("this network has no classifier of its own (it is being fine-tuned)"),
-        }
     }
 }
 

@@ -46,6 +46,28 @@ pub struct ConvBn {
     pub shape: [usize; 4],
 }
 
+/// Every convolution of `pairs` must have its shape in the checkpoint (`shape_of`), or the error
+/// names the first that does not, saying what the checkpoint looked like (`described`: "a resnet18
+/// checkpoint").
+pub fn check_conv_shapes(
+    described: &str,
+    pairs: &[ConvBn],
+    shape_of: impl Fn(&str) -> Option<Vec<usize>>,
+) -> crate::Result<()> {
+    for pair in pairs {
+        let tensor = format!("{}.weight", pair.conv);
+        let shape = shape_of(&tensor);
+        if shape.as_deref() != Some(&pair.shape[..]) {
+            return Err(crate::error::invalid!(
+                "this looks like {described}, but `{tensor}` has shape {}, expected {:?}",
+                shape.map_or("(missing)".into(), |s| format!("{s:?}")),
+                pair.shape
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// BatchNorm's parameters and running statistics, named as in the checkpoint.
 #[derive(Debug, Clone)]
 pub struct BatchNorm2d {

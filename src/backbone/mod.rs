@@ -12,7 +12,7 @@ pub mod resnet;
 
 use std::borrow::Borrow;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::ops::softmax_last_dim;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -104,32 +104,42 @@ impl NetworkConfig {
     }
 }
 
-/// A built network of either family.
+/// A built network of either family, up to its pooled features: for inference with every BatchNorm
+/// folded ([`Network::folded`]), or for fine-tuning with them as layers ([`Network::unfolded`]).
 #[derive(Debug, Clone)]
-enum Network {
+pub enum Network {
     EfficientNetLite(EfficientNetLite),
     ResNet(resnet::ResNet),
 }
 
 impl Network {
-    fn new(config: &NetworkConfig, vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
+    pub fn folded(config: &NetworkConfig, vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
         Ok(match config {
             NetworkConfig::EfficientNetLite(c) => Self::EfficientNetLite(EfficientNetLite::new(c, vb)?),
             NetworkConfig::ResNet(c) => Self::ResNet(resnet::ResNet::new(c, vb)?),
         })
     }
 
-    fn features(&self, images: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Self::EfficientNetLite(n) => n.features(images),
-            Self::ResNet(n) => n.features(images),
-        }
+    /// The convolutions run in `compute` (F32, or BF16 for EfficientNet-Lite's mixed precision).
+    pub fn unfolded(config: &NetworkConfig, compute: DType, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Ok(match config {
+            NetworkConfig::EfficientNetLite(c) => Self::EfficientNetLite(EfficientNetLite::unfolded(c, compute, vb)?),
+            NetworkConfig::ResNet(_) if compute != DType::F32 => {
+                return Err(invalid!(
+                    "bf16 mixed precision is for EfficientNet-Lite; fine-tune a ResNet with --precision f32"
+                ))
+            }
+            NetworkConfig::ResNet(c) => Self::ResNet(resnet::ResNet::unfolded(c, vb)?),
+        })
     }
+}
 
-    fn classify(&self, features: &Tensor) -> candle_core::Result<Tensor> {
+impl ModuleT for Network {
+    /// Images → pooled features, f32; with `train`, BatchNorms use and update batch statistics.
+    fn forward_t(&self, images: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         match self {
-            Self::EfficientNetLite(n) => n.classify(features),
-            Self::ResNet(n) => n.classify(features),
+            Self::EfficientNetLite(n) => n.forward_t(images, train),
+            Self::ResNet(n) => n.forward_t(images, train),
         }
     }
 }
@@ -204,6 +214,8 @@ pub struct Backbone {
     /// sha256 of the backbone file (or checkpoint) the weights were loaded from.
     pub sha256: String,
     network: Network,
+    /// The backbone file's own classifier (ImageNet's, or the classes it was fine-tuned on).
+    classifier: candle_nn::Linear,
     device: Device,
 }
 
@@ -230,13 +242,20 @@ impl Backbone {
 
     fn new(meta: BackboneMeta, weights: &FloatWeights, sha256: &str, device: &Device) -> Result<Self> {
         meta.validate()?;
-        let network = Network::new(&meta.config, weights.var_builder(device)?)
-            .map_err(|e| invalid!("model weights do not match {}: {e}", meta.architecture))?;
+        let vb = weights.var_builder(device)?;
+        let config = &meta.config;
+        let network_and_classifier = Network::folded(config, vb.clone()).and_then(|network| {
+            let classifier = candle_nn::linear(config.feature_dim(), config.num_classes(), vb.pp(config.classifier()))?;
+            Ok((network, classifier))
+        });
+        let (network, classifier) =
+            network_and_classifier.map_err(|e| invalid!("model weights do not match {}: {e}", meta.architecture))?;
         Ok(Self {
             id: format!("{}-{}", meta.architecture, &sha256[..16]),
             sha256: sha256.to_string(),
             meta,
             network,
+            classifier,
             device: device.clone(),
         })
     }
@@ -275,14 +294,14 @@ impl Backbone {
     /// took 72 ms/image as one batch, against 60 ms/image for single images).
     pub fn features(&self, input: &Tensor) -> Result<Tensor> {
         let per_image = (0..input.dim(0)?)
-            .map(|i| self.network.features(&input.narrow(0, i, 1)?))
+            .map(|i| self.network.forward_t(&input.narrow(0, i, 1)?, false))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Tensor::cat(&per_image, 0)?)
     }
 
     /// Features → ImageNet class probabilities (N, 1000).
     pub fn imagenet_probabilities(&self, features: &Tensor) -> Result<Tensor> {
-        Ok(softmax_last_dim(&self.network.classify(features)?)?)
+        Ok(softmax_last_dim(&self.classifier.forward(features)?)?)
     }
 
     /// The `k` most likely ImageNet classes of each image.

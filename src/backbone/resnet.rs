@@ -8,11 +8,11 @@
 //! BatchNorm folded into its convolution ([`ResNet::new`]) and fine-tuning keeps them as layers
 //! ([`ResNet::unfolded`]).
 
-use candle_core::{DType, Module, ModuleT, Result, Tensor, D};
+use candle_core::{DType, ModuleT, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::layers::{Activation, Conv, ConvBn, ConvNorm};
+use crate::backbone::layers::{check_conv_shapes, Activation, Conv, ConvBn, ConvNorm};
 use crate::data::preprocess::Preprocess;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,17 +64,7 @@ impl Config {
             ));
         };
         let (config, preprocess) = Self::variant(name).expect("listed");
-        for pair in config.conv_bn_pairs() {
-            let tensor = format!("{}.weight", pair.conv);
-            let shape = shape_of(&tensor);
-            if shape.as_deref() != Some(&pair.shape[..]) {
-                return Err(crate::error::invalid!(
-                    "this looks like a {name} checkpoint, but `{tensor}` has shape {}, expected {:?}",
-                    shape.map_or("(missing)".into(), |s| format!("{s:?}")),
-                    pair.shape
-                ));
-            }
-        }
+        check_conv_shapes(&format!("a {name} checkpoint"), &config.conv_bn_pairs(), shape_of)?;
         Ok((name, config, preprocess))
     }
 
@@ -189,23 +179,20 @@ impl ModuleT for Block {
     }
 }
 
-/// The backbone up to its pooled features, and (from a backbone file) its own classifier `fc`.
+/// The backbone up to its pooled features (the classifier `fc` is the [`crate::backbone::Backbone`]'s).
 #[derive(Debug, Clone)]
 pub struct ResNet {
     stem: ConvNorm,
     blocks: Vec<Block>,
-    classifier: Option<candle_nn::Linear>,
 }
 
 impl ResNet {
-    /// The inference network: every BatchNorm folded into its convolution, with the classifier `fc`.
+    /// The inference network: every BatchNorm folded into its convolution.
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let make = |conv, shape, activation, conv_name: &str, _bn: &str| {
             ConvNorm::folded(conv, shape, activation, vb.pp(conv_name))
         };
-        let mut network = Self::build(cfg, make)?;
-        network.classifier = Some(candle_nn::linear(cfg.feature_dim(), cfg.num_classes, vb.pp("fc"))?);
-        Ok(network)
+        Self::build(cfg, make)
     }
 
     /// The training network: every BatchNorm a layer of its own, named as in the checkpoint.
@@ -246,19 +233,7 @@ impl ResNet {
                 Ok(Block { convs, downsample })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { stem, blocks, classifier: None })
-    }
-
-    /// Images (N, 3, H, W), normalised → pooled features (N, 512 or 2048).
-    pub fn features(&self, images: &Tensor) -> Result<Tensor> {
-        self.forward_t(images, false)
-    }
-
-    pub fn classify(&self, features: &Tensor) -> Result<Tensor> {
-        match &self.classifier {
-            Some(classifier) => classifier.forward(features),
-            None => candle_core::bail!("this network has no classifier of its own (it is being fine-tuned)"),
-        }
+        Ok(Self { stem, blocks })
     }
 }
 

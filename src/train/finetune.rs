@@ -17,11 +17,8 @@ use candle_nn::{VarBuilder, VarMap};
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
-use crate::backbone::efficientnet_lite::EfficientNetLite;
 use crate::backbone::fold::{fold_named, FloatWeights};
-use crate::backbone::resnet::ResNet;
-use crate::backbone::NetworkConfig;
-use crate::backbone::{Pretrained, QUANTIZATION};
+use crate::backbone::{Network, NetworkConfig, Pretrained, QUANTIZATION};
 use crate::data::cifar10::{Cifar10, PIXELS, SIDE};
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
@@ -162,37 +159,6 @@ impl Optimizer {
     }
 }
 
-/// The network being fine-tuned, of either family, its BatchNorms as layers.
-enum TrainNetwork {
-    EfficientNetLite(EfficientNetLite),
-    ResNet(ResNet),
-}
-
-impl TrainNetwork {
-    fn unfolded(model: &NetworkConfig, precision: Precision, vb: VarBuilder) -> Result<Self> {
-        Ok(match model {
-            NetworkConfig::EfficientNetLite(c) => {
-                Self::EfficientNetLite(EfficientNetLite::unfolded(c, precision.dtype(), vb)?)
-            }
-            NetworkConfig::ResNet(_) if precision != Precision::F32 => {
-                return Err(invalid!(
-                    "bf16 mixed precision is for EfficientNet-Lite; fine-tune a ResNet with --precision f32"
-                ))
-            }
-            NetworkConfig::ResNet(c) => Self::ResNet(ResNet::unfolded(c, vb)?),
-        })
-    }
-}
-
-impl ModuleT for TrainNetwork {
-    fn forward_t(&self, images: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        match self {
-            Self::EfficientNetLite(n) => n.forward_t(images, train),
-            Self::ResNet(n) => n.forward_t(images, train),
-        }
-    }
-}
-
 /// A fine-tuning run, one epoch at a time.
 pub struct Finetuner {
     pub config: FinetuneConfig,
@@ -204,7 +170,7 @@ pub struct Finetuner {
     /// The pretrained variant's name (`efficientnet-lite1`, …), for the exported backbone file.
     architecture: String,
     varmap: VarMap,
-    network: TrainNetwork,
+    network: Network,
     head: Head,
     optimizer: Optimizer,
     source_sha256: String,
@@ -310,7 +276,7 @@ impl Finetuner {
         let model = pretrained.config.clone();
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let network = TrainNetwork::unfolded(&model, config.precision, vb)?;
+        let network = Network::unfolded(&model, config.precision.dtype(), vb)?;
         let spec = HeadSpec { input_dim: model.feature_dim(), hidden: None, classes: classes.len() };
         let head = Head::init(spec, &mut Rng::new(config.seed), device)?;
         // Weight decay by rank, as nanoGPT does it: matrices and filters (rank ≥ 2) decay; BatchNorm's
