@@ -234,6 +234,18 @@ fn finetune_with_adamw_learns_the_pattern_too() {
 }
 
 #[test]
+fn one_epoch_of_finetuning_cuts_the_warm_up_to_fit_and_says_so() {
+    let dir = scratch("finetune-one-epoch");
+    write_dataset(&dir, 32, 16);
+    let (pth, model) = (checkpoint_path(), dir.join("one.wick"));
+    let out = wick(&finetune_args(&dir, &model, &pth, &["--epochs", "1"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warming up over the first half of the run (1 of 2 steps)"), "{err}");
+    assert!(model.exists());
+}
+
+#[test]
 fn a_run_killed_mid_epoch_and_resumed_ends_bit_identical_to_an_uninterrupted_one() {
     let dir = scratch("resume");
     write_dataset(&dir, 32, 40);
@@ -287,7 +299,7 @@ fn finetune_refuses_bad_settings_and_foreign_checkpoints_without_touching_the_ch
     };
     fails(&["--batch-size", "1"], "batch size must be at least 2");
     fails(&["--batch-size", "64"], "fewer than one batch of 64");
-    fails(&["--warmup-epochs", "3", "--epochs", "3"], "warm-up epochs must be fewer than epochs");
+    fails(&["--solver", "lbfgs"], "--mode finetune does not use --solver");
     fails(&["--backbone", pth.to_str().unwrap()], "folded");
     fails(&["--precision", "bf16"], "bf16 mixed precision needs a CUDA device");
     fails(&["--optimizer", "adam"], "expected sgd (Nesterov momentum) or adamw");

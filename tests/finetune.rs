@@ -58,10 +58,23 @@ fn augmentation_crops_and_mirrors_within_the_padding() {
 fn the_schedule_warms_up_then_decays_to_zero() {
     let config = FinetuneConfig { epochs: 10, warmup_epochs: 2, learning_rate: 0.1, ..FinetuneConfig::default() };
     let steps = 50;
-    let lr = |step| config.learning_rate_at(step, steps);
+    let schedule = config.schedule(steps);
+    assert_eq!(schedule.clamped_from, None);
+    let lr = |step| schedule.learning_rate(step);
     assert!((lr(0) - 0.1 / 100.0).abs() < 1e-12);
     assert!((0..99).all(|s| lr(s) < lr(s + 1)), "warm-up rises");
     assert!((lr(99) - 0.1).abs() < 1e-12, "the peak ends the warm-up");
     assert!((100..499).all(|s| lr(s) >= lr(s + 1)), "then it decays");
     assert!(lr(499) < 1e-5 && lr(499) > 0.0);
+}
+
+#[test]
+fn a_warm_up_as_long_as_the_run_is_cut_to_half_of_it() {
+    let config = FinetuneConfig { epochs: 1, warmup_epochs: 1, learning_rate: 0.1, ..FinetuneConfig::default() };
+    config.validate().unwrap();
+    let schedule = config.schedule(40);
+    assert_eq!((schedule.warmup_steps, schedule.clamped_from), (20, Some(40)));
+    let lr = |step| schedule.learning_rate(step);
+    assert!((lr(19) - 0.1).abs() < 1e-12, "the peak ends the shortened warm-up");
+    assert!((20..39).all(|s| lr(s) > lr(s + 1)) && lr(39) > 0.0, "then it decays");
 }

@@ -6,7 +6,8 @@ use std::ops::ControlFlow;
 use candle_core::{Device, Tensor};
 use wick::data::preprocess::Preprocess;
 use wick::formats::classifier::{BackboneRef, Classifier, ClassifierMeta};
-use wick::train::head::{class_weights, cross_entropy, train, FeatureSet, Head, HeadSpec, Stop, TrainConfig};
+use wick::train::head::{regularization_path, train, FeatureSet, Head, HeadSpec, Solver, Stop, TrainConfig};
+use wick::train::loss::{class_weights, cross_entropy};
 use wick::util::rng::Rng;
 use wick::util::utc_timestamp;
 
@@ -57,6 +58,71 @@ fn linear_head_separates_separable_classes() {
     assert!(accuracy(&trained.head, &held_out) >= 0.99, "validation accuracy {}", accuracy(&trained.head, &held_out));
 }
 
+/// The L-BFGS objective at a head's weights: class-weighted mean cross-entropy plus `λ/2 · ‖W‖²`.
+fn penalised_loss(head: &Head, set: &FeatureSet, classes: usize, strength: f64) -> f64 {
+    let logits = head.logits(&set.tensor(&Device::Cpu).unwrap(), None).unwrap();
+    let loss: f32 = cross_entropy(&logits, &set.labels, &class_weights(&set.labels, classes, true), 0.0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    let weight = &weights(head).into_iter().find(|(name, _)| name == "output.weight").unwrap().1;
+    loss as f64 + 0.5 * strength * weight.iter().map(|&w| (w as f64).powi(2)).sum::<f64>()
+}
+
+#[test]
+fn lbfgs_reaches_the_regularised_optimum_and_picks_the_strength_on_validation() {
+    // Overlapping blobs: the best strength is neither the strongest nor the weakest.
+    let mut train_set = blobs(4, 60, 32, 9.0, 21);
+    let val = FeatureSet {
+        dim: 32,
+        features: train_set.features.split_off(160 * 32),
+        labels: train_set.labels.split_off(160),
+    };
+    let trained = run(&train_set, Some(&val), 4, &TrainConfig::default());
+    let path = regularization_path();
+    for (step, stats) in trained.history.iter().enumerate() {
+        assert_eq!(stats.regularization, Some(path[step]), "the path runs from strong to weak");
+    }
+    let best = &trained.history[trained.best_epoch - 1];
+    let lowest = trained.history.iter().map(|h| h.val_loss.unwrap()).fold(f32::INFINITY, f32::min);
+    assert_eq!(best.val_loss.unwrap(), lowest, "the kept strength has the lowest validation loss");
+    assert!(trained.best_epoch > 1, "the strongest L2 (weights ≈ 0) should not win on separable-ish data");
+    if trained.stop == Stop::EarlyStopped {
+        assert_eq!(trained.history.len(), trained.best_epoch + 2, "the path stops a decade past its best");
+    }
+    // The kept weights minimise the penalised loss at their strength: no small step lowers it.
+    let strength = best.regularization.unwrap();
+    let optimum = penalised_loss(&trained.head, &train_set, 4, strength);
+    let mut rng = Rng::new(5);
+    for _ in 0..8 {
+        let nudged: HashMap<String, Tensor> = trained
+            .head
+            .tensors()
+            .into_iter()
+            .map(|(name, t)| {
+                let noise: Vec<f32> = (0..t.elem_count()).map(|_| 1e-2 * (rng.uniform() - 0.5)).collect();
+                let noise = Tensor::from_vec(noise, t.dims(), &Device::Cpu).unwrap();
+                (name, (t + noise).unwrap())
+            })
+            .collect();
+        let nudged = Head::from_tensors(trained.head.spec, &nudged).unwrap();
+        let moved = penalised_loss(&nudged, &train_set, 4, strength);
+        assert!(moved >= optimum - 1e-6, "a nudge lowered the objective: {moved} < {optimum}");
+    }
+    // Without validation images there is nothing to choose by: one fit at scikit-learn's default C = 1.
+    let alone = run(&train_set, None, 4, &TrainConfig::default());
+    assert_eq!(alone.history.len(), 1);
+    assert_eq!(alone.history[0].regularization, Some(1.0 / train_set.len() as f64));
+}
+
+#[test]
+fn settings_the_solver_does_not_use_are_refused() {
+    let set = blobs(2, 10, 4, 1.0, 1);
+    let config = TrainConfig { hidden: Some(8), solver: Solver::Lbfgs, ..TrainConfig::default() };
+    let err = wick::train::head::Trainer::new(&set, None, 2, &config, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("L-BFGS solver trains linear heads only"), "{err}");
+}
+
 #[test]
 fn hidden_layer_head_learns_xor() {
     // XOR is not linearly separable: a linear head cannot pass 75%, one hidden layer can.
@@ -69,6 +135,7 @@ fn hidden_layer_head_learns_xor() {
     }
     let config = TrainConfig { epochs: 200, learning_rate: 1e-2, patience: 0, ..TrainConfig::default() };
     let linear = run(&set, None, 2, &config);
+    let config = TrainConfig { solver: Solver::AdamW, ..config };
     assert!(accuracy(&linear.head, &set) <= 0.8, "a linear head cannot fit XOR: {}", accuracy(&linear.head, &set));
     let mlp = run(&set, None, 2, &TrainConfig { hidden: Some(16), dropout: 0.0, ..config });
     assert!(accuracy(&mlp.head, &set) >= 0.99, "hidden layer on XOR: {}", accuracy(&mlp.head, &set));
@@ -81,7 +148,8 @@ fn early_stopping_restores_the_best_epoch() {
     let mut rng = Rng::new(9);
     set.labels.iter_mut().for_each(|l| *l = rng.below(4) as u32);
     let val = FeatureSet { dim: 32, features: set.features.split_off(150 * 32), labels: set.labels.split_off(150) };
-    let config = TrainConfig { epochs: 300, learning_rate: 1e-2, patience: 5, ..TrainConfig::default() };
+    let config =
+        TrainConfig { epochs: 300, learning_rate: 1e-2, patience: 5, solver: Solver::AdamW, ..TrainConfig::default() };
     let trained = run(&set, Some(&val), 4, &config);
     assert_eq!(trained.stop, Stop::EarlyStopped);
     let epochs_run = trained.history.len();
@@ -105,7 +173,14 @@ fn early_stopping_restores_the_best_epoch() {
 fn the_same_seed_gives_bit_identical_weights() {
     let set = blobs(3, 30, 48, 3.0, 11);
     let val = blobs(3, 5, 48, 3.0, 11);
-    let config = TrainConfig { hidden: Some(32), epochs: 20, seed: 42, flip_augment: false, ..TrainConfig::default() };
+    let config = TrainConfig {
+        hidden: Some(32),
+        epochs: 20,
+        seed: 42,
+        flip_augment: false,
+        solver: Solver::AdamW,
+        ..TrainConfig::default()
+    };
     let a = run(&set, Some(&val), 3, &config);
     let b = run(&set, Some(&val), 3, &config);
     assert_eq!(weights(&a.head), weights(&b.head));
@@ -172,6 +247,7 @@ fn diverging_training_stops_and_keeps_the_last_good_weights() {
         learning_rate: 1.0,
         weight_decay: 4.0,
         patience: 0,
+        solver: Solver::AdamW,
         ..TrainConfig::default()
     };
     let trained = run(&set, None, 2, &config);

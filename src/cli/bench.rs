@@ -1,10 +1,11 @@
 //! `wick bench`: backbone forward, fine-tuning steps, head training.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use serde::Serialize;
 
 use wick::backbone::Pretrained;
@@ -13,7 +14,8 @@ use wick::error::InFile;
 use wick::formats::f32_values;
 use wick::train::config::{FinetuneConfig, Precision};
 use wick::train::finetune::Finetuner;
-use wick::train::head::{self, FeatureSet};
+use wick::train::fit::fit_head;
+use wick::train::head::{self, FeatureSet, TrainConfig};
 
 use super::flags::*;
 use super::shared::*;
@@ -174,4 +176,68 @@ pub fn read_bench_features(dir: &Path) -> Result<FeatureSet> {
     }
     let dim = features.len() / 4 / labels.len();
     Ok(FeatureSet { dim, features: f32_values(&features), labels })
+}
+
+#[derive(Serialize)]
+pub struct HeadFitRecord {
+    pub what: &'static str,
+    pub threads: usize,
+    pub train_rows: usize,
+    pub dim: usize,
+    pub classes: usize,
+    /// The L2 strength the validation images chose, and scikit-learn's `C` for it (`1 / (λ · n)`).
+    pub regularization: Option<f64>,
+    pub sklearn_c: Option<f64>,
+    pub path_steps: usize,
+    pub val_accuracy: Option<f32>,
+    pub test_accuracy: f32,
+    pub seconds: f64,
+}
+
+/// The default head (what `wick train` and the page fit) on saved features, measured on a test split.
+pub fn bench_head_fit(dir: &Path, json: bool) -> Result<()> {
+    let (train, val, test) = (
+        read_bench_features(&dir.join("train"))?,
+        read_bench_features(&dir.join("val"))?,
+        read_bench_features(&dir.join("test"))?,
+    );
+    if val.dim != train.dim || test.dim != train.dim {
+        bail!("{}: train, val and test features differ in width", dir.display());
+    }
+    let classes = [&train, &val, &test].iter().flat_map(|s| s.labels.iter()).max().map_or(1, |&l| l as usize + 1);
+    let labels: Vec<String> = (0..classes).map(|c| format!("class{c}")).collect();
+    let val_names = (0..val.len()).map(|i| format!("val[{i}]")).collect();
+    let start = Instant::now();
+    let config = TrainConfig::default();
+    let fitted =
+        fit_head(&train, val, val_names, labels.clone(), &config, &Device::Cpu, |_| ControlFlow::Continue(()))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let test_names: Vec<String> = (0..test.len()).map(|i| format!("test[{i}]")).collect();
+    let test_metrics = fitted.trained.head.evaluate(&test, &labels, &test_names, &Device::Cpu)?;
+    let regularization = fitted.trained.history.get(fitted.trained.best_epoch - 1).and_then(|h| h.regularization);
+    let record = HeadFitRecord {
+        what: "head_fit",
+        threads: candle_core::utils::get_num_threads(),
+        train_rows: train.len(),
+        dim: train.dim,
+        classes,
+        regularization,
+        sklearn_c: regularization.map(|l| 1.0 / (l * train.len() as f64)),
+        path_steps: fitted.trained.history.len(),
+        val_accuracy: fitted.validation.as_ref().map(|m| m.accuracy),
+        test_accuracy: test_metrics.accuracy,
+        seconds,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&record)?);
+    } else {
+        println!(
+            "head fit on {} rows: test accuracy {:.2}% (L2 {:?}, {} path steps) in {seconds:.1} s",
+            record.train_rows,
+            100.0 * record.test_accuracy,
+            record.regularization,
+            record.path_steps
+        );
+    }
+    Ok(())
 }

@@ -16,9 +16,10 @@ use wick::error::InFile;
 use wick::eval::metrics::{argmax, Metrics};
 use wick::formats::backbone_file;
 use wick::formats::classifier::Classifier;
-use wick::train::config::{FinetuneConfig, OptimizerKind, Precision};
+use wick::train::config::{FinetuneConfig, Precision};
 use wick::train::finetune::Finetuner;
 use wick::train::head::{EpochStats, FeatureSet, Stop, TrainConfig};
+use wick::train::optim::OptimizerKind;
 
 use super::flags::*;
 use super::shared::*;
@@ -36,6 +37,9 @@ pub struct Cifar10Report<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation_images: Option<usize>,
     pub test_images: usize,
+    /// probe: accuracy on the held-out training images the head was tuned on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_accuracy: Option<f32>,
     /// probe: feature vectors the backbone computed (the rest came from the cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub features_computed: Option<usize>,
@@ -46,6 +50,12 @@ pub struct Cifar10Report<'a> {
     pub seconds: f64,
 }
 
+/// What the probe writes: the `.wick` model, and on request the features it trained on.
+pub struct ProbeOutputs<'a> {
+    pub model: &'a Path,
+    pub features: Option<&'a Path>,
+}
+
 /// Linear probe: CIFAR-10 → backbone features (cached) → head, measured on the test set.
 #[allow(clippy::too_many_arguments)]
 pub fn cifar10_probe(
@@ -53,7 +63,7 @@ pub fn cifar10_probe(
     test: &Cifar10,
     img_size: u32,
     val_split: f32,
-    out: &Path,
+    outputs: ProbeOutputs,
     config: &TrainConfig,
     cache: &CacheArgs,
     backbone: &BackboneArgs,
@@ -98,14 +108,27 @@ pub fn cifar10_probe(
         test_set.push(row, label as u32);
     }
 
+    if let Some(dir) = outputs.features {
+        for (name, set) in [("train", &train_set), ("val", &val_set), ("test", &test_set)] {
+            let dir = dir.join(name);
+            std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create it", dir.display()))?;
+            let values: Vec<u8> = set.features.iter().flat_map(|v| v.to_le_bytes()).collect();
+            write_atomically(&dir.join("features.f32"), &values)?;
+            write_atomically(&dir.join("labels.u8"), &set.labels.iter().map(|&l| l as u8).collect::<Vec<_>>())?;
+        }
+    }
+    let out = outputs.model;
     let class_names: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
-    let trained = train_head(&train_set, &val_set, class_names.len(), config, backbone.device(), output.quiet)?;
+    let val_names: Vec<String> = val_idx.iter().map(|i| format!("train[{i}]")).collect();
+    let fitted =
+        train_head(&train_set, val_set, val_names, class_names.clone(), config, backbone.device(), output.quiet)?;
     let names: Vec<String> = (0..test_set.len()).map(|i| format!("{TEST_FILE}[{i}]")).collect();
-    let mut metrics = trained.head.evaluate(&test_set, &class_names, &names, backbone.device())?;
+    let mut metrics = fitted.trained.head.evaluate(&test_set, &class_names, &names, backbone.device())?;
     metrics.misclassified.truncate(20); // the most confident mistakes
+    let validation_accuracy = fitted.validation.as_ref().map(|v| v.accuracy);
 
     let classifier =
-        Classifier::from_training(trained, class_names, &backbone, config.clone(), Some(&metrics), unix_now());
+        Classifier::from_training(fitted.trained, class_names, &backbone, config.clone(), Some(&metrics), unix_now());
     write_atomically(out, &classifier.to_bytes()?)?;
     if output.json {
         let report = Cifar10Report {
@@ -115,6 +138,7 @@ pub fn cifar10_probe(
             train_images: train_idx.len(),
             backbone: None,
             validation_images: Some(val_idx.len()),
+            validation_accuracy,
             test_images: test_set.len(),
             features_computed: Some(features_computed),
             history: &classifier.meta.history,
@@ -126,14 +150,14 @@ pub fn cifar10_probe(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !output.quiet {
         for h in &classifier.meta.history {
-            println!(
-                "epoch {:>3}  train loss {:.4}  validation accuracy {:.2}%",
-                h.epoch,
-                h.train_loss,
-                100.0 * h.val_accuracy.unwrap_or(0.0)
-            );
+            let step = match h.regularization {
+                Some(strength) => format!("L2 {strength:<8.1e}"),
+                None => format!("epoch {:>3}", h.epoch),
+            };
+            let val = h.val_accuracy.map_or(String::new(), |a| format!("  validation accuracy {:.2}%", 100.0 * a));
+            println!("{step}  train loss {:.4}{val}", h.train_loss);
         }
-        println!("kept epoch {}; test set: {}", classifier.meta.best_epoch, metrics.table());
+        println!("kept step {}; test set: {}", classifier.meta.best_epoch, metrics.table());
         println!("wrote {} in {:.1} s", out.display(), start.elapsed().as_secs_f64());
     }
     Ok(())
@@ -167,6 +191,9 @@ pub fn check_cifar10_options(
             (
                 used(&[
                     ("--hidden", hyper.hidden.is_some()),
+                    ("--solver", hyper.solver.is_some()),
+                    ("--dropout", hyper.dropout.is_some()),
+                    ("--patience", hyper.patience.is_some()),
                     ("--flip (fine-tuning always mirrors; --no-flip turns it off)", hyper.flip),
                     ("--no-class-balance", hyper.no_class_balance),
                 ]),
@@ -254,6 +281,14 @@ pub fn cifar10_finetune(
     };
 
     let images_per_epoch = run.steps_per_epoch(train) * config.batch_size;
+    let schedule = config.schedule(run.steps_per_epoch(train));
+    if let (Some(asked), false) = (schedule.clamped_from, output.quiet) {
+        eprintln!(
+            "note: a warm-up of {} epoch(s) ({asked} steps) leaves no steps to decay over in {} epoch(s); \
+             warming up over the first half of the run ({} of {} steps) instead",
+            config.warmup_epochs, config.epochs, schedule.warmup_steps, schedule.total_steps
+        );
+    }
     while run.epochs_done() < config.epochs {
         let epoch = run.epochs_done() + 1;
         let bar = progress_bar(images_per_epoch, &format!("epoch {epoch}"), output.quiet);
@@ -329,6 +364,7 @@ pub fn cifar10_finetune(
             train_images,
             backbone: Some(backbone_out.display().to_string()),
             validation_images: None,
+            validation_accuracy: None,
             test_images: test.len(),
             features_computed: None,
             history: &classifier.meta.history,

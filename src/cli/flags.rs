@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand};
 use wick::backbone::Backbone;
 use wick::data::features::{default_cache_dir, CacheFile, CacheHeader};
 use wick::error::InFile;
-use wick::train::config::{FinetuneConfig, OptimizerKind, Precision};
-use wick::train::head::TrainConfig;
+use wick::train::config::{FinetuneConfig, Precision};
+use wick::train::head::{Solver, TrainConfig};
+use wick::train::optim::OptimizerKind;
 
 use super::shared::*;
 
@@ -81,9 +82,11 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Train on CIFAR-10 (the official binary version) and measure on its test set.
+    /// Train on CIFAR-10 and measure on its test set.
     Cifar10 {
-        /// The `cifar-10-batches-bin` folder (data_batch_1.bin … data_batch_5.bin, test_batch.bin).
+        /// The `cifar-10-batches-bin` folder (data_batch_1.bin … data_batch_5.bin, test_batch.bin), or
+        /// a copy as 32×32 images in class folders, `train/<class>/*` (and `test/<class>/*`; without
+        /// it the last fifth of each class's files, sorted by name, is the test set).
         #[arg(long)]
         data: PathBuf,
         /// Fetch the official archive (≈170 MB, MD5-checked) and unpack it into --data, unless the
@@ -106,6 +109,11 @@ pub enum Command {
         /// Where to write the trained model.
         #[arg(long)]
         out: PathBuf,
+        /// probe: also write the features of the training, validation and test images to
+        /// DIR/{train,val,test}/features.f32 (rows of little-endian f32) and labels.u8, to try other
+        /// heads on them (`benches/head_fit.py` fits scikit-learn's).
+        #[arg(long, value_name = "DIR")]
+        save_features: Option<PathBuf>,
         #[command(flatten)]
         hyper: HyperArgs,
         #[command(flatten)]
@@ -139,10 +147,16 @@ pub enum Command {
         /// (N×dim little-endian f32) and DIR/labels.u8 (N class indices), as `benches/head.py` writes them.
         #[arg(long, value_name = "DIR")]
         head_data: Option<PathBuf>,
+        /// Fit the default head (L-BFGS along the regularisation path) on DIR/train, choosing on
+        /// DIR/val, and measure it on DIR/test (each a folder like --head-data's, as
+        /// `wick cifar10 --save-features` writes them); prints accuracies and time. `benches/head_fit.py`
+        /// runs it against scikit-learn on the same features.
+        #[arg(long, value_name = "DIR", conflicts_with = "head_data")]
+        head_fit: Option<PathBuf>,
         /// Time fine-tuning instead: SGD steps (forward, backward, update) of the whole network from
         /// the ImageNet checkpoint (--pth) on seeded random 32×32 images upsampled to each --img-size,
         /// in batches of each --batch; prints images/s and every step's loss.
-        #[arg(long, conflicts_with = "head_data")]
+        #[arg(long, conflicts_with_all = ["head_data", "head_fit"])]
         finetune: bool,
         /// --finetune: input sizes to time.
         #[arg(long, value_delimiter = ',', default_value = "224,64")]
@@ -226,6 +240,10 @@ pub struct BackboneArgs {
 
 #[derive(clap::Args)]
 pub struct HyperArgs {
+    /// How the head is fitted: lbfgs (linear heads; full-batch L-BFGS with the L2 strength chosen
+    /// on the validation images) or adamw (mini-batches, early stopping) [default: lbfgs; adamw with --hidden].
+    #[arg(long)]
+    pub solver: Option<Solver>,
     /// Training passes over the data [default: 100, early stopping may end sooner; finetune: 10].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -241,14 +259,15 @@ pub struct HyperArgs {
     /// Units of a hidden ReLU layer (default: a linear head).
     #[arg(long)]
     pub hidden: Option<usize>,
-    /// Dropout after the hidden layer.
-    #[arg(long, default_value_t = TrainConfig::default().dropout)]
-    pub dropout: f32,
-    #[arg(long, default_value_t = TrainConfig::default().label_smoothing)]
-    pub label_smoothing: f32,
-    /// Stop after this many epochs without a lower validation loss (0: never).
-    #[arg(long, default_value_t = TrainConfig::default().patience)]
-    pub patience: usize,
+    /// Dropout after the hidden layer [default: 0.2].
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    /// [default: 0.1]
+    #[arg(long)]
+    pub label_smoothing: Option<f32>,
+    /// Stop after this many epochs without a lower validation loss (0: never) [default: 10].
+    #[arg(long)]
+    pub patience: Option<usize>,
     /// Weigh every image the same, instead of every class the same.
     #[arg(long)]
     pub no_class_balance: bool,
@@ -318,21 +337,43 @@ fn fetched_checkpoint() -> Option<PathBuf> {
 }
 
 impl HyperArgs {
-    pub fn config(&self) -> TrainConfig {
+    /// The head's settings. Settings the chosen solver does not use are refused, not ignored.
+    pub fn config(&self) -> Result<TrainConfig> {
         let default = TrainConfig::default();
-        TrainConfig {
+        let solver = self.solver.unwrap_or(Solver::for_head(self.hidden));
+        let mini_batch_only = [
+            ("--epochs", self.epochs.is_some()),
+            ("--batch-size", self.batch_size.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--weight-decay", self.weight_decay.is_some()),
+            ("--label-smoothing", self.label_smoothing.is_some()),
+            ("--patience", self.patience.is_some()),
+        ];
+        let unused: Vec<&str> = mini_batch_only.iter().filter(|(_, set)| *set).map(|(flag, _)| *flag).collect();
+        if solver == Solver::Lbfgs && !unused.is_empty() {
+            bail!(
+                "the L-BFGS solver (the linear head's default) does not use {}: it picks its regularisation on the \
+                 validation images; add --solver adamw to train with mini-batches",
+                unused.join(", ")
+            );
+        }
+        if self.hidden.is_none() && self.dropout.is_some() {
+            bail!("--dropout applies to the hidden layer: add --hidden N");
+        }
+        Ok(TrainConfig {
             hidden: self.hidden,
-            dropout: self.dropout,
+            dropout: self.dropout.unwrap_or(default.dropout),
             epochs: self.epochs.unwrap_or(default.epochs),
             batch_size: self.batch_size.unwrap_or(default.batch_size),
             learning_rate: self.lr.unwrap_or(default.learning_rate),
             weight_decay: self.weight_decay.unwrap_or(default.weight_decay),
-            label_smoothing: self.label_smoothing,
-            patience: self.patience,
+            label_smoothing: self.label_smoothing.unwrap_or(default.label_smoothing),
+            patience: self.patience.unwrap_or(default.patience),
             class_balanced: !self.no_class_balance,
             flip_augment: self.flip,
             seed: self.seed,
-        }
+            solver,
+        })
     }
 
     pub fn finetune_config(&self, img_size: u32, args: &FinetuneArgs) -> FinetuneConfig {
@@ -346,7 +387,7 @@ impl HyperArgs {
             momentum: args.momentum,
             weight_decay: self.weight_decay.unwrap_or(default.weight_decay),
             warmup_epochs: args.warmup_epochs,
-            label_smoothing: self.label_smoothing,
+            label_smoothing: self.label_smoothing.unwrap_or(default.label_smoothing),
             crop_padding: args.crop_padding,
             flip: !args.no_flip,
             precision: args.precision,

@@ -36,11 +36,11 @@ pub fn main() -> ExitCode {
         Command::Predict { images, model, backbone, top, json } => {
             predict::predict(&images, model.as_deref(), &backbone, top, json)
         }
-        Command::Train { data, out, val, val_split, hyper, cache, backbone, output } => {
-            check_outputs(&[("--out", &out)], &backbone.inputs()).and_then(|()| {
-                train::train(&data, &out, val.as_deref(), val_split, &hyper.config(), &cache, &backbone, &output)
-            })
-        }
+        Command::Train { data, out, val, val_split, hyper, cache, backbone, output } => (|| {
+            let config = hyper.config()?;
+            check_outputs(&[("--out", &out)], &backbone.inputs())?;
+            train::train(&data, &out, val.as_deref(), val_split, &config, &cache, &backbone, &output)
+        })(),
         Command::Eval { data, model, cache, backbone, output } => eval::eval(&data, &model, &cache, &backbone, &output),
         Command::Cifar10 {
             data,
@@ -50,58 +50,67 @@ pub fn main() -> ExitCode {
             limit,
             val_split,
             out,
+            save_features,
             hyper,
             finetune,
             cache,
             backbone,
             output,
-        } => cifar10::check_cifar10_options(mode, &hyper, &finetune, &backbone)
-            .and_then(|()| match mode {
-                Cifar10Mode::Probe => check_outputs(&[("--out", &out)], &backbone.inputs()),
-                Cifar10Mode::Finetune => {
-                    let (checkpoint, backbone_out) = finetune.paths(&out);
-                    check_outputs(
-                        &[("--out", &out), ("--backbone-out", &backbone_out), ("--checkpoint", &checkpoint)],
-                        &backbone.inputs(),
-                    )
+        } => {
+            (|| {
+                cifar10::check_cifar10_options(mode, &hyper, &finetune, &backbone)?;
+                match mode {
+                    Cifar10Mode::Probe => {
+                        let config = hyper.config()?;
+                        check_outputs(&[("--out", &out)], &backbone.inputs())?;
+                        let (train, test) = cifar10::load_cifar10(&data, download, limit, output.quiet)?;
+                        let outputs = cifar10::ProbeOutputs { model: &out, features: save_features.as_deref() };
+                        cifar10::cifar10_probe(
+                            &train, &test, img_size, val_split, outputs, &config, &cache, &backbone, &output,
+                        )
+                    }
+                    Cifar10Mode::Finetune => {
+                        if save_features.is_some() {
+                            anyhow::bail!("--mode finetune does not use --save-features (the features change as the network trains)");
+                        }
+                        let (checkpoint, backbone_out) = finetune.paths(&out);
+                        check_outputs(
+                            &[("--out", &out), ("--backbone-out", &backbone_out), ("--checkpoint", &checkpoint)],
+                            &backbone.inputs(),
+                        )?;
+                        let (train, test) = cifar10::load_cifar10(&data, download, limit, output.quiet)?;
+                        let config = hyper.finetune_config(img_size, &finetune);
+                        cifar10::cifar10_finetune(&train, &test, &out, config, &finetune, &backbone, &output)
+                    }
                 }
-            })
-            .and_then(|()| cifar10::load_cifar10(&data, download, limit, output.quiet))
-            .and_then(|(train, test)| match mode {
-                Cifar10Mode::Probe => cifar10::cifar10_probe(
-                    &train,
-                    &test,
-                    img_size,
-                    val_split,
-                    &out,
-                    &hyper.config(),
-                    &cache,
-                    &backbone,
-                    &output,
-                ),
-                Cifar10Mode::Finetune => cifar10::cifar10_finetune(
-                    &train,
-                    &test,
-                    &out,
-                    hyper.finetune_config(img_size, &finetune),
-                    &finetune,
-                    &backbone,
-                    &output,
-                ),
-            }),
+            })()
+        }
         Command::Convert { pth, out } => {
             check_outputs(&[("--out", &out)], &[("--pth", &pth)]).and_then(|()| convert::convert(&pth, &out))
         }
-        Command::Bench { backbone, batch, iters, head_data, finetune, img_size, warmup, precision, threads, json } => {
+        Command::Bench {
+            backbone,
+            batch,
+            iters,
+            head_data,
+            head_fit,
+            finetune,
+            img_size,
+            warmup,
+            precision,
+            threads,
+            json,
+        } => {
             if let Some(n) = threads {
                 // Both pools candle uses read these when first touched.
                 std::env::set_var("RAYON_NUM_THREADS", n.to_string());
                 std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
             }
-            match head_data {
-                Some(dir) => bench::bench_head(&dir, iters, json),
-                None if finetune => bench::bench_finetune(&backbone, &batch, &img_size, warmup, iters, precision, json),
-                None => bench::bench(&backbone, &batch, iters, json),
+            match (head_data, head_fit) {
+                (Some(dir), _) => bench::bench_head(&dir, iters, json),
+                (_, Some(dir)) => bench::bench_head_fit(&dir, json),
+                _ if finetune => bench::bench_finetune(&backbone, &batch, &img_size, warmup, iters, precision, json),
+                _ => bench::bench(&backbone, &batch, iters, json),
             }
         }
     };

@@ -13,7 +13,8 @@ use serde::Serialize;
 use wick::backbone::Backbone;
 use wick::data::dataset::{LabelledFolder, Sample};
 use wick::data::features::{extract_files, CacheFile};
-use wick::train::head::{self, EpochStats, FeatureSet, Stop, TrainConfig};
+use wick::train::fit::{fit_head, FittedHead};
+use wick::train::head::{regularization_path, EpochStats, FeatureSet, Solver, Stop, TrainConfig};
 
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
@@ -131,17 +132,21 @@ pub fn extract(
     Ok(out)
 }
 
-/// Trains a head with an epoch progress bar; says so when the loss blew up.
+/// [`fit_head`] with a progress bar (epochs, or the strengths of the L-BFGS path).
 pub fn train_head(
     train_set: &FeatureSet,
-    val_set: &FeatureSet,
-    classes: usize,
+    val_set: FeatureSet,
+    val_names: Vec<String>,
+    labels: Vec<String>,
     config: &TrainConfig,
     device: &Device,
     quiet: bool,
-) -> Result<head::Trained> {
-    let bar = progress_bar(config.epochs, "epochs", quiet);
-    let trained = head::train(train_set, Some(val_set), classes, config, device, |stats: &EpochStats| {
+) -> Result<FittedHead> {
+    let bar = match config.solver {
+        Solver::Lbfgs => progress_bar(regularization_path().len(), "L2 path", quiet),
+        Solver::AdamW => progress_bar(config.epochs, "epochs", quiet),
+    };
+    let fitted = fit_head(train_set, val_set, val_names, labels, config, device, |stats: &EpochStats| {
         bar.set_position(stats.epoch as u64);
         bar.set_message(match (stats.val_loss, stats.val_accuracy) {
             (Some(loss), Some(acc)) => format!("val loss {loss:.4} acc {:.1}%", 100.0 * acc),
@@ -150,14 +155,14 @@ pub fn train_head(
         ControlFlow::Continue(())
     })?;
     bar.finish_and_clear();
-    if let Stop::Diverged { epoch } = trained.stop {
+    if let Stop::Diverged { epoch } = fitted.trained.stop {
         eprintln!(
             "warning: training stopped in epoch {epoch}: the loss became NaN or infinite (try a lower --lr); \
              keeping the weights of epoch {}",
-            trained.best_epoch
+            fitted.trained.best_epoch
         );
     }
-    Ok(trained)
+    Ok(fitted)
 }
 
 pub fn unix_now() -> u64 {

@@ -78,18 +78,20 @@ pub fn train(
         bail!("{}: class `{label}` has no readable training images", data.join(label).display());
     }
 
-    let trained = train_head(&train_data.set, &val_data.set, labels.len(), config, backbone.device(), quiet)?;
-
-    let validation = if val_data.set.is_empty() {
-        None
-    } else {
-        Some(trained.head.evaluate(&val_data.set, labels, &val_data.names, backbone.device())?)
-    };
-    let classifier =
-        Classifier::from_training(trained, labels.clone(), &backbone, config.clone(), validation.as_ref(), unix_now());
+    let val_counts = counts(&val_data.set, 1);
+    let fitted =
+        train_head(&train_data.set, val_data.set, val_data.names, labels.clone(), config, backbone.device(), quiet)?;
+    let validation = fitted.validation;
+    let classifier = Classifier::from_training(
+        fitted.trained,
+        labels.clone(),
+        &backbone,
+        config.clone(),
+        validation.as_ref(),
+        unix_now(),
+    );
     write_atomically(out, &classifier.to_bytes()?)?;
 
-    let val_counts = counts(&val_data.set, 1);
     if output.json {
         let report = TrainReport {
             model: out.display().to_string(),

@@ -1,6 +1,7 @@
 //! CIFAR-10 in its official binary form (`cifar-10-batches-bin`): `data_batch_1.bin` …
 //! `data_batch_5.bin` (50 000 training images) and `test_batch.bin` (10 000). Every record is one
-//! label byte (0–9) and 3 072 pixel bytes: the red, green and blue 32×32 planes, row by row.
+//! label byte (0–9) and 3 072 pixel bytes: the red, green and blue 32×32 planes, row by row. Copies
+//! as images in class folders (`train/<class>/*.jpg`) load into the same form.
 
 use image::RgbImage;
 
@@ -87,15 +88,21 @@ impl Cifar10 {
     }
 }
 
-/// Reads the five training batches and the test batch from `dir`.
+/// Reads CIFAR-10 from `dir` in either layout it ships in: the official binary version (the five
+/// training batches and the test batch), or images in class folders, `train/<class>/*` (and
+/// `test/<class>/*` if there is one), e.g. a JPEG copy. Without a `test/` folder, the last
+/// [`HELD_OUT_SHARE`] of each class's files (sorted by name) become the test set.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load(dir: &std::path::Path) -> Result<(Cifar10, Cifar10)> {
+    if dir.join("train").is_dir() && !dir.join(TRAIN_FILES[0]).exists() {
+        return load_image_folders(dir);
+    }
     let read = |name: &str| -> Result<Cifar10> {
         let path = dir.join(name);
         let bytes = std::fs::read(&path).map_err(|e| {
             invalid!(
                 "{}: cannot read it ({e}); --data must be the `cifar-10-batches-bin` folder of the official binary \
-                 version, holding {} and {TEST_FILE}",
+                 version, holding {} and {TEST_FILE}, or a folder of images in class folders, train/<class>/",
                 path.display(),
                 TRAIN_FILES.join(", ")
             )
@@ -107,6 +114,74 @@ pub fn load(dir: &std::path::Path) -> Result<(Cifar10, Cifar10)> {
         train.extend(read(name)?);
     }
     Ok((train, read(TEST_FILE)?))
+}
+
+/// The share of each class's training files held out as the test set when an image-folder copy has
+/// no `test/` folder (10,000 of the 50,000, as many as the official test set).
+pub const HELD_OUT_SHARE: f32 = 0.2;
+
+/// `dir/train/<class>/*` (and `dir/test/<class>/*`): 32×32 images, the class folders named as
+/// [`CLASSES`]. The images are interleaved class by class, so that `--limit` keeps the classes balanced.
+#[cfg(not(target_arch = "wasm32"))]
+fn load_image_folders(dir: &std::path::Path) -> Result<(Cifar10, Cifar10)> {
+    use crate::data::dataset::scan_folder;
+    use crate::data::preprocess::decode_image;
+
+    let read_split = |split: &std::path::Path| -> Result<Vec<Vec<std::path::PathBuf>>> {
+        let folder = scan_folder(split)?;
+        let mut by_class = vec![Vec::new(); CLASSES.len()];
+        let mut indices = Vec::with_capacity(folder.labels.len());
+        for label in &folder.labels {
+            let index = CLASSES.iter().position(|c| c == label).ok_or_else(|| {
+                invalid!(
+                    "{}: `{label}` is not a CIFAR-10 class (expected folders named {})",
+                    split.join(label).display(),
+                    CLASSES.join(", ")
+                )
+            })?;
+            indices.push(index);
+        }
+        for sample in folder.samples {
+            by_class[indices[sample.label as usize]].push(sample.path);
+        }
+        if let Some(missing) = by_class.iter().position(|files| files.is_empty()) {
+            return Err(invalid!("{}: the class folder `{}` is missing", split.display(), CLASSES[missing]));
+        }
+        Ok(by_class)
+    };
+    let decode = |by_class: &[Vec<std::path::PathBuf>]| -> Result<Cifar10> {
+        let mut set = Cifar10::default();
+        let longest = by_class.iter().map(Vec::len).max().unwrap_or(0);
+        for i in 0..longest {
+            for (label, files) in by_class.iter().enumerate() {
+                let Some(path) = files.get(i) else { continue };
+                let bytes = std::fs::read(path).map_err(|e| invalid!("{}: cannot read it: {e}", path.display()))?;
+                let image = decode_image(&bytes).map_err(|e| invalid!("{}: {e}", path.display()))?;
+                if image.dimensions() != (SIDE, SIDE) {
+                    let (w, h) = image.dimensions();
+                    return Err(invalid!("{}: {w} × {h} pixels; CIFAR-10 images are 32 × 32", path.display()));
+                }
+                set.labels.push(label as u8);
+                for channel in 0..3 {
+                    set.pixels.extend(image.pixels().map(|p| p[channel]));
+                }
+            }
+        }
+        Ok(set)
+    };
+    let mut train_files = read_split(&dir.join("train"))?;
+    let test_files = if dir.join("test").is_dir() {
+        read_split(&dir.join("test"))?
+    } else {
+        train_files
+            .iter_mut()
+            .map(|files| {
+                let held_out = ((files.len() as f32 * HELD_OUT_SHARE).round() as usize).min(files.len() - 1);
+                files.split_off(files.len() - held_out)
+            })
+            .collect()
+    };
+    Ok((decode(&train_files)?, decode(&test_files)?))
 }
 
 /// The official binary version, and the MD5 its page publishes.

@@ -1,7 +1,4 @@
-//! The settings of a fine-tuning run (stored in its checkpoints and its `.wick`), and the
-//! learning-rate schedule they describe.
-
-use std::f64::consts::PI;
+//! The settings of a fine-tuning run (stored in its checkpoints and its `.wick`).
 
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
@@ -9,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::cifar10::SIDE;
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
+use crate::train::optim::OptimizerKind;
+use crate::train::schedule::Schedule;
 
 /// The convolutions' arithmetic (weights, BatchNorm, loss and optimizer are always f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,26 +39,6 @@ impl std::str::FromStr for Precision {
     }
 }
 
-impl std::str::FromStr for OptimizerKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "sgd" => Ok(Self::Sgd),
-            "adamw" => Ok(Self::AdamW),
-            other => Err(format!("`{other}`: expected sgd (Nesterov momentum) or adamw")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// SGD with Nesterov momentum (PyTorch's `SGD(nesterov=True)`): weight decay joins the gradient.
-    Sgd,
-    /// AdamW (β = 0.9, 0.999, ε = 1e-8): weight decay is decoupled from the gradient.
-    AdamW,
-}
-
 /// One fine-tuning run's settings (stored in its checkpoints and its `.wick`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneConfig {
@@ -74,7 +53,7 @@ pub struct FinetuneConfig {
     pub momentum: f64,
     /// On convolution and head weights; never on BatchNorm parameters or biases.
     pub weight_decay: f64,
-    /// Epochs of linear warm-up before the cosine decay.
+    /// Epochs of linear warm-up before the cosine decay (cut to half the run when it does not fit).
     pub warmup_epochs: usize,
     pub label_smoothing: f32,
     /// Zero pixels added around each 32×32 image before the random 32×32 crop (0: no crop).
@@ -126,9 +105,6 @@ impl FinetuneConfig {
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             return bad("weight decay must be 0 or more");
         }
-        if self.warmup_epochs >= self.epochs {
-            return bad("warm-up epochs must be fewer than epochs");
-        }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return bad("label smoothing must be in [0, 1)");
         }
@@ -150,15 +126,8 @@ impl FinetuneConfig {
         }
     }
 
-    /// Linear warm-up from `peak / warmup_steps` to the peak, then cosine decay to zero at the last step.
-    pub fn learning_rate_at(&self, step: usize, steps_per_epoch: usize) -> f64 {
-        let warmup = self.warmup_epochs * steps_per_epoch;
-        let total = self.epochs * steps_per_epoch;
-        if step < warmup {
-            self.learning_rate * (step + 1) as f64 / warmup as f64
-        } else {
-            let progress = (step - warmup) as f64 / (total - warmup) as f64;
-            self.learning_rate * 0.5 * (1.0 + (PI * progress).cos())
-        }
+    /// The learning rate at each step of a run of `steps_per_epoch` steps an epoch.
+    pub fn schedule(&self, steps_per_epoch: usize) -> Schedule {
+        Schedule::warmup_cosine(self.learning_rate, self.warmup_epochs, self.epochs, steps_per_epoch)
     }
 }

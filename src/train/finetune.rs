@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, ModuleT, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use safetensors::{Dtype, SafeTensors};
@@ -25,8 +24,10 @@ use crate::error::{invalid, Result};
 use crate::formats::backbone_file::{BackboneMeta, Source};
 use crate::formats::f32_values;
 use crate::formats::finetune_checkpoint::{CheckpointMeta, CHECKPOINT};
-use crate::train::config::{FinetuneConfig, OptimizerKind, Precision};
-use crate::train::head::{count_correct, cross_entropy, EpochStats, Head, HeadSpec, Stop, Trained};
+use crate::train::config::{FinetuneConfig, Precision};
+use crate::train::head::{EpochStats, Head, HeadSpec, Stop, Trained};
+use crate::train::loss::{count_correct, cross_entropy};
+use crate::train::optim::Optimizer;
 use crate::util::rng::Rng;
 
 /// The 32×32 crop at (`dy`, `dx`) of the image padded by `pad` zero pixels, mirrored or not,
@@ -93,70 +94,6 @@ pub fn fingerprint(set: &Cifar10) -> String {
     hash.update(&set.labels);
     hash.update(&set.pixels);
     hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
-struct Param {
-    name: String,
-    var: Var,
-    decay: bool,
-    /// SGD: [momentum buffer]; AdamW: [first moment, second moment].
-    state: Vec<Tensor>,
-}
-
-/// The optimizers, written out so that their state can be checkpointed and restored exactly.
-struct Optimizer {
-    kind: OptimizerKind,
-    params: Vec<Param>,
-    steps: usize,
-}
-
-impl Optimizer {
-    fn new(kind: OptimizerKind, named: Vec<(String, Var, bool)>) -> Result<Self> {
-        let buffers = match kind {
-            OptimizerKind::Sgd => 1,
-            OptimizerKind::AdamW => 2,
-        };
-        let params = named
-            .into_iter()
-            .map(|(name, var, decay)| {
-                let state = (0..buffers).map(|_| var.zeros_like()).collect::<candle_core::Result<_>>()?;
-                Ok(Param { name, var, decay, state })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self { kind, params, steps: 0 })
-    }
-
-    fn step(&mut self, grads: &GradStore, lr: f64, config: &FinetuneConfig) -> Result<()> {
-        self.steps += 1;
-        for p in &mut self.params {
-            let Some(grad) = grads.get(p.var.as_tensor()) else { continue };
-            // Gradients of Candle's own convolutions come out attached to the step's graph; a
-            // momentum buffer built from one would keep every step's activations alive.
-            let grad = &grad.detach();
-            let weight = p.var.as_tensor().detach();
-            let decay = if p.decay { config.weight_decay } else { 0.0 };
-            let updated = match self.kind {
-                OptimizerKind::Sgd => {
-                    let grad = (grad + (&weight * decay)?)?;
-                    let buffer = ((&p.state[0] * config.momentum)? + &grad)?;
-                    let nesterov = (&grad + (&buffer * config.momentum)?)?;
-                    p.state[0] = buffer;
-                    (weight - (nesterov * lr)?)?
-                }
-                OptimizerKind::AdamW => {
-                    let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8);
-                    let m = ((&p.state[0] * beta1)? + (grad * (1.0 - beta1))?)?;
-                    let v = ((&p.state[1] * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?;
-                    let m_hat = (&m / (1.0 - beta1.powi(self.steps as i32)))?;
-                    let v_hat = (&v / (1.0 - beta2.powi(self.steps as i32)))?;
-                    p.state = vec![m, v];
-                    ((weight * (1.0 - lr * decay))? - ((m_hat / (v_hat.sqrt()? + eps)?)? * lr)?)?
-                }
-            };
-            p.var.set(&updated)?;
-        }
-        Ok(())
-    }
 }
 
 /// A fine-tuning run, one epoch at a time.
@@ -279,18 +216,13 @@ impl Finetuner {
         let network = Network::unfolded(&model, config.precision.dtype(), vb)?;
         let spec = HeadSpec { input_dim: model.feature_dim(), hidden: None, classes: classes.len() };
         let head = Head::init(spec, &mut Rng::new(config.seed), device)?;
-        // Weight decay by rank, as nanoGPT does it: matrices and filters (rank ≥ 2) decay; BatchNorm's
-        // scale and shift and every bias (rank 1) do not — whatever a family names its layers.
-        let decays = |var: &Var| var.rank() >= 2;
-        let mut named: Vec<(String, Var, bool)> = sorted_vars(&varmap)
+        let mut named: Vec<(String, Var)> = sorted_vars(&varmap)
             .into_iter()
             .filter(|(name, _)| !is_running_statistic(name))
-            .map(|(name, var)| (format!("model.{name}"), var.clone(), decays(&var)))
+            .map(|(name, var)| (format!("model.{name}"), var))
             .collect();
-        named.extend(
-            head.named_vars().into_iter().map(|(name, var)| (format!("head.{name}"), var.clone(), decays(&var))),
-        );
-        let optimizer = Optimizer::new(config.optimizer, named)?;
+        named.extend(head.named_vars().into_iter().map(|(name, var)| (format!("head.{name}"), var)));
+        let optimizer = Optimizer::new(config.optimizer, config.momentum, config.weight_decay, named)?;
         Ok(Self {
             config,
             classes,
@@ -342,6 +274,7 @@ impl Finetuner {
     pub fn train_epoch(&mut self, train: &Cifar10, mut on_batch: impl FnMut(usize, f32)) -> Result<EpochStats> {
         let epoch = self.epochs_done() + 1;
         let steps = self.steps_per_epoch(train);
+        let schedule = self.config.schedule(steps);
         let mut rng = epoch_rng(self.config.seed, epoch);
         let mut order: Vec<usize> = (0..train.len()).collect();
         rng.shuffle(&mut order);
@@ -359,8 +292,8 @@ impl Finetuner {
                     step + 1
                 ));
             }
-            let lr = self.config.learning_rate_at(self.optimizer.steps, steps);
-            self.optimizer.step(&loss.backward()?, lr, &self.config)?;
+            let lr = schedule.learning_rate(self.optimizer.steps);
+            self.optimizer.step(&loss.backward()?, lr)?;
             loss_sum += loss_value as f64;
             correct += count_correct(&logits, &labels)?;
             on_batch((step + 1) * self.config.batch_size, loss_value);
@@ -371,6 +304,7 @@ impl Finetuner {
             train_accuracy: correct as f32 / (steps * self.config.batch_size) as f32,
             val_loss: None,
             val_accuracy: None,
+            regularization: None,
         };
         self.history.push(stats.clone());
         Ok(stats)

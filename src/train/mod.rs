@@ -2,4 +2,9 @@
 
 pub mod config;
 pub mod finetune;
+pub mod fit;
 pub mod head;
+pub mod lbfgs;
+pub mod loss;
+pub mod optim;
+pub mod schedule;

@@ -15,7 +15,8 @@ use crate::data::features::{compute, View};
 use crate::data::preprocess::decode_image;
 use crate::formats::classifier::{BackboneRef, Classifier};
 use crate::formats::project::{Project, ProjectMeta, TrainReport};
-use crate::train::head::{self, FeatureSet, Stop, TrainConfig, Trainer};
+use crate::train::fit::HeadFit;
+use crate::train::head::{self, FeatureSet, Solver, Stop, TrainConfig};
 
 /// Thumbnails are at most this many pixels on their longer side.
 const THUMBNAIL_SIDE: u32 = 160;
@@ -143,16 +144,12 @@ fn thumbnail_jpeg(image: &RgbImage) -> Result<Vec<u8>, JsError> {
     Ok(jpeg)
 }
 
-/// A training run, one epoch per call so the worker can answer Cancel in between.
+/// A training run, one step per call so the worker can answer Cancel in between.
 #[wasm_bindgen]
 pub struct Training {
-    trainer: Option<Trainer>,
+    fit: Option<HeadFit>,
     labels: Vec<String>,
     config: TrainConfig,
-    val_set: FeatureSet,
-    /// For each validation row, the index of its sample in the arrays given to [`Training::new`].
-    val_samples: Vec<usize>,
-    train_count: usize,
     backbone: Backbone,
 }
 
@@ -169,6 +166,8 @@ pub struct TrainedModel {
 /// The page's Advanced settings.
 #[derive(serde::Deserialize)]
 struct WebSettings {
+    /// Epochs, batch size and learning rate: the hidden-layer head's (the linear head is solved by
+    /// L-BFGS, its regularisation chosen on the validation images).
     epochs: usize,
     batch_size: usize,
     learning_rate: f64,
@@ -207,12 +206,14 @@ impl Training {
         if features.len() != labels.len() * dim {
             return Err(JsError::new("features must hold one row per label"));
         }
+        let hidden = (s.hidden_units > 0).then_some(s.hidden_units);
         let config = TrainConfig {
-            hidden: (s.hidden_units > 0).then_some(s.hidden_units),
+            hidden,
             epochs: s.epochs,
             batch_size: s.batch_size,
             learning_rate: s.learning_rate,
             seed: s.seed,
+            solver: Solver::for_head(hidden),
             ..TrainConfig::default()
         };
         let (train_idx, val_idx) = stratified_split(labels, names.len(), s.validation_share, s.seed);
@@ -223,55 +224,42 @@ impl Training {
             }
             set
         };
-        let (train_set, val_set) = (subset(&train_idx), subset(&val_idx));
-        let trainer = Trainer::new(&train_set, Some(&val_set), names.len(), &config, &Device::Cpu).map_err(fail)?;
-        Ok(Self {
-            trainer: Some(trainer),
-            labels: names,
-            config,
-            val_set,
-            val_samples: val_idx,
-            train_count: train_set.len(),
-            backbone: engine.backbone.clone(),
-        })
+        let val_names = val_idx.iter().map(|i| i.to_string()).collect();
+        let fit = HeadFit::new(&subset(&train_idx), subset(&val_idx), val_names, names.clone(), &config, &Device::Cpu)
+            .map_err(fail)?;
+        Ok(Self { fit: Some(fit), labels: names, config, backbone: engine.backbone.clone() })
     }
 
-    /// Runs one epoch: its numbers as JSON, or `undefined` once training has stopped.
+    /// Runs one step (an epoch, or a strength of the L-BFGS path): its numbers as JSON, or
+    /// `undefined` once training has stopped.
     pub fn next_epoch(&mut self) -> Result<Option<String>, JsError> {
-        let trainer = self.trainer.as_mut().ok_or_else(|| JsError::new("training has finished"))?;
-        let stats = trainer.next_epoch().map_err(fail)?;
+        let fit = self.fit.as_mut().ok_or_else(|| JsError::new("training has finished"))?;
+        let stats = fit.next_epoch().map_err(fail)?;
         Ok(stats.map(|s| serde_json::to_string(s).expect("serialises")))
     }
 
     pub fn cancel(&mut self) {
-        if let Some(trainer) = &mut self.trainer {
-            trainer.cancel();
+        if let Some(fit) = &mut self.fit {
+            fit.cancel();
         }
     }
 
     /// The best weights as a `.wick` model, with validation metrics.
     pub fn finish(&mut self, unix_seconds: f64) -> Result<TrainedModel, JsError> {
-        let trained =
-            self.trainer.take().ok_or_else(|| JsError::new("training has finished"))?.finish().map_err(fail)?;
-        let validation = if self.val_set.is_empty() {
-            None
-        } else {
-            let names: Vec<String> = self.val_samples.iter().map(|i| i.to_string()).collect();
-            Some(trained.head.evaluate(&self.val_set, &self.labels, &names, &Device::Cpu).map_err(fail)?)
-        };
+        let fitted = self.fit.take().ok_or_else(|| JsError::new("training has finished"))?.finish().map_err(fail)?;
         let report = TrainReport {
-            history: trained.history.clone(),
-            best_epoch: trained.best_epoch,
-            stop: trained.stop.clone(),
-            train_count: self.train_count,
-            validation: validation.clone(),
+            history: fitted.trained.history.clone(),
+            best_epoch: fitted.trained.best_epoch,
+            stop: fitted.trained.stop.clone(),
+            train_count: fitted.train_rows,
+            validation: fitted.validation.clone(),
         };
         let classifier = Classifier::from_training(
-            trained,
+            fitted.trained,
             self.labels.clone(),
             &self.backbone,
             self.config.clone(),
-            validation.as_ref(),
+            fitted.validation.as_ref(),
             unix_seconds.max(0.0) as u64,
         );
         Ok(TrainedModel {
