@@ -22,7 +22,7 @@ function wire() {
   $('#train').addEventListener('click', startTraining);
   $('#cancel').addEventListener('click', () => { post({ type: 'cancel' }); trainStatus('Cancelling…'); });
   $('#advanced').addEventListener('change', () => {
-    try { state.project.settings = readSettings(); scheduleSave(); } catch (e) { trainStatus(e.message, true); }
+    try { state.project.settings = readSettings(); changed(); } catch (e) { trainStatus(e.message, true); }
   });
   $('#preview-file').addEventListener('change', (e) => { if (e.target.files[0]) previewFile(e.target.files[0]); e.target.value = ''; });
   const drop = $('#preview-drop');

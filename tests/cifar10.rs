@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{scratch, wick};
+use common::{s, scratch, wick};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -100,8 +100,6 @@ fn probe_learns_the_pattern_and_the_model_predicts_with_its_preprocessing() {
             "--cache-dir",
             cache.to_str().unwrap(),
             "--json",
-            "--epochs",
-            "60",
         ];
         args.extend_from_slice(extra);
         let out = wick(&args);
@@ -117,8 +115,14 @@ fn probe_learns_the_pattern_and_the_model_predicts_with_its_preprocessing() {
     assert!(accuracy >= 0.9, "probe test accuracy {accuracy} (chance is 0.1)");
     assert_eq!(report["test"]["confusion"].as_array().unwrap().len(), 10);
 
-    // Features are cached per (image, preprocessing): a second run computes none.
-    assert_eq!(run(&["--seed", "1"])["features_computed"], 0);
+    assert_eq!(report["plot"], dir.join("probe.svg").to_str().unwrap());
+    assert!(std::fs::read_to_string(dir.join("probe.svg")).unwrap().contains("confusion on the test set"));
+
+    // Features are cached per (image, preprocessing): a second run computes none. Mini-batch
+    // settings pick the AdamW solver.
+    let adamw = run(&["--seed", "1", "--epochs", "40"]);
+    assert_eq!(adamw["features_computed"], 0);
+    assert!(adamw["test"]["accuracy"].as_f64().unwrap() >= 0.9);
 
     // The model carries its preprocessing: `wick predict` upsamples a 32×32 test image the same way.
     let test = synthetic(100, 99);
@@ -128,6 +132,42 @@ fn probe_learns_the_pattern_and_the_model_predicts_with_its_preprocessing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["classes"][0]["label"], CLASSES[7]);
+}
+
+#[test]
+fn cifar_as_image_folders_loads_holds_out_a_test_fifth_and_saves_features() {
+    let dir = scratch("cifar-folders");
+    let images = synthetic(200, 5); // 20 per class
+    for i in 0..images.len() {
+        let class_dir = dir.join("train").join(CLASSES[images.labels[i] as usize]);
+        std::fs::create_dir_all(&class_dir).unwrap();
+        images.image(i).save(class_dir.join(format!("{i:04}.png"))).unwrap();
+    }
+    let (model, features) = (dir.join("m.wick"), dir.join("features"));
+    let run = |extra: &[&str]| {
+        let base = ["cifar10", "--data", s(&dir), "--img-size", "32", "--no-cache", "--json", "--out", s(&model)];
+        wick(&[&base[..], extra].concat())
+    };
+    let out = run(&["--save-features", s(&features)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["test_images"], 40, "a fifth of each class is the test set");
+    assert_eq!(report["train_images"].as_u64().unwrap() + report["validation_images"].as_u64().unwrap(), 160);
+    assert!(report["test"]["accuracy"].as_f64().unwrap() >= 0.8, "{}", report["test"]["accuracy"]);
+    for (split, rows) in [("train", report["train_images"].as_u64().unwrap()), ("test", 40)] {
+        let labels = std::fs::read(features.join(split).join("labels.u8")).unwrap();
+        let values = std::fs::read(features.join(split).join("features.f32")).unwrap();
+        assert_eq!((labels.len() as u64, values.len() as u64), (rows, rows * 1280 * 4), "{split}");
+    }
+
+    // A folder that is not a CIFAR-10 class, and an image of the wrong size, are named.
+    std::fs::rename(dir.join("train/cat"), dir.join("train/cats")).unwrap();
+    let out = run(&[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`cats` is not a CIFAR-10 class"));
+    std::fs::rename(dir.join("train/cats"), dir.join("train/cat")).unwrap();
+    image::RgbImage::new(33, 32).save(dir.join("train/dog/big.png")).unwrap();
+    let out = run(&[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("big.png: 33 × 32 pixels; CIFAR-10 images are 32 × 32"));
 }
 
 // ---- fine-tuning ---------------------------------------------------------------------------------
@@ -236,7 +276,7 @@ fn finetune_with_adamw_learns_the_pattern_too() {
 #[test]
 fn one_epoch_of_finetuning_cuts_the_warm_up_to_fit_and_says_so() {
     let dir = scratch("finetune-one-epoch");
-    write_dataset(&dir, 32, 16);
+    write_dataset(&dir, 8, 10); // 40 training images: two steps of 16
     let (pth, model) = (checkpoint_path(), dir.join("one.wick"));
     let out = wick(&finetune_args(&dir, &model, &pth, &["--epochs", "1"]));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -55,6 +55,12 @@ fn train_then_eval_then_predict_on_real_photos() {
     };
     let first = train(&["--seed", "3"]);
     let report = json(&first);
+    // The run's picture lies next to the model: curves for every step, the validation confusion matrix.
+    assert_eq!(report["plot"], s(&dir.join("m.svg")));
+    let svg = std::fs::read_to_string(dir.join("m.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("L2 strength") && svg.contains("confusion on the validation images")
+    );
     let skipped = report["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 1);
     assert!(skipped[0]["path"].as_str().unwrap().ends_with("broken.jpg"));
@@ -169,6 +175,12 @@ fn bad_training_folders_are_explained() {
     let diverge = ["train", "--data", s(&two), "--out", out, "--no-cache", "--lr", "1e38"];
     refused(&[&diverge[..], &["--batch-size", "1"]].concat(), "lower learning rate");
     refused(&["train", "--data", s(&two), "--out", out, "--no-cache", "--batch-size", "0"], "batch size");
+    // Settings the chosen solver does not use are refused, not ignored.
+    let lbfgs = ["train", "--data", s(&two), "--out", out, "--no-cache", "--solver", "lbfgs"];
+    refused(&[&lbfgs[..], &["--epochs", "5", "--lr", "0.1"]].concat(), "L-BFGS solver does not use --epochs, --lr");
+    refused(&[&lbfgs[..], &["--hidden", "8"]].concat(), "L-BFGS solver trains linear heads only");
+    refused(&["train", "--data", s(&two), "--out", out, "--dropout", "0.5"], "--dropout applies to the hidden layer");
+    refused(&["train", "--data", s(&two), "--out", out, "--solver", "sgd"], "expected lbfgs or adamw");
     assert!(!out_file.exists(), "a failed training run wrote a model");
 
     // One step per epoch: epoch 1 is fine, epoch 2 blows up. Training stops, says so, keeps epoch 1.

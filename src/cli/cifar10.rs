@@ -28,6 +28,8 @@ use super::shared::*;
 pub struct Cifar10Report<'a> {
     pub mode: &'static str,
     pub model: String,
+    /// The per-epoch (probe: per-step) curves and the test set's confusion matrix, as SVG.
+    pub plot: String,
     /// finetune: the fine-tuned backbone file the model runs on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backbone: Option<String>,
@@ -130,10 +132,13 @@ pub fn cifar10_probe(
     let classifier =
         Classifier::from_training(fitted.trained, class_names, &backbone, config.clone(), Some(&metrics), unix_now());
     write_atomically(out, &classifier.to_bytes()?)?;
+    let title = format!("wick cifar10 --mode probe --img-size {img_size}: {} training images", train_set.len());
+    let plot = write_plot(out, &title, &classifier.meta.history, Some(&metrics), &classifier.meta.labels, "test set")?;
     if output.json {
         let report = Cifar10Report {
             mode: "probe",
             model: out.display().to_string(),
+            plot: plot.display().to_string(),
             img_size,
             train_images: train_idx.len(),
             backbone: None,
@@ -158,7 +163,8 @@ pub fn cifar10_probe(
             println!("{step}  train loss {:.4}{val}", h.train_loss);
         }
         println!("kept step {}; test set: {}", classifier.meta.best_epoch, metrics.table());
-        println!("wrote {} in {:.1} s", out.display(), start.elapsed().as_secs_f64());
+        let seconds = start.elapsed().as_secs_f64();
+        println!("wrote {} (curves and confusion matrix: {}) in {seconds:.1} s", out.display(), plot.display());
     }
     Ok(())
 }
@@ -356,10 +362,13 @@ pub fn cifar10_finetune(
     classifier.meta.finetune = Some(config.clone());
     write_atomically(&backbone_out, &backbone_bytes)?;
     write_atomically(out, &classifier.to_bytes()?)?;
+    let title = format!("wick cifar10 --mode finetune --img-size {}: {train_images} training images", config.img_size);
+    let plot = write_plot(out, &title, &classifier.meta.history, Some(&metrics), &classifier.meta.labels, "test set")?;
     if output.json {
         let report = Cifar10Report {
             mode: "finetune",
             model: out.display().to_string(),
+            plot: plot.display().to_string(),
             img_size: config.img_size,
             train_images,
             backbone: Some(backbone_out.display().to_string()),
@@ -377,9 +386,10 @@ pub fn cifar10_finetune(
     } else if !output.quiet {
         println!("test set, int8 backbone: {}", metrics.table());
         println!(
-            "wrote {} and its backbone {} in {:.1} s",
+            "wrote {}, its backbone {} and its curves and confusion matrix {} in {:.1} s",
             out.display(),
             backbone_out.display(),
+            plot.display(),
             start.elapsed().as_secs_f64()
         );
     }

@@ -241,7 +241,8 @@ pub struct BackboneArgs {
 #[derive(clap::Args)]
 pub struct HyperArgs {
     /// How the head is fitted: lbfgs (linear heads; full-batch L-BFGS with the L2 strength chosen
-    /// on the validation images) or adamw (mini-batches, early stopping) [default: lbfgs; adamw with --hidden].
+    /// on the validation images) or adamw (mini-batches, early stopping) [default: lbfgs; adamw with
+    /// --hidden or any of --epochs, --batch-size, --lr, --weight-decay, --label-smoothing, --patience].
     #[arg(long)]
     pub solver: Option<Solver>,
     /// Training passes over the data [default: 100, early stopping may end sooner; finetune: 10].
@@ -337,10 +338,10 @@ fn fetched_checkpoint() -> Option<PathBuf> {
 }
 
 impl HyperArgs {
-    /// The head's settings. Settings the chosen solver does not use are refused, not ignored.
+    /// The head's settings. A mini-batch setting (or `--hidden`) without `--solver` picks AdamW;
+    /// with `--solver lbfgs` it is refused, not ignored.
     pub fn config(&self) -> Result<TrainConfig> {
         let default = TrainConfig::default();
-        let solver = self.solver.unwrap_or(Solver::for_head(self.hidden));
         let mini_batch_only = [
             ("--epochs", self.epochs.is_some()),
             ("--batch-size", self.batch_size.is_some()),
@@ -349,12 +350,17 @@ impl HyperArgs {
             ("--label-smoothing", self.label_smoothing.is_some()),
             ("--patience", self.patience.is_some()),
         ];
-        let unused: Vec<&str> = mini_batch_only.iter().filter(|(_, set)| *set).map(|(flag, _)| *flag).collect();
-        if solver == Solver::Lbfgs && !unused.is_empty() {
+        let mini_batch: Vec<&str> = mini_batch_only.iter().filter(|(_, set)| *set).map(|(flag, _)| *flag).collect();
+        let solver = match self.solver {
+            Some(solver) => solver,
+            None if !mini_batch.is_empty() => Solver::AdamW,
+            None => Solver::for_head(self.hidden),
+        };
+        if solver == Solver::Lbfgs && !mini_batch.is_empty() {
             bail!(
-                "the L-BFGS solver (the linear head's default) does not use {}: it picks its regularisation on the \
-                 validation images; add --solver adamw to train with mini-batches",
-                unused.join(", ")
+                "the L-BFGS solver does not use {}: it picks its regularisation on the validation images; \
+                 use --solver adamw to train with mini-batches",
+                mini_batch.join(", ")
             );
         }
         if self.hidden.is_none() && self.dropout.is_some() {

@@ -13,8 +13,10 @@ use serde::Serialize;
 use wick::backbone::Backbone;
 use wick::data::dataset::{LabelledFolder, Sample};
 use wick::data::features::{extract_files, CacheFile};
+use wick::eval::metrics::Metrics;
 use wick::train::fit::{fit_head, FittedHead};
 use wick::train::head::{regularization_path, EpochStats, FeatureSet, Solver, Stop, TrainConfig};
+use wick::train::plot::training_svg;
 
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
@@ -201,4 +203,28 @@ pub fn validate_head_training(config: &TrainConfig, val_split: f32) -> Result<()
         bail!("--val-split must be in [0, 1)");
     }
     Ok(())
+}
+
+/// Where the picture of a run goes: next to the model, `model.wick` → `model.svg`.
+pub fn plot_path(out: &Path) -> PathBuf {
+    let path = out.with_extension("svg");
+    if path == out {
+        out.with_extension("plot.svg")
+    } else {
+        path
+    }
+}
+
+/// Writes the run's loss/accuracy curves and confusion matrix next to the model; returns the path.
+pub fn write_plot(
+    out: &Path,
+    title: &str,
+    history: &[EpochStats],
+    metrics: Option<&Metrics>,
+    labels: &[String],
+    measured_on: &str,
+) -> Result<PathBuf> {
+    let path = plot_path(out);
+    write_atomically(&path, training_svg(title, history, metrics, labels, measured_on).as_bytes())?;
+    Ok(path)
 }

@@ -18,6 +18,8 @@ use super::shared::*;
 #[derive(Serialize)]
 pub struct TrainReport<'a> {
     pub model: String,
+    /// The loss/accuracy curves and the confusion matrix, as SVG.
+    pub plot: String,
     pub labels: &'a [String],
     pub train_images: BTreeMap<&'a str, usize>,
     pub validation_images: BTreeMap<&'a str, usize>,
@@ -91,10 +93,13 @@ pub fn train(
         unix_now(),
     );
     write_atomically(out, &classifier.to_bytes()?)?;
+    let title = format!("wick train {} ({} images)", data.display(), train_data.set.len());
+    let plot = write_plot(out, &title, &classifier.meta.history, validation.as_ref(), labels, "validation images")?;
 
     if output.json {
         let report = TrainReport {
             model: out.display().to_string(),
+            plot: plot.display().to_string(),
             labels,
             train_images: train_counts,
             validation_images: val_counts,
@@ -112,16 +117,21 @@ pub fn train(
         for label in labels {
             println!("{label:<24} {:>6} {:>6}", train_counts[label.as_str()], val_counts[label.as_str()]);
         }
-        let epochs_run = classifier.meta.history.len();
+        let steps = classifier.meta.history.len();
         let why = classifier.meta.stop.describe();
-        println!("\n{epochs_run} epochs ({why}); kept the weights of epoch {}\n", classifier.meta.best_epoch);
+        match classifier.meta.history.get(classifier.meta.best_epoch - 1).and_then(|h| h.regularization) {
+            Some(strength) => println!("\nL-BFGS over {steps} L2 strengths ({why}); kept L2 {strength:.1e}\n"),
+            None => println!("\n{steps} epochs ({why}); kept the weights of epoch {}\n", classifier.meta.best_epoch),
+        }
         match &validation {
             Some(m) => println!("validation: {}", m.table()),
             None => println!("no validation images (every class has a single image): no metrics"),
         }
         println!(
-            "wrote {} in {:.1} s; the backbone computed {features_computed} feature vectors{}",
+            "wrote {} (and its curves and confusion matrix, {}) in {:.1} s; the backbone computed \
+             {features_computed} feature vectors{}",
             out.display(),
+            plot.display(),
             start.elapsed().as_secs_f64(),
             cache.path().map_or(String::new(), |p| format!(", the rest came from {}", p.display()))
         );

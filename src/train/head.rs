@@ -333,7 +333,7 @@ impl Stop {
     /// Why training ended, in words (the CLI's report and the web app's status say the same).
     pub fn describe(&self) -> String {
         match self {
-            Self::Completed => "all epochs ran".into(),
+            Self::Completed => "ran to the end".into(),
             Self::EarlyStopped => "stopped early: the validation loss stopped improving".into(),
             Self::Cancelled => "cancelled".into(),
             Self::Diverged { epoch } => {

@@ -7,4 +7,5 @@ pub mod head;
 pub mod lbfgs;
 pub mod loss;
 pub mod optim;
+pub mod plot;
 pub mod schedule;

@@ -1,4 +1,11 @@
-// The training chart: loss and accuracy per epoch, training and validation.
+// The training chart: loss and accuracy per epoch (or per L2 strength of the linear head's path),
+// training and validation.
+
+/** "epoch 3", or "L2 1e-2" for a step of the linear head's regularisation path. */
+export function stepName(stats) {
+  if (!stats) return undefined;
+  return stats.regularization == null ? `epoch ${stats.epoch}` : `L2 ${stats.regularization.toExponential(0)}`;
+}
 import { $, state } from './state.js';
 
 export function drawChart() {
@@ -26,7 +33,7 @@ export function drawChart() {
     context.fillText(panel.title, left, 12);
     context.fillText(max.toFixed(panel.title === 'accuracy' ? 0 : 2), panel.x + 2, top + 4);
     context.fillText('0', panel.x + 20, bottom);
-    context.fillText(`epoch ${state.history.length}`, right - 56, height - 6);
+    context.fillText(stepName(state.history[state.history.length - 1]) ?? 'epoch 0', right - 64, height - 6);
     const epochs = Math.max(state.history.length, 2);
     panel.keys.forEach((key, i) => {
       context.strokeStyle = colours[i];

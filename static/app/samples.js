@@ -175,6 +175,9 @@ export function render() {
     const input = document.getElementById(key.replaceAll('_', '-'));
     if (input && document.activeElement !== input) input.value = value;
   }
+  // Epochs, learning rate and batch size only mean something for a hidden-layer head (AdamW).
+  const linear = Number(state.project.settings.hidden_units) === 0;
+  for (const id of ['epochs', 'learning-rate', 'batch-size']) document.getElementById(id).disabled = linear;
   renderEvaluation();
 }
 

@@ -1,6 +1,6 @@
 // Training in the worker, epoch by epoch, with the live chart; Cancel keeps the best weights.
 import { describe_stop } from '../../wick.js';
-import { drawChart } from './chart.js';
+import { drawChart, stepName } from './chart.js';
 import { ask, listeners } from './messages.js';
 import { render } from './samples.js';
 import { state, trainStatus, changed } from './state.js';
@@ -52,7 +52,8 @@ export async function startTraining() {
     state.project.trainedOn = samples.map((s) => s.sample.id);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     const v = answer.report.validation;
-    trainStatus(`Trained in ${seconds} s (${describe_stop(JSON.stringify(answer.report.stop))}; kept epoch ${answer.report.best_epoch}).`
+    const kept = stepName(answer.report.history[answer.report.best_epoch - 1]) ?? `epoch ${answer.report.best_epoch}`;
+    trainStatus(`Trained in ${seconds} s (${describe_stop(JSON.stringify(answer.report.stop))}; kept ${kept}).`
       + (v ? ` Validation accuracy: ${(100 * v.accuracy).toFixed(1)}%.` : ' No validation images (classes too small to hold any out).'),
     answer.report.stop.kind === 'diverged');
   } catch (e) {
@@ -67,5 +68,6 @@ listeners.epoch.push(({ stats }) => {
   state.history.push(stats);
   drawChart();
   const v = stats.val_accuracy == null ? '' : `, validation accuracy ${(100 * stats.val_accuracy).toFixed(1)}%`;
-  trainStatus(`Epoch ${stats.epoch}: loss ${stats.train_loss.toFixed(3)}${v}`);
+  const step = stepName(stats);
+  trainStatus(`${step[0].toUpperCase()}${step.slice(1)}: loss ${stats.train_loss.toFixed(3)}${v}`);
 });

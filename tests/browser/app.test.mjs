@@ -114,7 +114,7 @@ test('three classes from real photos: train, evaluate, classify held-out photos,
   assert.match(await page.textContent('#extract-text'), /^Added 8 images/);
 
   const result = await train(page);
-  assert.match(result, /^Trained in [\d.]+ s .*Validation accuracy: ([\d.]+)%/);
+  assert.match(result, /^Trained in [\d.]+ s .*kept L2 \de[-+]\d.*Validation accuracy: ([\d.]+)%/);
   const accuracy = Number(result.match(/Validation accuracy: ([\d.]+)%/)[1]);
   assert.ok(accuracy >= 99, `validation accuracy ${accuracy}%`);
   assert.equal(await page.isHidden('#evaluation'), false);
@@ -335,8 +335,14 @@ test('storage full: a clear message, nothing lost; cancel; reload during trainin
   await card(page, 0).locator('.class-name').press('Tab');
   await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
 
-  // A long run (no validation, so no early stop): Cancel stops it and keeps the weights so far.
+  // A long run (a hidden layer trains epoch by epoch; no validation, so no early stop): Cancel stops
+  // it and keeps the weights so far. Epochs mean nothing to the linear head, so they wait for the
+  // hidden layer before they can be edited.
   await page.click('#advanced summary');
+  assert.equal(await page.isDisabled('#epochs'), true, 'the linear head has no epochs');
+  await page.fill('#hidden-units', '16');
+  await page.press('#hidden-units', 'Tab');
+  await page.waitForFunction(() => !document.querySelector('#epochs').disabled);
   await page.fill('#epochs', '1000');
   await page.fill('#validation-share', '0');
   await page.click('#train');
@@ -446,20 +452,8 @@ function syntheticCifar(n, seed) {
   return out;
 }
 
-test('a backbone fine-tuned by the CLI opens in the page with its .wick; reload keeps it; reset goes back', async () => {
-  const dataDir = path.join(scratch, 'cifar');
-  fs.mkdirSync(dataDir, { recursive: true });
-  for (let b = 1; b <= 5; b++) fs.writeFileSync(path.join(dataDir, `data_batch_${b}.bin`), syntheticCifar(48, b));
-  const test = syntheticCifar(10, 99);
-  fs.writeFileSync(path.join(dataDir, 'test_batch.bin'), test);
-  const pth = process.env.WICK_LITE0_PTH ?? path.join(os.homedir(), '.cache/wick/efficientnet-lite0-57934424.pth');
-  const model = path.join(scratch, 'cifar.wick');
-  const backbonePath = path.join(scratch, 'cifar.backbone.safetensors');
-  execFileSync(wickBinary, ['cifar10', '--mode', 'finetune', '--data', dataDir, '--pth', pth, '--img-size', '32',
-    '--epochs', '5', '--batch-size', '16', '--lr', '0.02', '--out', model, '--quiet']);
-
-  const { page, errors, requests } = await openApp(browser, origin);
-  // Test image 3 (a "cat") as a PNG, and what the CLI says about it with the fine-tuned backbone.
+/** Record `i` of a CIFAR binary batch as a PNG, written to the scratch folder too. */
+async function cifarPng(page, batch, i) {
   const b64 = await page.evaluate((planes) => {
     const canvas = new OffscreenCanvas(32, 32);
     const ctx = canvas.getContext('2d');
@@ -468,16 +462,43 @@ test('a backbone fine-tuned by the CLI opens in the page with its .wick; reload 
     ctx.putImageData(image, 0, 0);
     return canvas.convertToBlob({ type: 'image/png' }).then((b) => b.arrayBuffer())
       .then((a) => btoa(String.fromCharCode(...new Uint8Array(a))));
-  }, [...test.subarray(3 * 3073 + 1, 4 * 3073)]);
-  const png = { name: 'cifar-test-3.png', mimeType: 'image/png', buffer: Buffer.from(b64, 'base64') };
-  const pngPath = path.join(scratch, png.name);
-  fs.writeFileSync(pngPath, png.buffer);
-  const cli = (args) => JSON.parse(execFileSync(wickBinary, ['predict', '--json', '--backbone', backbonePath, ...args, pngPath]));
-  const preview = async () => {
-    await page.setInputFiles('#preview-file', png);
-    await page.waitForFunction((n) => document.querySelector('#status').textContent.startsWith(n), png.name);
-    return page.textContent('#predictions li:first-child .label');
-  };
+  }, [...batch.subarray(i * 3073 + 1, (i + 1) * 3073)]);
+  const png = { name: `cifar-test-${i}.png`, mimeType: 'image/png', buffer: Buffer.from(b64, 'base64') };
+  png.path = path.join(scratch, png.name);
+  fs.writeFileSync(png.path, png.buffer);
+  return { name: png.name, mimeType: png.mimeType, buffer: png.buffer, path: png.path };
+}
+
+/** The preview's top label for `file`. */
+async function previewLabel(page, file) {
+  await page.setInputFiles('#preview-file', { name: file.name, mimeType: file.mimeType, buffer: file.buffer });
+  await page.waitForFunction((n) => document.querySelector('#status').textContent.startsWith(n), file.name, { timeout: 60_000 });
+  return page.textContent('#predictions li:first-child .label');
+}
+
+/** Five synthetic CIFAR training batches of `perBatch` images and a test batch of 10 in `dir`. */
+function writeSyntheticCifar(dir, perBatch) {
+  fs.mkdirSync(dir, { recursive: true });
+  for (let b = 1; b <= 5; b++) fs.writeFileSync(path.join(dir, `data_batch_${b}.bin`), syntheticCifar(perBatch, b));
+  const test = syntheticCifar(10, 99);
+  fs.writeFileSync(path.join(dir, 'test_batch.bin'), test);
+  return test;
+}
+
+test('a backbone fine-tuned by the CLI opens in the page with its .wick; reload keeps it; reset goes back', async () => {
+  const dataDir = path.join(scratch, 'cifar');
+  const test = writeSyntheticCifar(dataDir, 48);
+  const pth = process.env.WICK_LITE0_PTH ?? path.join(os.homedir(), '.cache/wick/efficientnet-lite0-57934424.pth');
+  const model = path.join(scratch, 'cifar.wick');
+  const backbonePath = path.join(scratch, 'cifar.backbone.safetensors');
+  execFileSync(wickBinary, ['cifar10', '--mode', 'finetune', '--data', dataDir, '--pth', pth, '--img-size', '32',
+    '--epochs', '5', '--batch-size', '16', '--lr', '0.02', '--out', model, '--quiet']);
+
+  const { page, errors, requests } = await openApp(browser, origin);
+  // Test image 3 (a "cat") as a PNG, and what the CLI says about it with the fine-tuned backbone.
+  const png = await cifarPng(page, test, 3);
+  const cli = (args) => JSON.parse(execFileSync(wickBinary, ['predict', '--json', '--backbone', backbonePath, ...args, png.path]));
+  const preview = () => previewLabel(page, png);
 
   // A corrupt backbone file is refused; the default backbone stays.
   const cut = path.join(scratch, 'cut.backbone.safetensors');
@@ -561,6 +582,23 @@ test('a ResNet-18 converted by the CLI opens in the page and answers as the CLI 
   // Images added to a class are embedded by the ResNet (512-d features), and a head trains on them.
   await brickAndGrass(page);
   assert.match(await train(page), /^Trained in/);
+
+  // Fine-tuned by the CLI (the whole network, on synthetic CIFAR files): its backbone file and
+  // .wick open together and answer in the page as in the CLI.
+  const dataDir = path.join(scratch, 'cifar-resnet');
+  const test = writeSyntheticCifar(dataDir, 24);
+  const model = path.join(scratch, 'resnet-cifar.wick');
+  execFileSync(wickBinary, ['cifar10', '--mode', 'finetune', '--data', dataDir, '--pth', pth, '--img-size', '32',
+    '--epochs', '2', '--batch-size', '16', '--lr', '0.02', '--out', model, '--quiet']);
+  const backbonePath = path.join(scratch, 'resnet-cifar.backbone.safetensors');
+  await page.setInputFiles('#open-model', [backbonePath, model]);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened model'), null, { timeout: 60_000 });
+  assert.match(await page.textContent('#backbone-name'), /^resnet18, fine-tuned by wick/);
+  for (const i of [0, 3, 7]) {
+    const png = await cifarPng(page, test, i);
+    const cli = JSON.parse(execFileSync(wickBinary, ['predict', '--json', '--backbone', backbonePath, '--model', model, png.path]));
+    assert.equal(await previewLabel(page, png), cli.classes[0].label, `test image ${i}`);
+  }
   assert.deepEqual(errors, []);
   await page.close();
 });
