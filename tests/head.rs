@@ -24,6 +24,11 @@ fn blobs(classes: usize, n: usize, dim: usize, spread: f32, seed: u64) -> Featur
     set
 }
 
+/// Moves the rows from `keep` on out of `set` into a new set.
+fn hold_out(set: &mut FeatureSet, keep: usize) -> FeatureSet {
+    FeatureSet { dim: set.dim, features: set.features.split_off(keep * set.dim), labels: set.labels.split_off(keep) }
+}
+
 fn accuracy(head: &Head, set: &FeatureSet) -> f32 {
     let p = head.probabilities(&set.tensor(&Device::Cpu).unwrap()).unwrap().to_vec2::<f32>().unwrap();
     let hits = p.iter().zip(&set.labels).filter(|(row, &l)| wick::eval::metrics::argmax(row) == l as usize).count();
@@ -48,12 +53,8 @@ fn linear_head_separates_separable_classes() {
     // Centres differ by 0..4 per dimension and the noise spans 3, so classes overlap in most single
     // dimensions but are linearly separable as a whole. 40 images per class train, 20 are held out.
     let mut train_set = blobs(5, 60, 64, 3.0, 7);
-    let held_out = FeatureSet {
-        dim: 64,
-        features: train_set.features.split_off(200 * 64),
-        labels: train_set.labels.split_off(200),
-    };
-    let trained = run(&train_set, Some(&held_out), 5, &TrainConfig { epochs: 60, ..TrainConfig::default() });
+    let held_out = hold_out(&mut train_set, 200);
+    let trained = run(&train_set, Some(&held_out), 5, &TrainConfig::default());
     assert!(accuracy(&trained.head, &train_set) >= 0.99, "train accuracy {}", accuracy(&trained.head, &train_set));
     assert!(accuracy(&trained.head, &held_out) >= 0.99, "validation accuracy {}", accuracy(&trained.head, &held_out));
 }
@@ -73,11 +74,7 @@ fn penalised_loss(head: &Head, set: &FeatureSet, classes: usize, strength: f64) 
 fn lbfgs_reaches_the_regularised_optimum_and_picks_the_strength_on_validation() {
     // Overlapping blobs: the best strength is neither the strongest nor the weakest.
     let mut train_set = blobs(4, 60, 32, 9.0, 21);
-    let val = FeatureSet {
-        dim: 32,
-        features: train_set.features.split_off(160 * 32),
-        labels: train_set.labels.split_off(160),
-    };
+    let val = hold_out(&mut train_set, 160);
     let trained = run(&train_set, Some(&val), 4, &TrainConfig::default());
     let path = regularization_path();
     for (step, stats) in trained.history.iter().enumerate() {
@@ -147,7 +144,7 @@ fn early_stopping_restores_the_best_epoch() {
     let mut set = blobs(4, 50, 32, 3.0, 5);
     let mut rng = Rng::new(9);
     set.labels.iter_mut().for_each(|l| *l = rng.below(4) as u32);
-    let val = FeatureSet { dim: 32, features: set.features.split_off(150 * 32), labels: set.labels.split_off(150) };
+    let val = hold_out(&mut set, 150);
     let config =
         TrainConfig { epochs: 300, learning_rate: 1e-2, patience: 5, solver: Solver::AdamW, ..TrainConfig::default() };
     let trained = run(&set, Some(&val), 4, &config);

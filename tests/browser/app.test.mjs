@@ -591,6 +591,7 @@ test('a ResNet-18 converted by the CLI opens in the page and answers as the CLI 
   execFileSync(wickBinary, ['cifar10', '--mode', 'finetune', '--data', dataDir, '--pth', pth, '--img-size', '32',
     '--epochs', '2', '--batch-size', '16', '--lr', '0.02', '--out', model, '--quiet']);
   const backbonePath = path.join(scratch, 'resnet-cifar.backbone.safetensors');
+  page.once('dialog', (d) => d.accept()); // the project's images were embedded by the other backbone
   await page.setInputFiles('#open-model', [backbonePath, model]);
   await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened model'), null, { timeout: 60_000 });
   assert.match(await page.textContent('#backbone-name'), /^resnet18, fine-tuned by wick/);
