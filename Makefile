@@ -1,5 +1,5 @@
 # The README's two commands are `make app` and `make test`; both set up what they need first.
-.PHONY: app test lint test-native test-browser dist bench bench-finetune check-cuda fuzz check-torch
+.PHONY: app test lint test-native test-browser dist bench bench-finetune bench-head-fit check-cuda fuzz check-torch
 
 app:
 	scripts/setup.sh app
@@ -43,6 +43,16 @@ bench: dist
 	python3 benches/resnet_peer.py
 	python3 benches/head.py
 	node benches/tfjs_peer.mjs
+
+# The default head against scikit-learn's tuned logistic regression on real CIFAR-10 features (the
+# JPEG copy in ../shared/data; ~10 min for the 64-px features on 2 cores, then ~25 min of fits).
+CIFAR10_DIR ?= $(or $(CARGO_TARGET_DIR),target)/cifar10
+bench-head-fit:
+	scripts/setup.sh bench
+	cargo build --release
+	test -d $(CIFAR10_DIR)/train || (mkdir -p $(CIFAR10_DIR) && tar -xzf ../shared/data/cifar10-train-jpeg.tar.gz -C $(CIFAR10_DIR))
+	$(or $(CARGO_TARGET_DIR),target)/release/wick cifar10 --data $(CIFAR10_DIR) --img-size 64 --out $(CIFAR10_DIR)/probe64.wick --save-features $(CIFAR10_DIR)/features64 --quiet
+	python3 benches/head_fit.py $(CIFAR10_DIR)/features64
 
 # Fine-tuning steps against PyTorch eager on the CPU (needs `pip install torch`, ~4 GB with its CUDA
 # libraries; on a GPU machine scripts/gpu-check.sh runs the CUDA comparison).

@@ -29,6 +29,12 @@ fn keep_freed_memory() {
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
+/// `wick cifar10 --img-size` by mode: the probe's from its measured accuracy/time trade-off on real
+/// CIFAR-10 (README: 96 px is 2.3× the time of 64 px for +7 to +9 points; 224 px, 12× for +4 more),
+/// fine-tuning's from what a CPU can train (BENCHMARKS.md).
+const PROBE_IMG_SIZE: u32 = 96;
+const FINETUNE_IMG_SIZE: u32 = 64;
+
 pub fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
@@ -66,7 +72,15 @@ pub fn main() -> ExitCode {
                         let (train, test) = cifar10::load_cifar10(&data, download, limit, output.quiet)?;
                         let outputs = cifar10::ProbeOutputs { model: &out, features: save_features.as_deref() };
                         cifar10::cifar10_probe(
-                            &train, &test, img_size, val_split, outputs, &config, &cache, &backbone, &output,
+                            &train,
+                            &test,
+                            img_size.unwrap_or(PROBE_IMG_SIZE),
+                            val_split,
+                            outputs,
+                            &config,
+                            &cache,
+                            &backbone,
+                            &output,
                         )
                     }
                     Cifar10Mode::Finetune => {
@@ -79,7 +93,7 @@ pub fn main() -> ExitCode {
                             &backbone.inputs(),
                         )?;
                         let (train, test) = cifar10::load_cifar10(&data, download, limit, output.quiet)?;
-                        let config = hyper.finetune_config(img_size, &finetune);
+                        let config = hyper.finetune_config(img_size.unwrap_or(FINETUNE_IMG_SIZE), &finetune);
                         cifar10::cifar10_finetune(&train, &test, &out, config, &finetune, &backbone, &output)
                     }
                 }
