@@ -30,7 +30,7 @@ fn keep_freed_memory() {
 }
 
 /// `wick cifar10 --img-size` by mode: the probe's from its measured accuracy/time trade-off on real
-/// CIFAR-10 (README: 96 px is 2.3× the time of 64 px for +7 to +9 points; 224 px, 12× for +4 more),
+/// CIFAR-10 (README: 96 px is ~1.5× the time of 64 px for +8 points; 224 px, 2.7× more for +4 more),
 /// fine-tuning's from what a CPU can train (BENCHMARKS.md).
 const PROBE_IMG_SIZE: u32 = 96;
 const FINETUNE_IMG_SIZE: u32 = 64;
