@@ -21,7 +21,7 @@ pub fn training_svg(
     labels: &[String],
     measured_on: &str,
 ) -> String {
-    let width = MARGIN + 3.0 * (PANEL + MARGIN) + 60.0;
+    let width = MARGIN + 3.0 * (PANEL + MARGIN) + 220.0;
     let height = PANEL + 2.5 * MARGIN + 60.0;
     let mut svg = String::new();
     let _ = write!(
@@ -46,7 +46,7 @@ pub fn training_svg(
         MARGIN + 90.0
     );
     if let Some(metrics) = metrics {
-        confusion(&mut svg, 3.0 * MARGIN + 2.0 * PANEL, metrics, labels, measured_on);
+        confusion(&mut svg, 4.0 * MARGIN + 2.0 * PANEL + 40.0, metrics, labels, measured_on);
     }
     svg.push_str("</svg>\n");
     svg
