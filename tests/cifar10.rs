@@ -160,6 +160,13 @@ fn cifar_as_image_folders_loads_holds_out_a_test_fifth_and_saves_features() {
         assert_eq!((labels.len() as u64, values.len() as u64), (rows, rows * 1280 * 4), "{split}");
     }
 
+    // The saved features are what `wick bench --head-fit` fits the default head on.
+    let out = wick(&["bench", "--head-fit", s(&features), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fit["train_rows"], report["train_images"]);
+    assert!(fit["test_accuracy"].as_f64().unwrap() >= 0.8 && fit["path_steps"].as_u64().unwrap() >= 1, "{fit}");
+
     // A folder that is not a CIFAR-10 class, and an image of the wrong size, are named.
     std::fs::rename(dir.join("train/cat"), dir.join("train/cats")).unwrap();
     let out = run(&[]);
