@@ -347,6 +347,7 @@ fn finetune_refuses_bad_settings_and_foreign_checkpoints_without_touching_the_ch
     fails(&["--batch-size", "1"], "batch size must be at least 2");
     fails(&["--batch-size", "64"], "fewer than one batch of 64");
     fails(&["--solver", "lbfgs"], "--mode finetune does not use --solver");
+    fails(&["--save-features", "features"], "--mode finetune does not use --save-features");
     fails(&["--backbone", pth.to_str().unwrap()], "folded");
     fails(&["--precision", "bf16"], "bf16 mixed precision needs a CUDA device");
     fails(&["--optimizer", "adam"], "expected sgd (Nesterov momentum) or adamw");
