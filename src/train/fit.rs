@@ -7,7 +7,7 @@ use candle_core::Device;
 
 use crate::error::Result;
 use crate::eval::metrics::Metrics;
-use crate::train::head::{EpochStats, FeatureSet, TrainConfig, Trained, Trainer};
+use crate::train::head::{train, EpochStats, FeatureSet, TrainConfig, Trained, Trainer};
 
 /// A fitted head and how it did on the validation images.
 pub struct FittedHead {
@@ -59,12 +59,22 @@ impl HeadFit {
     /// The head with the best step's weights, measured on the validation images.
     pub fn finish(self) -> Result<FittedHead> {
         let trained = self.trainer.finish()?;
-        let validation = if self.val_set.is_empty() {
-            None
-        } else {
-            Some(trained.head.evaluate(&self.val_set, &self.labels, &self.val_names, &self.device)?)
-        };
-        Ok(FittedHead { trained, validation, train_rows: self.train_rows })
+        FittedHead::measure(trained, &self.val_set, &self.val_names, &self.labels, self.train_rows, &self.device)
+    }
+}
+
+impl FittedHead {
+    fn measure(
+        trained: Trained,
+        val_set: &FeatureSet,
+        val_names: &[String],
+        labels: &[String],
+        train_rows: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let validation =
+            if val_set.is_empty() { None } else { Some(trained.head.evaluate(val_set, labels, val_names, device)?) };
+        Ok(Self { trained, validation, train_rows })
     }
 }
 
@@ -77,13 +87,9 @@ pub fn fit_head(
     labels: Vec<String>,
     config: &TrainConfig,
     device: &Device,
-    mut on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
+    on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
 ) -> Result<FittedHead> {
-    let mut fit = HeadFit::new(train_set, val_set, val_names, labels, config, device)?;
-    while let Some(stats) = fit.next_epoch()? {
-        if on_epoch(stats).is_break() {
-            fit.cancel();
-        }
-    }
-    fit.finish()
+    assert_eq!(val_names.len(), val_set.len(), "one name per validation row");
+    let trained = train(train_set, Some(&val_set), labels.len(), config, device, on_epoch)?;
+    FittedHead::measure(trained, &val_set, &val_names, &labels, train_set.len(), device)
 }
