@@ -166,6 +166,11 @@ fn cifar_as_image_folders_loads_holds_out_a_test_fifth_and_saves_features() {
     let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(fit["train_rows"], report["train_images"]);
     assert!(fit["test_accuracy"].as_f64().unwrap() >= 0.8 && fit["path_steps"].as_u64().unwrap() >= 1, "{fit}");
+    // Features of another width are refused, naming the folder.
+    std::fs::write(features.join("val/labels.u8"), [0u8]).unwrap();
+    std::fs::write(features.join("val/features.f32"), [0u8; 4 * 7]).unwrap();
+    let out = wick(&["bench", "--head-fit", s(&features)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("train, val and test features differ in width"));
 
     // A folder that is not a CIFAR-10 class, and an image of the wrong size, are named.
     std::fs::rename(dir.join("train/cat"), dir.join("train/cats")).unwrap();
