@@ -125,27 +125,28 @@ def main():
     for batch in (1, 16):
         results[("numpy", "blas", batch)] = time_per_image(lambda x: ref.features(p, x), batch, seconds=2.0)
 
-    for threads in (1, cores):
-        out = subprocess.run([args.wick, "bench", "--threads", str(threads), "--batch", "1,16", "--json"],
-                             check=True, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            r = json.loads(line)
-            results[("wick", threads, r["batch"])] = r["ms_per_image"]
+    for precision in ("int8", "f32"):
+        for threads in (1, cores):
+            out = subprocess.run([args.wick, "bench", "--threads", str(threads), "--batch", "1,16", "--json",
+                                  "--precision", precision], check=True, capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                r = json.loads(line)
+                results[(f"wick-{precision}", threads, r["batch"])] = r["ms_per_image"]
     if not args.no_browser:
         out = subprocess.run(["node", os.path.join(ROOT, "benches", "browser.mjs"), "--json"],
                              check=True, capture_output=True, text=True).stdout
         for line in out.splitlines():
             r = json.loads(line)
-            results[("wick-wasm", 1, r["batch"])] = r["ms_per_image"]
+            results[(f"wick-wasm-{r['precision']}", 1, r["batch"])] = r["ms_per_image"]
 
     print(f"# EfficientNet-Lite0 forward, ms/image — {platform.processor() or platform.machine()}, {cores} cores")
-    print(f"{'runtime':<14}{'threads':>8}{'batch':>7}{'ms/image':>10}{'/ ORT same thr':>16}{'/ ORT 1 thr':>13}{'/ numpy':>9}")
+    print(f"{'runtime':<18}{'threads':>8}{'batch':>7}{'ms/image':>10}{'/ ORT same thr':>16}{'/ ORT 1 thr':>13}{'/ numpy':>9}")
     for (who, threads, batch), ms in sorted(results.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2])):
         ort_same = results.get(("onnxruntime", threads, batch))
         ort_one = results[("onnxruntime", 1, batch)]
         npy = results[("numpy", "blas", batch)]
         same = f"{ms / ort_same:.2f}x" if ort_same else "-"
-        print(f"{who:<14}{threads!s:>8}{batch:>7}{ms:>10.2f}{same:>16}{ms / ort_one:>12.2f}x{ms / npy:>8.2f}x")
+        print(f"{who:<18}{threads!s:>8}{batch:>7}{ms:>10.2f}{same:>16}{ms / ort_one:>12.2f}x{ms / npy:>8.2f}x")
 
 
 if __name__ == "__main__":

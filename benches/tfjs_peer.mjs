@@ -1,4 +1,4 @@
-// The browser backbone benchmark: Wick (wasm + simd128, one thread) against TF.js's wasm backend
+// The browser backbone benchmark: Wick (wasm + simd128, one thread; int8 products, and f32) against TF.js's wasm backend
 // (SIMD, one thread: the page is not cross-origin isolated) running the same EfficientNet-Lite0
 // architecture built from TF.js's fused ops (conv2d / depthwiseConv2d with bias and ReLU6 fused, TF
 // 'same' padding, NHWC), random weights. Both run in the same page of headless Chromium on the
@@ -91,15 +91,18 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const batch of BATCHES) {
       const iters = batch === 1 ? 8 : 2;
-      const wick = JSON.parse(await page.evaluate(([b, i]) => window.wick.bench_backbone(window.wickModel, b, i), [batch, iters])).ms_per_image;
+      const wick = (precision) => page.evaluate(([b, i, p]) => window.wick.bench_backbone(window.wickModel, b, i, p), [batch, iters, precision])
+        .then((r) => JSON.parse(r).ms_per_image);
+      const int8 = await wick('int8');
       const tfjsMs = await page.evaluate(([b, i]) => window.tfjsBench(b, i), [batch, iters]);
-      for (const [runtime, ms] of [['wick-wasm', wick], ['tfjs-wasm', tfjsMs]]) {
+      const f32 = await wick('f32');
+      for (const [runtime, ms] of [['wick-wasm-int8', int8], ['tfjs-wasm', tfjsMs], ['wick-wasm-f32', f32]]) {
         const key = `${runtime}/${batch}`;
         best[key] = Math.min(best[key] ?? Infinity, ms);
       }
     }
   }
-  for (const runtime of ['wick-wasm', 'tfjs-wasm']) {
+  for (const runtime of ['wick-wasm-int8', 'wick-wasm-f32', 'tfjs-wasm']) {
     for (const batch of BATCHES) {
       const extra = runtime === 'tfjs-wasm' ? { threads: info.threads, simd: info.simd } : {};
       report({ runtime, batch, ms_per_image: best[`${runtime}/${batch}`], rounds: ROUNDS, ...extra });
@@ -121,12 +124,12 @@ if (json) {
   console.log(JSON.stringify({ first_load_bytes: firstLoad }));
 } else {
   console.log(`# EfficientNet-Lite0 forward in headless Chromium, ms/image, best of ${ROUNDS} alternating rounds (one thread each)`);
-  console.log(`${'runtime'.padEnd(12)}${'batch'.padStart(6)}${'ms/image'.padStart(10)}  ratio`);
+  console.log(`${'runtime'.padEnd(16)}${'batch'.padStart(6)}${'ms/image'.padStart(10)}  ratio`);
   for (const r of records) {
     const peer = records.find((p) => p.runtime === 'tfjs-wasm' && p.batch === r.batch);
-    const ratio = r.runtime === 'wick-wasm' && peer ? `${(r.ms_per_image / peer.ms_per_image).toFixed(2)}x TF.js` : '';
+    const ratio = r.runtime.startsWith('wick-wasm') && peer ? `${(r.ms_per_image / peer.ms_per_image).toFixed(2)}x TF.js` : '';
     const note = r.runtime === 'tfjs-wasm' ? ` (threads ${r.threads}, simd ${r.simd})` : '';
-    console.log(`${r.runtime.padEnd(12)}${String(r.batch).padStart(6)}${r.ms_per_image.toFixed(1).padStart(10)}  ${ratio}${note}`);
+    console.log(`${r.runtime.padEnd(16)}${String(r.batch).padStart(6)}${r.ms_per_image.toFixed(1).padStart(10)}  ${ratio}${note}`);
   }
   const mb = (n) => (n / 1e6).toFixed(2);
   console.log(`first load: wasm ${mb(wasmGzip)} MB gzipped + scripts ${mb(jsGzip)} MB gzipped + model ${mb(modelBytes)} MB = ${mb(firstLoad.total)} MB`);

@@ -1,7 +1,8 @@
 //! Wick: train image classifiers privately — in a browser tab (wasm) or natively (CPU/CUDA).
 //!
 //! The data flows image → [`data`] (decoding, preprocessing, class folders, CIFAR-10, cached
-//! features) → [`backbone`] (EfficientNet-Lite, on the fast ops in [`kernels`]) → [`train`] (the head
+//! features) → [`backbone`] (EfficientNet-Lite and ResNet, on the fast ops in [`kernels`]; on the CPU
+//! their inference path is [`infer`]) → [`train`] (the head
 //! on frozen features, or fine-tuning the whole network) → [`eval`], and is saved in one of the
 //! [`formats`]: the int8 backbone file, the `.wick` classifier, the web app's project, the
 //! fine-tuning checkpoint, the feature cache. Pretrained weights come from PyTorch checkpoints
@@ -14,6 +15,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod formats;
+pub mod infer;
 pub mod kernels;
 pub mod train;
 pub mod util;

@@ -3,7 +3,7 @@
 // (static/app/) own the DOM, the webcam, IndexedDB and the messages. This one wires them and starts.
 import init from '../wick.js';
 import { drawChart } from './app/chart.js';
-import { downloadBytes, exportProject, openModels, openProject, replaceProject, setBackbone, describeBackbone } from './app/files.js';
+import { applyPrecision, downloadBytes, exportProject, openModels, openProject, replaceProject, setBackbone, describeBackbone } from './app/files.js';
 import { ask, listeners, post, startWorker } from './app/messages.js';
 import { previewFile, togglePreviewWebcam } from './app/preview.js';
 import { addFiles, render } from './app/samples.js';
@@ -21,8 +21,12 @@ function wire() {
   });
   $('#train').addEventListener('click', startTraining);
   $('#cancel').addEventListener('click', () => { post({ type: 'cancel' }); trainStatus('Cancelling…'); });
-  $('#advanced').addEventListener('change', () => {
-    try { state.project.settings = readSettings(); changed(); } catch (e) { trainStatus(e.message, true); }
+  $('#advanced').addEventListener('change', async () => {
+    try {
+      state.project.settings = readSettings();
+      changed();
+      await applyPrecision(state.project.settings.precision);
+    } catch (e) { trainStatus(e.message, true); }
   });
   $('#preview-file').addEventListener('change', (e) => { if (e.target.files[0]) previewFile(e.target.files[0]); e.target.value = ''; });
   const drop = $('#preview-drop');
@@ -121,6 +125,11 @@ async function main() {
         state.project.report = null;
       }
     }
+  }
+  try {
+    await applyPrecision(state.project.settings.precision ?? 'int8');
+  } catch (e) {
+    status(`Could not switch the backbone's arithmetic: ${e.message}`, true);
   }
   // The chart of the run that trained the saved model, and the state of the copy just read.
   state.history = state.project.report?.history ?? [];

@@ -68,6 +68,10 @@ const handlers = {
   train,
   cancel: () => training?.cancel(),
   'unload-model': () => engine?.unload_model(),
+  'set-precision': ({ id, precision }) => {
+    engine.set_precision(precision);
+    reply({ type: 'precision-set', id, backbone: JSON.parse(engine.backbone()) });
+  },
   'load-model': ({ id, bytes }) => reply({ type: 'model-loaded', id, meta: JSON.parse(engine.load_model(new Uint8Array(bytes))) }),
   classify: ({ id, bytes }) => reply({ type: 'classified', id, ...JSON.parse(engine.classify_file(new Uint8Array(bytes))) }),
   'classify-rgba': ({ id, rgba, width, height }) =>

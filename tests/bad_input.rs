@@ -163,3 +163,32 @@ fn not_a_checkpoint() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"the user's existing file", "a failed convert touched --out");
 }
+
+/// `--precision` takes int8 or f32 for running the backbone and f32 or bf16 for fine-tuning; the
+/// other way round is refused with the reason, before any work.
+#[test]
+fn precision_that_does_not_fit_the_command_is_refused() {
+    let img = fixture("coffee.png");
+    let out = wick(&["predict", "--precision", "bf16", img.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--precision bf16 is for fine-tuning"), "{}", stderr(&out));
+
+    let out = wick(&["bench", "--finetune", "--precision", "int8", "--iters", "1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--precision int8 is for running the backbone"), "{}", stderr(&out));
+
+    let out = wick(&["predict", "--precision", "int4", img.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("int4"), "{}", stderr(&out));
+}
+
+/// Both arithmetics give the same answer on a clear-cut photo.
+#[test]
+fn predict_in_f32_and_int8_agree_on_a_clear_photo() {
+    let img = fixture("coffee.png");
+    for precision in ["int8", "f32"] {
+        let out = wick(&["predict", "--json", "--precision", precision, img.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("espresso"), "{precision}");
+    }
+}

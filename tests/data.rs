@@ -2,6 +2,7 @@
 
 mod common;
 
+use wick::infer::Precision;
 use common::scratch;
 use std::path::{Path, PathBuf};
 
@@ -100,6 +101,7 @@ fn header(backbone: &str) -> CacheHeader {
         backbone_sha256: "00".repeat(32),
         preprocess: Preprocess::efficientnet_lite(),
         dim: 3,
+        precision: Precision::Int8,
     }
 }
 

@@ -11,6 +11,7 @@ use std::process::Command;
 use candle_core::Device;
 use wick::backbone::{convert_checkpoint, Backbone};
 use wick::data::preprocess::decode_image;
+use wick::infer::Precision;
 
 const PHOTOS: [&str; 3] = ["coffee.png", "chelsea.png", "rocket.jpg"];
 
@@ -84,7 +85,7 @@ fn f32_and_int8_backbones_match_the_numpy_reference() {
     let reference = numpy_reference();
     let pth = std::fs::read(checkpoint_path()).unwrap();
 
-    let f32_backbone = Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap();
+    let f32_backbone = Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap().with_precision(Precision::F32).unwrap();
     let (features, top1) = features_and_top1(&f32_backbone);
     for (i, photo) in PHOTOS.iter().enumerate() {
         let cos = cosine(&features[i], &reference.features[i]);
@@ -96,12 +97,14 @@ fn f32_and_int8_backbones_match_the_numpy_reference() {
     let model =
         std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"))
             .unwrap();
+    // The shipped path: int8 weights, int8 products (the bound: cosine >= 0.995 to f32).
     let int8_backbone = Backbone::from_backbone_file(&model, &Device::Cpu).unwrap();
+    assert_eq!(int8_backbone.precision(), Precision::Int8);
     let (features, top1) = features_and_top1(&int8_backbone);
     for (i, photo) in PHOTOS.iter().enumerate() {
         let cos = cosine(&features[i], &reference.features[i]);
         eprintln!("{photo}: int8 cosine to reference {cos:.7}");
-        assert!(cos >= 0.99, "{photo}: int8 cosine {cos}");
+        assert!(cos >= 0.995, "{photo}: int8 cosine {cos}");
         // Chelsea is a genuine tie in the f32 network (tiger cat vs Egyptian cat, 0.002 logits
         // apart); there any of the two leading classes is as right as the other.
         if reference.top2_margin[i] > 0.05 {
@@ -192,7 +195,7 @@ fn lite1_and_lite2_are_recognised_and_match_the_numpy_reference() {
         assert!(path.exists(), "{} is missing: run scripts/fetch-weights.sh all (or `make test`)", path.display());
         let reference = numpy_reference_of(&path, size);
         let pth = std::fs::read(&path).unwrap();
-        let f32_backbone = Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap();
+        let f32_backbone = Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap().with_precision(Precision::F32).unwrap();
         assert_eq!(f32_backbone.meta.architecture, variant);
         assert_eq!((f32_backbone.meta.preprocess.resize_shorter, f32_backbone.meta.preprocess.crop), (size + 32, size));
         let (features, top1) = features_and_top1(&f32_backbone);

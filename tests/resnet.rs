@@ -12,6 +12,7 @@ use common::pickle::CheckpointSpec;
 use common::seeds;
 use wick::backbone::{convert_checkpoint, Backbone, NetworkConfig, Pretrained};
 use wick::data::preprocess::decode_image;
+use wick::infer::Precision;
 
 const PHOTOS: [&str; 2] = ["coffee.png", "rocket.jpg"];
 
@@ -57,8 +58,11 @@ fn resnet18_matches_the_numpy_reference_and_its_int8_file_answers_alike() {
             }
         }
     };
-    check(&Backbone::from_torch_checkpoint(&bytes, &Device::Cpu).unwrap(), 0.9999, "f32");
-    check(&Backbone::from_backbone_file(&convert_checkpoint(&bytes).unwrap(), &Device::Cpu).unwrap(), 0.99, "int8");
+    let f32_weights = Backbone::from_torch_checkpoint(&bytes, &Device::Cpu).unwrap();
+    check(&f32_weights.with_precision(Precision::F32).unwrap(), 0.9999, "f32");
+    let int8_file = Backbone::from_backbone_file(&convert_checkpoint(&bytes).unwrap(), &Device::Cpu).unwrap();
+    check(&int8_file.with_precision(Precision::F32).unwrap(), 0.99, "int8 file, f32 compute");
+    check(&int8_file, 0.99, "int8 file, int8 compute");
 }
 
 #[test]

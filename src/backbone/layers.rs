@@ -29,13 +29,7 @@ pub enum Conv {
     Dense { stride: usize, padding: usize },
 }
 
-/// What follows the normalisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    None,
-    Relu,
-    Relu6,
-}
+pub use crate::kernels::Activation;
 
 /// A convolution, the BatchNorm after it, and the weight shape the architecture gives it (the
 /// checkpoint's names: what folding and fine-tuning walk).

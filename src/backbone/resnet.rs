@@ -33,10 +33,10 @@ const WIDTHS: [usize; 4] = [64, 128, 256, 512];
 pub const MAX_BLOCKS: usize = 64;
 
 /// One block's convolutions, as (name, shape, stride, activation), and its projection if it has one.
-struct BlockLayout {
-    convs: Vec<(String, [usize; 4], usize, Activation)>,
-    downsample: Option<[usize; 4]>,
-    stride: usize,
+pub(crate) struct BlockLayout {
+    pub convs: Vec<(String, [usize; 4], usize, Activation)>,
+    pub downsample: Option<[usize; 4]>,
+    pub stride: usize,
 }
 
 impl Config {
@@ -96,7 +96,7 @@ impl Config {
     }
 
     /// Every block, layer by layer: its name prefix and layout.
-    fn blocks(&self) -> Vec<(String, BlockLayout)> {
+    pub(crate) fn blocks(&self) -> Vec<(String, BlockLayout)> {
         let mut blocks = Vec::new();
         let mut in_channels = 64;
         for (l, (&width, &count)) in WIDTHS.iter().zip(&self.layers).enumerate() {

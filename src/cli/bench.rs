@@ -23,6 +23,7 @@ use super::shared::*;
 #[derive(Serialize)]
 pub struct BenchRecord {
     pub backbone: String,
+    pub precision: &'static str,
     pub threads: usize,
     pub batch: usize,
     pub ms_per_image: f64,
@@ -40,11 +41,12 @@ pub fn bench(args: &BackboneArgs, batches: &[usize], iters: usize, json: bool) -
             backbone.features(&input)?.to_vec2::<f32>()?;
         }
         let ms = start.elapsed().as_secs_f64() * 1e3 / (iters * batch) as f64;
-        let record = BenchRecord { backbone: backbone.id.clone(), threads, batch, ms_per_image: ms };
+        let precision = backbone.precision().name();
+        let record = BenchRecord { backbone: backbone.id.clone(), precision, threads, batch, ms_per_image: ms };
         if json {
             println!("{}", serde_json::to_string(&record)?);
         } else {
-            println!("{}  threads {threads}  batch {batch:>3}: {ms:8.2} ms/image", record.backbone);
+            println!("{}  {precision}  threads {threads}  batch {batch:>3}: {ms:8.2} ms/image", record.backbone);
         }
     }
     Ok(())

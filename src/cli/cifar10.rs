@@ -16,7 +16,7 @@ use wick::error::InFile;
 use wick::eval::metrics::{argmax, Metrics};
 use wick::formats::backbone_file;
 use wick::formats::classifier::Classifier;
-use wick::train::config::{FinetuneConfig, Precision};
+use wick::train::config::FinetuneConfig;
 use wick::train::finetune::Finetuner;
 use wick::train::head::{EpochStats, FeatureSet, Stop, TrainConfig};
 use wick::train::optim::OptimizerKind;
@@ -184,7 +184,6 @@ pub fn check_cifar10_options(
         Cifar10Mode::Probe => (
             used(&[
                 ("--optimizer", finetune.optimizer != OptimizerKind::Sgd),
-                ("--precision", finetune.precision != Precision::F32),
                 ("--no-flip", finetune.no_flip),
                 ("--checkpoint", finetune.checkpoint.is_some()),
                 ("--resume", finetune.resume),

@@ -165,9 +165,6 @@ pub enum Command {
         /// --finetune: untimed steps first (cuDNN/cuBLAS set-up, allocator warm-up).
         #[arg(long, default_value_t = 2)]
         warmup: usize,
-        /// --finetune: f32, or bf16 mixed precision.
-        #[arg(long, default_value = "f32")]
-        precision: Precision,
         /// Worker threads (default: all cores). Set before any work starts.
         #[arg(long)]
         threads: Option<usize>,
@@ -189,10 +186,6 @@ pub struct FinetuneArgs {
     /// finetune: the optimizer, sgd (Nesterov momentum) or adamw.
     #[arg(long, default_value = "sgd")]
     pub optimizer: OptimizerKind,
-    /// finetune: f32, or bf16 for mixed precision on a GPU (convolutions in bf16; BatchNorm, loss and
-    /// weights in f32, like PyTorch's autocast).
-    #[arg(long, default_value = "f32")]
-    pub precision: Precision,
     /// finetune: SGD's Nesterov momentum.
     #[arg(long, default_value_t = FinetuneConfig::default().momentum)]
     pub momentum: f64,
@@ -237,6 +230,18 @@ pub struct BackboneArgs {
     /// cpu, or cuda / cuda:N (builds with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// The arithmetic. Running the backbone on the CPU: int8 products (default, fast) or f32 (exact,
+    /// for comparison). Fine-tuning: f32 (default), or bf16 mixed precision on a GPU (convolutions in
+    /// bf16; BatchNorm, loss and weights in f32, like PyTorch's autocast).
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionFlag>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionFlag {
+    Int8,
+    F32,
+    Bf16,
 }
 
 #[derive(clap::Args)]
@@ -304,11 +309,35 @@ pub struct OutputArgs {
 impl BackboneArgs {
     pub fn load(&self) -> Result<Backbone> {
         let device = parse_device(&self.device)?;
-        Ok(match (&self.backbone, &self.pth) {
+        let precision = self.inference_precision()?;
+        let backbone = match (&self.backbone, &self.pth) {
             (Some(path), _) => Backbone::from_backbone_file(&read(path)?, &device).in_file(path.display())?,
             (_, Some(path)) => Backbone::from_torch_checkpoint(&read(path)?, &device).in_file(path.display())?,
             _ => Backbone::from_backbone_file(DEFAULT_BACKBONE, &device).in_file(DEFAULT_BACKBONE_NAME)?,
-        })
+        };
+        Ok(backbone.with_precision(precision)?)
+    }
+
+    /// `--precision` for running the backbone: int8 unless f32 is asked for.
+    pub fn inference_precision(&self) -> Result<wick::infer::Precision> {
+        match self.precision {
+            None | Some(PrecisionFlag::Int8) => Ok(wick::infer::Precision::Int8),
+            Some(PrecisionFlag::F32) => Ok(wick::infer::Precision::F32),
+            Some(PrecisionFlag::Bf16) => {
+                bail!("--precision bf16 is for fine-tuning (mixed precision on a GPU); running the backbone takes int8 or f32")
+            }
+        }
+    }
+
+    /// `--precision` for fine-tuning: f32 unless bf16 is asked for (fine-tuning stays in floats).
+    pub fn training_precision(&self) -> Result<Precision> {
+        match self.precision {
+            None | Some(PrecisionFlag::F32) => Ok(Precision::F32),
+            Some(PrecisionFlag::Bf16) => Ok(Precision::Bf16),
+            Some(PrecisionFlag::Int8) => {
+                bail!("fine-tuning computes in f32 (or bf16 on a GPU); --precision int8 is for running the backbone")
+            }
+        }
     }
 
     /// The files these flags read, for [`check_outputs`](super::shared::check_outputs).
@@ -383,7 +412,7 @@ impl HyperArgs {
         })
     }
 
-    pub fn finetune_config(&self, img_size: u32, args: &FinetuneArgs) -> FinetuneConfig {
+    pub fn finetune_config(&self, img_size: u32, args: &FinetuneArgs, precision: Precision) -> FinetuneConfig {
         let default = FinetuneConfig::default();
         FinetuneConfig {
             img_size,
@@ -397,7 +426,7 @@ impl HyperArgs {
             label_smoothing: self.label_smoothing.unwrap_or(default.label_smoothing),
             crop_padding: args.crop_padding,
             flip: !args.no_flip,
-            precision: args.precision,
+            precision,
             seed: self.seed,
         }
     }

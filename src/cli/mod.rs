@@ -93,7 +93,8 @@ pub fn main() -> ExitCode {
                             &backbone.inputs(),
                         )?;
                         let (train, test) = cifar10::load_cifar10(&data, download, limit, output.quiet)?;
-                        let config = hyper.finetune_config(img_size.unwrap_or(FINETUNE_IMG_SIZE), &finetune);
+                        let precision = backbone.training_precision()?;
+                        let config = hyper.finetune_config(img_size.unwrap_or(FINETUNE_IMG_SIZE), &finetune, precision);
                         cifar10::cifar10_finetune(&train, &test, &out, config, &finetune, &backbone, &output)
                     }
                 }
@@ -111,7 +112,6 @@ pub fn main() -> ExitCode {
             finetune,
             img_size,
             warmup,
-            precision,
             threads,
             json,
         } => {
@@ -123,7 +123,9 @@ pub fn main() -> ExitCode {
             match (head_data, head_fit) {
                 (Some(dir), _) => bench::bench_head(&dir, iters, json),
                 (_, Some(dir)) => bench::bench_head_fit(&dir, json),
-                _ if finetune => bench::bench_finetune(&backbone, &batch, &img_size, warmup, iters, precision, json),
+                _ if finetune => backbone.training_precision().and_then(|precision| {
+                    bench::bench_finetune(&backbone, &batch, &img_size, warmup, iters, precision, json)
+                }),
                 _ => bench::bench(&backbone, &batch, iters, json),
             }
         }

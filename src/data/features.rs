@@ -30,6 +30,7 @@ use crate::backbone::Backbone;
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::{f32_bytes, f32_values};
+use crate::infer::Precision;
 
 pub const CACHE_MAGIC: &[u8; 8] = b"WICKFEAT";
 pub const CACHE_VERSION: u32 = 1;
@@ -69,6 +70,13 @@ pub struct CacheHeader {
     pub backbone_sha256: String,
     pub preprocess: Preprocess,
     pub dim: usize,
+    /// The products the features came from (caches written before int8 products were f32's).
+    #[serde(default = "f32_precision")]
+    pub precision: Precision,
+}
+
+fn f32_precision() -> Precision {
+    Precision::F32
 }
 
 impl CacheHeader {
@@ -78,14 +86,20 @@ impl CacheHeader {
             backbone_sha256: backbone.sha256.clone(),
             preprocess: backbone.meta.preprocess.clone(),
             dim: backbone.feature_dim(),
+            precision: backbone.precision(),
         }
     }
 
-    /// A file name unique to this backbone and preprocessing.
+    /// A file name unique to this backbone, preprocessing and precision (f32's is the name caches
+    /// had before int8 products, so they still serve).
     pub fn file_name(&self) -> String {
         let preprocess = serde_json::to_vec(&self.preprocess).expect("preprocess serialises");
         let hash = crate::util::sha256_hex(&preprocess);
-        format!("{}-{}.wickfeat", self.backbone, &hash[..12])
+        let precision = match self.precision {
+            Precision::F32 => "",
+            Precision::Int8 => "-int8",
+        };
+        format!("{}-{}{precision}.wickfeat", self.backbone, &hash[..12])
     }
 
     fn record_len(&self) -> usize {

@@ -56,6 +56,9 @@ pub struct ProjectSettings {
     pub hidden_units: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_share: Option<f32>,
+    /// The backbone's arithmetic ("int8" or "f32").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<crate::infer::Precision>,
     /// The last training run's report (only with a trained model).
     #[serde(default)]
     pub report: Option<TrainReport>,

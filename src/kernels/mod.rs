@@ -1,7 +1,35 @@
-//! The fast ops the networks run on: CPU kernels with closed-form gradients, and the same ops from
-//! tensor ops on other devices (with activation checkpointing, [`recompute`]).
+//! The fast ops the networks run on.
+//!
+//! Training and the non-CPU devices run Candle tensors through custom ops with closed-form gradients
+//! ([`batch_norm`], [`bias_relu6`], [`depthwise`]; on other devices the same ops from tensor ops,
+//! with activation checkpointing, [`recompute`]). CPU inference runs plain buffers through [`nhwc`]
+//! and [`matmul`] (int8 products in [`int8`]), with every bias, residual and activation fused.
 
 pub mod batch_norm;
 pub mod bias_relu6;
 pub mod depthwise;
+pub mod int8;
+pub mod matmul;
+pub mod nhwc;
 pub mod recompute;
+
+use bias_relu6::relu6;
+
+/// What follows a convolution's (folded) normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Relu,
+    Relu6,
+}
+
+/// `activation(x)` in place, written as compare-and-select so it vectorises in wasm too
+/// ([`relu6`]).
+#[inline(always)]
+pub fn apply_activation(values: &mut [f32], activation: Activation) {
+    match activation {
+        Activation::None => {}
+        Activation::Relu => values.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
+        Activation::Relu6 => values.iter_mut().for_each(|v| *v = relu6(*v)),
+    }
+}

@@ -15,6 +15,7 @@ use crate::data::features::{compute, View};
 use crate::data::preprocess::decode_image;
 use crate::formats::classifier::{BackboneRef, Classifier};
 use crate::formats::project::{Project, ProjectMeta, TrainReport};
+use crate::infer::Precision;
 use crate::train::fit::HeadFit;
 use crate::train::head::{self, FeatureSet, Solver, Stop, TrainConfig};
 
@@ -60,7 +61,19 @@ impl Engine {
         let mut description = serde_json::to_value(BackboneRef::of(&self.backbone)).expect("serialises");
         description["own_classes"] = self.backbone.meta.labels.len().into();
         description["source"] = self.backbone.meta.source.package.clone().into();
+        description["precision"] = self.backbone.precision().name().into();
         description.to_string()
+    }
+
+    /// How the backbone multiplies from now on: `int8` (the default, fast) or `f32` (exact). Images
+    /// embedded before keep their features; a loaded model switches with the backbone.
+    pub fn set_precision(&mut self, name: &str) -> Result<(), JsError> {
+        let precision = Precision::parse(name).map_err(fail)?;
+        self.backbone = self.backbone.with_precision(precision).map_err(fail)?;
+        if let Some((_, extractor)) = &mut self.model {
+            *extractor = extractor.with_precision(precision).map_err(fail)?;
+        }
+        Ok(())
     }
 
     #[wasm_bindgen(getter)]
@@ -329,10 +342,12 @@ fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
-/// Backbone forward time in this tab: `{"batch": B, "ms_per_image": …}` (for `benches/`).
+/// Backbone forward time in this tab, multiplying in `precision` (`int8` or `f32`):
+/// `{"batch": B, "ms_per_image": …}` (for `benches/`).
 #[wasm_bindgen]
-pub fn bench_backbone(model_file: &[u8], batch: usize, iters: usize) -> Result<String, JsError> {
-    let backbone = Backbone::from_backbone_file(model_file, &Device::Cpu).map_err(fail)?;
+pub fn bench_backbone(model_file: &[u8], batch: usize, iters: usize, precision: &str) -> Result<String, JsError> {
+    let precision = Precision::parse(precision).map_err(fail)?;
+    let backbone = Backbone::from_backbone_file(model_file, &Device::Cpu).and_then(|b| b.with_precision(precision)).map_err(fail)?;
     let crop = backbone.meta.preprocess.crop as usize;
     let input = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), &Device::Cpu).map_err(fail)?;
     let run = || backbone.features(&input).and_then(|f| Ok(f.to_vec2::<f32>()?)).map_err(fail);

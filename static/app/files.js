@@ -78,6 +78,7 @@ export async function openProject(file) {
       report: model ? report : null,
       trainedOn: Array.isArray(trainedOnIndices) ? trainedOnIndices.map((i) => ids[i] ?? null) : [],
     });
+    await applyPrecision(state.project.settings.precision ?? 'int8');
     status(`Opened ${file.name}: ${classes.length} classes, ${ids.length} images${model ? ', with its trained model' : ''}.`);
   } catch (e) {
     status(`Could not open ${file.name}: ${e.message}. Your current project is unchanged.`, true);
@@ -103,6 +104,15 @@ export function setBackbone(ready, bytes) {
   state.featureDim = ready.dim;
   state.customBackbone = bytes;
   $('#backbone-name').textContent = bytes ? describeBackbone() : 'EfficientNet-Lite0 (ImageNet)';
+  $('#precision-name').textContent = ready.backbone.precision;
+}
+
+/// Makes the worker's backbone multiply in `precision` ('int8' or 'f32'), as the footer then says.
+export async function applyPrecision(precision) {
+  if (state.backbone?.precision === precision) return;
+  const answer = await ask({ type: 'set-precision', precision });
+  state.backbone = answer.backbone;
+  $('#precision-name').textContent = state.backbone.precision;
 }
 
 export const describeBackbone = () => state.backbone.own_classes === 1000

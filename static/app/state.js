@@ -6,13 +6,13 @@ import { scheduleSave } from './store.js';
 
 export const MODEL_URL = new URL('../efficientnet-lite0-int8.safetensors', import.meta.url).href;
 export const $ = (selector, root = document) => root.querySelector(selector);
-export const DEFAULT_SETTINGS = { epochs: 50, learning_rate: 0.001, batch_size: 16, hidden_units: 0, validation_share: 0.15 };
+export const DEFAULT_SETTINGS = { epochs: 50, learning_rate: 0.001, batch_size: 16, hidden_units: 0, validation_share: 0.15, precision: 'int8' };
 
 export const state = {
   // { classes: [{ id, name, samples: [{ id, name, thumbnail: Uint8Array, features: Float32Array }] }],
   //   settings, model: Uint8Array | null, report: object | null, trainedOn: [sample ids] }
   project: null,
-  backbone: null, // { id, architecture, sha256, own_classes, source }
+  backbone: null, // { id, architecture, sha256, own_classes, source, precision }
   featureDim: 0,
   // A backbone file the user opened (e.g. fine-tuned by `wick cifar10 --mode finetune`), kept with the
   // project so a reload comes back to it; null for the default backbone.

@@ -19,7 +19,7 @@ export function readSettings() {
   if (bad) throw new Error(`the setting ${bad[0].replaceAll('_', ' ')} must be a number of at least 0`);
   if (settings.epochs < 1 || settings.batch_size < 1) throw new Error('epochs and batch size must be at least 1');
   if (!(settings.learning_rate > 0)) throw new Error('the learning rate must be above 0');
-  return settings;
+  return { ...settings, precision: document.getElementById('precision').value };
 }
 
 export async function startTraining() {

@@ -1,0 +1,92 @@
+//! EfficientNet-Lite's inference path: the folded network of [`crate::backbone::efficientnet_lite`]
+//! over NHWC buffers, each MBConv block three fused convolutions.
+
+use crate::backbone::efficientnet_lite::Config;
+use crate::backbone::fold::FloatWeights;
+use crate::error::Result;
+use crate::infer::layers::{Arena, FusedConv, Padding, Shape};
+use crate::kernels::matmul::Precision;
+use crate::kernels::nhwc;
+use crate::kernels::Activation;
+
+#[derive(Debug, Clone)]
+struct MbConv {
+    expand: Option<FusedConv>,
+    depthwise: FusedConv,
+    project: FusedConv,
+    skip: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct EfficientNetLite {
+    stem: FusedConv,
+    blocks: Vec<MbConv>,
+    head: FusedConv,
+    config: Config,
+}
+
+impl EfficientNetLite {
+    pub fn new(config: &Config, weights: &FloatWeights, precision: Precision) -> Result<Self> {
+        let conv = |name: &str, shape, depthwise, stride, activation| {
+            FusedConv::new(weights, name, shape, depthwise, stride, Padding::Same, activation, precision)
+        };
+        let stem = conv("_conv_stem", [config.stem_channels, 3, 3, 3], false, 2, Activation::Relu6)?;
+        let blocks = config
+            .blocks()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let p = format!("_blocks.{i}");
+                let hidden = b.in_channels * b.expand_ratio;
+                let expand = (b.expand_ratio != 1)
+                    .then(|| {
+                        let shape = [hidden, b.in_channels, 1, 1];
+                        conv(&format!("{p}._expand_conv"), shape, false, 1, Activation::Relu6)
+                    })
+                    .transpose()?;
+                let depthwise = [hidden, 1, b.kernel, b.kernel];
+                Ok(MbConv {
+                    expand,
+                    depthwise: conv(&format!("{p}._depthwise_conv"), depthwise, true, b.stride, Activation::Relu6)?,
+                    project: conv(&format!("{p}._project_conv"), [b.out_channels, hidden, 1, 1], false, 1, Activation::None)?,
+                    skip: b.stride == 1 && b.in_channels == b.out_channels,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let last = config.stages.last().map_or(config.stem_channels, |s| s.out_channels);
+        let head = conv("_conv_head", [config.head_channels, last, 1, 1], false, 1, Activation::Relu6)?;
+        Ok(Self { stem, blocks, head, config: config.clone() })
+    }
+
+    /// One image (3, H, W), RGB in [-1, 1] → its pooled features (`features`, 1280 values).
+    pub fn forward(&self, image: &[f32], side: (usize, usize), arena: &mut Arena, features: &mut [f32], threads: usize) {
+        let (h, w) = side;
+        let largest = self.config.peak_activation_bytes(h.max(w)) / 4;
+        let [x, y, expanded, filtered] = arena.buffers(largest.max(3 * h * w));
+        let mut shape = Shape { h, w, c: 3 };
+        nhwc::nchw_to_nhwc(image, 3, &mut y[..shape.len()]);
+        let out = self.stem.output_shape(shape);
+        self.stem.forward(shape, &y[..shape.len()], None, &mut x[..out.len()], threads);
+        shape = out;
+        for block in &self.blocks {
+            let hidden = match &block.expand {
+                Some(expand) => {
+                    let out = expand.output_shape(shape);
+                    expand.forward(shape, &x[..shape.len()], None, &mut expanded[..out.len()], threads);
+                    (out, &expanded[..out.len()])
+                }
+                None => (shape, &x[..shape.len()]),
+            };
+            let dw = block.depthwise.output_shape(hidden.0);
+            block.depthwise.forward(hidden.0, hidden.1, None, &mut filtered[..dw.len()], threads);
+            let out = block.project.output_shape(dw);
+            let residual = block.skip.then(|| &x[..out.len()]);
+            block.project.forward(dw, &filtered[..dw.len()], residual, &mut y[..out.len()], threads);
+            std::mem::swap(x, y);
+            shape = out;
+        }
+        let out = self.head.output_shape(shape);
+        self.head.forward(shape, &x[..shape.len()], None, &mut y[..out.len()], threads);
+        nhwc::global_average_pool(&y[..out.len()], out.c, features);
+    }
+}

@@ -1,0 +1,147 @@
+//! The inference path's unit: a convolution with its folded BatchNorm (a bias) and activation, over
+//! one image's NHWC activations, plus the buffers a forward pass reuses.
+
+use crate::backbone::fold::FloatWeights;
+use crate::error::{invalid, Result};
+use crate::kernels::matmul::{Epilogue, Precision, Weights};
+use crate::kernels::nhwc::{self, ConvGeometry};
+use crate::kernels::Activation;
+
+/// How a convolution pads.
+#[derive(Debug, Clone, Copy)]
+pub enum Padding {
+    /// TensorFlow's 'SAME' (EfficientNet).
+    Same,
+    /// `k / 2` on every side (PyTorch's `Conv2d(padding = k // 2)`, ResNet).
+    Symmetric,
+}
+
+#[derive(Debug, Clone)]
+enum Filters {
+    /// 1×1: a matrix product of the whole image.
+    Pointwise(Weights),
+    /// k×k over all input channels: im2col blocks, then a matrix product.
+    Dense(Weights),
+    /// One k×k filter per channel, as taps (k · k × C).
+    Depthwise(Vec<f32>),
+}
+
+/// Convolution → + bias (the folded BatchNorm) → (+ residual) → activation, in one pass.
+#[derive(Debug, Clone)]
+pub struct FusedConv {
+    filters: Filters,
+    bias: Vec<f32>,
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+    activation: Activation,
+}
+
+/// An activation: its pixels (rows × columns) and channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Shape {
+    pub fn len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+}
+
+impl FusedConv {
+    /// The folded convolution `name` (`<name>.weight`, `<name>.bias` in `weights`) of PyTorch shape
+    /// `shape` = (out, in, k, k), or (C, 1, k, k) when `depthwise`. The stem (3 input channels) and
+    /// depthwise filters stay f32 whatever `precision` says: they are a sliver of the work, and the
+    /// stem sees the raw image.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        weights: &FloatWeights,
+        name: &str,
+        shape: [usize; 4],
+        depthwise: bool,
+        stride: usize,
+        padding: Padding,
+        activation: Activation,
+        precision: Precision,
+    ) -> Result<Self> {
+        let get = |suffix: &str, expected: &[usize]| -> Result<&[f32]> {
+            let tensor = format!("{name}.{suffix}");
+            match weights.0.get(&tensor) {
+                Some((s, values)) if s == expected && values.len() == expected.iter().product::<usize>() => Ok(values),
+                Some((s, _)) => Err(invalid!("`{tensor}` has shape {s:?}, expected {expected:?}")),
+                None => Err(invalid!("the weights have no `{tensor}`")),
+            }
+        };
+        let [out, input, k, _] = shape;
+        let weight = get("weight", &shape)?;
+        let bias = get("bias", &[out])?.to_vec();
+        let precision = if input == 3 { Precision::F32 } else { precision };
+        let (filters, in_channels) = if depthwise {
+            (Filters::Depthwise(nhwc::taps_for_depthwise(weight, out, k)), out)
+        } else if k == 1 {
+            (Filters::Pointwise(Weights::new(weight, out, input, precision)), input)
+        } else {
+            let rows = nhwc::filters_for_im2col(weight, out, input, k);
+            (Filters::Dense(Weights::new(&rows, out, k * k * input, precision)), input)
+        };
+        Ok(Self { filters, bias, in_channels, out_channels: out, kernel: k, stride, padding, activation })
+    }
+
+    fn geometry(&self, input: Shape) -> ConvGeometry {
+        match self.padding {
+            Padding::Same => ConvGeometry::same(input.h, input.w, input.c, self.kernel, self.stride),
+            Padding::Symmetric => {
+                ConvGeometry::symmetric(input.h, input.w, input.c, self.kernel, self.stride, self.kernel / 2)
+            }
+        }
+    }
+
+    /// The output's shape for an input of shape `input`.
+    pub fn output_shape(&self, input: Shape) -> Shape {
+        let g = self.geometry(input);
+        Shape { h: g.out_h, w: g.out_w, c: self.out_channels }
+    }
+
+    /// `input` (of shape `shape`) → `out` (the output shape's length); `residual`, of the output's
+    /// shape, is added before the activation.
+    pub fn forward(&self, shape: Shape, input: &[f32], residual: Option<&[f32]>, out: &mut [f32], threads: usize) {
+        assert_eq!(shape.c, self.in_channels, "input has {} channels, expected {}", shape.c, self.in_channels);
+        let g = self.geometry(shape);
+        let epilogue = Epilogue { bias: &self.bias, residual, activation: self.activation };
+        match &self.filters {
+            Filters::Pointwise(w) if self.stride == 1 => w.apply(input, out, epilogue, threads),
+            Filters::Pointwise(w) | Filters::Dense(w) => {
+                w.apply_rows(g.out_pixels(), |rows, block| nhwc::im2col(&g, input, rows, block), out, epilogue, threads)
+            }
+            Filters::Depthwise(taps) => {
+                assert!(residual.is_none(), "a depthwise convolution takes no residual");
+                nhwc::depthwise(&g, input, taps, &self.bias, self.activation, out, threads)
+            }
+        }
+    }
+}
+
+/// Buffers reused from layer to layer and image to image: a forward pass allocates nothing once
+/// they have grown to the network's largest activation (fresh zeroed pages cost ~14% of a pass).
+#[derive(Debug, Default)]
+pub struct Arena {
+    buffers: [Vec<f32>; 4],
+}
+
+impl Arena {
+    /// Four buffers of at least `len` values each (not cleared: every layer overwrites its output).
+    pub fn buffers(&mut self, len: usize) -> [&mut Vec<f32>; 4] {
+        for b in &mut self.buffers {
+            if b.len() < len {
+                b.resize(len, 0.0);
+            }
+        }
+        let [a, b, c, d] = &mut self.buffers;
+        [a, b, c, d]
+    }
+}

@@ -1,0 +1,102 @@
+//! ResNet's inference path: the folded network of [`crate::backbone::resnet`] over NHWC buffers.
+//! Each block's last convolution takes the shortcut as its residual, with the ReLU after the sum.
+
+use crate::backbone::fold::FloatWeights;
+use crate::backbone::resnet::Config;
+use crate::error::Result;
+use crate::infer::layers::{Arena, FusedConv, Padding, Shape};
+use crate::kernels::matmul::Precision;
+use crate::kernels::nhwc::{self, ConvGeometry};
+use crate::kernels::Activation;
+
+#[derive(Debug, Clone)]
+struct Block {
+    /// 3×3 → 3×3 (basic) or 1×1 → 3×3 → 1×1 (bottleneck); the last adds the shortcut, then ReLU.
+    convs: Vec<FusedConv>,
+    downsample: Option<FusedConv>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResNet {
+    stem: FusedConv,
+    blocks: Vec<Block>,
+    config: Config,
+}
+
+impl ResNet {
+    pub fn new(config: &Config, weights: &FloatWeights, precision: Precision) -> Result<Self> {
+        let conv = |name: &str, shape, stride, activation| {
+            FusedConv::new(weights, name, shape, false, stride, Padding::Symmetric, activation, precision)
+        };
+        let stem = conv("conv1", [64, 3, 7, 7], 2, Activation::Relu)?;
+        let blocks = config
+            .blocks()
+            .into_iter()
+            .map(|(prefix, layout)| {
+                let last = layout.convs.len() - 1;
+                let convs = layout
+                    .convs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, shape, stride, activation))| {
+                        let activation = if i == last { Activation::Relu } else { *activation };
+                        conv(&format!("{prefix}.{name}"), *shape, *stride, activation)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let downsample = layout
+                    .downsample
+                    .map(|shape| conv(&format!("{prefix}.downsample.0"), shape, layout.stride, Activation::None))
+                    .transpose()?;
+                Ok(Block { convs, downsample })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { stem, blocks, config: config.clone() })
+    }
+
+    /// One image (3, H, W), normalised → its pooled features (512 or 2048 values).
+    pub fn forward(&self, image: &[f32], side: (usize, usize), arena: &mut Arena, features: &mut [f32], threads: usize) {
+        let (h, w) = side;
+        let largest = self.config.peak_activation_bytes(h.max(w)) / 4;
+        let [x, a, b, shortcut] = arena.buffers(largest.max(3 * h * w));
+        let input = Shape { h, w, c: 3 };
+        nhwc::nchw_to_nhwc(image, 3, &mut a[..input.len()]);
+        let stem = self.stem.output_shape(input);
+        self.stem.forward(input, &a[..input.len()], None, &mut b[..stem.len()], threads);
+        // MaxPool2d(3, stride 2, padding 1).
+        let pool = ConvGeometry::symmetric(stem.h, stem.w, stem.c, 3, 2, 1);
+        let mut shape = Shape { h: pool.out_h, w: pool.out_w, c: stem.c };
+        nhwc::max_pool(&pool, &b[..stem.len()], &mut x[..shape.len()]);
+        for block in &self.blocks {
+            let run = |conv: &FusedConv, shape: Shape, input: &[f32], residual, out: &mut [f32]| {
+                let out_shape = conv.output_shape(shape);
+                conv.forward(shape, &input[..shape.len()], residual, &mut out[..out_shape.len()], threads);
+                out_shape
+            };
+            let out_shape = block.convs.iter().fold(shape, |s, conv| conv.output_shape(s));
+            let identity = match &block.downsample {
+                Some(downsample) => {
+                    run(downsample, shape, x, None, shortcut);
+                    &shortcut[..out_shape.len()]
+                }
+                None => &x[..out_shape.len()],
+            };
+            let result = match block.convs.as_slice() {
+                [first, second] => {
+                    let s = run(first, shape, x, None, a);
+                    run(second, s, a, Some(identity), b);
+                    &mut *b
+                }
+                [first, second, third] => {
+                    let s = run(first, shape, x, None, a);
+                    let s = run(second, s, a, None, b);
+                    run(third, s, b, Some(identity), a);
+                    &mut *a
+                }
+                _ => unreachable!("ResNet blocks have two or three convolutions"),
+            };
+            std::mem::swap(x, result);
+            shape = out_shape;
+        }
+        nhwc::global_average_pool(&x[..shape.len()], shape.c, features);
+    }
+}

@@ -1,0 +1,408 @@
+//! Integer matrix products for [`crate::kernels::matmul`]: int8 weights (symmetric, one scale per
+//! output channel) times int8 activations (symmetric, one scale per row), summed in i32.
+//!
+//! The weights are packed once, in 16-column panels laid out for the kernel this machine runs:
+//! - [`Kernel::Vnni`] (x86-64 with AVX-512 VNNI, detected at run time): `vpdpbusd` multiplies 4
+//!   unsigned × 4 signed bytes into each of 16 i32 lanes. The activations go in as `q + 128`
+//!   (unsigned), and `128 · Σₖ w` is taken off each column afterwards.
+//! - [`Kernel::Pairs`] (everything else): i16 pairs, the shape of wasm's `i32x4.dot_i16x8` (and of
+//!   x86's `pmaddwd`): in wasm simd128, 8 multiply-adds per instruction against f32's 4 (and f32
+//!   needs a separate add).
+//!
+//! No product can overflow: |q| ≤ 127 and 255 · 127 · K < 2³¹ for any K below 66 000 (checked).
+
+use crate::kernels::{apply_activation, Activation};
+
+/// Which integer kernel multiplies, chosen once per weight matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    Vnni,
+    Pairs,
+}
+
+impl Kernel {
+    /// The fastest kernel this machine has.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                return Self::Vnni;
+            }
+        }
+        Self::Pairs
+    }
+
+    /// Rows one call of the kernel computes (the quantized input is padded to a multiple).
+    fn rows(self) -> usize {
+        match self {
+            Self::Vnni => 6,
+            Self::Pairs => 4,
+        }
+    }
+
+    /// Input channels per packed group (K is padded to a multiple).
+    fn depth(self) -> usize {
+        match self {
+            Self::Vnni => 4,
+            Self::Pairs => 2,
+        }
+    }
+}
+
+/// Output channels per packed panel.
+pub const PANEL: usize = 16;
+/// The largest K whose sums cannot overflow i32 (255 · 127 · K < 2³¹).
+pub const MAX_DEPTH: usize = 66_000;
+
+/// A K × N weight matrix (N output channels of K inputs), int8 with one scale per output channel.
+#[derive(Debug, Clone)]
+pub struct Int8Matrix {
+    n: usize,
+    k: usize,
+    kernel: Kernel,
+    scales: Vec<f32>,
+    /// −128 · Σₖ q[n][k] for [`Kernel::Vnni`] (its inputs are q + 128), 0 for the others.
+    column_offsets: Vec<i32>,
+    /// [`Kernel::Vnni`]: [panel][k / 4][16 columns][4] as i8; [`Kernel::Pairs`]: [panel][k / 2][16][2]
+    /// as i16.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    packed_i8: Vec<i8>,
+    packed_i16: Vec<i16>,
+}
+
+impl Int8Matrix {
+    /// `weight[n][k]` (N × K row-major), quantized for this machine's kernel.
+    pub fn quantize(weight: &[f32], n: usize, k: usize) -> Self {
+        Self::quantize_for(weight, n, k, Kernel::detect())
+    }
+
+    /// As [`Int8Matrix::quantize`], for a given kernel (tests run each kernel this machine has).
+    pub fn quantize_for(weight: &[f32], n: usize, k: usize, kernel: Kernel) -> Self {
+        assert!(k <= MAX_DEPTH, "K = {k} could overflow the i32 sums");
+        let kernel = if kernel == Kernel::Vnni && Kernel::detect() != Kernel::Vnni { Kernel::Pairs } else { kernel };
+        let mut scales = Vec::with_capacity(n);
+        let mut q = vec![0i8; n * k];
+        for (row, out) in weight.chunks_exact(k).zip(q.chunks_exact_mut(k)) {
+            let scale = symmetric_scale(row);
+            for (o, &w) in out.iter_mut().zip(row) {
+                *o = (w / scale).round().clamp(-127.0, 127.0) as i8;
+            }
+            scales.push(scale);
+        }
+        let offset = if kernel == Kernel::Vnni { -128 } else { 0 };
+        let column_offsets = q.chunks_exact(k).map(|row| offset * row.iter().map(|&v| v as i32).sum::<i32>()).collect();
+        let panels = n.div_ceil(PANEL);
+        let depth = kernel.depth();
+        let groups = k.div_ceil(depth);
+        let at = |col: usize, i: usize| if col < n && i < k { q[col * k + i] } else { 0 };
+        let mut packed = Vec::with_capacity(panels * groups * PANEL * depth);
+        for panel in 0..panels {
+            for group in 0..groups {
+                for c in 0..PANEL {
+                    for d in 0..depth {
+                        packed.push(at(panel * PANEL + c, group * depth + d));
+                    }
+                }
+            }
+        }
+        let (packed_i8, packed_i16) = match kernel {
+            Kernel::Vnni => (packed, Vec::new()),
+            Kernel::Pairs => (Vec::new(), packed.into_iter().map(i16::from).collect()),
+        };
+        Self { n, k, kernel, scales, column_offsets, packed_i8, packed_i16 }
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// `quantized` (its rows × K) times this matrix → `sums` (rows × N, row-major), the exact
+    /// integer dot products of the quantized values.
+    pub fn multiply(&self, quantized: &Quantized, sums: &mut [i32]) {
+        assert!(quantized.kernel == Some(self.kernel), "input quantized for another kernel");
+        assert_eq!(quantized.k, self.k, "input has {} channels, weights {}", quantized.k, self.k);
+        assert_eq!(sums.len(), quantized.rows * self.n);
+        let n = self.n;
+        let rows_per_tile = self.kernel.rows();
+        let groups = self.k.div_ceil(self.kernel.depth());
+        let panels = n.div_ceil(PANEL);
+        let panel_len = groups * PANEL * self.kernel.depth();
+        let mut tile = [[0i32; 2 * PANEL]; 6];
+        for row0 in (0..quantized.rows).step_by(rows_per_tile) {
+            let rows = rows_per_tile.min(quantized.rows - row0);
+            let mut panel = 0;
+            while panel < panels {
+                let two = panel + 1 < panels;
+                match self.kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Vnni => {
+                        let a = &quantized.unsigned[row0 * quantized.stride..];
+                        let b = &self.packed_i8[panel * panel_len..];
+                        // SAFETY: `Vnni` is only chosen where the CPU has these features; `a`
+                        // holds 6 padded rows of `stride` = 4 · groups bytes from `row0` (the
+                        // input is padded to whole tiles) and `b` one or two panels of
+                        // `panel_len` bytes.
+                        unsafe {
+                            if two {
+                                vnni::tile::<2>(a, quantized.stride, b, panel_len, groups, &mut tile)
+                            } else {
+                                vnni::tile::<1>(a, quantized.stride, b, panel_len, groups, &mut tile)
+                            }
+                        }
+                    }
+                    _ => {
+                        let a = &quantized.signed[row0 * quantized.stride..];
+                        let b = &self.packed_i16[panel * panel_len..];
+                        pairs::tile(a, quantized.stride, b, panel_len, groups, two, &mut tile);
+                    }
+                }
+                let first = panel * PANEL;
+                let cols = (if two { 2 * PANEL } else { PANEL }).min(n - first);
+                for (r, tile) in tile.iter().enumerate().take(rows) {
+                    let row = (row0 + r) * n + first;
+                    // Whole panels as fixed-size copies (a variable-length one is a memmove call).
+                    match cols {
+                        32 => sums[row..row + 32].copy_from_slice(tile),
+                        16 => sums[row..row + 16].copy_from_slice(&tile[..16]),
+                        _ => sums[row..row + cols].copy_from_slice(&tile[..cols]),
+                    }
+                }
+                panel += if two { 2 } else { 1 };
+            }
+        }
+    }
+
+    /// Row `sums` of [`Int8Matrix::multiply`] → `out` = activation((sum + offset[c]) · row_scale ·
+    /// scale[c] + bias[c] + residual[c]), in one pass (the offset undoes [`Kernel::Vnni`]'s
+    /// unsigned inputs).
+    #[inline(always)]
+    pub fn finish_row(
+        &self,
+        sums: &[i32],
+        row_scale: f32,
+        bias: &[f32],
+        residual: Option<&[f32]>,
+        activation: Activation,
+        out: &mut [f32],
+    ) {
+        let columns = out.iter_mut().zip(sums).zip(&self.column_offsets).zip(&self.scales).zip(bias);
+        match residual {
+            Some(residual) => {
+                for (((((o, &sum), &offset), &scale), &b), &x) in columns.zip(residual) {
+                    *o = (sum + offset) as f32 * (row_scale * scale) + b + x;
+                }
+            }
+            None => {
+                for ((((o, &sum), &offset), &scale), &b) in columns {
+                    *o = (sum + offset) as f32 * (row_scale * scale) + b;
+                }
+            }
+        }
+        apply_activation(out, activation);
+    }
+}
+
+/// max |x| / 127, or 1 for an all-zero row (whose values then all quantize to 0). Kept in 16
+/// lanes so it vectorises (a single running maximum is a serial chain of compares).
+fn symmetric_scale(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = values.chunks_exact(16);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            let a = v.abs();
+            *m = if a > *m { a } else { *m };
+        }
+    }
+    for (m, &v) in lanes.iter_mut().zip(rest) {
+        let a = v.abs();
+        *m = if a > *m { a } else { *m };
+    }
+    let max = lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m });
+    if max > 0.0 && max.is_finite() {
+        max / 127.0
+    } else {
+        1.0
+    }
+}
+
+/// Rows of activations quantized for one kernel, with each row's scale.
+#[derive(Debug, Default)]
+pub struct Quantized {
+    kernel: Option<Kernel>,
+    k: usize,
+    rows: usize,
+    /// Elements per padded row.
+    stride: usize,
+    pub scales: Vec<f32>,
+    /// [`Kernel::Vnni`]: q + 128.
+    unsigned: Vec<u8>,
+    /// [`Kernel::Pairs`]: q.
+    signed: Vec<i16>,
+}
+
+impl Quantized {
+    /// `input` (rows × `k`) → int8 rows for `kernel`, one scale per row; the buffers are reused.
+    pub fn quantize_rows(&mut self, input: &[f32], k: usize, kernel: Kernel) {
+        let rows = input.len() / k;
+        let padded_rows = rows.div_ceil(kernel.rows()) * kernel.rows();
+        let stride = k.div_ceil(kernel.depth()) * kernel.depth();
+        self.kernel = Some(kernel);
+        self.k = k;
+        self.rows = rows;
+        self.stride = stride;
+        self.scales.clear();
+        match kernel {
+            Kernel::Vnni => {
+                self.unsigned.clear();
+                self.unsigned.resize(padded_rows * stride, 128);
+            }
+            Kernel::Pairs => {
+                self.signed.clear();
+                self.signed.resize(padded_rows * stride, 0);
+            }
+        }
+        for (r, row) in input.chunks_exact(k).enumerate() {
+            let scale = symmetric_scale(row);
+            let inverse = 1.0 / scale;
+            self.scales.push(scale);
+            match kernel {
+                Kernel::Vnni => {
+                    for (o, &x) in self.unsigned[r * stride..r * stride + k].iter_mut().zip(row) {
+                        *o = (round_to_i32(x * inverse) + 128) as u8;
+                    }
+                }
+                Kernel::Pairs => {
+                    for (o, &x) in self.signed[r * stride..r * stride + k].iter_mut().zip(row) {
+                        *o = round_to_i32(x * inverse) as i16;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Round to nearest (ties to even) for |x| ≤ 127, as float arithmetic that vectorises everywhere:
+/// adding 1.5 · 2²³ leaves the rounded integer in the low mantissa bits (`f32::round` is a libm call
+/// in wasm, and a saturating `as` cast needs compares around every conversion). Anything else — a
+/// NaN from a NaN input — lands in [−127, 127] by the clamp on the bits.
+#[inline(always)]
+fn round_to_i32(x: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    let bits = ((x + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    bits.clamp(-127, 127)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use std::arch::x86_64::*;
+
+    use super::PANEL;
+
+    /// Six rows × one or two panels: `tile[r][p·16 + c]` = Σ over `groups` groups of 4 of
+    /// `a[r][4g + j]` (unsigned) · `b[p][g][c][j]` (signed).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn tile<const PANELS: usize>(
+        a: &[u8],
+        a_stride: usize,
+        b: &[i8],
+        panel_len: usize,
+        groups: usize,
+        tile: &mut [[i32; 2 * PANEL]; 6],
+    ) {
+        debug_assert!(a.len() >= 5 * a_stride + 4 * groups && b.len() >= (PANELS - 1) * panel_len + 64 * groups);
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [[_mm512_setzero_si512(); PANELS]; 6];
+        for g in 0..groups {
+            let mut w = [_mm512_setzero_si512(); PANELS];
+            for (p, w) in w.iter_mut().enumerate() {
+                *w = _mm512_loadu_si512(b.add(p * panel_len + g * 64).cast());
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_epi32(a.add(r * a_stride + g * 4).cast::<i32>().read_unaligned());
+                for p in 0..PANELS {
+                    acc[p] = _mm512_dpbusd_epi32(acc[p], x, w[p]);
+                }
+            }
+        }
+        for (out, acc) in tile.iter_mut().zip(&acc) {
+            for (p, acc) in acc.iter().enumerate() {
+                _mm512_storeu_si512(out.as_mut_ptr().add(p * PANEL).cast(), *acc);
+            }
+        }
+    }
+}
+
+mod pairs {
+    use super::PANEL;
+
+    /// Columns one pass computes: two 4-lane vectors in wasm.
+    const HALF: usize = PANEL / 2;
+
+    /// Four rows × one or two panels: `tile[r][p·16 + c]` = Σ over `groups` pairs of
+    /// `a[r][2g + j]` · `b[p][g][c][j]`.
+    pub fn tile(
+        a: &[i16],
+        a_stride: usize,
+        b: &[i16],
+        panel_len: usize,
+        groups: usize,
+        two: bool,
+        tile: &mut [[i32; 2 * PANEL]; 6],
+    ) {
+        let rows: [&[i16]; 4] = std::array::from_fn(|r| &a[r * a_stride..r * a_stride + 2 * groups]);
+        for p in 0..(1 + two as usize) {
+            let b = &b[p * panel_len..p * panel_len + groups * 2 * PANEL];
+            for half in 0..2 {
+                let sums = half_panel(&rows, b, half * HALF);
+                for (out, sums) in tile.iter_mut().zip(&sums) {
+                    out[p * PANEL + half * HALF..p * PANEL + (half + 1) * HALF].copy_from_slice(sums);
+                }
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn half_panel(rows: &[&[i16]; 4], b: &[i16], first: usize) -> [[i32; HALF]; 4] {
+        let mut acc = [[0i32; HALF]; 4];
+        for (g, w) in b.chunks_exact(2 * PANEL).enumerate() {
+            let w = &w[2 * first..2 * (first + HALF)];
+            for (acc, row) in acc.iter_mut().zip(rows) {
+                let (x0, x1) = (row[2 * g] as i32, row[2 * g + 1] as i32);
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    *acc += x0 * w[2 * c] as i32 + x1 * w[2 * c + 1] as i32;
+                }
+            }
+        }
+        acc
+    }
+
+    /// simd128: `i32x4.dot_i16x8` does 4 columns × 2 inputs per instruction.
+    #[cfg(target_arch = "wasm32")]
+    fn half_panel(rows: &[&[i16]; 4], b: &[i16], first: usize) -> [[i32; HALF]; 4] {
+        use std::arch::wasm32::*;
+        let mut acc = [[i32x4_splat(0); 2]; 4];
+        for (g, w) in b.chunks_exact(2 * PANEL).enumerate() {
+            let w = &w[2 * first..2 * (first + HALF)];
+            // SAFETY: `w` holds 16 i16: two vectors of 8.
+            let w = unsafe { [v128_load(w.as_ptr().cast()), v128_load(w.as_ptr().add(8).cast())] };
+            for (acc, row) in acc.iter_mut().zip(rows) {
+                let x = i32x4_splat((row[2 * g] as u16 as i32) | ((row[2 * g + 1] as i32) << 16));
+                acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(x, w[0]));
+                acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(x, w[1]));
+            }
+        }
+        let mut out = [[0i32; HALF]; 4];
+        for (out, acc) in out.iter_mut().zip(&acc) {
+            // SAFETY: `out` holds 8 i32: two vectors of 4.
+            unsafe {
+                v128_store(out.as_mut_ptr().cast(), acc[0]);
+                v128_store(out.as_mut_ptr().add(4).cast(), acc[1]);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,261 @@
+//! Inference kernels over NHWC activations (one image: rows of pixels, each a run of channels):
+//! depthwise convolution with its bias and activation fused, im2col for dense convolutions, pooling.
+//!
+//! With channels innermost, the depthwise loop runs along contiguous channels (16 at a time in
+//! registers, summed over every tap before one store) and a 1×1 convolution is one matrix product
+//! of the whole image ([`crate::kernels::matmul`]).
+
+use rayon::prelude::*;
+
+use crate::kernels::depthwise::same_padding;
+use crate::kernels::{apply_activation, Activation};
+
+/// Where a convolution's taps read from: input and output sizes and the padding before the first
+/// row and column (the rest, if any, is after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+}
+
+impl ConvGeometry {
+    /// TensorFlow's 'SAME' padding (EfficientNet): the odd extra pixel goes bottom/right.
+    pub fn same(in_h: usize, in_w: usize, channels: usize, kernel: usize, stride: usize) -> Self {
+        let (out_h, pad_top) = same_padding(in_h, kernel, stride);
+        let (out_w, pad_left) = same_padding(in_w, kernel, stride);
+        Self { in_h, in_w, channels, kernel, stride, pad_top, pad_left, out_h, out_w }
+    }
+
+    /// `padding` zeros on every side (PyTorch's `Conv2d`, `MaxPool2d`).
+    pub fn symmetric(in_h: usize, in_w: usize, channels: usize, kernel: usize, stride: usize, padding: usize) -> Self {
+        let out = |len: usize| (len + 2 * padding - kernel) / stride + 1;
+        Self {
+            in_h,
+            in_w,
+            channels,
+            kernel,
+            stride,
+            pad_top: padding,
+            pad_left: padding,
+            out_h: out(in_h),
+            out_w: out(in_w),
+        }
+    }
+
+    pub fn out_pixels(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// The input pixel under tap (ky, kx) of output pixel (oy, ox), if it is inside the image.
+    #[inline(always)]
+    fn input_pixel(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
+        let iy = (oy * self.stride + ky).checked_sub(self.pad_top).filter(|&y| y < self.in_h)?;
+        let ix = (ox * self.stride + kx).checked_sub(self.pad_left).filter(|&x| x < self.in_w)?;
+        Some(iy * self.in_w + ix)
+    }
+}
+
+/// Channels summed together in registers.
+const CHUNK: usize = 16;
+
+/// Depthwise convolution, `input` (in_h · in_w × C), `taps` (k · k × C: tap-major, channels
+/// innermost), `bias` (C) → `out` (out_h · out_w × C) = activation(conv + bias).
+pub fn depthwise(
+    g: &ConvGeometry,
+    input: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    activation: Activation,
+    out: &mut [f32],
+    threads: usize,
+) {
+    let c = g.channels;
+    assert_eq!(input.len(), g.in_h * g.in_w * c);
+    assert_eq!(taps.len(), g.kernel * g.kernel * c);
+    assert_eq!(bias.len(), c);
+    assert_eq!(out.len(), g.out_pixels() * c);
+    assert!(g.kernel * g.kernel <= MAX_TAPS, "a {0}×{0} depthwise kernel", g.kernel);
+    let row = |(oy, out): (usize, &mut [f32])| {
+        #[cfg(target_arch = "x86_64")]
+        if fma_available() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            unsafe { depthwise_row_fma(g, input, taps, bias, activation, oy, out) };
+            return;
+        }
+        depthwise_row::<false>(g, input, taps, bias, activation, oy, out);
+    };
+    if threads > 1 {
+        out.par_chunks_mut(g.out_w * c).enumerate().for_each(row);
+    } else {
+        out.chunks_mut(g.out_w * c).enumerate().for_each(row);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fma_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn depthwise_row_fma(
+    g: &ConvGeometry,
+    input: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    activation: Activation,
+    oy: usize,
+    out: &mut [f32],
+) {
+    depthwise_row::<true>(g, input, taps, bias, activation, oy, out)
+}
+
+/// `a · b + c`, fused where the CPU can (`mul_add` without FMA would be a libm call).
+#[inline(always)]
+fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+#[inline(always)]
+fn depthwise_row<const FMA: bool>(
+    g: &ConvGeometry,
+    input: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    activation: Activation,
+    oy: usize,
+    out: &mut [f32],
+) {
+    let c = g.channels;
+    let k = g.kernel;
+    let whole = c / CHUNK * CHUNK;
+    // The taps inside the image for one output pixel: (offset into `taps`, offset into `input`).
+    let mut inside = [(0usize, 0usize); MAX_TAPS];
+    for (ox, pixel) in out.chunks_exact_mut(c).enumerate() {
+        let mut count = 0;
+        for ky in 0..k {
+            for kx in 0..k {
+                if let Some(at) = g.input_pixel(oy, ox, ky, kx) {
+                    inside[count] = ((ky * k + kx) * c, at * c);
+                    count += 1;
+                }
+            }
+        }
+        let inside = &inside[..count];
+        for first in (0..whole).step_by(CHUNK) {
+            let mut acc: [f32; CHUNK] = bias[first..first + CHUNK].try_into().expect("a chunk");
+            for &(tap, at) in inside {
+                let x: &[f32; CHUNK] = input[at + first..at + first + CHUNK].try_into().expect("a chunk");
+                let w: &[f32; CHUNK] = taps[tap + first..tap + first + CHUNK].try_into().expect("a chunk");
+                for i in 0..CHUNK {
+                    acc[i] = multiply_add::<FMA>(x[i], w[i], acc[i]);
+                }
+            }
+            apply_activation(&mut acc, activation);
+            pixel[first..first + CHUNK].copy_from_slice(&acc);
+        }
+        for ch in whole..c {
+            let mut acc = bias[ch];
+            for &(tap, at) in inside {
+                acc = multiply_add::<FMA>(input[at + ch], taps[tap + ch], acc);
+            }
+            pixel[ch] = acc;
+        }
+        apply_activation(&mut pixel[whole..], activation);
+    }
+}
+
+/// Taps of the largest kernel a backbone file may have (7×7).
+const MAX_TAPS: usize = 49;
+
+/// Rows `rows` of the im2col matrix of `input` (in_h · in_w × C): one row per output pixel, its
+/// k · k · C values in (ky, kx, c) order, zeros where a tap falls outside the image.
+pub fn im2col(g: &ConvGeometry, input: &[f32], rows: std::ops::Range<usize>, block: &mut [f32]) {
+    let c = g.channels;
+    let row_len = g.kernel * g.kernel * c;
+    for (pixel, row) in rows.zip(block.chunks_exact_mut(row_len)) {
+        let (oy, ox) = (pixel / g.out_w, pixel % g.out_w);
+        for ky in 0..g.kernel {
+            for kx in 0..g.kernel {
+                let dst = &mut row[(ky * g.kernel + kx) * c..(ky * g.kernel + kx + 1) * c];
+                match g.input_pixel(oy, ox, ky, kx) {
+                    Some(at) => dst.copy_from_slice(&input[at * c..(at + 1) * c]),
+                    None => dst.fill(0.0),
+                }
+            }
+        }
+    }
+}
+
+/// A dense (out, in, kh, kw) filter bank → (out, kh · kw · in) rows in [`im2col`]'s order.
+pub fn filters_for_im2col(weight: &[f32], out: usize, channels: usize, kernel: usize) -> Vec<f32> {
+    let mut rows = vec![0.0; weight.len()];
+    for o in 0..out {
+        for c in 0..channels {
+            for t in 0..kernel * kernel {
+                rows[(o * kernel * kernel + t) * channels + c] = weight[((o * channels) + c) * kernel * kernel + t];
+            }
+        }
+    }
+    rows
+}
+
+/// A depthwise (C, 1, k, k) filter bank → taps (k · k × C), as [`depthwise`] reads them.
+pub fn taps_for_depthwise(weight: &[f32], channels: usize, kernel: usize) -> Vec<f32> {
+    let mut taps = vec![0.0; weight.len()];
+    for c in 0..channels {
+        for t in 0..kernel * kernel {
+            taps[t * channels + c] = weight[c * kernel * kernel + t];
+        }
+    }
+    taps
+}
+
+/// One image (C, H, W) → (H · W × C).
+pub fn nchw_to_nhwc(image: &[f32], channels: usize, out: &mut [f32]) {
+    let plane = image.len() / channels;
+    for (c, plane) in image.chunks_exact(plane).enumerate() {
+        for (p, &v) in plane.iter().enumerate() {
+            out[p * channels + c] = v;
+        }
+    }
+}
+
+/// The mean of every channel over all pixels: (P × C) → C.
+pub fn global_average_pool(input: &[f32], channels: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for pixel in input.chunks_exact(channels) {
+        out.iter_mut().zip(pixel).for_each(|(o, &v)| *o += v);
+    }
+    let pixels = (input.len() / channels).max(1) as f32;
+    out.iter_mut().for_each(|o| *o /= pixels);
+}
+
+/// Max pooling (ResNet's 3×3, stride 2, padding 1): padding never wins, as in PyTorch.
+pub fn max_pool(g: &ConvGeometry, input: &[f32], out: &mut [f32]) {
+    let c = g.channels;
+    for (pixel, dst) in out.chunks_exact_mut(c).enumerate() {
+        let (oy, ox) = (pixel / g.out_w, pixel % g.out_w);
+        dst.fill(f32::NEG_INFINITY);
+        for ky in 0..g.kernel {
+            for kx in 0..g.kernel {
+                if let Some(at) = g.input_pixel(oy, ox, ky, kx) {
+                    for (d, &v) in dst.iter_mut().zip(&input[at * c..(at + 1) * c]) {
+                        *d = if v > *d { v } else { *d };
+                    }
+                }
+            }
+        }
+    }
+}
