@@ -2,9 +2,9 @@
 
 mod common;
 
-use wick::infer::Precision;
 use common::scratch;
 use std::path::{Path, PathBuf};
+use wick::infer::Precision;
 
 use candle_core::Device;
 use wick::backbone::Backbone;

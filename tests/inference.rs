@@ -57,7 +57,7 @@ fn int8_kernels_agree_exactly() {
             let mut quantized = Quantized::default();
             quantized.quantize_rows(&input, k, kernel);
             let mut sums = vec![i32::MIN; m * n];
-            matrix.multiply(&quantized, |r, c0, acc| sums[r * n + c0..r * n + c0 + acc.len()].copy_from_slice(acc));
+            matrix.multiply(&quantized, &mut sums);
             assert!(!sums.contains(&i32::MIN), "{m}×{k}×{n} {kernel:?}: every output written");
             results.push(sums);
         }
@@ -76,20 +76,31 @@ fn weights_apply_matches_the_definition() {
         let bias = random(&mut rng, n, 1.0);
         let residual = random(&mut rng, m * n, 2.0);
         let exact = product(&input, &weight, m, n, k);
-        for (precision, activation, threads) in
-            [(Precision::F32, Activation::Relu6, 1), (Precision::Int8, Activation::None, 2), (Precision::Int8, Activation::Relu, 1)]
-        {
+        for (precision, activation, threads) in [
+            (Precision::F32, Activation::Relu6, 1),
+            (Precision::Int8, Activation::None, 2),
+            (Precision::Int8, Activation::Relu, 1),
+        ] {
             let weights = Weights::new(&weight, n, k, precision);
             let mut out = vec![f32::NAN; m * n];
             let epilogue = Epilogue { bias: &bias, residual: Some(&residual), activation };
             weights.apply(&input, &mut out, epilogue, threads);
-            // Per-row and per-column int8 steps of max/127: each of the k products is off by at most
-            // half a step of each factor.
-            let tolerance = match precision {
-                Precision::F32 => 1e-4 * (k as f64).sqrt(),
-                Precision::Int8 => 3.0 * 0.5 / 127.0 * 0.5 * k as f64 / (k as f64).sqrt().max(1.0),
-            };
             for (i, (&got, &sum)) in out.iter().zip(&exact).enumerate() {
+                let (r, c) = (i / n, i % n);
+                let (a, w) = (&input[r * k..(r + 1) * k], &weight[c * k..(c + 1) * k]);
+                // int8 steps are max|row|/127 per input row and max|filter|/127 per output channel;
+                // rounding moves each factor by at most half a step, so each product by at most
+                // |a|·Δw/2 + |w|·Δa/2 + Δa·Δw/4: the sum of these bounds the error.
+                let step = |v: &[f32]| v.iter().fold(0f64, |m, x| m.max(x.abs() as f64)) / 127.0;
+                let (da, dw) = (step(a), step(w));
+                let tolerance = match precision {
+                    Precision::F32 => 1e-4 * (k as f64).sqrt(),
+                    Precision::Int8 => a
+                        .iter()
+                        .zip(w)
+                        .map(|(&x, &y)| (x.abs() as f64) * dw / 2.0 + (y.abs() as f64) * da / 2.0 + da * dw / 4.0)
+                        .sum(),
+                };
                 let pre = sum + bias[i % n] as f64 + residual[i] as f64;
                 let want = match activation {
                     Activation::None => pre,
@@ -133,7 +144,9 @@ fn nchw_to_nhwc(x: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
 #[test]
 fn nhwc_depthwise_matches_the_graph_kernel() {
     let mut rng = StdRng::seed_from_u64(3);
-    for (c, h, w, k, stride) in [(16, 7, 7, 3, 1), (24, 9, 8, 5, 2), (37, 12, 13, 3, 2), (8, 1, 1, 5, 1), (96, 14, 14, 5, 1)] {
+    for (c, h, w, k, stride) in
+        [(16, 7, 7, 3, 1), (24, 9, 8, 5, 2), (37, 12, 13, 3, 2), (8, 1, 1, 5, 1), (96, 14, 14, 5, 1)]
+    {
         let x = random(&mut rng, c * h * w, 4.0);
         let weight = random(&mut rng, c * k * k, 1.0);
         let bias = random(&mut rng, c, 1.0);
@@ -210,7 +223,8 @@ fn compare_paths(backbone: &Backbone, what: &str, f32_floor: f64, int8_floor: f6
     let exact = backbone.with_precision(Precision::F32).unwrap();
     assert_eq!(exact.precision(), Precision::F32);
     let f32_path = exact.features(&input).unwrap().to_vec2::<f32>().unwrap();
-    let int8_path = backbone.with_precision(Precision::Int8).unwrap().features(&input).unwrap().to_vec2::<f32>().unwrap();
+    let int8_path =
+        backbone.with_precision(Precision::Int8).unwrap().features(&input).unwrap().to_vec2::<f32>().unwrap();
     for i in 0..images.len() {
         let (f, q) = (cosine(&f32_path[i], &graph[i]), cosine(&int8_path[i], &graph[i]));
         eprintln!("{what} photo {i}: f32 path cosine {f:.7}, int8 path cosine {q:.5} to the graph");

@@ -103,18 +103,7 @@ pub fn main() -> ExitCode {
         Command::Convert { pth, out } => {
             check_outputs(&[("--out", &out)], &[("--pth", &pth)]).and_then(|()| convert::convert(&pth, &out))
         }
-        Command::Bench {
-            backbone,
-            batch,
-            iters,
-            head_data,
-            head_fit,
-            finetune,
-            img_size,
-            warmup,
-            threads,
-            json,
-        } => {
+        Command::Bench { backbone, batch, iters, head_data, head_fit, finetune, img_size, warmup, threads, json } => {
             if let Some(n) = threads {
                 // Both pools candle uses read these when first touched.
                 std::env::set_var("RAYON_NUM_THREADS", n.to_string());

@@ -48,7 +48,13 @@ impl EfficientNetLite {
                 Ok(MbConv {
                     expand,
                     depthwise: conv(&format!("{p}._depthwise_conv"), depthwise, true, b.stride, Activation::Relu6)?,
-                    project: conv(&format!("{p}._project_conv"), [b.out_channels, hidden, 1, 1], false, 1, Activation::None)?,
+                    project: conv(
+                        &format!("{p}._project_conv"),
+                        [b.out_channels, hidden, 1, 1],
+                        false,
+                        1,
+                        Activation::None,
+                    )?,
                     skip: b.stride == 1 && b.in_channels == b.out_channels,
                 })
             })
@@ -59,7 +65,14 @@ impl EfficientNetLite {
     }
 
     /// One image (3, H, W), RGB in [-1, 1] → its pooled features (`features`, 1280 values).
-    pub fn forward(&self, image: &[f32], side: (usize, usize), arena: &mut Arena, features: &mut [f32], threads: usize) {
+    pub fn forward(
+        &self,
+        image: &[f32],
+        side: (usize, usize),
+        arena: &mut Arena,
+        features: &mut [f32],
+        threads: usize,
+    ) {
         let (h, w) = side;
         let largest = self.config.peak_activation_bytes(h.max(w)) / 4;
         let [x, y, expanded, filtered] = arena.buffers(largest.max(3 * h * w));

@@ -54,7 +54,14 @@ impl ResNet {
     }
 
     /// One image (3, H, W), normalised → its pooled features (512 or 2048 values).
-    pub fn forward(&self, image: &[f32], side: (usize, usize), arena: &mut Arena, features: &mut [f32], threads: usize) {
+    pub fn forward(
+        &self,
+        image: &[f32],
+        side: (usize, usize),
+        arena: &mut Arena,
+        features: &mut [f32],
+        threads: usize,
+    ) {
         let (h, w) = side;
         let largest = self.config.peak_activation_bytes(h.max(w)) / 4;
         let [x, a, b, shortcut] = arena.buffers(largest.max(3 * h * w));

@@ -120,7 +120,8 @@ impl Int8Matrix {
     }
 
     /// `quantized` (its rows × K) times this matrix → `sums` (rows × N, row-major), the exact
-    /// integer dot products of the quantized values.
+    /// integer dot products of the quantized values, whichever kernel ran (the unsigned inputs of
+    /// [`Kernel::Vnni`] are corrected here).
     pub fn multiply(&self, quantized: &Quantized, sums: &mut [i32]) {
         assert!(quantized.kernel == Some(self.kernel), "input quantized for another kernel");
         assert_eq!(quantized.k, self.k, "input has {} channels, weights {}", quantized.k, self.k);
@@ -161,13 +162,11 @@ impl Int8Matrix {
                 }
                 let first = panel * PANEL;
                 let cols = (if two { 2 * PANEL } else { PANEL }).min(n - first);
+                let offsets = &self.column_offsets[first..first + cols];
                 for (r, tile) in tile.iter().enumerate().take(rows) {
-                    let row = (row0 + r) * n + first;
-                    // Whole panels as fixed-size copies (a variable-length one is a memmove call).
-                    match cols {
-                        32 => sums[row..row + 32].copy_from_slice(tile),
-                        16 => sums[row..row + 16].copy_from_slice(&tile[..16]),
-                        _ => sums[row..row + cols].copy_from_slice(&tile[..cols]),
+                    let row = &mut sums[(row0 + r) * n + first..(row0 + r) * n + first + cols];
+                    for ((sum, &t), &offset) in row.iter_mut().zip(tile).zip(offsets) {
+                        *sum = t + offset;
                     }
                 }
                 panel += if two { 2 } else { 1 };
@@ -175,9 +174,8 @@ impl Int8Matrix {
         }
     }
 
-    /// Row `sums` of [`Int8Matrix::multiply`] → `out` = activation((sum + offset[c]) · row_scale ·
-    /// scale[c] + bias[c] + residual[c]), in one pass (the offset undoes [`Kernel::Vnni`]'s
-    /// unsigned inputs).
+    /// Row `sums` of [`Int8Matrix::multiply`] → `out` = activation(sum · row_scale · scale[c] +
+    /// bias[c] + residual[c]), in one pass.
     #[inline(always)]
     pub fn finish_row(
         &self,
@@ -188,16 +186,16 @@ impl Int8Matrix {
         activation: Activation,
         out: &mut [f32],
     ) {
-        let columns = out.iter_mut().zip(sums).zip(&self.column_offsets).zip(&self.scales).zip(bias);
+        let columns = out.iter_mut().zip(sums).zip(&self.scales).zip(bias);
         match residual {
             Some(residual) => {
-                for (((((o, &sum), &offset), &scale), &b), &x) in columns.zip(residual) {
-                    *o = (sum + offset) as f32 * (row_scale * scale) + b + x;
+                for ((((o, &sum), &scale), &b), &x) in columns.zip(residual) {
+                    *o = sum as f32 * (row_scale * scale) + b + x;
                 }
             }
             None => {
-                for ((((o, &sum), &offset), &scale), &b) in columns {
-                    *o = (sum + offset) as f32 * (row_scale * scale) + b;
+                for (((o, &sum), &scale), &b) in columns {
+                    *o = sum as f32 * (row_scale * scale) + b;
                 }
             }
         }
@@ -207,6 +205,7 @@ impl Int8Matrix {
 
 /// max |x| / 127, or 1 for an all-zero row (whose values then all quantize to 0). Kept in 16
 /// lanes so it vectorises (a single running maximum is a serial chain of compares).
+#[inline(always)]
 fn symmetric_scale(values: &[f32]) -> f32 {
     let mut lanes = [0f32; 16];
     let chunks = values.chunks_exact(16);
@@ -246,6 +245,7 @@ pub struct Quantized {
 
 impl Quantized {
     /// `input` (rows × `k`) → int8 rows for `kernel`, one scale per row; the buffers are reused.
+    #[inline(always)]
     pub fn quantize_rows(&mut self, input: &[f32], k: usize, kernel: Kernel) {
         let rows = input.len() / k;
         let padded_rows = rows.div_ceil(kernel.rows()) * kernel.rows();

@@ -155,6 +155,23 @@ impl Weights {
     }
 
     fn block(&self, input: &[f32], out: &mut [f32], epilogue: Epilogue, scratch: &mut Scratch) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { self.block_avx2(input, out, epilogue, scratch) };
+        }
+        self.block_portable(input, out, epilogue, scratch)
+    }
+
+    /// [`Weights::block_portable`] compiled for AVX2: quantizing and finishing rows run 8 lanes wide.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block_avx2(&self, input: &[f32], out: &mut [f32], epilogue: Epilogue, scratch: &mut Scratch) {
+        self.block_portable(input, out, epilogue, scratch)
+    }
+
+    #[inline(always)]
+    fn block_portable(&self, input: &[f32], out: &mut [f32], epilogue: Epilogue, scratch: &mut Scratch) {
         let (k, n) = (self.k, self.n);
         let rows = out.len() / n;
         match &self.stored {

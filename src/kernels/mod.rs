@@ -15,6 +15,14 @@ pub mod recompute;
 
 use bias_relu6::relu6;
 
+/// Whether this CPU runs the AVX2 + FMA builds of the inference kernels. The crate is compiled for
+/// baseline x86-64 (SSE2), so each hot kernel also has a copy compiled with these features, chosen
+/// at run time.
+#[cfg(target_arch = "x86_64")]
+pub fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// What follows a convolution's (folded) normalisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {

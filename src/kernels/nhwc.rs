@@ -84,7 +84,7 @@ pub fn depthwise(
     assert!(g.kernel * g.kernel <= MAX_TAPS, "a {0}×{0} depthwise kernel", g.kernel);
     let row = |(oy, out): (usize, &mut [f32])| {
         #[cfg(target_arch = "x86_64")]
-        if fma_available() {
+        if crate::kernels::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time).
             unsafe { depthwise_row_fma(g, input, taps, bias, activation, oy, out) };
             return;
@@ -96,11 +96,6 @@ pub fn depthwise(
     } else {
         out.chunks_mut(g.out_w * c).enumerate().for_each(row);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn fma_available() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -347,7 +347,9 @@ fn now_ms() -> f64 {
 #[wasm_bindgen]
 pub fn bench_backbone(model_file: &[u8], batch: usize, iters: usize, precision: &str) -> Result<String, JsError> {
     let precision = Precision::parse(precision).map_err(fail)?;
-    let backbone = Backbone::from_backbone_file(model_file, &Device::Cpu).and_then(|b| b.with_precision(precision)).map_err(fail)?;
+    let backbone = Backbone::from_backbone_file(model_file, &Device::Cpu)
+        .and_then(|b| b.with_precision(precision))
+        .map_err(fail)?;
     let crop = backbone.meta.preprocess.crop as usize;
     let input = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), &Device::Cpu).map_err(fail)?;
     let run = || backbone.features(&input).and_then(|f| Ok(f.to_vec2::<f32>()?)).map_err(fail);
