@@ -12,6 +12,8 @@ pub mod resnet;
 
 use std::sync::{Arc, Mutex};
 
+use rayon::prelude::*;
+
 use crate::backbone::fold::FloatWeights;
 use crate::backbone::NetworkConfig;
 use crate::error::{invalid, Result};
@@ -56,11 +58,19 @@ impl Engine {
             return Err(invalid!("expected {n} images of 3×{}×{}, got {} values", side.0, side.1, images.len()));
         }
         let mut features = vec![0.0; n * self.feature_dim];
-        let mut arena = self.arena.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (image, out) in images.chunks_exact(per_image).zip(features.chunks_exact_mut(self.feature_dim)) {
-            match &self.family {
-                Family::EfficientNetLite(net) => net.forward(image, side, &mut arena, out, threads),
-                Family::ResNet(net) => net.forward(image, side, &mut arena, out, threads),
+        let forward = |arena: &mut Arena, image: &[f32], out: &mut [f32], threads| match &self.family {
+            Family::EfficientNetLite(net) => net.forward(image, side, arena, out, threads),
+            Family::ResNet(net) => net.forward(image, side, arena, out, threads),
+        };
+        let pairs = images.chunks_exact(per_image).zip(features.chunks_exact_mut(self.feature_dim));
+        if threads > 1 && n >= threads {
+            // A batch: one image per thread, each single-threaded with an arena of its own (splitting
+            // one image's small late layers across threads costs more than it gains).
+            pairs.par_bridge().for_each_init(Arena::default, |arena, (image, out)| forward(arena, image, out, 1));
+        } else {
+            let mut arena = self.arena.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (image, out) in pairs {
+                forward(&mut arena, image, out, threads);
             }
         }
         Ok(features)

@@ -73,6 +73,15 @@ enum Stored {
 /// `gemm` crate's per-call packing of the weights is spread over enough rows to be negligible.
 const ROW_BLOCK: usize = 96;
 
+/// Rows per block for `m` rows on `threads` threads: at most [`ROW_BLOCK`], in a number of blocks
+/// that shares out evenly (a 14×14 map is 4 blocks of 49 rows on 2 threads, not 96 + 96 + 4), in
+/// multiples of 6 (the int8 kernels' tile).
+fn block_rows(m: usize, threads: usize) -> usize {
+    let threads = threads.max(1);
+    let blocks = m.div_ceil(ROW_BLOCK).max(threads).div_ceil(threads) * threads;
+    m.div_ceil(blocks).next_multiple_of(6).clamp(6, ROW_BLOCK)
+}
+
 impl Weights {
     /// From PyTorch's layout, `weight[n][k]` (N × K row-major: a 1×1 convolution's (out, in), or a
     /// dense one's (out, in·k·k) after reordering its taps to im2col's order).
@@ -128,8 +137,9 @@ impl Weights {
             assert_eq!(residual.len(), out.len());
         }
         let (k, n) = (self.k, self.n);
+        let block_rows = block_rows(m, threads);
         let block = |(index, out): (usize, &mut [f32])| {
-            let rows = index * ROW_BLOCK..(index * ROW_BLOCK + out.len() / n);
+            let rows = index * block_rows..(index * block_rows + out.len() / n);
             let residual = epilogue.residual.map(|r| &r[rows.start * n..rows.end * n]);
             let epilogue = Epilogue { residual, ..epilogue };
             SCRATCH.with(|scratch| {
@@ -147,10 +157,10 @@ impl Weights {
                 }
             })
         };
-        if threads > 1 && m > ROW_BLOCK {
-            out.par_chunks_mut(ROW_BLOCK * n).enumerate().for_each(block);
+        if threads > 1 && m > block_rows && m * k * n >= crate::kernels::PARALLEL_WORK {
+            out.par_chunks_mut(block_rows * n).enumerate().for_each(block);
         } else {
-            out.chunks_mut(ROW_BLOCK * n).enumerate().for_each(block);
+            out.chunks_mut(block_rows * n).enumerate().for_each(block);
         }
     }
 
