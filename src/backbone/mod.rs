@@ -318,10 +318,15 @@ impl Backbone {
     /// the inference path ([`crate::infer`]), elsewhere Candle's graph.
     pub fn features(&self, input: &Tensor) -> Result<Tensor> {
         let (n, _, h, w) = input.dims4()?;
-        if self.device.is_cpu() {
-            let pixels = input.flatten_all()?.to_vec1::<f32>()?;
+        // (wasm has only the CPU: saying so leaves the graph's forward pass out of the web app.)
+        if cfg!(target_arch = "wasm32") || self.device.is_cpu() {
+            let input = input.to_dtype(DType::F32)?.contiguous()?;
             let threads = candle_core::utils::get_num_threads();
-            let features = self.engine.features(&pixels, n, (h, w), threads)?;
+            // The pixels in place (a copy of a batch is megabytes of fresh pages).
+            let (storage, layout) = input.storage_and_layout();
+            let candle_core::Storage::Cpu(storage) = &*storage else { unreachable!("a CPU tensor") };
+            let pixels = &storage.as_slice::<f32>()?[layout.start_offset()..][..input.elem_count()];
+            let features = self.engine.features(pixels, n, (h, w), threads)?;
             return Ok(Tensor::from_vec(features, (n, self.feature_dim()), &self.device)?);
         }
         self.graph_features(input)

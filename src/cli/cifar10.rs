@@ -45,6 +45,12 @@ pub struct Cifar10Report<'a> {
     /// probe: feature vectors the backbone computed (the rest came from the cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub features_computed: Option<usize>,
+    /// probe: the rate of that computing (decoding, preprocessing, the backbone), images per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extraction_images_per_second: Option<f64>,
+    /// probe: the backbone's arithmetic (int8 or f32).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<&'static str>,
     pub history: &'a [EpochStats],
     pub best_epoch: usize,
     pub stop: &'a Stop,
@@ -88,10 +94,12 @@ pub fn cifar10_probe(
         bar.finish_and_clear();
         Ok(rows)
     };
+    let extraction_start = Instant::now();
     let train_rows = features(train, View::AsIs, "train")?;
     let mirrored_rows = if config.flip_augment { Some(features(train, View::Mirrored, "mirrored")?) } else { None };
     let test_rows = features(test, View::AsIs, "test")?;
     let features_computed = cache.cache.len() - cached_before;
+    let extraction_rate = features_computed as f64 / extraction_start.elapsed().as_secs_f64();
 
     let labels: Vec<u32> = train.labels.iter().map(|&l| l as u32).collect();
     let (train_idx, val_idx) = stratified_split(&labels, cifar10::CLASSES.len(), val_split, config.seed);
@@ -146,6 +154,8 @@ pub fn cifar10_probe(
             validation_accuracy,
             test_images: test_set.len(),
             features_computed: Some(features_computed),
+            extraction_images_per_second: (features_computed > 0).then_some(extraction_rate),
+            precision: Some(backbone.precision().name()),
             history: &classifier.meta.history,
             best_epoch: classifier.meta.best_epoch,
             stop: &classifier.meta.stop,
@@ -161,6 +171,12 @@ pub fn cifar10_probe(
             };
             let val = h.val_accuracy.map_or(String::new(), |a| format!("  validation accuracy {:.2}%", 100.0 * a));
             println!("{step}  train loss {:.4}{val}", h.train_loss);
+        }
+        if features_computed > 0 {
+            println!(
+                "features: {features_computed} computed ({}), {extraction_rate:.0} images/s",
+                backbone.precision().name()
+            );
         }
         println!("kept step {}; test set: {}", classifier.meta.best_epoch, metrics.table());
         let seconds = start.elapsed().as_secs_f64();
@@ -375,6 +391,8 @@ pub fn cifar10_finetune(
             validation_accuracy: None,
             test_images: test.len(),
             features_computed: None,
+            extraction_images_per_second: None,
+            precision: None,
             history: &classifier.meta.history,
             best_epoch: classifier.meta.best_epoch,
             stop: &classifier.meta.stop,

@@ -77,29 +77,29 @@ impl EfficientNetLite {
         let largest = self.config.peak_activation_bytes(h.max(w)) / 4;
         let [x, y, expanded, filtered] = arena.buffers(largest.max(3 * h * w));
         let mut shape = Shape { h, w, c: 3 };
-        nhwc::nchw_to_nhwc(image, 3, &mut y[..shape.len()]);
+        nhwc::nchw_to_nhwc(image, 3, &mut y[..shape.elements()]);
         let out = self.stem.output_shape(shape);
-        self.stem.forward(shape, &y[..shape.len()], None, &mut x[..out.len()], threads);
+        self.stem.forward(shape, &y[..shape.elements()], None, &mut x[..out.elements()], threads);
         shape = out;
         for block in &self.blocks {
             let hidden = match &block.expand {
                 Some(expand) => {
                     let out = expand.output_shape(shape);
-                    expand.forward(shape, &x[..shape.len()], None, &mut expanded[..out.len()], threads);
-                    (out, &expanded[..out.len()])
+                    expand.forward(shape, &x[..shape.elements()], None, &mut expanded[..out.elements()], threads);
+                    (out, &expanded[..out.elements()])
                 }
-                None => (shape, &x[..shape.len()]),
+                None => (shape, &x[..shape.elements()]),
             };
             let dw = block.depthwise.output_shape(hidden.0);
-            block.depthwise.forward(hidden.0, hidden.1, None, &mut filtered[..dw.len()], threads);
+            block.depthwise.forward(hidden.0, hidden.1, None, &mut filtered[..dw.elements()], threads);
             let out = block.project.output_shape(dw);
-            let residual = block.skip.then(|| &x[..out.len()]);
-            block.project.forward(dw, &filtered[..dw.len()], residual, &mut y[..out.len()], threads);
+            let residual = block.skip.then(|| &x[..out.elements()]);
+            block.project.forward(dw, &filtered[..dw.elements()], residual, &mut y[..out.elements()], threads);
             std::mem::swap(x, y);
             shape = out;
         }
         let out = self.head.output_shape(shape);
-        self.head.forward(shape, &x[..shape.len()], None, &mut y[..out.len()], threads);
-        nhwc::global_average_pool(&y[..out.len()], out.c, features);
+        self.head.forward(shape, &x[..shape.elements()], None, &mut y[..out.elements()], threads);
+        nhwc::global_average_pool(&y[..out.elements()], out.c, features);
     }
 }

@@ -48,7 +48,8 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub fn len(&self) -> usize {
+    /// How many values it holds.
+    pub fn elements(&self) -> usize {
         self.h * self.w * self.c
     }
 }

@@ -63,7 +63,7 @@ impl Engine {
             Family::ResNet(net) => net.forward(image, side, arena, out, threads),
         };
         let pairs = images.chunks_exact(per_image).zip(features.chunks_exact_mut(self.feature_dim));
-        if threads > 1 && n >= threads {
+        if crate::kernels::parallel(threads) && n >= threads {
             // A batch: one image per thread, each single-threaded with an arena of its own (splitting
             // one image's small late layers across threads costs more than it gains).
             pairs.par_bridge().for_each_init(Arena::default, |arena, (image, out)| forward(arena, image, out, 1));

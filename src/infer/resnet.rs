@@ -66,26 +66,26 @@ impl ResNet {
         let largest = self.config.peak_activation_bytes(h.max(w)) / 4;
         let [x, a, b, shortcut] = arena.buffers(largest.max(3 * h * w));
         let input = Shape { h, w, c: 3 };
-        nhwc::nchw_to_nhwc(image, 3, &mut a[..input.len()]);
+        nhwc::nchw_to_nhwc(image, 3, &mut a[..input.elements()]);
         let stem = self.stem.output_shape(input);
-        self.stem.forward(input, &a[..input.len()], None, &mut b[..stem.len()], threads);
+        self.stem.forward(input, &a[..input.elements()], None, &mut b[..stem.elements()], threads);
         // MaxPool2d(3, stride 2, padding 1).
         let pool = ConvGeometry::symmetric(stem.h, stem.w, stem.c, 3, 2, 1);
         let mut shape = Shape { h: pool.out_h, w: pool.out_w, c: stem.c };
-        nhwc::max_pool(&pool, &b[..stem.len()], &mut x[..shape.len()]);
+        nhwc::max_pool(&pool, &b[..stem.elements()], &mut x[..shape.elements()]);
         for block in &self.blocks {
             let run = |conv: &FusedConv, shape: Shape, input: &[f32], residual, out: &mut [f32]| {
                 let out_shape = conv.output_shape(shape);
-                conv.forward(shape, &input[..shape.len()], residual, &mut out[..out_shape.len()], threads);
+                conv.forward(shape, &input[..shape.elements()], residual, &mut out[..out_shape.elements()], threads);
                 out_shape
             };
             let out_shape = block.convs.iter().fold(shape, |s, conv| conv.output_shape(s));
             let identity = match &block.downsample {
                 Some(downsample) => {
                     run(downsample, shape, x, None, shortcut);
-                    &shortcut[..out_shape.len()]
+                    &shortcut[..out_shape.elements()]
                 }
-                None => &x[..out_shape.len()],
+                None => &x[..out_shape.elements()],
             };
             let result = match block.convs.as_slice() {
                 [first, second] => {
@@ -104,6 +104,6 @@ impl ResNet {
             std::mem::swap(x, result);
             shape = out_shape;
         }
-        nhwc::global_average_pool(&x[..shape.len()], shape.c, features);
+        nhwc::global_average_pool(&x[..shape.elements()], shape.c, features);
     }
 }

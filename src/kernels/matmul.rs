@@ -157,7 +157,7 @@ impl Weights {
                 }
             })
         };
-        if threads > 1 && m > block_rows && m * k * n >= crate::kernels::PARALLEL_WORK {
+        if crate::kernels::parallel(threads) && m > block_rows && m * k * n >= crate::kernels::PARALLEL_WORK {
             out.par_chunks_mut(block_rows * n).enumerate().for_each(block);
         } else {
             out.chunks_mut(block_rows * n).enumerate().for_each(block);

@@ -23,6 +23,13 @@ pub fn avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+/// Whether work may be split over `threads` threads. The web app's wasm is single-threaded, and
+/// there the parallel code is left out of the binary altogether (it counts against the first load).
+#[inline(always)]
+pub fn parallel(threads: usize) -> bool {
+    cfg!(not(target_arch = "wasm32")) && threads > 1
+}
+
 /// Multiply-adds below which a layer runs on one thread: waking the pool's threads costs more than
 /// a small layer takes (Lite0 on 2 cores, batch 1: 9.4 ms/image splitting every layer, 8.2 with
 /// this bound, 11.7 with 4 000 000).

@@ -91,7 +91,7 @@ pub fn depthwise(
         }
         depthwise_row::<false>(g, input, taps, bias, activation, oy, out);
     };
-    if threads > 1 && out.len() * g.kernel * g.kernel >= crate::kernels::PARALLEL_WORK {
+    if crate::kernels::parallel(threads) && out.len() * g.kernel * g.kernel >= crate::kernels::PARALLEL_WORK {
         out.par_chunks_mut(g.out_w * c).enumerate().for_each(row);
     } else {
         out.chunks_mut(g.out_w * c).enumerate().for_each(row);

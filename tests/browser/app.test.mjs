@@ -603,3 +603,27 @@ test('a ResNet-18 converted by the CLI opens in the page and answers as the CLI 
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('backbone arithmetic: int8 by default, f32 when asked, each answering as the CLI does; kept across a reload', async () => {
+  const coffee = path.join(root, 'tests/fixtures/coffee.png');
+  const { page, errors } = await openApp(browser, origin);
+  assert.equal(await page.textContent('#precision-name'), 'int8');
+  assert.equal(await page.inputValue('#precision'), 'int8');
+  await page.click('#advanced summary');
+  for (const precision of ['int8', 'f32']) {
+    const cli = JSON.parse(execFileSync(wickBinary, ['predict', '--json', '--precision', precision, coffee])).classes[0];
+    await page.selectOption('#precision', precision);
+    await page.waitForFunction((p) => document.querySelector('#precision-name').textContent === p, precision);
+    await page.evaluate(() => { document.querySelector('#status').textContent = ''; });
+    await page.setInputFiles('#preview-file', coffee);
+    await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'));
+    assert.equal(await page.textContent('#predictions li:first-child .label'), cli.label, precision);
+    assert.equal(await page.textContent('#predictions li:first-child .percent'), `${(100 * cli.probability).toFixed(1)}%`, precision);
+  }
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === 'true');
+  assert.equal(await page.textContent('#precision-name'), 'f32', 'the setting is kept');
+  assert.equal(await page.inputValue('#precision'), 'f32');
+  assert.deepEqual(errors, []);
+  await page.close();
+});

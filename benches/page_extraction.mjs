@@ -1,0 +1,48 @@
+// What a user of the page feels: the time from choosing 500 photos to having them all embedded —
+// decoding, preprocessing, the backbone, thumbnails and saving to IndexedDB, in the page's worker
+// (one thread), on the `trunk build --release` output in headless Chromium. The photos are the first
+// 50 of each class of the CIFAR-10 JPEG copy (`../shared/data`, unpacked by `make bench`), added to
+// one class in batches of 100 as a user would drop them. Runs once per backbone arithmetic.
+//
+//   node benches/page_extraction.mjs DIR [--json]    (DIR/train/<class>/*.jpg)
+import fs from 'node:fs';
+import path from 'node:path';
+import { serveDist, launchChromium, openApp } from '../tests/browser/harness.mjs';
+
+const dir = process.argv[2];
+const json = process.argv.includes('--json');
+if (!dir || !fs.existsSync(path.join(dir, 'train'))) {
+  console.error('usage: node benches/page_extraction.mjs DIR [--json]   (DIR/train/<class>/*.jpg, the CIFAR-10 JPEG copy)');
+  process.exit(2);
+}
+const PER_CLASS = 50;
+const files = fs.readdirSync(path.join(dir, 'train')).sort().flatMap((c) => {
+  const names = fs.readdirSync(path.join(dir, 'train', c)).sort().slice(0, PER_CLASS);
+  return names.map((n) => ({ name: `${c}-${n}`, mimeType: 'image/jpeg', buffer: fs.readFileSync(path.join(dir, 'train', c, n)) }));
+});
+
+const { server, origin } = await serveDist();
+const browser = await launchChromium();
+try {
+  for (const precision of ['int8', 'f32']) {
+    const { page } = await openApp(browser, origin); // a fresh browser context: an empty project
+    await page.click('#advanced summary');
+    await page.selectOption('#precision', precision);
+    await page.waitForFunction((p) => document.querySelector('#precision-name').textContent === p, precision);
+    const start = Date.now();
+    for (let i = 0; i < files.length; i += 100) {
+      await page.locator('.class-card').nth(0).locator('.class-files').setInputFiles(files.slice(i, i + 100));
+      await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0', null, { timeout: 600_000 });
+    }
+    const seconds = (Date.now() - start) / 1000;
+    const count = await page.$eval('.class-card .count', (e) => parseInt(e.textContent, 10));
+    if (count !== files.length) throw new Error(`${count} of ${files.length} photos were added`);
+    const record = { what: 'page extraction', precision, photos: count, seconds, photos_per_second: count / seconds };
+    console.log(json ? JSON.stringify(record)
+      : `page extraction, ${precision}: ${count} CIFAR-10 photos (JPEG copy) in ${seconds.toFixed(1)} s = ${record.photos_per_second.toFixed(1)} photos/s`);
+    await page.close();
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
