@@ -22,8 +22,8 @@ use layers::Arena;
 
 #[derive(Debug, Clone)]
 enum Family {
-    EfficientNetLite(efficientnet_lite::EfficientNetLite),
-    ResNet(resnet::ResNet),
+    EfficientNetLite(Box<efficientnet_lite::EfficientNetLite>),
+    ResNet(Box<resnet::ResNet>),
 }
 
 /// A folded network ready to run images on the CPU.
@@ -40,9 +40,9 @@ impl Engine {
     pub fn new(config: &NetworkConfig, weights: &FloatWeights, precision: Precision) -> Result<Self> {
         let family = match config {
             NetworkConfig::EfficientNetLite(c) => {
-                Family::EfficientNetLite(efficientnet_lite::EfficientNetLite::new(c, weights, precision)?)
+                Family::EfficientNetLite(Box::new(efficientnet_lite::EfficientNetLite::new(c, weights, precision)?))
             }
-            NetworkConfig::ResNet(c) => Family::ResNet(resnet::ResNet::new(c, weights, precision)?),
+            NetworkConfig::ResNet(c) => Family::ResNet(Box::new(resnet::ResNet::new(c, weights, precision)?)),
         };
         Ok(Self { family, precision, feature_dim: config.feature_dim(), arena: Arc::default() })
     }
