@@ -95,12 +95,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         pth = os.path.join(tmp, "resnet18-random.pth")
         make_zip_checkpoint.write(pth, p)
-        for threads in (1, cores):
-            out = subprocess.run([args.wick, "bench", "--pth", pth, "--threads", str(threads), "--batch", "1,16", "--json"],
-                                 check=True, capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                r = json.loads(line)
-                results[("wick", threads, r["batch"])] = r["ms_per_image"]
+        for precision in ("int8", "f32"):
+            for threads in (1, cores):
+                out = subprocess.run([args.wick, "bench", "--pth", pth, "--threads", str(threads), "--batch", "1,16",
+                                      "--json", "--precision", precision], check=True, capture_output=True, text=True).stdout
+                for line in out.splitlines():
+                    r = json.loads(line)
+                    results[(f"wick-{precision}", threads, r["batch"])] = r["ms_per_image"]
 
     print(f"# ResNet-18 forward (224 px), ms/image — {platform.processor() or platform.machine()}, {cores} cores; "
           f"ONNX graph cosine {cos:.6f} to the numpy reference")

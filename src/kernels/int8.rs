@@ -11,7 +11,7 @@
 //!
 //! No product can overflow: |q| ≤ 127 and 255 · 127 · K < 2³¹ for any K below 66 000 (checked).
 
-use crate::kernels::{apply_activation, Activation};
+use crate::kernels::{activate, Activation};
 
 /// Which integer kernel multiplies, chosen once per weight matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,9 +123,19 @@ impl Int8Matrix {
     /// integer dot products of the quantized values, whichever kernel ran (the unsigned inputs of
     /// [`Kernel::Vnni`] are corrected here).
     pub fn multiply(&self, quantized: &Quantized, sums: &mut [i32]) {
+        assert_eq!(sums.len(), quantized.rows * self.n);
+        let n = self.n;
+        self.multiply_with(quantized, |row, first, values| {
+            sums[row * n + first..row * n + first + values.len()].copy_from_slice(values)
+        });
+    }
+
+    /// As [`Int8Matrix::multiply`], handing each row's sums to `each(row, first column, sums)` up to
+    /// 32 columns at a time, while they are in registers (no buffer of sums is written and read back).
+    #[inline(always)]
+    pub fn multiply_with(&self, quantized: &Quantized, mut each: impl FnMut(usize, usize, &[i32])) {
         assert!(quantized.kernel == Some(self.kernel), "input quantized for another kernel");
         assert_eq!(quantized.k, self.k, "input has {} channels, weights {}", quantized.k, self.k);
-        assert_eq!(sums.len(), quantized.rows * self.n);
         let n = self.n;
         let rows_per_tile = self.kernel.rows();
         let groups = self.k.div_ceil(self.kernel.depth());
@@ -163,22 +173,26 @@ impl Int8Matrix {
                 let first = panel * PANEL;
                 let cols = (if two { 2 * PANEL } else { PANEL }).min(n - first);
                 let offsets = &self.column_offsets[first..first + cols];
-                for (r, tile) in tile.iter().enumerate().take(rows) {
-                    let row = &mut sums[(row0 + r) * n + first..(row0 + r) * n + first + cols];
-                    for ((sum, &t), &offset) in row.iter_mut().zip(tile).zip(offsets) {
-                        *sum = t + offset;
+                for (r, tile) in tile.iter_mut().enumerate().take(rows) {
+                    let values = &mut tile[..cols];
+                    for (value, &offset) in values.iter_mut().zip(offsets) {
+                        *value += offset;
                     }
+                    each(row0 + r, first, values);
                 }
                 panel += if two { 2 } else { 1 };
             }
         }
     }
 
-    /// Row `sums` of [`Int8Matrix::multiply`] → `out` = activation(sum · row_scale · scale[c] +
-    /// bias[c] + residual[c]), in one pass.
+    /// Sums of one row from column `first` (from [`Int8Matrix::multiply_with`]) → `out` =
+    /// activation(sum · row_scale · scale[c] + bias[c] + residual[c]), in one pass; `bias`,
+    /// `residual` and `out` are whole rows.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    pub fn finish_row(
+    pub fn finish(
         &self,
+        first: usize,
         sums: &[i32],
         row_scale: f32,
         bias: &[f32],
@@ -186,20 +200,23 @@ impl Int8Matrix {
         activation: Activation,
         out: &mut [f32],
     ) {
-        let columns = out.iter_mut().zip(sums).zip(&self.scales).zip(bias);
+        let columns = first..first + sums.len();
+        let (out, bias, residual) =
+            (&mut out[columns.clone()], &bias[columns.clone()], residual.map(|r| &r[columns.clone()]));
+        let columns = out.iter_mut().zip(sums).zip(&self.scales[columns]).zip(bias);
+        // The activation is applied before the one store (a second pass would read the row back).
         match residual {
             Some(residual) => {
                 for ((((o, &sum), &scale), &b), &x) in columns.zip(residual) {
-                    *o = sum as f32 * (row_scale * scale) + b + x;
+                    *o = activate(sum as f32 * (row_scale * scale) + b + x, activation);
                 }
             }
             None => {
                 for (((o, &sum), &scale), &b) in columns {
-                    *o = sum as f32 * (row_scale * scale) + b;
+                    *o = activate(sum as f32 * (row_scale * scale) + b, activation);
                 }
             }
         }
-        apply_activation(out, activation);
     }
 }
 

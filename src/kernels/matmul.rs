@@ -220,15 +220,14 @@ impl Weights {
                 apply_activation(out, epilogue.activation);
             }
             Stored::Int8(matrix) => {
-                let Scratch { quantized, sums, .. } = scratch;
+                let quantized = &mut scratch.quantized;
                 quantized.quantize_rows(input, k, matrix.kernel());
-                sums.resize(rows * n, 0);
-                matrix.multiply(quantized, sums);
-                for (r, (row, sums)) in out.chunks_exact_mut(n).zip(sums.chunks_exact(n)).enumerate() {
+                let quantized = &*quantized;
+                matrix.multiply_with(quantized, |r, first, sums| {
                     let residual = epilogue.residual.map(|res| &res[r * n..(r + 1) * n]);
-                    let scale = quantized.scales[r];
-                    matrix.finish_row(sums, scale, epilogue.bias, residual, epilogue.activation, row);
-                }
+                    let row = &mut out[r * n..(r + 1) * n];
+                    matrix.finish(first, sums, quantized.scales[r], epilogue.bias, residual, epilogue.activation, row);
+                });
             }
         }
     }
@@ -240,13 +239,12 @@ enum Rows<'a> {
     Made(&'a (dyn Fn(std::ops::Range<usize>, &mut [f32]) + Sync)),
 }
 
-/// Per-thread buffers for one block: its input rows (f32, when they are made by im2col), their
-/// int8 copy and the integer sums.
+/// Per-thread buffers for one block: its input rows (f32, when they are made by im2col) and their
+/// int8 copy.
 #[derive(Default)]
 struct Scratch {
     input: Vec<f32>,
     quantized: int8::Quantized,
-    sums: Vec<i32>,
 }
 
 thread_local! {

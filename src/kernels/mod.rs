@@ -43,13 +43,28 @@ pub enum Activation {
     Relu6,
 }
 
-/// `activation(x)` in place, written as compare-and-select so it vectorises in wasm too
-/// ([`relu6`]).
+/// `activation(x)`, written as compare-and-select so it vectorises in wasm too ([`relu6`]).
+#[inline(always)]
+pub fn activate(x: f32, activation: Activation) -> f32 {
+    match activation {
+        Activation::None => x,
+        Activation::Relu => {
+            if x < 0.0 {
+                0.0
+            } else {
+                x
+            }
+        }
+        Activation::Relu6 => relu6(x),
+    }
+}
+
+/// [`activate`] in place over a buffer.
 #[inline(always)]
 pub fn apply_activation(values: &mut [f32], activation: Activation) {
     match activation {
         Activation::None => {}
-        Activation::Relu => values.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
+        Activation::Relu => values.iter_mut().for_each(|v| *v = activate(*v, Activation::Relu)),
         Activation::Relu6 => values.iter_mut().for_each(|v| *v = relu6(*v)),
     }
 }

@@ -134,7 +134,6 @@ fn depthwise_row<const FMA: bool>(
 ) {
     let c = g.channels;
     let k = g.kernel;
-    let whole = c / CHUNK * CHUNK;
     // The taps inside the image for one output pixel: (offset into `taps`, offset into `input`).
     let mut inside = [(0usize, 0usize); MAX_TAPS];
     for (ox, pixel) in out.chunks_exact_mut(c).enumerate() {
@@ -148,28 +147,53 @@ fn depthwise_row<const FMA: bool>(
             }
         }
         let inside = &inside[..count];
-        for first in (0..whole).step_by(CHUNK) {
-            let mut acc: [f32; CHUNK] = bias[first..first + CHUNK].try_into().expect("a chunk");
-            for &(tap, at) in inside {
-                let x: &[f32; CHUNK] = input[at + first..at + first + CHUNK].try_into().expect("a chunk");
-                let w: &[f32; CHUNK] = taps[tap + first..tap + first + CHUNK].try_into().expect("a chunk");
-                for i in 0..CHUNK {
-                    acc[i] = multiply_add::<FMA>(x[i], w[i], acc[i]);
-                }
-            }
-            apply_activation(&mut acc, activation);
-            pixel[first..first + CHUNK].copy_from_slice(&acc);
+        let mut first = 0;
+        while first + WIDE <= c {
+            channels::<WIDE, FMA>(input, taps, bias, inside, first, activation, pixel);
+            first += WIDE;
         }
-        for ch in whole..c {
+        while first + CHUNK <= c {
+            channels::<CHUNK, FMA>(input, taps, bias, inside, first, activation, pixel);
+            first += CHUNK;
+        }
+        for ch in first..c {
             let mut acc = bias[ch];
             for &(tap, at) in inside {
                 acc = multiply_add::<FMA>(input[at + ch], taps[tap + ch], acc);
             }
             pixel[ch] = acc;
         }
-        apply_activation(&mut pixel[whole..], activation);
+        apply_activation(&mut pixel[first..], activation);
     }
 }
+
+/// Channels `first..first + W` of one output pixel, summed over the taps `inside` in `W` registers'
+/// worth of independent accumulators (one chain per lane group hides the add's latency).
+#[inline(always)]
+fn channels<const W: usize, const FMA: bool>(
+    input: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    inside: &[(usize, usize)],
+    first: usize,
+    activation: Activation,
+    pixel: &mut [f32],
+) {
+    let mut acc: [f32; W] = bias[first..first + W].try_into().expect("W channels");
+    for &(tap, at) in inside {
+        let x: &[f32; W] = input[at + first..at + first + W].try_into().expect("W channels");
+        let w: &[f32; W] = taps[tap + first..tap + first + W].try_into().expect("W channels");
+        for i in 0..W {
+            acc[i] = multiply_add::<FMA>(x[i], w[i], acc[i]);
+        }
+    }
+    apply_activation(&mut acc, activation);
+    pixel[first..first + W].copy_from_slice(&acc);
+}
+
+/// Channels summed at once where there are enough: 8 AVX2 registers natively, 8 simd128 ones in
+/// wasm (whose engines have 16 vector registers on x86-64).
+const WIDE: usize = if cfg!(target_arch = "wasm32") { 32 } else { 64 };
 
 /// Taps of the largest kernel a backbone file may have (7×7).
 const MAX_TAPS: usize = 49;
