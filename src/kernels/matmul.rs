@@ -222,14 +222,28 @@ impl Weights {
             Stored::Int8(matrix) => {
                 let quantized = &mut scratch.quantized;
                 quantized.quantize_rows(input, k, matrix.kernel());
-                let quantized = &*quantized;
-                matrix.multiply_with(quantized, |r, first, sums| {
-                    let residual = epilogue.residual.map(|res| &res[r * n..(r + 1) * n]);
-                    let row = &mut out[r * n..(r + 1) * n];
-                    matrix.finish(first, sums, quantized.scales[r], epilogue.bias, residual, epilogue.activation, row);
-                });
+                matrix.multiply_with(quantized, &mut Finish { matrix, scales: &quantized.scales, epilogue, out });
             }
         }
+    }
+}
+
+/// The int8 sums of a block → its output rows, through the epilogue.
+struct Finish<'a> {
+    matrix: &'a Int8Matrix,
+    scales: &'a [f32],
+    epilogue: Epilogue<'a>,
+    out: &'a mut [f32],
+}
+
+impl int8::Sums for Finish<'_> {
+    #[inline(always)]
+    fn take(&mut self, r: usize, first: usize, sums: &[i32]) {
+        let n = self.matrix.n();
+        let residual = self.epilogue.residual.map(|res| &res[r * n..(r + 1) * n]);
+        let row = &mut self.out[r * n..(r + 1) * n];
+        let (bias, activation) = (self.epilogue.bias, self.epilogue.activation);
+        self.matrix.finish(first, sums, self.scales[r], bias, residual, activation, row);
     }
 }
 

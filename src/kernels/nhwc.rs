@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use crate::kernels::depthwise::same_padding;
-use crate::kernels::{apply_activation, Activation};
+use crate::kernels::{activate, apply_activation, Activation};
 
 /// Where a convolution's taps read from: input and output sizes and the padding before the first
 /// row and column (the rest, if any, is after).
@@ -136,7 +136,45 @@ fn depthwise_row<const FMA: bool>(
     let k = g.kernel;
     // The taps inside the image for one output pixel: (offset into `taps`, offset into `input`).
     let mut inside = [(0usize, 0usize); MAX_TAPS];
-    for (ox, pixel) in out.chunks_exact_mut(c).enumerate() {
+    // Output pixels whose every column tap is inside the image: two neighbours among them share
+    // their taps, so they are summed together and each weight is loaded once for both.
+    let interior =
+        g.pad_left.div_ceil(g.stride)..(g.in_w + g.pad_left + 1).saturating_sub(k).div_ceil(g.stride).min(g.out_w);
+    let mut ox = 0;
+    while ox < g.out_w {
+        if interior.contains(&ox) && interior.contains(&(ox + 1)) {
+            let mut count = 0;
+            for ky in 0..k {
+                for kx in 0..k {
+                    if let Some(at) = g.input_pixel(oy, ox, ky, kx) {
+                        inside[count] = ((ky * k + kx) * c, at * c);
+                        count += 1;
+                    }
+                }
+            }
+            let (pixels, next) = (&mut out[ox * c..(ox + 2) * c], g.stride * c);
+            let mut first = 0;
+            while first + PAIR_WIDE <= c {
+                two_pixels::<PAIR_WIDE, FMA>(input, taps, bias, &inside[..count], next, first, activation, pixels);
+                first += PAIR_WIDE;
+            }
+            while first + CHUNK / 2 <= c {
+                two_pixels::<{ CHUNK / 2 }, FMA>(input, taps, bias, &inside[..count], next, first, activation, pixels);
+                first += CHUNK / 2;
+            }
+            for ch in first..c {
+                let (mut left, mut right) = (bias[ch], bias[ch]);
+                for &(tap, at) in &inside[..count] {
+                    left = multiply_add::<FMA>(input[at + ch], taps[tap + ch], left);
+                    right = multiply_add::<FMA>(input[at + next + ch], taps[tap + ch], right);
+                }
+                pixels[ch] = activate(left, activation);
+                pixels[c + ch] = activate(right, activation);
+            }
+            ox += 2;
+            continue;
+        }
+        let pixel = &mut out[ox * c..(ox + 1) * c];
         let mut count = 0;
         for ky in 0..k {
             for kx in 0..k {
@@ -146,26 +184,76 @@ fn depthwise_row<const FMA: bool>(
                 }
             }
         }
-        let inside = &inside[..count];
-        let mut first = 0;
-        while first + WIDE <= c {
-            channels::<WIDE, FMA>(input, taps, bias, inside, first, activation, pixel);
-            first += WIDE;
-        }
-        while first + CHUNK <= c {
-            channels::<CHUNK, FMA>(input, taps, bias, inside, first, activation, pixel);
-            first += CHUNK;
-        }
-        for ch in first..c {
-            let mut acc = bias[ch];
-            for &(tap, at) in inside {
-                acc = multiply_add::<FMA>(input[at + ch], taps[tap + ch], acc);
-            }
-            pixel[ch] = acc;
-        }
-        apply_activation(&mut pixel[first..], activation);
+        one_pixel::<FMA>(input, taps, bias, &inside[..count], 0, activation, pixel);
+        ox += 1;
     }
 }
+
+/// Channels `first..` of one output pixel over the taps `inside`.
+#[inline(always)]
+fn one_pixel<const FMA: bool>(
+    input: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    inside: &[(usize, usize)],
+    mut first: usize,
+    activation: Activation,
+    pixel: &mut [f32],
+) {
+    let c = pixel.len();
+    while first + WIDE <= c {
+        channels::<WIDE, FMA>(input, taps, bias, inside, first, activation, pixel);
+        first += WIDE;
+    }
+    while first + CHUNK <= c {
+        channels::<CHUNK, FMA>(input, taps, bias, inside, first, activation, pixel);
+        first += CHUNK;
+    }
+    for ch in first..c {
+        let mut acc = bias[ch];
+        for &(tap, at) in inside {
+            acc = multiply_add::<FMA>(input[at + ch], taps[tap + ch], acc);
+        }
+        pixel[ch] = acc;
+    }
+    apply_activation(&mut pixel[first..], activation);
+}
+
+/// Channels `first..first + W` of two neighbouring output pixels (`pixels`: both, one after the
+/// other), whose taps are the same `inside` offsets, `next` values apart in the input.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn two_pixels<const W: usize, const FMA: bool>(
+    input: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    inside: &[(usize, usize)],
+    next: usize,
+    first: usize,
+    activation: Activation,
+    pixels: &mut [f32],
+) {
+    let c = pixels.len() / 2;
+    let mut left: [f32; W] = bias[first..first + W].try_into().expect("W channels");
+    let mut right = left;
+    for &(tap, at) in inside {
+        let w: &[f32; W] = taps[tap + first..tap + first + W].try_into().expect("W channels");
+        let x: &[f32; W] = input[at + first..at + first + W].try_into().expect("W channels");
+        let y: &[f32; W] = input[at + next + first..at + next + first + W].try_into().expect("W channels");
+        for i in 0..W {
+            left[i] = multiply_add::<FMA>(x[i], w[i], left[i]);
+            right[i] = multiply_add::<FMA>(y[i], w[i], right[i]);
+        }
+    }
+    apply_activation(&mut left, activation);
+    apply_activation(&mut right, activation);
+    pixels[first..first + W].copy_from_slice(&left);
+    pixels[c + first..c + first + W].copy_from_slice(&right);
+}
+
+/// Channels of a pair of pixels summed at once: 2 × 4 AVX2 registers natively, 2 × 4 simd128 ones
+/// in wasm.
+const PAIR_WIDE: usize = if cfg!(target_arch = "wasm32") { 16 } else { 32 };
 
 /// Channels `first..first + W` of one output pixel, summed over the taps `inside` in `W` registers'
 /// worth of independent accumulators (one chain per lane group hides the add's latency).
