@@ -142,7 +142,7 @@ fn depthwise_row<const FMA: bool>(
         g.pad_left.div_ceil(g.stride)..(g.in_w + g.pad_left + 1).saturating_sub(k).div_ceil(g.stride).min(g.out_w);
     let mut ox = 0;
     while ox < g.out_w {
-        if interior.contains(&ox) && interior.contains(&(ox + 1)) {
+        if PAIRS && interior.contains(&ox) && interior.contains(&(ox + 1)) {
             let mut count = 0;
             for ky in 0..k {
                 for kx in 0..k {
@@ -251,9 +251,12 @@ fn two_pixels<const W: usize, const FMA: bool>(
     pixels[c + first..c + first + W].copy_from_slice(&right);
 }
 
-/// Channels of a pair of pixels summed at once: 2 × 4 AVX2 registers natively, 2 × 4 simd128 ones
-/// in wasm.
-const PAIR_WIDE: usize = if cfg!(target_arch = "wasm32") { 16 } else { 32 };
+/// Whether neighbouring pixels are summed in pairs: natively yes (fewer loads per FMA); in wasm
+/// no, where the pairs' extra live vectors spilled and the depthwise share of a forward pass went
+/// from ~31% to ~45% (Chromium's profiler, 2026-12-02).
+const PAIRS: bool = cfg!(not(target_arch = "wasm32"));
+/// Channels of a pair of pixels summed at once: 2 × 4 AVX2 registers.
+const PAIR_WIDE: usize = 32;
 
 /// Channels `first..first + W` of one output pixel, summed over the taps `inside` in `W` registers'
 /// worth of independent accumulators (one chain per lane group hides the add's latency).
