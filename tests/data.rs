@@ -174,3 +174,24 @@ fn features_are_computed_once_and_mirrored_on_request() {
     assert_eq!(cache.cache.len(), 3);
     assert_eq!(again[0].as_ref().unwrap(), coffee_features);
 }
+
+/// Features from int8 and from f32 products live in separate caches; a cache written before the
+/// precision was recorded holds f32 features (all there was then) and serves only the f32 path.
+#[test]
+fn caches_keep_int8_and_f32_features_apart() {
+    let (int8, f32) = (header("b1"), CacheHeader { precision: Precision::F32, ..header("b1") });
+    assert_ne!(int8.file_name(), f32.file_name());
+
+    let mut old = serde_json::to_value(&f32).unwrap();
+    old.as_object_mut().unwrap().remove("precision");
+    let json = serde_json::to_vec(&old).unwrap();
+    let mut bytes = b"WICKFEAT".to_vec();
+    bytes.extend(1u32.to_le_bytes());
+    bytes.extend((json.len() as u32).to_le_bytes());
+    bytes.extend(&json);
+    bytes.extend(FeatureCache::encode_record(&[1; 32], View::AsIs, &[1.0, 2.0, 3.0]));
+    let (cache, _) = FeatureCache::decode(&bytes, &f32).unwrap();
+    assert_eq!(cache.get(&[1; 32], View::AsIs), Some(&[1.0, 2.0, 3.0][..]));
+    let err = FeatureCache::decode(&bytes, &int8).unwrap_err().to_string();
+    assert!(err.contains("features from f32 products, not int8"), "{err}");
+}

@@ -170,6 +170,10 @@ impl FeatureCache {
             header_len.checked_add(16).filter(|&end| end <= bytes.len()).ok_or_else(|| bad("truncated header"))?;
         let header_bytes = &bytes[16..start];
         let header: CacheHeader = serde_json::from_slice(header_bytes).map_err(|e| bad(&e.to_string()))?;
+        if header.precision != expected.precision && header.backbone == expected.backbone {
+            let (made, wanted) = (header.precision.name(), expected.precision.name());
+            return Err(bad(&format!("it holds features from {made} products, not {wanted}")));
+        }
         if &header != expected {
             return Err(bad(&format!("it was made for backbone {}, not {}", header.backbone, expected.backbone)));
         }
