@@ -4,7 +4,7 @@
 use crate::backbone::efficientnet_lite::Config;
 use crate::backbone::fold::FloatWeights;
 use crate::error::Result;
-use crate::infer::layers::{Arena, FusedConv, Padding, Shape};
+use crate::infer::layers::{Arena, FusedConv, Padding};
 use crate::kernels::matmul::Precision;
 use crate::kernels::nhwc;
 use crate::kernels::Activation;
@@ -73,13 +73,10 @@ impl EfficientNetLite {
         features: &mut [f32],
         threads: usize,
     ) {
-        let (h, w) = side;
-        let largest = self.config.peak_activation_bytes(h.max(w)) / 4;
-        let [x, y, expanded, filtered] = arena.buffers(largest.max(3 * h * w));
-        let mut shape = Shape { h, w, c: 3 };
-        nhwc::nchw_to_nhwc(image, 3, &mut y[..shape.elements()]);
+        let largest = self.config.peak_activation_bytes(side.0.max(side.1)) / 4;
+        let (mut shape, [x, y, expanded, filtered]) = arena.start(image, side, largest);
         let out = self.stem.output_shape(shape);
-        self.stem.forward(shape, &y[..shape.elements()], None, &mut x[..out.elements()], threads);
+        self.stem.forward(shape, &filtered[..shape.elements()], None, &mut x[..out.elements()], threads);
         shape = out;
         for block in &self.blocks {
             let hidden = match &block.expand {

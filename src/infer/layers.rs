@@ -139,14 +139,18 @@ pub struct Arena {
 }
 
 impl Arena {
-    /// Four buffers of at least `len` values each (not cleared: every layer overwrites its output).
-    pub fn buffers(&mut self, len: usize) -> [&mut Vec<f32>; 4] {
+    /// Starts a forward pass: four buffers of at least `largest` values each (not cleared: every
+    /// layer overwrites its output), the last holding `image` (3, H, W) as NHWC, whose shape is
+    /// returned.
+    pub fn start(&mut self, image: &[f32], (h, w): (usize, usize), largest: usize) -> (Shape, [&mut Vec<f32>; 4]) {
+        let input = Shape { h, w, c: 3 };
         for b in &mut self.buffers {
-            if b.len() < len {
-                b.resize(len, 0.0);
+            if b.len() < largest.max(input.elements()) {
+                b.resize(largest.max(input.elements()), 0.0);
             }
         }
         let [a, b, c, d] = &mut self.buffers;
-        [a, b, c, d]
+        nhwc::nchw_to_nhwc(image, 3, &mut d[..input.elements()]);
+        (input, [a, b, c, d])
     }
 }

@@ -62,13 +62,10 @@ impl ResNet {
         features: &mut [f32],
         threads: usize,
     ) {
-        let (h, w) = side;
-        let largest = self.config.peak_activation_bytes(h.max(w)) / 4;
-        let [x, a, b, shortcut] = arena.buffers(largest.max(3 * h * w));
-        let input = Shape { h, w, c: 3 };
-        nhwc::nchw_to_nhwc(image, 3, &mut a[..input.elements()]);
+        let largest = self.config.peak_activation_bytes(side.0.max(side.1)) / 4;
+        let (input, [x, a, b, shortcut]) = arena.start(image, side, largest);
         let stem = self.stem.output_shape(input);
-        self.stem.forward(input, &a[..input.elements()], None, &mut b[..stem.elements()], threads);
+        self.stem.forward(input, &shortcut[..input.elements()], None, &mut b[..stem.elements()], threads);
         // MaxPool2d(3, stride 2, padding 1).
         let pool = ConvGeometry::symmetric(stem.h, stem.w, stem.c, 3, 2, 1);
         let mut shape = Shape { h: pool.out_h, w: pool.out_w, c: stem.c };

@@ -620,6 +620,8 @@ test('backbone arithmetic: int8 by default, f32 when asked, each answering as th
     assert.equal(await page.textContent('#predictions li:first-child .label'), cli.label, precision);
     assert.equal(await page.textContent('#predictions li:first-child .percent'), `${(100 * cli.probability).toFixed(1)}%`, precision);
   }
+  // The project (and its settings) is saved a moment after each change.
+  await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
   await page.reload();
   await page.waitForFunction(() => document.body.dataset.ready === 'true');
   assert.equal(await page.textContent('#precision-name'), 'f32', 'the setting is kept');
