@@ -3,7 +3,8 @@
 
 use candle_core::{Device, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use wick::kernels::depthwise::{depthwise_by_shifts, depthwise_by_shifts_checkpointed, depthwise_conv2d, same_padding};
+use wick::kernels::depthwise::{depthwise_by_shifts, depthwise_by_shifts_checkpointed, depthwise_conv2d};
+use wick::kernels::geometry::same_padding;
 
 /// Direct definition: out[n,c,oy,ox] = Σ w[c,ky,kx] · x[n,c,oy·s+ky−pt, ox·s+kx−pl] (zero outside).
 fn naive(x: &[f64], w: &[f64], (n, c, h, wd): (usize, usize, usize, usize), k: usize, s: usize) -> Vec<f64> {

@@ -10,9 +10,10 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use wick::backbone::Backbone;
 use wick::data::preprocess::decode_image;
 use wick::infer::Precision;
+use wick::kernels::geometry::ConvGeometry;
 use wick::kernels::int8::{Int8Matrix, Kernel, Quantized};
 use wick::kernels::matmul::{Epilogue, Weights};
-use wick::kernels::nhwc::{self, ConvGeometry};
+use wick::kernels::nhwc;
 use wick::kernels::Activation;
 
 fn random(rng: &mut StdRng, len: usize, scale: f32) -> Vec<f32> {

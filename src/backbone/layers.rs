@@ -14,7 +14,8 @@ use candle_nn::VarBuilder;
 
 use crate::kernels::batch_norm::{batch_norm_eval, batch_norm_train};
 use crate::kernels::bias_relu6::add_bias_relu6;
-use crate::kernels::depthwise::{depthwise_conv2d, same_padding};
+use crate::kernels::depthwise::depthwise_conv2d;
+use crate::kernels::geometry::same_padding;
 
 /// The convolutions the backbones use.
 #[derive(Debug, Clone, Copy)]

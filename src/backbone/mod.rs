@@ -235,17 +235,17 @@ impl Backbone {
     /// Loads a Wick backbone file (int8 weights, dequantized to f32).
     pub fn from_backbone_file(bytes: &[u8], device: &Device) -> Result<Self> {
         let (meta, weights) = backbone_file::read(bytes)?;
-        Self::new(meta, &weights, &sha256_hex(bytes), device)
+        Self::new(meta, weights, &sha256_hex(bytes), device)
     }
 
     /// Loads the f32 weights straight from a PyTorch checkpoint (EfficientNet-Lite0, -1 or -2, in
     /// either `torch.save` container).
     pub fn from_torch_checkpoint(bytes: &[u8], device: &Device) -> Result<Self> {
         let (meta, weights) = Pretrained::from_checkpoint(bytes)?.folded()?;
-        Self::new(meta, &weights, &sha256_hex(bytes), device)
+        Self::new(meta, weights, &sha256_hex(bytes), device)
     }
 
-    fn new(meta: BackboneMeta, weights: &FloatWeights, sha256: &str, device: &Device) -> Result<Self> {
+    fn new(meta: BackboneMeta, weights: FloatWeights, sha256: &str, device: &Device) -> Result<Self> {
         meta.validate()?;
         let vb = weights.var_builder(device)?;
         let config = &meta.config;
@@ -255,7 +255,7 @@ impl Backbone {
         });
         let (network, classifier) =
             network_and_classifier.map_err(|e| invalid!("model weights do not match {}: {e}", meta.architecture))?;
-        let engine = Engine::new(config, weights, Precision::default())?;
+        let engine = Engine::new(config, &weights, Precision::default())?;
         Ok(Self {
             id: format!("{}-{}", meta.architecture, &sha256[..16]),
             sha256: sha256.to_string(),
@@ -263,7 +263,7 @@ impl Backbone {
             network,
             classifier,
             device: device.clone(),
-            weights: std::sync::Arc::new(weights.clone()),
+            weights: std::sync::Arc::new(weights),
             engine,
         })
     }

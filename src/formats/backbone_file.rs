@@ -29,6 +29,7 @@ use crate::backbone::NetworkConfig;
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::{f32_bytes, f32_values, FileKind};
+use crate::kernels::int8::quantize_per_output_channel;
 
 pub const FORMAT: &str = "wick-model";
 pub const FORMAT_VERSION: &str = "1";
@@ -209,17 +210,4 @@ pub fn read(bytes: &[u8]) -> Result<(BackboneMeta, FloatWeights)> {
         }
     }
     Ok((meta, FloatWeights(weights)))
-}
-
-fn quantize_per_output_channel(data: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
-    let per_channel = data.len() / channels;
-    let mut q = Vec::with_capacity(data.len());
-    let mut scales = Vec::with_capacity(channels);
-    for row in data.chunks(per_channel) {
-        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        q.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
-        scales.push(scale);
-    }
-    (q, scales)
 }

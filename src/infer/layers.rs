@@ -3,8 +3,9 @@
 
 use crate::backbone::fold::FloatWeights;
 use crate::error::{invalid, Result};
+use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::matmul::{Epilogue, Precision, Weights};
-use crate::kernels::nhwc::{self, ConvGeometry};
+use crate::kernels::nhwc;
 use crate::kernels::Activation;
 
 /// How a convolution pads.

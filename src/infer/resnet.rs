@@ -5,8 +5,9 @@ use crate::backbone::fold::FloatWeights;
 use crate::backbone::resnet::Config;
 use crate::error::Result;
 use crate::infer::layers::{Arena, FusedConv, Padding, Shape};
+use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::matmul::Precision;
-use crate::kernels::nhwc::{self, ConvGeometry};
+use crate::kernels::nhwc;
 use crate::kernels::Activation;
 
 #[derive(Debug, Clone)]

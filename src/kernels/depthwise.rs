@@ -13,63 +13,8 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::recompute::recompute_in_backward;
-
-/// TF 'SAME' geometry along one axis: output length and the padding before the first element
-/// (the odd extra pixel, if any, goes after — bottom/right).
-pub fn same_padding(input: usize, kernel: usize, stride: usize) -> (usize, usize) {
-    let out = input.div_ceil(stride);
-    let total = ((out - 1) * stride + kernel).saturating_sub(input);
-    (out, total / 2)
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Geometry {
-    kernel: usize,
-    stride: usize,
-    in_h: usize,
-    in_w: usize,
-    out_h: usize,
-    out_w: usize,
-    pad_top: usize,
-    pad_left: usize,
-}
-
-impl Geometry {
-    fn new(kernel: usize, stride: usize, in_h: usize, in_w: usize) -> Self {
-        let (out_h, pad_top) = same_padding(in_h, kernel, stride);
-        let (out_w, pad_left) = same_padding(in_w, kernel, stride);
-        Self { kernel, stride, in_h, in_w, out_h, out_w, pad_top, pad_left }
-    }
-
-    /// The output columns `ox` whose input column `ox * stride + kx - pad_left` lies inside the row
-    /// (callers skip the tap when it is empty).
-    fn valid_cols(&self, kx: usize) -> std::ops::Range<usize> {
-        let s = self.stride;
-        let first = self.pad_left.saturating_sub(kx).div_ceil(s);
-        let end = if self.in_w + self.pad_left > kx {
-            ((self.in_w + self.pad_left - kx - 1) / s + 1).min(self.out_w)
-        } else {
-            0
-        };
-        if first < end {
-            first..end
-        } else {
-            0..0
-        }
-    }
-
-    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.stride + ky).checked_sub(self.pad_top).filter(|&iy| iy < self.in_h)
-    }
-
-    fn in_plane(&self) -> usize {
-        self.in_h * self.in_w
-    }
-    fn out_plane(&self) -> usize {
-        self.out_h * self.out_w
-    }
-}
 
 /// `x`: (N, C, H, W), `weight`: (C, 1, K, K) → (N, C, ceil(H/s), ceil(W/s)).
 pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
@@ -102,7 +47,7 @@ pub fn depthwise_by_shifts_checkpointed(x: &Tensor, weight: &Tensor, stride: usi
 pub fn depthwise_by_shifts(x: &Tensor, weight: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let k = weight.dim(2)?;
-    let g = Geometry::new(k, stride, h, w);
+    let g = ConvGeometry::same(h, w, c, k, stride);
     // Pad so every tap can take `out * stride` rows/columns starting at its offset.
     let rows = (g.out_h * stride + k - 1).max(h + g.pad_top);
     let cols = (g.out_w * stride + k - 1).max(w + g.pad_left);
@@ -158,11 +103,11 @@ impl CustomOp2 for DepthwiseForward {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = xl.shape().dims4()?;
         let k = wl.shape().dims3()?.1;
-        let g = Geometry::new(k, self.stride, h, w);
+        let g = ConvGeometry::same(h, w, c, k, self.stride);
         let (x, weight) = (contiguous_f32(xs, xl, "input")?, contiguous_f32(ws, wl, "weight")?);
-        let mut out = vec![0f32; n * c * g.out_plane()];
-        out.par_chunks_mut(g.out_plane()).enumerate().for_each_init(Vec::new, |phases, (plane, out)| {
-            let x = &x[plane * g.in_plane()..][..g.in_plane()];
+        let mut out = vec![0f32; n * c * g.out_pixels()];
+        out.par_chunks_mut(g.out_pixels()).enumerate().for_each_init(Vec::new, |phases, (plane, out)| {
+            let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
             let taps = &weight[(plane % c) * k * k..][..k * k];
             forward_plane(&g, x, taps, out, phases);
         });
@@ -197,7 +142,7 @@ const NARROW: usize = 8;
 /// registers and is stored once (a row's last run may be partial: it still computes all lanes). (Looping tap by tap over whole rows instead cost ~45% of the
 /// forward pass: the late stages have 7–14-pixel rows and hundreds of channels, so per-row overhead
 /// dominated.)
-fn forward_plane(g: &Geometry, x: &[f32], taps: &[f32], out: &mut [f32], phases: &mut Vec<f32>) {
+fn forward_plane(g: &ConvGeometry, x: &[f32], taps: &[f32], out: &mut [f32], phases: &mut Vec<f32>) {
     if g.out_w >= 2 * WIDE {
         forward_plane_with::<WIDE>(g, x, taps, out, phases)
     } else {
@@ -206,7 +151,7 @@ fn forward_plane(g: &Geometry, x: &[f32], taps: &[f32], out: &mut [f32], phases:
 }
 
 fn forward_plane_with<const LANES: usize>(
-    g: &Geometry,
+    g: &ConvGeometry,
     x: &[f32],
     taps: &[f32],
     out: &mut [f32],
@@ -282,11 +227,11 @@ impl CustomOp2 for DepthwiseGradInput {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c, _, _) = gl.shape().dims4()?;
         let k = wl.shape().dims3()?.1;
-        let g = Geometry::new(k, self.stride, self.in_h, self.in_w);
+        let g = ConvGeometry::same(self.in_h, self.in_w, c, k, self.stride);
         let (grad_out, weight) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(ws, wl, "weight")?);
-        let mut grad_x = vec![0f32; n * c * g.in_plane()];
-        grad_x.par_chunks_mut(g.in_plane()).enumerate().for_each(|(plane, grad_x)| {
-            let grad_out = &grad_out[plane * g.out_plane()..][..g.out_plane()];
+        let mut grad_x = vec![0f32; n * c * g.in_pixels()];
+        grad_x.par_chunks_mut(g.in_pixels()).enumerate().for_each(|(plane, grad_x)| {
+            let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
             let taps = &weight[(plane % c) * k * k..][..k * k];
             for oy in 0..g.out_h {
                 let go_row = &grad_out[oy * g.out_w..][..g.out_w];
@@ -331,14 +276,14 @@ impl CustomOp2 for DepthwiseGradWeight {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = xl.shape().dims4()?;
         let k = self.kernel;
-        let g = Geometry::new(k, self.stride, h, w);
+        let g = ConvGeometry::same(h, w, c, k, self.stride);
         let (grad_out, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
         let mut grad_w = vec![0f32; c * k * k];
         grad_w.par_chunks_mut(k * k).enumerate().for_each(|(ch, taps)| {
             for b in 0..n {
                 let plane = b * c + ch;
-                let x = &x[plane * g.in_plane()..][..g.in_plane()];
-                let grad_out = &grad_out[plane * g.out_plane()..][..g.out_plane()];
+                let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
+                let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
                 for oy in 0..g.out_h {
                     let go_row = &grad_out[oy * g.out_w..][..g.out_w];
                     for ky in 0..k {

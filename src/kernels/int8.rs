@@ -83,15 +83,7 @@ impl Int8Matrix {
     pub fn quantize_for(weight: &[f32], n: usize, k: usize, kernel: Kernel) -> Self {
         assert!(k <= MAX_DEPTH, "K = {k} could overflow the i32 sums");
         let kernel = if kernel == Kernel::Vnni && Kernel::detect() != Kernel::Vnni { Kernel::Pairs } else { kernel };
-        let mut scales = Vec::with_capacity(n);
-        let mut q = vec![0i8; n * k];
-        for (row, out) in weight.chunks_exact(k).zip(q.chunks_exact_mut(k)) {
-            let scale = symmetric_scale(row);
-            for (o, &w) in out.iter_mut().zip(row) {
-                *o = (w / scale).round().clamp(-127.0, 127.0) as i8;
-            }
-            scales.push(scale);
-        }
+        let (q, scales) = quantize_per_output_channel(weight, n);
         let offset = if kernel == Kernel::Vnni { -128 } else { 0 };
         let column_offsets = q.chunks_exact(k).map(|row| offset * row.iter().map(|&v| v as i32).sum::<i32>()).collect();
         let panels = n.div_ceil(PANEL);
@@ -238,6 +230,22 @@ impl Int8Matrix {
 pub trait Sums {
     /// Row `row`'s exact sums from column `first` on.
     fn take(&mut self, row: usize, first: usize, sums: &[i32]);
+}
+
+/// A weight tensor of `channels` output channels (rows) → int8 values and one scale per channel:
+/// each row over max|row| / 127, rounded half away from zero. The backbone file stores its weights
+/// this way, so quantizing the file's dequantized values again gives back exactly its integers.
+pub fn quantize_per_output_channel(data: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
+    let per_channel = data.len() / channels;
+    let mut q = Vec::with_capacity(data.len());
+    let mut scales = Vec::with_capacity(channels);
+    for row in data.chunks(per_channel) {
+        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        q.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+        scales.push(scale);
+    }
+    (q, scales)
 }
 
 /// max |x| / 127, or 1 for an all-zero row (whose values then all quantize to 0). Kept in 16

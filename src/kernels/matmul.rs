@@ -102,13 +102,6 @@ impl Weights {
         Self { k, n, stored }
     }
 
-    pub fn precision(&self) -> Precision {
-        match self.stored {
-            Stored::F32(_) => Precision::F32,
-            Stored::Int8(_) => Precision::Int8,
-        }
-    }
-
     /// `out` (M × N) = epilogue(`input` (M × K) · W), over `threads` threads.
     pub fn apply(&self, input: &[f32], out: &mut [f32], epilogue: Epilogue, threads: usize) {
         let m = out.len() / self.n;

@@ -8,6 +8,7 @@
 pub mod batch_norm;
 pub mod bias_relu6;
 pub mod depthwise;
+pub mod geometry;
 pub mod int8;
 pub mod matmul;
 pub mod nhwc;

@@ -7,60 +7,8 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::depthwise::same_padding;
+use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::{activate, apply_activation, Activation};
-
-/// Where a convolution's taps read from: input and output sizes and the padding before the first
-/// row and column (the rest, if any, is after).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvGeometry {
-    pub in_h: usize,
-    pub in_w: usize,
-    pub channels: usize,
-    pub kernel: usize,
-    pub stride: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-}
-
-impl ConvGeometry {
-    /// TensorFlow's 'SAME' padding (EfficientNet): the odd extra pixel goes bottom/right.
-    pub fn same(in_h: usize, in_w: usize, channels: usize, kernel: usize, stride: usize) -> Self {
-        let (out_h, pad_top) = same_padding(in_h, kernel, stride);
-        let (out_w, pad_left) = same_padding(in_w, kernel, stride);
-        Self { in_h, in_w, channels, kernel, stride, pad_top, pad_left, out_h, out_w }
-    }
-
-    /// `padding` zeros on every side (PyTorch's `Conv2d`, `MaxPool2d`).
-    pub fn symmetric(in_h: usize, in_w: usize, channels: usize, kernel: usize, stride: usize, padding: usize) -> Self {
-        let out = |len: usize| (len + 2 * padding - kernel) / stride + 1;
-        Self {
-            in_h,
-            in_w,
-            channels,
-            kernel,
-            stride,
-            pad_top: padding,
-            pad_left: padding,
-            out_h: out(in_h),
-            out_w: out(in_w),
-        }
-    }
-
-    pub fn out_pixels(&self) -> usize {
-        self.out_h * self.out_w
-    }
-
-    /// The input pixel under tap (ky, kx) of output pixel (oy, ox), if it is inside the image.
-    #[inline(always)]
-    fn input_pixel(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
-        let iy = (oy * self.stride + ky).checked_sub(self.pad_top).filter(|&y| y < self.in_h)?;
-        let ix = (ox * self.stride + kx).checked_sub(self.pad_left).filter(|&x| x < self.in_w)?;
-        Some(iy * self.in_w + ix)
-    }
-}
 
 /// Channels summed together in registers.
 const CHUNK: usize = 16;
@@ -142,39 +90,6 @@ fn depthwise_row<const FMA: bool>(
         g.pad_left.div_ceil(g.stride)..(g.in_w + g.pad_left + 1).saturating_sub(k).div_ceil(g.stride).min(g.out_w);
     let mut ox = 0;
     while ox < g.out_w {
-        if PAIRS && interior.contains(&ox) && interior.contains(&(ox + 1)) {
-            let mut count = 0;
-            for ky in 0..k {
-                for kx in 0..k {
-                    if let Some(at) = g.input_pixel(oy, ox, ky, kx) {
-                        inside[count] = ((ky * k + kx) * c, at * c);
-                        count += 1;
-                    }
-                }
-            }
-            let (pixels, next) = (&mut out[ox * c..(ox + 2) * c], g.stride * c);
-            let mut first = 0;
-            while first + PAIR_WIDE <= c {
-                two_pixels::<PAIR_WIDE, FMA>(input, taps, bias, &inside[..count], next, first, activation, pixels);
-                first += PAIR_WIDE;
-            }
-            while first + CHUNK / 2 <= c {
-                two_pixels::<{ CHUNK / 2 }, FMA>(input, taps, bias, &inside[..count], next, first, activation, pixels);
-                first += CHUNK / 2;
-            }
-            for ch in first..c {
-                let (mut left, mut right) = (bias[ch], bias[ch]);
-                for &(tap, at) in &inside[..count] {
-                    left = multiply_add::<FMA>(input[at + ch], taps[tap + ch], left);
-                    right = multiply_add::<FMA>(input[at + next + ch], taps[tap + ch], right);
-                }
-                pixels[ch] = activate(left, activation);
-                pixels[c + ch] = activate(right, activation);
-            }
-            ox += 2;
-            continue;
-        }
-        let pixel = &mut out[ox * c..(ox + 1) * c];
         let mut count = 0;
         for ky in 0..k {
             for kx in 0..k {
@@ -184,23 +99,47 @@ fn depthwise_row<const FMA: bool>(
                 }
             }
         }
-        one_pixel::<FMA>(input, taps, bias, &inside[..count], 0, activation, pixel);
+        let inside = &inside[..count];
+        if PAIRS && interior.contains(&ox) && interior.contains(&(ox + 1)) {
+            let (pixels, next) = (&mut out[ox * c..(ox + 2) * c], g.stride * c);
+            let mut first = 0;
+            while first + PAIR_WIDE <= c {
+                two_pixels::<PAIR_WIDE, FMA>(input, taps, bias, inside, next, first, activation, pixels);
+                first += PAIR_WIDE;
+            }
+            while first + CHUNK / 2 <= c {
+                two_pixels::<{ CHUNK / 2 }, FMA>(input, taps, bias, inside, next, first, activation, pixels);
+                first += CHUNK / 2;
+            }
+            for ch in first..c {
+                let (mut left, mut right) = (bias[ch], bias[ch]);
+                for &(tap, at) in inside {
+                    left = multiply_add::<FMA>(input[at + ch], taps[tap + ch], left);
+                    right = multiply_add::<FMA>(input[at + next + ch], taps[tap + ch], right);
+                }
+                pixels[ch] = activate(left, activation);
+                pixels[c + ch] = activate(right, activation);
+            }
+            ox += 2;
+            continue;
+        }
+        one_pixel::<FMA>(input, taps, bias, inside, activation, &mut out[ox * c..(ox + 1) * c]);
         ox += 1;
     }
 }
 
-/// Channels `first..` of one output pixel over the taps `inside`.
+/// All channels of one output pixel over the taps `inside`.
 #[inline(always)]
 fn one_pixel<const FMA: bool>(
     input: &[f32],
     taps: &[f32],
     bias: &[f32],
     inside: &[(usize, usize)],
-    mut first: usize,
     activation: Activation,
     pixel: &mut [f32],
 ) {
     let c = pixel.len();
+    let mut first = 0;
     while first + WIDE <= c {
         channels::<WIDE, FMA>(input, taps, bias, inside, first, activation, pixel);
         first += WIDE;
