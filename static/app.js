@@ -1,7 +1,6 @@
 // The Wick page: classes and samples, training, evaluation, preview, persistence and files. The
 // computing happens in the worker (static/worker.js) on the shared Rust library; the page's modules
 // (static/app/) own the DOM, the webcam, IndexedDB and the messages. This one wires them and starts.
-import init from '../wick.js';
 import { drawChart } from './app/chart.js';
 import { applyPrecision, downloadBytes, exportProject, openModels, openProject, replaceProject, setBackbone, describeBackbone } from './app/files.js';
 import { ask, listeners, post, startWorker } from './app/messages.js';
@@ -67,12 +66,15 @@ function wire() {
 }
 
 async function main() {
-  await init({ module_or_path: new URL('../wick_bg.wasm', import.meta.url) });
   if ('serviceWorker' in navigator) {
     // Offline after the first visit: the service worker keeps the app and the model.
     try {
       await navigator.serviceWorker.register(new URL('../sw.js', import.meta.url));
-      await navigator.serviceWorker.ready;
+      const registration = await navigator.serviceWorker.ready;
+      // What this page loaded before the service worker was in control, its build of the library
+      // among them, is kept for offline use too.
+      const loaded = performance.getEntriesByType('resource').map((entry) => entry.name);
+      registration.active.postMessage({ type: 'cache', urls: [location.href, ...loaded] });
       if (!navigator.serviceWorker.controller) {
         // First visit: the new service worker claims the page; the worker must start after that.
         await new Promise((resolve) => {

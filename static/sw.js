@@ -1,13 +1,20 @@
 // Offline support: the app's files and the model are kept in the Cache API. The model (5 MB, named
 // by its content) is served from the cache once there; everything else is fetched fresh when the
 // network answers and from the cache when it does not. Only this origin's GET requests are handled.
-const CACHE = 'wick-v2';
-const MODULES = ['camera', 'chart', 'evaluation', 'files', 'messages', 'preview', 'samples', 'state', 'store', 'training'];
-const SHELL = ['./', 'index.html', 'wick.js', 'wick_bg.wasm', 'style.css', 'static/app.js', 'static/worker.js',
-  ...MODULES.map((m) => `static/app/${m}.js`)];
+// The library's build is not in the shell: the page picks one (single- or multi-threaded) and tells
+// this worker which files it loaded before it was in control.
+const CACHE = 'wick-v3';
+const MODULES = ['camera', 'chart', 'evaluation', 'files', 'messages', 'preview', 'samples', 'state', 'store', 'training', 'wasm'];
+const SHELL = ['./', 'index.html', 'style.css', 'static/app.js', 'static/worker.js', ...MODULES.map((m) => `static/app/${m}.js`)];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener('message', (event) => {
+  if (event.data?.type !== 'cache' || !Array.isArray(event.data.urls)) return;
+  const ours = event.data.urls.filter((url) => URL.canParse(url) && new URL(url).origin === self.location.origin);
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(ours)));
 });
 
 self.addEventListener('activate', (event) => {

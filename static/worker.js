@@ -1,7 +1,15 @@
 // The Web Worker that does all the computing, so the page never freezes: it downloads the backbone,
 // embeds images, trains (one epoch per turn of the event loop, so Cancel is heard) and classifies.
 // Every message from the page has a `type`; every answer echoes the request's `id`.
-import init, { Engine, Training, download } from '../wick.js';
+// The library is imported dynamically, so the message handler below exists from the start and
+// requests that arrive while the library loads wait for it instead of being lost. The
+// multi-threaded build then starts its pool of Web Workers, one per core.
+const library = import('./app/wasm.js').then(async ({ build, wick }) => {
+  const threads = build === 'threads' ? Math.max(1, navigator.hardwareConcurrency || 1) : 1;
+  if (build === 'threads') await wick.initThreadPool(threads);
+  return { build, threads, ...wick };
+});
+let wick = null;
 
 let engine = null;
 let training = null;
@@ -10,18 +18,13 @@ const reply = (message, transfer = []) => self.postMessage(message, transfer);
 const errorText = (e) => (e && e.message) || String(e);
 const nextTurn = () => new Promise((resolve) => setTimeout(resolve, 0));
 
-async function start({ id, modelUrl, modelBytes }) {
-  await init({ module_or_path: new URL('../wick_bg.wasm', import.meta.url) });
-  await loadBackbone({ id, modelUrl, modelBytes });
-}
-
 /// Makes the backbone from `modelBytes` (a file the user opened), or downloaded from `modelUrl`, the
 /// engine's. A file that does not load leaves the engine as it was.
 async function loadBackbone({ id, modelUrl, modelBytes }) {
   let bytes = modelBytes && new Uint8Array(modelBytes);
   if (!bytes) {
     let last = 0;
-    bytes = await download(modelUrl, (received, total) => {
+    bytes = await wick.download(modelUrl, (received, total) => {
       const now = performance.now();
       if (now - last > 100 || received === total) {
         last = now;
@@ -29,10 +32,10 @@ async function loadBackbone({ id, modelUrl, modelBytes }) {
       }
     });
   }
-  const next = new Engine(bytes);
+  const next = new wick.Engine(bytes);
   engine?.free();
   engine = next;
-  reply({ type: 'ready', id, backbone: JSON.parse(engine.backbone()), dim: engine.feature_dim, bytes: bytes.length });
+  reply({ type: 'ready', id, backbone: JSON.parse(engine.backbone()), dim: engine.feature_dim, bytes: bytes.length, build: wick.build, threads: wick.threads });
 }
 
 function embedded(id, embedding) {
@@ -43,7 +46,7 @@ function embedded(id, embedding) {
 }
 
 async function train({ id, features, labels, classNames, settings }) {
-  training = new Training(engine, features, labels, JSON.stringify(classNames), JSON.stringify(settings));
+  training = new wick.Training(engine, features, labels, JSON.stringify(classNames), JSON.stringify(settings));
   for (;;) {
     const stats = training.next_epoch();
     if (stats === undefined) break;
@@ -53,15 +56,15 @@ async function train({ id, features, labels, classNames, settings }) {
   const model = training.finish(Date.now() / 1000);
   training.free();
   training = null;
-  const wick = model.wick;
+  const bytes = model.wick;
   const report = JSON.parse(model.report);
   model.free();
-  engine.load_model(wick);
-  reply({ type: 'trained', id, wick, report });
+  engine.load_model(bytes);
+  reply({ type: 'trained', id, wick: bytes, report });
 }
 
 const handlers = {
-  start,
+  start: loadBackbone,
   'load-backbone': loadBackbone,
   embed: ({ id, bytes }) => embedded(id, engine.embed(new Uint8Array(bytes))),
   'embed-rgba': ({ id, rgba, width, height }) => embedded(id, engine.embed_rgba(new Uint8Array(rgba), width, height)),
@@ -80,6 +83,7 @@ const handlers = {
 
 self.onmessage = async ({ data }) => {
   try {
+    wick ??= await library;
     await handlers[data.type](data);
   } catch (e) {
     if (data.type === 'train') {

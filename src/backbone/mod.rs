@@ -321,7 +321,7 @@ impl Backbone {
         // (wasm has only the CPU: saying so leaves the graph's forward pass out of the web app.)
         if cfg!(target_arch = "wasm32") || self.device.is_cpu() {
             let input = input.to_dtype(DType::F32)?.contiguous()?;
-            let threads = candle_core::utils::get_num_threads();
+            let threads = crate::kernels::available_threads();
             // The pixels in place (a copy of a batch is megabytes of fresh pages).
             let (storage, layout) = input.storage_and_layout();
             let candle_core::Storage::Cpu(storage) = &*storage else { unreachable!("a CPU tensor") };

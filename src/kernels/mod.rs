@@ -24,11 +24,22 @@ pub fn avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
-/// Whether work may be split over `threads` threads. The web app's wasm is single-threaded, and
-/// there the parallel code is left out of the binary altogether (it counts against the first load).
+/// Whether work may be split over `threads` threads. The web app's single-threaded wasm leaves the
+/// parallel code out of the binary altogether (it counts against the first load); its threaded
+/// build (`web-threads`) keeps it.
 #[inline(always)]
 pub fn parallel(threads: usize) -> bool {
-    cfg!(not(target_arch = "wasm32")) && threads > 1
+    cfg!(any(not(target_arch = "wasm32"), feature = "web-threads")) && threads > 1
+}
+
+/// How many threads the CPU work may use: the pool's size in the web app's threaded build (its
+/// Web Workers), else Candle's choice (the physical cores, or `RAYON_NUM_THREADS`).
+pub fn available_threads() -> usize {
+    if cfg!(feature = "web-threads") {
+        rayon::current_num_threads()
+    } else {
+        candle_core::utils::get_num_threads()
+    }
 }
 
 /// Multiply-adds below which a layer runs on one thread: waking the pool's threads costs more than

@@ -22,9 +22,20 @@ use crate::train::head::{self, FeatureSet, Solver, Stop, TrainConfig};
 /// Thumbnails are at most this many pixels on their longer side.
 const THUMBNAIL_SIDE: u32 = 160;
 
+/// Starts the pool of `threads` Web Workers that the backbone and the head run on (the page's
+/// multi-threaded build only; the page calls it once, before anything computes).
+#[cfg(feature = "web-threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+}
+
+/// Which build of the library this is: `threads` (wasm threads, a pool of Web Workers) or `single`.
+#[wasm_bindgen]
+pub fn build_name() -> String {
+    if cfg!(feature = "web-threads") { "threads" } else { "single" }.into()
 }
 
 fn fail(e: impl std::fmt::Display) -> JsError {

@@ -1,9 +1,11 @@
 // Files in and out: the .wick, the project file, a backbone file; and replacing the project.
-import { encode_project, decode_project, wick_format } from '../../wick.js';
+import { wick } from './wasm.js';
 import { drawChart } from './chart.js';
 import { ask, post } from './messages.js';
 import { thumbnailUrls } from './samples.js';
 import { $, state, newId, status, changed, DEFAULT_SETTINGS, emptyProject } from './state.js';
+
+const { encode_project, decode_project, wick_format } = wick;
 
 export function downloadBytes(bytes, name, type) {
   const url = URL.createObjectURL(new Blob([bytes], { type }));
@@ -105,6 +107,9 @@ export function setBackbone(ready, bytes) {
   state.customBackbone = bytes;
   $('#backbone-name').textContent = bytes ? describeBackbone() : 'EfficientNet-Lite0 (ImageNet)';
   $('#precision-name').textContent = ready.backbone.precision;
+  $('#threads-name').textContent = ready.build === 'threads'
+    ? `${ready.threads} threads`
+    : 'one thread (the page is not cross-origin isolated, so it cannot share memory between threads)';
 }
 
 /// Makes the worker's backbone multiply in `precision` ('int8' or 'f32'), as the footer then says.

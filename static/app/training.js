@@ -1,5 +1,5 @@
 // Training in the worker, epoch by epoch, with the live chart; Cancel keeps the best weights.
-import { describe_stop } from '../../wick.js';
+import { wick } from './wasm.js';
 import { drawChart, stepName } from './chart.js';
 import { ask, listeners } from './messages.js';
 import { render } from './samples.js';
@@ -53,7 +53,7 @@ export async function startTraining() {
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     const v = answer.report.validation;
     const kept = stepName(answer.report.history[answer.report.best_epoch - 1]) ?? `epoch ${answer.report.best_epoch}`;
-    trainStatus(`Trained in ${seconds} s (${describe_stop(JSON.stringify(answer.report.stop))}; kept ${kept}).`
+    trainStatus(`Trained in ${seconds} s (${wick.describe_stop(JSON.stringify(answer.report.stop))}; kept ${kept}).`
       + (v ? ` Validation accuracy: ${(100 * v.accuracy).toFixed(1)}%.` : ' No validation images (classes too small to hold any out).'),
     answer.report.stop.kind === 'diverged');
   } catch (e) {

@@ -10,7 +10,9 @@ const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'applic
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
 /// `mounts` maps extra URL prefixes to folders (e.g. `{ '/tfjs/': '…/node_modules/@tensorflow/tfjs/dist' }`).
-export async function serveDist(dir = path.join(root, 'dist'), mounts = {}) {
+/// `isolated` sends the cross-origin isolation headers (as `trunk serve` does), so the page may
+/// share memory between threads and loads the multi-threaded build.
+export async function serveDist(dir = path.join(root, 'dist'), mounts = {}, { isolated = false } = {}) {
   if (!fs.existsSync(path.join(dir, 'index.html'))) {
     throw new Error(`${dir}/index.html is missing: run \`trunk build --release\` first`);
   }
@@ -25,7 +27,8 @@ export async function serveDist(dir = path.join(root, 'dist'), mounts = {}) {
       return;
     }
     const body = fs.readFileSync(file);
-    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': body.length });
+    const isolation = isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': body.length, ...isolation });
     res.end(body);
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The web app's multi-threaded build, next to Trunk's single-threaded one: the same crate with wasm
+# threads (one shared memory, atomics), so the backbone and the head run on a pool of Web Workers
+# (wasm-bindgen-rayon). Threads need a nightly Rust that rebuilds std with atomics (`-Z build-std`).
+# The page loads this build only when it is cross-origin isolated (COOP + COEP headers); elsewhere
+# browsers refuse shared memory, and it loads Trunk's.
+#
+# Trunk runs this after its own build (Trunk.toml's post_build hook) and it writes `threads/` into
+# Trunk's staging folder; run by hand, `scripts/build-web-threads.sh DIR` writes DIR/threads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Pinned: scripts/setup.sh installs exactly this one, with rust-src and the wasm target.
+TOOLCHAIN=nightly-2026-05-20
+out="${1:-${TRUNK_STAGING_DIR:?run by Trunk, or give the output folder}}/threads"
+profile=wasm-release
+[ "${TRUNK_PROFILE:-release}" = debug ] && profile=dev
+target_dir="${CARGO_TARGET_DIR:-target}/web-threads"
+
+# One memory shared by every thread: imported (each Worker instantiates the module on it) and with
+# its maximum declared up front (4 GiB, all a wasm32 page can address); wasm-bindgen sets up each
+# thread's stack and thread-locals through the exported TLS symbols.
+link='--shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base'
+export RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 --cfg getrandom_backend=\"wasm_js\" $(printf -- '-C link-arg=%s ' $link)"
+cargo "+$TOOLCHAIN" build --quiet --lib --profile "$profile" --target wasm32-unknown-unknown \
+  --no-default-features --features web-threads --target-dir "$target_dir" -Z build-std=panic_abort,std
+built="$target_dir/wasm32-unknown-unknown/$([ "$profile" = dev ] && echo debug || echo "$profile")/wick.wasm"
+rm -rf "$out"
+wasm-bindgen --target web --no-typescript --remove-name-section --out-dir "$out" "$built"
+
+# wasm-bindgen-rayon's worker script finds the page's module as `../../..`, which only a bundler
+# resolves; a browser needs the file's name.
+helpers=$(find "$out/snippets" -name workerHelpers.js)
+[ "$(echo "$helpers" | wc -l)" = 1 ] && grep -q "import('../../..')" "$helpers" || {
+  echo "build-web-threads: wasm-bindgen-rayon's workerHelpers.js is not the one this script knows" >&2
+  exit 1
+}
+sed -i "s|import('../../..')|import('../../../wick.js')|" "$helpers"
