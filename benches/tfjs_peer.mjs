@@ -1,11 +1,14 @@
 // The browser backbone benchmark: Wick (wasm + simd128, one thread; int8 products, and f32) against TF.js's wasm backend
-// (SIMD, one thread: the page is not cross-origin isolated) running the same EfficientNet-Lite0
+// (SIMD, one thread: the page is not cross-origin isolated), then on a cross-origin isolated page
+// Wick's multi-threaded build against TF.js's threaded backend (one thread per core each) and
+// Wick's one-thread build, all running the same EfficientNet-Lite0
 // architecture built from TF.js's fused ops (conv2d / depthwiseConv2d with bias and ReLU6 fused, TF
 // 'same' padding, NHWC), random weights. Both run in the same page of headless Chromium on the
 // `trunk build --release` output. Also reports the first-load size (gzipped wasm + model file).
 //
 //   node benches/tfjs_peer.mjs [--json]
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { serveDist, launchChromium, root } from '../tests/browser/harness.mjs';
@@ -14,31 +17,52 @@ const json = process.argv.includes('--json');
 const BATCHES = [1, 8];
 const ROUNDS = 3;
 const tfjs = path.join(root, 'node_modules/@tensorflow');
-const { server, origin } = await serveDist(undefined, {
+const mounts = {
   '/bench/': path.join(root, 'benches/page'),
   '/tfjs/': path.join(tfjs, 'tfjs/dist'),
   '/tfjs-wasm/': path.join(tfjs, 'tfjs-backend-wasm/dist'),
-});
+};
+const { server, origin } = await serveDist(undefined, mounts);
+const { server: isolatedServer, origin: isolatedOrigin } = await serveDist(undefined, mounts, { isolated: true });
 const browser = await launchChromium();
 const records = [];
 const report = (r) => {
   records.push(r);
   if (json) console.log(JSON.stringify(r));
 };
-try {
-  // The benchmark page, not the app: TF.js needs string evaluation, which the app's CSP forbids.
+/// Opens the benchmark page (not the app: TF.js needs string evaluation, which the app's CSP forbids)
+/// with Wick's single-threaded build, TF.js and the model loaded; on an `isolated` page also Wick's
+/// multi-threaded build and TF.js's threaded backend, each with one thread per core.
+async function openBenchPage(serverOrigin, isolated) {
   const page = await browser.newPage();
-  await page.goto(`${origin}/bench/index.html`);
+  // TF.js's threaded backend starts hardwareConcurrency / 2 threads; reporting twice this machine's
+  // cores lets it use as many threads as Wick (set below), one per core.
+  const cores = os.availableParallelism();
+  if (isolated) {
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Emulation.setHardwareConcurrencyOverride', { hardwareConcurrency: 2 * cores });
+  }
+  await page.goto(`${serverOrigin}/bench/index.html`);
   await page.addScriptTag({ url: '/tfjs/tf.min.js' });
   await page.addScriptTag({ url: '/tfjs-wasm/tf-backend-wasm.min.js' });
-  await page.evaluate(async () => {
-    const wick = await import('/wick.js');
-    await wick.default({ module_or_path: '/wick_bg.wasm' });
-    window.wick = wick;
-    window.wickModel = new Uint8Array(await (await fetch('/static/efficientnet-lite0-int8.safetensors')).arrayBuffer());
+  await page.evaluate(async ([isolated, threads]) => {
+    if (self.crossOriginIsolated !== isolated) throw new Error(`the page should${isolated ? '' : ' not'} be cross-origin isolated`);
+    // Each Wick build in a worker of its own; `wickCall(build, message)` answers with its value.
+    const workers = {};
+    window.wickCall = (build, message) => new Promise((resolve, reject) => {
+      workers[build].onmessage = ({ data }) => (data.error ? reject(new Error(data.error)) : resolve(data.value));
+      workers[build].postMessage(message);
+    });
+    const builds = isolated ? { single: '/', threads: '/threads/' } : { single: '/' };
+    for (const [build, dir] of Object.entries(builds)) {
+      workers[build] = new Worker('/bench/wick-worker.js', { type: 'module' });
+      const poolSize = build === 'threads' ? threads : 0;
+      await window.wickCall(build, { type: 'init', module: `${dir}wick.js`, wasm: `${dir}wick_bg.wasm`, threads: poolSize });
+    }
 
     const tf = window.tf;
     tf.wasm.setWasmPaths('/tfjs-wasm/');
+    if (isolated) tf.wasm.setThreadsCount(threads);
     await tf.setBackend('wasm');
     await tf.ready();
     // EfficientNet-Lite0: (kernel, stride, expansion, output channels, repeats) per stage.
@@ -83,54 +107,100 @@ try {
       return (performance.now() - start) / (iters * batch);
     };
     window.tfjsInfo = async () => ({ threads: tf.wasm.getThreadsCount?.() ?? 1, simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT') });
-  });
-  const info = await page.evaluate(() => window.tfjsInfo());
-  // Rounds alternate the two runtimes, and each keeps its best round: the machine is noisy, and
-  // a slow moment should not land on one side only.
+  }, [isolated, cores]);
+  return page;
+}
+
+/// Rounds alternate the runtimes, and each keeps its best round: the machine is noisy, and a slow
+/// moment should not land on one side only. `runtimes` maps a name to `(batch, iters) => ms/image`
+/// evaluated in `page`.
+async function bestOfRounds(runtimes) {
   const best = {};
   for (let round = 0; round < ROUNDS; round++) {
     for (const batch of BATCHES) {
       const iters = batch === 1 ? 8 : 2;
-      const wick = (precision) => page.evaluate(([b, i, p]) => window.wick.bench_backbone(window.wickModel, b, i, p), [batch, iters, precision])
-        .then((r) => JSON.parse(r).ms_per_image);
-      const int8 = await wick('int8');
-      const tfjsMs = await page.evaluate(([b, i]) => window.tfjsBench(b, i), [batch, iters]);
-      const f32 = await wick('f32');
-      for (const [runtime, ms] of [['wick-wasm-int8', int8], ['tfjs-wasm', tfjsMs], ['wick-wasm-f32', f32]]) {
-        const key = `${runtime}/${batch}`;
-        best[key] = Math.min(best[key] ?? Infinity, ms);
+      for (const [name, run] of Object.entries(runtimes)) {
+        const ms = await run(batch, iters);
+        best[`${name}/${batch}`] = Math.min(best[`${name}/${batch}`] ?? Infinity, ms);
       }
     }
   }
+  return best;
+}
+
+const wickRun = (page, build, precision) => (batch, iters) => page
+  .evaluate(([b, message]) => window.wickCall(b, message), [build, { type: 'bench', batch, iters, precision }]);
+const tfjsRun = (page) => (batch, iters) => page.evaluate(([b, i]) => window.tfjsBench(b, i), [batch, iters]);
+
+try {
+  // One thread each: the page is not cross-origin isolated.
+  const page = await openBenchPage(origin, false);
+  const info = await page.evaluate(() => window.tfjsInfo());
+  const best = await bestOfRounds({
+    'wick-wasm-int8': wickRun(page, 'single', 'int8'),
+    'tfjs-wasm': tfjsRun(page),
+    'wick-wasm-f32': wickRun(page, 'single', 'f32'),
+  });
   for (const runtime of ['wick-wasm-int8', 'wick-wasm-f32', 'tfjs-wasm']) {
     for (const batch of BATCHES) {
       const extra = runtime === 'tfjs-wasm' ? { threads: info.threads, simd: info.simd } : {};
-      report({ runtime, batch, ms_per_image: best[`${runtime}/${batch}`], rounds: ROUNDS, ...extra });
+      report({ runtime, batch, ms_per_image: best[`${runtime}/${batch}`], rounds: ROUNDS, threads: 1, ...extra });
+    }
+  }
+  await page.close();
+
+  // All cores: a cross-origin isolated page, Wick's two builds and TF.js's threaded backend.
+  const isolatedPage = await openBenchPage(isolatedOrigin, true);
+  const isolatedInfo = await isolatedPage.evaluate(() => window.tfjsInfo());
+  const threads = os.availableParallelism();
+  const bestIsolated = await bestOfRounds({
+    'wick-threads-int8': wickRun(isolatedPage, 'threads', 'int8'),
+    'tfjs-threads': tfjsRun(isolatedPage),
+    'wick-one-thread-int8': wickRun(isolatedPage, 'single', 'int8'),
+  });
+  for (const runtime of ['wick-threads-int8', 'wick-one-thread-int8', 'tfjs-threads']) {
+    for (const batch of BATCHES) {
+      const n = runtime === 'tfjs-threads' ? isolatedInfo.threads : runtime === 'wick-threads-int8' ? threads : 1;
+      report({ runtime, batch, ms_per_image: bestIsolated[`${runtime}/${batch}`], rounds: ROUNDS, threads: n, isolated: true });
     }
   }
 } finally {
   await browser.close();
   server.close();
+  isolatedServer.close();
 }
 
+// First load: what a visit downloads, the scripts and the wasm gzipped (as a server sends them) and
+// the model file as it is (already compressed: int8). Each build has its own wasm and glue.
 const dist = path.join(root, 'dist');
-const wasmGzip = zlib.gzipSync(fs.readFileSync(path.join(dist, 'wick_bg.wasm'))).length;
+const gzipped = (f) => zlib.gzipSync(fs.readFileSync(path.join(dist, f))).length;
 const pageModules = fs.readdirSync(path.join(dist, 'static/app')).map((f) => `static/app/${f}`);
-const jsGzip = ['wick.js', 'static/app.js', 'static/worker.js', 'sw.js', 'index.html', 'style.css', ...pageModules]
-  .reduce((n, f) => n + zlib.gzipSync(fs.readFileSync(path.join(dist, f))).length, 0);
+const shared = ['static/app.js', 'static/worker.js', 'sw.js', 'index.html', 'style.css', ...pageModules];
+const snippets = (dir) => (fs.existsSync(path.join(dist, dir)) ? fs.readdirSync(path.join(dist, dir), { recursive: true })
+  .map((f) => path.join(dir, f)).filter((f) => f.endsWith('.js')) : []);
 const modelBytes = fs.statSync(path.join(dist, 'static/efficientnet-lite0-int8.safetensors')).size;
-const firstLoad = { wasm_gzip: wasmGzip, scripts_gzip: jsGzip, model: modelBytes, total: wasmGzip + jsGzip + modelBytes };
+const firstLoad = (build, dir) => {
+  const wasm = gzipped(path.join(dir, 'wick_bg.wasm'));
+  const scripts = [...shared, path.join(dir, 'wick.js'), ...snippets(path.join(dir, 'snippets'))].reduce((n, f) => n + gzipped(f), 0);
+  return { build, wasm_gzip: wasm, scripts_gzip: scripts, model: modelBytes, total: wasm + scripts + modelBytes };
+};
+const loads = [firstLoad('single', '.'), firstLoad('threads', 'threads')];
 if (json) {
-  console.log(JSON.stringify({ first_load_bytes: firstLoad }));
+  loads.forEach((load) => console.log(JSON.stringify({ first_load_bytes: load })));
 } else {
-  console.log(`# EfficientNet-Lite0 forward in headless Chromium, ms/image, best of ${ROUNDS} alternating rounds (one thread each)`);
-  console.log(`${'runtime'.padEnd(16)}${'batch'.padStart(6)}${'ms/image'.padStart(10)}  ratio`);
+  console.log(`# EfficientNet-Lite0 forward in headless Chromium, ms/image, best of ${ROUNDS} alternating rounds`);
+  console.log(`${'runtime'.padEnd(22)}${'threads'.padStart(8)}${'batch'.padStart(6)}${'ms/image'.padStart(10)}  ratio`);
+  const find = (runtime, batch) => records.find((p) => p.runtime === runtime && p.batch === batch);
   for (const r of records) {
-    const peer = records.find((p) => p.runtime === 'tfjs-wasm' && p.batch === r.batch);
-    const ratio = r.runtime.startsWith('wick-wasm') && peer ? `${(r.ms_per_image / peer.ms_per_image).toFixed(2)}x TF.js` : '';
-    const note = r.runtime === 'tfjs-wasm' ? ` (threads ${r.threads}, simd ${r.simd})` : '';
-    console.log(`${r.runtime.padEnd(16)}${String(r.batch).padStart(6)}${r.ms_per_image.toFixed(1).padStart(10)}  ${ratio}${note}`);
+    const ratios = [];
+    const peer = r.isolated ? find('tfjs-threads', r.batch) : find('tfjs-wasm', r.batch);
+    if (r.runtime.startsWith('wick')) ratios.push(`${(r.ms_per_image / peer.ms_per_image).toFixed(2)}x TF.js`);
+    if (r.runtime === 'wick-threads-int8') ratios.push(`${(r.ms_per_image / find('wick-one-thread-int8', r.batch).ms_per_image).toFixed(2)}x one thread`);
+    const note = r.runtime.startsWith('tfjs') ? ` (simd ${r.simd ?? true})` : '';
+    console.log(`${r.runtime.padEnd(22)}${String(r.threads).padStart(8)}${String(r.batch).padStart(6)}${r.ms_per_image.toFixed(1).padStart(10)}  ${ratios.join(', ')}${note}`);
   }
   const mb = (n) => (n / 1e6).toFixed(2);
-  console.log(`first load: wasm ${mb(wasmGzip)} MB gzipped + scripts ${mb(jsGzip)} MB gzipped + model ${mb(modelBytes)} MB = ${mb(firstLoad.total)} MB`);
+  for (const l of loads) {
+    console.log(`first load (${l.build} build): wasm ${mb(l.wasm_gzip)} MB gzipped + scripts ${mb(l.scripts_gzip)} MB gzipped + model ${mb(l.model)} MB = ${mb(l.total)} MB`);
+  }
 }

@@ -38,6 +38,28 @@ async function loadBackbone({ id, modelUrl, modelBytes }) {
   reply({ type: 'ready', id, backbone: JSON.parse(engine.backbone()), dim: engine.feature_dim, bytes: bytes.length, build: wick.build, threads: wick.threads });
 }
 
+// Files to embed, gathered while the worker is busy so they reach the library as a batch: one
+// file per thread of the multi-threaded build (the single-threaded one takes them one by one).
+const embedQueue = [];
+
+function queueEmbed({ id, bytes }) {
+  embedQueue.push({ id, bytes });
+  if (embedQueue.length === 1) setTimeout(embedQueued, 0);
+}
+
+function embedQueued() {
+  const batch = embedQueue.splice(0, wick.threads);
+  try {
+    const answers = engine.embed_files(batch.map(({ bytes }) => new Uint8Array(bytes)));
+    answers.forEach((answer, i) => (answer instanceof Error
+      ? reply({ type: 'error', id: batch[i].id, message: answer.message })
+      : embedded(batch[i].id, answer)));
+  } catch (e) {
+    batch.forEach(({ id }) => reply({ type: 'error', id, message: errorText(e) }));
+  }
+  if (embedQueue.length > 0) setTimeout(embedQueued, 0);
+}
+
 function embedded(id, embedding) {
   const features = embedding.features;
   const thumbnail = embedding.thumbnail;
@@ -66,7 +88,7 @@ async function train({ id, features, labels, classNames, settings }) {
 const handlers = {
   start: loadBackbone,
   'load-backbone': loadBackbone,
-  embed: ({ id, bytes }) => embedded(id, engine.embed(new Uint8Array(bytes))),
+  embed: queueEmbed,
   'embed-rgba': ({ id, rgba, width, height }) => embedded(id, engine.embed_rgba(new Uint8Array(rgba), width, height)),
   train,
   cancel: () => training?.cancel(),

@@ -304,9 +304,10 @@ impl Backbone {
     }
 
     /// Decoded images → the network's input (N, 3, crop, crop), preprocessed by [`Preprocess::apply`].
-    pub fn input_tensor<I: Borrow<RgbImage>>(&self, images: &[I]) -> Result<Tensor> {
+    pub fn input_tensor<I: Borrow<RgbImage> + Sync>(&self, images: &[I]) -> Result<Tensor> {
         let crop = self.meta.preprocess.crop as usize;
-        let pixels: Vec<f32> = images.iter().flat_map(|im| self.meta.preprocess.apply(im.borrow())).collect();
+        let per_image = crate::kernels::map_parallel(images, |im| self.meta.preprocess.apply(im.borrow()));
+        let pixels = per_image.concat();
         Ok(Tensor::from_vec(pixels, (images.len(), 3, crop, crop), &self.device)?)
     }
 

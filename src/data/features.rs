@@ -51,7 +51,7 @@ pub fn image_key(file_bytes: &[u8]) -> ImageKey {
 }
 
 /// The features of `images` in `view`, one vector per image.
-pub fn compute<I: Borrow<RgbImage>>(backbone: &Backbone, images: &[I], view: View) -> Result<Vec<Vec<f32>>> {
+pub fn compute<I: Borrow<RgbImage> + Sync>(backbone: &Backbone, images: &[I], view: View) -> Result<Vec<Vec<f32>>> {
     let input = match view {
         View::AsIs => backbone.input_tensor(images)?,
         View::Mirrored => {

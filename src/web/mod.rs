@@ -16,6 +16,7 @@ use crate::data::preprocess::decode_image;
 use crate::formats::classifier::{BackboneRef, Classifier};
 use crate::formats::project::{Project, ProjectMeta, TrainReport};
 use crate::infer::Precision;
+use crate::kernels::map_parallel;
 use crate::train::fit::HeadFit;
 use crate::train::head::{self, FeatureSet, Solver, Stop, TrainConfig};
 
@@ -32,10 +33,11 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// Which build of the library this is: `threads` (wasm threads, a pool of Web Workers) or `single`.
+/// How many threads the backbone and the head run on: the pool's size in the multi-threaded build, 1
+/// in the single-threaded one.
 #[wasm_bindgen]
-pub fn build_name() -> String {
-    if cfg!(feature = "web-threads") { "threads" } else { "single" }.into()
+pub fn available_threads() -> usize {
+    crate::kernels::available_threads()
 }
 
 fn fail(e: impl std::fmt::Display) -> JsError {
@@ -92,9 +94,28 @@ impl Engine {
         self.backbone.feature_dim()
     }
 
-    /// An image file's bytes (JPEG, PNG, WebP, GIF, BMP) → its features and a thumbnail.
-    pub fn embed(&self, file_bytes: &[u8]) -> Result<Embedding, JsError> {
-        self.embed_image(decode_image(file_bytes).map_err(fail)?)
+    /// Image files (JPEG, PNG, WebP, GIF, BMP) → for each, its [`Embedding`], or an `Error` naming why it could not be read. In
+    /// the multi-threaded build a batch keeps every thread busy: one file per thread is decoded,
+    /// resized and thumbnailed, and one image per thread runs through the backbone.
+    pub fn embed_files(&self, files: Vec<js_sys::Uint8Array>) -> Result<js_sys::Array, JsError> {
+        let bytes: Vec<Vec<u8>> = files.iter().map(js_sys::Uint8Array::to_vec).collect();
+        let decoded = map_parallel(&bytes, |b| decode_image(b));
+        let images: Vec<&RgbImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+        let features = compute(&self.backbone, &images, View::AsIs).map_err(fail)?;
+        let thumbnails = map_parallel(&images, |image| thumbnail_jpeg(image).map_err(|e| e.to_string()));
+        let mut embedded = features.into_iter().zip(thumbnails);
+        let answers = js_sys::Array::new();
+        for d in &decoded {
+            let answer = match d {
+                Ok(_) => match embedded.next().expect("one per decoded image") {
+                    (features, Ok(thumbnail)) => JsValue::from(Embedding { features, thumbnail }),
+                    (_, Err(e)) => JsError::new(&e).into(),
+                },
+                Err(e) => JsError::new(&e.to_string()).into(),
+            };
+            answers.push(&answer);
+        }
+        Ok(answers)
     }
 
     /// RGBA pixels (a canvas's `ImageData`, e.g. a webcam frame) → features and a thumbnail.
@@ -104,7 +125,7 @@ impl Engine {
 
     fn embed_image(&self, image: RgbImage) -> Result<Embedding, JsError> {
         let features = compute(&self.backbone, &[&image], View::AsIs).map_err(fail)?.remove(0);
-        Ok(Embedding { features, thumbnail: thumbnail_jpeg(&image)? })
+        Ok(Embedding { features, thumbnail: thumbnail_jpeg(&image).map_err(fail)? })
     }
 
     /// Makes a `.wick` model the one [`Engine::classify_file`] uses; returns its metadata as JSON. A
@@ -158,13 +179,13 @@ fn rgba_image(rgba: &[u8], width: u32, height: u32) -> Result<RgbImage, JsError>
     Ok(RgbImage::from_raw(width, height, rgb).expect("size checked"))
 }
 
-fn thumbnail_jpeg(image: &RgbImage) -> Result<Vec<u8>, JsError> {
+fn thumbnail_jpeg(image: &RgbImage) -> Result<Vec<u8>, image::ImageError> {
     let (w, h) = image.dimensions();
     let scale = (THUMBNAIL_SIDE as f32 / w.max(h) as f32).min(1.0);
     let small =
         image::imageops::thumbnail(image, ((w as f32 * scale) as u32).max(1), ((h as f32 * scale) as u32).max(1));
     let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82).encode_image(&small).map_err(fail)?;
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82).encode_image(&small)?;
     Ok(jpeg)
 }
 

@@ -5,7 +5,8 @@ import { openCamera, closeCamera, wireBurst } from './camera.js';
 import { renderEvaluation } from './evaluation.js';
 import { $, state, newId, status, changed } from './state.js';
 
-const READS_IN_FLIGHT = 4;
+// Enough files in flight to give every thread of the worker's pool one while the next are read.
+const READS_IN_FLIGHT = Math.max(4, 2 * (navigator.hardwareConcurrency || 1));
 export const thumbnailUrls = new Map(); // sample id → object URL
 
 const extraction = { queued: 0, done: 0, failed: [], started: 0 };
