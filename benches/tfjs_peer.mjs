@@ -15,7 +15,7 @@ import { serveDist, launchChromium, root } from '../tests/browser/harness.mjs';
 
 const json = process.argv.includes('--json');
 const BATCHES = [1, 8];
-const ROUNDS = 3;
+const ROUNDS = 5;
 const tfjs = path.join(root, 'node_modules/@tensorflow');
 const mounts = {
   '/bench/': path.join(root, 'benches/page'),

@@ -68,9 +68,19 @@ impl Engine {
             // one image's small late layers across threads costs more than it gains).
             pairs.par_bridge().for_each_init(Arena::default, |arena, (image, out)| forward(arena, image, out, 1));
         } else {
-            let mut arena = self.arena.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (image, out) in pairs {
-                forward(&mut arena, image, out, threads);
+            let run = || {
+                let mut arena = self.arena.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                for (image, out) in pairs {
+                    forward(&mut arena, image, out, threads);
+                }
+            };
+            if crate::kernels::parallel(threads) {
+                // Layers split over the pool: the whole pass runs on a pool thread, so each layer's
+                // split is a cheap fork inside the pool, not a hand-over from this thread and back
+                // (in the browser each hand-over wakes a sleeping Web Worker).
+                rayon::scope(|_| run());
+            } else {
+                run();
             }
         }
         Ok(features)

@@ -11,7 +11,7 @@
 //!
 //! No product can overflow: |q| ≤ 127 and 255 · 127 · K < 2³¹ for any K below 66 000 (checked).
 
-use crate::kernels::{activate, Activation};
+use crate::kernels::Activation;
 
 /// Which integer kernel multiplies, chosen once per weight matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,18 +207,34 @@ impl Int8Matrix {
         let columns = first..first + sums.len();
         let (out, bias, residual) =
             (&mut out[columns.clone()], &bias[columns.clone()], residual.map(|r| &r[columns.clone()]));
-        let columns = out.iter_mut().zip(sums).zip(&self.scales[columns]).zip(bias);
-        // The activation is applied before the one store (a second pass would read the row back).
-        match residual {
-            Some(residual) => {
-                for ((((o, &sum), &scale), &b), &x) in columns.zip(residual) {
-                    *o = activate(sum as f32 * (row_scale * scale) + b + x, activation);
-                }
+        finish_row(sums, row_scale, &self.scales[columns], bias, residual, activation, out);
+    }
+}
+
+/// `out[c] = activation(sums[c] · (row_scale · scales[c]) + bias[c] (+ residual[c]))`, the
+/// activation applied before the one store (a second pass would read the row back).
+#[cfg(not(target_arch = "wasm32"))]
+#[inline(always)]
+fn finish_row(
+    sums: &[i32],
+    row_scale: f32,
+    scales: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    activation: Activation,
+    out: &mut [f32],
+) {
+    use crate::kernels::activate;
+    let columns = out.iter_mut().zip(sums).zip(scales).zip(bias);
+    match residual {
+        Some(residual) => {
+            for ((((o, &sum), &scale), &b), &x) in columns.zip(residual) {
+                *o = activate(sum as f32 * (row_scale * scale) + b + x, activation);
             }
-            None => {
-                for (((o, &sum), &scale), &b) in columns {
-                    *o = activate(sum as f32 * (row_scale * scale) + b, activation);
-                }
+        }
+        None => {
+            for (((o, &sum), &scale), &b) in columns {
+                *o = activate(sum as f32 * (row_scale * scale) + b, activation);
             }
         }
     }
@@ -248,10 +264,25 @@ pub fn quantize_per_output_channel(data: &[f32], channels: usize) -> (Vec<i8>, V
     (q, scales)
 }
 
-/// max |x| / 127, or 1 for an all-zero row (whose values then all quantize to 0). Kept in 16
-/// lanes so it vectorises (a single running maximum is a serial chain of compares).
+/// max |x| / 127, or 1 for an all-zero row (whose values then all quantize to 0).
 #[inline(always)]
 fn symmetric_scale(values: &[f32]) -> f32 {
+    let max = max_abs(values);
+    if max > 0.0 && max.is_finite() {
+        max / 127.0
+    } else {
+        1.0
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+use super::simd128::{finish_row, max_abs, quantize_row};
+
+/// max |x| (0 for none; NaNs are passed over). Kept in 16 lanes so it vectorises (a single running
+/// maximum is a serial chain of compares).
+#[cfg(not(target_arch = "wasm32"))]
+#[inline(always)]
+fn max_abs(values: &[f32]) -> f32 {
     let mut lanes = [0f32; 16];
     let chunks = values.chunks_exact(16);
     let rest = chunks.remainder();
@@ -265,12 +296,7 @@ fn symmetric_scale(values: &[f32]) -> f32 {
         let a = v.abs();
         *m = if a > *m { a } else { *m };
     }
-    let max = lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m });
-    if max > 0.0 && max.is_finite() {
-        max / 127.0
-    } else {
-        1.0
-    }
+    lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m })
 }
 
 /// Rows of activations quantized for one kernel, with each row's scale.
@@ -320,13 +346,18 @@ impl Quantized {
                         *o = (round_to_i32(x * inverse) + 128) as u8;
                     }
                 }
-                Kernel::Pairs => {
-                    for (o, &x) in self.signed[r * stride..r * stride + k].iter_mut().zip(row) {
-                        *o = round_to_i32(x * inverse) as i16;
-                    }
-                }
+                Kernel::Pairs => quantize_row(row, inverse, &mut self.signed[r * stride..r * stride + k]),
             }
         }
+    }
+}
+
+/// `out[i] = round(row[i] · inverse)`, clamped to ±127.
+#[cfg(not(target_arch = "wasm32"))]
+#[inline(always)]
+fn quantize_row(row: &[f32], inverse: f32, out: &mut [i16]) {
+    for (o, &x) in out.iter_mut().zip(row) {
+        *o = round_to_i32(x * inverse) as i16;
     }
 }
 
@@ -335,7 +366,7 @@ impl Quantized {
 /// in wasm, and a saturating `as` cast needs compares around every conversion). Anything else — a
 /// NaN from a NaN input — lands in [−127, 127] by the clamp on the bits.
 #[inline(always)]
-fn round_to_i32(x: f32) -> i32 {
+pub(super) fn round_to_i32(x: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0;
     let bits = ((x + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     bits.clamp(-127, 127)

@@ -13,6 +13,8 @@ pub mod int8;
 pub mod matmul;
 pub mod nhwc;
 pub mod recompute;
+#[cfg(target_arch = "wasm32")]
+mod simd128;
 
 use bias_relu6::relu6;
 
@@ -82,8 +84,12 @@ pub fn activate(x: f32, activation: Activation) -> f32 {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
+pub use simd128::apply_activation;
+
 /// [`activate`] in place over a buffer.
 #[inline(always)]
+#[cfg(not(target_arch = "wasm32"))]
 pub fn apply_activation(values: &mut [f32], activation: Activation) {
     match activation {
         Activation::None => {}
