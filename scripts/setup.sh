@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Wick needs, idempotently (each step is skipped when already done).
-#   scripts/setup.sh app     wasm target, wasm-bindgen-cli (the exact crate version), trunk
+#   scripts/setup.sh app     wasm target, wasm-bindgen-cli (the exact crate version), trunk, and the
+#                            pinned nightly (rust-src, wasm target) for the multi-threaded web build
 #   scripts/setup.sh test    app + Chromium, playwright-core, numpy/Pillow, the reference checkpoint
 #   scripts/setup.sh bench   test + onnx/onnxruntime and scikit-learn (the native peers)
 set -euo pipefail
@@ -8,10 +9,16 @@ cd "$(dirname "$0")/.."
 what="${1:-app}"
 WASM_BINDGEN_VERSION=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' Cargo.toml)
 TRUNK_VERSION=0.21.14 # trunk 0.22 needs rustc >= 1.96.1
+THREADS_TOOLCHAIN=$(sed -n 's/^TOOLCHAIN=//p' scripts/build-web-threads.sh)
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 say() { echo "setup: $*" >&2; }
 
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+if ! rustup component list --toolchain "$THREADS_TOOLCHAIN" --installed 2>/dev/null | grep -q '^rust-src' \
+  || ! rustup target list --toolchain "$THREADS_TOOLCHAIN" --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  say "installing Rust $THREADS_TOOLCHAIN with rust-src and the wasm target (the multi-threaded web build)"
+  rustup toolchain install "$THREADS_TOOLCHAIN" --profile minimal --component rust-src --target wasm32-unknown-unknown
+fi
 if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
   say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
   cargo install --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"

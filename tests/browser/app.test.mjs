@@ -629,3 +629,52 @@ test('backbone arithmetic: int8 by default, f32 when asked, each answering as th
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('cross-origin isolated: the multi-threaded build runs on a pool, answers as the CLI does, trains, and works offline', async () => {
+  const isolated = await serveDist(undefined, { '/fixtures/': path.join(root, 'tests/fixtures') }, { isolated: true });
+  const context = await browser.newContext();
+  try {
+    const { page, requests, errors } = await openApp(context, isolated.origin);
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
+    assert.equal(await page.textContent('#threads-name'), `${cores} threads`);
+
+    const coffee = path.join(root, 'tests/fixtures/coffee.png');
+    const cli = JSON.parse(execFileSync(wickBinary, ['predict', '--json', coffee])).classes[0];
+    await page.setInputFiles('#preview-file', coffee);
+    await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'));
+    assert.equal(await page.textContent('#predictions li:first-child .label'), cli.label);
+    assert.equal(await page.textContent('#predictions li:first-child .percent'), `${(100 * cli.probability).toFixed(1)}%`);
+
+    // Files reach the worker's pool in batches; a file that does not decode is named, its batch's
+    // other files are added.
+    await brickAndGrass(page);
+    const broken = { name: 'broken.png', mimeType: 'image/png', buffer: Buffer.from('not a picture') };
+    assert.equal(await addImages(page, 0, [...await crops(page, 'brick', 0, 300, 3, 5), broken]), 3);
+    assert.match(await page.textContent('#extract-text'), /skipped 1: broken\.png: /);
+    assert.match(await train(page), /^Trained in/);
+    assert.deepEqual(requests.filter((u) => new URL(u).origin !== isolated.origin && !u.startsWith(`blob:${isolated.origin}`)), []);
+
+    // Offline: the service worker kept this build's files, which the page loaded before it took over.
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 30_000 });
+    await page.waitForFunction(async () => Boolean(await caches.match('/threads/wick_bg.wasm')), null, { timeout: 30_000 });
+    await context.setOffline(true);
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.ready === 'true'
+      || document.querySelector('#status').classList.contains('error'), null, { timeout: 60_000 });
+    assert.match(await statusText(page), /^Model ready/);
+    assert.equal(await page.textContent('#threads-name'), `${cores} threads`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    isolated.server.close();
+  }
+});
+
+test('not isolated: the single-threaded build, and the footer says why', async () => {
+  const { page, errors } = await openApp(browser, origin);
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), false);
+  assert.match(await page.textContent('#threads-name'), /^one thread \(the page is not cross-origin isolated/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
