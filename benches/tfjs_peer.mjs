@@ -16,6 +16,8 @@ import { serveDist, launchChromium, root } from '../tests/browser/harness.mjs';
 const json = process.argv.includes('--json');
 const BATCHES = [1, 8];
 const ROUNDS = 5;
+const HEAD_ROWS = 4000;
+const headFit = {};
 const tfjs = path.join(root, 'node_modules/@tensorflow');
 const mounts = {
   '/bench/': path.join(root, 'benches/page'),
@@ -164,6 +166,14 @@ try {
       report({ runtime, batch, ms_per_image: bestIsolated[`${runtime}/${batch}`], rounds: ROUNDS, threads: n, isolated: true });
     }
   }
+  // The head the page fits by default, on the same synthetic features in both builds.
+  for (let round = 0; round < 2; round++) {
+    for (const build of ['threads', 'single']) {
+      const ms = await isolatedPage.evaluate(([b, rows]) => window.wickCall(b, { type: 'fit', rows, classes: 10 }), [build, HEAD_ROWS]);
+      headFit[build] = Math.min(headFit[build] ?? Infinity, ms);
+    }
+  }
+  report({ what: 'head fit', rows: HEAD_ROWS, classes: 10, threads_ms: headFit.threads, one_thread_ms: headFit.single, threads });
 } finally {
   await browser.close();
   server.close();
@@ -191,7 +201,7 @@ if (json) {
   console.log(`# EfficientNet-Lite0 forward in headless Chromium, ms/image, best of ${ROUNDS} alternating rounds`);
   console.log(`${'runtime'.padEnd(22)}${'threads'.padStart(8)}${'batch'.padStart(6)}${'ms/image'.padStart(10)}  ratio`);
   const find = (runtime, batch) => records.find((p) => p.runtime === runtime && p.batch === batch);
-  for (const r of records) {
+  for (const r of records.filter((x) => x.runtime)) {
     const ratios = [];
     const peer = r.isolated ? find('tfjs-threads', r.batch) : find('tfjs-wasm', r.batch);
     if (r.runtime.startsWith('wick')) ratios.push(`${(r.ms_per_image / peer.ms_per_image).toFixed(2)}x TF.js`);
@@ -199,6 +209,8 @@ if (json) {
     const note = r.runtime.startsWith('tfjs') ? ` (simd ${r.simd ?? true})` : '';
     console.log(`${r.runtime.padEnd(22)}${String(r.threads).padStart(8)}${String(r.batch).padStart(6)}${r.ms_per_image.toFixed(1).padStart(10)}  ${ratios.join(', ')}${note}`);
   }
+  const fit = records.find((x) => x.what === 'head fit');
+  console.log(`head fit (linear, L-BFGS path, ${fit.rows} synthetic 1280-d rows, 10 classes): ${fit.threads} threads ${(fit.threads_ms / 1000).toFixed(2)} s, one thread ${(fit.one_thread_ms / 1000).toFixed(2)} s = ${(fit.threads_ms / fit.one_thread_ms).toFixed(2)}x`);
   const mb = (n) => (n / 1e6).toFixed(2);
   for (const l of loads) {
     console.log(`first load (${l.build} build): wasm ${mb(l.wasm_gzip)} MB gzipped + scripts ${mb(l.scripts_gzip)} MB gzipped + model ${mb(l.model)} MB = ${mb(l.total)} MB`);
