@@ -1,8 +1,9 @@
 // What a user of the page feels: the time from choosing 500 photos to having them all embedded —
 // decoding, preprocessing, the backbone, thumbnails and saving to IndexedDB, in the page's worker
-// (one thread), on the `trunk build --release` output in headless Chromium. The photos are the first
+// on the `trunk build --release` output in headless Chromium: on one thread (int8 and f32), then
+// cross-origin isolated on all cores (the multi-threaded build). The photos are the first
 // 50 of each class of the CIFAR-10 JPEG copy (`../shared/data`, unpacked by `make bench`), added to
-// one class in batches of 100 as a user would drop them. Runs once per backbone arithmetic.
+// one class in batches of 100 as a user would drop them.
 //
 //   node benches/page_extraction.mjs DIR [--json]    (DIR/train/<class>/*.jpg)
 import fs from 'node:fs';
@@ -21,11 +22,14 @@ const files = fs.readdirSync(path.join(dir, 'train')).sort().flatMap((c) => {
   return names.map((n) => ({ name: `${c}-${n}`, mimeType: 'image/jpeg', buffer: fs.readFileSync(path.join(dir, 'train', c, n)) }));
 });
 
-const { server, origin } = await serveDist();
+const single = await serveDist();
+const isolated = await serveDist(undefined, {}, { isolated: true });
 const browser = await launchChromium();
 try {
-  for (const precision of ['int8', 'f32']) {
-    const { page } = await openApp(browser, origin); // a fresh browser context: an empty project
+  // One thread (the page is not cross-origin isolated) in both arithmetics, then all cores.
+  for (const [precision, server] of [['int8', single], ['f32', single], ['int8', isolated]]) {
+    const { page } = await openApp(browser, server.origin); // a fresh browser context: an empty project
+    const threads = await page.textContent('#threads-name');
     await page.click('#advanced summary');
     await page.selectOption('#precision', precision);
     await page.waitForFunction((p) => document.querySelector('#precision-name').textContent === p, precision);
@@ -37,12 +41,13 @@ try {
     const seconds = (Date.now() - start) / 1000;
     const count = await page.$eval('.class-card .count', (e) => parseInt(e.textContent, 10));
     if (count !== files.length) throw new Error(`${count} of ${files.length} photos were added`);
-    const record = { what: 'page extraction', precision, photos: count, seconds, photos_per_second: count / seconds };
+    const record = { what: 'page extraction', precision, threads, photos: count, seconds, photos_per_second: count / seconds };
     console.log(json ? JSON.stringify(record)
-      : `page extraction, ${precision}: ${count} CIFAR-10 photos (JPEG copy) in ${seconds.toFixed(1)} s = ${record.photos_per_second.toFixed(1)} photos/s`);
+      : `page extraction, ${precision}, ${threads.split(' (')[0]}: ${count} CIFAR-10 photos (JPEG copy) in ${seconds.toFixed(1)} s = ${record.photos_per_second.toFixed(1)} photos/s`);
     await page.close();
   }
 } finally {
   await browser.close();
-  server.close();
+  single.server.close();
+  isolated.server.close();
 }

@@ -16,6 +16,9 @@ profile=wasm-release
 [ "${TRUNK_PROFILE:-release}" = debug ] && profile=dev
 target_dir="${CARGO_TARGET_DIR:-target}/web-threads"
 
+# The profile's strip=true would also drop the section that tells wasm-bindgen which wasm features
+# the module uses; wasm-bindgen removes the names itself (--remove-name-section).
+export CARGO_PROFILE_WASM_RELEASE_STRIP=debuginfo
 # One memory shared by every thread: imported (each Worker instantiates the module on it) and with
 # its maximum declared up front (4 GiB, all a wasm32 page can address); wasm-bindgen sets up each
 # thread's stack and thread-locals through the exported TLS symbols.
