@@ -51,7 +51,12 @@ pub fn max_abs(values: &[f32]) -> f32 {
     }
     let mut max = 0f32;
     for m in lanes {
-        for lane in [f32x4_extract_lane::<0>(m), f32x4_extract_lane::<1>(m), f32x4_extract_lane::<2>(m), f32x4_extract_lane::<3>(m)] {
+        for lane in [
+            f32x4_extract_lane::<0>(m),
+            f32x4_extract_lane::<1>(m),
+            f32x4_extract_lane::<2>(m),
+            f32x4_extract_lane::<3>(m),
+        ] {
             max = if lane > max { lane } else { max };
         }
     }
