@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use crate::backbone::fold::FloatWeights;
 use crate::backbone::NetworkConfig;
 use crate::error::{invalid, Result};
+use crate::kernels::crew::Crew;
 pub use crate::kernels::matmul::Precision;
 use layers::Arena;
 
@@ -75,10 +76,8 @@ impl Engine {
                 }
             };
             if crate::kernels::parallel(threads) {
-                // Layers split over the pool: the whole pass runs on a pool thread, so each layer's
-                // split is a cheap fork inside the pool, not a hand-over from this thread and back
-                // (in the browser each hand-over wakes a sleeping Web Worker).
-                rayon::scope(|_| run());
+                // Layers split over a crew of pool threads that stay awake for the whole pass.
+                Crew::run(threads - 1, run);
             } else {
                 run();
             }

@@ -11,9 +11,9 @@
 //!   bright one's; the product then costs a quarter of the f32 bytes and, with AVX-512 VNNI or wasm's
 //!   `i32x4.dot_i16x8`, 2–4× the multiply-adds per instruction.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::crew::for_each_chunk;
 use crate::kernels::int8::{self, Int8Matrix};
 use crate::kernels::{apply_activation, Activation};
 
@@ -131,7 +131,7 @@ impl Weights {
         }
         let (k, n) = (self.k, self.n);
         let block_rows = block_rows(m, threads);
-        let block = |(index, out): (usize, &mut [f32])| {
+        let block = |index: usize, out: &mut [f32]| {
             let rows = index * block_rows..(index * block_rows + out.len() / n);
             let residual = epilogue.residual.map(|r| &r[rows.start * n..rows.end * n]);
             let epilogue = Epilogue { residual, ..epilogue };
@@ -150,11 +150,8 @@ impl Weights {
                 }
             })
         };
-        if crate::kernels::parallel(threads) && m > block_rows && m * k * n >= crate::kernels::PARALLEL_WORK {
-            out.par_chunks_mut(block_rows * n).enumerate().for_each(block);
-        } else {
-            out.chunks_mut(block_rows * n).enumerate().for_each(block);
-        }
+        let split = crate::kernels::parallel(threads) && m > block_rows && m * k * n >= crate::kernels::PARALLEL_WORK;
+        for_each_chunk(out, block_rows * n, split, block);
     }
 
     fn block(&self, input: &[f32], out: &mut [f32], epilogue: Epilogue, scratch: &mut Scratch) {

@@ -7,6 +7,7 @@
 
 pub mod batch_norm;
 pub mod bias_relu6;
+pub mod crew;
 pub mod depthwise;
 pub mod geometry;
 pub mod int8;

@@ -5,8 +5,7 @@
 //! registers, summed over every tap before one store) and a 1×1 convolution is one matrix product
 //! of the whole image ([`crate::kernels::matmul`]).
 
-use rayon::prelude::*;
-
+use crate::kernels::crew::for_each_chunk;
 use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::{activate, apply_activation, Activation};
 
@@ -30,7 +29,7 @@ pub fn depthwise(
     assert_eq!(bias.len(), c);
     assert_eq!(out.len(), g.out_pixels() * c);
     assert!(g.kernel * g.kernel <= MAX_TAPS, "a {0}×{0} depthwise kernel", g.kernel);
-    let row = |(oy, out): (usize, &mut [f32])| {
+    let row = |oy: usize, out: &mut [f32]| {
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time).
@@ -39,11 +38,8 @@ pub fn depthwise(
         }
         depthwise_row::<false>(g, input, taps, bias, activation, oy, out);
     };
-    if crate::kernels::parallel(threads) && out.len() * g.kernel * g.kernel >= crate::kernels::PARALLEL_WORK {
-        out.par_chunks_mut(g.out_w * c).enumerate().for_each(row);
-    } else {
-        out.chunks_mut(g.out_w * c).enumerate().for_each(row);
-    }
+    let split = crate::kernels::parallel(threads) && out.len() * g.kernel * g.kernel >= crate::kernels::PARALLEL_WORK;
+    for_each_chunk(out, g.out_w * c, split, row);
 }
 
 #[cfg(target_arch = "x86_64")]
