@@ -218,10 +218,13 @@ pub struct Backbone {
     /// The backbone file's own classifier (ImageNet's, or the classes it was fine-tuned on).
     classifier: candle_nn::Linear,
     device: Device,
-    /// The folded weights, from which [`Backbone::with_precision`] builds another engine.
+    /// The folded weights, from which the CPU path is built.
     weights: std::sync::Arc<FloatWeights>,
-    /// The CPU inference path (Candle's `network` runs on other devices).
-    engine: Engine,
+    /// How the CPU path multiplies.
+    precision: Precision,
+    /// The CPU inference path (Candle's `network` runs on other devices), built on first use: a
+    /// GPU run never needs it, and `--precision f32` needs only the f32 one. Shared by clones.
+    engine: std::sync::Arc<std::sync::OnceLock<Engine>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -255,7 +258,6 @@ impl Backbone {
         });
         let (network, classifier) =
             network_and_classifier.map_err(|e| invalid!("model weights do not match {}: {e}", meta.architecture))?;
-        let engine = Engine::new(config, &weights, Precision::default())?;
         Ok(Self {
             id: format!("{}-{}", meta.architecture, &sha256[..16]),
             sha256: sha256.to_string(),
@@ -264,23 +266,34 @@ impl Backbone {
             classifier,
             device: device.clone(),
             weights: std::sync::Arc::new(weights),
-            engine,
+            precision: Precision::default(),
+            engine: Default::default(),
         })
+    }
+
+    /// The CPU inference path, built the first time it is needed.
+    fn engine(&self) -> Result<&Engine> {
+        if let Some(engine) = self.engine.get() {
+            return Ok(engine);
+        }
+        let built = Engine::new(&self.meta.config, &self.weights, self.precision)?;
+        Ok(self.engine.get_or_init(|| built))
     }
 
     /// The same weights with the CPU path multiplying in `precision` (int8 by default; f32 is
     /// exact, for comparison).
     pub fn with_precision(&self, precision: Precision) -> Result<Self> {
         let mut backbone = self.clone();
-        if precision != self.engine.precision() {
-            backbone.engine = Engine::new(&self.meta.config, &self.weights, precision)?;
+        if precision != self.precision {
+            backbone.precision = precision;
+            backbone.engine = Default::default();
         }
         Ok(backbone)
     }
 
     /// How the CPU path multiplies.
     pub fn precision(&self) -> Precision {
-        self.engine.precision()
+        self.precision
     }
 
     /// The same network fed with other preprocessing (e.g. CIFAR-10's 32×32 images upsampled to 64×64
@@ -327,7 +340,7 @@ impl Backbone {
             let (storage, layout) = input.storage_and_layout();
             let candle_core::Storage::Cpu(storage) = &*storage else { unreachable!("a CPU tensor") };
             let pixels = &storage.as_slice::<f32>()?[layout.start_offset()..][..input.elem_count()];
-            let features = self.engine.features(pixels, n, (h, w), threads)?;
+            let features = self.engine()?.features(pixels, n, (h, w), threads)?;
             return Ok(Tensor::from_vec(features, (n, self.feature_dim()), &self.device)?);
         }
         self.graph_features(input)
