@@ -35,7 +35,7 @@ async function loadBackbone({ id, modelUrl, modelBytes }) {
   const next = new wick.Engine(bytes);
   engine?.free();
   engine = next;
-  reply({ type: 'ready', id, backbone: JSON.parse(engine.backbone()), dim: engine.feature_dim, bytes: bytes.length, build: wick.build, threads: wick.threads });
+  reply({ type: 'ready', id, backbone: JSON.parse(engine.backbone()), dim: engine.feature_dim, bytes: bytes.length, build: wick.build, threads: wick.threads, isolated: self.crossOriginIsolated === true });
 }
 
 // Files to embed, gathered while the worker is busy so they reach the library as a batch: one

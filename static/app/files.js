@@ -107,9 +107,9 @@ export function setBackbone(ready, bytes) {
   state.customBackbone = bytes;
   $('#backbone-name').textContent = bytes ? describeBackbone() : 'EfficientNet-Lite0 (ImageNet)';
   $('#precision-name').textContent = ready.backbone.precision;
-  $('#threads-name').textContent = ready.build === 'threads'
-    ? `${ready.threads} threads`
-    : 'one thread (the page is not cross-origin isolated, so it cannot share memory between threads)';
+  $('#threads-name').textContent = ready.build === 'threads' ? `${ready.threads} threads`
+    : ready.isolated ? 'one thread (the multi-threaded build did not start in this browser)'
+      : 'one thread (the page is not cross-origin isolated, so it cannot share memory between threads)';
 }
 
 /// Makes the worker's backbone multiply in `precision` ('int8' or 'f32'), as the footer then says.

@@ -678,3 +678,21 @@ test('not isolated: the single-threaded build, and the footer says why', async (
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('isolated, but the multi-threaded build does not start: the page runs one thread and says so', async () => {
+  const isolated = await serveDist(undefined, {}, { isolated: true });
+  const context = await browser.newContext();
+  try {
+    await context.route('**/threads/wick_bg.wasm', (route) => route.fulfill({ status: 404, body: 'not here' }));
+    const { page } = await openApp(context, isolated.origin);
+    assert.match(await statusText(page), /^Model ready/);
+    assert.equal(await page.textContent('#threads-name'), 'one thread (the multi-threaded build did not start in this browser)');
+    const coffee = path.join(root, 'tests/fixtures/coffee.png');
+    await page.setInputFiles('#preview-file', coffee);
+    await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'));
+    assert.equal(await page.textContent('#predictions li:first-child .label'), 'espresso');
+  } finally {
+    await context.close();
+    isolated.server.close();
+  }
+});
