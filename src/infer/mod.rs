@@ -74,9 +74,9 @@ impl Engine {
         if crate::kernels::parallel(threads) && n >= threads {
             // A batch: one image per thread, each single-threaded with an arena of its own (splitting
             // one image's small late layers across threads costs more than it gains).
-            pairs.par_bridge().for_each(|(image, out)| {
-                THREAD_ARENA.with(|arena| forward(&mut arena.borrow_mut(), image, out, 1))
-            });
+            pairs
+                .par_bridge()
+                .for_each(|(image, out)| THREAD_ARENA.with(|arena| forward(&mut arena.borrow_mut(), image, out, 1)));
         } else {
             let run = || {
                 let mut arena = self.arena.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
