@@ -50,7 +50,9 @@ async function openBenchPage(serverOrigin, isolated) {
   await page.evaluate(async ([isolated, threads]) => {
     if (self.crossOriginIsolated !== isolated) throw new Error(`the page should${isolated ? '' : ' not'} be cross-origin isolated`);
     // Each Wick build in a worker of its own; `wickCall(build, message)` answers with its value.
+    // `wickThreads[build]`: the threads that build computes on, as the library reports them.
     const workers = {};
+    window.wickThreads = {};
     window.wickCall = (build, message) => new Promise((resolve, reject) => {
       workers[build].onmessage = ({ data }) => (data.error ? reject(new Error(data.error)) : resolve(data.value));
       workers[build].postMessage(message);
@@ -59,7 +61,7 @@ async function openBenchPage(serverOrigin, isolated) {
     for (const [build, dir] of Object.entries(builds)) {
       workers[build] = new Worker('/bench/wick-worker.js', { type: 'module' });
       const poolSize = build === 'threads' ? threads : 0;
-      await window.wickCall(build, { type: 'init', module: `${dir}wick.js`, wasm: `${dir}wick_bg.wasm`, threads: poolSize });
+      window.wickThreads[build] = await window.wickCall(build, { type: 'init', module: `${dir}wick.js`, wasm: `${dir}wick_bg.wasm`, threads: poolSize });
     }
 
     const tf = window.tf;
@@ -154,7 +156,7 @@ try {
   // All cores: a cross-origin isolated page, Wick's two builds and TF.js's threaded backend.
   const isolatedPage = await openBenchPage(isolatedOrigin, true);
   const isolatedInfo = await isolatedPage.evaluate(() => window.tfjsInfo());
-  const threads = os.availableParallelism();
+  const threads = await isolatedPage.evaluate(() => window.wickThreads.threads);
   const bestIsolated = await bestOfRounds({
     'wick-threads-int8': wickRun(isolatedPage, 'threads', 'int8'),
     'tfjs-threads': tfjsRun(isolatedPage),

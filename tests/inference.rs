@@ -221,11 +221,10 @@ fn compare_paths(backbone: &Backbone, what: &str, f32_floor: f64, int8_floor: f6
     let images = photos();
     let input = backbone.input_tensor(&images).unwrap();
     let graph = backbone.graph_features(&input).unwrap().to_vec2::<f32>().unwrap();
-    let exact = backbone.with_precision(Precision::F32).unwrap();
+    let exact = backbone.with_precision(Precision::F32);
     assert_eq!(exact.precision(), Precision::F32);
     let f32_path = exact.features(&input).unwrap().to_vec2::<f32>().unwrap();
-    let int8_path =
-        backbone.with_precision(Precision::Int8).unwrap().features(&input).unwrap().to_vec2::<f32>().unwrap();
+    let int8_path = backbone.with_precision(Precision::Int8).features(&input).unwrap().to_vec2::<f32>().unwrap();
     for i in 0..images.len() {
         let (f, q) = (cosine(&f32_path[i], &graph[i]), cosine(&int8_path[i], &graph[i]));
         eprintln!("{what} photo {i}: f32 path cosine {f:.7}, int8 path cosine {q:.5} to the graph");

@@ -85,8 +85,7 @@ fn f32_and_int8_backbones_match_the_numpy_reference() {
     let reference = numpy_reference();
     let pth = std::fs::read(checkpoint_path()).unwrap();
 
-    let f32_backbone =
-        Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap().with_precision(Precision::F32).unwrap();
+    let f32_backbone = Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap().with_precision(Precision::F32);
     let (features, top1) = features_and_top1(&f32_backbone);
     for (i, photo) in PHOTOS.iter().enumerate() {
         let cos = cosine(&features[i], &reference.features[i]);
@@ -196,8 +195,7 @@ fn lite1_and_lite2_are_recognised_and_match_the_numpy_reference() {
         assert!(path.exists(), "{} is missing: run scripts/fetch-weights.sh all (or `make test`)", path.display());
         let reference = numpy_reference_of(&path, size);
         let pth = std::fs::read(&path).unwrap();
-        let f32_backbone =
-            Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap().with_precision(Precision::F32).unwrap();
+        let f32_backbone = Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap().with_precision(Precision::F32);
         assert_eq!(f32_backbone.meta.architecture, variant);
         assert_eq!((f32_backbone.meta.preprocess.resize_shorter, f32_backbone.meta.preprocess.crop), (size + 32, size));
         let (features, top1) = features_and_top1(&f32_backbone);

@@ -282,13 +282,13 @@ impl Backbone {
 
     /// The same weights with the CPU path multiplying in `precision` (int8 by default; f32 is
     /// exact, for comparison).
-    pub fn with_precision(&self, precision: Precision) -> Result<Self> {
+    pub fn with_precision(&self, precision: Precision) -> Self {
         let mut backbone = self.clone();
         if precision != self.precision {
             backbone.precision = precision;
             backbone.engine = Default::default();
         }
-        Ok(backbone)
+        backbone
     }
 
     /// How the CPU path multiplies.

@@ -315,7 +315,7 @@ impl BackboneArgs {
             (_, Some(path)) => Backbone::from_torch_checkpoint(&read(path)?, &device).in_file(path.display())?,
             _ => Backbone::from_backbone_file(DEFAULT_BACKBONE, &device).in_file(DEFAULT_BACKBONE_NAME)?,
         };
-        Ok(backbone.with_precision(precision)?)
+        Ok(backbone.with_precision(precision))
     }
 
     /// `--precision` for running the backbone: int8 unless f32 is asked for.

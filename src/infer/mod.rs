@@ -10,7 +10,7 @@ pub mod efficientnet_lite;
 pub mod layers;
 pub mod resnet;
 
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 
@@ -28,20 +28,17 @@ enum Family {
 }
 
 thread_local! {
-    /// Each pool thread's buffers for the images of a batch it runs, kept from batch to batch (the
-    /// page sends a batch of one file per thread at a time: fresh buffers each time cost a few
-    /// milliseconds of zeroed pages per image).
-    static THREAD_ARENA: std::cell::RefCell<Arena> = std::cell::RefCell::default();
+    /// Each thread's activation buffers, kept from image to image and call to call: a stream of
+    /// images allocates nothing (the page sends a batch of one file per thread at a time, and fresh
+    /// buffers each time cost a few milliseconds of zeroed pages per image).
+    static ARENA: RefCell<Arena> = RefCell::default();
 }
 
 /// A folded network ready to run images on the CPU.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Engine {
     family: Family,
-    precision: Precision,
     feature_dim: usize,
-    /// Kept between calls, so a stream of single images allocates nothing.
-    arena: Arc<Mutex<Arena>>,
 }
 
 impl Engine {
@@ -52,11 +49,7 @@ impl Engine {
             }
             NetworkConfig::ResNet(c) => Family::ResNet(Box::new(resnet::ResNet::new(c, weights, precision)?)),
         };
-        Ok(Self { family, precision, feature_dim: config.feature_dim(), arena: Arc::default() })
-    }
-
-    pub fn precision(&self) -> Precision {
-        self.precision
+        Ok(Self { family, feature_dim: config.feature_dim() })
     }
 
     /// Images (N, 3, H, W) as one row-major buffer → their pooled features (N × feature_dim).
@@ -66,24 +59,20 @@ impl Engine {
             return Err(invalid!("expected {n} images of 3×{}×{}, got {} values", side.0, side.1, images.len()));
         }
         let mut features = vec![0.0; n * self.feature_dim];
-        let forward = |arena: &mut Arena, image: &[f32], out: &mut [f32], threads| match &self.family {
-            Family::EfficientNetLite(net) => net.forward(image, side, arena, out, threads),
-            Family::ResNet(net) => net.forward(image, side, arena, out, threads),
+        // Each image on its thread's own buffers ([`ARENA`]).
+        let forward = |image: &[f32], out: &mut [f32], threads| {
+            ARENA.with(|arena| match &self.family {
+                Family::EfficientNetLite(net) => net.forward(image, side, &mut arena.borrow_mut(), out, threads),
+                Family::ResNet(net) => net.forward(image, side, &mut arena.borrow_mut(), out, threads),
+            })
         };
         let pairs = images.chunks_exact(per_image).zip(features.chunks_exact_mut(self.feature_dim));
         if crate::kernels::parallel(threads) && n >= threads {
-            // A batch: one image per thread, each single-threaded with an arena of its own (splitting
-            // one image's small late layers across threads costs more than it gains).
-            pairs
-                .par_bridge()
-                .for_each(|(image, out)| THREAD_ARENA.with(|arena| forward(&mut arena.borrow_mut(), image, out, 1)));
+            // A batch: one image per thread, each single-threaded (splitting one image's small late
+            // layers across threads costs more than it gains).
+            pairs.par_bridge().for_each(|(image, out)| forward(image, out, 1));
         } else {
-            let run = || {
-                let mut arena = self.arena.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                for (image, out) in pairs {
-                    forward(&mut arena, image, out, threads);
-                }
-            };
+            let run = || pairs.for_each(|(image, out)| forward(image, out, threads));
             if crate::kernels::parallel(threads) {
                 // Layers split over a crew of pool threads that stay awake for the whole pass.
                 Crew::run(threads - 1, run);

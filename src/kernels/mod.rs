@@ -56,9 +56,10 @@ pub fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + 
     }
 }
 
-/// Multiply-adds below which a layer runs on one thread: waking the pool's threads costs more than
-/// a small layer takes (Lite0 on 2 cores, batch 1: 9.4 ms/image splitting every layer, 8.2 with
-/// this bound, 11.7 with 4 000 000).
+/// Multiply-adds below which a layer runs on one thread: sharing it out costs more than a small
+/// layer takes (Lite0 on 2 cores, batch 1, measured when each split woke the pool's threads: 9.4
+/// ms/image splitting every layer, 8.2 with this bound, 11.7 with 4 000 000; not measured again
+/// since the crew keeps them awake).
 pub const PARALLEL_WORK: usize = 500_000;
 
 /// What follows a convolution's (folded) normalisation.

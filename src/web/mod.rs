@@ -82,9 +82,9 @@ impl Engine {
     /// embedded before keep their features; a loaded model switches with the backbone.
     pub fn set_precision(&mut self, name: &str) -> Result<(), JsError> {
         let precision = Precision::parse(name).map_err(fail)?;
-        self.backbone = self.backbone.with_precision(precision).map_err(fail)?;
+        self.backbone = self.backbone.with_precision(precision);
         if let Some((_, extractor)) = &mut self.model {
-            *extractor = extractor.with_precision(precision).map_err(fail)?;
+            *extractor = extractor.with_precision(precision);
         }
         Ok(())
     }
@@ -101,17 +101,12 @@ impl Engine {
         let bytes: Vec<Vec<u8>> = files.iter().map(js_sys::Uint8Array::to_vec).collect();
         let decoded = map_parallel(&bytes, |b| decode_image(b));
         let images: Vec<&RgbImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
-        let features = compute(&self.backbone, &images, View::AsIs).map_err(fail)?;
-        let thumbnails = map_parallel(&images, |image| thumbnail_jpeg(image).map_err(|e| e.to_string()));
-        let mut embedded = features.into_iter().zip(thumbnails);
+        let mut embedded = self.embed_images(&images)?.into_iter();
         let answers = js_sys::Array::new();
         for d in &decoded {
             let answer = match d {
-                Ok(_) => match embedded.next().expect("one per decoded image") {
-                    (features, Ok(thumbnail)) => JsValue::from(Embedding { features, thumbnail }),
-                    (_, Err(e)) => JsError::new(&e).into(),
-                },
-                Err(e) => JsError::new(&e.to_string()).into(),
+                Ok(_) => embedded.next().expect("one per decoded image").map_or_else(JsValue::from, JsValue::from),
+                Err(e) => fail(e).into(),
             };
             answers.push(&answer);
         }
@@ -120,12 +115,20 @@ impl Engine {
 
     /// RGBA pixels (a canvas's `ImageData`, e.g. a webcam frame) → features and a thumbnail.
     pub fn embed_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Embedding, JsError> {
-        self.embed_image(rgba_image(rgba, width, height)?)
+        let image = rgba_image(rgba, width, height)?;
+        self.embed_images(&[&image])?.remove(0)
     }
 
-    fn embed_image(&self, image: RgbImage) -> Result<Embedding, JsError> {
-        let features = compute(&self.backbone, &[&image], View::AsIs).map_err(fail)?.remove(0);
-        Ok(Embedding { features, thumbnail: thumbnail_jpeg(&image).map_err(fail)? })
+    /// Images → their features (one batch through the backbone) and thumbnails (one per thread),
+    /// each image's [`Embedding`] or why its thumbnail failed.
+    fn embed_images(&self, images: &[&RgbImage]) -> Result<Vec<Result<Embedding, JsError>>, JsError> {
+        let features = compute(&self.backbone, images, View::AsIs).map_err(fail)?;
+        let thumbnails = map_parallel(images, |image| thumbnail_jpeg(image));
+        Ok(features
+            .into_iter()
+            .zip(thumbnails)
+            .map(|(features, thumbnail)| Ok(Embedding { features, thumbnail: thumbnail.map_err(fail)? }))
+            .collect())
     }
 
     /// Makes a `.wick` model the one [`Engine::classify_file`] uses; returns its metadata as JSON. A
@@ -379,9 +382,8 @@ fn now_ms() -> f64 {
 #[wasm_bindgen]
 pub fn bench_backbone(model_file: &[u8], batch: usize, iters: usize, precision: &str) -> Result<String, JsError> {
     let precision = Precision::parse(precision).map_err(fail)?;
-    let backbone = Backbone::from_backbone_file(model_file, &Device::Cpu)
-        .and_then(|b| b.with_precision(precision))
-        .map_err(fail)?;
+    let backbone =
+        Backbone::from_backbone_file(model_file, &Device::Cpu).map(|b| b.with_precision(precision)).map_err(fail)?;
     let crop = backbone.meta.preprocess.crop as usize;
     let input = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), &Device::Cpu).map_err(fail)?;
     let run = || backbone.features(&input).and_then(|f| Ok(f.to_vec2::<f32>()?)).map_err(fail);
