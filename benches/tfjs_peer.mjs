@@ -1,7 +1,8 @@
 // The browser backbone benchmark: Wick (wasm + simd128, one thread; int8 products, and f32) against TF.js's wasm backend
 // (SIMD, one thread: the page is not cross-origin isolated), then on a cross-origin isolated page
 // Wick's multi-threaded build against TF.js's threaded backend (one thread per core each) and
-// Wick's one-thread build, all running the same EfficientNet-Lite0
+// Wick's one-thread build, and last Wick's two builds alone on an isolated page (its scaling against
+// itself, without TF.js's idle pool on the same cores), all running the same EfficientNet-Lite0
 // architecture built from TF.js's fused ops (conv2d / depthwiseConv2d with bias and ReLU6 fused, TF
 // 'same' padding, NHWC), random weights. Both run in the same page of headless Chromium on the
 // `trunk build --release` output. Also reports the first-load size (gzipped wasm + model file).
@@ -16,6 +17,7 @@ import { serveDist, launchChromium, root } from '../tests/browser/harness.mjs';
 const json = process.argv.includes('--json');
 const BATCHES = [1, 8];
 const ROUNDS = 5;
+const OWN_ROUNDS = 8;
 const HEAD_ROWS = 4000;
 const headFit = {};
 const tfjs = path.join(root, 'node_modules/@tensorflow');
@@ -35,7 +37,7 @@ const report = (r) => {
 /// Opens the benchmark page (not the app: TF.js needs string evaluation, which the app's CSP forbids)
 /// with Wick's single-threaded build, TF.js and the model loaded; on an `isolated` page also Wick's
 /// multi-threaded build and TF.js's threaded backend, each with one thread per core.
-async function openBenchPage(serverOrigin, isolated) {
+async function openBenchPage(serverOrigin, isolated, { withTfjs = true } = {}) {
   const page = await browser.newPage();
   // TF.js's threaded backend starts hardwareConcurrency / 2 threads; reporting twice this machine's
   // cores lets it use as many threads as Wick (set below), one per core.
@@ -45,9 +47,11 @@ async function openBenchPage(serverOrigin, isolated) {
     await cdp.send('Emulation.setHardwareConcurrencyOverride', { hardwareConcurrency: 2 * cores });
   }
   await page.goto(`${serverOrigin}/bench/index.html`);
-  await page.addScriptTag({ url: '/tfjs/tf.min.js' });
-  await page.addScriptTag({ url: '/tfjs-wasm/tf-backend-wasm.min.js' });
-  await page.evaluate(async ([isolated, threads]) => {
+  if (withTfjs) {
+    await page.addScriptTag({ url: '/tfjs/tf.min.js' });
+    await page.addScriptTag({ url: '/tfjs-wasm/tf-backend-wasm.min.js' });
+  }
+  await page.evaluate(async ([isolated, threads, withTfjs]) => {
     if (self.crossOriginIsolated !== isolated) throw new Error(`the page should${isolated ? '' : ' not'} be cross-origin isolated`);
     // Each Wick build in a worker of its own; `wickCall(build, message)` answers with its value.
     // `wickThreads[build]`: the threads that build computes on, as the library reports them.
@@ -64,6 +68,7 @@ async function openBenchPage(serverOrigin, isolated) {
       window.wickThreads[build] = await window.wickCall(build, { type: 'init', module: `${dir}wick.js`, wasm: `${dir}wick_bg.wasm`, threads: poolSize });
     }
 
+    if (!withTfjs) return;
     const tf = window.tf;
     tf.wasm.setWasmPaths('/tfjs-wasm/');
     if (isolated) tf.wasm.setThreadsCount(threads);
@@ -111,16 +116,16 @@ async function openBenchPage(serverOrigin, isolated) {
       return (performance.now() - start) / (iters * batch);
     };
     window.tfjsInfo = async () => ({ threads: tf.wasm.getThreadsCount?.() ?? 1, simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT') });
-  }, [isolated, cores]);
+  }, [isolated, cores, withTfjs]);
   return page;
 }
 
 /// Rounds alternate the runtimes, and each keeps its best round: the machine is noisy, and a slow
 /// moment should not land on one side only. `runtimes` maps a name to `(batch, iters) => ms/image`
 /// evaluated in `page`.
-async function bestOfRounds(runtimes) {
+async function bestOfRounds(runtimes, rounds = ROUNDS) {
   const best = {};
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < rounds; round++) {
     for (const batch of BATCHES) {
       const iters = batch === 1 ? 8 : 2;
       for (const [name, run] of Object.entries(runtimes)) {
@@ -168,10 +173,24 @@ try {
       report({ runtime, batch, ms_per_image: bestIsolated[`${runtime}/${batch}`], rounds: ROUNDS, threads: n, isolated: true });
     }
   }
+  await isolatedPage.close();
+
+  // Wick's own scaling, its two builds alone on an isolated page: TF.js's idle thread pool (above)
+  // shares the same two cores, and the ratio is Wick's against itself.
+  const ownPage = await openBenchPage(isolatedOrigin, true, { withTfjs: false });
+  const bestOwn = await bestOfRounds({
+    'wick-threads-int8': wickRun(ownPage, 'threads', 'int8'),
+    'wick-one-thread-int8': wickRun(ownPage, 'single', 'int8'),
+  }, OWN_ROUNDS);
+  for (const batch of BATCHES) {
+    const ms = (runtime) => bestOwn[`${runtime}/${batch}`];
+    report({ what: 'own scaling', batch, threads, threads_ms: ms('wick-threads-int8'), one_thread_ms: ms('wick-one-thread-int8'), rounds: OWN_ROUNDS });
+  }
+
   // The head the page fits by default, on the same synthetic features in both builds.
   for (let round = 0; round < 2; round++) {
     for (const build of ['threads', 'single']) {
-      const ms = await isolatedPage.evaluate(([b, rows]) => window.wickCall(b, { type: 'fit', rows, classes: 10 }), [build, HEAD_ROWS]);
+      const ms = await ownPage.evaluate(([b, rows]) => window.wickCall(b, { type: 'fit', rows, classes: 10 }), [build, HEAD_ROWS]);
       headFit[build] = Math.min(headFit[build] ?? Infinity, ms);
     }
   }
@@ -210,6 +229,9 @@ if (json) {
     if (r.runtime === 'wick-threads-int8') ratios.push(`${(r.ms_per_image / find('wick-one-thread-int8', r.batch).ms_per_image).toFixed(2)}x one thread`);
     const note = r.runtime.startsWith('tfjs') ? ` (simd ${r.simd ?? true})` : '';
     console.log(`${r.runtime.padEnd(22)}${String(r.threads).padStart(8)}${String(r.batch).padStart(6)}${r.ms_per_image.toFixed(1).padStart(10)}  ${ratios.join(', ')}${note}`);
+  }
+  for (const r of records.filter((x) => x.what === 'own scaling')) {
+    console.log(`wick alone on an isolated page, batch ${r.batch}, best of ${r.rounds} rounds: ${r.threads} threads ${r.threads_ms.toFixed(1)} ms/image, one thread ${r.one_thread_ms.toFixed(1)} = ${(r.threads_ms / r.one_thread_ms).toFixed(2)}x`);
   }
   const fit = records.find((x) => x.what === 'head fit');
   console.log(`head fit (linear, L-BFGS path, ${fit.rows} synthetic 1280-d rows, 10 classes): ${fit.threads} threads ${(fit.threads_ms / 1000).toFixed(2)} s, one thread ${(fit.one_thread_ms / 1000).toFixed(2)} s = ${(fit.threads_ms / fit.one_thread_ms).toFixed(2)}x`);
