@@ -337,8 +337,26 @@ impl ModuleT for EfficientNetLite {
     /// Images (N, 3, H, W), RGB in [-1, 1] → pooled features (N, 1280), f32. With `train`, every
     /// BatchNorm normalises with the batch's statistics and updates its running averages.
     fn forward_t(&self, images: &Tensor, train: bool) -> Result<Tensor> {
-        let mut x = self.stem.forward_t(&images.to_dtype(self.compute)?, train)?;
-        for block in &self.blocks {
+        let x = self.stem.forward_t(&images.to_dtype(self.compute)?, train)?;
+        self.tail(&x, 0, train)
+    }
+}
+
+impl EfficientNetLite {
+    /// Images → the input of block `first` (of the 1×1 head convolution when `first` is the number
+    /// of blocks), in evaluation mode: the frozen part when the last layers train.
+    pub fn front(&self, images: &Tensor, first: usize) -> Result<Tensor> {
+        let mut x = self.stem.forward_t(&images.to_dtype(self.compute)?, false)?;
+        for block in &self.blocks[..first] {
+            x = block.forward_t(&x, false)?;
+        }
+        Ok(x)
+    }
+
+    /// The input of block `first` → pooled features (N, 1280), f32.
+    pub fn tail(&self, x: &Tensor, first: usize, train: bool) -> Result<Tensor> {
+        let mut x = x.to_dtype(self.compute)?;
+        for block in &self.blocks[first..] {
             x = block.forward_t(&x, train)?;
         }
         self.head.forward_t(&x, train)?.to_dtype(DType::F32)?.flatten_from(2)?.mean(D::Minus1)

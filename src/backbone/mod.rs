@@ -103,7 +103,69 @@ impl NetworkConfig {
             Self::ResNet(c) => c.peak_activation_bytes(side),
         }
     }
+
+    /// Each block's weight-name prefix (`_blocks.3`, `layer2.1`), in forward order.
+    fn block_prefixes(&self) -> Vec<String> {
+        match self {
+            Self::EfficientNetLite(c) => (0..c.blocks().len()).map(|i| format!("_blocks.{i}")).collect(),
+            Self::ResNet(c) => c.blocks().into_iter().map(|(prefix, _)| prefix).collect(),
+        }
+    }
+
+    /// The first block that trains when the last `depth` (1 to [`MAX_TRAIN_DEPTH`]) parts of the
+    /// network do, the earlier ones frozen. EfficientNet-Lite: the 1×1 head convolution, then the
+    /// last stage (Lite0: block 15), then the stage before (blocks 11–14). ResNet, which has no head
+    /// convolution: the last block, then the rest of the last stage, then the stage before.
+    pub fn first_trained_block(&self, depth: usize) -> Result<usize> {
+        if !(1..=MAX_TRAIN_DEPTH).contains(&depth) {
+            return Err(invalid!("the layers to train must be 1 to {MAX_TRAIN_DEPTH} (0 trains the head only)"));
+        }
+        let blocks = self.block_prefixes();
+        let stage = |prefix: &str| match self {
+            Self::EfficientNetLite(c) => {
+                let index: usize = prefix["_blocks.".len()..].parse().expect("our own name");
+                let mut end = 0;
+                c.stages.iter().position(|s| {
+                    end += s.repeats;
+                    index < end
+                })
+            }
+            Self::ResNet(_) => prefix.split('.').next().map(str::to_string).and_then(|layer| layer[5..].parse().ok()),
+        };
+        // Stage boundaries counted from the end; ResNet's first part is its last block alone.
+        let mut first = blocks.len();
+        let mut parts = 0;
+        if matches!(self, Self::ResNet(_)) && depth >= 1 {
+            first -= 1;
+            parts = 1;
+        } else if depth >= 1 {
+            parts = 1; // EfficientNet-Lite's head convolution
+        }
+        while parts < depth && first > 0 {
+            let current = stage(&blocks[first - 1]);
+            while first > 0 && stage(&blocks[first - 1]) == current {
+                first -= 1;
+            }
+            parts += 1;
+        }
+        Ok(first)
+    }
+
+    /// The (folded) convolutions that train from block `first` on, by weight name (`<name>.weight`,
+    /// `<name>.bias`).
+    pub fn trained_convs(&self, first: usize) -> Vec<String> {
+        let trained: Vec<String> = self.block_prefixes()[first..].iter().map(|p| format!("{p}.")).collect();
+        self.conv_bn_pairs()
+            .into_iter()
+            .map(|pair| pair.conv)
+            .filter(|conv| conv == "_conv_head" || trained.iter().any(|p| conv.starts_with(p.as_str())))
+            .collect()
+    }
 }
+
+/// How many parts at the end of a backbone can train with the head (see
+/// [`NetworkConfig::first_trained_block`]).
+pub const MAX_TRAIN_DEPTH: usize = 3;
 
 /// A built network of either family, up to its pooled features: for inference with every BatchNorm
 /// folded ([`Network::folded`]), or for fine-tuning with them as layers ([`Network::unfolded`]).
@@ -132,6 +194,24 @@ impl Network {
             }
             NetworkConfig::ResNet(c) => Self::ResNet(resnet::ResNet::unfolded(c, vb)?),
         })
+    }
+}
+
+impl Network {
+    /// Images → the input of block `first`, every BatchNorm in evaluation mode.
+    pub fn front(&self, images: &Tensor, first: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Self::EfficientNetLite(n) => n.front(images, first),
+            Self::ResNet(n) => n.front(images, first),
+        }
+    }
+
+    /// The input of block `first` → pooled features, f32.
+    pub fn tail(&self, x: &Tensor, first: usize, train: bool) -> candle_core::Result<Tensor> {
+        match self {
+            Self::EfficientNetLite(n) => n.tail(x, first, train),
+            Self::ResNet(n) => n.tail(x, first, train),
+        }
     }
 }
 
@@ -344,6 +424,27 @@ impl Backbone {
             return Ok(Tensor::from_vec(features, (n, self.feature_dim()), &self.device)?);
         }
         self.graph_features(input)
+    }
+
+    /// Input tensor → each image's input to block `first` (N, C, H', W'): the frozen part of the
+    /// network when the layers from there on train. On the CPU it takes the inference path.
+    pub fn activations(&self, input: &Tensor, first: usize) -> Result<Tensor> {
+        let (n, _, h, w) = input.dims4()?;
+        if cfg!(target_arch = "wasm32") || self.device.is_cpu() {
+            let input = input.to_dtype(DType::F32)?.contiguous()?;
+            let threads = crate::kernels::available_threads();
+            let (storage, layout) = input.storage_and_layout();
+            let candle_core::Storage::Cpu(storage) = &*storage else { unreachable!("a CPU tensor") };
+            let pixels = &storage.as_slice::<f32>()?[layout.start_offset()..][..input.elem_count()];
+            let (values, [c, ah, aw]) = self.engine()?.activations(pixels, n, (h, w), first, threads)?;
+            return Ok(Tensor::from_vec(values, (n, c, ah, aw), &self.device)?);
+        }
+        Ok(self.network.front(input, first)?.to_dtype(DType::F32)?)
+    }
+
+    /// The folded weights this backbone runs on (what a backbone file stores).
+    pub fn weights(&self) -> &FloatWeights {
+        &self.weights
     }
 
     /// [`Backbone::features`] through Candle's graph on any device: the reference for the CPU path.

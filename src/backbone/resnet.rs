@@ -240,8 +240,26 @@ impl ResNet {
 impl ModuleT for ResNet {
     fn forward_t(&self, images: &Tensor, train: bool) -> Result<Tensor> {
         let x = self.stem.forward_t(&images.to_dtype(DType::F32)?, train)?;
+        self.tail(&max_pool_3x3_stride_2(&x)?, 0, train)
+    }
+}
+
+impl ResNet {
+    /// Images → the input of block `first`, in evaluation mode: the frozen part when the last
+    /// blocks train.
+    pub fn front(&self, images: &Tensor, first: usize) -> Result<Tensor> {
+        let x = self.stem.forward_t(&images.to_dtype(DType::F32)?, false)?;
         let mut x = max_pool_3x3_stride_2(&x)?;
-        for block in &self.blocks {
+        for block in &self.blocks[..first] {
+            x = block.forward_t(&x, false)?;
+        }
+        Ok(x)
+    }
+
+    /// The input of block `first` → pooled features.
+    pub fn tail(&self, x: &Tensor, first: usize, train: bool) -> Result<Tensor> {
+        let mut x = x.clone();
+        for block in &self.blocks[first..] {
             x = block.forward_t(&x, train)?;
         }
         x.flatten_from(2)?.mean(D::Minus1)

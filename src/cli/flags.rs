@@ -62,6 +62,8 @@ pub enum Command {
         #[command(flatten)]
         hyper: HyperArgs,
         #[command(flatten)]
+        layers: LayerArgs,
+        #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
         backbone: BackboneArgs,
@@ -286,6 +288,51 @@ pub struct HyperArgs {
     pub seed: u64,
 }
 
+/// `wick train`: training the backbone's last layers with the head.
+#[derive(clap::Args)]
+pub struct LayerArgs {
+    /// Also train the last N parts of the backbone (EfficientNet-Lite: 1 = the 1×1 head convolution,
+    /// 2 = also the last stage, 3 = also the stage before; ResNet: the last block, the last stage,
+    /// the last two stages), on activations computed once per image view. 0 trains the head only.
+    #[arg(long, default_value_t = 0)]
+    pub train_layers: usize,
+    /// With --train-layers: the most epochs the layers train after the head is fitted.
+    #[arg(long, default_value_t = 10)]
+    pub layer_epochs: usize,
+    /// With --train-layers: train on the plain images only (default: each training image also in
+    /// three augmented views: mirrored, and random crops with colour jitter).
+    #[arg(long)]
+    pub no_augment: bool,
+    /// With --train-layers: where to write the trained backbone file, which the model runs on
+    /// [default: OUT with the extension `.backbone.safetensors`].
+    #[arg(long)]
+    pub backbone_out: Option<PathBuf>,
+}
+
+impl LayerArgs {
+    /// Refuses the layer flags without --train-layers, and the head's mirrored copies with it
+    /// (the augmented views include the mirror).
+    pub fn check(&self, hyper: &HyperArgs) -> Result<()> {
+        if self.train_layers == 0 {
+            let stray = [
+                ("--layer-epochs", self.layer_epochs != 10),
+                ("--no-augment", self.no_augment),
+                ("--backbone-out", self.backbone_out.is_some()),
+            ];
+            if let Some((flag, _)) = stray.iter().find(|(_, set)| *set) {
+                bail!("{flag} applies to training the backbone's last layers: add --train-layers N");
+            }
+        } else if hyper.flip {
+            bail!("--flip is for head-only training; with --train-layers the augmented views already include the mirror (see --no-augment)");
+        }
+        Ok(())
+    }
+
+    pub fn backbone_path(&self, out: &Path) -> PathBuf {
+        self.backbone_out.clone().unwrap_or_else(|| out.with_extension("backbone.safetensors"))
+    }
+}
+
 #[derive(clap::Args)]
 pub struct CacheArgs {
     /// Where feature caches live (default: $XDG_CACHE_HOME/wick/features or ~/.cache/wick/features).
@@ -409,6 +456,7 @@ impl HyperArgs {
             flip_augment: self.flip,
             seed: self.seed,
             solver,
+            ..default
         })
     }
 

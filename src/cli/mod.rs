@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use flags::{Cifar10Mode, Cli, Command};
 use shared::check_outputs;
+use wick::train::head::TrainConfig;
 
 /// mimalloc (the binaries' allocator) gives freed memory back to the OS after 10 ms. Training frees
 /// and allocates the same large tensors on every step, and every page given back is faulted in and
@@ -42,10 +43,28 @@ pub fn main() -> ExitCode {
         Command::Predict { images, model, backbone, top, json } => {
             predict::predict(&images, model.as_deref(), &backbone, top, json)
         }
-        Command::Train { data, out, val, val_split, hyper, cache, backbone, output } => (|| {
-            let config = hyper.config()?;
-            check_outputs(&[("--out", &out)], &backbone.inputs())?;
-            train::train(&data, &out, val.as_deref(), val_split, &config, &cache, &backbone, &output)
+        Command::Train { data, out, val, val_split, hyper, layers, cache, backbone, output } => (|| {
+            layers.check(&hyper)?;
+            let config =
+                TrainConfig { train_layers: layers.train_layers, layer_epochs: layers.layer_epochs, ..hyper.config()? };
+            if config.train_layers == 0 {
+                check_outputs(&[("--out", &out)], &backbone.inputs())?;
+                return train::train(&data, &out, val.as_deref(), val_split, &config, &cache, &backbone, &output);
+            }
+            let backbone_out = layers.backbone_path(&out);
+            check_outputs(&[("--out", &out), ("--backbone-out", &backbone_out)], &backbone.inputs())?;
+            let augment = !layers.no_augment;
+            train::train_layers(
+                &data,
+                &out,
+                &backbone_out,
+                val.as_deref(),
+                val_split,
+                &config,
+                augment,
+                &backbone,
+                &output,
+            )
         })(),
         Command::Eval { data, model, cache, backbone, output } => eval::eval(&data, &model, &cache, &backbone, &output),
         Command::Cifar10 {

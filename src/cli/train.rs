@@ -1,4 +1,5 @@
-//! `wick train`: a head on a folder of class folders, written as a `.wick`.
+//! `wick train`: a head on a folder of class folders, written as a `.wick`; with `--train-layers N`
+//! the backbone's last layers train with it, written as a backbone file beside the `.wick`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,10 +8,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use wick::data::dataset::{check_labels, scan_folder, stratified_split};
+use wick::backbone::Backbone;
+use wick::data::augment::{self, AUGMENTED_VIEWS};
+use wick::data::dataset::{check_labels, scan_folder, stratified_split, Sample};
+use wick::data::features::{compute, View};
+use wick::data::preprocess::decode_image;
 use wick::eval::metrics::Metrics;
 use wick::formats::classifier::Classifier;
 use wick::train::head::{EpochStats, FeatureSet, Stop, TrainConfig};
+use wick::train::tail::{Activations, TailFit, TrainImages, ValImages};
 
 use super::flags::*;
 use super::shared::*;
@@ -45,24 +51,13 @@ pub fn train(
 ) -> Result<()> {
     let start = Instant::now();
     validate_head_training(config, val_split)?;
-    let folder = scan_folder(data)?;
-    check_labels(&folder.labels).with_context(|| format!("{}", data.display()))?;
-    let labels = &folder.labels;
-    let (train_samples, val_samples) = match val {
-        Some(dir) => (folder.samples.clone(), relabel(&scan_folder(dir)?, labels, &data.display().to_string())?),
-        None => {
-            let sample_labels: Vec<u32> = folder.samples.iter().map(|s| s.label).collect();
-            let (train, val) = stratified_split(&sample_labels, labels.len(), val_split, config.seed);
-            let pick = |idx: Vec<usize>| idx.into_iter().map(|i| folder.samples[i].clone()).collect::<Vec<_>>();
-            (pick(train), pick(val))
-        }
-    };
+    let (labels, train_samples, val_samples) = &split(data, val, val_split, config.seed)?;
 
     let backbone = backbone.load()?;
     let mut cache = cache.open(&backbone);
     let quiet = output.quiet;
-    let train_data = extract(&backbone, &mut cache, &train_samples, config.flip_augment, "train", quiet)?;
-    let val_data = extract(&backbone, &mut cache, &val_samples, false, "val", quiet)?;
+    let train_data = extract(&backbone, &mut cache, train_samples, config.flip_augment, "train", quiet)?;
+    let val_data = extract(&backbone, &mut cache, val_samples, false, "val", quiet)?;
     let features_computed = train_data.computed + val_data.computed;
     let mut skipped = train_data.skipped;
     skipped.extend(val_data.skipped);
@@ -137,4 +132,220 @@ pub fn train(
         );
     }
     Ok(())
+}
+
+/// The classes of `data` and its training and validation images: `val`'s, or `val_split` of each
+/// class held out.
+fn split(
+    data: &Path,
+    val: Option<&Path>,
+    val_split: f32,
+    seed: u64,
+) -> Result<(Vec<String>, Vec<Sample>, Vec<Sample>)> {
+    let folder = scan_folder(data)?;
+    check_labels(&folder.labels).with_context(|| format!("{}", data.display()))?;
+    let labels = folder.labels.clone();
+    let (train, val) = match val {
+        Some(dir) => (folder.samples.clone(), relabel(&scan_folder(dir)?, &labels, &data.display().to_string())?),
+        None => {
+            let sample_labels: Vec<u32> = folder.samples.iter().map(|s| s.label).collect();
+            let (train, val) = stratified_split(&sample_labels, labels.len(), val_split, seed);
+            let pick = |idx: Vec<usize>| idx.into_iter().map(|i| folder.samples[i].clone()).collect::<Vec<_>>();
+            (pick(train), pick(val))
+        }
+    };
+    Ok((labels, train, val))
+}
+
+/// Images per batch through the frozen part of the backbone.
+const ACTIVATION_BATCH: usize = 16;
+
+/// `wick train --train-layers N`: the activations at the cut are computed once per image view (the
+/// plain one, and with `augment` three more for training images), then the last layers train with
+/// the head ([`TailFit`]). Writes the backbone file (`backbone_out`) and the `.wick` that runs on it.
+#[allow(clippy::too_many_arguments)]
+pub fn train_layers(
+    data: &Path,
+    out: &Path,
+    backbone_out: &Path,
+    val: Option<&Path>,
+    val_split: f32,
+    config: &TrainConfig,
+    augment: bool,
+    backbone: &BackboneArgs,
+    output: &OutputArgs,
+) -> Result<()> {
+    let start = Instant::now();
+    validate_head_training(config, val_split)?;
+    let (labels, train_samples, val_samples) = split(data, val, val_split, config.seed)?;
+    let backbone = backbone.load()?;
+    let first = backbone.meta.config.first_trained_block(config.train_layers)?;
+    let quiet = output.quiet;
+    let views = if augment { AUGMENTED_VIEWS } else { 1 };
+    let (train, train_skipped) = activations_of(&backbone, &train_samples, first, views, config.seed, "train", quiet)?;
+    let (val, val_skipped) = activations_of(&backbone, &val_samples, first, 1, config.seed, "val", quiet)?;
+    let mut skipped = train_skipped;
+    skipped.extend(val_skipped);
+    report_skipped(&skipped);
+    let counts = |set: &[u32]| -> BTreeMap<&str, usize> {
+        let mut counts: BTreeMap<&str, usize> = labels.iter().map(|l| (l.as_str(), 0)).collect();
+        for &l in set {
+            *counts.get_mut(labels[l as usize].as_str()).unwrap() += 1;
+        }
+        counts
+    };
+    let train_counts = counts(&train.features.labels);
+    if let Some((label, _)) = train_counts.iter().find(|(_, &n)| n == 0) {
+        bail!("{}: class `{label}` has no readable training images", data.join(label).display());
+    }
+    let val_counts = counts(&val.features.labels);
+    let (train, val): (TrainImages, ValImages) = (train.into(), val.into());
+    let activation_bytes = train.activations.row_bytes();
+    let mut run = TailFit::new(&backbone, config.train_layers, train, val, labels.clone(), config)?;
+    let bar = progress_bar(config.layer_epochs, "steps", quiet);
+    while let Some(stats) = run.next_epoch()? {
+        bar.set_position(stats.epoch as u64);
+        if let (Some(loss), Some(accuracy)) = (stats.val_loss, stats.val_accuracy) {
+            bar.set_message(format!("val loss {loss:.3}, accuracy {:.1}%", 100.0 * accuracy));
+        }
+    }
+    bar.finish_and_clear();
+    let fitted = run.finish(unix_now())?;
+    write_atomically(backbone_out, &fitted.backbone_file)?;
+    let classifier = fitted.classifier;
+    write_atomically(out, &classifier.to_bytes()?)?;
+    let validation = fitted.validation;
+    let title = format!(
+        "wick train --train-layers {} {} ({} images)",
+        config.train_layers,
+        data.display(),
+        fitted.train_images
+    );
+    let plot = write_plot(out, &title, &classifier.meta.history, validation.as_ref(), &labels, "validation images")?;
+    if output.json {
+        let report = serde_json::json!({
+            "model": out.display().to_string(),
+            "backbone": backbone_out.display().to_string(),
+            "plot": plot.display().to_string(),
+            "labels": labels,
+            "train_layers": config.train_layers,
+            "first_trained_block": first,
+            "views_per_training_image": views,
+            "activation_bytes_per_view": activation_bytes,
+            "train_images": train_counts,
+            "validation_images": val_counts,
+            "skipped": skipped,
+            "history": classifier.meta.history,
+            "best_epoch": classifier.meta.best_epoch,
+            "stop": classifier.meta.stop,
+            "validation": validation,
+            "seconds": start.elapsed().as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !quiet {
+        println!("{:<24} {:>6} {:>6}", "class", "train", "val");
+        for label in &labels {
+            println!("{label:<24} {:>6} {:>6}", train_counts[label.as_str()], val_counts[label.as_str()]);
+        }
+        let history = &classifier.meta.history;
+        let head_steps = history.iter().filter(|h| h.regularization.is_some()).count();
+        println!(
+            "\nthe head, then the backbone from block {first} on ({} epochs; {}); kept step {} of {}{}\n",
+            history.len() - head_steps,
+            classifier.meta.stop.describe(),
+            classifier.meta.best_epoch,
+            history.len(),
+            if classifier.meta.best_epoch <= head_steps { " (the head alone did best)" } else { "" }
+        );
+        match &validation {
+            Some(m) => println!("validation: {}", m.table()),
+            None => println!("no validation images (every class has a single image): no metrics"),
+        }
+        println!(
+            "wrote {} and its backbone {} (and the curves, {}) in {:.1} s; {views} view(s) per training image, {} KB of activations each",
+            out.display(),
+            backbone_out.display(),
+            plot.display(),
+            start.elapsed().as_secs_f64(),
+            activation_bytes / 1000
+        );
+    }
+    Ok(())
+}
+
+/// Each readable sample's activations at block `first`, in `views` views (drawn from `seed` and
+/// the sample's place in the list); unreadable files are skipped and named.
+fn activations_of(
+    backbone: &Backbone,
+    samples: &[Sample],
+    first: usize,
+    views: usize,
+    seed: u64,
+    what: &str,
+    quiet: bool,
+) -> Result<(Pending, Vec<Skipped>)> {
+    let bar = progress_bar(samples.len(), what, quiet);
+    let mut out = Pending {
+        activations: None,
+        views: Vec::new(),
+        features: FeatureSet::new(backbone.feature_dim()),
+        names: Vec::new(),
+    };
+    let mut skipped = Vec::new();
+    for (chunk_index, chunk) in samples.chunks(ACTIVATION_BATCH).enumerate() {
+        let (mut images, mut plain, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, sample) in chunk.iter().enumerate() {
+            match read(&sample.path).and_then(|bytes| Ok(decode_image(&bytes)?)) {
+                Ok(image) => {
+                    let image_seed =
+                        seed ^ ((chunk_index * ACTIVATION_BATCH + i) as u64).wrapping_mul(0xd6e8_feb8_6659_fd93);
+                    let first_row = out.activations.as_ref().map_or(0, Activations::len) + images.len();
+                    images.extend((0..views).map(|v| augment::view(&image, v, image_seed)));
+                    plain.push(image);
+                    out.views.push((first_row..first_row + views).collect());
+                    labels.push(sample.label);
+                    out.names.push(sample.path.display().to_string());
+                }
+                Err(e) => skipped.push(Skipped { path: sample.path.display().to_string(), error: format!("{e:#}") }),
+            }
+        }
+        if !images.is_empty() {
+            let batch = backbone.activations(&backbone.input_tensor(&images)?, first)?;
+            let (_, c, h, w) = batch.dims4()?;
+            out.activations.get_or_insert_with(|| Activations::new([c, h, w])).push(&batch)?;
+            // The plain views' features, as head-only training computes them (its first step).
+            for (row, label) in compute(backbone, &plain, View::AsIs)?.iter().zip(labels) {
+                out.features.push(row, label);
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok((out, skipped))
+}
+
+/// Activations and plain features gathered for training or validation images.
+struct Pending {
+    activations: Option<Activations>,
+    views: Vec<Vec<usize>>,
+    features: FeatureSet,
+    names: Vec<String>,
+}
+
+impl Pending {
+    fn activations(&mut self) -> Activations {
+        self.activations.take().unwrap_or_else(|| Activations::new([1, 1, 1]))
+    }
+}
+
+impl From<Pending> for TrainImages {
+    fn from(mut p: Pending) -> Self {
+        Self { activations: p.activations(), views: p.views, features: p.features }
+    }
+}
+
+impl From<Pending> for ValImages {
+    fn from(mut p: Pending) -> Self {
+        Self { activations: p.activations(), features: p.features, names: p.names }
+    }
 }

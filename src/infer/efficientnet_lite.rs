@@ -4,7 +4,7 @@
 use crate::backbone::efficientnet_lite::Config;
 use crate::backbone::fold::FloatWeights;
 use crate::error::Result;
-use crate::infer::layers::{Arena, FusedConv, Padding};
+use crate::infer::layers::{Arena, FusedConv, Padding, Shape};
 use crate::kernels::matmul::Precision;
 use crate::kernels::nhwc;
 use crate::kernels::Activation;
@@ -73,12 +73,52 @@ impl EfficientNetLite {
         features: &mut [f32],
         threads: usize,
     ) {
+        let (shape, [x, y, ..]) = self.front(image, side, arena, self.blocks.len(), threads);
+        let out = self.head.output_shape(shape);
+        self.head.forward(shape, &x[..shape.elements()], None, &mut y[..out.elements()], threads);
+        nhwc::global_average_pool(&y[..out.elements()], out.c, features);
+    }
+
+    /// One image → the input of block `first` (of the 1×1 head convolution when `first` is the
+    /// number of blocks), as (C, H, W) into `out`: what training the layers from there on starts from.
+    pub fn activation(
+        &self,
+        image: &[f32],
+        side: (usize, usize),
+        arena: &mut Arena,
+        first: usize,
+        out: &mut [f32],
+        threads: usize,
+    ) {
+        let (shape, [x, ..]) = self.front(image, side, arena, first, threads);
+        nhwc::nhwc_to_nchw(&x[..shape.elements()], shape.c, out);
+    }
+
+    /// The shape of [`EfficientNetLite::activation`]'s output for an image of `side`.
+    pub fn activation_shape(&self, (h, w): (usize, usize), first: usize) -> Shape {
+        let stem = self.stem.output_shape(Shape { h, w, c: 3 });
+        self.blocks[..first].iter().fold(stem, |shape, block| {
+            let hidden = block.expand.as_ref().map_or(shape, |e| e.output_shape(shape));
+            block.project.output_shape(block.depthwise.output_shape(hidden))
+        })
+    }
+
+    /// The stem and blocks `..blocks` of one image: the result's shape, and the arena's buffers
+    /// with the result in the first.
+    fn front<'a>(
+        &self,
+        image: &[f32],
+        side: (usize, usize),
+        arena: &'a mut Arena,
+        blocks: usize,
+        threads: usize,
+    ) -> (Shape, [&'a mut Vec<f32>; 4]) {
         let largest = self.config.peak_activation_bytes(side.0.max(side.1)) / 4;
         let (mut shape, [x, y, expanded, filtered]) = arena.start(image, side, largest);
         let out = self.stem.output_shape(shape);
         self.stem.forward(shape, &filtered[..shape.elements()], None, &mut x[..out.elements()], threads);
         shape = out;
-        for block in &self.blocks {
+        for block in &self.blocks[..blocks] {
             let hidden = match &block.expand {
                 Some(expand) => {
                     let out = expand.output_shape(shape);
@@ -95,8 +135,6 @@ impl EfficientNetLite {
             std::mem::swap(x, y);
             shape = out;
         }
-        let out = self.head.output_shape(shape);
-        self.head.forward(shape, &x[..shape.elements()], None, &mut y[..out.elements()], threads);
-        nhwc::global_average_pool(&y[..out.elements()], out.c, features);
+        (shape, [x, y, expanded, filtered])
     }
 }

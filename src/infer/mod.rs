@@ -54,19 +54,55 @@ impl Engine {
 
     /// Images (N, 3, H, W) as one row-major buffer → their pooled features (N × feature_dim).
     pub fn features(&self, images: &[f32], n: usize, side: (usize, usize), threads: usize) -> Result<Vec<f32>> {
+        self.each_image(images, n, side, self.feature_dim, threads, |image, arena, out, threads| match &self.family {
+            Family::EfficientNetLite(net) => net.forward(image, side, arena, out, threads),
+            Family::ResNet(net) => net.forward(image, side, arena, out, threads),
+        })
+    }
+
+    /// Images (N, 3, H, W) → each one's input to block `first` (N, C, H', W'), and (C, H', W'): the
+    /// frozen part of the network, run once per image when its last layers are trained.
+    pub fn activations(
+        &self,
+        images: &[f32],
+        n: usize,
+        side: (usize, usize),
+        first: usize,
+        threads: usize,
+    ) -> Result<(Vec<f32>, [usize; 3])> {
+        let shape = match &self.family {
+            Family::EfficientNetLite(net) => net.activation_shape(side, first),
+            Family::ResNet(net) => net.activation_shape(side, first),
+        };
+        let values = self.each_image(images, n, side, shape.elements(), threads, |image, arena, out, threads| {
+            match &self.family {
+                Family::EfficientNetLite(net) => net.activation(image, side, arena, first, out, threads),
+                Family::ResNet(net) => net.activation(image, side, arena, first, out, threads),
+            }
+        })?;
+        Ok((values, [shape.c, shape.h, shape.w]))
+    }
+
+    /// `run(image, arena, out, threads)` for each image and its `per_output` values of the result.
+    fn each_image(
+        &self,
+        images: &[f32],
+        n: usize,
+        side: (usize, usize),
+        per_output: usize,
+        threads: usize,
+        run: impl Fn(&[f32], &mut Arena, &mut [f32], usize) + Sync,
+    ) -> Result<Vec<f32>> {
         let per_image = 3 * side.0 * side.1;
         if images.len() != n * per_image || per_image == 0 {
             return Err(invalid!("expected {n} images of 3×{}×{}, got {} values", side.0, side.1, images.len()));
         }
-        let mut features = vec![0.0; n * self.feature_dim];
+        let mut outputs = vec![0.0; n * per_output];
         // Each image on its thread's own buffers ([`ARENA`]).
         let forward = |image: &[f32], out: &mut [f32], threads| {
-            ARENA.with(|arena| match &self.family {
-                Family::EfficientNetLite(net) => net.forward(image, side, &mut arena.borrow_mut(), out, threads),
-                Family::ResNet(net) => net.forward(image, side, &mut arena.borrow_mut(), out, threads),
-            })
+            ARENA.with(|arena| run(image, &mut arena.borrow_mut(), out, threads))
         };
-        let pairs = images.chunks_exact(per_image).zip(features.chunks_exact_mut(self.feature_dim));
+        let pairs = images.chunks_exact(per_image).zip(outputs.chunks_exact_mut(per_output));
         if crate::kernels::parallel(threads) && n >= threads {
             // A batch: one image per thread, each single-threaded (splitting one image's small late
             // layers across threads costs more than it gains).
@@ -80,6 +116,6 @@ impl Engine {
                 run();
             }
         }
-        Ok(features)
+        Ok(outputs)
     }
 }

@@ -63,6 +63,43 @@ impl ResNet {
         features: &mut [f32],
         threads: usize,
     ) {
+        let (shape, [x, ..]) = self.front(image, side, arena, self.blocks.len(), threads);
+        nhwc::global_average_pool(&x[..shape.elements()], shape.c, features);
+    }
+
+    /// One image → the input of block `first`, as (C, H, W) into `out`: what training the blocks
+    /// from there on starts from.
+    pub fn activation(
+        &self,
+        image: &[f32],
+        side: (usize, usize),
+        arena: &mut Arena,
+        first: usize,
+        out: &mut [f32],
+        threads: usize,
+    ) {
+        let (shape, [x, ..]) = self.front(image, side, arena, first, threads);
+        nhwc::nhwc_to_nchw(&x[..shape.elements()], shape.c, out);
+    }
+
+    /// The shape of [`ResNet::activation`]'s output for an image of `side`.
+    pub fn activation_shape(&self, (h, w): (usize, usize), first: usize) -> Shape {
+        let stem = self.stem.output_shape(Shape { h, w, c: 3 });
+        let pool = ConvGeometry::symmetric(stem.h, stem.w, stem.c, 3, 2, 1);
+        let pooled = Shape { h: pool.out_h, w: pool.out_w, c: stem.c };
+        self.blocks[..first].iter().fold(pooled, |s, block| block.convs.iter().fold(s, |s, conv| conv.output_shape(s)))
+    }
+
+    /// The stem, max pool and blocks `..blocks` of one image: the result's shape, and the arena's
+    /// buffers with the result in the first.
+    fn front<'a>(
+        &self,
+        image: &[f32],
+        side: (usize, usize),
+        arena: &'a mut Arena,
+        blocks: usize,
+        threads: usize,
+    ) -> (Shape, [&'a mut Vec<f32>; 4]) {
         let largest = self.config.peak_activation_bytes(side.0.max(side.1)) / 4;
         let (input, [x, a, b, shortcut]) = arena.start(image, side, largest);
         let stem = self.stem.output_shape(input);
@@ -71,7 +108,7 @@ impl ResNet {
         let pool = ConvGeometry::symmetric(stem.h, stem.w, stem.c, 3, 2, 1);
         let mut shape = Shape { h: pool.out_h, w: pool.out_w, c: stem.c };
         nhwc::max_pool(&pool, &b[..stem.elements()], &mut x[..shape.elements()]);
-        for block in &self.blocks {
+        for block in &self.blocks[..blocks] {
             let run = |conv: &FusedConv, shape: Shape, input: &[f32], residual, out: &mut [f32]| {
                 let out_shape = conv.output_shape(shape);
                 conv.forward(shape, &input[..shape.elements()], residual, &mut out[..out_shape.elements()], threads);
@@ -102,6 +139,6 @@ impl ResNet {
             std::mem::swap(x, result);
             shape = out_shape;
         }
-        nhwc::global_average_pool(&x[..shape.elements()], shape.c, features);
+        (shape, [x, a, b, shortcut])
     }
 }

@@ -277,6 +277,16 @@ pub fn nchw_to_nhwc(image: &[f32], channels: usize, out: &mut [f32]) {
     }
 }
 
+/// (P × C) → (C × P), the inverse of [`nchw_to_nhwc`].
+pub fn nhwc_to_nchw(input: &[f32], channels: usize, out: &mut [f32]) {
+    let pixels = input.len() / channels;
+    for (p, pixel) in input.chunks_exact(channels).enumerate() {
+        for (c, &v) in pixel.iter().enumerate() {
+            out[c * pixels + p] = v;
+        }
+    }
+}
+
 /// The mean of every channel over all pixels: (P × C) → C.
 pub fn global_average_pool(input: &[f32], channels: usize, out: &mut [f32]) {
     out.fill(0.0);

@@ -111,7 +111,21 @@ pub struct TrainConfig {
     /// and `patience`: its regularisation is chosen on the validation images instead.
     #[serde(default = "Solver::recorded_before")]
     pub solver: Solver,
+    /// How many parts at the end of the backbone train with the head (0: the head only; see
+    /// [`crate::backbone::NetworkConfig::first_trained_block`]).
+    #[serde(default)]
+    pub train_layers: usize,
+    /// With `train_layers`, the most epochs the layers train after the head is fitted.
+    #[serde(default = "default_layer_epochs")]
+    pub layer_epochs: usize,
 }
+
+fn default_layer_epochs() -> usize {
+    10
+}
+
+/// The most epochs the backbone's last layers may train for.
+pub const MAX_LAYER_EPOCHS: usize = 1000;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -128,6 +142,8 @@ impl Default for TrainConfig {
             flip_augment: false,
             seed: 0,
             solver: Solver::Lbfgs,
+            train_layers: 0,
+            layer_epochs: default_layer_epochs(),
         }
     }
 }
@@ -155,6 +171,15 @@ impl TrainConfig {
         }
         if self.hidden == Some(0) {
             return bad("a hidden layer needs at least 1 unit");
+        }
+        if self.train_layers > crate::backbone::MAX_TRAIN_DEPTH {
+            return bad(&format!(
+                "the layers to train must be 0 (the head only) to {}",
+                crate::backbone::MAX_TRAIN_DEPTH
+            ));
+        }
+        if self.layer_epochs > MAX_LAYER_EPOCHS {
+            return bad(&format!("layer epochs must be at most {MAX_LAYER_EPOCHS}"));
         }
         if self.hidden.is_some() && self.solver == Solver::Lbfgs {
             return bad("the L-BFGS solver trains linear heads only; a hidden layer trains with AdamW");
@@ -311,7 +336,7 @@ pub struct EpochStats {
 }
 
 impl EpochStats {
-    fn train_only(epoch: usize, train_loss: f32, train_accuracy: f32, regularization: Option<f64>) -> Self {
+    pub fn train_only(epoch: usize, train_loss: f32, train_accuracy: f32, regularization: Option<f64>) -> Self {
         Self { epoch, train_loss, train_accuracy, val_loss: None, val_accuracy: None, regularization }
     }
 }

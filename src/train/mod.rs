@@ -1,4 +1,5 @@
-//! Training: the classification head on frozen features, and fine-tuning the whole network.
+//! Training: the classification head on frozen features, the backbone's last layers with it on
+//! cached activations, and fine-tuning the whole network.
 
 pub mod config;
 pub mod finetune;
@@ -9,3 +10,4 @@ pub mod loss;
 pub mod optim;
 pub mod plot;
 pub mod schedule;
+pub mod tail;

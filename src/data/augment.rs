@@ -1,0 +1,58 @@
+//! Augmented views of an image for training the backbone's last layers: each is a fixed, seeded
+//! variation, so its activation can be computed once and cached like the plain view's.
+//!
+//! View 0 is the image as it is (validation images only ever get this one); view 1 its mirror;
+//! later views a random crop of 70–95% of each side, mirrored on odd views, with mild colour
+//! jitter (brightness, contrast and saturation each within ±15%).
+
+use image::RgbImage;
+
+use crate::util::rng::Rng;
+
+/// Views per training image when augmenting: the plain one and three variations.
+pub const AUGMENTED_VIEWS: usize = 4;
+
+/// The `view`-th view of `image`, drawn from `seed` (the same seed and view give the same pixels).
+pub fn view(image: &RgbImage, view: usize, seed: u64) -> RgbImage {
+    if view == 0 {
+        return image.clone();
+    }
+    let mut rng = Rng::new(seed ^ (view as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut out = if view >= 2 {
+        let (w, h) = image.dimensions();
+        let side = 0.7 + 0.25 * rng.uniform();
+        let (cw, ch) = (((w as f32 * side) as u32).max(1), ((h as f32 * side) as u32).max(1));
+        let (x, y) = (rng.below((w - cw + 1) as usize) as u32, rng.below((h - ch + 1) as usize) as u32);
+        let cropped = image::imageops::crop_imm(image, x, y, cw, ch).to_image();
+        jitter(&cropped, &mut rng)
+    } else {
+        image.clone()
+    };
+    if view % 2 == 1 {
+        image::imageops::flip_horizontal_in_place(&mut out);
+    }
+    out
+}
+
+/// Brightness, contrast and saturation each scaled by a factor within ±15%.
+fn jitter(image: &RgbImage, rng: &mut Rng) -> RgbImage {
+    let mut factor = || 0.85 + 0.3 * rng.uniform();
+    let (brightness, contrast, saturation) = (factor(), factor(), factor());
+    let pixels = image.pixels();
+    let count = (image.width() * image.height()).max(1) as f32;
+    let mean = pixels.map(|p| luma(p.0)).sum::<f32>() / count;
+    let mut out = image.clone();
+    for pixel in out.pixels_mut() {
+        let grey = luma(pixel.0);
+        for v in pixel.0.iter_mut() {
+            let saturated = grey + (*v as f32 - grey) * saturation;
+            let contrasted = mean + (saturated - mean) * contrast;
+            *v = (contrasted * brightness).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+fn luma([r, g, b]: [u8; 3]) -> f32 {
+    0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32
+}

@@ -1,0 +1,540 @@
+//! Training the last layers of the backbone with the head ("layers to train" in the page, `wick
+//! train --train-layers N`), on activations computed once.
+//!
+//! The frozen part of the network runs once per image view, and its output — the activation at the
+//! cut, the input of the first trained block — is kept (f16, [`Activations`]). Every epoch then runs
+//! forward and backward through the trained part only.
+//!
+//! BatchNorm in the trained layers stays frozen: its running statistics and scale are folded into
+//! each convolution's weight and bias (the backbone file's form), and those weights and biases
+//! train. With a few dozen images per class, batch statistics would be noise. Frozen statistics are
+//! the usual choice for small data, and the page only has the folded weights anyway.
+//!
+//! The run, step by step:
+//! 1. The head alone, fitted on the plain views' features exactly as head-only training fits it
+//!    (linear probing first: the layers start from a head that already fits, so the first
+//!    gradients don't scramble the pretrained weights).
+//! 2. Up to `layer_epochs` epochs of AdamW over the trained layers and the head, at a hundredth and a
+//!    tenth of the learning rate (discriminative learning rates: the pretrained layers move least),
+//!    each training image in one random cached view per epoch.
+//!
+//! The best step by validation accuracy, then loss, is kept. Step 1 is a candidate, so the result is
+//! never worse on the validation images than head-only training with the same split and seed.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use half::f16;
+
+use crate::backbone::fold::FloatWeights;
+use crate::backbone::{Backbone, Network, NetworkConfig, QUANTIZATION};
+use crate::error::{invalid, Result};
+use crate::eval::metrics::Metrics;
+use crate::formats::backbone_file::{self, BackboneMeta, Source};
+use crate::formats::classifier::Classifier;
+use crate::train::fit::HeadFit;
+use crate::train::head::{EpochStats, FeatureSet, Head, Solver, Stop, TrainConfig, Trained};
+use crate::train::loss::{class_weights, count_correct, cross_entropy};
+use crate::train::optim::{Optimizer, OptimizerKind};
+use crate::util::rng::Rng;
+
+/// Epochs without a better validation score before the layers stop training.
+const LAYER_PATIENCE: usize = 3;
+/// Once the head is fitted, the trained layers learn at this share of the learning rate (1e-5 at
+/// the default 1e-3) and the head at [`HEAD_LEARNING_RATE_SHARE`]: on 5 CIFAR-10 classes × 32
+/// photos (JPEG copy), shares of 0.1 and 1 raised the validation loss from the first epoch (0.58 →
+/// 0.86), 0.01 and 0.1 lowered it (0.58 → 0.57).
+const LAYER_LEARNING_RATE_SHARE: f64 = 0.01;
+const HEAD_LEARNING_RATE_SHARE: f64 = 0.1;
+/// Rows per forward pass when only measuring (features for the head fit, validation).
+const EVAL_BATCH: usize = 32;
+
+/// Activations at the cut, one row (C × H × W) per image view, kept as f16: half the memory of
+/// f32, and the trained layers see them converted back.
+#[derive(Debug, Clone)]
+pub struct Activations {
+    pub shape: [usize; 3],
+    values: Vec<f16>,
+}
+
+impl Activations {
+    pub fn new(shape: [usize; 3]) -> Self {
+        Self { shape, values: Vec::new() }
+    }
+
+    /// Rows stored as f16 bits (the page's cache), checked against `shape`.
+    pub fn from_bits(shape: [usize; 3], bits: &[u16]) -> Result<Self> {
+        let per_row = shape.iter().product::<usize>();
+        if per_row == 0 || !bits.len().is_multiple_of(per_row) {
+            return Err(invalid!("activations of {} values are not rows of {shape:?}", bits.len()));
+        }
+        Ok(Self { shape, values: bits.iter().map(|&b| f16::from_bits(b)).collect() })
+    }
+
+    pub fn to_bits(&self) -> Vec<u16> {
+        self.values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Values in one row.
+    pub fn row_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Bytes one row takes.
+    pub fn row_bytes(&self) -> usize {
+        2 * self.row_len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len() / self.row_len().max(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Appends the rows of `batch` (N, C, H, W).
+    pub fn push(&mut self, batch: &Tensor) -> Result<()> {
+        let (_, c, h, w) = batch.dims4()?;
+        if [c, h, w] != self.shape {
+            return Err(invalid!("activations of shape {:?}, expected {:?}", [c, h, w], self.shape));
+        }
+        let values = batch.to_dtype(DType::F16)?.flatten_all()?.to_vec1::<f16>()?;
+        self.values.extend(values);
+        Ok(())
+    }
+
+    /// Appends the rows of another set of the same shape.
+    pub fn extend(&mut self, other: &Activations) -> Result<()> {
+        if other.shape != self.shape {
+            return Err(invalid!("activations of shape {:?}, expected {:?}", other.shape, self.shape));
+        }
+        self.values.extend_from_slice(&other.values);
+        Ok(())
+    }
+
+    /// Rows `rows` as one f32 batch (N, C, H, W).
+    pub fn batch(&self, rows: &[usize], device: &Device) -> Result<Tensor> {
+        let n = self.row_len();
+        let mut values = Vec::with_capacity(rows.len() * n);
+        for &r in rows {
+            values.extend(self.values[r * n..(r + 1) * n].iter().map(|v| v.to_f32()));
+        }
+        let [c, h, w] = self.shape;
+        Ok(Tensor::from_vec(values, (rows.len(), c, h, w), device)?)
+    }
+}
+
+/// Training images: their activations, which rows are whose views (the first the plain one), their
+/// labels, and their plain view's features as head-only training has them (the head's first fit).
+pub struct TrainImages {
+    pub activations: Activations,
+    pub views: Vec<Vec<usize>>,
+    pub features: FeatureSet,
+}
+
+/// Validation images: one plain view each, their features, and names for the list of
+/// misclassified ones.
+pub struct ValImages {
+    pub activations: Activations,
+    pub features: FeatureSet,
+    pub names: Vec<String>,
+}
+
+/// The trained part's weights and the head, taken at a step.
+struct Snapshot {
+    layers: Vec<Tensor>,
+    head: Vec<Tensor>,
+}
+
+/// A run one step at a time (a step of the head fit, then an epoch of the layers), for the page's
+/// worker, which answers Cancel between steps.
+pub struct TailFit {
+    backbone: Backbone,
+    network: Network,
+    first: usize,
+    layers: Vec<(String, Var)>,
+    train: TrainImages,
+    val: ValImages,
+    labels: Vec<String>,
+    config: TrainConfig,
+    phase: Phase,
+    history: Vec<EpochStats>,
+    /// (validation accuracy, validation loss, step, weights) of the best step so far.
+    best: Option<(f32, f32, usize, Snapshot)>,
+    /// The head fit's metrics on the validation images (the result's when its step is kept).
+    head_validation: Option<Metrics>,
+    stop: Option<Stop>,
+    rng: Rng,
+    class_weights: Vec<f32>,
+}
+
+enum Phase {
+    Head(Box<HeadFit>),
+    /// `epoch` counts the layers' epochs; `started` is the step they started after.
+    Layers {
+        head: Head,
+        layer_optimizer: Box<Optimizer>,
+        head_optimizer: Box<Optimizer>,
+        epoch: usize,
+        started: usize,
+    },
+    Done,
+}
+
+/// A finished run: the new backbone file, the `.wick` trained on it, and the validation metrics.
+pub struct FittedTail {
+    pub backbone_file: Vec<u8>,
+    pub classifier: Classifier,
+    pub validation: Option<Metrics>,
+    pub train_images: usize,
+}
+
+impl TailFit {
+    /// `depth` parts of `backbone` train (see [`NetworkConfig::first_trained_block`]) on `train`,
+    /// whose activations the backbone made at that cut ([`Backbone::activations`]).
+    pub fn new(
+        backbone: &Backbone,
+        depth: usize,
+        train: TrainImages,
+        val: ValImages,
+        labels: Vec<String>,
+        config: &TrainConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        let device = backbone.device().clone();
+        let network_config = &backbone.meta.config;
+        let first = network_config.first_trained_block(depth)?;
+        let (train_labels, val_labels) = (&train.features.labels, &val.features.labels);
+        if train.views.len() != train_labels.len() || val_labels.len() != val.names.len() {
+            return Err(invalid!("one feature row per training image and one name per validation image"));
+        }
+        if val_labels.len() != val.activations.len()
+            || train.views.iter().flatten().any(|&r| r >= train.activations.len())
+        {
+            return Err(invalid!("the activations do not hold a row for every view"));
+        }
+        if train.views.iter().any(Vec::is_empty) {
+            return Err(invalid!("every training image needs at least its plain view"));
+        }
+        if !val.activations.is_empty() && val.activations.shape != train.activations.shape {
+            return Err(invalid!("training and validation activations differ in shape"));
+        }
+        if let Some(&bad) = train_labels.iter().chain(val_labels).find(|&&l| l as usize >= labels.len()) {
+            return Err(invalid!("label {bad} is not one of the {} classes", labels.len()));
+        }
+        let (varmap, network) = trainable_network(backbone.weights(), network_config, &device)?;
+        let all = varmap.data().lock().expect("variable map lock").clone();
+        let mut layers = Vec::new();
+        for conv in network_config.trained_convs(first) {
+            for part in ["weight", "bias"] {
+                let name = format!("{conv}.{part}");
+                let var = all.get(&name).ok_or_else(|| invalid!("the backbone has no `{name}`"))?;
+                layers.push((name, var.clone()));
+            }
+        }
+        // Step 1 is head-only training itself: the same features, settings, split and seed.
+        let head_config = TrainConfig { flip_augment: false, ..config.clone() };
+        let fit = HeadFit::new(
+            &train.features,
+            val.features.clone(),
+            val.names.clone(),
+            labels.clone(),
+            &head_config,
+            &device,
+        )?;
+        Ok(Self {
+            backbone: backbone.clone(),
+            network,
+            first,
+            layers,
+            class_weights: class_weights(train_labels, labels.len(), config.class_balanced),
+            rng: Rng::new(config.seed),
+            train,
+            val,
+            labels,
+            config: config.clone(),
+            phase: Phase::Head(Box::new(fit)),
+            history: Vec::new(),
+            best: None,
+            head_validation: None,
+            stop: None,
+        })
+    }
+
+    /// Which block the trained part starts at.
+    pub fn first_trained_block(&self) -> usize {
+        self.first
+    }
+
+    /// Pooled features of `rows`, through the trained part as it is now (no gradient).
+    fn features(&self, activations: &Activations, rows: &[usize]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(rows.len() * self.backbone.feature_dim());
+        for batch in rows.chunks(EVAL_BATCH) {
+            let x = activations.batch(batch, self.backbone.device())?;
+            let features = self.network.tail(&x, self.first, false)?.detach();
+            out.extend(features.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    /// Runs the next step: its numbers, or `None` once the run has stopped.
+    pub fn next_epoch(&mut self) -> Result<Option<&EpochStats>> {
+        if self.stop.is_some() {
+            return Ok(None);
+        }
+        if let Phase::Head(fit) = &mut self.phase {
+            if let Some(stats) = fit.next_epoch()? {
+                self.history.push(stats.clone());
+                return Ok(self.history.last());
+            }
+            self.start_layers()?;
+            if self.config.layer_epochs == 0 {
+                self.stop = Some(Stop::Completed);
+                return Ok(None);
+            }
+        }
+        let stats = self.layer_epoch()?;
+        Ok(stats.map(|_| self.history.last().expect("just pushed")))
+    }
+
+    /// The head fit is done: its best step is the first candidate, and the layers start training.
+    fn start_layers(&mut self) -> Result<()> {
+        let Phase::Head(fit) = std::mem::replace(&mut self.phase, Phase::Done) else { unreachable!() };
+        let fitted = fit.finish()?;
+        self.head_validation = fitted.validation;
+        let head = fitted.trained.head;
+        // The head fit's own history stands; its kept step is the one to beat.
+        let kept = &self.history[fitted.trained.best_epoch - 1];
+        let (accuracy, loss) = (kept.val_accuracy.unwrap_or(0.0), kept.val_loss.unwrap_or(f32::INFINITY));
+        self.best = Some((accuracy, loss, fitted.trained.best_epoch, self.snapshot(&head)?));
+        let layer_optimizer = Optimizer::new(OptimizerKind::AdamW, 0.0, self.config.weight_decay, self.layers.clone())?;
+        let head_optimizer = Optimizer::new(OptimizerKind::AdamW, 0.0, self.config.weight_decay, head.named_vars())?;
+        self.phase = Phase::Layers {
+            head,
+            layer_optimizer: Box::new(layer_optimizer),
+            head_optimizer: Box::new(head_optimizer),
+            epoch: 0,
+            started: self.history.len(),
+        };
+        Ok(())
+    }
+
+    fn layer_epoch(&mut self) -> Result<Option<()>> {
+        let Phase::Layers { head, layer_optimizer, head_optimizer, epoch, started } = &mut self.phase else {
+            return Ok(None);
+        };
+        if *epoch >= self.config.layer_epochs {
+            self.stop = Some(Stop::Completed);
+            return Ok(None);
+        }
+        *epoch += 1;
+        let started = *started;
+        let device = self.backbone.device().clone();
+        let config = &self.config;
+        // The loss the head was fitted with: L-BFGS's is unsmoothed.
+        let smoothing = if config.solver == Solver::Lbfgs { 0.0 } else { config.label_smoothing };
+        let mut order: Vec<usize> = (0..self.train.views.len()).collect();
+        self.rng.shuffle(&mut order);
+        let (mut loss_sum, mut correct) = (0f64, 0usize);
+        for batch in order.chunks(config.batch_size) {
+            let rows: Vec<usize> = batch
+                .iter()
+                .map(|&i| {
+                    let views = &self.train.views[i];
+                    views[self.rng.below(views.len())]
+                })
+                .collect();
+            let labels: Vec<u32> = batch.iter().map(|&i| self.train.features.labels[i]).collect();
+            let x = self.train.activations.batch(&rows, &device)?;
+            let features = self.network.tail(&x, self.first, false)?;
+            let logits = head.logits(&features, Some((config.dropout, &mut self.rng)))?;
+            let loss = cross_entropy(&logits, &labels, &self.class_weights, smoothing)?;
+            let loss_value = loss.to_scalar::<f32>()?;
+            if !loss_value.is_finite() {
+                self.stop = Some(Stop::Diverged { epoch: self.history.len() + 1 });
+                return Ok(None);
+            }
+            let grads = loss.backward()?;
+            layer_optimizer.step(&grads, config.learning_rate * LAYER_LEARNING_RATE_SHARE)?;
+            head_optimizer.step(&grads, config.learning_rate * HEAD_LEARNING_RATE_SHARE)?;
+            loss_sum += loss_value as f64 * batch.len() as f64;
+            correct += count_correct(&logits, &labels)?;
+        }
+        let n = order.len() as f32;
+        let mut stats = EpochStats::train_only(self.history.len() + 1, loss_sum as f32 / n, correct as f32 / n, None);
+        let head = match &self.phase {
+            Phase::Layers { head, .. } => head,
+            _ => unreachable!("training the layers"),
+        };
+        if !self.val.names.is_empty() {
+            let (loss, accuracy) = self.validation_loss(head)?;
+            stats.val_loss = Some(loss);
+            stats.val_accuracy = Some(accuracy);
+            let step = stats.epoch;
+            let better = match &self.best {
+                Some((best_accuracy, best_loss, ..)) => {
+                    accuracy > *best_accuracy || (accuracy == *best_accuracy && loss < *best_loss)
+                }
+                None => true,
+            };
+            if better {
+                self.best = Some((accuracy, loss, step, self.snapshot(head)?));
+            }
+            // Patience counts the layers' own epochs (the head fit's steps after its best don't).
+            let best_step = self.best.as_ref().map_or(step, |b| b.2).max(started);
+            if step - best_step >= LAYER_PATIENCE {
+                self.stop = Some(Stop::EarlyStopped);
+            }
+        } else {
+            let step = stats.epoch;
+            self.best = Some((0.0, 0.0, step, self.snapshot(head)?));
+        }
+        self.history.push(stats);
+        Ok(Some(()))
+    }
+
+    fn validation_loss(&self, head: &Head) -> Result<(f32, f32)> {
+        let rows: Vec<usize> = (0..self.val.names.len()).collect();
+        let features = self.features(&self.val.activations, &rows)?;
+        let x = Tensor::from_vec(features, (rows.len(), self.backbone.feature_dim()), self.backbone.device())?;
+        let logits = head.logits(&x, None)?;
+        // Unsmoothed, as the head fit's steps measure it, so that the two phases' steps compare.
+        let labels = &self.val.features.labels;
+        let loss = cross_entropy(&logits, labels, &self.class_weights, 0.0)?;
+        let accuracy = count_correct(&logits, labels)? as f32 / rows.len() as f32;
+        Ok((loss.to_scalar::<f32>()?, accuracy))
+    }
+
+    fn snapshot(&self, head: &Head) -> Result<Snapshot> {
+        let copy = |vars: Vec<Var>| -> Result<Vec<Tensor>> {
+            Ok(vars.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?)
+        };
+        Ok(Snapshot {
+            layers: copy(self.layers.iter().map(|(_, v)| v.clone()).collect())?,
+            head: copy(head.named_vars().into_iter().map(|(_, v)| v).collect())?,
+        })
+    }
+
+    /// Stops after the current step; the best weights so far are kept.
+    pub fn cancel(&mut self) {
+        match &mut self.phase {
+            Phase::Head(fit) => {
+                fit.cancel();
+                self.stop.get_or_insert(Stop::Cancelled);
+            }
+            _ => {
+                self.stop.get_or_insert(Stop::Cancelled);
+            }
+        }
+    }
+
+    /// The best step's weights as a backbone file and a `.wick` trained on it (`unix_seconds`: when).
+    pub fn finish(mut self, unix_seconds: u64) -> Result<FittedTail> {
+        if matches!(self.phase, Phase::Head(_)) {
+            // Cancelled, or stopped, before the layers trained: the head fit's best is the result.
+            self.start_layers()?;
+        }
+        let (head, head_steps) = match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Layers { head, started, .. } => (head, started),
+            Phase::Head(_) | Phase::Done => unreachable!("the layers started"),
+        };
+        let (_, _, best_step, snapshot) = self.best.take().ok_or_else(|| invalid!("nothing was trained"))?;
+        for ((_, var), saved) in self.layers.iter().zip(&snapshot.layers) {
+            var.set(saved)?;
+        }
+        for ((_, var), saved) in head.named_vars().iter().zip(&snapshot.head) {
+            var.set(saved)?;
+        }
+        let validation = if self.val.names.is_empty() {
+            None
+        } else if best_step <= head_steps {
+            self.head_validation.take()
+        } else {
+            let rows: Vec<usize> = (0..self.val.names.len()).collect();
+            let features = self.features(&self.val.activations, &rows)?;
+            let x = Tensor::from_vec(features, (rows.len(), self.backbone.feature_dim()), self.backbone.device())?;
+            let probabilities = head.probabilities(&x)?.to_vec2::<f32>()?;
+            Some(Metrics::compute(&self.labels, &self.val.features.labels, &probabilities, &self.val.names))
+        };
+        let backbone_file = self.export(&head)?;
+        let exported = Backbone::from_backbone_file(&backbone_file, self.backbone.device())?;
+        let trained = Trained {
+            head,
+            history: std::mem::take(&mut self.history),
+            best_epoch: best_step,
+            stop: self.stop.take().unwrap_or(Stop::Completed),
+        };
+        let mut config = self.config.clone();
+        config.train_layers = self.depth();
+        let classifier = Classifier::from_training(
+            trained,
+            self.labels.clone(),
+            &exported,
+            config,
+            validation.as_ref(),
+            unix_seconds,
+        );
+        Ok(FittedTail { backbone_file, classifier, validation, train_images: self.train.views.len() })
+    }
+
+    fn depth(&self) -> usize {
+        (1..=crate::backbone::MAX_TRAIN_DEPTH)
+            .find(|&d| self.backbone.meta.config.first_trained_block(d).ok() == Some(self.first))
+            .unwrap_or(0)
+    }
+
+    /// The backbone with the trained layers' weights, as a (quantized) backbone file; a linear head
+    /// also becomes the file's own classifier, so the file alone classifies into the classes.
+    fn export(&self, head: &Head) -> Result<Vec<u8>> {
+        let mut weights = self.backbone.weights().clone();
+        let as_entry = |var: &Var| -> Result<(Vec<usize>, Vec<f32>)> {
+            Ok((var.dims().to_vec(), var.as_tensor().flatten_all()?.to_vec1::<f32>()?))
+        };
+        for (name, var) in &self.layers {
+            weights.0.insert(name.clone(), as_entry(var)?);
+        }
+        let mut meta: BackboneMeta = self.backbone.meta.clone();
+        if head.spec.hidden.is_none() {
+            let classifier = meta.config.classifier();
+            let vars: HashMap<String, Var> = head.named_vars().into_iter().collect();
+            for part in ["weight", "bias"] {
+                weights.0.insert(format!("{classifier}.{part}"), as_entry(&vars[&format!("output.{part}")])?);
+            }
+            meta.config = meta.config.with_classes(self.labels.len());
+            meta.labels = self.labels.clone();
+        }
+        meta.source = Source {
+            package: format!(
+                "fine-tuned by wick {} (its last {} part(s) trained, from block {})",
+                env!("CARGO_PKG_VERSION"),
+                self.depth(),
+                self.first
+            ),
+            file: "the backbone file with this sha256".into(),
+            sha256: self.backbone.sha256.clone(),
+            license: format!(
+                "{} (derived from {})",
+                self.backbone.meta.source.license, self.backbone.meta.source.package
+            ),
+        };
+        meta.quantization = QUANTIZATION.into();
+        backbone_file::write(&weights, &meta)
+    }
+}
+
+/// The folded network with every weight a variable (only the trained part's get gradients).
+fn trainable_network(weights: &FloatWeights, config: &NetworkConfig, device: &Device) -> Result<(VarMap, Network)> {
+    let varmap = VarMap::new();
+    {
+        let mut data = varmap.data().lock().expect("variable map lock");
+        for (name, (shape, values)) in &weights.0 {
+            let tensor = Tensor::from_slice(values, shape.as_slice(), device)?;
+            data.insert(name.clone(), Var::from_tensor(&tensor)?);
+        }
+    }
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let network = Network::folded(config, vb)?;
+    Ok((varmap, network))
+}
