@@ -4,7 +4,7 @@ use wick::formats::classifier::BackboneRef;
 use wick::formats::project::{ClassMeta, Project, ProjectMeta, ProjectSettings, SampleMeta};
 
 fn project(with_model: bool) -> Project {
-    let sample = |name: &str, bytes| SampleMeta { name: name.into(), thumbnail_bytes: bytes };
+    let sample = |name: &str, bytes| SampleMeta { name: name.into(), thumbnail_bytes: bytes, source_bytes: bytes + 1 };
     Project {
         meta: ProjectMeta {
             backbone: BackboneRef { id: "b".into(), architecture: "a".into(), sha256: "ab".repeat(32) },
@@ -17,8 +17,34 @@ fn project(with_model: bool) -> Project {
         },
         features: (0..12).map(|i| i as f32).collect(),
         thumbnails: vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+        sources: (0..12).collect(),
         model: with_model.then(|| b"model bytes".to_vec()),
+        model_backbone: None,
     }
+}
+
+fn backbone_file() -> Vec<u8> {
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/efficientnet-lite0-int8.safetensors")).unwrap()
+}
+
+#[test]
+fn a_deeper_trained_project_round_trips_with_its_model_backbone() {
+    let mut original = project(true);
+    original.model_backbone = Some(backbone_file());
+    original.meta.settings.train_layers = Some(2);
+    original.meta.settings.layer_epochs = Some(10);
+    original.meta.settings.augment = Some(true);
+    let loaded = Project::from_bytes(&original.to_bytes().unwrap(), 4).unwrap();
+    assert_eq!(loaded, original);
+}
+
+#[test]
+fn a_project_written_before_kept_copies_still_opens() {
+    let mut old = project(true);
+    old.sources.clear();
+    old.meta.classes.iter_mut().flat_map(|c| &mut c.samples).for_each(|s| s.source_bytes = 0);
+    let loaded = Project::from_bytes(&old.to_bytes().unwrap(), 4).unwrap();
+    assert!(loaded.sources.is_empty());
 }
 
 #[test]
@@ -52,4 +78,16 @@ fn bad_projects_are_refused() {
     let mut nan = project(false);
     nan.features[0] = f32::NAN;
     assert!(nan.check(4).unwrap_err().to_string().contains("NaN"));
+    let mut sources = project(false);
+    sources.sources.pop();
+    assert!(sources.check(4).unwrap_err().to_string().contains("kept copies hold 11 bytes, the samples list 12"));
+    let mut orphan = project(false);
+    orphan.model_backbone = Some(backbone_file());
+    assert!(orphan.check(4).unwrap_err().to_string().contains("backbone but no model"));
+    let mut not_backbone = project(true);
+    not_backbone.model_backbone = Some(b"hello".to_vec());
+    assert!(not_backbone.check(4).unwrap_err().to_string().contains("not a Wick backbone file"));
+    let mut deep = project(false);
+    deep.meta.settings.train_layers = Some(9);
+    assert!(deep.check(4).unwrap_err().to_string().contains("train_layers is 9"));
 }

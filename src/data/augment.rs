@@ -56,3 +56,29 @@ fn jitter(image: &RgbImage, rng: &mut Rng) -> RgbImage {
 fn luma([r, g, b]: [u8; 3]) -> f32 {
     0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32
 }
+
+/// Images whose pixels number at most this are kept losslessly (PNG); larger ones as JPEG.
+const LOSSLESS_PIXELS: u32 = 96 * 96;
+
+/// The copy of an image kept to make its views later (the page stores it with the sample): no
+/// larger than the backbone's preprocessing reads (`resize_shorter` on the shorter side), PNG when
+/// small (a CIFAR-10 photo stays exact), JPEG at quality 90 otherwise.
+pub fn stored_copy(image: &RgbImage, resize_shorter: u32) -> Result<Vec<u8>, image::ImageError> {
+    let (w, h) = image.dimensions();
+    let scale = (resize_shorter as f32 / w.min(h) as f32).min(1.0);
+    let resized;
+    let image = if scale < 1.0 {
+        let size = |side: u32| ((side as f32 * scale).round() as u32).max(1);
+        resized = image::imageops::resize(image, size(w), size(h), image::imageops::FilterType::Triangle);
+        &resized
+    } else {
+        image
+    };
+    let mut bytes = Vec::new();
+    if image.width() * image.height() <= LOSSLESS_PIXELS {
+        image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    } else {
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(image)?;
+    }
+    Ok(bytes)
+}

@@ -1,12 +1,16 @@
-//! The web app's project as one file (`.wickproject`): its classes, every sample's thumbnail and
-//! features, the training settings, and the trained `.wick` model if there is one. "Export project"
+//! The web app's project as one file (`.wickproject`): its classes, every sample's thumbnail,
+//! features and kept copy, the training settings, and the trained `.wick` model if there is one
+//! (with the backbone file it runs on, when the backbone's last layers trained). "Export project"
 //! writes it and "Open project" reads it back, so a project moves between browsers and machines
 //! without recomputing anything.
 //!
 //! Layout (a safetensors file, format `wick-project`, version 1):
 //! - `features`: F32 (samples, dim), the samples' backbone features in class order;
 //! - `thumbnails`: U8 (total bytes), the samples' JPEG thumbnails one after another;
+//! - `sources`: U8 (total bytes), the samples' kept copies (PNG or JPEG, from which the views for
+//!   training the last layers are made) one after another; absent in files written before them;
 //! - `model`: U8, the `.wick` bytes (absent before the first training);
+//! - `model_backbone`: U8, the backbone file the model runs on (only when its last layers trained);
 //! - `__metadata__`: `format`, `format_version`, and `meta`, the JSON of [`ProjectMeta`] (the backbone
 //!   the features belong to, the classes with their samples' names and thumbnail lengths, the settings).
 
@@ -66,6 +70,14 @@ pub struct ProjectSettings {
     /// is gone); the report names its validation images by index into this list.
     #[serde(default)]
     pub trained_on: Vec<i64>,
+    /// How many parts at the end of the backbone train with the head (0: the head only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_layers: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_epochs: Option<usize>,
+    /// Whether the training images are also seen in augmented views when the layers train.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<bool>,
 }
 
 /// What a training run in the page reports: its history (the page's chart), why it stopped, and
@@ -81,6 +93,15 @@ pub struct TrainReport {
 
 impl ProjectSettings {
     fn check(&self, samples: usize) -> Result<()> {
+        if let Some(depth) = self.train_layers.filter(|&d| d > crate::backbone::MAX_TRAIN_DEPTH) {
+            return Err(invalid!("train_layers is {depth}, expected 0 to {}", crate::backbone::MAX_TRAIN_DEPTH));
+        }
+        if let Some(epochs) = self.layer_epochs.filter(|&e| e > crate::train::head::MAX_LAYER_EPOCHS) {
+            return Err(invalid!(
+                "layer_epochs is {epochs}, expected at most {}",
+                crate::train::head::MAX_LAYER_EPOCHS
+            ));
+        }
         if let Some(&bad) = self.trained_on.iter().find(|&&i| i < -1 || i >= samples as i64) {
             return Err(invalid!("trained_on names sample {bad}, but the project has {samples}"));
         }
@@ -113,6 +134,9 @@ pub struct SampleMeta {
     /// The file name the image had (or "webcam").
     pub name: String,
     pub thumbnail_bytes: usize,
+    /// The kept copy's length (0: none, in files written before copies were kept).
+    #[serde(default)]
+    pub source_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +144,9 @@ pub struct Project {
     pub meta: ProjectMeta,
     pub features: Vec<f32>,
     pub thumbnails: Vec<u8>,
+    pub sources: Vec<u8>,
     pub model: Option<Vec<u8>>,
+    pub model_backbone: Option<Vec<u8>>,
 }
 
 impl Project {
@@ -152,8 +178,21 @@ impl Project {
                 self.thumbnails.len()
             ));
         }
+        let source_bytes: usize = self.meta.classes.iter().flat_map(|c| &c.samples).map(|s| s.source_bytes).sum();
+        if source_bytes != self.sources.len() {
+            return Err(invalid!("kept copies hold {} bytes, the samples list {source_bytes}", self.sources.len()));
+        }
         if self.features.iter().any(|v| !v.is_finite()) {
             return Err(invalid!("the features contain NaN or infinite values"));
+        }
+        match (&self.model, &self.model_backbone) {
+            (None, Some(_)) => return Err(invalid!("it has a model's backbone but no model")),
+            (_, Some(backbone))
+                if crate::formats::format_of(backbone).as_deref() != Some(crate::formats::backbone_file::FORMAT) =>
+            {
+                return Err(invalid!("its model's backbone is not a Wick backbone file"))
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -166,8 +205,14 @@ impl Project {
             ("features", Dtype::F32, vec![rows, dim], features.as_slice()),
             ("thumbnails", Dtype::U8, vec![self.thumbnails.len()], self.thumbnails.as_slice()),
         ];
+        if !self.sources.is_empty() {
+            parts.push(("sources", Dtype::U8, vec![self.sources.len()], self.sources.as_slice()));
+        }
         if let Some(model) = &self.model {
             parts.push(("model", Dtype::U8, vec![model.len()], model.as_slice()));
+        }
+        if let Some(backbone) = &self.model_backbone {
+            parts.push(("model_backbone", Dtype::U8, vec![backbone.len()], backbone.as_slice()));
         }
         FILE.write(&parts, &self.meta)
     }
@@ -189,7 +234,9 @@ impl Project {
             meta,
             features: f32_values(&features),
             thumbnails: tensor("thumbnails", Dtype::U8)?.ok_or_else(|| not_project("it has no thumbnails".into()))?,
+            sources: tensor("sources", Dtype::U8)?.unwrap_or_default(),
             model: tensor("model", Dtype::U8)?,
+            model_backbone: tensor("model_backbone", Dtype::U8)?,
         };
         project.check(dim).map_err(|e| not_project(e.to_string()))?;
         Ok(project)

@@ -538,3 +538,48 @@ fn trainable_network(weights: &FloatWeights, config: &NetworkConfig, device: &De
     let network = Network::folded(config, vb)?;
     Ok((varmap, network))
 }
+
+/// What training the last `depth` parts costs on this device, measured on random images.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerCost {
+    /// The frozen part, per image view (computed once, then cached).
+    pub prepare_ms_per_view: f64,
+    /// A training step (forward and backward through the trained part and a linear head), per image.
+    pub step_ms_per_image: f64,
+    /// One cached view's activation (f16).
+    pub bytes_per_view: usize,
+    pub first_trained_block: usize,
+}
+
+/// Times [`LayerCost`]'s parts: `batch` random images through the frozen part, then one warm-up
+/// and two timed training steps of `batch` through the rest, by the clock `now_ms`.
+pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl Fn() -> f64) -> Result<LayerCost> {
+    let device = backbone.device();
+    let first = backbone.meta.config.first_trained_block(depth)?;
+    let crop = backbone.meta.preprocess.crop as usize;
+    let images = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), device)?;
+    backbone.activations(&images.narrow(0, 0, 1)?, first)?; // builds the inference path
+    let start = now_ms();
+    let x = backbone.activations(&images, first)?;
+    let prepare_ms_per_view = (now_ms() - start) / batch as f64;
+    let (_, network) = trainable_network(backbone.weights(), &backbone.meta.config, device)?;
+    let spec = crate::train::head::HeadSpec { input_dim: backbone.feature_dim(), hidden: None, classes: 2 };
+    let head = Head::init(spec, &mut Rng::new(0), device)?;
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 2).collect();
+    let step = || -> Result<()> {
+        let logits = head.logits(&network.tail(&x, first, false)?, None)?;
+        cross_entropy(&logits, &labels, &[1.0, 1.0], 0.0)?.backward()?;
+        Ok(())
+    };
+    step()?;
+    let start = now_ms();
+    step()?;
+    step()?;
+    let step_ms_per_image = (now_ms() - start) / (2 * batch) as f64;
+    Ok(LayerCost {
+        prepare_ms_per_view,
+        step_ms_per_image,
+        bytes_per_view: 2 * x.elem_count() / batch,
+        first_trained_block: first,
+    })
+}

@@ -10,6 +10,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::backbone::Backbone;
+use crate::data::augment::{self, stored_copy};
 use crate::data::dataset::{check_labels, stratified_split};
 use crate::data::features::{compute, View};
 use crate::data::preprocess::decode_image;
@@ -19,6 +20,7 @@ use crate::infer::Precision;
 use crate::kernels::map_parallel;
 use crate::train::fit::HeadFit;
 use crate::train::head::{self, FeatureSet, Solver, Stop, TrainConfig};
+use crate::train::tail::{self, Activations, TailFit, TrainImages, ValImages};
 
 /// Thumbnails are at most this many pixels on their longer side.
 const THUMBNAIL_SIDE: u32 = 160;
@@ -52,11 +54,20 @@ pub struct Engine {
     model: Option<(Classifier, Backbone)>,
 }
 
-/// One image's features and its JPEG thumbnail.
+/// One image's features, its JPEG thumbnail, and the copy of it kept to make its views when the
+/// backbone's last layers train ([`stored_copy`]).
 #[wasm_bindgen(getter_with_clone)]
 pub struct Embedding {
     pub features: Vec<f32>,
     pub thumbnail: Vec<u8>,
+    pub source: Vec<u8>,
+}
+
+/// Activations at the cut, one row per image view, as f16 bits, and their shape (C, H, W).
+#[wasm_bindgen(getter_with_clone)]
+pub struct ActivationRows {
+    pub bits: Vec<u16>,
+    pub shape: Vec<usize>,
 }
 
 #[wasm_bindgen]
@@ -119,23 +130,75 @@ impl Engine {
         self.embed_images(&[&image])?.remove(0)
     }
 
-    /// Images → their features (one batch through the backbone) and thumbnails (one per thread),
-    /// each image's [`Embedding`] or why its thumbnail failed.
+    /// Images → their features (one batch through the backbone), thumbnails and kept copies (one
+    /// image per thread), each image's [`Embedding`] or why its thumbnail or copy failed.
     fn embed_images(&self, images: &[&RgbImage]) -> Result<Vec<Result<Embedding, JsError>>, JsError> {
         let features = compute(&self.backbone, images, View::AsIs).map_err(fail)?;
-        let thumbnails = map_parallel(images, |image| thumbnail_jpeg(image));
+        let resize_shorter = self.backbone.meta.preprocess.resize_shorter;
+        let encoded = map_parallel(images, |image| {
+            Ok::<_, image::ImageError>((thumbnail_jpeg(image)?, stored_copy(image, resize_shorter)?))
+        });
         Ok(features
             .into_iter()
-            .zip(thumbnails)
-            .map(|(features, thumbnail)| Ok(Embedding { features, thumbnail: thumbnail.map_err(fail)? }))
+            .zip(encoded)
+            .map(|(features, encoded)| {
+                let (thumbnail, source) = encoded.map_err(fail)?;
+                Ok(Embedding { features, thumbnail, source })
+            })
             .collect())
     }
 
-    /// Makes a `.wick` model the one [`Engine::classify_file`] uses; returns its metadata as JSON. A
-    /// model trained on another backbone is refused.
-    pub fn load_model(&mut self, wick: &[u8]) -> Result<String, JsError> {
+    /// Kept copies of images ([`Embedding::source`]) → each one's activations at the cut for
+    /// training the last `depth` parts: views `0..views` of image `i`, drawn from `seeds[i]`
+    /// ([`augment::view`]), image by image. A copy that does not decode is named by its position.
+    pub fn activations(
+        &self,
+        sources: Vec<js_sys::Uint8Array>,
+        seeds: Vec<u32>,
+        depth: usize,
+        views: usize,
+    ) -> Result<ActivationRows, JsError> {
+        if seeds.len() != sources.len() || views == 0 || views > augment::AUGMENTED_VIEWS {
+            return Err(JsError::new(&format!(
+                "expected a seed per image and 1 to {} views",
+                augment::AUGMENTED_VIEWS
+            )));
+        }
+        let first = self.backbone.meta.config.first_trained_block(depth).map_err(fail)?;
+        let bytes: Vec<Vec<u8>> = sources.iter().map(js_sys::Uint8Array::to_vec).collect();
+        let decoded = map_parallel(&bytes, |b| decode_image(b));
+        let mut images = Vec::with_capacity(sources.len() * views);
+        for (i, (image, &seed)) in decoded.iter().zip(&seeds).enumerate() {
+            let image = image.as_ref().map_err(|e| fail(format!("image {i}'s kept copy: {e}")))?;
+            images.extend((0..views).map(|v| augment::view(image, v, seed as u64)));
+        }
+        let batch =
+            self.backbone.activations(&self.backbone.input_tensor(&images).map_err(fail)?, first).map_err(fail)?;
+        let (_, c, h, w) = batch.dims4().map_err(fail)?;
+        let mut rows = Activations::new([c, h, w]);
+        rows.push(&batch).map_err(fail)?;
+        Ok(ActivationRows { bits: rows.to_bits(), shape: vec![c, h, w] })
+    }
+
+    /// JSON of what training the last `depth` parts costs here ([`tail::LayerCost`]), measured now
+    /// on a few random images.
+    pub fn layer_cost(&self, depth: usize) -> Result<String, JsError> {
+        let cost = tail::layer_cost(&self.backbone, depth, 4, now_ms).map_err(fail)?;
+        Ok(serde_json::to_string(&cost).expect("serialises"))
+    }
+
+    /// Makes a `.wick` model the one [`Engine::classify_file`] uses; returns its metadata as JSON. The
+    /// model runs on `backbone` (a backbone file whose last layers trained with it) or else on this
+    /// engine's backbone; a model trained on another backbone is refused.
+    pub fn load_model(&mut self, wick: &[u8], backbone: Option<Vec<u8>>) -> Result<String, JsError> {
         let classifier = Classifier::from_bytes(wick, &Device::Cpu).map_err(fail)?;
-        let extractor = classifier.feature_extractor(&self.backbone).map_err(fail)?;
+        let base = match backbone {
+            Some(bytes) => Backbone::from_backbone_file(&bytes, &Device::Cpu)
+                .map_err(fail)?
+                .with_precision(self.backbone.precision()),
+            None => self.backbone.clone(),
+        };
+        let extractor = classifier.feature_extractor(&base).map_err(fail)?;
         let meta = serde_json::to_string(&classifier.meta).expect("serialises");
         self.model = Some((classifier, extractor));
         Ok(meta)
@@ -195,10 +258,16 @@ fn thumbnail_jpeg(image: &RgbImage) -> Result<Vec<u8>, image::ImageError> {
 /// A training run, one step per call so the worker can answer Cancel in between.
 #[wasm_bindgen]
 pub struct Training {
-    fit: Option<HeadFit>,
+    fit: Option<Fit>,
     labels: Vec<String>,
     config: TrainConfig,
     backbone: Backbone,
+}
+
+/// The head alone, or with the backbone's last layers.
+enum Fit {
+    Head(Box<HeadFit>),
+    Layers(Box<TailFit>),
 }
 
 /// What a finished training run gives the page.
@@ -206,6 +275,9 @@ pub struct Training {
 pub struct TrainedModel {
     /// The `.wick` bytes.
     pub wick: Vec<u8>,
+    /// The backbone file the model runs on, when its last layers trained (else it runs on the
+    /// page's backbone).
+    pub backbone: Option<Vec<u8>>,
     /// JSON: `history`, `best_epoch`, `stop`, `train_count`, `validation` (metrics; the names of
     /// misclassified images are sample indices).
     pub report: String,
@@ -225,12 +297,30 @@ struct WebSettings {
     validation_share: f32,
     #[serde(default)]
     seed: u64,
+    /// How many parts at the end of the backbone train with the head (0: the head only).
+    #[serde(default)]
+    train_layers: usize,
+    /// The most epochs those layers train.
+    #[serde(default = "default_layer_epochs")]
+    layer_epochs: usize,
+}
+
+fn default_layer_epochs() -> usize {
+    TrainConfig::default().layer_epochs
+}
+
+/// The samples held out for validation: their indices into `labels` (the split [`Training`] makes
+/// with the same share and seed), so the page computes only their plain view.
+#[wasm_bindgen]
+pub fn validation_split(labels: &[u32], classes: usize, share: f32, seed: u64) -> Vec<u32> {
+    stratified_split(labels, classes, share, seed).1.into_iter().map(|i| i as u32).collect()
 }
 
 #[wasm_bindgen]
 impl Training {
     /// `features`: one row of `engine.feature_dim` per sample; `labels`: each sample's class index into
-    /// `class_names` (a JSON array); `settings`: JSON of the page's training settings.
+    /// `class_names` (a JSON array); `settings`: JSON of the page's training settings. Trains the
+    /// head only; [`Training::with_layers`] trains the backbone's last layers too.
     #[wasm_bindgen(constructor)]
     pub fn new(
         engine: &Engine,
@@ -239,6 +329,180 @@ impl Training {
         class_names: &str,
         settings: &str,
     ) -> Result<Training, JsError> {
+        let run = Run::new(engine, features, labels, class_names, settings)?;
+        if run.config.train_layers != 0 {
+            return Err(JsError::new(
+                "training the backbone's layers needs their activations: use Training.with_layers",
+            ));
+        }
+        let fit = HeadFit::new(
+            &run.subset(&run.train_idx),
+            run.subset(&run.val_idx),
+            run.val_names(),
+            run.names.clone(),
+            &run.config,
+            &Device::Cpu,
+        )
+        .map_err(fail)?;
+        Ok(Self {
+            fit: Some(Fit::Head(Box::new(fit))),
+            labels: run.names,
+            config: run.config,
+            backbone: engine.backbone.clone(),
+        })
+    }
+
+    /// As [`Training::new`], with the backbone's last `settings.train_layers` parts training too.
+    /// `activations`: f16 bits of every sample's rows at the cut ([`Engine::activations`]), sample
+    /// after sample, `rows_per_sample[i]` rows each (the first the plain view; validation samples,
+    /// [`validation_split`], use only it); `shape`: one row's (C, H, W).
+    #[allow(clippy::too_many_arguments)] // one flat call across the JavaScript boundary
+    pub fn with_layers(
+        engine: &Engine,
+        features: &[f32],
+        labels: &[u32],
+        class_names: &str,
+        settings: &str,
+        activations: &[u16],
+        shape: Vec<usize>,
+        rows_per_sample: &[u32],
+    ) -> Result<Training, JsError> {
+        let run = Run::new(engine, features, labels, class_names, settings)?;
+        let depth = run.config.train_layers;
+        if depth == 0 {
+            return Err(JsError::new("the settings train the head only: use new Training"));
+        }
+        let [c, h, w] = shape[..] else { return Err(JsError::new("the activations' shape must be (C, H, W)")) };
+        let rows = Activations::from_bits([c, h, w], activations).map_err(fail)?;
+        if rows_per_sample.len() != labels.len() || rows_per_sample.contains(&0) {
+            return Err(JsError::new("every sample needs at least one activation row"));
+        }
+        let total: usize = rows_per_sample.iter().map(|&r| r as usize).sum();
+        if total != rows.len() {
+            return Err(JsError::new(&format!("{} activation rows, but the samples list {total}", rows.len())));
+        }
+        let mut starts = Vec::with_capacity(labels.len());
+        let mut next = 0;
+        for &r in rows_per_sample {
+            starts.push(next);
+            next += r as usize;
+        }
+        // Training samples bring every view; validation samples their plain view only.
+        let mut train_rows = Activations::new([c, h, w]);
+        let mut views = Vec::new();
+        for &i in &run.train_idx {
+            let first = train_rows.len();
+            let all: Vec<usize> = (starts[i]..starts[i] + rows_per_sample[i] as usize).collect();
+            train_rows.extend(&subset_rows(&rows, &all)).map_err(fail)?;
+            views.push((first..first + all.len()).collect());
+        }
+        let plain: Vec<usize> = run.val_idx.iter().map(|&i| starts[i]).collect();
+        let train = TrainImages { activations: train_rows, views, features: run.subset(&run.train_idx) };
+        let val = ValImages {
+            activations: subset_rows(&rows, &plain),
+            features: run.subset(&run.val_idx),
+            names: run.val_names(),
+        };
+        let fit = TailFit::new(&engine.backbone, depth, train, val, run.names.clone(), &run.config).map_err(fail)?;
+        Ok(Self {
+            fit: Some(Fit::Layers(Box::new(fit))),
+            labels: run.names,
+            config: run.config,
+            backbone: engine.backbone.clone(),
+        })
+    }
+
+    /// Runs one step (an epoch, or a strength of the L-BFGS path): its numbers as JSON, or
+    /// `undefined` once training has stopped.
+    pub fn next_epoch(&mut self) -> Result<Option<String>, JsError> {
+        let stats = match self.fit.as_mut().ok_or_else(|| JsError::new("training has finished"))? {
+            Fit::Head(fit) => fit.next_epoch(),
+            Fit::Layers(fit) => fit.next_epoch(),
+        };
+        Ok(stats.map_err(fail)?.map(|s| serde_json::to_string(s).expect("serialises")))
+    }
+
+    pub fn cancel(&mut self) {
+        match &mut self.fit {
+            Some(Fit::Head(fit)) => fit.cancel(),
+            Some(Fit::Layers(fit)) => fit.cancel(),
+            None => {}
+        }
+    }
+
+    /// The best weights as a `.wick` model (and, when the backbone's last layers trained, the
+    /// backbone file it runs on), with validation metrics.
+    pub fn finish(&mut self, unix_seconds: f64) -> Result<TrainedModel, JsError> {
+        let unix_seconds = unix_seconds.max(0.0) as u64;
+        let (classifier, backbone, report) =
+            match self.fit.take().ok_or_else(|| JsError::new("training has finished"))? {
+                Fit::Head(fit) => {
+                    let fitted = fit.finish().map_err(fail)?;
+                    let report = TrainReport {
+                        history: fitted.trained.history.clone(),
+                        best_epoch: fitted.trained.best_epoch,
+                        stop: fitted.trained.stop.clone(),
+                        train_count: fitted.train_rows,
+                        validation: fitted.validation.clone(),
+                    };
+                    let classifier = Classifier::from_training(
+                        fitted.trained,
+                        self.labels.clone(),
+                        &self.backbone,
+                        self.config.clone(),
+                        fitted.validation.as_ref(),
+                        unix_seconds,
+                    );
+                    (classifier, None, report)
+                }
+                Fit::Layers(fit) => {
+                    let fitted = fit.finish(unix_seconds).map_err(fail)?;
+                    let meta = &fitted.classifier.meta;
+                    let report = TrainReport {
+                        history: meta.history.clone(),
+                        best_epoch: meta.best_epoch,
+                        stop: meta.stop.clone(),
+                        train_count: fitted.train_images,
+                        validation: fitted.validation.clone(),
+                    };
+                    (fitted.classifier, Some(fitted.backbone_file), report)
+                }
+            };
+        Ok(TrainedModel {
+            wick: classifier.to_bytes().map_err(fail)?,
+            backbone,
+            report: serde_json::to_string(&report).expect("serialises"),
+        })
+    }
+}
+
+/// Rows `rows` of `all`.
+fn subset_rows(all: &Activations, rows: &[usize]) -> Activations {
+    let bits = all.to_bits();
+    let n = all.row_len();
+    let picked: Vec<u16> = rows.iter().flat_map(|&r| bits[r * n..(r + 1) * n].iter().copied()).collect();
+    Activations::from_bits(all.shape, &picked).expect("whole rows")
+}
+
+/// A training request's parts, checked: the classes, the settings, and the split.
+struct Run {
+    names: Vec<String>,
+    config: TrainConfig,
+    features: Vec<f32>,
+    labels: Vec<u32>,
+    dim: usize,
+    train_idx: Vec<usize>,
+    val_idx: Vec<usize>,
+}
+
+impl Run {
+    fn new(
+        engine: &Engine,
+        features: &[f32],
+        labels: &[u32],
+        class_names: &str,
+        settings: &str,
+    ) -> Result<Run, JsError> {
         let names: Vec<String> = serde_json::from_str(class_names).map_err(fail)?;
         check_labels(&names).map_err(fail)?;
         let s: WebSettings = serde_json::from_str(settings).map_err(|e| fail(format!("bad settings: {e}")))?;
@@ -262,58 +526,26 @@ impl Training {
             learning_rate: s.learning_rate,
             seed: s.seed,
             solver: Solver::for_head(hidden),
+            train_layers: s.train_layers,
+            layer_epochs: s.layer_epochs,
             ..TrainConfig::default()
         };
+        config.validate().map_err(fail)?;
         let (train_idx, val_idx) = stratified_split(labels, names.len(), s.validation_share, s.seed);
-        let subset = |idx: &[usize]| {
-            let mut set = FeatureSet::new(dim);
-            for &i in idx {
-                set.push(&features[i * dim..(i + 1) * dim], labels[i]);
-            }
-            set
-        };
-        let val_names = val_idx.iter().map(|i| i.to_string()).collect();
-        let fit = HeadFit::new(&subset(&train_idx), subset(&val_idx), val_names, names.clone(), &config, &Device::Cpu)
-            .map_err(fail)?;
-        Ok(Self { fit: Some(fit), labels: names, config, backbone: engine.backbone.clone() })
+        Ok(Run { names, config, features: features.to_vec(), labels: labels.to_vec(), dim, train_idx, val_idx })
     }
 
-    /// Runs one step (an epoch, or a strength of the L-BFGS path): its numbers as JSON, or
-    /// `undefined` once training has stopped.
-    pub fn next_epoch(&mut self) -> Result<Option<String>, JsError> {
-        let fit = self.fit.as_mut().ok_or_else(|| JsError::new("training has finished"))?;
-        let stats = fit.next_epoch().map_err(fail)?;
-        Ok(stats.map(|s| serde_json::to_string(s).expect("serialises")))
-    }
-
-    pub fn cancel(&mut self) {
-        if let Some(fit) = &mut self.fit {
-            fit.cancel();
+    fn subset(&self, idx: &[usize]) -> FeatureSet {
+        let mut set = FeatureSet::new(self.dim);
+        for &i in idx {
+            set.push(&self.features[i * self.dim..(i + 1) * self.dim], self.labels[i]);
         }
+        set
     }
 
-    /// The best weights as a `.wick` model, with validation metrics.
-    pub fn finish(&mut self, unix_seconds: f64) -> Result<TrainedModel, JsError> {
-        let fitted = self.fit.take().ok_or_else(|| JsError::new("training has finished"))?.finish().map_err(fail)?;
-        let report = TrainReport {
-            history: fitted.trained.history.clone(),
-            best_epoch: fitted.trained.best_epoch,
-            stop: fitted.trained.stop.clone(),
-            train_count: fitted.train_rows,
-            validation: fitted.validation.clone(),
-        };
-        let classifier = Classifier::from_training(
-            fitted.trained,
-            self.labels.clone(),
-            &self.backbone,
-            self.config.clone(),
-            fitted.validation.as_ref(),
-            unix_seconds.max(0.0) as u64,
-        );
-        Ok(TrainedModel {
-            wick: classifier.to_bytes().map_err(fail)?,
-            report: serde_json::to_string(&report).expect("serialises"),
-        })
+    /// The validation samples' names: their indices.
+    fn val_names(&self) -> Vec<String> {
+        self.val_idx.iter().map(|i| i.to_string()).collect()
     }
 }
 
@@ -322,6 +554,14 @@ impl Training {
 #[wasm_bindgen]
 pub fn wick_format(bytes: &[u8]) -> Option<String> {
     crate::formats::format_of(bytes)
+}
+
+/// The sha256 of the backbone a backbone file was derived from (its recorded source), or undefined
+/// for anything else: the page tells a backbone whose last layers trained from its own backbone
+/// (a model's companion) from one to switch to.
+#[wasm_bindgen]
+pub fn backbone_source(bytes: &[u8]) -> Option<String> {
+    crate::formats::backbone_file::read(bytes).ok().map(|(meta, _)| meta.source.sha256)
 }
 
 /// Whether training stopped because it diverged (for the page's message).
@@ -337,7 +577,9 @@ pub struct ProjectParts {
     pub meta: String,
     pub features: Vec<f32>,
     pub thumbnails: Vec<u8>,
+    pub sources: Vec<u8>,
     pub model: Option<Vec<u8>>,
+    pub model_backbone: Option<Vec<u8>>,
 }
 
 /// Writes a project file. `meta` is the JSON of the project's metadata.
@@ -346,11 +588,13 @@ pub fn encode_project(
     meta: &str,
     features: Vec<f32>,
     thumbnails: Vec<u8>,
+    sources: Vec<u8>,
     model: Option<Vec<u8>>,
+    model_backbone: Option<Vec<u8>>,
     dim: usize,
 ) -> Result<Vec<u8>, JsError> {
     let meta: ProjectMeta = serde_json::from_str(meta).map_err(|e| fail(format!("bad project metadata: {e}")))?;
-    let project = Project { meta, features, thumbnails, model };
+    let project = Project { meta, features, thumbnails, sources, model, model_backbone };
     project.check(dim).map_err(fail)?;
     project.to_bytes().map_err(fail)
 }
@@ -369,7 +613,9 @@ pub fn decode_project(bytes: &[u8], backbone_sha256: &str, dim: usize) -> Result
         meta: serde_json::to_string(&project.meta).expect("serialises"),
         features: project.features,
         thumbnails: project.thumbnails,
+        sources: project.sources,
         model: project.model,
+        model_backbone: project.model_backbone,
     })
 }
 
