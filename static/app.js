@@ -8,7 +8,7 @@ import { previewFile, togglePreviewWebcam } from './app/preview.js';
 import { addFiles, render } from './app/samples.js';
 import { $, state, newId, status, trainStatus, changed, emptyProject, MODEL_URL } from './app/state.js';
 import { loadSaved, scheduleSave } from './app/store.js';
-import { readSettings, startTraining } from './app/training.js';
+import { cancelTraining, readSettings, showLayerCost, startTraining } from './app/training.js';
 
 function wire() {
   $('#add-class').addEventListener('click', () => {
@@ -19,13 +19,14 @@ function wire() {
     $(`[data-class-id="${state.project.classes.at(-1).id}"] .class-name`).focus();
   });
   $('#train').addEventListener('click', startTraining);
-  $('#cancel').addEventListener('click', () => { post({ type: 'cancel' }); trainStatus('Cancelling…'); });
-  $('#advanced').addEventListener('change', async () => {
+  $('#cancel').addEventListener('click', () => { cancelTraining(); post({ type: 'cancel' }); trainStatus('Cancelling…'); });
+  $('#advanced').addEventListener('change', async (e) => {
     try {
       state.project.settings = readSettings();
       changed();
+      if (['train-layers', 'augment', 'validation-share'].includes(e.target.id)) showLayerCost();
       await applyPrecision(state.project.settings.precision);
-    } catch (e) { trainStatus(e.message, true); }
+    } catch (error) { trainStatus(error.message, true); }
   });
   $('#preview-file').addEventListener('change', (e) => { if (e.target.files[0]) previewFile(e.target.files[0]); e.target.value = ''; });
   const drop = $('#preview-drop');
@@ -37,7 +38,11 @@ function wire() {
     if (e.dataTransfer.files[0]) previewFile(e.dataTransfer.files[0]);
   });
   $('#preview-webcam').addEventListener('click', togglePreviewWebcam);
-  $('#export-model').addEventListener('click', () => downloadBytes(state.project.model, 'model.wick', 'application/octet-stream'));
+  $('#export-model').addEventListener('click', () => {
+    downloadBytes(state.project.model, 'model.wick', 'application/octet-stream');
+    // A model whose backbone layers trained runs on its own backbone file: both go.
+    if (state.project.modelBackbone) downloadBytes(state.project.modelBackbone, 'model.backbone.safetensors', 'application/octet-stream');
+  });
   $('#export-project').addEventListener('click', exportProject);
   $('#open-model').addEventListener('change', (e) => { if (e.target.files.length) openModels([...e.target.files]); e.target.value = ''; });
   $('#open-project').addEventListener('change', (e) => { if (e.target.files[0]) openProject(e.target.files[0]); e.target.value = ''; });
@@ -121,9 +126,10 @@ async function main() {
     state.project = { ...emptyProject(), ...rest };
     if (state.project.model) {
       try {
-        await ask({ type: 'load-model', bytes: state.project.model.slice().buffer }, []);
+        await ask({ type: 'load-model', bytes: state.project.model.slice().buffer, backboneBytes: state.project.modelBackbone?.slice().buffer }, []);
       } catch (e) {
         state.project.model = null;
+        state.project.modelBackbone = null;
         state.project.report = null;
       }
     }
@@ -138,6 +144,7 @@ async function main() {
   if (restored) $('#save-state').replaceChildren('Saved in this browser');
   render();
   drawChart();
+  showLayerCost();
   status(`Model ready: ${describeBackbone()}. Add images to each class, then train.`);
   document.body.dataset.ready = 'true';
 }

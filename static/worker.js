@@ -1,5 +1,6 @@
 // The Web Worker that does all the computing, so the page never freezes: it downloads the backbone,
-// embeds images, trains (one epoch per turn of the event loop, so Cancel is heard) and classifies.
+// embeds images, computes their activations for training the backbone's last layers, trains (one
+// epoch per turn of the event loop, so Cancel is heard) and classifies.
 // Every message from the page has a `type`; every answer echoes the request's `id`.
 // The library is imported dynamically, so the message handler below exists from the start and
 // requests that arrive while the library loads wait for it instead of being lost. The
@@ -61,14 +62,25 @@ function embedQueued() {
 }
 
 function embedded(id, embedding) {
-  const features = embedding.features;
-  const thumbnail = embedding.thumbnail;
+  const { features, thumbnail, source } = embedding;
   embedding.free();
-  reply({ type: 'embedded', id, features, thumbnail }, [features.buffer, thumbnail.buffer]);
+  reply({ type: 'embedded', id, features, thumbnail, source }, [features.buffer, thumbnail.buffer, source.buffer]);
 }
 
-async function train({ id, features, labels, classNames, settings }) {
-  training = new wick.Training(engine, features, labels, JSON.stringify(classNames), JSON.stringify(settings));
+/// Kept copies of images → their activations at the cut for training the last `depth` parts, in
+/// `views` views each (f16 bits, image after image).
+function activations({ id, sources, seeds, depth, views }) {
+  const rows = engine.activations(sources.map((b) => new Uint8Array(b)), Uint32Array.from(seeds), depth, views);
+  const { bits, shape } = rows;
+  rows.free();
+  reply({ type: 'activations', id, bits, shape: Array.from(shape) }, [bits.buffer]);
+}
+
+async function train({ id, features, labels, classNames, settings, activations: rows, shape, rowsPerSample }) {
+  const names = JSON.stringify(classNames);
+  training = settings.train_layers > 0
+    ? wick.Training.with_layers(engine, features, labels, names, JSON.stringify(settings), rows, Uint32Array.from(shape), rowsPerSample)
+    : new wick.Training(engine, features, labels, names, JSON.stringify(settings));
   for (;;) {
     const stats = training.next_epoch();
     if (stats === undefined) break;
@@ -79,10 +91,11 @@ async function train({ id, features, labels, classNames, settings }) {
   training.free();
   training = null;
   const bytes = model.wick;
+  const backbone = model.backbone;
   const report = JSON.parse(model.report);
   model.free();
-  engine.load_model(bytes);
-  reply({ type: 'trained', id, wick: bytes, report });
+  engine.load_model(bytes, backbone);
+  reply({ type: 'trained', id, wick: bytes, backbone: backbone ?? null, report });
 }
 
 const handlers = {
@@ -97,7 +110,13 @@ const handlers = {
     engine.set_precision(precision);
     reply({ type: 'precision-set', id, backbone: JSON.parse(engine.backbone()) });
   },
-  'load-model': ({ id, bytes }) => reply({ type: 'model-loaded', id, meta: JSON.parse(engine.load_model(new Uint8Array(bytes))) }),
+  activations,
+  'layer-cost': ({ id, depth }) => reply({ type: 'layer-cost', id, cost: JSON.parse(engine.layer_cost(depth)) }),
+  'load-model': ({ id, bytes, backboneBytes }) => reply({
+    type: 'model-loaded',
+    id,
+    meta: JSON.parse(engine.load_model(new Uint8Array(bytes), backboneBytes ? new Uint8Array(backboneBytes) : undefined)),
+  }),
   classify: ({ id, bytes }) => reply({ type: 'classified', id, ...JSON.parse(engine.classify_file(new Uint8Array(bytes))) }),
   'classify-rgba': ({ id, rgba, width, height }) =>
     reply({ type: 'classified', id, ...JSON.parse(engine.classify_rgba(new Uint8Array(rgba), width, height)) }),

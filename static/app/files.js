@@ -5,7 +5,7 @@ import { ask, post } from './messages.js';
 import { thumbnailUrls } from './samples.js';
 import { $, state, newId, status, changed, DEFAULT_SETTINGS, emptyProject } from './state.js';
 
-const { encode_project, decode_project, wick_format } = wick;
+const { encode_project, decode_project, wick_format, backbone_source } = wick;
 
 export function downloadBytes(bytes, name, type) {
   const url = URL.createObjectURL(new Blob([bytes], { type }));
@@ -24,7 +24,10 @@ export function projectMeta() {
   const position = new Map(state.project.classes.flatMap((c) => c.samples).map((s, i) => [s.id, i]));
   return {
     backbone: state.backbone,
-    classes: state.project.classes.map((c) => ({ name: c.name, samples: c.samples.map((s) => ({ name: s.name, thumbnail_bytes: s.thumbnail.length })) })),
+    classes: state.project.classes.map((c) => ({
+      name: c.name,
+      samples: c.samples.map((s) => ({ name: s.name, thumbnail_bytes: s.thumbnail.length, source_bytes: s.source?.length ?? 0 })),
+    })),
     settings: { ...state.project.settings, report: state.project.report, trained_on: state.project.trainedOn.map((id) => position.get(id) ?? -1) },
   };
 }
@@ -33,11 +36,17 @@ export function exportProject() {
   const samples = state.project.classes.flatMap((c) => c.samples);
   const features = new Float32Array(samples.length * state.featureDim);
   samples.forEach((s, i) => features.set(s.features, i * state.featureDim));
-  const thumbnails = new Uint8Array(samples.reduce((n, s) => n + s.thumbnail.length, 0));
-  let offset = 0;
-  samples.forEach((s) => { thumbnails.set(s.thumbnail, offset); offset += s.thumbnail.length; });
+  const concat = (parts) => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    parts.forEach((p) => { out.set(p, offset); offset += p.length; });
+    return out;
+  };
+  const thumbnails = concat(samples.map((s) => s.thumbnail));
+  const sources = concat(samples.map((s) => s.source ?? new Uint8Array(0)));
   try {
-    const bytes = encode_project(JSON.stringify(projectMeta()), features, thumbnails, state.project.model ?? undefined, state.featureDim);
+    const bytes = encode_project(JSON.stringify(projectMeta()), features, thumbnails, sources,
+      state.project.model ?? undefined, state.project.modelBackbone ?? undefined, state.featureDim);
     downloadBytes(bytes, 'wick-project.wickproject', 'application/octet-stream');
   } catch (e) {
     status(`Could not export the project: ${e.message}`, true);
@@ -51,10 +60,13 @@ export async function openProject(file) {
     const meta = JSON.parse(parts.meta);
     const features = parts.features;
     const thumbnails = parts.thumbnails;
+    const sources = parts.sources;
     const model = parts.model ?? null;
+    const modelBackbone = parts.model_backbone ?? null;
     parts.free();
     let row = 0;
     let offset = 0;
+    let sourceOffset = 0;
     const classes = meta.classes.map((c) => ({
       id: newId(),
       name: c.name,
@@ -64,19 +76,22 @@ export async function openProject(file) {
           name: s.name,
           thumbnail: thumbnails.slice(offset, offset + s.thumbnail_bytes),
           features: features.slice(row * state.featureDim, (row + 1) * state.featureDim),
+          source: s.source_bytes ? sources.slice(sourceOffset, sourceOffset + s.source_bytes) : undefined,
         };
         offset += s.thumbnail_bytes;
+        sourceOffset += s.source_bytes ?? 0;
         row += 1;
         return sample;
       }),
     }));
     const { report = null, trained_on: trainedOnIndices = [], ...settings } = meta.settings ?? {};
-    if (model) await ask({ type: 'load-model', bytes: model.slice().buffer }, []);
+    if (model) await ask({ type: 'load-model', bytes: model.slice().buffer, backboneBytes: modelBackbone?.slice().buffer }, []);
     const ids = classes.flatMap((c) => c.samples.map((s) => s.id));
     replaceProject({
       classes,
       settings: { ...DEFAULT_SETTINGS, ...settings },
       model,
+      modelBackbone: model ? modelBackbone : null,
       report: model ? report : null,
       trainedOn: Array.isArray(trainedOnIndices) ? trainedOnIndices.map((i) => ids[i] ?? null) : [],
     });
@@ -88,13 +103,19 @@ export async function openProject(file) {
 }
 
 /// "Open model…": a `.wick` model (from the CLI or another browser), a backbone file (e.g. one
-/// that `wick cifar10 --mode finetune` fine-tuned), or a backbone and its `.wick` together.
+/// that `wick cifar10 --mode finetune` fine-tuned), or a backbone and its `.wick` together. A
+/// backbone whose last layers trained from this page's backbone (the page's Export model, `wick
+/// train --train-layers`) comes with its `.wick` as the model: the project stays.
 export async function openModels(files) {
   const items = await Promise.all(files.map(async (file) => ({ file, bytes: new Uint8Array(await file.arrayBuffer()) })));
   const backbones = items.filter((item) => wick_format(item.bytes) === 'wick-model');
   const models = items.filter((item) => !backbones.includes(item));
   if (backbones.length > 1 || models.length > 1) {
     status('Open one backbone file, one .wick model, or one of each. Your current project is unchanged.', true);
+    return;
+  }
+  if (backbones.length === 1 && models.length === 1 && backbone_source(backbones[0].bytes) === state.backbone.sha256) {
+    await openModel(models[0], backbones[0].bytes);
     return;
   }
   if (backbones.length === 1 && !(await switchBackbone(backbones[0]))) return;
@@ -140,24 +161,25 @@ export async function switchBackbone({ file, bytes }) {
   return true;
 }
 
-/// Loads a `.wick` model (from the CLI or another browser); its classes become the project's labels
-/// when the project has none of its own yet.
-export async function openModel({ file, bytes }) {
+/// Loads a `.wick` model (from the CLI or another browser), running on `backboneBytes` when given;
+/// its classes become the project's labels when the project has none of its own yet.
+export async function openModel({ file, bytes }, backboneBytes = null) {
   try {
-    const { meta } = await ask({ type: 'load-model', bytes: bytes.slice().buffer }, []);
+    const { meta } = await ask({ type: 'load-model', bytes: bytes.slice().buffer, backboneBytes: backboneBytes?.slice().buffer }, []);
     const names = state.project.classes.map((c) => c.name);
     const sameClasses = names.length === meta.labels.length && names.every((n, i) => n === meta.labels[i]);
     if (!sameClasses) {
       const hasImages = state.project.classes.some((c) => c.samples.length > 0);
       if (hasImages && !confirm(`This model's classes (${meta.labels.join(', ')}) differ from the project's. Replace the project's classes and images with the model's classes?`)) {
         // Put back the model the project had (or none).
-        if (state.project.model) await ask({ type: 'load-model', bytes: state.project.model.slice().buffer }, []);
+        if (state.project.model) await ask({ type: 'load-model', bytes: state.project.model.slice().buffer, backboneBytes: state.project.modelBackbone?.slice().buffer }, []);
         else post({ type: 'unload-model' });
         return;
       }
       state.project.classes = meta.labels.map((name) => ({ id: newId(), name, samples: [] }));
     }
     state.project.model = bytes;
+    state.project.modelBackbone = backboneBytes;
     state.project.report = null;
     state.project.trainedOn = [];
     changed();

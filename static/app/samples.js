@@ -53,10 +53,10 @@ export async function addFiles(classId, files) {
   await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, files.length) }, reader));
 }
 
-export function addSample(classId, name, { features, thumbnail }) {
+export function addSample(classId, name, { features, thumbnail, source }) {
   const cls = state.project.classes.find((c) => c.id === classId);
   if (!cls) return; // the class was deleted meanwhile
-  cls.samples.push({ id: newId(), name, thumbnail, features });
+  cls.samples.push({ id: newId(), name, thumbnail, features, source });
   redrawSoon();
 }
 
@@ -192,11 +192,17 @@ export function render() {
   $('#preview-webcam').disabled = !state.backbone;
   for (const [key, value] of Object.entries(state.project.settings)) {
     const input = document.getElementById(key.replaceAll('_', '-'));
-    if (input && document.activeElement !== input) input.value = value;
+    if (!input || document.activeElement === input) continue;
+    if (input.type === 'checkbox') input.checked = value;
+    else input.value = value;
   }
-  // Epochs, learning rate and batch size only mean something for a hidden-layer head (AdamW).
+  // Epochs only mean something for a hidden-layer head (AdamW); learning rate and batch size also for
+  // the backbone's layers; layer epochs and augmentation only for those.
   const linear = Number(state.project.settings.hidden_units) === 0;
-  for (const id of ['epochs', 'learning-rate', 'batch-size']) document.getElementById(id).disabled = linear;
+  const layers = Number(state.project.settings.train_layers) > 0;
+  document.getElementById('epochs').disabled = linear;
+  for (const id of ['learning-rate', 'batch-size']) document.getElementById(id).disabled = linear && !layers;
+  for (const id of ['layer-epochs', 'augment']) document.getElementById(id).disabled = !layers;
   renderEvaluation();
 }
 

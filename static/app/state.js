@@ -6,11 +6,15 @@ import { scheduleSave } from './store.js';
 
 export const MODEL_URL = new URL('../efficientnet-lite0-int8.safetensors', import.meta.url).href;
 export const $ = (selector, root = document) => root.querySelector(selector);
-export const DEFAULT_SETTINGS = { epochs: 50, learning_rate: 0.001, batch_size: 16, hidden_units: 0, validation_share: 0.15, precision: 'int8' };
+export const DEFAULT_SETTINGS = {
+  epochs: 50, learning_rate: 0.001, batch_size: 16, hidden_units: 0, validation_share: 0.15, precision: 'int8', train_layers: 0, layer_epochs: 10, augment: true,
+};
 
 export const state = {
-  // { classes: [{ id, name, samples: [{ id, name, thumbnail: Uint8Array, features: Float32Array }] }],
-  //   settings, model: Uint8Array | null, report: object | null, trainedOn: [sample ids] }
+  // { classes: [{ id, name, samples: [{ id, name, thumbnail: Uint8Array, features: Float32Array,
+  //   source: Uint8Array (the kept copy its views are made from) }] }], settings,
+  //   model: Uint8Array | null, modelBackbone: Uint8Array | null (the backbone file the model runs on,
+  //   when the backbone's last layers trained), report: object | null, trainedOn: [sample ids] }
   project: null,
   backbone: null, // { id, architecture, sha256, own_classes, source, precision }
   featureDim: 0,
@@ -31,6 +35,7 @@ export function emptyProject() {
     classes: [{ id: newId(), name: 'Class 1', samples: [] }, { id: newId(), name: 'Class 2', samples: [] }],
     settings: { ...DEFAULT_SETTINGS },
     model: null,
+    modelBackbone: null,
     report: null,
     trainedOn: [],
   };
@@ -53,6 +58,7 @@ export function trainStatus(text, isError = false) {
 export function changed({ model = false } = {}) {
   if (model && state.project.model) {
     state.project.model = null;
+    state.project.modelBackbone = null;
     state.project.report = null;
     post({ type: 'unload-model' });
   }

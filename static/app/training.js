@@ -1,10 +1,18 @@
-// Training in the worker, epoch by epoch, with the live chart; Cancel keeps the best weights.
+// Training in the worker, epoch by epoch, with the live chart; Cancel keeps the best weights. With
+// "Layers to train", each image's input to those layers is computed once per view, kept in
+// IndexedDB, and only the trained layers run in each epoch.
 import { wick } from './wasm.js';
 import { drawChart, stepName } from './chart.js';
 import { ask, listeners } from './messages.js';
 import { render } from './samples.js';
-import { state, trainStatus, changed } from './state.js';
-import { scheduleSave, savesDone } from './store.js';
+import { $, state, trainStatus, changed } from './state.js';
+import { getActivations, putActivations, pruneActivations, scheduleSave, savesDone } from './store.js';
+
+/// Views of each training image when augmenting (the library's AUGMENTED_VIEWS): plain, mirrored,
+/// and two crops with colour jitter.
+const AUGMENTED_VIEWS = 4;
+/// Images per request for their activations: one per thread of the worker's pool, twice over.
+const ACTIVATION_BATCH = Math.max(4, 2 * (navigator.hardwareConcurrency || 1));
 
 export function readSettings() {
   const number = (id) => Number(document.getElementById(id).value);
@@ -14,12 +22,117 @@ export function readSettings() {
     batch_size: Math.round(number('batch-size')),
     hidden_units: Math.round(number('hidden-units')),
     validation_share: number('validation-share'),
+    train_layers: Math.round(number('train-layers')),
+    layer_epochs: Math.round(number('layer-epochs')),
   };
   const bad = Object.entries(settings).find(([, v]) => !Number.isFinite(v) || v < 0);
   if (bad) throw new Error(`the setting ${bad[0].replaceAll('_', ' ')} must be a number of at least 0`);
   if (settings.epochs < 1 || settings.batch_size < 1) throw new Error('epochs and batch size must be at least 1');
+  if (settings.layer_epochs < 1) throw new Error('layer epochs must be at least 1');
   if (!(settings.learning_rate > 0)) throw new Error('the learning rate must be above 0');
-  return { ...settings, precision: document.getElementById('precision').value };
+  return { ...settings, augment: document.getElementById('augment').checked, precision: document.getElementById('precision').value };
+}
+
+/// A sample's views are drawn from a seed of its own (FNV-1a of its id), so a cached view stays valid.
+function viewSeed(id) {
+  let hash = 0x811c9dc5;
+  for (const ch of id) hash = Math.imul(hash ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return hash;
+}
+
+const activationPrefix = (depth) => `${state.backbone.sha256}|${state.backbone.precision}|d${depth}|`;
+
+let preparing = null; // { cancelled } while activations are computed
+
+/// Every sample's activations at the cut, from the cache or computed now: training samples in
+/// `views` views, validation samples (the library's split) in their plain view. Resolves with the
+/// rows sample after sample, their shape and the rows per sample.
+async function prepareActivations(samples, labels, settings) {
+  const missing = samples.filter(({ sample }) => !sample.source);
+  if (missing.length > 0) {
+    throw new Error(`${missing.length} image${missing.length === 1 ? ' has' : 's have'} no kept copy to train the backbone's layers on `
+      + `(added before this version, or from an older project file), e.g. "${missing[0].sample.name}": add ${missing.length === 1 ? 'it' : 'them'} again, or train the head only`);
+  }
+  const validation = new Set(wick.validation_split(labels, state.project.classes.length, settings.validation_share, BigInt(0)));
+  const views = settings.augment ? AUGMENTED_VIEWS : 1;
+  const prefix = activationPrefix(settings.train_layers);
+  const wanted = samples.map(({ sample }, i) => {
+    const count = validation.has(i) ? 1 : views;
+    return { sample, count, keys: Array.from({ length: count }, (_, v) => `${prefix}${sample.id}|${v}`) };
+  });
+  const cached = await getActivations(wanted.flatMap((w) => w.keys));
+  const todo = wanted.filter((w) => w.keys.some((k) => !cached.has(k)));
+  const started = performance.now();
+  for (let done = 0; done < todo.length;) {
+    if (preparing.cancelled) throw new Error('cancelled while preparing the layers\' inputs');
+    // One request per view count (training and validation images differ).
+    const count = todo[done].count;
+    const batch = [];
+    while (done < todo.length && batch.length < ACTIVATION_BATCH && todo[done].count === count) batch.push(todo[done++]);
+    const answer = await ask({
+      type: 'activations',
+      sources: batch.map((w) => w.sample.source.slice().buffer),
+      seeds: batch.map((w) => viewSeed(w.sample.id)),
+      depth: settings.train_layers,
+      views: count,
+    });
+    const rowLength = answer.shape.reduce((a, b) => a * b, 1);
+    const entries = batch.flatMap((w, i) => w.keys.map((key, v) => {
+      const start = (i * count + v) * rowLength;
+      return [key, { shape: answer.shape, bits: answer.bits.slice(start, start + rowLength) }];
+    }));
+    entries.forEach(([key, value]) => cached.set(key, value));
+    await putActivations(entries);
+    const rate = done / ((performance.now() - started) / 1000);
+    trainStatus(`Preparing the layers' inputs (once per image and view, then kept): ${done} / ${todo.length} images, ${rate.toFixed(1)} images/s`);
+  }
+  const shape = cached.get(wanted[0].keys[0]).shape;
+  const rowLength = shape.reduce((a, b) => a * b, 1);
+  const rows = new Uint16Array(wanted.reduce((n, w) => n + w.count, 0) * rowLength);
+  let offset = 0;
+  for (const w of wanted) {
+    for (const key of w.keys) {
+      rows.set(cached.get(key).bits, offset);
+      offset += rowLength;
+    }
+  }
+  // Cached rows of images no longer in the project, or of another backbone, go.
+  const live = new Set(state.project.classes.flatMap((c) => c.samples.map((s) => s.id)));
+  pruneActivations((key) => key.startsWith(`${state.backbone.sha256}|`) && live.has(key.split('|')[3])).catch(() => {});
+  return { rows, shape, rowsPerSample: Uint32Array.from(wanted.map((w) => w.count)) };
+}
+
+/// Shows what the chosen "Layers to train" costs on this device, measured by the worker now.
+export async function showLayerCost() {
+  const depth = Number($('#train-layers').value);
+  const hint = $('#layers-cost');
+  if (depth === 0 || !state.backbone) {
+    hint.textContent = '';
+    return;
+  }
+  hint.textContent = 'Measuring what this costs on this device…';
+  try {
+    const { cost } = await ask({ type: 'layer-cost', depth });
+    if (Number($('#train-layers').value) !== depth) return; // changed meanwhile
+    const images = state.project.classes.reduce((n, c) => n + c.samples.length, 0);
+    const share = Number($('#validation-share').value) || 0;
+    const trainImages = Math.round(images * (1 - share));
+    const views = $('#augment').checked ? AUGMENTED_VIEWS : 1;
+    const viewsToPrepare = trainImages * views + (images - trainImages);
+    const epoch = (trainImages * cost.step_ms_per_image) / 1000;
+    const prepare = (viewsToPrepare * cost.prepare_ms_per_view) / 1000;
+    hint.textContent = `Measured here: about ${epoch.toFixed(1)} s per epoch for ${trainImages} training images `
+      + `(${cost.step_ms_per_image.toFixed(0)} ms each), after preparing their inputs once: about ${prepare.toFixed(0)} s for `
+      + `${viewsToPrepare} views, ${((viewsToPrepare * cost.bytes_per_view) / 1e6).toFixed(1)} MB kept in this browser `
+      + `(${(cost.bytes_per_view / 1000).toFixed(0)} KB per view). Head only takes well under a second per epoch.`;
+  } catch (e) {
+    hint.textContent = `Could not measure the cost: ${e.message}`;
+  }
+}
+
+/// Cancel: stops preparing the layers' inputs, or training after its current epoch.
+export function cancelTraining() {
+  if (preparing) preparing.cancelled = true;
 }
 
 export async function startTraining() {
@@ -45,9 +158,20 @@ export async function startTraining() {
   trainStatus('Training…');
   const started = performance.now();
   try {
-    const answer = await ask({ type: 'train', features, labels, classNames, settings: { ...settings, seed: 0 } },
-      [features.buffer, labels.buffer]);
+    let message = { type: 'train', features, labels, classNames, settings: { ...settings, seed: 0 } };
+    const transfer = [features.buffer, labels.buffer];
+    if (settings.train_layers > 0) {
+      preparing = { cancelled: false };
+      trainStatus('Preparing the layers\' inputs…');
+      const { rows, shape, rowsPerSample } = await prepareActivations(samples, labels, settings);
+      preparing = null;
+      message = { ...message, activations: rows, shape, rowsPerSample };
+      transfer.push(rows.buffer, rowsPerSample.buffer);
+      trainStatus('Training…');
+    }
+    const answer = await ask(message, transfer);
     state.project.model = answer.wick;
+    state.project.modelBackbone = answer.backbone;
     state.project.report = answer.report;
     state.project.trainedOn = samples.map((s) => s.sample.id);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
@@ -59,6 +183,7 @@ export async function startTraining() {
   } catch (e) {
     trainStatus(`Training failed: ${e.message}`, true);
   } finally {
+    preparing = null;
     state.training = false;
     changed();
   }
