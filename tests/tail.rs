@@ -227,9 +227,9 @@ fn bad_runs_are_refused_with_their_reason() {
         .to_string()
         .contains("layers to train"));
     // The page's cache: f16 rows of the wrong length.
-    let err = Activations::from_bits([320, 7, 7], &[0; 100]).unwrap_err().to_string();
+    let err = Activations::from_bits([320, 7, 7], vec![0; 100]).unwrap_err().to_string();
     assert!(err.contains("not rows of"), "{err}");
-    assert_eq!(Activations::from_bits([2, 1, 1], &[0x3c00; 4]).unwrap().len(), 2);
+    assert_eq!(Activations::from_bits([2, 1, 1], vec![0x3c00; 4]).unwrap().len(), 2);
 }
 
 #[test]

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use half::f16;
+use half::vec::{HalfBitsVecExt, HalfFloatVecExt};
 
 use crate::backbone::fold::FloatWeights;
 use crate::backbone::{Backbone, Network, NetworkConfig, QUANTIZATION};
@@ -63,17 +64,17 @@ impl Activations {
         Self { shape, values: Vec::new() }
     }
 
-    /// Rows stored as f16 bits (the page's cache), checked against `shape`.
-    pub fn from_bits(shape: [usize; 3], bits: &[u16]) -> Result<Self> {
+    /// Rows stored as f16 bits (the page's cache), checked against `shape`; taken over, not copied.
+    pub fn from_bits(shape: [usize; 3], bits: Vec<u16>) -> Result<Self> {
         let per_row = shape.iter().product::<usize>();
         if per_row == 0 || !bits.len().is_multiple_of(per_row) {
             return Err(invalid!("activations of {} values are not rows of {shape:?}", bits.len()));
         }
-        Ok(Self { shape, values: bits.iter().map(|&b| f16::from_bits(b)).collect() })
+        Ok(Self { shape, values: bits.reinterpret_into() })
     }
 
-    pub fn to_bits(&self) -> Vec<u16> {
-        self.values.iter().map(|v| v.to_bits()).collect()
+    pub fn into_bits(self) -> Vec<u16> {
+        self.values.reinterpret_into()
     }
 
     /// Values in one row.
@@ -105,13 +106,11 @@ impl Activations {
         Ok(())
     }
 
-    /// Appends the rows of another set of the same shape.
-    pub fn extend(&mut self, other: &Activations) -> Result<()> {
-        if other.shape != self.shape {
-            return Err(invalid!("activations of shape {:?}, expected {:?}", other.shape, self.shape));
-        }
-        self.values.extend_from_slice(&other.values);
-        Ok(())
+    /// Rows `rows`, in that order, as a set of their own.
+    pub fn select(&self, rows: &[usize]) -> Activations {
+        let n = self.row_len();
+        let values = rows.iter().flat_map(|&r| self.values[r * n..(r + 1) * n].iter().copied()).collect();
+        Self { shape: self.shape, values }
     }
 
     /// Rows `rows` as one f32 batch (N, C, H, W).

@@ -177,7 +177,7 @@ impl Engine {
         let (_, c, h, w) = batch.dims4().map_err(fail)?;
         let mut rows = Activations::new([c, h, w]);
         rows.push(&batch).map_err(fail)?;
-        Ok(ActivationRows { bits: rows.to_bits(), shape: vec![c, h, w] })
+        Ok(ActivationRows { bits: rows.into_bits(), shape: vec![c, h, w] })
     }
 
     /// JSON of what training the last `depth` parts costs here ([`tail::LayerCost`]), measured now
@@ -363,7 +363,7 @@ impl Training {
         labels: &[u32],
         class_names: &str,
         settings: &str,
-        activations: &[u16],
+        activations: Vec<u16>,
         shape: Vec<usize>,
         rows_per_sample: &[u32],
     ) -> Result<Training, JsError> {
@@ -388,21 +388,16 @@ impl Training {
             next += r as usize;
         }
         // Training samples bring every view; validation samples their plain view only.
-        let mut train_rows = Activations::new([c, h, w]);
-        let mut views = Vec::new();
+        let (mut train_rows, mut views) = (Vec::new(), Vec::new());
         for &i in &run.train_idx {
             let first = train_rows.len();
-            let all: Vec<usize> = (starts[i]..starts[i] + rows_per_sample[i] as usize).collect();
-            train_rows.extend(&subset_rows(&rows, &all)).map_err(fail)?;
-            views.push((first..first + all.len()).collect());
+            train_rows.extend(starts[i]..starts[i] + rows_per_sample[i] as usize);
+            views.push((first..train_rows.len()).collect());
         }
         let plain: Vec<usize> = run.val_idx.iter().map(|&i| starts[i]).collect();
-        let train = TrainImages { activations: train_rows, views, features: run.subset(&run.train_idx) };
-        let val = ValImages {
-            activations: subset_rows(&rows, &plain),
-            features: run.subset(&run.val_idx),
-            names: run.val_names(),
-        };
+        let train = TrainImages { activations: rows.select(&train_rows), views, features: run.subset(&run.train_idx) };
+        let val =
+            ValImages { activations: rows.select(&plain), features: run.subset(&run.val_idx), names: run.val_names() };
         let fit = TailFit::new(&engine.backbone, depth, train, val, run.names.clone(), &run.config).map_err(fail)?;
         Ok(Self {
             fit: Some(Fit::Layers(Box::new(fit))),
@@ -474,14 +469,6 @@ impl Training {
             report: serde_json::to_string(&report).expect("serialises"),
         })
     }
-}
-
-/// Rows `rows` of `all`.
-fn subset_rows(all: &Activations, rows: &[usize]) -> Activations {
-    let bits = all.to_bits();
-    let n = all.row_len();
-    let picked: Vec<u16> = rows.iter().flat_map(|&r| bits[r * n..(r + 1) * n].iter().copied()).collect();
-    Activations::from_bits(all.shape, &picked).expect("whole rows")
 }
 
 /// A training request's parts, checked: the classes, the settings, and the split.

@@ -44,6 +44,14 @@ const activationPrefix = (depth) => `${state.backbone.sha256}|${state.backbone.p
 
 let preparing = null; // { cancelled } while activations are computed
 
+/// Cancel pressed while the layers' inputs were being prepared, after `done` images.
+class Cancelled extends Error {
+  constructor(done) {
+    super('cancelled');
+    this.done = done;
+  }
+}
+
 /// Every sample's activations at the cut, from the cache or computed now: training samples in
 /// `views` views, validation samples (the library's split) in their plain view. Resolves with the
 /// rows sample after sample, their shape and the rows per sample.
@@ -64,7 +72,7 @@ async function prepareActivations(samples, labels, settings) {
   const todo = wanted.filter((w) => w.keys.some((k) => !cached.has(k)));
   const started = performance.now();
   for (let done = 0; done < todo.length;) {
-    if (preparing.cancelled) throw new Error('cancelled while preparing the layers\' inputs');
+    if (preparing.cancelled) throw new Cancelled(done);
     // One request per view count (training and validation images differ).
     const count = todo[done].count;
     const batch = [];
@@ -75,6 +83,10 @@ async function prepareActivations(samples, labels, settings) {
       seeds: batch.map((w) => viewSeed(w.sample.id)),
       depth: settings.train_layers,
       views: count,
+    }).catch((e) => {
+      // The library names a copy that does not decode by its place in the batch: name the image.
+      const bad = e.message.match(/^image (\d+)'s kept copy: (.*)$/);
+      throw bad ? new Error(`the kept copy of "${batch[Number(bad[1])].sample.name}" cannot be read (${bad[2]}): remove that image and add it again`) : e;
     });
     const rowLength = answer.shape.reduce((a, b) => a * b, 1);
     const entries = batch.flatMap((w, i) => w.keys.map((key, v) => {
@@ -176,12 +188,22 @@ export async function startTraining() {
     state.project.trainedOn = samples.map((s) => s.sample.id);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     const v = answer.report.validation;
-    const kept = stepName(answer.report.history[answer.report.best_epoch - 1]) ?? `epoch ${answer.report.best_epoch}`;
+    const keptStep = answer.report.history[answer.report.best_epoch - 1];
+    const kept = stepName(keptStep) ?? `epoch ${answer.report.best_epoch}`;
+    const headKept = settings.train_layers > 0 && keptStep?.regularization != null;
     trainStatus(`Trained in ${seconds} s (${wick.describe_stop(JSON.stringify(answer.report.stop))}; kept ${kept}).`
-      + (v ? ` Validation accuracy: ${(100 * v.accuracy).toFixed(1)}%.` : ' No validation images (classes too small to hold any out).'),
+      + (v ? ` Validation accuracy: ${(100 * v.accuracy).toFixed(1)}%.` : ' No validation images (classes too small to hold any out).')
+      + (headKept ? ' The layers\' epochs did not beat the head alone on the validation images, so the head fit is kept and the layers are as pretrained.' : ''),
     answer.report.stop.kind === 'diverged');
   } catch (e) {
-    trainStatus(`Training failed: ${e.message}`, true);
+    // The chart goes back to the run that made the model, which is unchanged.
+    state.history = state.project.report?.history ?? [];
+    drawChart();
+    if (e instanceof Cancelled) {
+      trainStatus(`Cancelled while preparing the layers' inputs; the ${e.done} image${e.done === 1 ? '' : 's'} prepared so far are kept for next time. The model is as it was.`);
+    } else {
+      trainStatus(`Training failed: ${e.message}`, true);
+    }
   } finally {
     preparing = null;
     state.training = false;

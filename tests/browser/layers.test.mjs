@@ -161,3 +161,88 @@ test('layers to train: deeper training on real photos matches head-only or beats
     await context.close();
   }
 });
+
+/// A project file (safetensors) rewritten: `editMeta` changes its metadata JSON, `editTensors` its
+/// list of tensors ({ name, dtype, shape, bytes }); offsets are laid out afresh.
+function rewriteProject(bytes, editMeta, editTensors) {
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString());
+  const data = bytes.subarray(8 + n);
+  const meta = JSON.parse(header.__metadata__.meta);
+  editMeta(meta);
+  const tensors = editTensors(Object.entries(header).filter(([name]) => name !== '__metadata__')
+    .sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0])
+    .map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: data.subarray(...t.data_offsets) })));
+  const out = { __metadata__: { ...header.__metadata__, meta: JSON.stringify(meta) } };
+  let offset = 0;
+  for (const t of tensors) {
+    out[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.length] };
+    offset += t.bytes.length;
+  }
+  let json = Buffer.from(JSON.stringify(out));
+  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([length, json, ...tensors.map((t) => t.bytes)]);
+}
+
+test('layers to train, bad input: images without kept copies, or whose copy does not decode, are named; Cancel while preparing keeps the model', { skip: !fs.existsSync(tarball) && `no CIFAR-10 JPEG copy at ${tarball}` }, async () => {
+  const { training } = unpackPhotos();
+  const context = await browser.newContext({ acceptDownloads: true });
+  try {
+    const { page, errors } = await openApp(context, origin);
+    for (const [i, name] of CLASSES.slice(0, 2).entries()) {
+      await card(page, i).locator('.class-name').fill(name);
+      await card(page, i).locator('.class-name').press('Tab');
+      await addImages(page, i, training[i].slice(0, 20));
+    }
+    await page.click('#advanced summary');
+    assert.match((await train(page)).text, /^Trained in/); // head only: the model to keep
+    const projectDownload = page.waitForEvent('download');
+    await page.click('#export-project');
+    const project = path.join(scratch, 'small.wickproject');
+    await (await projectDownload).saveAs(project);
+    const original = fs.readFileSync(project);
+    const statusAfterTraining = async () => {
+      await page.click('#train');
+      await page.waitForFunction(() => /^(Trained|Training failed|Cancelled)/.test(document.querySelector('#train-status').textContent), null, { timeout: 300_000 });
+      return page.textContent('#train-status');
+    };
+    const open = async (name, bytes) => {
+      const file = path.join(scratch, name);
+      fs.writeFileSync(file, bytes);
+      page.once('dialog', (d) => d.accept());
+      await page.setInputFiles('#open-project', file);
+      await page.waitForFunction((n) => document.querySelector('#status').textContent.startsWith(`Opened ${n}`), name);
+    };
+
+    // Cancel while the inputs of the last 3 parts are prepared (4 views of 34 training images):
+    // the model stays, and what was prepared is kept.
+    await page.selectOption('#train-layers', '3');
+    await page.click('#train');
+    await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Preparing'));
+    await page.click('#cancel');
+    await page.waitForFunction(() => /^(Cancelled|Trained|Training failed)/.test(document.querySelector('#train-status').textContent), null, { timeout: 300_000 });
+    assert.match(await page.textContent('#train-status'), /^Cancelled while preparing the layers' inputs; the \d+ images? prepared so far are kept for next time\. The model is as it was\./);
+    assert.equal(await page.isDisabled('#export-model'), false);
+
+    // A project file from before kept copies: the images are named, and the head alone still trains.
+    await open('old.wickproject', rewriteProject(original,
+      (meta) => meta.classes.forEach((c) => c.samples.forEach((s) => { s.source_bytes = 0; })),
+      (tensors) => tensors.filter((t) => t.name !== 'sources')));
+    await page.selectOption('#train-layers', '1');
+    assert.match(await statusAfterTraining(), /^Training failed: 40 images have no kept copy to train the backbone's layers on .*e\.g\. "airplane-0\.jpg": add them again, or train the head only/);
+    await page.selectOption('#train-layers', '0');
+    assert.match(await statusAfterTraining(), /^Trained in/);
+
+    // A kept copy that does not decode (a hostile file): named, nothing else changes.
+    await open('corrupt.wickproject', rewriteProject(original, () => {},
+      (tensors) => tensors.map((t) => (t.name === 'sources' ? { ...t, bytes: Buffer.alloc(t.bytes.length, 7) } : t))));
+    await page.selectOption('#train-layers', '1');
+    assert.match(await statusAfterTraining(), /^Training failed: the kept copy of "airplane-\d+\.jpg" cannot be read .*remove that image and add it again/);
+    assert.equal(await page.isDisabled('#export-model'), false, 'the model it had stays');
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
