@@ -46,6 +46,7 @@ bench: dist
 	test -d $(CIFAR10_DIR)/train || (mkdir -p $(CIFAR10_DIR) && tar -xzf ../shared/data/cifar10-train-jpeg.tar.gz -C $(CIFAR10_DIR))
 	python3 benches/probe_extraction.py $(CIFAR10_DIR)
 	node benches/page_extraction.mjs $(CIFAR10_DIR)
+	node benches/layers_browser.mjs $(CIFAR10_DIR)
 
 # The default head against scikit-learn's tuned logistic regression on real CIFAR-10 features (the
 # JPEG copy in ../shared/data; ~10 min for the 64-px features on 2 cores, then ~25 min of fits).

@@ -411,35 +411,32 @@ impl Backbone {
     /// took 72 ms/image as one batch, against 60 ms/image for single images). On the CPU they take
     /// the inference path ([`crate::infer`]), elsewhere Candle's graph.
     pub fn features(&self, input: &Tensor) -> Result<Tensor> {
-        let (n, _, h, w) = input.dims4()?;
-        // (wasm has only the CPU: saying so leaves the graph's forward pass out of the web app.)
-        if cfg!(target_arch = "wasm32") || self.device.is_cpu() {
-            let input = input.to_dtype(DType::F32)?.contiguous()?;
-            let threads = crate::kernels::available_threads();
-            // The pixels in place (a copy of a batch is megabytes of fresh pages).
-            let (storage, layout) = input.storage_and_layout();
-            let candle_core::Storage::Cpu(storage) = &*storage else { unreachable!("a CPU tensor") };
-            let pixels = &storage.as_slice::<f32>()?[layout.start_offset()..][..input.elem_count()];
-            let features = self.engine()?.features(pixels, n, (h, w), threads)?;
-            return Ok(Tensor::from_vec(features, (n, self.feature_dim()), &self.device)?);
+        if !self.on_cpu() {
+            return self.graph_features(input);
         }
-        self.graph_features(input)
+        let (n, _, h, w) = input.dims4()?;
+        let threads = crate::kernels::available_threads();
+        let features = with_pixels(input, |pixels| self.engine()?.features(pixels, n, (h, w), threads))?;
+        Ok(Tensor::from_vec(features, (n, self.feature_dim()), &self.device)?)
+    }
+
+    /// Whether the CPU path runs (wasm has only the CPU: saying so leaves the graph's forward pass
+    /// out of the web app).
+    fn on_cpu(&self) -> bool {
+        cfg!(target_arch = "wasm32") || self.device.is_cpu()
     }
 
     /// Input tensor → each image's input to block `first` (N, C, H', W'): the frozen part of the
     /// network when the layers from there on train. On the CPU it takes the inference path.
     pub fn activations(&self, input: &Tensor, first: usize) -> Result<Tensor> {
-        let (n, _, h, w) = input.dims4()?;
-        if cfg!(target_arch = "wasm32") || self.device.is_cpu() {
-            let input = input.to_dtype(DType::F32)?.contiguous()?;
-            let threads = crate::kernels::available_threads();
-            let (storage, layout) = input.storage_and_layout();
-            let candle_core::Storage::Cpu(storage) = &*storage else { unreachable!("a CPU tensor") };
-            let pixels = &storage.as_slice::<f32>()?[layout.start_offset()..][..input.elem_count()];
-            let (values, [c, ah, aw]) = self.engine()?.activations(pixels, n, (h, w), first, threads)?;
-            return Ok(Tensor::from_vec(values, (n, c, ah, aw), &self.device)?);
+        if !self.on_cpu() {
+            return Ok(self.network.front(input, first)?.to_dtype(DType::F32)?);
         }
-        Ok(self.network.front(input, first)?.to_dtype(DType::F32)?)
+        let (n, _, h, w) = input.dims4()?;
+        let threads = crate::kernels::available_threads();
+        let (values, [c, ah, aw]) =
+            with_pixels(input, |pixels| self.engine()?.activations(pixels, n, (h, w), first, threads))?;
+        Ok(Tensor::from_vec(values, (n, c, ah, aw), &self.device)?)
     }
 
     /// The folded weights this backbone runs on (what a backbone file stores).
@@ -466,6 +463,14 @@ impl Backbone {
         let probabilities = self.imagenet_probabilities(&features)?.to_vec2::<f32>()?;
         Ok(probabilities.iter().map(|p| ranked(p, &self.meta.labels, k)).collect())
     }
+}
+
+/// `run` on `input`'s pixels in place, f32 (a copy of a batch is megabytes of fresh pages).
+fn with_pixels<R>(input: &Tensor, run: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let input = input.to_dtype(DType::F32)?.contiguous()?;
+    let (storage, layout) = input.storage_and_layout();
+    let candle_core::Storage::Cpu(storage) = &*storage else { unreachable!("a CPU tensor") };
+    run(&storage.as_slice::<f32>()?[layout.start_offset()..][..input.elem_count()])
 }
 
 /// The `k` most probable classes, most probable first.

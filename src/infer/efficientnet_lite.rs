@@ -79,22 +79,7 @@ impl EfficientNetLite {
         nhwc::global_average_pool(&y[..out.elements()], out.c, features);
     }
 
-    /// One image → the input of block `first` (of the 1×1 head convolution when `first` is the
-    /// number of blocks), as (C, H, W) into `out`: what training the layers from there on starts from.
-    pub fn activation(
-        &self,
-        image: &[f32],
-        side: (usize, usize),
-        arena: &mut Arena,
-        first: usize,
-        out: &mut [f32],
-        threads: usize,
-    ) {
-        let (shape, [x, ..]) = self.front(image, side, arena, first, threads);
-        nhwc::nhwc_to_nchw(&x[..shape.elements()], shape.c, out);
-    }
-
-    /// The shape of [`EfficientNetLite::activation`]'s output for an image of `side`.
+    /// The shape of [`EfficientNetLite::front`]'s result for an image of `side` and `blocks` = `first`.
     pub fn activation_shape(&self, (h, w): (usize, usize), first: usize) -> Shape {
         let stem = self.stem.output_shape(Shape { h, w, c: 3 });
         self.blocks[..first].iter().fold(stem, |shape, block| {
@@ -105,7 +90,7 @@ impl EfficientNetLite {
 
     /// The stem and blocks `..blocks` of one image: the result's shape, and the arena's buffers
     /// with the result in the first.
-    fn front<'a>(
+    pub fn front<'a>(
         &self,
         image: &[f32],
         side: (usize, usize),

@@ -75,10 +75,11 @@ impl Engine {
             Family::ResNet(net) => net.activation_shape(side, first),
         };
         let values = self.each_image(images, n, side, shape.elements(), threads, |image, arena, out, threads| {
-            match &self.family {
-                Family::EfficientNetLite(net) => net.activation(image, side, arena, first, out, threads),
-                Family::ResNet(net) => net.activation(image, side, arena, first, out, threads),
-            }
+            let (shape, [x, ..]) = match &self.family {
+                Family::EfficientNetLite(net) => net.front(image, side, arena, first, threads),
+                Family::ResNet(net) => net.front(image, side, arena, first, threads),
+            };
+            crate::kernels::nhwc::nhwc_to_nchw(&x[..shape.elements()], shape.c, out)
         })?;
         Ok((values, [shape.c, shape.h, shape.w]))
     }

@@ -67,22 +67,7 @@ impl ResNet {
         nhwc::global_average_pool(&x[..shape.elements()], shape.c, features);
     }
 
-    /// One image → the input of block `first`, as (C, H, W) into `out`: what training the blocks
-    /// from there on starts from.
-    pub fn activation(
-        &self,
-        image: &[f32],
-        side: (usize, usize),
-        arena: &mut Arena,
-        first: usize,
-        out: &mut [f32],
-        threads: usize,
-    ) {
-        let (shape, [x, ..]) = self.front(image, side, arena, first, threads);
-        nhwc::nhwc_to_nchw(&x[..shape.elements()], shape.c, out);
-    }
-
-    /// The shape of [`ResNet::activation`]'s output for an image of `side`.
+    /// The shape of [`ResNet::front`]'s result for an image of `side` and `blocks` = `first`.
     pub fn activation_shape(&self, (h, w): (usize, usize), first: usize) -> Shape {
         let stem = self.stem.output_shape(Shape { h, w, c: 3 });
         let pool = ConvGeometry::symmetric(stem.h, stem.w, stem.c, 3, 2, 1);
@@ -92,7 +77,7 @@ impl ResNet {
 
     /// The stem, max pool and blocks `..blocks` of one image: the result's shape, and the arena's
     /// buffers with the result in the first.
-    fn front<'a>(
+    pub fn front<'a>(
         &self,
         image: &[f32],
         side: (usize, usize),

@@ -171,13 +171,15 @@ pub struct TailFit {
 
 enum Phase {
     Head(Box<HeadFit>),
-    /// `epoch` counts the layers' epochs; `started` is the step they started after.
+    /// `epoch` counts the layers' epochs; `started` is the step they started after; `lowest_loss`
+    /// is the lowest validation loss since, and the step it came at (early stopping's clock).
     Layers {
         head: Head,
         layer_optimizer: Box<Optimizer>,
         head_optimizer: Box<Optimizer>,
         epoch: usize,
         started: usize,
+        lowest_loss: (f32, usize),
     },
     Done,
 }
@@ -316,12 +318,13 @@ impl TailFit {
             head_optimizer: Box::new(head_optimizer),
             epoch: 0,
             started: self.history.len(),
+            lowest_loss: (loss, self.history.len()),
         };
         Ok(())
     }
 
     fn layer_epoch(&mut self) -> Result<Option<()>> {
-        let Phase::Layers { head, layer_optimizer, head_optimizer, epoch, started } = &mut self.phase else {
+        let Phase::Layers { head, layer_optimizer, head_optimizer, epoch, .. } = &mut self.phase else {
             return Ok(None);
         };
         if *epoch >= self.config.layer_epochs {
@@ -329,7 +332,6 @@ impl TailFit {
             return Ok(None);
         }
         *epoch += 1;
-        let started = *started;
         let device = self.backbone.device().clone();
         let config = &self.config;
         // The loss the head was fitted with: L-BFGS's is unsmoothed.
@@ -363,10 +365,8 @@ impl TailFit {
         }
         let n = order.len() as f32;
         let mut stats = EpochStats::train_only(self.history.len() + 1, loss_sum as f32 / n, correct as f32 / n, None);
-        let head = match &self.phase {
-            Phase::Layers { head, .. } => head,
-            _ => unreachable!("training the layers"),
-        };
+        let Phase::Layers { head, lowest_loss, .. } = &self.phase else { unreachable!("training the layers") };
+        let mut lowest_loss = *lowest_loss;
         if !self.val.names.is_empty() {
             let (loss, accuracy) = self.validation_loss(head)?;
             stats.val_loss = Some(loss);
@@ -381,14 +381,20 @@ impl TailFit {
             if better {
                 self.best = Some((accuracy, loss, step, self.snapshot(head)?));
             }
-            // Patience counts the layers' own epochs (the head fit's steps after its best don't).
-            let best_step = self.best.as_ref().map_or(step, |b| b.2).max(started);
-            if step - best_step >= LAYER_PATIENCE {
+            // Early stopping: no lower validation loss for LAYER_PATIENCE of the layers' epochs
+            // (accuracy on a few dozen images moves in steps; the loss tells whether they still learn).
+            if loss < lowest_loss.0 {
+                lowest_loss = (loss, step);
+            }
+            if step - lowest_loss.1 >= LAYER_PATIENCE {
                 self.stop = Some(Stop::EarlyStopped);
             }
         } else {
             let step = stats.epoch;
             self.best = Some((0.0, 0.0, step, self.snapshot(head)?));
+        }
+        if let Phase::Layers { lowest_loss: kept, .. } = &mut self.phase {
+            *kept = lowest_loss;
         }
         self.history.push(stats);
         Ok(Some(()))

@@ -1,0 +1,106 @@
+// Training the backbone's last layers in the tab (issue 14), on real photos: CIFAR-10 training images
+// (the JPEG copy in ../shared/data, unpacked by `make bench` into $CIFAR10_DIR/train), added through
+// the class pickers of the cross-origin isolated page, then trained with the head only and with each
+// "Layers to train" on the same split and seed. For each: validation accuracy, the first run's time
+// (preparing the inputs included), a second run's time (inputs kept: training only), the time per
+// layer epoch, what the page estimated beforehand, the bytes kept per view, and the tab's memory
+// (performance.measureUserAgentSpecificMemory: page and workers, JS heaps and wasm memories).
+//
+//   node benches/layers_browser.mjs CIFAR10_DIR [--classes 5] [--per-class 40] [--depths 1,2,3] [--layer-epochs 10]
+import fs from 'node:fs';
+import path from 'node:path';
+import { serveDist, launchChromium } from '../tests/browser/harness.mjs';
+
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const dir = args.find((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+if (!dir) throw new Error('usage: node benches/layers_browser.mjs CIFAR10_DIR [--classes N] [--per-class N] [--depths 1,2,3]');
+const classCount = Number(option('classes', 5));
+const perClass = Number(option('per-class', 40));
+const depths = option('depths', '1,2,3').split(',').map(Number);
+const layerEpochs = option('layer-epochs', '10');
+const classes = fs.readdirSync(path.join(dir, 'train')).sort().slice(0, classCount);
+
+const { server, origin } = await serveDist(undefined, {}, { isolated: true });
+const browser = await launchChromium();
+const page = await browser.newPage();
+await page.goto(`${origin}/`);
+await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
+const threads = await page.textContent('#threads-name');
+
+const started = Date.now();
+for (let i = 2; i < classes.length; i++) await page.click('#add-class');
+for (const [i, name] of classes.entries()) {
+  const card = page.locator('.class-card').nth(i);
+  await card.locator('.class-name').fill(name);
+  await card.locator('.class-name').press('Tab');
+  const files = fs.readdirSync(path.join(dir, 'train', name)).sort().slice(0, perClass).map((f) => path.join(dir, 'train', name, f));
+  await card.locator('.class-files').setInputFiles(files);
+  await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0', null, { timeout: 1_800_000 });
+}
+const addSeconds = (Date.now() - started) / 1000;
+await page.click('#advanced summary');
+await page.fill('#validation-share', '0.25');
+await page.press('#validation-share', 'Tab');
+await page.selectOption('#train-layers', String(depths[0]));
+await page.fill('#layer-epochs', layerEpochs);
+await page.press('#layer-epochs', 'Tab');
+await page.selectOption('#train-layers', '0');
+
+/// The saved project's last report (the page keeps it in IndexedDB).
+const savedReport = () => page.evaluate(() => new Promise((resolve, reject) => {
+  const open = indexedDB.open('wick');
+  open.onsuccess = () => {
+    const get = open.result.transaction('projects').objectStore('projects').get('current');
+    get.onsuccess = () => resolve(get.result.report);
+    get.onerror = () => reject(get.error);
+  };
+}));
+
+async function train() {
+  const t0 = Date.now();
+  await page.click('#train');
+  await page.waitForFunction(() => /^(Trained|Training failed)/.test(document.querySelector('#train-status').textContent), null, { timeout: 3_600_000 });
+  const seconds = (Date.now() - t0) / 1000;
+  const text = await page.textContent('#train-status');
+  if (!text.startsWith('Trained')) throw new Error(text);
+  await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser', null, { timeout: 120_000 });
+  const report = await savedReport();
+  const headSteps = report.history.filter((h) => h.regularization != null).length;
+  return { seconds, accuracy: report.validation.accuracy, layerEpochs: report.history.length - headSteps, kept: report.best_epoch > headSteps ? 'layers' : 'head fit' };
+}
+
+const memory = async () => {
+  const m = await page.evaluate(() => performance.measureUserAgentSpecificMemory());
+  return m.bytes;
+};
+
+const rows = [];
+const head = await train();
+rows.push({ depth: 0, ...head, secondSeconds: head.seconds });
+let peakMemory = await memory();
+for (const depth of depths) {
+  await page.selectOption('#train-layers', String(depth));
+  await page.waitForFunction(() => /^Measured here/.test(document.querySelector('#layers-cost').textContent), null, { timeout: 120_000 });
+  const estimate = await page.textContent('#layers-cost');
+  const first = await train();
+  peakMemory = Math.max(peakMemory, await memory());
+  const second = await train();
+  const perEpoch = Number(estimate.match(/about ([\d.]+) s per epoch/)[1]);
+  const bytesPerView = Number(estimate.match(/\((\d+) KB per view\)/)[1]) * 1000;
+  rows.push({ depth, ...first, secondSeconds: second.seconds, estimatedEpoch: perEpoch, bytesPerView, measuredEpoch: second.seconds / Math.max(second.layerEpochs, 1) });
+}
+
+const images = classes.length * perClass;
+console.log(`# Layers to train in the tab: ${classes.length} CIFAR-10 classes x ${perClass} photos (JPEG copy), 25% held out, seed 0, at most ${layerEpochs} layer epochs; ${threads}`);
+console.log(`# adding the ${images} photos took ${addSeconds.toFixed(1)} s; peak tab memory ${(peakMemory / 1e6).toFixed(0)} MB (page and workers)`);
+console.log('depth  val acc  first run s  second run s  layer epochs  s/epoch (measured, est.)  KB/view  kept');
+for (const r of rows) {
+  const epoch = r.depth ? `${r.measuredEpoch.toFixed(2)} (${r.estimatedEpoch.toFixed(1)})` : '-';
+  console.log(`${String(r.depth).padStart(5)}  ${(100 * r.accuracy).toFixed(1).padStart(6)}%  ${r.seconds.toFixed(1).padStart(11)}  ${r.secondSeconds.toFixed(1).padStart(12)}  ${String(r.layerEpochs).padStart(12)}  ${epoch.padStart(24)}  ${r.depth ? String(r.bytesPerView / 1000).padStart(7) : '      -'}  ${r.kept}`);
+}
+await browser.close();
+server.close();
