@@ -152,6 +152,8 @@ struct Snapshot {
 pub struct TailFit {
     backbone: Backbone,
     network: Network,
+    /// How many parts train, and the block they start at.
+    depth: usize,
     first: usize,
     layers: Vec<(String, Var)>,
     train: TrainImages,
@@ -248,6 +250,7 @@ impl TailFit {
         Ok(Self {
             backbone: backbone.clone(),
             network,
+            depth,
             first,
             layers,
             class_weights: class_weights(train_labels, labels.len(), config.class_balanced),
@@ -262,11 +265,6 @@ impl TailFit {
             head_validation: None,
             stop: None,
         })
-    }
-
-    /// Which block the trained part starts at.
-    pub fn first_trained_block(&self) -> usize {
-        self.first
     }
 
     /// Pooled features of `rows`, through the trained part as it is now (no gradient).
@@ -472,7 +470,7 @@ impl TailFit {
             stop: self.stop.take().unwrap_or(Stop::Completed),
         };
         let mut config = self.config.clone();
-        config.train_layers = self.depth();
+        config.train_layers = self.depth;
         let classifier = Classifier::from_training(
             trained,
             self.labels.clone(),
@@ -482,12 +480,6 @@ impl TailFit {
             unix_seconds,
         );
         Ok(FittedTail { backbone_file, classifier, validation, train_images: self.train.views.len() })
-    }
-
-    fn depth(&self) -> usize {
-        (1..=crate::backbone::MAX_TRAIN_DEPTH)
-            .find(|&d| self.backbone.meta.config.first_trained_block(d).ok() == Some(self.first))
-            .unwrap_or(0)
     }
 
     /// The backbone with the trained layers' weights, as a (quantized) backbone file; a linear head
@@ -514,7 +506,7 @@ impl TailFit {
             package: format!(
                 "fine-tuned by wick {} (its last {} part(s) trained, from block {})",
                 env!("CARGO_PKG_VERSION"),
-                self.depth(),
+                self.depth,
                 self.first
             ),
             file: "the backbone file with this sha256".into(),
