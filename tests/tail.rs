@@ -295,3 +295,42 @@ fn wick_train_layers_writes_a_backbone_and_a_model_that_predict_together() {
         assert!(!out.status.success() && text(&out.stderr).contains(says), "{}", text(&out.stderr));
     }
 }
+
+#[test]
+fn cancel_during_the_layers_epochs_keeps_the_best_step() {
+    let backbone = small_lite0();
+    let mut rng = Rng::new(11);
+    let set: Vec<(RgbImage, u32)> =
+        (0..2).flat_map(|c| images(c, 5, &mut rng).into_iter().map(move |im| (im, c as u32))).collect();
+    let first = backbone.meta.config.first_trained_block(1).unwrap();
+    let (activations, views, features) = prepared(&backbone, &set[..8], first, 2);
+    let (val_activations, _, val_features) = prepared(&backbone, &set[8..], first, 1);
+    let config = TrainConfig { train_layers: 1, layer_epochs: 50, ..TrainConfig::default() };
+    let mut run = TailFit::new(
+        &backbone,
+        1,
+        TrainImages { activations, views, features },
+        ValImages { activations: val_activations, features: val_features, names: vec!["8".into(), "9".into()] },
+        vec!["red".into(), "green".into()],
+        &config,
+    )
+    .unwrap();
+    // The head fit's steps, then one layer epoch, then Cancel (the page's button between steps).
+    let mut steps = Vec::new();
+    while let Some(stats) = run.next_epoch().unwrap() {
+        steps.push(stats.clone());
+        if stats.regularization.is_none() {
+            break;
+        }
+    }
+    run.cancel();
+    assert!(run.next_epoch().unwrap().is_none(), "no step after Cancel");
+    let fitted = run.finish(0).unwrap();
+    let meta = &fitted.classifier.meta;
+    assert_eq!(meta.stop, wick::train::head::Stop::Cancelled);
+    assert_eq!(meta.history, steps, "the steps run before Cancel, no more");
+    // The kept step beats, or is, the one layer epoch run: by validation accuracy, then loss.
+    let (kept, layer_epoch) = (&steps[meta.best_epoch - 1], steps.last().unwrap());
+    let key = |s: &wick::train::head::EpochStats| (s.val_accuracy.unwrap(), -s.val_loss.unwrap());
+    assert!(key(kept) >= key(layer_epoch), "kept {kept:?}, layer epoch {layer_epoch:?}");
+}
