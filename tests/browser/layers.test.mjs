@@ -108,7 +108,7 @@ test('layers to train: deeper training on real photos matches head-only or beats
     const deeper = await train(page);
     assert.match(deeper.text, /^Trained in/);
     assert.ok(deeper.accuracy >= headOnly.accuracy, `deeper ${deeper.accuracy}% < head only ${headOnly.accuracy}%`);
-    console.log(`# head only: ${headOnly.accuracy}% in ${headOnly.seconds.toFixed(1)} s; head + last layer: ${deeper.accuracy}% in ${deeper.seconds.toFixed(1)} s (preparing the inputs included)`);
+    console.log(`# head only: ${headOnly.accuracy}% in ${headOnly.seconds.toFixed(1)} s; head + 1 layer: ${deeper.accuracy}% in ${deeper.seconds.toFixed(1)} s (preparing the inputs included)`);
 
     // A second run reuses the kept activations: no preparing, only training.
     const again = await train(page);
