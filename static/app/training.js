@@ -69,6 +69,16 @@ async function prepareActivations(samples, labels, settings) {
     return { sample, count, keys: Array.from({ length: count }, (_, v) => `${prefix}${sample.id}|${v}`) };
   });
   const cached = await getActivations(wanted.flatMap((w) => w.keys));
+  // What storage gives back is checked like a file: a row of the wrong length, or of another shape
+  // than the rest, is computed again.
+  const sameShape = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+  const wellFormed = (row) => Array.isArray(row?.shape) && row.bits instanceof Uint16Array
+    && row.bits.length === row.shape.reduce((a, b) => a * b, 1);
+  let cachedShape = null;
+  for (const [key, row] of cached) {
+    if (wellFormed(row) && (cachedShape === null || sameShape(row.shape, cachedShape))) cachedShape ??= row.shape;
+    else cached.delete(key);
+  }
   const todo = wanted.filter((w) => w.keys.some((k) => !cached.has(k)));
   const started = performance.now();
   for (let done = 0; done < todo.length;) {

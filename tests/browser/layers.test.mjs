@@ -31,6 +31,22 @@ function unpackPhotos() {
   };
 }
 
+/// `file` re-encoded as PNG by the page (and written beside it for the CLI).
+async function asPng(page, file) {
+  const png = await page.evaluate(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/jpeg' }));
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    canvas.getContext('2d').drawImage(bitmap, 0, 0);
+    const out = new Uint8Array(await (await canvas.convertToBlob({ type: 'image/png' })).arrayBuffer());
+    return btoa(String.fromCharCode(...out));
+  }, file.buffer.toString('base64'));
+  const buffer = Buffer.from(png, 'base64');
+  const target = file.path.replace(/\.jpg$/, '.png');
+  fs.writeFileSync(target, buffer);
+  return { path: target, name: file.name.replace(/\.jpg$/, '.png'), mimeType: 'image/png', buffer };
+}
+
 let server, origin, browser;
 before(async () => {
   ({ server, origin } = await serveDist(undefined, {}, { isolated: true }));
@@ -114,17 +130,56 @@ test('layers to train: deeper training on real photos matches head-only or beats
     const again = await train(page);
     assert.match(again.text, /^Trained in/);
     assert.equal(again.accuracy, deeper.accuracy, 'the same split, seed and kept views give the same model');
+    // A kept row that storage gives back damaged (cut short) is computed again, not trained on.
+    const firstRow = (damage) => page.evaluate((damage) => new Promise((resolve, reject) => {
+      const open = indexedDB.open('wick');
+      open.onsuccess = () => {
+        const tx = open.result.transaction('activations', 'readwrite');
+        const cursor = tx.objectStore('activations').openCursor();
+        let length = null;
+        cursor.onsuccess = () => {
+          length = cursor.result.value.bits.length;
+          if (damage) cursor.result.update({ ...cursor.result.value, bits: cursor.result.value.bits.slice(0, 10) });
+        };
+        tx.oncomplete = () => resolve(length);
+        tx.onerror = () => reject(tx.error);
+      };
+    }), damage);
+    const rowLength = await firstRow(true);
+    assert.equal(await firstRow(false), 10);
+    const repaired = await train(page);
+    assert.equal(repaired.accuracy, deeper.accuracy, 'the damaged row was computed again');
+    assert.equal(await firstRow(false), rowLength, 'and kept whole');
 
     // Export model: the backbone file and its .wick, which the CLI runs as the page does.
     const files = await exportModel(page, 2);
     const [model, backbone] = [files['model.wick'], files['model.backbone.safetensors']];
     assert.ok(model && backbone, `downloads: ${Object.keys(files)}`);
-    const pageLabels = [];
-    for (const file of heldOut) pageLabels.push(await previewLabel(page, file));
-    // One JSON line per image.
+    // As PNG (decoded by the browser once): JPEG decoders may round differently natively and in
+    // wasm, and the comparison is of the two classifiers, not of the two decoders.
+    for (const [i, file] of heldOut.entries()) heldOut[i] = await asPng(page, file);
+    const pageAnswers = [];
+    for (const file of heldOut) {
+      const label = await previewLabel(page, file);
+      pageAnswers.push({ label, percent: parseFloat(await page.textContent('#predictions li:first-child .percent')) });
+    }
+    // One JSON line per image. The page (wasm) and the CLI (native kernels, FMA) round the f32 parts
+    // differently, and a rounding that crosses an int8 step between layers moves a probability: on
+    // these upsampled 32-px photos by up to 2 points (0.6 with the ImageNet backbone alone). So: the
+    // same top-1 wherever the CLI's top two are more than 0.05 apart, else one of the CLI's top two;
+    // and the page's probability within 0.03 of the CLI's.
     const cli = execFileSync(wickBinary, ['predict', '--json', '--backbone', backbone, '--model', model, ...heldOut.map((f) => f.path)]);
-    const cliLabels = cli.toString().trim().split('\n').map((line) => JSON.parse(line).classes[0].label);
-    assert.deepEqual(pageLabels, cliLabels);
+    const cliAnswers = cli.toString().trim().split('\n').map((line) => JSON.parse(line).classes);
+    heldOut.forEach((file, i) => {
+      const [first, second] = cliAnswers[i];
+      const { label, percent } = pageAnswers[i];
+      const agreed = first.probability - second.probability > 0.05 ? label === first.label : [first.label, second.label].includes(label);
+      assert.ok(agreed, `${file.name}: the page says ${label} (${percent}%), the CLI ${first.label} ${first.probability} / ${second.label} ${second.probability}`);
+      const cliProbability = cliAnswers[i].find((c) => c.label === label).probability;
+      assert.ok(Math.abs(percent / 100 - cliProbability) <= 0.03, `${file.name}: ${label} ${percent}% in the page, ${cliProbability} in the CLI`);
+    });
+    const cliLabels = cliAnswers.map((classes) => classes[0].label);
+    const clear = (i) => cliAnswers[i][0].probability - cliAnswers[i][1].probability > 0.05;
     assert.match(execFileSync(wickBinary, ['eval', '--json', '--data', path.join(scratch, 'train'), '--backbone', backbone, '--model', model]).toString(), /"accuracy"/);
 
     // A reload restores the deeper-trained project: the select, the model and its answers.
@@ -133,13 +188,15 @@ test('layers to train: deeper training on real photos matches head-only or beats
     await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
     assert.equal(await page.inputValue('#train-layers'), '1');
     assert.equal(await page.isDisabled('#export-model'), false);
-    assert.equal(await previewLabel(page, heldOut[0]), cliLabels[0]);
+    const clearOnes = heldOut.map((_, i) => i).filter(clear);
+    assert.ok(clearOnes.length >= 3, 'at least three held-out photos with a clear answer');
+    assert.equal(await previewLabel(page, heldOut[clearOnes[0]]), cliLabels[clearOnes[0]]);
 
     // Open model with both files: the model comes back on top of the project, which stays.
     await page.setInputFiles('#open-model', [backbone, model]);
     await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened model'));
-    assert.deepEqual(await counts(page), CLASSES.map(() => PER_CLASS));
-    assert.equal(await previewLabel(page, heldOut[1]), cliLabels[1]);
+    assert.deepEqual(await counts(page), CLASSES.map(() => PER_CLASS), 'the project stays');
+    assert.equal(await previewLabel(page, heldOut[clearOnes[1]]), cliLabels[clearOnes[1]]);
 
     // The project file round-trips it, kept copies and all: another deeper run needs no re-adding.
     const projectDownload = page.waitForEvent('download');
@@ -152,11 +209,11 @@ test('layers to train: deeper training on real photos matches head-only or beats
     await page.setInputFiles('#open-project', projectPath);
     await page.waitForFunction(() => /^Opened layers\.wickproject/.test(document.querySelector('#status').textContent));
     assert.match(await page.textContent('#status'), /with its trained model/);
-    assert.equal(await previewLabel(page, heldOut[2]), cliLabels[2]);
+    assert.equal(await previewLabel(page, heldOut[clearOnes[2]]), cliLabels[clearOnes[2]]);
     assert.match((await train(page)).text, /^Trained in/);
 
-    assert.deepEqual(requests.filter((u) => new URL(u).origin !== origin && !u.startsWith(`blob:${origin}`)), []);
-    assert.deepEqual(errors, []);
+    assert.deepEqual(requests.filter((u) => new URL(u).origin !== origin && !u.startsWith(`blob:${origin}`)), [], 'every request on the page\'s origin');
+    assert.deepEqual(errors, [], `page errors: ${errors.join('; ')}`);
   } finally {
     await context.close();
   }
