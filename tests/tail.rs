@@ -37,6 +37,9 @@ fn each_family_is_cut_at_its_last_parts() {
     let firsts: Vec<usize> = (1..=3).map(|d| lite0.first_trained_block(d).unwrap()).collect();
     assert_eq!(firsts, [16, 15, 11]);
     assert_eq!(lite0.trained_convs(16), ["_conv_head"]);
+    // What each cut holds for a 224-px image.
+    let shapes: Vec<[usize; 3]> = firsts.iter().map(|&f| lite0.activation_shape((224, 224), f)).collect();
+    assert_eq!(shapes, [[320, 7, 7], [192, 7, 7], [112, 14, 14]]);
     assert!(lite0.trained_convs(15).contains(&"_blocks.15._depthwise_conv".to_string()));
     assert!(!lite0.trained_convs(15).iter().any(|c| c.starts_with("_blocks.14.")));
     let resnet18 = NetworkConfig::ResNet(resnet::Config::variant("resnet18").unwrap().0);
@@ -44,6 +47,8 @@ fn each_family_is_cut_at_its_last_parts() {
     let firsts: Vec<usize> = (1..=3).map(|d| resnet18.first_trained_block(d).unwrap()).collect();
     assert_eq!(firsts, [7, 6, 4]);
     assert!(resnet18.trained_convs(6).iter().all(|c| c.starts_with("layer4.")));
+    let shapes: Vec<[usize; 3]> = firsts.iter().map(|&f| resnet18.activation_shape((224, 224), f)).collect();
+    assert_eq!(shapes, [[512, 7, 7], [256, 14, 14], [128, 28, 28]]);
     for depth in [0, 4] {
         let err = lite0.first_trained_block(depth).unwrap_err().to_string();
         assert!(err.contains("layers to train must be 1 to 3"), "{err}");
@@ -60,6 +65,7 @@ fn frozen_part_then_trained_part_is_the_whole_network() {
     let whole = backbone.features(&input).unwrap().to_vec2::<f32>().unwrap();
     for first in [11, 15, 16] {
         let cut = backbone.activations(&input, first).unwrap();
+        assert_eq!(cut.dims()[1..], backbone.meta.config.activation_shape((64, 64), first));
         let through_graph = network.front(&input, first).unwrap();
         let gap = (&cut - &through_graph).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(gap < 1e-3, "block {first}: the inference path's activation differs from the graph's by {gap}");
@@ -221,6 +227,15 @@ fn bad_runs_are_refused_with_their_reason() {
     assert!(attempt(views[..3].to_vec(), 1, &labels).contains("one feature row per training image"));
     assert!(attempt(views.clone(), 4, &labels).contains("layers to train must be 1 to 3"));
     assert!(attempt(views.clone(), 1, &labels[..1]).contains("not one of the 1 classes"));
+    // Rows of another shape than the cut's (a stale or foreign cache): refused before training.
+    let [c, h, w] = activations.shape;
+    let reshaped = Activations::from_bits([c / 2, h, 2 * w], activations.clone().into_bits()).unwrap();
+    let train = TrainImages { activations: reshaped, views: views.clone(), features: features.clone() };
+    let err = TailFit::new(&backbone, 1, train, val(), labels.clone(), &config).err().unwrap().to_string();
+    assert!(
+        err.contains("training activations of shape [160, 2, 4], but block 16 of this backbone takes [320, 2, 2]"),
+        "{err}"
+    );
     assert!(TrainConfig { train_layers: 7, ..TrainConfig::default() }
         .validate()
         .unwrap_err()
@@ -230,6 +245,7 @@ fn bad_runs_are_refused_with_their_reason() {
     let err = Activations::from_bits([320, 7, 7], vec![0; 100]).unwrap_err().to_string();
     assert!(err.contains("not rows of"), "{err}");
     assert_eq!(Activations::from_bits([2, 1, 1], vec![0x3c00; 4]).unwrap().len(), 2);
+    assert!(Activations::from_bits([usize::MAX, 2, 2], vec![0; 4]).is_err(), "a shape whose size overflows");
 }
 
 #[test]

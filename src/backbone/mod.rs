@@ -104,11 +104,27 @@ impl NetworkConfig {
         }
     }
 
-    /// Each block's weight-name prefix (`_blocks.3`, `layer2.1`), in forward order.
-    fn block_prefixes(&self) -> Vec<String> {
+    /// Each block, in forward order: its weight-name prefix (`_blocks.3`, `layer2.1`), its stage,
+    /// its input channels and its stride.
+    fn block_layout(&self) -> Vec<(String, usize, usize, usize)> {
         match self {
-            Self::EfficientNetLite(c) => (0..c.blocks().len()).map(|i| format!("_blocks.{i}")).collect(),
-            Self::ResNet(c) => c.blocks().into_iter().map(|(prefix, _)| prefix).collect(),
+            Self::EfficientNetLite(c) => {
+                let stages = c.stages.iter().enumerate().flat_map(|(s, stage)| std::iter::repeat_n(s, stage.repeats));
+                c.blocks()
+                    .iter()
+                    .zip(stages)
+                    .enumerate()
+                    .map(|(i, (b, stage))| (format!("_blocks.{i}"), stage, b.in_channels, b.stride))
+                    .collect()
+            }
+            Self::ResNet(c) => {
+                let stages = c.layers.iter().enumerate().flat_map(|(s, &count)| std::iter::repeat_n(s, count));
+                c.blocks()
+                    .into_iter()
+                    .zip(stages)
+                    .map(|((prefix, b), stage)| (prefix, stage, b.convs[0].1[1], b.stride))
+                    .collect()
+            }
         }
     }
 
@@ -120,41 +136,47 @@ impl NetworkConfig {
         if !(1..=MAX_TRAIN_DEPTH).contains(&depth) {
             return Err(invalid!("the layers to train must be 1 to {MAX_TRAIN_DEPTH} (0 trains the head only)"));
         }
-        let blocks = self.block_prefixes();
-        let stage = |prefix: &str| match self {
-            Self::EfficientNetLite(c) => {
-                let index: usize = prefix["_blocks.".len()..].parse().expect("our own name");
-                let mut end = 0;
-                c.stages.iter().position(|s| {
-                    end += s.repeats;
-                    index < end
-                })
-            }
-            Self::ResNet(_) => prefix.split('.').next().map(str::to_string).and_then(|layer| layer[5..].parse().ok()),
+        let blocks = self.block_layout();
+        // The first part: EfficientNet-Lite's head convolution (no block), ResNet's last block.
+        let mut first = match self {
+            Self::EfficientNetLite(_) => blocks.len(),
+            Self::ResNet(_) => blocks.len() - 1,
         };
-        // Stage boundaries counted from the end; ResNet's first part is its last block alone.
-        let mut first = blocks.len();
-        let mut parts = 0;
-        if matches!(self, Self::ResNet(_)) && depth >= 1 {
-            first -= 1;
-            parts = 1;
-        } else if depth >= 1 {
-            parts = 1; // EfficientNet-Lite's head convolution
-        }
-        while parts < depth && first > 0 {
-            let current = stage(&blocks[first - 1]);
-            while first > 0 && stage(&blocks[first - 1]) == current {
+        // Each further part: the rest of the stage before the cut.
+        for _ in 1..depth {
+            let Some(stage) = first.checked_sub(1).map(|i| blocks[i].1) else { break };
+            while first > 0 && blocks[first - 1].1 == stage {
                 first -= 1;
             }
-            parts += 1;
         }
         Ok(first)
+    }
+
+    /// The input of block `first` (of what follows the last block when `first` is their number)
+    /// for an image of `side` (H, W): (C, H', W'). Every stride-2 layer halves a side, rounding up,
+    /// as TF 'SAME' and the symmetric paddings both do.
+    pub fn activation_shape(&self, (h, w): (usize, usize), first: usize) -> [usize; 3] {
+        let blocks = self.block_layout();
+        let halve = |(h, w): (usize, usize)| (h.div_ceil(2), w.div_ceil(2));
+        let (last_channels, mut side) = match self {
+            // The stem strides by 2.
+            Self::EfficientNetLite(c) => (c.stages.last().map_or(c.stem_channels, |s| s.out_channels), halve((h, w))),
+            // So do the stem and its max pool.
+            Self::ResNet(c) => (c.feature_dim(), halve(halve((h, w)))),
+        };
+        for &(_, _, _, stride) in &blocks[..first] {
+            if stride == 2 {
+                side = halve(side);
+            }
+        }
+        let channels = blocks.get(first).map_or(last_channels, |&(_, _, channels, _)| channels);
+        [channels, side.0, side.1]
     }
 
     /// The (folded) convolutions that train from block `first` on, by weight name (`<name>.weight`,
     /// `<name>.bias`).
     pub fn trained_convs(&self, first: usize) -> Vec<String> {
-        let trained: Vec<String> = self.block_prefixes()[first..].iter().map(|p| format!("{p}.")).collect();
+        let trained: Vec<String> = self.block_layout()[first..].iter().map(|(p, ..)| format!("{p}.")).collect();
         self.conv_bn_pairs()
             .into_iter()
             .map(|pair| pair.conv)

@@ -296,9 +296,9 @@ pub struct LayerArgs {
     /// the last two stages), on activations computed once per image view. 0 trains the head only.
     #[arg(long, default_value_t = 0)]
     pub train_layers: usize,
-    /// With --train-layers: the most epochs the layers train after the head is fitted.
-    #[arg(long, default_value_t = 10)]
-    pub layer_epochs: usize,
+    /// With --train-layers: the most epochs the layers train after the head is fitted [default: 10].
+    #[arg(long)]
+    pub layer_epochs: Option<usize>,
     /// With --train-layers: train on the plain images only (default: each training image also in
     /// three augmented views: mirrored, and random crops with colour jitter).
     #[arg(long)]
@@ -315,7 +315,7 @@ impl LayerArgs {
     pub fn check(&self, hyper: &HyperArgs) -> Result<()> {
         if self.train_layers == 0 {
             let stray = [
-                ("--layer-epochs", self.layer_epochs != 10),
+                ("--layer-epochs", self.layer_epochs.is_some()),
                 ("--no-augment", self.no_augment),
                 ("--backbone-out", self.backbone_out.is_some()),
             ];

@@ -45,8 +45,9 @@ pub fn main() -> ExitCode {
         }
         Command::Train { data, out, val, val_split, hyper, layers, cache, backbone, output } => (|| {
             layers.check(&hyper)?;
-            let config =
-                TrainConfig { train_layers: layers.train_layers, layer_epochs: layers.layer_epochs, ..hyper.config()? };
+            let config = hyper.config()?;
+            let layer_epochs = layers.layer_epochs.unwrap_or(config.layer_epochs);
+            let config = TrainConfig { train_layers: layers.train_layers, layer_epochs, ..config };
             if config.train_layers == 0 {
                 check_outputs(&[("--out", &out)], &backbone.inputs())?;
                 return train::train(&data, &out, val.as_deref(), val_split, &config, &cache, &backbone, &output);

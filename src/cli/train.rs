@@ -247,8 +247,7 @@ pub fn train_layers(
         for label in &labels {
             println!("{label:<24} {:>6} {:>6}", train_counts[label.as_str()], val_counts[label.as_str()]);
         }
-        let history = &classifier.meta.history;
-        let head_steps = history.iter().filter(|h| h.regularization.is_some()).count();
+        let (history, head_steps) = (&classifier.meta.history, fitted.head_steps);
         println!(
             "\nthe head, then the backbone from block {first} on ({} epochs; {}); kept step {} of {}{}\n",
             history.len() - head_steps,

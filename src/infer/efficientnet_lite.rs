@@ -79,15 +79,6 @@ impl EfficientNetLite {
         nhwc::global_average_pool(&y[..out.elements()], out.c, features);
     }
 
-    /// The shape of [`EfficientNetLite::front`]'s result for an image of `side` and `blocks` = `first`.
-    pub fn activation_shape(&self, (h, w): (usize, usize), first: usize) -> Shape {
-        let stem = self.stem.output_shape(Shape { h, w, c: 3 });
-        self.blocks[..first].iter().fold(stem, |shape, block| {
-            let hidden = block.expand.as_ref().map_or(shape, |e| e.output_shape(shape));
-            block.project.output_shape(block.depthwise.output_shape(hidden))
-        })
-    }
-
     /// The stem and blocks `..blocks` of one image: the result's shape, and the arena's buffers
     /// with the result in the first.
     pub fn front<'a>(

@@ -38,7 +38,7 @@ thread_local! {
 #[derive(Debug)]
 pub struct Engine {
     family: Family,
-    feature_dim: usize,
+    config: NetworkConfig,
 }
 
 impl Engine {
@@ -49,14 +49,16 @@ impl Engine {
             }
             NetworkConfig::ResNet(c) => Family::ResNet(Box::new(resnet::ResNet::new(c, weights, precision)?)),
         };
-        Ok(Self { family, feature_dim: config.feature_dim() })
+        Ok(Self { family, config: config.clone() })
     }
 
     /// Images (N, 3, H, W) as one row-major buffer → their pooled features (N × feature_dim).
     pub fn features(&self, images: &[f32], n: usize, side: (usize, usize), threads: usize) -> Result<Vec<f32>> {
-        self.each_image(images, n, side, self.feature_dim, threads, |image, arena, out, threads| match &self.family {
-            Family::EfficientNetLite(net) => net.forward(image, side, arena, out, threads),
-            Family::ResNet(net) => net.forward(image, side, arena, out, threads),
+        self.each_image(images, n, side, self.config.feature_dim(), threads, |image, arena, out, threads| {
+            match &self.family {
+                Family::EfficientNetLite(net) => net.forward(image, side, arena, out, threads),
+                Family::ResNet(net) => net.forward(image, side, arena, out, threads),
+            }
         })
     }
 
@@ -70,18 +72,17 @@ impl Engine {
         first: usize,
         threads: usize,
     ) -> Result<(Vec<f32>, [usize; 3])> {
-        let shape = match &self.family {
-            Family::EfficientNetLite(net) => net.activation_shape(side, first),
-            Family::ResNet(net) => net.activation_shape(side, first),
-        };
-        let values = self.each_image(images, n, side, shape.elements(), threads, |image, arena, out, threads| {
-            let (shape, [x, ..]) = match &self.family {
-                Family::EfficientNetLite(net) => net.front(image, side, arena, first, threads),
-                Family::ResNet(net) => net.front(image, side, arena, first, threads),
-            };
-            crate::kernels::nhwc::nhwc_to_nchw(&x[..shape.elements()], shape.c, out)
-        })?;
-        Ok((values, [shape.c, shape.h, shape.w]))
+        let shape = self.config.activation_shape(side, first);
+        let values =
+            self.each_image(images, n, side, shape.iter().product(), threads, |image, arena, out, threads| {
+                let (shape, [x, ..]) = match &self.family {
+                    Family::EfficientNetLite(net) => net.front(image, side, arena, first, threads),
+                    Family::ResNet(net) => net.front(image, side, arena, first, threads),
+                };
+                assert_eq!(shape.elements(), out.len(), "the configuration's activation shape is the network's");
+                crate::kernels::nhwc::nhwc_to_nchw(&x[..shape.elements()], shape.c, out)
+            })?;
+        Ok((values, shape))
     }
 
     /// `run(image, arena, out, threads)` for each image and its `per_output` values of the result.

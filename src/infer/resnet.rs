@@ -67,14 +67,6 @@ impl ResNet {
         nhwc::global_average_pool(&x[..shape.elements()], shape.c, features);
     }
 
-    /// The shape of [`ResNet::front`]'s result for an image of `side` and `blocks` = `first`.
-    pub fn activation_shape(&self, (h, w): (usize, usize), first: usize) -> Shape {
-        let stem = self.stem.output_shape(Shape { h, w, c: 3 });
-        let pool = ConvGeometry::symmetric(stem.h, stem.w, stem.c, 3, 2, 1);
-        let pooled = Shape { h: pool.out_h, w: pool.out_w, c: stem.c };
-        self.blocks[..first].iter().fold(pooled, |s, block| block.convs.iter().fold(s, |s, conv| conv.output_shape(s)))
-    }
-
     /// The stem, max pool and blocks `..blocks` of one image: the result's shape, and the arena's
     /// buffers with the result in the first.
     pub fn front<'a>(

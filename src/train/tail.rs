@@ -40,7 +40,7 @@ use crate::train::loss::{class_weights, count_correct, cross_entropy};
 use crate::train::optim::{Optimizer, OptimizerKind};
 use crate::util::rng::Rng;
 
-/// Epochs without a better validation score before the layers stop training.
+/// The layers' epochs without a lower validation loss before they stop training.
 const LAYER_PATIENCE: usize = 3;
 /// Once the head is fitted, the trained layers learn at this share of the learning rate (1e-5 at
 /// the default 1e-3) and the head at [`HEAD_LEARNING_RATE_SHARE`]: on 5 CIFAR-10 classes × 32
@@ -66,7 +66,7 @@ impl Activations {
 
     /// Rows stored as f16 bits (the page's cache), checked against `shape`; taken over, not copied.
     pub fn from_bits(shape: [usize; 3], bits: Vec<u16>) -> Result<Self> {
-        let per_row = shape.iter().product::<usize>();
+        let per_row = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).unwrap_or(0);
         if per_row == 0 || !bits.len().is_multiple_of(per_row) {
             return Err(invalid!("activations of {} values are not rows of {shape:?}", bits.len()));
         }
@@ -192,6 +192,8 @@ pub struct FittedTail {
     pub classifier: Classifier,
     pub validation: Option<Metrics>,
     pub train_images: usize,
+    /// The history's first steps, the head fit's (the layers' epochs follow).
+    pub head_steps: usize,
 }
 
 impl TailFit {
@@ -221,8 +223,15 @@ impl TailFit {
         if train.views.iter().any(Vec::is_empty) {
             return Err(invalid!("every training image needs at least its plain view"));
         }
-        if !val.activations.is_empty() && val.activations.shape != train.activations.shape {
-            return Err(invalid!("training and validation activations differ in shape"));
+        let crop = backbone.meta.preprocess.crop as usize;
+        let expected = network_config.activation_shape((crop, crop), first);
+        for (which, rows) in [("training", &train.activations), ("validation", &val.activations)] {
+            if !rows.is_empty() && rows.shape != expected {
+                return Err(invalid!(
+                    "{which} activations of shape {:?}, but block {first} of this backbone takes {expected:?}",
+                    rows.shape
+                ));
+            }
         }
         if let Some(&bad) = train_labels.iter().chain(val_labels).find(|&&l| l as usize >= labels.len()) {
             return Err(invalid!("label {bad} is not one of the {} classes", labels.len()));
@@ -422,15 +431,7 @@ impl TailFit {
 
     /// Stops after the current step; the best weights so far are kept.
     pub fn cancel(&mut self) {
-        match &mut self.phase {
-            Phase::Head(fit) => {
-                fit.cancel();
-                self.stop.get_or_insert(Stop::Cancelled);
-            }
-            _ => {
-                self.stop.get_or_insert(Stop::Cancelled);
-            }
-        }
+        self.stop.get_or_insert(Stop::Cancelled);
     }
 
     /// The best step's weights as a backbone file and a `.wick` trained on it (`unix_seconds`: when).
@@ -479,7 +480,7 @@ impl TailFit {
             validation.as_ref(),
             unix_seconds,
         );
-        Ok(FittedTail { backbone_file, classifier, validation, train_images: self.train.views.len() })
+        Ok(FittedTail { backbone_file, classifier, validation, train_images: self.train.views.len(), head_steps })
     }
 
     /// The backbone with the trained layers' weights, as a (quantized) backbone file; a linear head

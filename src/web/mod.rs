@@ -259,15 +259,21 @@ fn thumbnail_jpeg(image: &RgbImage) -> Result<Vec<u8>, image::ImageError> {
 #[wasm_bindgen]
 pub struct Training {
     fit: Option<Fit>,
+}
+
+/// The head alone, or with the backbone's last layers (whose run records its classes, settings
+/// and backbone itself).
+enum Fit {
+    Head(Box<HeadRun>),
+    Layers(Box<TailFit>),
+}
+
+/// A head fit and what its `.wick` records besides: the classes, the settings, the backbone.
+struct HeadRun {
+    fit: HeadFit,
     labels: Vec<String>,
     config: TrainConfig,
     backbone: Backbone,
-}
-
-/// The head alone, or with the backbone's last layers.
-enum Fit {
-    Head(Box<HeadFit>),
-    Layers(Box<TailFit>),
 }
 
 /// What a finished training run gives the page.
@@ -309,6 +315,12 @@ fn default_layer_epochs() -> usize {
     TrainConfig::default().layer_epochs
 }
 
+/// Views of each training image when the page augments them ([`augment::AUGMENTED_VIEWS`]).
+#[wasm_bindgen]
+pub fn augmented_views() -> usize {
+    augment::AUGMENTED_VIEWS
+}
+
 /// The samples held out for validation: their indices into `labels` (the split [`Training`] makes
 /// with the same share and seed), so the page computes only their plain view.
 #[wasm_bindgen]
@@ -344,12 +356,8 @@ impl Training {
             &Device::Cpu,
         )
         .map_err(fail)?;
-        Ok(Self {
-            fit: Some(Fit::Head(Box::new(fit))),
-            labels: run.names,
-            config: run.config,
-            backbone: engine.backbone.clone(),
-        })
+        let (labels, config, backbone) = (run.names, run.config, engine.backbone.clone());
+        Ok(Self { fit: Some(Fit::Head(Box::new(HeadRun { fit, labels, config, backbone }))) })
     }
 
     /// As [`Training::new`], with the backbone's last `settings.train_layers` parts training too.
@@ -399,19 +407,14 @@ impl Training {
         let val =
             ValImages { activations: rows.select(&plain), features: run.subset(&run.val_idx), names: run.val_names() };
         let fit = TailFit::new(&engine.backbone, depth, train, val, run.names.clone(), &run.config).map_err(fail)?;
-        Ok(Self {
-            fit: Some(Fit::Layers(Box::new(fit))),
-            labels: run.names,
-            config: run.config,
-            backbone: engine.backbone.clone(),
-        })
+        Ok(Self { fit: Some(Fit::Layers(Box::new(fit))) })
     }
 
     /// Runs one step (an epoch, or a strength of the L-BFGS path): its numbers as JSON, or
     /// `undefined` once training has stopped.
     pub fn next_epoch(&mut self) -> Result<Option<String>, JsError> {
         let stats = match self.fit.as_mut().ok_or_else(|| JsError::new("training has finished"))? {
-            Fit::Head(fit) => fit.next_epoch(),
+            Fit::Head(run) => run.fit.next_epoch(),
             Fit::Layers(fit) => fit.next_epoch(),
         };
         Ok(stats.map_err(fail)?.map(|s| serde_json::to_string(s).expect("serialises")))
@@ -419,7 +422,7 @@ impl Training {
 
     pub fn cancel(&mut self) {
         match &mut self.fit {
-            Some(Fit::Head(fit)) => fit.cancel(),
+            Some(Fit::Head(run)) => run.fit.cancel(),
             Some(Fit::Layers(fit)) => fit.cancel(),
             None => {}
         }
@@ -429,40 +432,36 @@ impl Training {
     /// backbone file it runs on), with validation metrics.
     pub fn finish(&mut self, unix_seconds: f64) -> Result<TrainedModel, JsError> {
         let unix_seconds = unix_seconds.max(0.0) as u64;
-        let (classifier, backbone, report) =
+        let (classifier, backbone, train_count, validation) =
             match self.fit.take().ok_or_else(|| JsError::new("training has finished"))? {
-                Fit::Head(fit) => {
+                Fit::Head(run) => {
+                    let HeadRun { fit, labels, config, backbone } = *run;
                     let fitted = fit.finish().map_err(fail)?;
-                    let report = TrainReport {
-                        history: fitted.trained.history.clone(),
-                        best_epoch: fitted.trained.best_epoch,
-                        stop: fitted.trained.stop.clone(),
-                        train_count: fitted.train_rows,
-                        validation: fitted.validation.clone(),
-                    };
+                    let validation = fitted.validation;
                     let classifier = Classifier::from_training(
                         fitted.trained,
-                        self.labels.clone(),
-                        &self.backbone,
-                        self.config.clone(),
-                        fitted.validation.as_ref(),
+                        labels,
+                        &backbone,
+                        config,
+                        validation.as_ref(),
                         unix_seconds,
                     );
-                    (classifier, None, report)
+                    (classifier, None, fitted.train_rows, validation)
                 }
                 Fit::Layers(fit) => {
                     let fitted = fit.finish(unix_seconds).map_err(fail)?;
-                    let meta = &fitted.classifier.meta;
-                    let report = TrainReport {
-                        history: meta.history.clone(),
-                        best_epoch: meta.best_epoch,
-                        stop: meta.stop.clone(),
-                        train_count: fitted.train_images,
-                        validation: fitted.validation.clone(),
-                    };
-                    (fitted.classifier, Some(fitted.backbone_file), report)
+                    (fitted.classifier, Some(fitted.backbone_file), fitted.train_images, fitted.validation)
                 }
             };
+        // The report keeps the misclassified images, which the `.wick` leaves out.
+        let meta = &classifier.meta;
+        let report = TrainReport {
+            history: meta.history.clone(),
+            best_epoch: meta.best_epoch,
+            stop: meta.stop.clone(),
+            train_count,
+            validation,
+        };
         Ok(TrainedModel {
             wick: classifier.to_bytes().map_err(fail)?,
             backbone,
@@ -472,24 +471,24 @@ impl Training {
 }
 
 /// A training request's parts, checked: the classes, the settings, and the split.
-struct Run {
+struct Run<'a> {
     names: Vec<String>,
     config: TrainConfig,
-    features: Vec<f32>,
-    labels: Vec<u32>,
+    features: &'a [f32],
+    labels: &'a [u32],
     dim: usize,
     train_idx: Vec<usize>,
     val_idx: Vec<usize>,
 }
 
-impl Run {
+impl<'a> Run<'a> {
     fn new(
         engine: &Engine,
-        features: &[f32],
-        labels: &[u32],
+        features: &'a [f32],
+        labels: &'a [u32],
         class_names: &str,
         settings: &str,
-    ) -> Result<Run, JsError> {
+    ) -> Result<Run<'a>, JsError> {
         let names: Vec<String> = serde_json::from_str(class_names).map_err(fail)?;
         check_labels(&names).map_err(fail)?;
         let s: WebSettings = serde_json::from_str(settings).map_err(|e| fail(format!("bad settings: {e}")))?;
@@ -519,7 +518,7 @@ impl Run {
         };
         config.validate().map_err(fail)?;
         let (train_idx, val_idx) = stratified_split(labels, names.len(), s.validation_share, s.seed);
-        Ok(Run { names, config, features: features.to_vec(), labels: labels.to_vec(), dim, train_idx, val_idx })
+        Ok(Run { names, config, features, labels, dim, train_idx, val_idx })
     }
 
     fn subset(&self, idx: &[usize]) -> FeatureSet {
