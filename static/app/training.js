@@ -8,9 +8,11 @@ import { render } from './samples.js';
 import { $, state, trainStatus, changed } from './state.js';
 import { getActivations, putActivations, pruneActivations, scheduleSave, savesDone } from './store.js';
 
-/// Views of each training image when augmenting (the library's AUGMENTED_VIEWS): plain, mirrored,
-/// and two crops with colour jitter.
-const AUGMENTED_VIEWS = 4;
+/// Views of each training image when augmenting: plain, mirrored, and two crops with colour jitter.
+const AUGMENTED_VIEWS = wick.augmented_views();
+/// The seed of every run's split, initialisation and shuffling: the same images and settings give
+/// the same model.
+const SEED = 0;
 /// Images per request for their activations: one per thread of the worker's pool, twice over.
 const ACTIVATION_BATCH = Math.max(4, 2 * (navigator.hardwareConcurrency || 1));
 
@@ -61,7 +63,7 @@ async function prepareActivations(samples, labels, settings) {
     throw new Error(`${missing.length} image${missing.length === 1 ? ' has' : 's have'} no kept copy to train the backbone's layers on `
       + `(added before this version, or from an older project file), e.g. "${missing[0].sample.name}": add ${missing.length === 1 ? 'it' : 'them'} again, or train the head only`);
   }
-  const validation = new Set(wick.validation_split(labels, state.project.classes.length, settings.validation_share, BigInt(0)));
+  const validation = new Set(wick.validation_split(labels, state.project.classes.length, settings.validation_share, BigInt(SEED)));
   const views = settings.augment ? AUGMENTED_VIEWS : 1;
   const prefix = activationPrefix(settings.train_layers);
   const wanted = samples.map(({ sample }, i) => {
@@ -180,7 +182,7 @@ export async function startTraining() {
   trainStatus('Training…');
   const started = performance.now();
   try {
-    let message = { type: 'train', features, labels, classNames, settings: { ...settings, seed: 0 } };
+    let message = { type: 'train', features, labels, classNames, settings: { ...settings, seed: SEED } };
     const transfer = [features.buffer, labels.buffer];
     if (settings.train_layers > 0) {
       preparing = { cancelled: false };
