@@ -356,7 +356,24 @@ fn project_files() {
         &[("format", "wick-project".into()), ("format_version", "1".into()), ("meta", meta.to_string())],
     );
     Project::from_bytes(&file, dim).expect("the seed project is valid");
-    fuzz("project", vec![file], mutate_safetensors, |bytes| Project::from_bytes(bytes, dim).is_ok());
+    // A project whose samples keep copies and whose settings train the backbone's layers.
+    let mut deeper = meta.clone();
+    deeper["classes"][0]["samples"][0]["source_bytes"] = 2.into();
+    deeper["classes"][1]["samples"][0]["source_bytes"] = 1.into();
+    deeper["settings"]["train_layers"] = 2.into();
+    deeper["settings"]["layer_epochs"] = 10.into();
+    deeper["settings"]["augment"] = true.into();
+    let with_copies = seeds::safetensors_file(
+        &[
+            ("features", Dtype::F32, vec![2, dim], seeds::f32_le(&[0.1; 8])),
+            ("thumbnails", Dtype::U8, vec![5], vec![1, 2, 3, 4, 5]),
+            ("sources", Dtype::U8, vec![3], vec![7, 8, 9]),
+            ("model", Dtype::U8, vec![3], b"abc".to_vec()),
+        ],
+        &[("format", "wick-project".into()), ("format_version", "1".into()), ("meta", deeper.to_string())],
+    );
+    Project::from_bytes(&with_copies, dim).expect("the seed project with copies is valid");
+    fuzz("project", vec![file, with_copies], mutate_safetensors, |bytes| Project::from_bytes(bytes, dim).is_ok());
 }
 
 #[test]
