@@ -173,6 +173,12 @@ impl NetworkConfig {
         [channels, side.0, side.1]
     }
 
+    /// The last feature map before pooling for an image of `side` (H, W): (H', W', feature_dim), NHWC.
+    pub fn feature_map_shape(&self, side: (usize, usize)) -> [usize; 3] {
+        let [_, h, w] = self.activation_shape(side, self.block_layout().len());
+        [h, w, self.feature_dim()]
+    }
+
     /// The (folded) convolutions that train from block `first` on, by weight name (`<name>.weight`,
     /// `<name>.bias`).
     pub fn trained_convs(&self, first: usize) -> Vec<String> {
@@ -459,6 +465,16 @@ impl Backbone {
         let (values, [c, ah, aw]) =
             with_pixels(input, |pixels| self.engine()?.activations(pixels, n, (h, w), first, threads))?;
         Ok(Tensor::from_vec(values, (n, c, ah, aw), &self.device)?)
+    }
+
+    /// Input tensor → each image's last feature map before pooling, NHWC (N × H' × W' × C values),
+    /// and (H', W', C). Always on the CPU inference path (one image's map is small), whatever
+    /// device the backbone trains on.
+    pub fn feature_maps(&self, input: &Tensor) -> Result<(Vec<f32>, [usize; 3])> {
+        let (n, _, h, w) = input.dims4()?;
+        let threads = crate::kernels::available_threads();
+        let input = input.to_device(&Device::Cpu)?;
+        with_pixels(&input, |pixels| self.engine()?.feature_maps(pixels, n, (h, w), threads))
     }
 
     /// The folded weights this backbone runs on (what a backbone file stores).

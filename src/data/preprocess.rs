@@ -57,6 +57,21 @@ impl Preprocess {
 
     /// RGB pixels → CHW floats of length `3 * crop * crop`.
     pub fn apply(&self, image: &RgbImage) -> Vec<f32> {
+        let view = self.view(image);
+        let plane = view.len() / 3;
+        let mut out = vec![0f32; 3 * plane];
+        for ch in 0..3 {
+            let (scale, shift) = (1.0 / (255.0 * self.std[ch]), -self.mean[ch] / self.std[ch]);
+            for (o, pixel) in out[ch * plane..(ch + 1) * plane].iter_mut().zip(view.pixels()) {
+                *o = pixel[ch] as f32 * scale + shift;
+            }
+        }
+        out
+    }
+
+    /// What the network sees of `image`, before normalisation: resized, then the centre crop
+    /// (crop × crop RGB).
+    pub fn view(&self, image: &RgbImage) -> RgbImage {
         let (w, h) = image.dimensions();
         let (rw, rh) = if w <= h {
             (self.resize_shorter, (self.resize_shorter as u64 * h as u64 / w as u64) as u32)
@@ -74,24 +89,15 @@ impl Preprocess {
         let columns = left.max(0) as u32..(left + c as i64).min(rw as i64) as u32;
         let rows = top.max(0) as u32..(top + c as i64).min(rh as i64) as u32;
         let window = resize_window(image, (rw, rh), columns.clone(), rows.clone());
-        let plane = c as usize * c as usize;
-        let mut out = vec![0f32; 3 * plane];
-        for ch in 0..3 {
-            let (scale, shift) = (1.0 / (255.0 * self.std[ch]), -self.mean[ch] / self.std[ch]);
-            for y in 0..c as i64 {
-                for x in 0..c as i64 {
-                    let (sy, sx) = (y + top, x + left);
-                    let inside = sy >= 0 && sx >= 0 && rows.contains(&(sy as u32)) && columns.contains(&(sx as u32));
-                    let v = if inside {
-                        window.get_pixel(sx as u32 - columns.start, sy as u32 - rows.start)[ch] as f32
-                    } else {
-                        0.0
-                    };
-                    out[ch * plane + (y * c as i64 + x) as usize] = v * scale + shift;
-                }
+        RgbImage::from_fn(c, c, |x, y| {
+            let (sy, sx) = (y as i64 + top, x as i64 + left);
+            let inside = sy >= 0 && sx >= 0 && rows.contains(&(sy as u32)) && columns.contains(&(sx as u32));
+            if inside {
+                *window.get_pixel(sx as u32 - columns.start, sy as u32 - rows.start)
+            } else {
+                image::Rgb([0, 0, 0])
             }
-        }
-        out
+        })
     }
 }
 

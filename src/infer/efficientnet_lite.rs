@@ -73,10 +73,22 @@ impl EfficientNetLite {
         features: &mut [f32],
         threads: usize,
     ) {
+        let (shape, map) = self.last_map(image, side, arena, threads);
+        nhwc::global_average_pool(map, shape.c, features);
+    }
+
+    /// One image → the head convolution's output (NHWC), the map the features pool.
+    pub fn last_map<'a>(
+        &self,
+        image: &[f32],
+        side: (usize, usize),
+        arena: &'a mut Arena,
+        threads: usize,
+    ) -> (Shape, &'a [f32]) {
         let (shape, [x, y, ..]) = self.front(image, side, arena, self.blocks.len(), threads);
         let out = self.head.output_shape(shape);
         self.head.forward(shape, &x[..shape.elements()], None, &mut y[..out.elements()], threads);
-        nhwc::global_average_pool(&y[..out.elements()], out.c, features);
+        (out, &y[..out.elements()])
     }
 
     /// The stem and blocks `..blocks` of one image: the result's shape, and the arena's buffers

@@ -62,6 +62,28 @@ impl Engine {
         })
     }
 
+    /// Images (N, 3, H, W) → each one's last feature map before pooling, NHWC (N, H', W', C), and
+    /// (H', W', C): the map whose cells a head can be applied to one by one (where the model looks).
+    pub fn feature_maps(
+        &self,
+        images: &[f32],
+        n: usize,
+        side: (usize, usize),
+        threads: usize,
+    ) -> Result<(Vec<f32>, [usize; 3])> {
+        let shape = self.config.feature_map_shape(side);
+        let values =
+            self.each_image(images, n, side, shape.iter().product(), threads, |image, arena, out, threads| {
+                let (shape, map) = match &self.family {
+                    Family::EfficientNetLite(net) => net.last_map(image, side, arena, threads),
+                    Family::ResNet(net) => net.last_map(image, side, arena, threads),
+                };
+                assert_eq!(shape.elements(), out.len(), "the configuration's map shape is the network's");
+                out.copy_from_slice(map)
+            })?;
+        Ok((values, shape))
+    }
+
     /// Images (N, 3, H, W) → each one's input to block `first` (N, C, H', W'), and (C, H', W'): the
     /// frozen part of the network, run once per image when its last layers are trained.
     pub fn activations(

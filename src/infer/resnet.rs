@@ -63,8 +63,20 @@ impl ResNet {
         features: &mut [f32],
         threads: usize,
     ) {
+        let (shape, map) = self.last_map(image, side, arena, threads);
+        nhwc::global_average_pool(map, shape.c, features);
+    }
+
+    /// One image → the last block's output (NHWC), the map the features pool.
+    pub fn last_map<'a>(
+        &self,
+        image: &[f32],
+        side: (usize, usize),
+        arena: &'a mut Arena,
+        threads: usize,
+    ) -> (Shape, &'a [f32]) {
         let (shape, [x, ..]) = self.front(image, side, arena, self.blocks.len(), threads);
-        nhwc::global_average_pool(&x[..shape.elements()], shape.c, features);
+        (shape, &x[..shape.elements()])
     }
 
     /// The stem, max pool and blocks `..blocks` of one image: the result's shape, and the arena's
