@@ -3,7 +3,7 @@
 
 use candle_core::Device;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use wick::eval::check::{assign_folds, check_labels, rank_suspects, CHECK_FOLDS};
+use wick::eval::check::{assign_folds, find_suspects, rank_suspects, CHECK_FOLDS};
 use wick::train::head::FeatureSet;
 
 /// `per_class` noisy points around each of `classes` random centres in `dim` dimensions.
@@ -44,7 +44,7 @@ fn mislabelled_images_come_first() {
         set.labels[row] = (set.labels[row] + 1) % 4;
     }
     let mut progress = Vec::new();
-    let suspects = check_labels(&set, 4, 0, &Device::Cpu, |done, folds| progress.push((done, folds))).unwrap();
+    let suspects = find_suspects(&set, 4, 0, &Device::Cpu, |done, folds| progress.push((done, folds))).unwrap();
     assert_eq!(progress, (1..=CHECK_FOLDS).map(|d| (d, CHECK_FOLDS)).collect::<Vec<_>>());
     assert_eq!(suspects.len(), set.len());
     let mut top: Vec<usize> = suspects[..3].iter().map(|s| s.row).collect();
@@ -53,24 +53,26 @@ fn mislabelled_images_come_first() {
     for s in &suspects[..3] {
         let i = wrong.iter().position(|&r| r == s.row).unwrap();
         assert_eq!(s.suggested, truth[i], "row {} suggests its true class", s.row);
-        assert!(s.doubt() > 0.5, "row {}: doubt {}", s.row, s.doubt());
+        assert!(s.probably_mislabelled(), "row {}: {s:?}", s.row);
     }
     assert!(suspects[3].doubt() < suspects[2].doubt());
-    assert!(suspects.last().unwrap().doubt() < 0.0, "a clean image is not doubted");
+    assert!(!suspects.last().unwrap().probably_mislabelled(), "a clean image is not doubted");
 }
 
 #[test]
 fn ranking_is_by_doubt_and_odd_input_is_refused() {
-    let probabilities = vec![vec![0.9, 0.1], vec![0.2, 0.8], vec![0.5, 0.5], vec![0.6, 0.4]];
+    let probabilities = vec![vec![0.9, 0.1, 0.0], vec![0.2, 0.3, 0.5], vec![0.5, 0.5, 0.0], vec![0.6, 0.35, 0.05]];
     let suspects = rank_suspects(&[0, 0, 0, 1], &probabilities);
     let rows: Vec<usize> = suspects.iter().map(|s| s.row).collect();
-    // Doubts: −0.8, 0.6, 0, 0.2.
+    // Doubts (1 − p(given)): 0.1, 0.8, 0.5, 0.65.
     assert_eq!(rows, [1, 3, 2, 0]);
-    assert_eq!((suspects[0].given, suspects[0].suggested), (0, 1));
+    assert_eq!((suspects[0].given, suspects[0].suggested), (0, 2), "the most likely other class");
+    assert!(suspects[0].probably_mislabelled() && suspects[1].probably_mislabelled());
+    assert!(!suspects[2].probably_mislabelled(), "a tie keeps the given label");
     let one = clusters(2, 1, 4, 2);
     let mut single = FeatureSet::new(4);
     single.push(&one.features[..4], 0);
-    let err = check_labels(&single, 2, 0, &Device::Cpu, |_, _| {}).unwrap_err().to_string();
+    let err = find_suspects(&single, 2, 0, &Device::Cpu, |_, _| {}).unwrap_err().to_string();
     assert!(err.contains("at least 2 images"), "{err}");
 }
 
@@ -82,7 +84,7 @@ fn a_class_of_one_image_is_checked() {
     set.features.truncate(21 * 8);
     let lone = set.features[..8].to_vec();
     set.push(&lone, 2);
-    let suspects = check_labels(&set, 3, 0, &Device::Cpu, |_, _| {}).unwrap();
+    let suspects = find_suspects(&set, 3, 0, &Device::Cpu, |_, _| {}).unwrap();
     assert_eq!(suspects.len(), 22);
     assert!(suspects.iter().all(|s| s.given_probability.is_finite() && s.suggested_probability.is_finite()));
 }

@@ -45,7 +45,8 @@ fn the_map_follows_the_class() {
     for (i, row) in features.iter().enumerate() {
         set.push(row, (i / 2) as u32);
     }
-    let trained = train(&set, None, 2, &TrainConfig::default(), &Device::Cpu, |_| std::ops::ControlFlow::Continue(())).unwrap();
+    let trained =
+        train(&set, None, 2, &TrainConfig::default(), &Device::Cpu, |_| std::ops::ControlFlow::Continue(())).unwrap();
 
     let picture = two_objects(&cat, &cup);
     let input = backbone.input_tensor(&[&picture]).unwrap();
@@ -65,7 +66,9 @@ fn the_map_follows_the_class() {
     let (cat_map, cup_map) = (class_maps.of(0), class_maps.of(1));
     let (cat_at_cat, cat_at_cup) = (mean_over(&cat_map, 7, 0..3), mean_over(&cat_map, 7, 4..7));
     let (cup_at_cat, cup_at_cup) = (mean_over(&cup_map, 7, 0..3), mean_over(&cup_map, 7, 4..7));
-    eprintln!("cat map: {cat_at_cat:.2} on the cat, {cat_at_cup:.2} on the cup; cup map: {cup_at_cat:.2}, {cup_at_cup:.2}");
+    eprintln!(
+        "cat map: {cat_at_cat:.2} on the cat, {cat_at_cup:.2} on the cup; cup map: {cup_at_cat:.2}, {cup_at_cup:.2}"
+    );
     assert!(cat_at_cat > cat_at_cup + 1.0, "the cat's map is highest on the cat");
     assert!(cup_at_cup > cup_at_cat + 1.0, "the cup's map is highest on the cup");
 
@@ -85,7 +88,8 @@ fn a_map_of_the_wrong_size_is_refused() {
         set.push(&[0.0; 1280], 1);
         set
     };
-    let trained = train(&set, None, 2, &TrainConfig::default(), &Device::Cpu, |_| std::ops::ControlFlow::Continue(())).unwrap();
+    let trained =
+        train(&set, None, 2, &TrainConfig::default(), &Device::Cpu, |_| std::ops::ControlFlow::Continue(())).unwrap();
     let err = ClassMaps::new(&trained.head, &[0.0; 49 * 1000], [7, 7, 1000], &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("does not fit a head on 1280 features"), "{err}");
     let err = ClassMaps::new(&trained.head, &[0.0; 10], [7, 7, 1280], &Device::Cpu).unwrap_err().to_string();

@@ -47,7 +47,10 @@ fn pca_recovers_the_two_widest_directions() {
 fn degenerate_and_bad_input() {
     assert!(pca_2d(&[], 8, &Device::Cpu).unwrap().is_empty());
     let same = vec![1.5f32; 5 * 8];
-    assert!(pca_2d(&same, 8, &Device::Cpu).unwrap().iter().all(|p| p == &[0.0, 0.0]), "identical images sit at the origin");
+    assert!(
+        pca_2d(&same, 8, &Device::Cpu).unwrap().iter().all(|p| p == &[0.0, 0.0]),
+        "identical images sit at the origin"
+    );
     let err = pca_2d(&[1.0; 7], 8, &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("not rows of 8"), "{err}");
     assert!(pca_2d(&[1.0; 8], 0, &Device::Cpu).is_err());

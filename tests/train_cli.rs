@@ -233,3 +233,43 @@ fn bad_models_are_refused_and_never_overwritten() {
     refused(&["train", "--data", s(&one), "--out", s(&model), "--no-cache"], "only one class");
     assert_eq!(std::fs::read(&model).unwrap(), bytes);
 }
+
+/// `wick train --check` lists a grass crop filed under brick first, suggesting grass; `wick predict
+/// --heatmap` draws a picture per image, never over an existing file, and explains a folder it
+/// cannot make.
+#[test]
+fn check_finds_a_planted_image_and_heatmaps_are_drawn() {
+    let dir = scratch("check");
+    let (data, model, maps) = (dir.join("data"), dir.join("m.wick"), dir.join("maps"));
+    texture_folder(&data, 0..300, 12, 5);
+    std::fs::copy(data.join("grass/03.png"), data.join("brick/planted.png")).unwrap();
+    std::fs::remove_file(data.join("grass/03.png")).unwrap();
+    let report = json(&wick(&["train", "--data", s(&data), "--out", s(&model), "--check", "--json"]));
+    let check = report["check"].as_array().unwrap();
+    assert_eq!(check.len(), 20, "{report}");
+    assert!(check[0]["path"].as_str().unwrap().ends_with("planted.png"), "{}", check[0]);
+    assert_eq!((check[0]["given"].as_str(), check[0]["suggested"].as_str()), (Some("brick"), Some("grass")));
+    assert_eq!(check[0]["probably_mislabelled"], true);
+    let table = text(&wick(&["train", "--data", s(&data), "--out", s(&model), "--check"]).stdout);
+    assert!(table.contains("labels to check") && table.contains("planted.png"), "{table}");
+
+    let photo = data.join("grass/00.png");
+    for expected in ["00.heatmap.png", "00-2.heatmap.png"] {
+        let out = wick(&["predict", "--model", s(&model), "--heatmap", s(&maps), "--json", s(&photo)]);
+        let record: serde_json::Value = serde_json::from_slice(&json_line(&out)).unwrap();
+        assert_eq!(record["heatmap"], s(&maps.join(expected)));
+        let drawn = image::open(maps.join(expected)).unwrap();
+        assert_eq!((drawn.width(), drawn.height()), (224, 224));
+    }
+    let blocked = dir.join("a-file");
+    std::fs::write(&blocked, b"mine").unwrap();
+    let out = wick(&["predict", "--model", s(&model), "--heatmap", s(&blocked), s(&photo)]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("cannot create the heatmap folder"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&blocked).unwrap(), b"mine");
+}
+
+fn json_line(out: &Output) -> Vec<u8> {
+    assert!(out.status.success(), "wick failed: {}", text(&out.stderr));
+    out.stdout.clone()
+}

@@ -490,9 +490,14 @@ impl Backbone {
         Ok(Tensor::cat(&per_image, 0)?)
     }
 
+    /// Features (or the cells of a feature map) → the backbone's own classifier's logits (N, 1000).
+    pub fn own_logits(&self, features: &Tensor) -> Result<Tensor> {
+        Ok(self.classifier.forward(features)?)
+    }
+
     /// Features → ImageNet class probabilities (N, 1000).
     pub fn imagenet_probabilities(&self, features: &Tensor) -> Result<Tensor> {
-        Ok(softmax_last_dim(&self.classifier.forward(features)?)?)
+        Ok(softmax_last_dim(&self.own_logits(features)?)?)
     }
 
     /// The `k` most likely ImageNet classes of each image.

@@ -44,6 +44,11 @@ pub enum Command {
         /// One JSON record per image (path and ranked classes) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also draw where the model looks for its top class (a class activation map over what the
+        /// network saw) into DIR, as `<image name>.heatmap.png` (never replacing a file: a taken
+        /// name gets `-2`, `-3`, …).
+        #[arg(long, value_name = "DIR")]
+        heatmap: Option<PathBuf>,
     },
     /// Train a classifier on a folder of class folders (DIR/<class>/<images>) and save it as `.wick`.
     Train {
@@ -63,6 +68,10 @@ pub enum Command {
         hyper: HyperArgs,
         #[command(flatten)]
         layers: LayerArgs,
+        /// Also check the labels: every image's class probabilities from heads trained without it
+        /// (5 folds), and the images whose given class they doubt most, listed for a look.
+        #[arg(long)]
+        check: bool,
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]

@@ -40,17 +40,27 @@ pub fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Predict { images, model, backbone, top, json } => {
-            predict::predict(&images, model.as_deref(), &backbone, top, json)
+        Command::Predict { images, model, backbone, top, json, heatmap } => {
+            predict::predict(&images, model.as_deref(), &backbone, top, json, heatmap.as_deref())
         }
-        Command::Train { data, out, val, val_split, hyper, layers, cache, backbone, output } => (|| {
+        Command::Train { data, out, val, val_split, hyper, layers, check, cache, backbone, output } => (|| {
             layers.check(&hyper)?;
             let config = hyper.config()?;
             let layer_epochs = layers.layer_epochs.unwrap_or(config.layer_epochs);
             let config = TrainConfig { train_layers: layers.train_layers, layer_epochs, ..config };
             if config.train_layers == 0 {
                 check_outputs(&[("--out", &out)], &backbone.inputs())?;
-                return train::train(&data, &out, val.as_deref(), val_split, &config, &cache, &backbone, &output);
+                return train::train(
+                    &data,
+                    &out,
+                    val.as_deref(),
+                    val_split,
+                    &config,
+                    check,
+                    &cache,
+                    &backbone,
+                    &output,
+                );
             }
             let backbone_out = layers.backbone_path(&out);
             check_outputs(&[("--out", &out), ("--backbone-out", &backbone_out)], &backbone.inputs())?;
@@ -63,6 +73,7 @@ pub fn main() -> ExitCode {
                 val_split,
                 &config,
                 augment,
+                check,
                 &backbone,
                 &output,
             )

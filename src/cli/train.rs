@@ -13,6 +13,7 @@ use wick::data::augment::{self, AUGMENTED_VIEWS};
 use wick::data::dataset::{check_labels, scan_folder, stratified_split, Sample};
 use wick::data::features::{compute, View};
 use wick::data::preprocess::decode_image;
+use wick::eval::check::find_suspects;
 use wick::eval::metrics::Metrics;
 use wick::formats::classifier::Classifier;
 use wick::train::head::{EpochStats, FeatureSet, Stop, TrainConfig};
@@ -35,7 +36,77 @@ pub struct TrainReport<'a> {
     pub best_epoch: usize,
     pub stop: &'a Stop,
     pub validation: Option<&'a Metrics>,
+    /// With `--check`: the images whose labels are most in doubt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<&'a [CheckedImage]>,
     pub seconds: f64,
+}
+
+/// An image of the label check's list (`--check`).
+#[derive(Serialize)]
+pub struct CheckedImage {
+    pub path: String,
+    pub given: String,
+    pub suggested: String,
+    pub given_probability: f32,
+    pub suggested_probability: f32,
+    pub probably_mislabelled: bool,
+}
+
+/// Images the check lists: the most doubtful first.
+const CHECK_LISTED: usize = 20;
+
+/// `--check`: every readable image (training and validation; `set` holds each one's plain features,
+/// named by `names`) through the label check, the [`CHECK_LISTED`] most doubtful kept.
+fn check_images(
+    set: &FeatureSet,
+    names: &[String],
+    labels: &[String],
+    seed: u64,
+    quiet: bool,
+) -> Result<Vec<CheckedImage>> {
+    let bar = progress_bar(wick::eval::check::CHECK_FOLDS, "checking labels", quiet);
+    let suspects =
+        find_suspects(set, labels.len(), seed, &candle_core::Device::Cpu, |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    Ok(suspects
+        .into_iter()
+        .take(CHECK_LISTED)
+        .map(|s| CheckedImage {
+            path: names[s.row].clone(),
+            given: labels[s.given as usize].clone(),
+            suggested: labels[s.suggested as usize].clone(),
+            given_probability: s.given_probability,
+            suggested_probability: s.suggested_probability,
+            probably_mislabelled: s.probably_mislabelled(),
+        })
+        .collect())
+}
+
+/// The check's list as a table.
+fn print_check(checked: &[CheckedImage]) {
+    println!("\nlabels to check (each image judged by heads trained without it; most doubtful first):");
+    println!("{:>7} {:>7}  {:<16} {:<16} path", "given", "other", "labelled", "more likely");
+    for c in checked {
+        let mark = if c.probably_mislabelled { "" } else { "  (hard, label likely right)" };
+        println!(
+            "{:>6.1}% {:>6.1}%  {:<16} {:<16} {}{mark}",
+            100.0 * c.given_probability,
+            100.0 * c.suggested_probability,
+            c.given,
+            c.suggested,
+            c.path
+        );
+    }
+}
+
+/// Plain rows of `set`: every `per_image`-th row (the first of each image's rows).
+fn plain_rows(set: &FeatureSet, per_image: usize) -> FeatureSet {
+    let mut plain = FeatureSet::new(set.dim);
+    for (row, features) in set.features.chunks_exact(set.dim).enumerate().step_by(per_image) {
+        plain.push(features, set.labels[row]);
+    }
+    plain
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -45,6 +116,7 @@ pub fn train(
     val: Option<&Path>,
     val_split: f32,
     config: &TrainConfig,
+    check: bool,
     cache: &CacheArgs,
     backbone: &BackboneArgs,
     output: &OutputArgs,
@@ -76,6 +148,15 @@ pub fn train(
     }
 
     let val_counts = counts(&val_data.set, 1);
+    let checked = if check {
+        let mut all = plain_rows(&train_data.set, if config.flip_augment { 2 } else { 1 });
+        all.features.extend_from_slice(&val_data.set.features);
+        all.labels.extend_from_slice(&val_data.set.labels);
+        let names = [train_data.names.clone(), val_data.names.clone()].concat();
+        Some(check_images(&all, &names, labels, config.seed, quiet)?)
+    } else {
+        None
+    };
     let fitted =
         train_head(&train_data.set, val_data.set, val_data.names, labels.clone(), config, backbone.device(), quiet)?;
     let validation = fitted.validation;
@@ -104,6 +185,7 @@ pub fn train(
             best_epoch: classifier.meta.best_epoch,
             stop: &classifier.meta.stop,
             validation: validation.as_ref(),
+            check: checked.as_deref(),
             seconds: start.elapsed().as_secs_f64(),
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -121,6 +203,9 @@ pub fn train(
         match &validation {
             Some(m) => println!("validation: {}", m.table()),
             None => println!("no validation images (every class has a single image): no metrics"),
+        }
+        if let Some(checked) = &checked {
+            print_check(checked);
         }
         println!(
             "wrote {} (and its curves and confusion matrix, {}) in {:.1} s; the backbone computed \
@@ -172,6 +257,7 @@ pub fn train_layers(
     val_split: f32,
     config: &TrainConfig,
     augment: bool,
+    check: bool,
     backbone: &BackboneArgs,
     output: &OutputArgs,
 ) -> Result<()> {
@@ -199,6 +285,15 @@ pub fn train_layers(
         bail!("{}: class `{label}` has no readable training images", data.join(label).display());
     }
     let val_counts = counts(&val.features.labels);
+    let checked = if check {
+        let mut all = train.features.clone();
+        all.features.extend_from_slice(&val.features.features);
+        all.labels.extend_from_slice(&val.features.labels);
+        let names = [train.names.clone(), val.names.clone()].concat();
+        Some(check_images(&all, &names, &labels, config.seed, quiet)?)
+    } else {
+        None
+    };
     let (train, val): (TrainImages, ValImages) = (train.into(), val.into());
     let activation_bytes = train.activations.row_bytes();
     let mut run = TailFit::new(&backbone, config.train_layers, train, val, labels.clone(), config)?;
@@ -239,6 +334,7 @@ pub fn train_layers(
             "best_epoch": classifier.meta.best_epoch,
             "stop": classifier.meta.stop,
             "validation": validation,
+            "check": checked,
             "seconds": start.elapsed().as_secs_f64(),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -259,6 +355,9 @@ pub fn train_layers(
         match &validation {
             Some(m) => println!("validation: {}", m.table()),
             None => println!("no validation images (every class has a single image): no metrics"),
+        }
+        if let Some(checked) = &checked {
+            print_check(checked);
         }
         println!(
             "wrote {} and its backbone {} (and the curves, {}) in {:.1} s; {views} view(s) per training image, {} KB of activations each",

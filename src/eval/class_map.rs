@@ -23,17 +23,30 @@ pub struct ClassMaps {
 impl ClassMaps {
     /// `map`: one image's last feature map, NHWC (H' × W' × C, as [`crate::backbone::Backbone::feature_maps`]
     /// gives it) → the head's logits at each cell.
-    pub fn new(head: &Head, map: &[f32], [h, w, c]: [usize; 3], device: &Device) -> Result<Self> {
-        if c != head.spec.input_dim || map.len() != h * w * c || h * w == 0 {
-            return Err(invalid!(
-                "a feature map of {} values as {h}×{w}×{c} does not fit a head on {} features",
-                map.len(),
-                head.spec.input_dim
-            ));
+    pub fn new(head: &Head, map: &[f32], shape: [usize; 3], device: &Device) -> Result<Self> {
+        if shape[2] != head.spec.input_dim {
+            return Err(invalid!("a {shape:?} feature map does not fit a head on {} features", head.spec.input_dim));
         }
-        let cells = Tensor::from_slice(map, (h * w, c), device)?;
-        let logits = head.logits(&cells, None)?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(Self { h, w, classes: head.spec.classes, logits })
+        let cells = Self::cells(map, shape, device)?;
+        Self::from_cell_logits(&head.logits(&cells, None)?, shape[0], shape[1])
+    }
+
+    /// From any classifier's logits at the cells of an H' × W' map, (H' · W', classes) (e.g. the
+    /// backbone's own ImageNet classifier applied to the cells).
+    pub fn from_cell_logits(logits: &Tensor, h: usize, w: usize) -> Result<Self> {
+        let (cells, classes) = logits.dims2()?;
+        if cells != h * w {
+            return Err(invalid!("{cells} cells of logits for a {h}×{w} map"));
+        }
+        Ok(Self { h, w, classes, logits: logits.flatten_all()?.to_vec1::<f32>()? })
+    }
+
+    /// The cells (H' · W', C) of an NHWC map, checked against its shape, as a tensor.
+    pub fn cells(map: &[f32], [h, w, c]: [usize; 3], device: &Device) -> Result<Tensor> {
+        if map.len() != h * w * c || h * w == 0 {
+            return Err(invalid!("a feature map of {} values is not {h}×{w}×{c}", map.len()));
+        }
+        Ok(Tensor::from_slice(map, (h * w, c), device)?)
     }
 
     /// One class's map (H' × W', row-major).
