@@ -4,7 +4,9 @@
 import { drawChart } from './app/chart.js';
 import { applyPrecision, downloadBytes, exportProject, openModels, openProject, replaceProject, setBackbone, describeBackbone } from './app/files.js';
 import { ask, listeners, post, startWorker } from './app/messages.js';
-import { previewFile, togglePreviewWebcam } from './app/preview.js';
+import { checkLabels } from './app/check.js';
+import { wireMap, wireSampleDialog } from './app/map.js';
+import { previewFile, togglePreviewWebcam, wireLooks } from './app/preview.js';
 import { addFiles, render } from './app/samples.js';
 import { $, state, newId, status, trainStatus, changed, emptyProject, MODEL_URL } from './app/state.js';
 import { loadSaved, scheduleSave } from './app/store.js';
@@ -19,6 +21,10 @@ function wire() {
     $(`[data-class-id="${state.project.classes.at(-1).id}"] .class-name`).focus();
   });
   $('#train').addEventListener('click', startTraining);
+  $('#check-labels').addEventListener('click', checkLabels);
+  wireMap();
+  wireSampleDialog();
+  wireLooks();
   $('#cancel').addEventListener('click', () => { cancelTraining(); post({ type: 'cancel' }); trainStatus('Cancelling…'); });
   $('#advanced').addEventListener('change', async (e) => {
     try {
@@ -122,8 +128,9 @@ async function main() {
   state.project = emptyProject();
   const restored = saved && saved.backbone?.sha256 === state.backbone.sha256;
   if (restored) {
-    const { backbone: _, savedAt: __, customBackbone: ___, ...rest } = saved;
+    const { backbone: _, savedAt: __, customBackbone: ___, lost, ...rest } = saved;
     state.project = { ...emptyProject(), ...rest };
+    if (lost > 0) state.lostOnLoad = lost;
     if (state.project.model) {
       try {
         await ask({ type: 'load-model', bytes: state.project.model.slice().buffer, backboneBytes: state.project.modelBackbone?.slice().buffer }, []);
@@ -145,7 +152,9 @@ async function main() {
   render();
   drawChart();
   showLayerCost();
-  status(`Model ready: ${describeBackbone()}. Add images to each class, then train.`);
+  status(state.lostOnLoad
+    ? `Model ready: ${describeBackbone()}. ${state.lostOnLoad} saved image${state.lostOnLoad === 1 ? ' was' : 's were'} missing or damaged in this browser's storage and ${state.lostOnLoad === 1 ? 'was' : 'were'} left out; the rest of the project is here.`
+    : `Model ready: ${describeBackbone()}. Add images to each class, then train.`, Boolean(state.lostOnLoad));
   document.body.dataset.ready = 'true';
 }
 

@@ -117,6 +117,19 @@ const handlers = {
     id,
     meta: JSON.parse(engine.load_model(new Uint8Array(bytes), backboneBytes ? new Uint8Array(backboneBytes) : undefined)),
   }),
+  'where-it-looks': ({ id, bytes, class: cls }) => {
+    const looks = engine.where_it_looks(new Uint8Array(bytes), cls ?? undefined);
+    const { png, size, peak } = looks;
+    const answer = { type: 'looked', id, png, class: looks.class, size: Array.from(size), peak: Array.from(peak) };
+    looks.free();
+    reply(answer, [png.buffer]);
+  },
+  'project-map': ({ id, features, dim }) => {
+    const points = wick.project_map(features, dim);
+    reply({ type: 'mapped', id, points }, [points.buffer]);
+  },
+  'check-labels': ({ id, features, labels, classes }) =>
+    reply({ type: 'checked', id, ...JSON.parse(wick.check_project_labels(features, labels, classes, BigInt(0))) }),
   classify: ({ id, bytes }) => reply({ type: 'classified', id, ...JSON.parse(engine.classify_file(new Uint8Array(bytes))) }),
   'classify-rgba': ({ id, rgba, width, height }) =>
     reply({ type: 'classified', id, ...JSON.parse(engine.classify_rgba(new Uint8Array(rgba), width, height)) }),

@@ -18,7 +18,7 @@ const STEPS: usize = 40;
 /// the mean image, along the first and second principal directions (each direction's sign fixed so
 /// that its largest component is positive: the same data gives the same picture).
 pub fn pca_2d(rows: &[f32], dim: usize, device: &Device) -> Result<Vec<[f32; 2]>> {
-    if dim == 0 || rows.len() % dim != 0 {
+    if dim == 0 || !rows.len().is_multiple_of(dim) {
         return Err(invalid!("{} values are not rows of {dim}", rows.len()));
     }
     let n = rows.len() / dim;

@@ -14,6 +14,8 @@ use crate::data::augment::{self, stored_copy};
 use crate::data::dataset::{check_labels, stratified_split};
 use crate::data::features::{compute, View};
 use crate::data::preprocess::decode_image;
+use crate::eval::check::rank_suspects;
+use crate::eval::class_map::{overlay, ClassMaps};
 use crate::formats::classifier::{BackboneRef, Classifier};
 use crate::formats::project::{Project, ProjectMeta, TrainReport};
 use crate::infer::Precision;
@@ -22,8 +24,9 @@ use crate::train::fit::HeadFit;
 use crate::train::head::{self, FeatureSet, Solver, Stop, TrainConfig};
 use crate::train::tail::{self, Activations, TailFit, TrainImages, ValImages};
 
-/// Thumbnails are at most this many pixels on their longer side.
-const THUMBNAIL_SIDE: u32 = 160;
+/// Thumbnails are at most this many pixels on their longer side: small, since a project of 10,000
+/// images keeps them all (96 px JPEGs are 2–4 KB).
+const THUMBNAIL_SIDE: u32 = 96;
 
 /// Starts the pool of `threads` Web Workers that the backbone and the head run on (the page's
 /// multi-threaded build only; the page calls it once, before anything computes).
@@ -61,6 +64,18 @@ pub struct Embedding {
     pub features: Vec<f32>,
     pub thumbnail: Vec<u8>,
     pub source: Vec<u8>,
+}
+
+/// Where the model looks in an image for one class: the picture the network saw with the class's
+/// activation map drawn over it (PNG), the class, the map's size and its highest cell.
+#[wasm_bindgen(getter_with_clone)]
+pub struct WhereItLooks {
+    pub png: Vec<u8>,
+    pub class: usize,
+    /// (rows, columns) of the map.
+    pub size: Vec<usize>,
+    /// (row, column) of its highest cell.
+    pub peak: Vec<usize>,
 }
 
 /// Activations at the cut, one row per image view, as f16 bits, and their shape (C, H, W).
@@ -221,6 +236,40 @@ impl Engine {
         self.classify(&rgba_image(rgba, width, height)?)
     }
 
+    /// Where the model (the loaded one, or without one the backbone's own classifier) looks in an
+    /// image file for `class` (by default the class it predicts).
+    pub fn where_it_looks(&self, file_bytes: &[u8], class: Option<usize>) -> Result<WhereItLooks, JsError> {
+        let image = decode_image(file_bytes).map_err(fail)?;
+        let extractor = self.model.as_ref().map_or(&self.backbone, |(_, extractor)| extractor);
+        let (map, shape) = extractor.feature_maps(&extractor.input_tensor(&[&image]).map_err(fail)?).map_err(fail)?;
+        let cells = ClassMaps::cells(&map, shape, &Device::Cpu).map_err(fail)?;
+        let logits = match &self.model {
+            Some((classifier, _)) => classifier.head.logits(&cells, None),
+            None => self.backbone.own_logits(&cells),
+        };
+        let maps = ClassMaps::from_cell_logits(&logits.map_err(fail)?, shape[0], shape[1]).map_err(fail)?;
+        let class = match class {
+            Some(c) if c < maps.classes => c,
+            Some(c) => return Err(JsError::new(&format!("there is no class {c}: the model has {}", maps.classes))),
+            None => {
+                // The prediction: the pooled features are the cells' mean.
+                let pooled = cells.mean_keepdim(0).map_err(fail)?;
+                let logits = match &self.model {
+                    Some((classifier, _)) => classifier.head.logits(&pooled, None),
+                    None => self.backbone.own_logits(&pooled),
+                };
+                let logits = logits.and_then(|l| Ok(l.flatten_all()?.to_vec1::<f32>()?)).map_err(fail)?;
+                (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0)
+            }
+        };
+        let values = maps.of(class);
+        let top = (0..values.len()).max_by(|&a, &b| values[a].total_cmp(&values[b])).unwrap_or(0);
+        let drawn = overlay(&extractor.meta.preprocess.view(&image), &values, (maps.h, maps.w));
+        let mut png = Vec::new();
+        drawn.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(fail)?;
+        Ok(WhereItLooks { png, class, size: vec![maps.h, maps.w], peak: vec![top / maps.w, top % maps.w] })
+    }
+
     fn classify(&self, image: &RgbImage) -> Result<String, JsError> {
         let answer = match &self.model {
             Some((classifier, extractor)) => {
@@ -316,6 +365,51 @@ fn default_layer_epochs() -> usize {
 }
 
 /// Views of each training image when the page augments them ([`augment::AUGMENTED_VIEWS`]).
+/// The data map: each sample's features (rows of `dim`) → its 2-D PCA coordinates, x then y.
+#[wasm_bindgen]
+pub fn project_map(features: &[f32], dim: usize) -> Result<Vec<f32>, JsError> {
+    let points = crate::eval::projection::pca_2d(features, dim, &Device::Cpu).map_err(fail)?;
+    Ok(points.into_iter().flatten().collect())
+}
+
+/// Suspects listed by [`check_project_labels`].
+const CHECK_LISTED: usize = 50;
+
+/// The label check ([`crate::eval::check`]) over every sample: JSON `{"suspects": [the 50 most
+/// doubtful, each {row, given, suggested, given_probability, suggested_probability,
+/// probably_mislabelled}], "predicted": [each row's out-of-fold class]}`.
+#[wasm_bindgen]
+pub fn check_project_labels(features: &[f32], labels: &[u32], classes: usize, seed: u64) -> Result<String, JsError> {
+    let dim = if labels.is_empty() { 0 } else { features.len() / labels.len() };
+    if dim == 0 || features.len() != dim * labels.len() {
+        return Err(JsError::new(&format!(
+            "{} feature values do not divide into {} samples",
+            features.len(),
+            labels.len()
+        )));
+    }
+    let set = FeatureSet { dim, features: features.to_vec(), labels: labels.to_vec() };
+    let probabilities =
+        crate::eval::check::out_of_fold_probabilities(&set, classes, seed, &Device::Cpu, |_, _| {}).map_err(fail)?;
+    let suspects = rank_suspects(labels, &probabilities);
+    let mut predicted = labels.to_vec();
+    for s in &suspects {
+        if s.probably_mislabelled() {
+            predicted[s.row] = s.suggested;
+        }
+    }
+    let listed: Vec<serde_json::Value> = suspects
+        .iter()
+        .take(CHECK_LISTED)
+        .map(|s| {
+            let mut v = serde_json::to_value(s).expect("serialises");
+            v["probably_mislabelled"] = s.probably_mislabelled().into();
+            v
+        })
+        .collect();
+    Ok(serde_json::json!({ "suspects": listed, "predicted": predicted }).to_string())
+}
+
 #[wasm_bindgen]
 pub fn augmented_views() -> usize {
     augment::AUGMENTED_VIEWS

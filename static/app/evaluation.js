@@ -2,11 +2,16 @@
 import { thumbnailUrl } from './samples.js';
 import { $, state } from './state.js';
 
+/// Misclassified images shown at most (a large project can have thousands).
+const SHOWN = 60;
+let rendered = null; // the report drawn last: redraws while images are added skip the rest
+
 export function renderEvaluation() {
   const section = $('#evaluation');
   const v = state.project.report?.validation;
   section.hidden = !v;
-  if (!v) return;
+  if (!v || rendered === state.project.report) return;
+  rendered = state.project.report;
   $('#val-accuracy').textContent = `${(100 * v.accuracy).toFixed(1)}% of ${v.images} validation images correct.`;
   const perClass = $('#per-class');
   perClass.replaceChildren();
@@ -40,7 +45,7 @@ export function renderEvaluation() {
   const wrong = $('#misclassified');
   wrong.replaceChildren();
   const byId = new Map(state.project.classes.flatMap((c) => c.samples.map((s) => [s.id, s])));
-  for (const m of v.misclassified) {
+  for (const m of v.misclassified.slice(0, SHOWN)) {
     const sample = byId.get(state.project.trainedOn[Number(m.name)]);
     const figure = document.createElement('figure');
     if (sample) {
@@ -55,4 +60,10 @@ export function renderEvaluation() {
     wrong.append(figure);
   }
   if (v.misclassified.length === 0) wrong.textContent = 'None.';
+  if (v.misclassified.length > SHOWN) {
+    const more = document.createElement('p');
+    more.className = 'hint';
+    more.textContent = `and ${v.misclassified.length - SHOWN} more`;
+    wrong.append(more);
+  }
 }

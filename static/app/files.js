@@ -195,6 +195,7 @@ export function replaceProject(next) {
   thumbnailUrls.clear();
   document.querySelectorAll('[data-class-id]').forEach((card) => card.remove());
   state.project = next;
+  state.check = null;
   state.history = next.report?.history ?? [];
   drawChart();
   changed();

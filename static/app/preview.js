@@ -16,6 +16,9 @@ export function renderPredictions({ probabilities, backbone: ownTop }) {
     : Array.from(probabilities, (p, i) => [p, i]).sort((a, b) => b[0] - a[0]);
   for (const [p, i] of order) {
     const li = document.createElement('li');
+    // The class the map of where the model looks is drawn for, when this row is clicked.
+    li.dataset.classIndex = String(ownTop ? ownTop[i].index : i);
+    li.title = 'Show where the model looks for this class';
     const label = document.createElement('span');
     label.className = 'label';
     label.textContent = labels[i];
@@ -30,9 +33,12 @@ export function renderPredictions({ probabilities, backbone: ownTop }) {
   }
 }
 
+let previewBytes = null; // the file in the preview, for the map of where the model looks
+
 export async function previewFile(file) {
   try {
     const bytes = await file.arrayBuffer();
+    previewBytes = bytes.slice(0);
     const url = URL.createObjectURL(file);
     const img = $('#preview-image');
     if (img.src) URL.revokeObjectURL(img.src);
@@ -40,10 +46,46 @@ export async function previewFile(file) {
     img.alt = file.name;
     renderPredictions(await ask({ type: 'classify', bytes }, [bytes]));
     status(`${file.name}: classified in this tab.`);
+    await showLooks(null);
   } catch (e) {
     $('#predictions').replaceChildren();
     status(`${file.name}: ${e.message}`, true);
   }
+}
+
+/// With "Show where the model looks" on: the previewed image as the network saw it, with the map of
+/// where the model looks for `classIndex` (by default the class it predicts) drawn over it.
+export async function showLooks(classIndex) {
+  const figure = $('#looks');
+  if (!$('#show-looks').checked || !previewBytes) {
+    figure.hidden = true;
+    return;
+  }
+  try {
+    const bytes = previewBytes.slice(0);
+    const answer = await ask({ type: 'where-it-looks', bytes, class: classIndex }, [bytes]);
+    const img = $('#looks-image');
+    if (img.src) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(new Blob([answer.png], { type: 'image/png' }));
+    img.dataset.classIndex = String(answer.class);
+    img.dataset.peak = answer.peak.join(',');
+    img.dataset.size = answer.size.join(',');
+    document.querySelectorAll('#predictions li').forEach((li) => li.classList.toggle('chosen', li.dataset.classIndex === String(answer.class)));
+    const chosen = document.querySelector(`#predictions li[data-class-index="${answer.class}"] .label`)?.textContent ?? `class ${answer.class}`;
+    $('#looks-caption').textContent = `Where the model looks for "${chosen}": red counts most for it, blue least (the part of the image the network sees). Click another class above to see its map.`;
+    figure.hidden = false;
+  } catch (e) {
+    figure.hidden = true;
+    status(`Could not draw where the model looks: ${e.message}`, true);
+  }
+}
+
+export function wireLooks() {
+  $('#show-looks').addEventListener('change', () => showLooks(null));
+  $('#predictions').addEventListener('click', (e) => {
+    const li = e.target.closest('li[data-class-index]');
+    if (li && $('#show-looks').checked) showLooks(Number(li.dataset.classIndex));
+  });
 }
 
 export async function togglePreviewWebcam() {

@@ -2,7 +2,9 @@
 // worker, the class cards, renaming and removing.
 import { ask } from './messages.js';
 import { openCamera, closeCamera, wireBurst } from './camera.js';
+import { renderCheck } from './check.js';
 import { renderEvaluation } from './evaluation.js';
+import { mapChanged } from './map.js';
 import { $, state, newId, status, changed } from './state.js';
 
 // Enough files in flight to give every thread of the worker's pool one while the next are read.
@@ -22,10 +24,16 @@ export function showExtraction() {
   const seconds = (performance.now() - started) / 1000;
   const rate = seconds > 0 ? done / seconds : 0;
   $('#extract-text').textContent = done < queued
-    ? `Reading images: ${done} / ${queued} (${rate.toFixed(1)} images/s)`
-    : `Added ${done - failed.length} image${done - failed.length === 1 ? '' : 's'}`
-      + (failed.length ? `; skipped ${failed.length}: ${failed.join('; ')}` : '');
+    ? `Reading images: ${done.toLocaleString('en')} / ${queued.toLocaleString('en')} (${rate.toFixed(1)} images/s${rate > 0 && done >= 8 ? `, about ${timeLeft((queued - done) / rate)} left` : ''})`
+    : `Added ${(done - failed.length).toLocaleString('en')} image${done - failed.length === 1 ? '' : 's'}`
+      + (failed.length ? `; skipped ${failed.length}: ${failed.slice(0, 20).join('; ')}${failed.length > 20 ? `; and ${failed.length - 20} more` : ''}` : '');
   $('#extract-text').classList.toggle('error', failed.length > 0);
+}
+
+function timeLeft(seconds) {
+  if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
 }
 
 /// Embeds the files (in the worker) and adds them to the class; bad files are skipped and named.
@@ -99,12 +107,29 @@ export async function droppedFiles(dataTransfer) {
   return files;
 }
 
+/// Object URLs kept for thumbnails at most: older ones are revoked (an image already shown keeps
+/// its pixels), so paging through 10,000 images does not keep 10,000 blobs.
+const KEPT_URLS = 1000;
+
 export function thumbnailUrl(sample) {
-  if (!thumbnailUrls.has(sample.id)) {
-    thumbnailUrls.set(sample.id, URL.createObjectURL(new Blob([sample.thumbnail], { type: 'image/jpeg' })));
+  let url = thumbnailUrls.get(sample.id);
+  if (url) {
+    thumbnailUrls.delete(sample.id); // most recently used last
+  } else {
+    url = URL.createObjectURL(new Blob([sample.thumbnail], { type: 'image/jpeg' }));
+    if (thumbnailUrls.size >= KEPT_URLS) {
+      const [oldest, oldUrl] = thumbnailUrls.entries().next().value;
+      URL.revokeObjectURL(oldUrl);
+      thumbnailUrls.delete(oldest);
+    }
   }
-  return thumbnailUrls.get(sample.id);
+  thumbnailUrls.set(sample.id, url);
+  return url;
 }
+
+/// Thumbnails a class card shows at a time: a class of 5,000 images pages through them.
+export const PAGE = 48;
+const pages = new Map(); // class id → page shown
 
 export function renderClass(cls) {
   let card = document.querySelector(`[data-class-id="${cls.id}"]`);
@@ -150,30 +175,47 @@ export function renderClass(cls) {
       const button = e.target.closest('button[data-sample-id]');
       if (button) removeSample(cls.id, button.dataset.sampleId);
     });
+    const turn = (by) => {
+      pages.set(cls.id, (pages.get(cls.id) ?? 0) + by);
+      renderClass(state.project.classes.find((c) => c.id === cls.id));
+    };
+    $('.page-back', card).addEventListener('click', () => turn(-1));
+    $('.page-next', card).addEventListener('click', () => turn(1));
     $('#classes').append(card);
   }
   const name = $('.class-name', card);
   if (document.activeElement !== name) name.value = cls.name;
   $('.count', card).textContent = `${cls.samples.length} image${cls.samples.length === 1 ? '' : 's'}`;
+  // Only one page of thumbnails is in the page: a class of thousands stays a few dozen elements.
+  const pageCount = Math.max(1, Math.ceil(cls.samples.length / PAGE));
+  const page = Math.min(Math.max(pages.get(cls.id) ?? 0, 0), pageCount - 1);
+  pages.set(cls.id, page);
+  const visible = cls.samples.slice(page * PAGE, (page + 1) * PAGE);
+  const pager = $('.pager', card);
+  pager.hidden = pageCount === 1;
+  $('.page-back', card).disabled = page === 0;
+  $('.page-next', card).disabled = page === pageCount - 1;
+  $('.page-text', card).textContent = `${(page * PAGE + 1).toLocaleString('en')}–${(page * PAGE + visible.length).toLocaleString('en')} of ${cls.samples.length.toLocaleString('en')}`;
   const list = $('.thumbs', card);
-  const shown = new Set([...list.children].map((li) => li.dataset.sampleId));
-  const wanted = new Set(cls.samples.map((s) => s.id));
-  [...list.children].forEach((li) => { if (!wanted.has(li.dataset.sampleId)) li.remove(); });
-  for (const sample of cls.samples) {
-    if (shown.has(sample.id)) continue;
-    const li = document.createElement('li');
-    li.dataset.sampleId = sample.id;
-    const img = document.createElement('img');
-    img.src = thumbnailUrl(sample);
-    img.alt = sample.name;
-    img.title = sample.name;
-    const remove = document.createElement('button');
-    remove.dataset.sampleId = sample.id;
-    remove.textContent = '×';
-    remove.setAttribute('aria-label', `Remove ${sample.name}`);
-    li.append(img, remove);
-    list.append(li);
-  }
+  const shownIds = [...list.children].map((li) => li.dataset.sampleId);
+  if (shownIds.length === visible.length && visible.every((s, i) => s.id === shownIds[i])) return;
+  const shown = new Map([...list.children].map((li) => [li.dataset.sampleId, li]));
+  list.replaceChildren(...visible.map((sample) => shown.get(sample.id) ?? thumbnailItem(sample)));
+}
+
+function thumbnailItem(sample) {
+  const li = document.createElement('li');
+  li.dataset.sampleId = sample.id;
+  const img = document.createElement('img');
+  img.src = thumbnailUrl(sample);
+  img.alt = sample.name;
+  img.title = sample.name;
+  const remove = document.createElement('button');
+  remove.dataset.sampleId = sample.id;
+  remove.textContent = '×';
+  remove.setAttribute('aria-label', `Remove ${sample.name}`);
+  li.append(img, remove);
+  return li;
 }
 
 export function render() {
@@ -203,7 +245,10 @@ export function render() {
   document.getElementById('epochs').disabled = linear;
   for (const id of ['learning-rate', 'batch-size']) document.getElementById(id).disabled = linear && !layers;
   for (const id of ['layer-epochs', 'augment']) document.getElementById(id).disabled = !layers;
+  $('#check-labels').disabled = state.training || !state.backbone || problem !== null;
   renderEvaluation();
+  renderCheck();
+  mapChanged();
 }
 
 /// Why training cannot start, or null.
@@ -237,7 +282,7 @@ export function renameClass(id, name) {
 export function deleteClass(id) {
   const cls = state.project.classes.find((c) => c.id === id);
   if (cls.samples.length > 0 && !confirm(`Delete "${cls.name}" and its ${cls.samples.length} images?`)) return;
-  cls.samples.forEach((s) => { URL.revokeObjectURL(thumbnailUrls.get(s.id)); thumbnailUrls.delete(s.id); });
+  cls.samples.forEach((s) => forgetThumbnail(s.id));
   state.project.classes = state.project.classes.filter((c) => c.id !== id);
   changed({ model: true });
 }
@@ -245,7 +290,30 @@ export function deleteClass(id) {
 export function removeSample(classId, sampleId) {
   const cls = state.project.classes.find((c) => c.id === classId);
   cls.samples = cls.samples.filter((s) => s.id !== sampleId);
-  URL.revokeObjectURL(thumbnailUrls.get(sampleId));
-  thumbnailUrls.delete(sampleId);
+  forgetThumbnail(sampleId);
   changed({ model: false });
+}
+
+/// Moves a sample to another class (from the data map or the label check). The model no longer fits
+/// its training labels, but stays until the next training, like a removal.
+export function moveSample(sampleId, toClassId) {
+  const from = state.project.classes.find((c) => c.samples.some((s) => s.id === sampleId));
+  const to = state.project.classes.find((c) => c.id === toClassId);
+  if (!from || !to || from === to) return;
+  const sample = from.samples.find((s) => s.id === sampleId);
+  from.samples = from.samples.filter((s) => s.id !== sampleId);
+  to.samples.push(sample);
+  changed({ model: false });
+}
+
+/// Removes a sample wherever it is.
+export function removeSampleById(sampleId) {
+  const cls = state.project.classes.find((c) => c.samples.some((s) => s.id === sampleId));
+  if (cls) removeSample(cls.id, sampleId);
+}
+
+function forgetThumbnail(id) {
+  const url = thumbnailUrls.get(id);
+  if (url) URL.revokeObjectURL(url);
+  thumbnailUrls.delete(id);
 }

@@ -25,6 +25,8 @@ export const state = {
   history: [], // the training chart's epochs
   previewStream: null,
   lastFocusedClass: null, // where a paste goes
+  // The last label check: { suspects, predicted: Map(sample id → class index), classIds }.
+  check: null,
 };
 
 let nextId = 1;

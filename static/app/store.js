@@ -1,10 +1,19 @@
-// The project in IndexedDB: saved whole, in one transaction, as it changes; read back on load. Beside
-// it, the activations at the cut that training the backbone's last layers computes once per image view.
+// The project in IndexedDB, read back on load. Each image is a record of its own (features,
+// thumbnail, kept copy) written once, when it is new; the project record holds the classes, the
+// images' ids and names, the settings and the model. A save writes the project record and the
+// images added since the last save, and deletes the ones removed, in one transaction: its cost
+// follows what changed, not the project's size. Beside them, the activations at the cut that
+// training the backbone's last layers computes once per image view.
 import { $, state, status } from './state.js';
 
 const DB_NAME = 'wick';
 const STORE = 'projects';
+const SAMPLES = 'samples';
 const ACTIVATIONS = 'activations';
+/// The project record's layout: 2 keeps images in their own store (1, before: inside it).
+const FORMAT = 2;
+/// Ids of the images the samples store holds (as far as this page knows).
+let stored = new Set();
 let dbPromise = null;
 let saveTimer = null;
 let saveGeneration = 0;
@@ -12,11 +21,12 @@ let saving = Promise.resolve();
 
 function db() {
   dbPromise ??= new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB_NAME, 2);
+    const request = indexedDB.open(DB_NAME, 3);
     request.onupgradeneeded = () => {
       const names = request.result.objectStoreNames;
       if (!names.contains(STORE)) request.result.createObjectStore(STORE);
       if (!names.contains(ACTIVATIONS)) request.result.createObjectStore(ACTIVATIONS);
+      if (!names.contains(SAMPLES)) request.result.createObjectStore(SAMPLES);
     };
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
@@ -24,25 +34,69 @@ function db() {
   return dbPromise;
 }
 
+/// The saved project with its images attached (`samples: [{ id, name, features, thumbnail, source }]`
+/// in each class), or null. An image whose record is missing or damaged is left out and counted in
+/// `lost`.
 export async function loadSaved() {
   const database = await db();
-  return new Promise((resolve, reject) => {
+  const saved = await new Promise((resolve, reject) => {
     const request = database.transaction(STORE).objectStore(STORE).get('current');
     request.onsuccess = () => resolve(request.result ?? null);
     request.onerror = () => reject(request.error);
   });
+  if (!saved || saved.format !== FORMAT) {
+    stored = new Set();
+    return saved; // an older layout keeps its images inline; the next save moves them out
+  }
+  const records = await new Promise((resolve, reject) => {
+    const tx = database.transaction(SAMPLES);
+    const keys = tx.objectStore(SAMPLES).getAllKeys();
+    const values = tx.objectStore(SAMPLES).getAll();
+    tx.oncomplete = () => resolve(new Map(keys.result.map((k, i) => [k, values.result[i]])));
+    tx.onerror = () => reject(tx.error);
+  });
+  stored = new Set(records.keys());
+  let lost = 0;
+  const wellFormed = (r) => r && r.features instanceof Float32Array && r.thumbnail instanceof Uint8Array;
+  const classes = saved.classes.map((c) => ({
+    ...c,
+    samples: c.samples.flatMap(({ id, name }) => {
+      const r = records.get(id);
+      if (!wellFormed(r)) {
+        lost += 1;
+        return [];
+      }
+      return [{ id, name, features: r.features, thumbnail: r.thumbnail, source: r.source ?? null }];
+    }),
+  }));
+  const { format: _, ...rest } = saved;
+  return { ...rest, classes, lost };
 }
 
-/// Saves the whole project in one transaction: either all of it is stored or the previous copy stays.
+/// Saves in one transaction: either all of it is stored or the previous copy stays.
 async function saveNow() {
   const database = await db();
+  const live = new Map(state.project.classes.flatMap((c) => c.samples.map((s) => [s.id, s])));
+  const added = [...live.keys()].filter((id) => !stored.has(id));
+  const removed = [...stored].filter((id) => !live.has(id));
+  const classes = state.project.classes.map((c) => ({ ...c, samples: c.samples.map(({ id, name }) => ({ id, name })) }));
   await new Promise((resolve, reject) => {
-    const tx = database.transaction(STORE, 'readwrite');
-    tx.objectStore(STORE).put({ ...state.project, backbone: state.backbone, customBackbone: state.customBackbone, savedAt: Date.now() }, 'current');
+    const tx = database.transaction([STORE, SAMPLES], 'readwrite');
+    const samples = tx.objectStore(SAMPLES);
+    for (const id of added) {
+      const { features, thumbnail, source } = live.get(id);
+      samples.put({ features, thumbnail, source }, id);
+    }
+    removed.forEach((id) => samples.delete(id));
+    tx.objectStore(STORE).put({
+      ...state.project, classes, format: FORMAT, backbone: state.backbone, customBackbone: state.customBackbone, savedAt: Date.now(),
+    }, 'current');
     tx.oncomplete = resolve;
     tx.onerror = () => reject(tx.error);
     tx.onabort = () => reject(tx.error ?? new Error('the save was aborted'));
   });
+  added.forEach((id) => stored.add(id));
+  removed.forEach((id) => stored.delete(id));
 }
 
 export function scheduleSave() {

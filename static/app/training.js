@@ -3,6 +3,7 @@
 // IndexedDB, and only the trained layers run in each epoch.
 import { wick } from './wasm.js';
 import { drawChart, stepName } from './chart.js';
+import { checkLabels } from './check.js';
 import { ask, listeners } from './messages.js';
 import { render } from './samples.js';
 import { $, state, trainStatus, changed } from './state.js';
@@ -181,6 +182,7 @@ export async function startTraining() {
   scheduleSave();
   trainStatus('Training…');
   const started = performance.now();
+  let trained = false;
   try {
     let message = { type: 'train', features, labels, classNames, settings: { ...settings, seed: SEED } };
     const transfer = [features.buffer, labels.buffer];
@@ -207,6 +209,7 @@ export async function startTraining() {
       + (v ? ` Validation accuracy: ${(100 * v.accuracy).toFixed(1)}%.` : ' No validation images (classes too small to hold any out).')
       + (headKept ? ' The layers\' epochs did not beat the head alone on the validation images, so the head fit is kept and the layers are as pretrained.' : ''),
     answer.report.stop.kind === 'diverged');
+    trained = true;
   } catch (e) {
     // The chart goes back to the run that made the model, which is unchanged.
     state.history = state.project.report?.history ?? [];
@@ -221,6 +224,8 @@ export async function startTraining() {
     state.training = false;
     changed();
   }
+  // The label check comes with every model: it costs a few head fits on the same features.
+  if (trained) await checkLabels();
 }
 
 listeners.epoch.push(({ stats }) => {
