@@ -9,11 +9,11 @@ use wick::train::head::FeatureSet;
 /// `per_class` noisy points around each of `classes` random centres in `dim` dimensions.
 fn clusters(classes: usize, per_class: usize, dim: usize, seed: u64) -> FeatureSet {
     let mut rng = StdRng::seed_from_u64(seed);
-    let centres: Vec<Vec<f32>> = (0..classes).map(|_| (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
+    let centres: Vec<Vec<f32>> = (0..classes).map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
     let mut set = FeatureSet::new(dim);
     for i in 0..classes * per_class {
         let class = i % classes;
-        let row: Vec<f32> = centres[class].iter().map(|c| c + rng.gen_range(-0.6..0.6)).collect();
+        let row: Vec<f32> = centres[class].iter().map(|c| c + rng.random_range(-0.6..0.6)).collect();
         set.push(&row, class as u32);
     }
     set

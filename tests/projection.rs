@@ -12,14 +12,14 @@ fn pca_recovers_the_two_widest_directions() {
     let mut rows = Vec::new();
     let mut along = Vec::new();
     for _ in 0..500 {
-        let (a, b): (f32, f32) = (rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0));
+        let (a, b): (f32, f32) = (rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0));
         along.push((a, b));
         for d in 0..dim {
             // Wide along axis 3, narrower along axis 10, a little noise elsewhere.
             let v = match d {
                 3 => 10.0 * a,
                 10 => 4.0 * b,
-                _ => rng.gen_range(-0.1..0.1),
+                _ => rng.random_range(-0.1..0.1),
             };
             rows.push(v + 2.0);
         }
