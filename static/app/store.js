@@ -44,29 +44,27 @@ export async function loadSaved() {
     request.onsuccess = () => resolve(request.result ?? null);
     request.onerror = () => reject(request.error);
   });
-  if (!saved || saved.format !== FORMAT) {
-    stored = new Set();
-    return saved; // an older layout keeps its images inline; the next save moves them out
-  }
-  const records = await new Promise((resolve, reject) => {
+  if (!saved) return null;
+  // An older layout keeps its images inline; the next save moves them into records of their own.
+  const records = saved.format === FORMAT ? await new Promise((resolve, reject) => {
     const tx = database.transaction(SAMPLES);
     const keys = tx.objectStore(SAMPLES).getAllKeys();
     const values = tx.objectStore(SAMPLES).getAll();
     tx.oncomplete = () => resolve(new Map(keys.result.map((k, i) => [k, values.result[i]])));
     tx.onerror = () => reject(tx.error);
-  });
-  stored = new Set(records.keys());
+  }) : null;
+  stored = new Set(records?.keys() ?? []);
   let lost = 0;
   const wellFormed = (r) => r && r.features instanceof Float32Array && r.thumbnail instanceof Uint8Array;
   const classes = saved.classes.map((c) => ({
     ...c,
-    samples: c.samples.flatMap(({ id, name }) => {
-      const r = records.get(id);
+    samples: c.samples.flatMap((sample) => {
+      const r = records ? records.get(sample.id) : sample;
       if (!wellFormed(r)) {
         lost += 1;
         return [];
       }
-      return [{ id, name, features: r.features, thumbnail: r.thumbnail, source: r.source ?? null }];
+      return [{ id: sample.id, name: sample.name, features: r.features, thumbnail: r.thumbnail, source: r.source ?? null }];
     }),
   }));
   const { format: _, ...rest } = saved;

@@ -148,3 +148,61 @@ test('where the model looks: on a cat beside a ship, the map sits on the cat for
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('storage: a damaged image record is left out and named on reload; a project saved before images had records of their own still opens', async () => {
+  const { page, errors } = await openApp(browser, origin);
+  const fixture = (name) => ({ name, mimeType: 'image/png', buffer: fs.readFileSync(path.join(root, 'tests/fixtures', name)) });
+  await card(page, 0).locator('.class-files').setInputFiles([fixture('coffee.png'), fixture('chelsea.png')]);
+  await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0');
+  await card(page, 1).locator('.class-files').setInputFiles([fixture('brick.png')]);
+  await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0');
+  await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
+  assert.deepEqual(await counts(page), [2, 1]);
+
+  // One image's record is overwritten with junk, as a broken disk or another program might.
+  const damaged = await page.evaluate(async () => {
+    const db = await new Promise((resolve) => { const r = indexedDB.open('wick'); r.onsuccess = () => resolve(r.result); });
+    const keys = await new Promise((resolve) => { const r = db.transaction('samples').objectStore('samples').getAllKeys(); r.onsuccess = () => resolve(r.result); });
+    await new Promise((resolve) => { const tx = db.transaction('samples', 'readwrite'); tx.objectStore('samples').put({ features: 'junk' }, keys[0]); tx.oncomplete = resolve; });
+    return keys.length;
+  });
+  assert.equal(damaged, 3);
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
+  assert.match(await page.textContent('#status'), /1 saved image was missing or damaged .* left out/);
+  assert.equal((await counts(page)).reduce((a, b) => a + b), 2);
+
+  // The layout before images had records of their own: the images inside the project record.
+  await page.evaluate(async () => {
+    const db = await new Promise((resolve) => { const r = indexedDB.open('wick'); r.onsuccess = () => resolve(r.result); });
+    const current = await new Promise((resolve) => { const r = db.transaction('projects').objectStore('projects').get('current'); r.onsuccess = () => resolve(r.result); });
+    const records = await new Promise((resolve) => {
+      const tx = db.transaction('samples');
+      const keys = tx.objectStore('samples').getAllKeys();
+      const values = tx.objectStore('samples').getAll();
+      tx.oncomplete = () => resolve(new Map(keys.result.map((k, i) => [k, values.result[i]])));
+    });
+    const inline = current.classes.map((c) => ({ ...c, samples: c.samples.map((s) => ({ ...s, ...records.get(s.id) })) }));
+    const { format: _, ...old } = { ...current, classes: inline };
+    await new Promise((resolve) => {
+      const tx = db.transaction(['projects', 'samples'], 'readwrite');
+      tx.objectStore('projects').put(old, 'current');
+      tx.objectStore('samples').clear();
+      tx.oncomplete = resolve;
+    });
+  });
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
+  assert.equal((await counts(page)).reduce((a, b) => a + b), 2);
+  assert.match(await page.textContent('#status'), /Model ready/);
+  // The next change saves it in the new layout, images in their own records.
+  await page.click('#add-class');
+  await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
+  const stored = await page.evaluate(async () => {
+    const db = await new Promise((resolve) => { const r = indexedDB.open('wick'); r.onsuccess = () => resolve(r.result); });
+    return new Promise((resolve) => { const r = db.transaction('samples').objectStore('samples').count(); r.onsuccess = () => resolve(r.result); });
+  });
+  assert.equal(stored, 2);
+  assert.deepEqual(errors.filter((e) => !/missing or damaged/.test(e)), []);
+  await page.close();
+});
