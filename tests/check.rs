@@ -9,7 +9,8 @@ use wick::train::head::FeatureSet;
 /// `per_class` noisy points around each of `classes` random centres in `dim` dimensions.
 fn clusters(classes: usize, per_class: usize, dim: usize, seed: u64) -> FeatureSet {
     let mut rng = StdRng::seed_from_u64(seed);
-    let centres: Vec<Vec<f32>> = (0..classes).map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
+    let centres: Vec<Vec<f32>> =
+        (0..classes).map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
     let mut set = FeatureSet::new(dim);
     for i in 0..classes * per_class {
         let class = i % classes;

@@ -3,6 +3,7 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
@@ -65,4 +66,30 @@ export async function openApp(browser, origin) {
   await page.waitForFunction(() => document.body.dataset.ready === 'true'
     || document.querySelector('#status').classList.contains('error'), null, { timeout: 120_000 });
   return { page, requests, errors };
+}
+
+/// One isolated server and one Chromium for a test file: started before its tests, closed after.
+/// The returned object's `origin` and `browser` are set once they are up.
+export function isolatedBrowser() {
+  const shared = { origin: null, browser: null, server: null };
+  before(async () => {
+    ({ server: shared.server, origin: shared.origin } = await serveDist(undefined, {}, { isolated: true }));
+    shared.browser = await launchChromium();
+  });
+  after(async () => {
+    await shared.browser?.close();
+    shared.server?.close();
+  });
+  return shared;
+}
+
+/// Class card `i` of the page, and every card's image count.
+export const card = (page, i) => page.locator('.class-card').nth(i);
+export const counts = (page) => page.$$eval('.class-card .count', (els) => els.map((e) => parseInt(e.textContent.replace(/,/g, ''), 10)));
+
+/// Adds `files` ({ name, mimeType, buffer }) to class `i` through its picker and waits until every
+/// one is read.
+export async function addImages(page, i, files, timeout = 300_000) {
+  await card(page, i).locator('.class-files').setInputFiles(files.map(({ name, mimeType, buffer }) => ({ name, mimeType, buffer })));
+  await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0', null, { timeout });
 }

@@ -3,13 +3,13 @@
 // one click; the map of the data has one dot per image, shows a thumbnail on hover and opens an
 // image to move or remove it; the map of where the model looks, on a picture of a cat beside a ship,
 // sits on the cat for "cat" and on the ship for "ship".
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, serveDist, launchChromium, openApp } from './harness.mjs';
+import { root, openApp, isolatedBrowser, card, counts, addImages } from './harness.mjs';
 
 const CLASSES = ['automobile', 'cat', 'ship'];
 const PER_CLASS = 20;
@@ -24,23 +24,9 @@ function photos() {
   return Object.fromEntries(CLASSES.map((c) => [c, Array.from({ length: PER_CLASS + 1 }, (_, i) => file(c, i))]));
 }
 
-let server, origin, browser;
-before(async () => {
-  ({ server, origin } = await serveDist(undefined, {}, { isolated: true }));
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const shared = isolatedBrowser();
 
-const card = (page, i) => page.locator('.class-card').nth(i);
-const counts = (page) => page.$$eval('.class-card .count', (els) => els.map((e) => parseInt(e.textContent, 10)));
 
-async function addImages(page, i, files) {
-  await card(page, i).locator('.class-files').setInputFiles(files);
-  await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0', null, { timeout: 300_000 });
-}
 
 async function project(page, files) {
   await page.click('#add-class');
@@ -53,7 +39,7 @@ async function project(page, files) {
 
 test('check these: a photo filed under the wrong class comes first, and one click moves it', { skip }, async () => {
   const files = photos();
-  const { page, errors } = await openApp(browser, origin);
+  const { page, errors } = await openApp(shared.browser, shared.origin);
   // The 21st cat photo goes in among the automobiles.
   const planted = { ...files.cat[PER_CLASS], name: 'planted-cat.jpg' };
   await project(page, { automobile: [...files.automobile.slice(0, PER_CLASS), planted], cat: files.cat.slice(0, PER_CLASS), ship: files.ship.slice(0, PER_CLASS) });
@@ -66,17 +52,23 @@ test('check these: a photo filed under the wrong class comes first, and one clic
   console.log(`planted photo: rank ${rank + 1} of ${listed.length} listed; first: ${listed[0]}`);
   assert.ok(rank >= 0 && rank < 3, `the planted photo is in the top three: ${listed.slice(0, 5).join(' | ')}`);
   assert.match(listed[rank], /in "automobile", looks like "cat"/);
+  // The map rings the images the check's heads put in another class: the planted one among them.
+  await page.click('#map-panel summary');
+  await page.waitForFunction(() => Number(document.querySelector('#feature-map').dataset.dots) === 61, null, { timeout: 60_000 });
+  const ringed = Number(await page.getAttribute('#feature-map', 'data-ringed'));
+  assert.ok(ringed >= 1 && ringed < 61, `${ringed} ringed`);
+  assert.match(await page.textContent('#map-state'), /61 images; \d+ ringed/);
   await page.locator('#check-list li', { hasText: 'planted-cat.jpg' }).getByRole('button', { name: 'Move to cat' }).click();
   assert.deepEqual(await counts(page), [20, 21, 20]);
   assert.equal(await page.locator('#check-list li', { hasText: 'planted-cat.jpg' }).count(), 0, 'a moved image leaves the list');
 
   // The map: one dot per image; hovering shows the image; clicking opens it to move or remove.
-  await page.click('#map-panel summary');
   await page.waitForFunction(() => Number(document.querySelector('#feature-map').dataset.dots) === 61, null, { timeout: 60_000 });
   assert.equal(await page.getAttribute('#feature-map', 'aria-label'), 'Feature map');
   const dot = await page.evaluate(() => {
     // Find a pixel painted by a dot: the canvas keeps no DOM per dot.
     const canvas = document.querySelector('#feature-map');
+    canvas.scrollIntoView({ block: 'center' });
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
     for (let y = 0; y < canvas.height; y += 1) {
       for (let x = 0; x < canvas.width; x += 1) {
@@ -95,6 +87,18 @@ test('check these: a photo filed under the wrong class comes first, and one clic
   await page.mouse.click(dot.x, dot.y);
   await page.waitForSelector('#sample-dialog[open]');
   assert.ok(hovered.startsWith(await page.textContent('#sample-name')), `${hovered} opened`);
+  // Move it to the next class, then open it again and remove it.
+  const before = await counts(page);
+  const from = await page.$eval('#sample-class', (select) => select.selectedIndex);
+  await page.selectOption('#sample-class', { index: (from + 1) % 3 });
+  await page.click('#sample-move');
+  const moved = await counts(page);
+  assert.equal(moved[(from + 1) % 3], before[(from + 1) % 3] + 1, `moved: ${before} → ${moved}`);
+  assert.equal(moved[from], before[from] - 1);
+  await page.waitForTimeout(1500); // the map redraws a second after the last change
+  await page.mouse.click(dot.x, dot.y);
+  await page.waitForSelector('#sample-dialog[open]');
+  assert.equal(await page.$eval('#sample-class', (select) => select.selectedIndex), (from + 1) % 3, 'it is in its new class');
   await page.click('#sample-remove');
   assert.equal((await counts(page)).reduce((a, b) => a + b), 60);
   await page.waitForFunction(() => Number(document.querySelector('#feature-map').dataset.dots) === 60, null, { timeout: 60_000 });
@@ -109,7 +113,7 @@ test('check these: a photo filed under the wrong class comes first, and one clic
 
 test('where the model looks: on a cat beside a ship, the map sits on the cat for "cat" and on the ship for "ship"', { skip }, async () => {
   const files = photos();
-  const { page, errors } = await openApp(browser, origin);
+  const { page, errors } = await openApp(shared.browser, shared.origin);
   await project(page, { automobile: files.automobile.slice(0, PER_CLASS), cat: files.cat.slice(0, PER_CLASS), ship: files.ship.slice(0, PER_CLASS) });
   await page.click('#train');
   await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Trained'), null, { timeout: 300_000 });
@@ -150,7 +154,7 @@ test('where the model looks: on a cat beside a ship, the map sits on the cat for
 });
 
 test('storage: a damaged image record is left out and named on reload; a project saved before images had records of their own still opens', async () => {
-  const { page, errors } = await openApp(browser, origin);
+  const { page, errors } = await openApp(shared.browser, shared.origin);
   const fixture = (name) => ({ name, mimeType: 'image/png', buffer: fs.readFileSync(path.join(root, 'tests/fixtures', name)) });
   await card(page, 0).locator('.class-files').setInputFiles([fixture('coffee.png'), fixture('chelsea.png')]);
   await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0');

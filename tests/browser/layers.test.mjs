@@ -2,13 +2,13 @@
 // images (the JPEG copy in ../shared/data), held-out images from the same classes. Head only, then
 // "Layers to train" on the same split and seed; the exported backbone and .wick answer in the CLI as
 // in the page; a reload, Open model and the project file keep the deeper-trained model.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, serveDist, launchChromium, openApp } from './harness.mjs';
+import { root, openApp, isolatedBrowser, card, counts, addImages } from './harness.mjs';
 
 const CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'dog'];
 const PER_CLASS = 40;
@@ -47,23 +47,9 @@ async function asPng(page, file) {
   return { path: target, name: file.name.replace(/\.jpg$/, '.png'), mimeType: 'image/png', buffer };
 }
 
-let server, origin, browser;
-before(async () => {
-  ({ server, origin } = await serveDist(undefined, {}, { isolated: true }));
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const shared = isolatedBrowser();
 
-const card = (page, i) => page.locator('.class-card').nth(i);
-const counts = (page) => page.$$eval('.class-card .count', (els) => els.map((e) => parseInt(e.textContent, 10)));
 
-async function addImages(page, i, files) {
-  await card(page, i).locator('.class-files').setInputFiles(files.map(({ name, mimeType, buffer }) => ({ name, mimeType, buffer })));
-  await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0', null, { timeout: 300_000 });
-}
 
 /// Trains; resolves with the status line, the validation accuracy it states, and the seconds taken.
 async function train(page) {
@@ -101,9 +87,9 @@ async function exportModel(page, expected) {
 
 test('layers to train: deeper training on real photos matches head-only or beats it, exports what the CLI answers with, and persists', { skip: !fs.existsSync(tarball) && `no CIFAR-10 JPEG copy at ${tarball}` }, async () => {
   const { training, heldOut } = unpackPhotos();
-  const context = await browser.newContext({ acceptDownloads: true });
+  const context = await shared.browser.newContext({ acceptDownloads: true });
   try {
-    const { page, errors, requests } = await openApp(context, origin);
+    const { page, errors, requests } = await openApp(context, shared.origin);
     for (let i = 2; i < CLASSES.length; i++) await page.click('#add-class');
     for (const [i, name] of CLASSES.entries()) {
       await card(page, i).locator('.class-name').fill(name);
@@ -212,7 +198,7 @@ test('layers to train: deeper training on real photos matches head-only or beats
     assert.equal(await previewLabel(page, heldOut[clearOnes[2]]), cliLabels[clearOnes[2]]);
     assert.match((await train(page)).text, /^Trained in/);
 
-    assert.deepEqual(requests.filter((u) => new URL(u).origin !== origin && !u.startsWith(`blob:${origin}`)), [], 'every request on the page\'s origin');
+    assert.deepEqual(requests.filter((u) => new URL(u).origin !== shared.origin && !u.startsWith(`blob:${shared.origin}`)), [], 'every request on the page\'s origin');
     assert.deepEqual(errors, [], `page errors: ${errors.join('; ')}`);
   } finally {
     await context.close();
@@ -245,9 +231,9 @@ function rewriteProject(bytes, editMeta, editTensors) {
 
 test('layers to train, bad input: images without kept copies, or whose copy does not decode, are named; Cancel while preparing keeps the model', { skip: !fs.existsSync(tarball) && `no CIFAR-10 JPEG copy at ${tarball}` }, async () => {
   const { training } = unpackPhotos();
-  const context = await browser.newContext({ acceptDownloads: true });
+  const context = await shared.browser.newContext({ acceptDownloads: true });
   try {
-    const { page, errors } = await openApp(context, origin);
+    const { page, errors } = await openApp(context, shared.origin);
     for (const [i, name] of CLASSES.slice(0, 2).entries()) {
       await card(page, i).locator('.class-name').fill(name);
       await card(page, i).locator('.class-name').press('Tab');
