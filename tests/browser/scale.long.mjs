@@ -29,7 +29,18 @@ async function reload(page) {
   const started = Date.now();
   await page.reload();
   await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 600_000 });
-  return (Date.now() - started) / 1000;
+  const seconds = (Date.now() - started) / 1000;
+  await watchLongTasks(page);
+  return seconds;
+}
+
+/// The page stays responsive: from now on, the longest task its main thread runs.
+async function watchLongTasks(page) {
+  await page.evaluate(() => {
+    window.longestTask = 0;
+    new PerformanceObserver((list) => list.getEntries().forEach((e) => { window.longestTask = Math.max(window.longestTask, e.duration); }))
+      .observe({ type: 'longtask' });
+  });
 }
 
 const total = async (page) => (await counts(page)).reduce((a, b) => a + b, 0);
@@ -39,6 +50,7 @@ test(`scale: ${CLASSES.length * PER_CLASS} photos added, trained, checked, mappe
   const names = CLASSES.flatMap((c) => Array.from({ length: PER_CLASS }, (_, i) => `train/${c}/${String(i).padStart(4, '0')}.jpg`));
   execFileSync('tar', ['-xzf', tarball, '-C', scratch, ...names]);
   const { page, errors } = await openApp(shared.browser, shared.origin);
+  await watchLongTasks(page);
   for (let i = 2; i < CLASSES.length; i += 1) await page.click('#add-class');
   const rates = [];
   for (const [i, c] of CLASSES.entries()) {
@@ -63,6 +75,9 @@ test(`scale: ${CLASSES.length * PER_CLASS} photos added, trained, checked, mappe
     assert.ok(imgs <= CLASSES.length * 48 + 10, `${imgs} <img> elements at ${images} images`);
     if ([1, 5, 10].includes(i + 1)) {
       const added = (await memory(page)) / 1e6;
+      const longest = await page.evaluate(() => window.longestTask);
+      console.log(`up to ${images} images: the page's longest main-thread task while adding (since the last reload) took ${longest.toFixed(0)} ms`);
+      assert.ok(longest < 1000, `the page froze for ${longest.toFixed(0)} ms while adding`);
       await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser', null, { timeout: 600_000 });
       const seconds = await reload(page);
       assert.equal(await total(page), images, 'every image is back after the reload');
