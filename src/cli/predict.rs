@@ -9,7 +9,7 @@ use serde::Serialize;
 use wick::backbone::{Backbone, Prediction};
 use wick::data::preprocess::decode_image;
 use wick::error::InFile;
-use wick::eval::class_map::{overlay, ClassMaps};
+use wick::eval::class_map::{overlay, where_it_looks};
 use wick::formats::classifier::Classifier;
 
 use super::flags::*;
@@ -106,20 +106,8 @@ fn draw_heatmap(
     dir: &Path,
     name: &str,
 ) -> Result<PathBuf> {
-    let device = candle_core::Device::Cpu;
-    let (map, shape) = backbone.feature_maps(&backbone.input_tensor(&[image])?)?;
-    let maps = match classifier {
-        Some(c) => ClassMaps::new(&c.head, &map, shape, &device)?,
-        None => {
-            let cells = ClassMaps::cells(&map, shape, &device)?;
-            ClassMaps::from_cell_logits(
-                &backbone.own_logits(&cells.to_device(backbone.device())?)?.to_device(&device)?,
-                shape[0],
-                shape[1],
-            )?
-        }
-    };
-    let drawn = overlay(&backbone.meta.preprocess.view(image), &maps.of(class), (shape[0], shape[1]));
+    let (maps, _) = where_it_looks(backbone, classifier.map(|c| &c.head), image)?;
+    let drawn = overlay(&backbone.meta.preprocess.view(image), &maps.of(class), (maps.h, maps.w));
     let path = free_name(dir, &heatmap_stem(name))?;
     let mut png = Vec::new();
     drawn.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;

@@ -56,18 +56,22 @@ pub struct CheckedImage {
 /// Images the check lists: the most doubtful first.
 const CHECK_LISTED: usize = 20;
 
-/// `--check`: every readable image (training and validation; `set` holds each one's plain features,
-/// named by `names`) through the label check, the [`CHECK_LISTED`] most doubtful kept.
+/// `--check`: every readable image, training and validation (each part's plain features, named by
+/// its names), through the label check, the [`CHECK_LISTED`] most doubtful kept.
 fn check_images(
-    set: &FeatureSet,
-    names: &[String],
+    (train, train_names): (&FeatureSet, &[String]),
+    (val, val_names): (&FeatureSet, &[String]),
     labels: &[String],
     seed: u64,
     quiet: bool,
 ) -> Result<Vec<CheckedImage>> {
+    let mut set = train.clone();
+    set.features.extend_from_slice(&val.features);
+    set.labels.extend_from_slice(&val.labels);
+    let names = [train_names, val_names].concat();
     let bar = progress_bar(wick::eval::check::CHECK_FOLDS, "checking labels", quiet);
     let suspects =
-        find_suspects(set, labels.len(), seed, &candle_core::Device::Cpu, |done, _| bar.set_position(done as u64))?;
+        find_suspects(&set, labels.len(), seed, &candle_core::Device::Cpu, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     Ok(suspects
         .into_iter()
@@ -149,11 +153,9 @@ pub fn train(
 
     let val_counts = counts(&val_data.set, 1);
     let checked = if check {
-        let mut all = plain_rows(&train_data.set, if config.flip_augment { 2 } else { 1 });
-        all.features.extend_from_slice(&val_data.set.features);
-        all.labels.extend_from_slice(&val_data.set.labels);
-        let names = [train_data.names.clone(), val_data.names.clone()].concat();
-        Some(check_images(&all, &names, labels, config.seed, quiet)?)
+        let plain = plain_rows(&train_data.set, if config.flip_augment { 2 } else { 1 });
+        let (train, val) = ((&plain, &train_data.names[..]), (&val_data.set, &val_data.names[..]));
+        Some(check_images(train, val, labels, config.seed, quiet)?)
     } else {
         None
     };
@@ -286,11 +288,8 @@ pub fn train_layers(
     }
     let val_counts = counts(&val.features.labels);
     let checked = if check {
-        let mut all = train.features.clone();
-        all.features.extend_from_slice(&val.features.features);
-        all.labels.extend_from_slice(&val.features.labels);
-        let names = [train.names.clone(), val.names.clone()].concat();
-        Some(check_images(&all, &names, &labels, config.seed, quiet)?)
+        let parts = ((&train.features, &train.names[..]), (&val.features, &val.names[..]));
+        Some(check_images(parts.0, parts.1, &labels, config.seed, quiet)?)
     } else {
         None
     };

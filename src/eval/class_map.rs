@@ -7,6 +7,7 @@
 use candle_core::{Device, Tensor};
 use image::{Rgb, RgbImage};
 
+use crate::backbone::Backbone;
 use crate::error::{invalid, Result};
 use crate::train::head::Head;
 
@@ -54,6 +55,31 @@ impl ClassMaps {
         assert!(class < self.classes, "class {class} of {}", self.classes);
         self.logits.iter().skip(class).step_by(self.classes).copied().collect()
     }
+}
+
+/// Where a classifier looks in `image`: `head` (or, without one, the backbone's own classifier)
+/// applied to each cell of the backbone's last feature map, and the class it predicts for the
+/// image (from the pooled features, the cells' mean). The cells are on the backbone's device, where
+/// the classifier's weights are.
+pub fn where_it_looks(backbone: &Backbone, head: Option<&Head>, image: &RgbImage) -> Result<(ClassMaps, usize)> {
+    let (map, shape) = backbone.feature_maps(&backbone.input_tensor(&[image])?)?;
+    let device = backbone.device();
+    let maps = match head {
+        Some(head) => ClassMaps::new(head, &map, shape, device)?,
+        None => ClassMaps::from_cell_logits(
+            &backbone.own_logits(&ClassMaps::cells(&map, shape, device)?)?,
+            shape[0],
+            shape[1],
+        )?,
+    };
+    let pooled = ClassMaps::cells(&map, shape, device)?.mean_keepdim(0)?;
+    let logits = match head {
+        Some(head) => head.logits(&pooled, None)?,
+        None => backbone.own_logits(&pooled)?,
+    };
+    let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+    let predicted = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0);
+    Ok((maps, predicted))
 }
 
 /// Share of the map's colour in the blend over the image.

@@ -14,8 +14,8 @@ use crate::data::augment::{self, stored_copy};
 use crate::data::dataset::{check_labels, stratified_split};
 use crate::data::features::{compute, View};
 use crate::data::preprocess::decode_image;
-use crate::eval::check::rank_suspects;
-use crate::eval::class_map::{overlay, ClassMaps};
+use crate::eval::check::find_suspects;
+use crate::eval::class_map::{self, overlay};
 use crate::formats::classifier::{BackboneRef, Classifier};
 use crate::formats::project::{Project, ProjectMeta, TrainReport};
 use crate::infer::Precision;
@@ -240,27 +240,15 @@ impl Engine {
     /// image file for `class` (by default the class it predicts).
     pub fn where_it_looks(&self, file_bytes: &[u8], class: Option<usize>) -> Result<WhereItLooks, JsError> {
         let image = decode_image(file_bytes).map_err(fail)?;
-        let extractor = self.model.as_ref().map_or(&self.backbone, |(_, extractor)| extractor);
-        let (map, shape) = extractor.feature_maps(&extractor.input_tensor(&[&image]).map_err(fail)?).map_err(fail)?;
-        let cells = ClassMaps::cells(&map, shape, &Device::Cpu).map_err(fail)?;
-        let logits = match &self.model {
-            Some((classifier, _)) => classifier.head.logits(&cells, None),
-            None => self.backbone.own_logits(&cells),
+        let (extractor, head) = match &self.model {
+            Some((classifier, extractor)) => (extractor, Some(&classifier.head)),
+            None => (&self.backbone, None),
         };
-        let maps = ClassMaps::from_cell_logits(&logits.map_err(fail)?, shape[0], shape[1]).map_err(fail)?;
+        let (maps, predicted) = class_map::where_it_looks(extractor, head, &image).map_err(fail)?;
         let class = match class {
             Some(c) if c < maps.classes => c,
             Some(c) => return Err(JsError::new(&format!("there is no class {c}: the model has {}", maps.classes))),
-            None => {
-                // The prediction: the pooled features are the cells' mean.
-                let pooled = cells.mean_keepdim(0).map_err(fail)?;
-                let logits = match &self.model {
-                    Some((classifier, _)) => classifier.head.logits(&pooled, None),
-                    None => self.backbone.own_logits(&pooled),
-                };
-                let logits = logits.and_then(|l| Ok(l.flatten_all()?.to_vec1::<f32>()?)).map_err(fail)?;
-                (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0)
-            }
+            None => predicted,
         };
         let values = maps.of(class);
         let top = (0..values.len()).max_by(|&a, &b| values[a].total_cmp(&values[b])).unwrap_or(0);
@@ -364,7 +352,6 @@ fn default_layer_epochs() -> usize {
     TrainConfig::default().layer_epochs
 }
 
-/// Views of each training image when the page augments them ([`augment::AUGMENTED_VIEWS`]).
 /// The data map: each sample's features (rows of `dim`) → its 2-D PCA coordinates, x then y.
 #[wasm_bindgen]
 pub fn project_map(features: &[f32], dim: usize) -> Result<Vec<f32>, JsError> {
@@ -389,9 +376,7 @@ pub fn check_project_labels(features: &[f32], labels: &[u32], classes: usize, se
         )));
     }
     let set = FeatureSet { dim, features: features.to_vec(), labels: labels.to_vec() };
-    let probabilities =
-        crate::eval::check::out_of_fold_probabilities(&set, classes, seed, &Device::Cpu, |_, _| {}).map_err(fail)?;
-    let suspects = rank_suspects(labels, &probabilities);
+    let suspects = find_suspects(&set, classes, seed, &Device::Cpu, |_, _| {}).map_err(fail)?;
     let mut predicted = labels.to_vec();
     for s in &suspects {
         if s.probably_mislabelled() {
@@ -410,6 +395,7 @@ pub fn check_project_labels(features: &[f32], labels: &[u32], classes: usize, se
     Ok(serde_json::json!({ "suspects": listed, "predicted": predicted }).to_string())
 }
 
+/// Views of each training image when the page augments them ([`augment::AUGMENTED_VIEWS`]).
 #[wasm_bindgen]
 pub fn augmented_views() -> usize {
     augment::AUGMENTED_VIEWS

@@ -4,22 +4,19 @@
 // move an image to the class they suggest, or to remove it.
 import { ask } from './messages.js';
 import { moveSample, removeSampleById, thumbnailUrl } from './samples.js';
-import { $, state, trainStatus } from './state.js';
+import { $, state, trainStatus, projectRows } from './state.js';
 
 /// Images listed at most.
 const LISTED = 20;
 
 /// Runs the check on the project as it is now; the data map marks what it finds too.
 export async function checkLabels() {
-  const samples = state.project.classes.flatMap((c, label) => c.samples.map((s) => ({ sample: s, label })));
+  const { samples, features, labels } = projectRows();
   const classes = state.project.classes.length;
   if (classes < 2 || samples.length < 2) {
     trainStatus('Checking labels needs two classes with images.', true);
     return;
   }
-  const features = new Float32Array(samples.length * state.featureDim);
-  samples.forEach(({ sample }, i) => features.set(sample.features, i * state.featureDim));
-  const labels = new Uint32Array(samples.map((s) => s.label));
   $('#check-labels').disabled = true;
   $('#check-state').textContent = `Checking ${samples.length.toLocaleString('en')} labels…`;
   try {

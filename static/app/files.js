@@ -3,7 +3,7 @@ import { wick } from './wasm.js';
 import { drawChart } from './chart.js';
 import { ask, post } from './messages.js';
 import { thumbnailUrls } from './samples.js';
-import { $, state, newId, status, changed, DEFAULT_SETTINGS, emptyProject } from './state.js';
+import { $, state, newId, status, changed, DEFAULT_SETTINGS, emptyProject, projectRows } from './state.js';
 
 const { encode_project, decode_project, wick_format, backbone_source } = wick;
 
@@ -33,9 +33,9 @@ export function projectMeta() {
 }
 
 export function exportProject() {
-  const samples = state.project.classes.flatMap((c) => c.samples);
-  const features = new Float32Array(samples.length * state.featureDim);
-  samples.forEach((s, i) => features.set(s.features, i * state.featureDim));
+  const rows = projectRows();
+  const { features } = rows;
+  const samples = rows.samples.map(({ sample }) => sample);
   const concat = (parts) => {
     const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let offset = 0;

@@ -5,7 +5,7 @@
 import { checkedClass } from './check.js';
 import { ask } from './messages.js';
 import { moveSample, removeSampleById, thumbnailUrl } from './samples.js';
-import { $, state } from './state.js';
+import { $, state, projectRows } from './state.js';
 
 const COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 export const classColour = (index) => COLOURS[index % COLOURS.length];
@@ -39,7 +39,7 @@ async function drawMap() {
     mapChanged();
     return;
   }
-  const samples = state.project.classes.flatMap((c, classIndex) => c.samples.map((sample) => ({ sample, classIndex })));
+  const { samples, features } = projectRows();
   const canvas = $('#feature-map');
   if (samples.length === 0) {
     dots = [];
@@ -48,17 +48,15 @@ async function drawMap() {
   }
   drawing = true;
   try {
-    const features = new Float32Array(samples.length * state.featureDim);
-    samples.forEach(({ sample }, i) => features.set(sample.features, i * state.featureDim));
     const { points } = await ask({ type: 'project-map', features, dim: state.featureDim }, [features.buffer]);
     const xs = samples.map((_, i) => points[2 * i]);
     const ys = samples.map((_, i) => points[2 * i + 1]);
     const span = (v) => { const lo = Math.min(...v); const hi = Math.max(...v); return [lo, Math.max(hi - lo, 1e-6)]; };
     const [[x0, dx], [y0, dy]] = [span(xs), span(ys)];
     const pad = 8;
-    dots = samples.map(({ sample, classIndex }, i) => ({
+    dots = samples.map(({ sample, label }, i) => ({
       sample,
-      classIndex,
+      classIndex: label,
       x: pad + ((xs[i] - x0) / dx) * (canvas.width - 2 * pad),
       y: canvas.height - pad - ((ys[i] - y0) / dy) * (canvas.height - 2 * pad),
     }));

@@ -43,6 +43,15 @@ export function emptyProject() {
   };
 }
 
+/// Every image of the project with its class index, class by class, with their features as one
+/// row-major block and their labels: what the worker's training, label check and map take.
+export function projectRows() {
+  const samples = state.project.classes.flatMap((c, label) => c.samples.map((sample) => ({ sample, label })));
+  const features = new Float32Array(samples.length * state.featureDim);
+  samples.forEach(({ sample }, i) => features.set(sample.features, i * state.featureDim));
+  return { samples, features, labels: new Uint32Array(samples.map((s) => s.label)) };
+}
+
 // ---- status ------------------------------------------------------------------------------------
 export function status(text, isError = false) {
   const el = $('#status');

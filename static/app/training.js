@@ -6,7 +6,7 @@ import { drawChart, stepName } from './chart.js';
 import { checkLabels } from './check.js';
 import { ask, listeners } from './messages.js';
 import { render } from './samples.js';
-import { $, state, trainStatus, changed } from './state.js';
+import { $, state, trainStatus, changed, projectRows } from './state.js';
 import { getActivations, putActivations, pruneActivations, scheduleSave, savesDone } from './store.js';
 
 /// Views of each training image when augmenting: plain, mirrored, and two crops with colour jitter.
@@ -169,10 +169,7 @@ export async function startTraining() {
     return;
   }
   state.project.settings = settings;
-  const samples = state.project.classes.flatMap((c, label) => c.samples.map((s) => ({ sample: s, label })));
-  const features = new Float32Array(samples.length * state.featureDim);
-  samples.forEach(({ sample }, i) => features.set(sample.features, i * state.featureDim));
-  const labels = new Uint32Array(samples.map((s) => s.label));
+  const { samples, features, labels } = projectRows();
   const classNames = state.project.classes.map((c) => c.name);
   state.training = true;
   state.history = [];
