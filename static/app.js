@@ -9,7 +9,7 @@ import { wireMap, wireSampleDialog } from './app/map.js';
 import { previewFile, togglePreviewWebcam, wireLooks } from './app/preview.js';
 import { addFiles, render } from './app/samples.js';
 import { $, state, newId, status, trainStatus, changed, emptyProject, MODEL_URL } from './app/state.js';
-import { loadSaved, scheduleSave } from './app/store.js';
+import { loadSaved, restoreSamples, scheduleSave } from './app/store.js';
 import { cancelTraining, readSettings, showLayerCost, startTraining } from './app/training.js';
 
 function wire() {
@@ -126,11 +126,20 @@ async function main() {
     return;
   }
   state.project = emptyProject();
-  const restored = saved && saved.backbone?.sha256 === state.backbone.sha256;
+  let restored = saved && saved.backbone?.sha256 === state.backbone.sha256;
+  let loadProblem = null; // what the final status line adds, as an error
   if (restored) {
-    const { backbone: _, savedAt: __, customBackbone: ___, lost, ...rest } = saved;
-    state.project = { ...emptyProject(), ...rest };
-    if (lost > 0) state.lostOnLoad = lost;
+    const { backbone: _, savedAt: __, customBackbone: ___, format: ____, ...rest } = saved;
+    try {
+      const { classes, lost } = await restoreSamples(saved, state.featureDim);
+      state.project = { ...emptyProject(), ...rest, classes };
+      if (lost > 0) {
+        loadProblem = `${lost} saved image${lost === 1 ? ' was' : 's were'} missing or damaged in this browser's storage and ${lost === 1 ? 'was' : 'were'} left out; the rest of the project is here.`;
+      }
+    } catch (e) {
+      restored = false;
+      loadProblem = `Could not read the saved images: ${e.message}.`;
+    }
     if (state.project.model) {
       try {
         await ask({ type: 'load-model', bytes: state.project.model.slice().buffer, backboneBytes: state.project.modelBackbone?.slice().buffer }, []);
@@ -152,9 +161,7 @@ async function main() {
   render();
   drawChart();
   showLayerCost();
-  status(state.lostOnLoad
-    ? `Model ready: ${describeBackbone()}. ${state.lostOnLoad} saved image${state.lostOnLoad === 1 ? ' was' : 's were'} missing or damaged in this browser's storage and ${state.lostOnLoad === 1 ? 'was' : 'were'} left out; the rest of the project is here.`
-    : `Model ready: ${describeBackbone()}. Add images to each class, then train.`, Boolean(state.lostOnLoad));
+  status(`Model ready: ${describeBackbone()}. ${loadProblem ?? 'Add images to each class, then train.'}`, loadProblem !== null);
   document.body.dataset.ready = 'true';
 }
 

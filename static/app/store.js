@@ -34,17 +34,22 @@ function db() {
   return dbPromise;
 }
 
-/// The saved project with its images attached (`samples: [{ id, name, features, thumbnail, source }]`
-/// in each class), or null. An image whose record is missing or damaged is left out and counted in
-/// `lost`.
+/// The saved project record (images as ids and names only, or inline in the older layout), or null.
 export async function loadSaved() {
   const database = await db();
-  const saved = await new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const request = database.transaction(STORE).objectStore(STORE).get('current');
     request.onsuccess = () => resolve(request.result ?? null);
     request.onerror = () => reject(request.error);
   });
-  if (!saved) return null;
+}
+
+/// The saved project's classes with their images attached (`samples: [{ id, name, features,
+/// thumbnail, source }]`), once the backbone, and so the length of a feature row (`featureDim`), is
+/// known. An image whose record is missing or damaged (features not `featureDim` floats, no
+/// thumbnail bytes) is left out and counted in `lost`.
+export async function restoreSamples(saved, featureDim) {
+  const database = await db();
   // An older layout keeps its images inline; the next save moves them into records of their own.
   const records = saved.format === FORMAT ? await new Promise((resolve, reject) => {
     const tx = database.transaction(SAMPLES);
@@ -55,7 +60,8 @@ export async function loadSaved() {
   }) : null;
   stored = new Set(records?.keys() ?? []);
   let lost = 0;
-  const wellFormed = (r) => r && r.features instanceof Float32Array && r.thumbnail instanceof Uint8Array;
+  const wellFormed = (r) => r && r.features instanceof Float32Array && r.features.length === featureDim
+    && r.thumbnail instanceof Uint8Array;
   const classes = saved.classes.map((c) => ({
     ...c,
     samples: c.samples.flatMap((sample) => {
@@ -67,8 +73,7 @@ export async function loadSaved() {
       return [{ id: sample.id, name: sample.name, features: r.features, thumbnail: r.thumbnail, source: r.source ?? null }];
     }),
   }));
-  const { format: _, ...rest } = saved;
-  return { ...rest, classes, lost };
+  return { classes, lost };
 }
 
 /// Saves in one transaction: either all of it is stored or the previous copy stays.

@@ -158,22 +158,29 @@ test('storage: a damaged image record is left out and named on reload; a project
   const fixture = (name) => ({ name, mimeType: 'image/png', buffer: fs.readFileSync(path.join(root, 'tests/fixtures', name)) });
   await card(page, 0).locator('.class-files').setInputFiles([fixture('coffee.png'), fixture('chelsea.png')]);
   await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0');
-  await card(page, 1).locator('.class-files').setInputFiles([fixture('brick.png')]);
+  await card(page, 1).locator('.class-files').setInputFiles([fixture('brick.png'), { ...fixture('rocket.jpg'), mimeType: 'image/jpeg' }]);
   await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0');
   await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
-  assert.deepEqual(await counts(page), [2, 1]);
+  assert.deepEqual(await counts(page), [2, 2]);
 
-  // One image's record is overwritten with junk, as a broken disk or another program might.
+  // Two images' records are damaged, as a broken disk or another program might: one is junk, the
+  // other well typed but with features of the wrong length (which would shift every later row).
   const damaged = await page.evaluate(async () => {
     const db = await new Promise((resolve) => { const r = indexedDB.open('wick'); r.onsuccess = () => resolve(r.result); });
     const keys = await new Promise((resolve) => { const r = db.transaction('samples').objectStore('samples').getAllKeys(); r.onsuccess = () => resolve(r.result); });
-    await new Promise((resolve) => { const tx = db.transaction('samples', 'readwrite'); tx.objectStore('samples').put({ features: 'junk' }, keys[0]); tx.oncomplete = resolve; });
+    const second = await new Promise((resolve) => { const r = db.transaction('samples').objectStore('samples').get(keys[1]); r.onsuccess = () => resolve(r.result); });
+    await new Promise((resolve) => {
+      const tx = db.transaction('samples', 'readwrite');
+      tx.objectStore('samples').put({ features: 'junk' }, keys[0]);
+      tx.objectStore('samples').put({ ...second, features: second.features.subarray(0, 1279).slice() }, keys[1]);
+      tx.oncomplete = resolve;
+    });
     return keys.length;
   });
-  assert.equal(damaged, 3);
+  assert.equal(damaged, 4);
   await page.reload();
   await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
-  assert.match(await page.textContent('#status'), /1 saved image was missing or damaged .* left out/);
+  assert.match(await page.textContent('#status'), /2 saved images were missing or damaged .* left out/);
   assert.equal((await counts(page)).reduce((a, b) => a + b), 2);
 
   // The layout before images had records of their own: the images inside the project record.
