@@ -11,10 +11,8 @@ reference (tests/reference/resnet_numpy.py) before anything is timed. Prints ms/
 Needs: onnx, onnxruntime, numpy, Pillow (`scripts/setup.sh bench`).
 """
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 
@@ -25,7 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 import make_random_resnet  # noqa: E402
 import make_zip_checkpoint  # noqa: E402
 import resnet_numpy as ref  # noqa: E402
-from peer import time_onnxruntime  # noqa: E402  (benches/peer.py: same sessions, same clock)
+from peer import ROUNDS, native_rounds  # noqa: E402  (benches/peer.py: same rounds, same clock)
 
 
 def folded(p, conv, bn):
@@ -91,19 +89,13 @@ def main():
     assert cos > 0.9999, f"ONNX graph disagrees with the reference (cosine {cos})"
 
     cores = os.cpu_count()
-    results = time_onnxruntime(onnx_bytes, cores)
     with tempfile.TemporaryDirectory() as tmp:
         pth = os.path.join(tmp, "resnet18-random.pth")
         make_zip_checkpoint.write(pth, p)
-        for precision in ("int8", "f32"):
-            for threads in (1, cores):
-                out = subprocess.run([args.wick, "bench", "--pth", pth, "--threads", str(threads), "--batch", "1,16",
-                                      "--json", "--precision", precision], check=True, capture_output=True, text=True).stdout
-                for line in out.splitlines():
-                    r = json.loads(line)
-                    results[(f"wick-{precision}", threads, r["batch"])] = r["ms_per_image"]
+        results = native_rounds(onnx_bytes, [args.wick, "bench", "--pth", pth], cores)
 
-    print(f"# ResNet-18 forward (224 px), ms/image — {platform.processor() or platform.machine()}, {cores} cores; "
+    print(f"# ResNet-18 forward (224 px), ms/image (best of {ROUNDS} alternating rounds' median passes) — "
+          f"{platform.processor() or platform.machine()}, {cores} cores; "
           f"ONNX graph cosine {cos:.6f} to the numpy reference")
     print(f"{'runtime':<14}{'threads':>8}{'batch':>7}{'ms/image':>10}{'/ ORT same':>12}")
     for (who, threads, batch), ms in sorted(results.items()):

@@ -122,20 +122,29 @@ async function openBenchPage(serverOrigin, isolated, { withTfjs = true } = {}) {
 
 /// Rounds alternate the runtimes, and each keeps its best round: the machine is noisy, and a slow
 /// moment should not land on one side only. `runtimes` maps a name to `(batch, iters) => ms/image`
-/// evaluated in `page`.
+/// evaluated in `page`. Also returns every round's figures (`each`), in order.
 async function bestOfRounds(runtimes, rounds = ROUNDS) {
   const best = {};
+  const each = {};
   for (let round = 0; round < rounds; round++) {
     for (const batch of BATCHES) {
       const iters = batch === 1 ? 8 : 2;
       for (const [name, run] of Object.entries(runtimes)) {
         const ms = await run(batch, iters);
         best[`${name}/${batch}`] = Math.min(best[`${name}/${batch}`] ?? Infinity, ms);
+        (each[`${name}/${batch}`] ??= []).push(ms);
       }
     }
   }
+  Object.defineProperty(best, 'each', { value: each });
   return best;
 }
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 
 const wickRun = (page, build, precision) => (batch, iters) => page
   .evaluate(([b, message]) => window.wickCall(b, message), [build, { type: 'bench', batch, iters, precision }]);
@@ -184,7 +193,13 @@ try {
   }, OWN_ROUNDS);
   for (const batch of BATCHES) {
     const ms = (runtime) => bestOwn[`${runtime}/${batch}`];
-    report({ what: 'own scaling', batch, threads, threads_ms: ms('wick-threads-int8'), one_thread_ms: ms('wick-one-thread-int8'), rounds: OWN_ROUNDS });
+    // Each round's two builds ran back to back: the ratio within a round pairs like moments.
+    const rounds = bestOwn.each[`wick-one-thread-int8/${batch}`];
+    const ratios = bestOwn.each[`wick-threads-int8/${batch}`].map((t, i) => t / rounds[i]);
+    report({
+      what: 'own scaling', batch, threads, threads_ms: ms('wick-threads-int8'), one_thread_ms: ms('wick-one-thread-int8'), rounds: OWN_ROUNDS,
+      round_ratios: ratios, median_round_ratio: median(ratios),
+    });
   }
 
   // The head the page fits by default, on the same synthetic features in both builds.
@@ -231,7 +246,8 @@ if (json) {
     console.log(`${r.runtime.padEnd(22)}${String(r.threads).padStart(8)}${String(r.batch).padStart(6)}${r.ms_per_image.toFixed(1).padStart(10)}  ${ratios.join(', ')}${note}`);
   }
   for (const r of records.filter((x) => x.what === 'own scaling')) {
-    console.log(`wick alone on an isolated page, batch ${r.batch}, best of ${r.rounds} rounds: ${r.threads} threads ${r.threads_ms.toFixed(1)} ms/image, one thread ${r.one_thread_ms.toFixed(1)} = ${(r.threads_ms / r.one_thread_ms).toFixed(2)}x`);
+    console.log(`wick alone on an isolated page, batch ${r.batch}, best of ${r.rounds} rounds: ${r.threads} threads ${r.threads_ms.toFixed(1)} ms/image, one thread ${r.one_thread_ms.toFixed(1)} = ${(r.threads_ms / r.one_thread_ms).toFixed(2)}x; `
+      + `round by round ${r.round_ratios.map((x) => x.toFixed(2)).join(' ')}, median ${r.median_round_ratio.toFixed(2)}x`);
   }
   const fit = records.find((x) => x.what === 'head fit');
   console.log(`head fit (linear, L-BFGS path, ${fit.rows} synthetic 1280-d rows, 10 classes): ${fit.threads} threads ${(fit.threads_ms / 1000).toFixed(2)} s, one thread ${(fit.one_thread_ms / 1000).toFixed(2)} s = ${(fit.threads_ms / fit.one_thread_ms).toFixed(2)}x`);

@@ -7,9 +7,9 @@ import { ask, listeners, post, startWorker } from './app/messages.js';
 import { checkLabels } from './app/check.js';
 import { wireMap, wireSampleDialog } from './app/map.js';
 import { previewFile, togglePreviewWebcam, wireLooks } from './app/preview.js';
-import { addFiles, render } from './app/samples.js';
+import { addFiles, embedAgain, render } from './app/samples.js';
 import { $, state, newId, status, trainStatus, changed, emptyProject, MODEL_URL } from './app/state.js';
-import { loadSaved, restoreSamples, scheduleSave } from './app/store.js';
+import { holdSaves, loadSaved, releaseSaves, restoreSamples } from './app/store.js';
 import { cancelTraining, readSettings, showLayerCost, startTraining } from './app/training.js';
 
 function wire() {
@@ -63,12 +63,13 @@ function wire() {
         return;
       }
     }
+    releaseSaves();
     replaceProject(emptyProject());
     status('Started a new project.');
   });
   document.addEventListener('paste', (e) => {
     const files = [...(e.clipboardData?.files ?? [])];
-    if (files.length === 0) return;
+    if (files.length === 0 || $('main').inert) return;
     const target = state.project.classes.find((c) => c.id === state.lastFocusedClass) ?? state.project.classes[0];
     if (!target) return;
     e.preventDefault();
@@ -100,10 +101,12 @@ async function main() {
   startWorker();
   wire();
   let saved = null;
+  let loadProblem = null; // what the final status line adds, as an error
   try {
     saved = await loadSaved();
   } catch (e) {
-    status(`Could not read the saved project: ${e.message}`, true);
+    loadProblem = unreadable(e);
+    status(loadProblem, true);
   }
   listeners.progress.push(({ received, total }) => {
     $('#model-progress').value = total ? received / total : 0;
@@ -126,19 +129,32 @@ async function main() {
     return;
   }
   state.project = emptyProject();
-  let restored = saved && saved.backbone?.sha256 === state.backbone.sha256;
-  let loadProblem = null; // what the final status line adds, as an error
-  if (restored) {
+  let restored = Boolean(saved);
+  let notice = null; // what the final status line adds, not as an error
+  if (saved) {
     const { backbone: _, savedAt: __, customBackbone: ___, format: ____, ...rest } = saved;
+    // A project made with another backbone (one that no longer loads, or an older default) keeps
+    // its images: they are embedded again by this one from their kept copies.
+    const sameBackbone = saved.backbone?.sha256 === state.backbone.sha256;
     try {
-      const { classes, lost } = await restoreSamples(saved, state.featureDim);
+      const { classes, lost } = await restoreSamples(saved, sameBackbone ? state.featureDim : null);
       state.project = { ...emptyProject(), ...rest, classes };
+      if (!sameBackbone) {
+        status('The saved project was made with another backbone: embedding its images again with this one…');
+        const again = await embedAgain(state.project);
+        state.project = again.project;
+        const { failed } = again;
+        const kept = state.project.classes.reduce((n, c) => n + c.samples.length, 0);
+        notice = `The saved project was made with another backbone (${saved.backbone?.architecture ?? 'unknown'}): its ${kept} image${kept === 1 ? ' was' : 's were'} embedded again by this one from the copies kept of them${rest.model ? ', and its model, trained on the other backbone, was dropped: train again' : ''}.`;
+        if (failed.length > 0) loadProblem = `${notice} ${failed.length} could not be and ${failed.length === 1 ? 'was' : 'were'} left out (${failed.slice(0, 3).join('; ')}).`;
+      }
       if (lost > 0) {
-        loadProblem = `${lost} saved image${lost === 1 ? ' was' : 's were'} missing or damaged in this browser's storage and ${lost === 1 ? 'was' : 'were'} left out; the rest of the project is here.`;
+        loadProblem = `${loadProblem ?? notice ?? ''} ${lost} saved image${lost === 1 ? ' was' : 's were'} missing or damaged in this browser's storage and ${lost === 1 ? 'was' : 'were'} left out; the rest of the project is here.`.trim();
       }
     } catch (e) {
       restored = false;
-      loadProblem = `Could not read the saved images: ${e.message}.`;
+      state.project = emptyProject();
+      loadProblem = unreadable(e);
     }
     if (state.project.model) {
       try {
@@ -157,12 +173,20 @@ async function main() {
   }
   // The chart of the run that trained the saved model, and the state of the copy just read.
   state.history = state.project.report?.history ?? [];
-  if (restored) $('#save-state').replaceChildren('Saved in this browser');
+  if (restored && !notice) $('#save-state').replaceChildren('Saved in this browser');
   render();
   drawChart();
   showLayerCost();
-  status(`Model ready: ${describeBackbone()}. ${loadProblem ?? 'Add images to each class, then train.'}`, loadProblem !== null);
+  // Images embedded again are saved under their new features now.
+  if (notice) changed();
+  status(`Model ready: ${describeBackbone()}. ${loadProblem ?? notice ?? 'Add images to each class, then train.'}`, loadProblem !== null);
   document.body.dataset.ready = 'true';
+}
+
+/// The saved project could not be read: this visit does not save over it, and says how to go on.
+function unreadable(e) {
+  holdSaves('the project saved in this browser could not be read');
+  return `Could not read the project saved in this browser (${e.message}). So as not to replace it, nothing is saved in this visit: use "Export project" to keep new work, or Reset to replace the saved project.`;
 }
 
 main();

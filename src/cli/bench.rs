@@ -29,18 +29,27 @@ pub struct BenchRecord {
     pub ms_per_image: f64,
 }
 
+/// The backbone's forward pass: each batch size timed `iters` times after a warm-up, reporting the
+/// median pass per image (a shared host stalls a process now and then for 100–200 ms, which a mean of
+/// ten passes would spread over all of them).
 pub fn bench(args: &BackboneArgs, batches: &[usize], iters: usize, json: bool) -> Result<()> {
+    if iters == 0 {
+        bail!("--iters must be at least 1");
+    }
     let backbone = args.load()?;
     let crop = backbone.meta.preprocess.crop as usize;
     let threads = candle_core::utils::get_num_threads();
     for &batch in batches {
         let input = Tensor::randn(0f32, 1f32, (batch, 3, crop, crop), backbone.device())?;
         backbone.features(&input)?; // warm-up
-        let start = Instant::now();
+        let mut passes = Vec::with_capacity(iters);
         for _ in 0..iters {
+            let start = Instant::now();
             backbone.features(&input)?.to_vec2::<f32>()?;
+            passes.push(start.elapsed().as_secs_f64());
         }
-        let ms = start.elapsed().as_secs_f64() * 1e3 / (iters * batch) as f64;
+        passes.sort_by(f64::total_cmp);
+        let ms = passes[iters / 2] * 1e3 / batch as f64;
         let precision = backbone.precision().name();
         let record = BenchRecord { backbone: backbone.id.clone(), precision, threads, batch, ms_per_image: ms };
         if json {

@@ -152,8 +152,8 @@ pub enum Command {
         /// Batch sizes to time.
         #[arg(long, value_delimiter = ',', default_value = "1,16")]
         batch: Vec<usize>,
-        /// Timed runs per measurement (after one warm-up run).
-        #[arg(long, default_value_t = 10)]
+        /// Timed passes per batch size (after one warm-up pass); the median is reported.
+        #[arg(long, default_value_t = 20)]
         iters: usize,
         /// Time head training instead (linear head, 50 epochs, batch 64) on DIR/features.f32
         /// (N×dim little-endian f32) and DIR/labels.u8 (N class indices), as `benches/head.py` writes them.

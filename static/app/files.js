@@ -2,8 +2,8 @@
 import { wick } from './wasm.js';
 import { drawChart } from './chart.js';
 import { ask, post } from './messages.js';
-import { thumbnailUrls } from './samples.js';
-import { $, state, newId, status, changed, DEFAULT_SETTINGS, emptyProject, projectRows } from './state.js';
+import { embedAgain, thumbnailUrls } from './samples.js';
+import { $, state, newId, status, changed, DEFAULT_SETTINGS, projectRows } from './state.js';
 
 const { encode_project, decode_project, wick_format, backbone_source } = wick;
 
@@ -145,19 +145,25 @@ export const describeBackbone = () => state.backbone.own_classes === 1000
   ? state.backbone.architecture
   : `${state.backbone.architecture}, ${state.backbone.source}, with ${state.backbone.own_classes} classes of its own`;
 
-/// Makes an opened backbone file the page's backbone. The project's features were computed by the
-/// old backbone, so the project starts afresh (after asking, when it has images).
+/// Makes an opened backbone file the page's backbone. The project keeps its classes and images:
+/// they are embedded again by the new backbone from the copies kept of them, and the model, which
+/// the old features trained, is dropped (after asking, when there is one or there are images).
 export async function switchBackbone({ file, bytes }) {
-  const hasImages = state.project.classes.some((c) => c.samples.length > 0);
-  if (hasImages && !confirm(`Switch to the backbone in ${file.name}? This project's images were embedded by the current backbone, so the project starts afresh (use "Export project" first to keep it).`)) return false;
+  const images = state.project.classes.reduce((n, c) => n + c.samples.length, 0);
+  if ((images > 0 || state.project.model) && !confirm(`Switch to the backbone in ${file.name}? `
+    + `The project's ${images} image${images === 1 ? '' : 's'} will be embedded again by it${state.project.model ? ', and the trained model dropped (use "Export model" first to keep it)' : ''}.`)) return false;
   try {
     setBackbone(await ask({ type: 'load-backbone', modelBytes: bytes.slice().buffer }, []), bytes);
   } catch (e) {
     status(`Could not open ${file.name}: ${e.message}. Your current project is unchanged.`, true);
     return false;
   }
-  replaceProject(emptyProject());
-  status(`Opened backbone ${file.name}: ${describeBackbone()}.`);
+  if (state.project.model) post({ type: 'unload-model' });
+  status(`Opened backbone ${file.name}: ${describeBackbone()}.${images > 0 ? ' Embedding the project\'s images again…' : ''}`);
+  const { project, failed } = await embedAgain(state.project);
+  replaceProject(project);
+  const left = failed.length > 0 ? ` ${failed.length} could not be embedded again and ${failed.length === 1 ? 'was' : 'were'} left out (${failed.slice(0, 3).join('; ')}).` : '';
+  status(`Opened backbone ${file.name}: ${describeBackbone()}.${images > 0 ? ` The project's images were embedded again by it.${left}` : ''}`, failed.length > 0);
   return true;
 }
 

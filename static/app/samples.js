@@ -11,7 +11,8 @@ import { $, state, newId, status, changed } from './state.js';
 const READS_IN_FLIGHT = Math.max(4, 2 * (navigator.hardwareConcurrency || 1));
 export const thumbnailUrls = new Map(); // sample id → object URL
 
-const extraction = { queued: 0, done: 0, failed: [], started: 0 };
+// `again`: the images being embedded are the project's own, by a new backbone ([`embedAgain`]).
+const extraction = { queued: 0, done: 0, failed: [], started: 0, again: false };
 
 export function showExtraction() {
   const bar = $('#extract-progress');
@@ -23,9 +24,10 @@ export function showExtraction() {
   if (queued === 0) return;
   const seconds = (performance.now() - started) / 1000;
   const rate = seconds > 0 ? done / seconds : 0;
+  const kept = done - failed.length;
   $('#extract-text').textContent = done < queued
-    ? `Reading images: ${done.toLocaleString('en')} / ${queued.toLocaleString('en')} (${rate.toFixed(1)} images/s${rate > 0 && done >= 8 ? `, about ${timeLeft((queued - done) / rate)} left` : ''})`
-    : `Added ${(done - failed.length).toLocaleString('en')} image${done - failed.length === 1 ? '' : 's'}`
+    ? `${extraction.again ? 'Embedding the images again' : 'Reading images'}: ${done.toLocaleString('en')} / ${queued.toLocaleString('en')} (${rate.toFixed(1)} images/s${rate > 0 && done >= 8 ? `, about ${timeLeft((queued - done) / rate)} left` : ''})`
+    : `${extraction.again ? 'Embedded' : 'Added'} ${kept.toLocaleString('en')} image${kept === 1 ? '' : 's'}${extraction.again ? ' again' : ''}`
       + (failed.length ? `; skipped ${failed.length}: ${failed.slice(0, 20).join('; ')}${failed.length > 20 ? `; and ${failed.length - 20} more` : ''}` : '');
   $('#extract-text').classList.toggle('error', failed.length > 0);
 }
@@ -40,7 +42,7 @@ function timeLeft(seconds) {
 /// A few files are read at a time, so a dropped folder of large photos never sits in memory at once.
 export async function addFiles(classId, files) {
   if (files.length === 0) return;
-  if (extraction.done >= extraction.queued) Object.assign(extraction, { queued: 0, done: 0, failed: [], started: performance.now() });
+  if (extraction.done >= extraction.queued) Object.assign(extraction, { queued: 0, done: 0, failed: [], started: performance.now(), again: false });
   extraction.queued += files.length;
   showExtraction();
   const queue = [...files];
@@ -59,6 +61,53 @@ export async function addFiles(classId, files) {
     }
   };
   await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, files.length) }, reader));
+}
+
+/// `project`'s images embedded again by the worker's backbone, from the copies kept of them: the
+/// project when a new backbone replaced the one its features came from. Resolves with the project
+/// as it then is — new features under new ids (the next save writes them and deletes the old
+/// records in one transaction), without the model the old features trained — and the names of the
+/// images left out, with why (no kept copy, or one that no longer decodes).
+/// The page's controls are inert meanwhile, so that no image is added, trained on or checked while
+/// the features of two backbones are mixed.
+export async function embedAgain(project) {
+  $('main').inert = true;
+  try {
+    return await embedEach(project);
+  } finally {
+    $('main').inert = false;
+  }
+}
+
+async function embedEach(project) {
+  const samples = project.classes.flatMap((c) => c.samples);
+  Object.assign(extraction, { queued: samples.length, done: 0, failed: [], started: performance.now(), again: true });
+  showExtraction();
+  const features = new Map(); // sample → its new features
+  const queue = [...samples];
+  const embedder = async () => {
+    for (let sample = queue.shift(); sample; sample = queue.shift()) {
+      try {
+        if (!(sample.source?.length > 0)) throw new Error('no copy of it was kept (added before this version)');
+        const bytes = sample.source.slice().buffer;
+        features.set(sample, (await ask({ type: 'embed', bytes }, [bytes])).features);
+      } catch (e) {
+        extraction.failed.push(`${sample.name}: ${e.message}`);
+      } finally {
+        extraction.done += 1;
+        showExtraction();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, samples.length) }, embedder));
+  const classes = project.classes.map((c) => ({
+    ...c,
+    samples: c.samples.filter((s) => features.has(s)).map((s) => ({ ...s, id: newId(), features: features.get(s) })),
+  }));
+  return {
+    project: { ...project, classes, model: null, modelBackbone: null, report: null, trainedOn: [] },
+    failed: [...extraction.failed],
+  };
 }
 
 export function addSample(classId, name, { features, thumbnail, source }) {

@@ -12,12 +12,16 @@ const SAMPLES = 'samples';
 const ACTIVATIONS = 'activations';
 /// The project record's layout: 2 keeps images in their own store (1, before: inside it).
 const FORMAT = 2;
-/// Ids of the images the samples store holds (as far as this page knows).
+/// Ids of the images the samples store holds (as far as this page knows; null: not known, the next
+/// save reads them).
 let stored = new Set();
 let dbPromise = null;
 let saveTimer = null;
 let saveGeneration = 0;
 let saving = Promise.resolve();
+/// Why this visit must not save (the saved project could not be read, and a save would replace
+/// it), or null.
+let held = null;
 
 function db() {
   dbPromise ??= new Promise((resolve, reject) => {
@@ -47,7 +51,9 @@ export async function loadSaved() {
 /// The saved project's classes with their images attached (`samples: [{ id, name, features,
 /// thumbnail, source }]`), once the backbone, and so the length of a feature row (`featureDim`), is
 /// known. An image whose record is missing or damaged (features not `featureDim` floats, no
-/// thumbnail bytes) is left out and counted in `lost`.
+/// thumbnail bytes) is left out and counted in `lost`. With `featureDim` null (the project was
+/// made with another backbone, and its images will be embedded again), an image needs its kept
+/// copy instead of features.
 export async function restoreSamples(saved, featureDim) {
   const database = await db();
   // An older layout keeps its images inline; the next save moves them into records of their own.
@@ -60,8 +66,9 @@ export async function restoreSamples(saved, featureDim) {
   }) : null;
   stored = new Set(records?.keys() ?? []);
   let lost = 0;
-  const wellFormed = (r) => r && r.features instanceof Float32Array && r.features.length === featureDim
-    && r.thumbnail instanceof Uint8Array;
+  const wellFormed = (r) => r && r.thumbnail instanceof Uint8Array && (featureDim === null
+    ? r.source instanceof Uint8Array && r.source.length > 0
+    : r.features instanceof Float32Array && r.features.length === featureDim);
   const classes = saved.classes.map((c) => ({
     ...c,
     samples: c.samples.flatMap((sample) => {
@@ -80,17 +87,22 @@ export async function restoreSamples(saved, featureDim) {
 async function saveNow() {
   const database = await db();
   const live = new Map(state.project.classes.flatMap((c) => c.samples.map((s) => [s.id, s])));
-  const added = [...live.keys()].filter((id) => !stored.has(id));
-  const removed = [...stored].filter((id) => !live.has(id));
   const classes = state.project.classes.map((c) => ({ ...c, samples: c.samples.map(({ id, name }) => ({ id, name })) }));
   await new Promise((resolve, reject) => {
     const tx = database.transaction([STORE, SAMPLES], 'readwrite');
     const samples = tx.objectStore(SAMPLES);
-    for (const id of added) {
-      const { features, thumbnail, source } = live.get(id);
-      samples.put({ features, thumbnail, source }, id);
+    const write = (inStore) => {
+      for (const [id, { features, thumbnail, source }] of live) {
+        if (!inStore.has(id)) samples.put({ features, thumbnail, source }, id);
+      }
+      [...inStore].filter((id) => !live.has(id)).forEach((id) => samples.delete(id));
+    };
+    if (stored) {
+      write(stored);
+    } else {
+      const keys = samples.getAllKeys();
+      keys.onsuccess = () => write(new Set(keys.result));
     }
-    removed.forEach((id) => samples.delete(id));
     tx.objectStore(STORE).put({
       ...state.project, classes, format: FORMAT, backbone: state.backbone, customBackbone: state.customBackbone, savedAt: Date.now(),
     }, 'current');
@@ -98,11 +110,27 @@ async function saveNow() {
     tx.onerror = () => reject(tx.error);
     tx.onabort = () => reject(tx.error ?? new Error('the save was aborted'));
   });
-  added.forEach((id) => stored.add(id));
-  removed.forEach((id) => stored.delete(id));
+  // The store now holds exactly the images this save saw.
+  stored = new Set(live.keys());
+}
+
+/// From now on changes are not saved, and the page says `reason`: the project saved in this browser
+/// could not be read, and the first save would replace it.
+export function holdSaves(reason) {
+  held = reason;
+  clearTimeout(saveTimer);
+  $('#save-state').replaceChildren(`Not saved: ${reason}`);
+}
+
+/// Saves again (the user chose to replace what could not be read): the next save deletes every
+/// image record that is not the project's.
+export function releaseSaves() {
+  held = null;
+  stored = null;
 }
 
 export function scheduleSave() {
+  if (held) return;
   clearTimeout(saveTimer);
   $('#save-state').replaceChildren('Saving…');
   const generation = ++saveGeneration;

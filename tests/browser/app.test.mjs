@@ -543,7 +543,7 @@ test('a backbone fine-tuned by the CLI opens in the page with its .wick; reload 
   await page.close();
 });
 
-test('an EfficientNet-Lite2 backbone converted by the CLI opens in the page and answers as the CLI does', async () => {
+test('an EfficientNet-Lite2 backbone converted by the CLI opens in the page, answers as the CLI does, and keeps the project\'s images', async () => {
   const pth = path.join(os.homedir(), '.cache/wick/efficientnet-lite2-9656183e.pth');
   const converted = path.join(scratch, 'lite2.safetensors');
   execFileSync(wickBinary, ['convert', pth, '--out', converted]);
@@ -552,13 +552,31 @@ test('an EfficientNet-Lite2 backbone converted by the CLI opens in the page and 
   assert.equal(cliTop, 'espresso');
 
   const { page, errors } = await openApp(browser, origin);
+  // A project trained on the default backbone: its images are embedded again by Lite2 from the
+  // copies kept of them, and the model the old features trained is dropped (after asking).
+  await brickAndGrass(page);
+  assert.match(await train(page), /^Trained in/);
+  let asked = null;
+  page.once('dialog', (d) => { asked = d.message(); d.accept(); });
   await page.setInputFiles('#open-model', converted);
-  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened backbone'));
+  await page.waitForFunction(() => /^Opened backbone .*embedded again/.test(document.querySelector('#status').textContent), null, { timeout: 60_000 });
+  assert.match(asked, /The project's 6 images will be embedded again by it, and the trained model dropped/);
   assert.equal(await page.textContent('#backbone-name'), 'efficientnet-lite2');
+  assert.deepEqual(await counts(page), [3, 3]);
+  assert.equal(await page.isDisabled('#export-model'), true);
+  // With no model, the preview shows the backbone's own classes, as the CLI does.
   await page.setInputFiles('#preview-file', coffee);
   await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'));
   assert.equal(await page.textContent('#predictions li:first-child .label'), cliTop);
   assert.match(await page.textContent('#preview-kind'), /ImageNet classes/);
+  // The project trains again on the new features, and the project comes back on reload.
+  assert.match(await train(page), /^Trained in/);
+  await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 60_000 });
+  assert.equal(await page.textContent('#backbone-name'), 'efficientnet-lite2');
+  assert.deepEqual(await counts(page), [3, 3]);
+  assert.equal(await page.isDisabled('#export-model'), false);
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -591,9 +609,16 @@ test('a ResNet-18 converted by the CLI opens in the page and answers as the CLI 
   execFileSync(wickBinary, ['cifar10', '--mode', 'finetune', '--data', dataDir, '--pth', pth, '--img-size', '32',
     '--epochs', '2', '--batch-size', '16', '--lr', '0.02', '--out', model, '--quiet']);
   const backbonePath = path.join(scratch, 'resnet-cifar.backbone.safetensors');
-  page.once('dialog', (d) => d.accept()); // the project's images were embedded by the other backbone
+  // Two questions: the project's images are to be embedded again by the other backbone, then the
+  // model's classes are to replace the project's.
+  const asked = [];
+  const answer = (d) => { asked.push(d.message()); d.accept(); };
+  page.on('dialog', answer);
   await page.setInputFiles('#open-model', [backbonePath, model]);
   await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Opened model'), null, { timeout: 60_000 });
+  page.off('dialog', answer);
+  assert.equal(asked.length, 2);
+  assert.match(asked[1], /Replace the project's classes and images with the model's classes/);
   assert.match(await page.textContent('#backbone-name'), /^resnet18, fine-tuned by wick/);
   for (const i of [0, 3, 7]) {
     const png = await cifarPng(page, test, i);
