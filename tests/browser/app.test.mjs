@@ -218,6 +218,9 @@ test('a CLI-trained .wick opens in the page; corrupt and foreign models are refu
     ['repeats.safetensors', editMeta(backboneBytes, (m) => { m.config.stages[0].repeats = 4e9; }), /repeats is 4000000000, expected 1 to 16/],
     ['path.safetensors', editMeta(backboneBytes, (m) => { m.architecture = '../../x'; }), /architecture `..\/..\/x` is not a valid name/],
   ];
+  // (Opening a backbone asks first, as it would drop the model: yes, each time.)
+  const accept = (d) => d.accept();
+  page.on('dialog', accept);
   for (const [name, file, message] of hostile) {
     const filePath = path.join(scratch, name);
     fs.writeFileSync(filePath, file);
@@ -227,6 +230,8 @@ test('a CLI-trained .wick opens in the page; corrupt and foreign models are refu
     assert.match(await statusText(page), /unchanged/);
     assert.deepEqual(await names(page), ['brick', 'grass']);
   }
+  page.off('dialog', accept);
+  assert.equal(await page.isDisabled('#export-model'), false, 'the model is still there');
   await page.setInputFiles('#preview-file', { ...grass, name: 'again.png' });
   await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('again.png'));
   assert.equal(await page.textContent('#predictions li:first-child .label'), 'grass', 'the page still classifies');
