@@ -2,7 +2,7 @@
 import { wick } from './wasm.js';
 import { drawChart } from './chart.js';
 import { ask, post } from './messages.js';
-import { embedAgain, thumbnailUrls } from './samples.js';
+import { embedAgain, stillReading, thumbnailUrls } from './samples.js';
 import { $, state, newId, status, changed, DEFAULT_SETTINGS, projectRows } from './state.js';
 
 const { encode_project, decode_project, wick_format, backbone_source } = wick;
@@ -149,6 +149,11 @@ export const describeBackbone = () => state.backbone.own_classes === 1000
 /// they are embedded again by the new backbone from the copies kept of them, and the model, which
 /// the old features trained, is dropped (after asking, when there is one or there are images).
 export async function switchBackbone({ file, bytes }) {
+  if (stillReading()) {
+    // The images in flight would be embedded by one backbone or the other, depending on timing.
+    status(`Images are still being read: open ${file.name} once they are added. Your current project is unchanged.`, true);
+    return false;
+  }
   const images = state.project.classes.reduce((n, c) => n + c.samples.length, 0);
   if ((images > 0 || state.project.model) && !confirm(`Switch to the backbone in ${file.name}? `
     + `The project's ${images} image${images === 1 ? '' : 's'} will be embedded again by it${state.project.model ? ', and the trained model dropped (use "Export model" first to keep it)' : ''}.`)) return false;

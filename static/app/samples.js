@@ -63,6 +63,10 @@ export async function addFiles(classId, files) {
   await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, files.length) }, reader));
 }
 
+/// Whether images are still being read into the project (their features come from the backbone the
+/// worker has when each one's turn comes).
+export const stillReading = () => extraction.done < extraction.queued;
+
 /// `project`'s images embedded again by the worker's backbone, from the copies kept of them: the
 /// project when a new backbone replaced the one its features came from. Resolves with the project
 /// as it then is — new features under new ids (the next save writes them and deletes the old

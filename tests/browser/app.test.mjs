@@ -582,6 +582,16 @@ test('an EfficientNet-Lite2 backbone converted by the CLI opens in the page, ans
   assert.equal(await page.textContent('#backbone-name'), 'efficientnet-lite2');
   assert.deepEqual(await counts(page), [3, 3]);
   assert.equal(await page.isDisabled('#export-model'), false);
+  // A backbone opened while images are still being read is refused: those images would be embedded
+  // by one backbone or the other, depending on timing.
+  const many = await crops(page, 'grass', 0, 300, 60, 11);
+  await card(page, 1).locator('.class-files').setInputFiles(many);
+  await page.setInputFiles('#open-model', converted);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('Images are still being read'));
+  assert.match(await statusText(page), /open lite2\.safetensors once they are added\. Your current project is unchanged/);
+  await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0', null, { timeout: 120_000 });
+  assert.deepEqual(await counts(page), [3, 63]);
+  assert.equal(await page.isDisabled('#export-model'), false);
   assert.deepEqual(errors, []);
   await page.close();
 });
