@@ -122,7 +122,7 @@ async function openBenchPage(serverOrigin, isolated, { withTfjs = true } = {}) {
 
 /// Rounds alternate the runtimes, and each keeps its best round: the machine is noisy, and a slow
 /// moment should not land on one side only. `runtimes` maps a name to `(batch, iters) => ms/image`
-/// evaluated in `page`. Also returns every round's figures (`each`), in order.
+/// evaluated in `page`. Returns each one's best (`best`) and every round's figures, in order (`each`).
 async function bestOfRounds(runtimes, rounds = ROUNDS) {
   const best = {};
   const each = {};
@@ -136,8 +136,7 @@ async function bestOfRounds(runtimes, rounds = ROUNDS) {
       }
     }
   }
-  Object.defineProperty(best, 'each', { value: each });
-  return best;
+  return { best, each };
 }
 
 const median = (values) => {
@@ -154,7 +153,7 @@ try {
   // One thread each: the page is not cross-origin isolated.
   const page = await openBenchPage(origin, false);
   const info = await page.evaluate(() => window.tfjsInfo());
-  const best = await bestOfRounds({
+  const { best } = await bestOfRounds({
     'wick-wasm-int8': wickRun(page, 'single', 'int8'),
     'tfjs-wasm': tfjsRun(page),
     'wick-wasm-f32': wickRun(page, 'single', 'f32'),
@@ -171,7 +170,7 @@ try {
   const isolatedPage = await openBenchPage(isolatedOrigin, true);
   const isolatedInfo = await isolatedPage.evaluate(() => window.tfjsInfo());
   const threads = await isolatedPage.evaluate(() => window.wickThreads.threads);
-  const bestIsolated = await bestOfRounds({
+  const { best: bestIsolated } = await bestOfRounds({
     'wick-threads-int8': wickRun(isolatedPage, 'threads', 'int8'),
     'tfjs-threads': tfjsRun(isolatedPage),
     'wick-one-thread-int8': wickRun(isolatedPage, 'single', 'int8'),
@@ -187,15 +186,15 @@ try {
   // Wick's own scaling, its two builds alone on an isolated page: TF.js's idle thread pool (above)
   // shares the same two cores, and the ratio is Wick's against itself.
   const ownPage = await openBenchPage(isolatedOrigin, true, { withTfjs: false });
-  const bestOwn = await bestOfRounds({
+  const { best: bestOwn, each: eachOwn } = await bestOfRounds({
     'wick-threads-int8': wickRun(ownPage, 'threads', 'int8'),
     'wick-one-thread-int8': wickRun(ownPage, 'single', 'int8'),
   }, OWN_ROUNDS);
   for (const batch of BATCHES) {
     const ms = (runtime) => bestOwn[`${runtime}/${batch}`];
     // Each round's two builds ran back to back: the ratio within a round pairs like moments.
-    const rounds = bestOwn.each[`wick-one-thread-int8/${batch}`];
-    const ratios = bestOwn.each[`wick-threads-int8/${batch}`].map((t, i) => t / rounds[i]);
+    const rounds = eachOwn[`wick-one-thread-int8/${batch}`];
+    const ratios = eachOwn[`wick-threads-int8/${batch}`].map((t, i) => t / rounds[i]);
     report({
       what: 'own scaling', batch, threads, threads_ms: ms('wick-threads-int8'), one_thread_ms: ms('wick-one-thread-int8'), rounds: OWN_ROUNDS,
       round_ratios: ratios, median_round_ratio: median(ratios),

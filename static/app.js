@@ -141,12 +141,11 @@ async function main() {
       state.project = { ...emptyProject(), ...rest, classes };
       if (!sameBackbone) {
         status('The saved project was made with another backbone: embedding its images again with this one…');
-        const again = await embedAgain(state.project);
-        state.project = again.project;
-        const { failed } = again;
-        const kept = state.project.classes.reduce((n, c) => n + c.samples.length, 0);
+        const { project, leftOut } = await embedAgain(state.project);
+        state.project = project;
+        const kept = project.classes.reduce((n, c) => n + c.samples.length, 0);
         notice = `The saved project was made with another backbone (${saved.backbone?.architecture ?? 'unknown'}): its ${kept} image${kept === 1 ? ' was' : 's were'} embedded again by this one from the copies kept of them${rest.model ? ', and its model, trained on the other backbone, was dropped: train again' : ''}.`;
-        if (failed.length > 0) loadProblem = `${notice} ${failed.length} could not be and ${failed.length === 1 ? 'was' : 'were'} left out (${failed.slice(0, 3).join('; ')}).`;
+        if (leftOut) loadProblem = `${notice} ${leftOut}`;
       }
       if (lost > 0) {
         loadProblem = `${loadProblem ?? notice ?? ''} ${lost} saved image${lost === 1 ? ' was' : 's were'} missing or damaged in this browser's storage and ${lost === 1 ? 'was' : 'were'} left out; the rest of the project is here.`.trim();

@@ -25,9 +25,7 @@ impl ClassMaps {
     /// `map`: one image's last feature map, NHWC (H' × W' × C, as [`crate::backbone::Backbone::feature_maps`]
     /// gives it) → the head's logits at each cell.
     pub fn new(head: &Head, map: &[f32], shape: [usize; 3], device: &Device) -> Result<Self> {
-        if shape[2] != head.spec.input_dim {
-            return Err(invalid!("a {shape:?} feature map does not fit a head on {} features", head.spec.input_dim));
-        }
+        fits(head, shape)?;
         let cells = Self::cells(map, shape, device)?;
         Self::from_cell_logits(&head.logits(&cells, None)?, shape[0], shape[1])
     }
@@ -63,23 +61,26 @@ impl ClassMaps {
 /// the classifier's weights are.
 pub fn where_it_looks(backbone: &Backbone, head: Option<&Head>, image: &RgbImage) -> Result<(ClassMaps, usize)> {
     let (map, shape) = backbone.feature_maps(&backbone.input_tensor(&[image])?)?;
-    let device = backbone.device();
-    let maps = match head {
-        Some(head) => ClassMaps::new(head, &map, shape, device)?,
-        None => ClassMaps::from_cell_logits(
-            &backbone.own_logits(&ClassMaps::cells(&map, shape, device)?)?,
-            shape[0],
-            shape[1],
-        )?,
+    if let Some(head) = head {
+        fits(head, shape)?;
+    }
+    let classify = |x: &Tensor| match head {
+        Some(head) => head.logits(x, None),
+        None => backbone.own_logits(x),
     };
-    let pooled = ClassMaps::cells(&map, shape, device)?.mean_keepdim(0)?;
-    let logits = match head {
-        Some(head) => head.logits(&pooled, None)?,
-        None => backbone.own_logits(&pooled)?,
-    };
-    let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+    let cells = ClassMaps::cells(&map, shape, backbone.device())?;
+    let maps = ClassMaps::from_cell_logits(&classify(&cells)?, shape[0], shape[1])?;
+    let logits = classify(&cells.mean_keepdim(0)?)?.flatten_all()?.to_vec1::<f32>()?;
     let predicted = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0);
     Ok((maps, predicted))
+}
+
+/// Whether `head` takes the channels of a feature map of `shape`.
+fn fits(head: &Head, shape: [usize; 3]) -> Result<()> {
+    if shape[2] != head.spec.input_dim {
+        return Err(invalid!("a {shape:?} feature map does not fit a head on {} features", head.spec.input_dim));
+    }
+    Ok(())
 }
 
 /// Share of the map's colour in the blend over the image.

@@ -165,10 +165,9 @@ export async function switchBackbone({ file, bytes }) {
   }
   if (state.project.model) post({ type: 'unload-model' });
   status(`Opened backbone ${file.name}: ${describeBackbone()}.${images > 0 ? ' Embedding the project\'s images again…' : ''}`);
-  const { project, failed } = await embedAgain(state.project);
+  const { project, leftOut } = await embedAgain(state.project);
   replaceProject(project);
-  const left = failed.length > 0 ? ` ${failed.length} could not be embedded again and ${failed.length === 1 ? 'was' : 'were'} left out (${failed.slice(0, 3).join('; ')}).` : '';
-  status(`Opened backbone ${file.name}: ${describeBackbone()}.${images > 0 ? ` The project's images were embedded again by it.${left}` : ''}`, failed.length > 0);
+  status(`Opened backbone ${file.name}: ${describeBackbone()}.${images > 0 ? ` The project's images were embedded again by it. ${leftOut}` : ''}`.trim(), leftOut !== '');
   return true;
 }
 

@@ -45,22 +45,31 @@ export async function addFiles(classId, files) {
   if (extraction.done >= extraction.queued) Object.assign(extraction, { queued: 0, done: 0, failed: [], started: performance.now(), again: false });
   extraction.queued += files.length;
   showExtraction();
-  const queue = [...files];
-  const reader = async () => {
-    for (let file = queue.shift(); file; file = queue.shift()) {
-      const name = file.name || 'pasted image';
+  await embedEach(files, (file) => file.name || 'pasted image', async (file, name) => {
+    const bytes = await file.arrayBuffer();
+    addSample(classId, name, await ask({ type: 'embed', bytes }, [bytes]));
+  }, redrawSoon);
+}
+
+/// `embed(item, name)` for each item, a few in flight at a time (enough to give every thread of
+/// the worker's pool one), each counted in the progress line as done, or as failed with its name
+/// and why; `after()` once each has ended.
+async function embedEach(items, nameOf, embed, after) {
+  const queue = [...items];
+  const embedder = async () => {
+    for (let item = queue.shift(); item; item = queue.shift()) {
+      const name = nameOf(item);
       try {
-        const bytes = await file.arrayBuffer();
-        addSample(classId, name, await ask({ type: 'embed', bytes }, [bytes]));
+        await embed(item, name);
       } catch (e) {
         extraction.failed.push(`${name}: ${e.message}`);
       } finally {
         extraction.done += 1;
-        redrawSoon();
+        after();
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, files.length) }, reader));
+  await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, items.length) }, embedder));
 }
 
 /// Whether images are still being read into the project (their features come from the backbone the
@@ -70,48 +79,35 @@ export const stillReading = () => extraction.done < extraction.queued;
 /// `project`'s images embedded again by the worker's backbone, from the copies kept of them: the
 /// project when a new backbone replaced the one its features came from. Resolves with the project
 /// as it then is — new features under new ids (the next save writes them and deletes the old
-/// records in one transaction), without the model the old features trained — and the names of the
-/// images left out, with why (no kept copy, or one that no longer decodes).
+/// records in one transaction), without the model the old features trained — and `leftOut`, a
+/// sentence naming the images that could not be embedded again (no kept copy, or one that no longer
+/// decodes), empty when there are none.
+///
 /// The page's controls are inert meanwhile, so that no image is added, trained on or checked while
 /// the features of two backbones are mixed.
 export async function embedAgain(project) {
-  $('main').inert = true;
-  try {
-    return await embedEach(project);
-  } finally {
-    $('main').inert = false;
-  }
-}
-
-async function embedEach(project) {
   const samples = project.classes.flatMap((c) => c.samples);
   Object.assign(extraction, { queued: samples.length, done: 0, failed: [], started: performance.now(), again: true });
   showExtraction();
   const features = new Map(); // sample → its new features
-  const queue = [...samples];
-  const embedder = async () => {
-    for (let sample = queue.shift(); sample; sample = queue.shift()) {
-      try {
-        if (!(sample.source?.length > 0)) throw new Error('no copy of it was kept (added before this version)');
-        const bytes = sample.source.slice().buffer;
-        features.set(sample, (await ask({ type: 'embed', bytes }, [bytes])).features);
-      } catch (e) {
-        extraction.failed.push(`${sample.name}: ${e.message}`);
-      } finally {
-        extraction.done += 1;
-        showExtraction();
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, samples.length) }, embedder));
+  $('main').inert = true;
+  try {
+    await embedEach(samples, (sample) => sample.name, async (sample) => {
+      if (!(sample.source?.length > 0)) throw new Error('no copy of it was kept (added before this version)');
+      const bytes = sample.source.slice().buffer;
+      features.set(sample, (await ask({ type: 'embed', bytes }, [bytes])).features);
+    }, showExtraction);
+  } finally {
+    $('main').inert = false;
+  }
   const classes = project.classes.map((c) => ({
     ...c,
     samples: c.samples.filter((s) => features.has(s)).map((s) => ({ ...s, id: newId(), features: features.get(s) })),
   }));
-  return {
-    project: { ...project, classes, model: null, modelBackbone: null, report: null, trainedOn: [] },
-    failed: [...extraction.failed],
-  };
+  const { failed } = extraction;
+  const leftOut = failed.length === 0 ? ''
+    : `${failed.length} could not be embedded again and ${failed.length === 1 ? 'was' : 'were'} left out (${failed.slice(0, 3).join('; ')}).`;
+  return { project: { ...project, classes, model: null, modelBackbone: null, report: null, trainedOn: [] }, leftOut };
 }
 
 export function addSample(classId, name, { features, thumbnail, source }) {
