@@ -20,8 +20,10 @@ target_dir="${CARGO_TARGET_DIR:-target}/web-threads"
 # the module uses; wasm-bindgen removes the names itself (--remove-name-section).
 export CARGO_PROFILE_WASM_RELEASE_STRIP=debuginfo
 # One memory shared by every thread: imported (each Worker instantiates the module on it) and with
-# its maximum declared up front (4 GiB, all a wasm32 page can address); wasm-bindgen sets up each
-# thread's stack and thread-locals through the exported TLS symbols.
+# its maximum declared up front (4 GiB, all a wasm32 page can address). The page makes that memory
+# itself, with the largest maximum up to this one that the browser reserves (static/app/wasm.js:
+# phones refuse 4 GiB); wasm-bindgen sets up each thread's stack and thread-locals through the
+# exported TLS symbols.
 link='--shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base'
 export RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 --cfg getrandom_backend=\"wasm_js\" $(printf -- '-C link-arg=%s ' $link)"
 cargo "+$TOOLCHAIN" build --quiet --lib --profile "$profile" --target wasm32-unknown-unknown \
@@ -38,3 +40,9 @@ helpers=$(find "$out/snippets" -name workerHelpers.js)
   exit 1
 }
 sed -i "s|import('../../..')|import('../../../wick.js')|" "$helpers"
+
+# The page makes the shared memory (see above), so it needs the module's initial size: the one
+# wasm-bindgen's own loader would have used, recorded beside it.
+initial=$(grep -o 'new WebAssembly.Memory({initial:[0-9]*,maximum:65536,shared:true})' "$out/wick.js" | grep -o 'initial:[0-9]*' | cut -d: -f2)
+[ -n "$initial" ] || { echo "build-web-threads: wick.js does not make its memory the way this script knows" >&2; exit 1; }
+printf '// Written by scripts/build-web-threads.sh: the 64 KiB pages the module needs from the start.\nexport const initialPages = %s;\n' "$initial" > "$out/memory.js"

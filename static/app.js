@@ -2,14 +2,15 @@
 // computing happens in the worker (static/worker.js) on the shared Rust library; the page's modules
 // (static/app/) own the DOM, the webcam, IndexedDB and the messages. This one wires them and starts.
 import { drawChart } from './app/chart.js';
-import { applyPrecision, downloadBytes, exportProject, openModels, openProject, replaceProject, setBackbone, describeBackbone } from './app/files.js';
+import { applyPrecision, downloadBytes, openModels, openProject, replaceProject, setBackbone, describeBackbone } from './app/files.js';
+import { projectChanged, reconnect, wireKeeping } from './app/keep.js';
 import { ask, listeners, post, startWorker } from './app/messages.js';
 import { checkLabels } from './app/check.js';
 import { wireMap, wireSampleDialog } from './app/map.js';
-import { previewFile, togglePreviewWebcam, wireLooks } from './app/preview.js';
+import { previewFile, switchPreviewCamera, togglePreviewWebcam, wireLooks } from './app/preview.js';
 import { addFiles, embedAgain, render } from './app/samples.js';
-import { $, state, newId, status, trainStatus, changed, emptyProject, MODEL_URL } from './app/state.js';
-import { holdSaves, loadSaved, releaseSaves, restoreSamples } from './app/store.js';
+import { $, state, newId, status, trainStatus, changed, emptyProject, onChange, MODEL_URL } from './app/state.js';
+import { holdSaves, loadSaved, releaseSaves, restoreSamples, scheduleSave } from './app/store.js';
 import { cancelTraining, readSettings, showLayerCost, startTraining } from './app/training.js';
 
 function wire() {
@@ -44,12 +45,13 @@ function wire() {
     if (e.dataTransfer.files[0]) previewFile(e.dataTransfer.files[0]);
   });
   $('#preview-webcam').addEventListener('click', togglePreviewWebcam);
+  $('#preview-switch').addEventListener('click', switchPreviewCamera);
   $('#export-model').addEventListener('click', () => {
     downloadBytes(state.project.model, 'model.wick', 'application/octet-stream');
     // A model whose backbone layers trained runs on its own backbone file: both go.
     if (state.project.modelBackbone) downloadBytes(state.project.modelBackbone, 'model.backbone.safetensors', 'application/octet-stream');
   });
-  $('#export-project').addEventListener('click', exportProject);
+  wireKeeping();
   $('#open-model').addEventListener('change', (e) => { if (e.target.files.length) openModels([...e.target.files]); e.target.value = ''; });
   $('#open-project').addEventListener('change', (e) => { if (e.target.files[0]) openProject(e.target.files[0]); e.target.value = ''; });
   $('#reset').addEventListener('click', async () => {
@@ -99,6 +101,10 @@ async function main() {
     }
   }
   startWorker();
+  // Every change redraws the page, saves the project in this browser, and keeps its file.
+  onChange(render);
+  onChange(scheduleSave);
+  onChange(projectChanged);
   wire();
   let saved = null;
   let loadProblem = null; // what the final status line adds, as an error
@@ -176,6 +182,7 @@ async function main() {
   render();
   drawChart();
   showLayerCost();
+  await reconnect();
   // Images embedded again are saved under their new features now.
   if (notice) changed();
   status(`Model ready: ${describeBackbone()}. ${loadProblem ?? notice ?? 'Add images to each class, then train.'}`, loadProblem !== null);

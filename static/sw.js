@@ -3,9 +3,11 @@
 // network answers and from the cache when it does not. Only this origin's GET requests are handled.
 // The library's build is not in the shell: the page picks one (single- or multi-threaded) and tells
 // this worker which files it loaded before it was in control.
-const CACHE = 'wick-v3';
-const MODULES = ['camera', 'chart', 'evaluation', 'files', 'messages', 'preview', 'samples', 'state', 'store', 'training', 'wasm'];
-const SHELL = ['./', 'index.html', 'style.css', 'static/app.js', 'static/worker.js', ...MODULES.map((m) => `static/app/${m}.js`)];
+const CACHE = 'wick-v4';
+const MODULES = ['camera', 'chart', 'check', 'evaluation', 'files', 'keep', 'map', 'messages', 'preview', 'samples', 'state', 'store', 'training', 'wasm'];
+// The manifest and the icons too: the page, added to a home screen, opens offline as an app.
+const SHELL = ['./', 'index.html', 'style.css', 'static/app.js', 'static/worker.js', ...MODULES.map((m) => `static/app/${m}.js`),
+  'static/manifest.webmanifest', 'static/icons/icon-192.png', 'static/icons/apple-touch-icon.png'];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));

@@ -5,10 +5,11 @@
 // The library is imported dynamically, so the message handler below exists from the start and
 // requests that arrive while the library loads wait for it instead of being lost. The
 // multi-threaded build then starts its pool of Web Workers, one per core.
-const library = import('./app/wasm.js').then(async ({ build, wick }) => {
-  const threads = build === 'threads' ? Math.max(1, navigator.hardwareConcurrency || 1) : 1;
-  if (build === 'threads') await wick.initThreadPool(threads);
-  return { build, threads, ...wick };
+const library = import('./app/wasm.js').then(async (loaded) => {
+  const threads = await loaded.startThreads(Math.max(1, navigator.hardwareConcurrency || 1));
+  // After startThreads: a pool that did not start leaves the single-threaded build in `loaded.wick`.
+  const { build, oneThreadBecause, sharedMaximum } = loaded;
+  return { ...loaded.wick, build, threads, oneThreadBecause, sharedMaximum };
 });
 let wick = null;
 
@@ -36,7 +37,17 @@ async function loadBackbone({ id, modelUrl, modelBytes }) {
   const next = new wick.Engine(bytes);
   engine?.free();
   engine = next;
-  reply({ type: 'ready', id, backbone: JSON.parse(engine.backbone()), dim: engine.feature_dim, bytes: bytes.length, build: wick.build, threads: wick.threads, isolated: self.crossOriginIsolated === true });
+  reply({
+    type: 'ready',
+    id,
+    backbone: JSON.parse(engine.backbone()),
+    dim: engine.feature_dim,
+    bytes: bytes.length,
+    build: wick.build,
+    threads: wick.threads,
+    oneThreadBecause: wick.oneThreadBecause,
+    sharedMaximum: wick.sharedMaximum,
+  });
 }
 
 // Files to embed, gathered while the worker is busy so they reach the library as a batch: one

@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 use common::pickle::CheckpointSpec;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use wick::backbone::Backbone;
+use wick::data::features::{compute, View};
 use wick::data::preprocess::decode_image;
 use wick::infer::Precision;
 use wick::kernels::geometry::ConvGeometry;
@@ -279,4 +280,54 @@ fn crew_parts_each_run_once() {
     let mut out = vec![0usize; 10];
     for_each_chunk(&mut out, 3, false, |part, chunk| chunk.fill(part));
     assert_eq!(out, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]);
+}
+
+/// A phone's portrait photo — stored sideways with an EXIF Orientation tag — gives the features of
+/// the same photo stored upright, for every orientation.
+#[test]
+fn a_photo_tagged_sideways_has_the_features_of_its_upright_twin() {
+    use image::imageops::{flip_horizontal, flip_vertical, rotate180, rotate270, rotate90};
+    let backbone = Backbone::from_backbone_file(
+        &std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"))
+            .unwrap(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let photo = image::open(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chelsea.png"))
+        .unwrap()
+        .to_rgb8();
+    let jpeg = |image: &image::RgbImage| {
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).encode_image(image).unwrap();
+        out
+    };
+    let features = |bytes: &[u8]| compute(&backbone, &[&decode_image(bytes).unwrap()], View::AsIs).unwrap().remove(0);
+    let upright = features(&jpeg(&photo));
+    let sideways = features(&jpeg(&rotate270(&photo)));
+    for (tag, stored) in [
+        (2, flip_horizontal(&photo)),
+        (3, rotate180(&photo)),
+        (4, flip_vertical(&photo)),
+        (5, flip_horizontal(&rotate90(&photo))),
+        (6, rotate270(&photo)),
+        (7, flip_horizontal(&rotate270(&photo))),
+        (8, rotate90(&photo)),
+    ] {
+        let tagged = features(&exif_tagged(&jpeg(&stored), tag));
+        let c = cosine(&tagged, &upright);
+        // JPEG rounds a turned photo's blocks a little differently: measured 0.9990–0.9998.
+        assert!(c > 0.998, "orientation {tag}: cosine {c:.5} to the upright photo's features");
+    }
+    // Read without its tag, the sideways photo is another picture to the backbone.
+    assert!(cosine(&sideways, &upright) < 0.95, "cosine {:.4}", cosine(&sideways, &upright));
+}
+
+/// `jpeg` with an EXIF segment holding only the Orientation tag (see `data::preprocess`'s tests).
+fn exif_tagged(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut app1 = vec![0xFF, 0xE1, 0, 34];
+    app1.extend(b"Exif\0\0MM\0\x2A\0\0\0\x08");
+    app1.extend([0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1]);
+    app1.extend(orientation.to_be_bytes());
+    app1.extend([0, 0, 0, 0, 0, 0]);
+    [&jpeg[..2], &app1, &jpeg[2..]].concat()
 }

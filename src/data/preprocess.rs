@@ -3,7 +3,8 @@
 
 use std::io::Cursor;
 
-use image::{ImageReader, RgbImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result};
@@ -106,8 +107,13 @@ pub const MIN_CROP: u32 = 16;
 pub const MAX_CROP: u32 = 1024;
 pub const MAX_RESIZE: u32 = 4096;
 
-/// Decodes JPEG, PNG, WebP, GIF (first frame) or BMP bytes to RGB. The header is checked against
-/// [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_PIXELS`] before decoding.
+/// Decodes JPEG, PNG, WebP, GIF (first frame) or BMP bytes to RGB, the right way up. The header is
+/// checked against [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_PIXELS`] before decoding.
+///
+/// Phone cameras store a portrait photo as the sensor saw it, sideways, with an EXIF Orientation
+/// tag saying how to turn it; browsers draw such a photo upright. The tag is applied here, so the
+/// backbone, the thumbnail and the kept copy all see the photo as its owner does, in the CLI and
+/// the page alike. A tag that cannot be read leaves the image as stored.
 pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(invalid!("the file is empty (0 bytes)"));
@@ -130,6 +136,10 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     if reader().format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
         return Err(invalid!("the image is corrupt or truncated: the JPEG data stops before its end marker"));
     }
+    let orientation = reader()
+        .into_decoder()
+        .and_then(|mut decoder| decoder.orientation())
+        .unwrap_or(Orientation::NoTransforms);
     let mut reader = reader();
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
@@ -137,17 +147,27 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
     reader.limits(limits);
     let image = reader.decode().map_err(|e| invalid!("the image is corrupt or truncated: {e}"))?;
-    Ok(image.to_rgb8())
+    Ok(upright(image.into_rgb8(), orientation))
 }
 
-/// About how many bytes decoding `bytes` takes: the decoder's pixels plus their RGB copy (0 when the
-/// header cannot be read: decoding then fails at once).
+/// `image` turned as its EXIF `orientation` says (a turned copy of the RGB pixels at most).
+fn upright(image: RgbImage, orientation: Orientation) -> RgbImage {
+    if orientation == Orientation::NoTransforms {
+        return image;
+    }
+    let mut turned = DynamicImage::ImageRgb8(image);
+    turned.apply_orientation(orientation);
+    turned.into_rgb8()
+}
+
+/// About how many bytes decoding `bytes` takes at its peak: the decoder's pixels plus their RGB
+/// copy, or two RGB copies while a sideways photo is turned upright (0 when the header cannot be
+/// read: decoding then fails at once).
 pub fn decoded_bytes(bytes: &[u8]) -> u64 {
-    use image::ImageDecoder;
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().expect("reading from memory cannot fail");
     let Ok(decoder) = reader.into_decoder() else { return 0 };
     let (w, h) = decoder.dimensions();
-    w as u64 * h as u64 * (decoder.color_type().bytes_per_pixel() as u64 + 3)
+    w as u64 * h as u64 * (decoder.color_type().bytes_per_pixel() as u64 + 3).max(6)
 }
 
 /// JPEG decoders quietly grey-fill a cut-off scan, so truncation is checked here: the end-of-image
@@ -235,4 +255,89 @@ fn filter_taps(in_size: u32, out_size: u32, range: std::ops::Range<u32>) -> Vec<
             (lo, weights.into_iter().map(|w| w as f32).collect())
         })
         .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use image::codecs::jpeg::JpegEncoder;
+
+    /// `jpeg` with an EXIF APP1 segment right after its start marker, holding only the Orientation
+    /// tag (`orientation`, 1–8), as a phone camera writes it.
+    pub(crate) fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+        assert_eq!(&jpeg[..2], [0xFF, 0xD8]);
+        let mut app1 = vec![0xFF, 0xE1, 0, 34];
+        app1.extend(b"Exif\0\0MM\0\x2A\0\0\0\x08"); // big-endian TIFF header, first IFD at 8
+        app1.extend([0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1]); // one entry: tag 0x0112, SHORT, count 1
+        app1.extend(orientation.to_be_bytes());
+        app1.extend([0, 0, 0, 0, 0, 0]); // value padding, no next IFD
+        assert_eq!(app1.len(), 2 + 34);
+        [&jpeg[..2], &app1, &jpeg[2..]].concat()
+    }
+
+    /// How a camera stores an upright scene under EXIF orientation `tag`: the inverse of the turn
+    /// the tag asks a viewer for (the EXIF specification's table, written out here independently).
+    fn as_stored(upright: &RgbImage, tag: u16) -> RgbImage {
+        use image::imageops::{flip_horizontal, flip_vertical, rotate180, rotate270, rotate90};
+        match tag {
+            1 => upright.clone(),
+            2 => flip_horizontal(upright),
+            3 => rotate180(upright),
+            4 => flip_vertical(upright),
+            5 => flip_horizontal(&rotate90(upright)), // transpose: its own inverse
+            6 => rotate270(upright),
+            7 => flip_horizontal(&rotate270(upright)), // transverse: its own inverse
+            8 => rotate90(upright),
+            _ => unreachable!(),
+        }
+    }
+
+    fn jpeg(image: &RgbImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        JpegEncoder::new_with_quality(&mut out, 95).encode_image(image).unwrap();
+        out
+    }
+
+    /// A 64 × 48 picture of 16 × 16 single-colour blocks, no two alike: JPEG keeps such blocks
+    /// exactly wherever they land, so a turned copy decodes to the same pixels, turned.
+    fn blocks() -> RgbImage {
+        RgbImage::from_fn(64, 48, |x, y| {
+            let (bx, by) = (x / 16, y / 16);
+            image::Rgb([(bx * 60) as u8, (by * 100) as u8, (200 - 15 * (bx + 4 * by)) as u8])
+        })
+    }
+
+    #[test]
+    fn each_exif_orientation_decodes_upright() {
+        let upright = decode_image(&jpeg(&blocks())).unwrap();
+        for tag in 1..=8 {
+            let stored = as_stored(&blocks(), tag);
+            if tag >= 5 {
+                assert_eq!(stored.dimensions(), (48, 64), "orientation {tag} is stored sideways");
+            }
+            let decoded = decode_image(&with_exif_orientation(&jpeg(&stored), tag)).unwrap();
+            assert_eq!(decoded.dimensions(), (64, 48), "orientation {tag}");
+            assert!(decoded == upright, "orientation {tag}: the decoded pixels differ from the upright photo's");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_or_out_of_range_tag_leaves_the_image_as_stored() {
+        let stored = jpeg(&blocks());
+        let plain = decode_image(&stored).unwrap();
+        for tag in [0, 9, 0xFFFF] {
+            assert!(decode_image(&with_exif_orientation(&stored, tag)).unwrap() == plain, "tag {tag}");
+        }
+        // An EXIF segment whose TIFF header lies (bad byte order) is ignored, not an error.
+        let mut broken = with_exif_orientation(&stored, 6);
+        broken[12] = b'X';
+        assert!(decode_image(&broken).unwrap() == plain);
+    }
+
+    #[test]
+    fn the_decode_estimate_covers_turning_a_photo_upright() {
+        // 64 × 48 RGB: the decoder's pixels plus an RGB copy (6 bytes a pixel), or two RGB
+        // copies while it is turned (also 6).
+        assert_eq!(decoded_bytes(&with_exif_orientation(&jpeg(&as_stored(&blocks(), 6)), 6)), 48 * 64 * 6);
+    }
 }

@@ -53,7 +53,7 @@ impl FileKind {
             ("meta".to_string(), serde_json::to_string(meta).expect("metadata serialises")),
         ]
         .into();
-        safetensors::serialize(views, Some(metadata)).map_err(cannot)
+        Ok(with_sorted_header(safetensors::serialize(views, Some(metadata)).map_err(cannot)?))
     }
 
     /// Serialises named f32 tensors (any shape, any device) with `meta`.
@@ -105,4 +105,47 @@ pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
 /// Little-endian bytes as f32 values (a trailing partial value is ignored).
 pub fn f32_values(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
+/// safetensors writes its `__metadata__` map in a `HashMap`'s order, which changes from one map to
+/// the next: the header is written again with its keys sorted. It keeps its length (the same
+/// compact JSON), so the tensors stay where they are, and the same content always gives the same
+/// file, byte for byte (a project saved, opened elsewhere and saved again is the same file).
+fn with_sorted_header(mut file: Vec<u8>) -> Vec<u8> {
+    let n = u64::from_le_bytes(file[..8].try_into().expect("safetensors writes an 8-byte length")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&file[8..8 + n]).expect("safetensors writes JSON");
+    let sorted = serde_json::to_vec(&header).expect("a JSON value serialises");
+    if sorted.len() <= n {
+        file[8..8 + sorted.len()].copy_from_slice(&sorted);
+        file[8 + sorted.len()..8 + n].fill(b' ');
+    }
+    file
+}
+
+#[cfg(test)]
+mod sorted_header_tests {
+    use super::*;
+
+    #[test]
+    fn the_same_content_gives_the_same_file() {
+        const KIND: FileKind = FileKind {
+            format: "wick-test",
+            version: "1",
+            noun: "test file",
+            version_label: "test",
+            written: "the test file",
+            mistaken_for: &[],
+        };
+        let data = [1u8, 2, 3, 4];
+        let write = || KIND.write(&[("b", Dtype::U8, vec![4], &data), ("a", Dtype::U8, vec![4], &data)], &"meta").unwrap();
+        let first = write();
+        // Each write's metadata map iterates in an order of its own: 3 keys, 6 orders.
+        for _ in 0..30 {
+            assert_eq!(write(), first);
+        }
+        let (_, read) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+        let meta = read.metadata().as_ref().unwrap();
+        assert_eq!(meta["format"], "wick-test");
+        assert_eq!(meta["meta"], "\"meta\"");
+    }
 }

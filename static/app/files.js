@@ -32,7 +32,8 @@ export function projectMeta() {
   };
 }
 
-export function exportProject() {
+/// The whole project as a `.wickproject` file's bytes (throws what the library refuses).
+export function projectBytes() {
   const rows = projectRows();
   const { features } = rows;
   const samples = rows.samples.map(({ sample }) => sample);
@@ -44,13 +45,8 @@ export function exportProject() {
   };
   const thumbnails = concat(samples.map((s) => s.thumbnail));
   const sources = concat(samples.map((s) => s.source ?? new Uint8Array(0)));
-  try {
-    const bytes = encode_project(JSON.stringify(projectMeta()), features, thumbnails, sources,
-      state.project.model ?? undefined, state.project.modelBackbone ?? undefined, state.featureDim);
-    downloadBytes(bytes, 'wick-project.wickproject', 'application/octet-stream');
-  } catch (e) {
-    status(`Could not export the project: ${e.message}`, true);
-  }
+  return encode_project(JSON.stringify(projectMeta()), features, thumbnails, sources,
+    state.project.model ?? undefined, state.project.modelBackbone ?? undefined, state.featureDim);
 }
 
 /// Replaces the project with a file's, only once the whole file has been read and checked.
@@ -95,6 +91,8 @@ export async function openProject(file) {
       report: model ? report : null,
       trainedOn: Array.isArray(trainedOnIndices) ? trainedOnIndices.map((i) => ids[i] ?? null) : [],
     });
+    // The project is the file's as it stands: saved to a file, not yet kept in one by the page.
+    state.project.file = { name: file.name, savedAt: Date.now() };
     await applyPrecision(state.project.settings.precision ?? 'int8');
     status(`Opened ${file.name}: ${classes.length} classes, ${ids.length} images${model ? ', with its trained model' : ''}.`);
   } catch (e) {
@@ -128,9 +126,9 @@ export function setBackbone(ready, bytes) {
   state.customBackbone = bytes;
   $('#backbone-name').textContent = bytes ? describeBackbone() : 'EfficientNet-Lite0 (ImageNet)';
   $('#precision-name').textContent = ready.backbone.precision;
-  $('#threads-name').textContent = ready.build === 'threads' ? `${ready.threads} threads`
-    : ready.isolated ? 'one thread (the multi-threaded build did not start in this browser)'
-      : 'one thread (the page is not cross-origin isolated, so it cannot share memory between threads)';
+  $('#threads-name').textContent = ready.build === 'threads'
+    ? `${ready.threads} threads${ready.sharedMaximum < 4 * 2 ** 30 ? ` (up to ${ready.sharedMaximum / 2 ** 20} MiB of memory: this device reserves no more to share)` : ''}`
+    : `one thread because ${ready.oneThreadBecause}`;
 }
 
 /// Makes the worker's backbone multiply in `precision` ('int8' or 'f32'), as the footer then says.

@@ -1,5 +1,5 @@
 // The preview: classify a picked or dropped image, or the live webcam.
-import { openCamera, closeCamera, grabFrame } from './camera.js';
+import { Camera, grabFrame } from './camera.js';
 import { ask } from './messages.js';
 import { $, state, status } from './state.js';
 
@@ -88,19 +88,23 @@ export function wireLooks() {
   });
 }
 
+let camera = null; // the preview's webcam, once opened
+
 export async function togglePreviewWebcam() {
-  const video = $('#preview-video');
-  if (state.previewStream) {
-    closeCamera(video, state.previewStream);
-    state.previewStream = null;
+  camera ??= new Camera($('#preview-video'));
+  if (camera.isOpen) {
+    camera.close();
     $('#preview-webcam').textContent = 'Use webcam';
+    $('#preview-switch').hidden = true;
     return;
   }
   try {
-    state.previewStream = await openCamera(video);
+    await camera.open();
     $('#preview-webcam').textContent = 'Stop webcam';
+    $('#preview-switch').hidden = (await Camera.count()) < 2;
+    const video = camera.video;
     const loop = async () => {
-      if (!state.previewStream) return;
+      if (!camera.isOpen) return;
       if (video.videoWidth) {
         const frame = grabFrame(video);
         try {
@@ -115,4 +119,8 @@ export async function togglePreviewWebcam() {
   } catch (e) {
     status(`The webcam is not available: ${e.message}`, true);
   }
+}
+
+export function switchPreviewCamera() {
+  camera?.switchCamera().catch((e) => status(`Could not switch the camera: ${e.message}`, true));
 }

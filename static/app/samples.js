@@ -1,7 +1,7 @@
 // Classes and their samples: adding images (files, folders, paste, webcam bursts) through the
 // worker, the class cards, renaming and removing.
 import { ask } from './messages.js';
-import { openCamera, closeCamera, wireBurst } from './camera.js';
+import { Camera, wireBurst } from './camera.js';
 import { renderCheck } from './check.js';
 import { renderEvaluation } from './evaluation.js';
 import { mapChanged } from './map.js';
@@ -200,26 +200,28 @@ export function renderClass(cls) {
     });
     card.addEventListener('focusin', () => { state.lastFocusedClass = cls.id; });
     card.addEventListener('pointerdown', () => { state.lastFocusedClass = cls.id; });
-    const video = $('.webcam-video', card);
+    const camera = new Camera($('.webcam-video', card));
     const record = $('.hold-record', card);
-    let stream = null;
+    const switcher = $('.switch-camera', card);
     $('.webcam', card).addEventListener('click', async (e) => {
-      if (stream) {
-        closeCamera(video, stream);
-        stream = null;
+      if (camera.isOpen) {
+        camera.close();
         record.hidden = true;
+        switcher.hidden = true;
         e.target.textContent = 'Webcam';
         return;
       }
       try {
-        stream = await openCamera(video);
+        await camera.open();
         record.hidden = false;
+        switcher.hidden = (await Camera.count()) < 2;
         e.target.textContent = 'Close webcam';
       } catch (err) {
         status(`The webcam is not available: ${err.message}`, true);
       }
     });
-    wireBurst(record, video, cls.id);
+    switcher.addEventListener('click', () => camera.switchCamera().catch((err) => status(`Could not switch the camera: ${err.message}`, true)));
+    wireBurst(record, camera.video, (embedding) => addSample(cls.id, 'webcam', embedding));
     $('.thumbs', card).addEventListener('click', (e) => {
       const button = e.target.closest('button[data-sample-id]');
       if (button) removeSample(cls.id, button.dataset.sampleId);

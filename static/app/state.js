@@ -1,8 +1,6 @@
-// The page's state, the one funnel every change goes through (it redraws and saves), and the
-// status lines.
+// The page's state, the one funnel every change goes through (its subscribers redraw and save:
+// app.js wires them), and the status lines.
 import { post } from './messages.js';
-import { render } from './samples.js';
-import { scheduleSave } from './store.js';
 
 export const MODEL_URL = new URL('../efficientnet-lite0-int8.safetensors', import.meta.url).href;
 export const $ = (selector, root = document) => root.querySelector(selector);
@@ -14,7 +12,9 @@ export const state = {
   // { classes: [{ id, name, samples: [{ id, name, thumbnail: Uint8Array, features: Float32Array,
   //   source: Uint8Array (the kept copy its views are made from) }] }], settings,
   //   model: Uint8Array | null, modelBackbone: Uint8Array | null (the backbone file the model runs on,
-  //   when the backbone's last layers trained), report: object | null, trainedOn: [sample ids] }
+  //   when the backbone's last layers trained), report: object | null, trainedOn: [sample ids],
+//   changedAt: ms, file: the project file it is kept in ({ name, savedAt: ms, handle: a
+//   FileSystemFileHandle where the page writes to it itself } | null) }
   project: null,
   backbone: null, // { id, architecture, sha256, own_classes, source, precision }
   featureDim: 0,
@@ -23,7 +23,6 @@ export const state = {
   customBackbone: null,
   training: false,
   history: [], // the training chart's epochs
-  previewStream: null,
   lastFocusedClass: null, // where a paste goes
   // The last label check: { suspects, predicted: Map(sample id → class index), classIds }.
   check: null,
@@ -40,6 +39,8 @@ export function emptyProject() {
     modelBackbone: null,
     report: null,
     trainedOn: [],
+    changedAt: Date.now(),
+    file: null,
   };
 }
 
@@ -65,7 +66,11 @@ export function trainStatus(text, isError = false) {
   el.classList.toggle('error', isError);
 }
 
-/// Every change goes through here: it redraws and saves.
+const subscribers = [];
+/// `f()` runs after every change, in the order subscribed.
+export const onChange = (f) => subscribers.push(f);
+
+/// Every change goes through here: it stamps the project and tells the subscribers (redraw, save).
 export function changed({ model = false } = {}) {
   if (model && state.project.model) {
     state.project.model = null;
@@ -73,6 +78,6 @@ export function changed({ model = false } = {}) {
     state.project.report = null;
     post({ type: 'unload-model' });
   }
-  render();
-  scheduleSave();
+  state.project.changedAt = Date.now();
+  subscribers.forEach((f) => f());
 }

@@ -3,13 +3,17 @@
 // images' ids and names, the settings and the model. A save writes the project record and the
 // images added since the last save, and deletes the ones removed, in one transaction: its cost
 // follows what changed, not the project's size. Beside them, the activations at the cut that
-// training the backbone's last layers computes once per image view.
+// training the backbone's last layers computes once per image view, and their sizes (what the
+// page says the project takes).
 import { $, state, status } from './state.js';
 
 const DB_NAME = 'wick';
 const STORE = 'projects';
 const SAMPLES = 'samples';
 const ACTIVATIONS = 'activations';
+/// Each cached activation record's size in bytes, under the same key (counted without reading the
+/// records themselves).
+const ACTIVATION_BYTES = 'activation-bytes';
 /// The project record's layout: 2 keeps images in their own store (1, before: inside it).
 const FORMAT = 2;
 /// Ids of the images the samples store holds (as far as this page knows; null: not known, the next
@@ -25,12 +29,17 @@ let held = null;
 
 function db() {
   dbPromise ??= new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB_NAME, 3);
+    const request = indexedDB.open(DB_NAME, 4);
     request.onupgradeneeded = () => {
       const names = request.result.objectStoreNames;
       if (!names.contains(STORE)) request.result.createObjectStore(STORE);
       if (!names.contains(ACTIVATIONS)) request.result.createObjectStore(ACTIVATIONS);
       if (!names.contains(SAMPLES)) request.result.createObjectStore(SAMPLES);
+      if (!names.contains(ACTIVATION_BYTES)) {
+        request.result.createObjectStore(ACTIVATION_BYTES);
+        // Cached activations without a size record are dropped (a cache: computed again when needed).
+        request.transaction.objectStore(ACTIVATIONS).clear();
+      }
     };
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
@@ -171,9 +180,13 @@ export async function getActivations(keys) {
 export async function putActivations(entries) {
   const database = await db();
   await new Promise((resolve, reject) => {
-    const tx = database.transaction(ACTIVATIONS, 'readwrite');
+    const tx = database.transaction([ACTIVATIONS, ACTIVATION_BYTES], 'readwrite');
     const store = tx.objectStore(ACTIVATIONS);
-    entries.forEach(([key, value]) => store.put(value, key));
+    const sizes = tx.objectStore(ACTIVATION_BYTES);
+    entries.forEach(([key, value]) => {
+      store.put(value, key);
+      sizes.put(value.bits.byteLength, key);
+    });
     tx.oncomplete = resolve;
     tx.onerror = () => reject(tx.error);
     tx.onabort = () => reject(tx.error ?? new Error('keeping the activations was aborted'));
@@ -185,15 +198,28 @@ export async function putActivations(entries) {
 export async function pruneActivations(keep) {
   const database = await db();
   await new Promise((resolve, reject) => {
-    const tx = database.transaction(ACTIVATIONS, 'readwrite');
+    const tx = database.transaction([ACTIVATIONS, ACTIVATION_BYTES], 'readwrite');
     const request = tx.objectStore(ACTIVATIONS).openKeyCursor();
     request.onsuccess = () => {
       const cursor = request.result;
       if (!cursor) return;
-      if (!keep(cursor.key)) tx.objectStore(ACTIVATIONS).delete(cursor.key);
+      if (!keep(cursor.key)) {
+        tx.objectStore(ACTIVATIONS).delete(cursor.key);
+        tx.objectStore(ACTIVATION_BYTES).delete(cursor.key);
+      }
       cursor.continue();
     };
     tx.oncomplete = resolve;
     tx.onerror = () => reject(tx.error);
+  });
+}
+
+/// The bytes of every cached activation record (the layers' inputs kept in this browser).
+export async function activationBytes() {
+  const database = await db();
+  return new Promise((resolve, reject) => {
+    const request = database.transaction(ACTIVATION_BYTES).objectStore(ACTIVATION_BYTES).getAll();
+    request.onsuccess = () => resolve(request.result.reduce((n, bytes) => n + (Number.isFinite(bytes) ? bytes : 0), 0));
+    request.onerror = () => reject(request.error);
   });
 }

@@ -1,26 +1,83 @@
-// Which build of the library runs here. A cross-origin isolated page (served with COOP and COEP
-// headers) may share memory between threads, so it loads the multi-threaded build (threads/: the
-// backbone and the head on a pool of Web Workers); any other page loads the single-threaded one.
-// The page and its worker import this module, and each falls back to the single-threaded build if
-// the threaded one does not start (a browser that cannot reserve its shared memory, say).
-const load = async (folder) => {
+// Which build of the library runs here, and why. A cross-origin isolated page (served with COOP
+// and COEP headers) in a browser that lets it share memory between threads loads the
+// multi-threaded build (threads/: the backbone and the head on a pool of Web Workers); any other
+// page loads the single-threaded one, and so does a page whose threaded build does not start. The
+// page and its worker import this module; `oneThreadBecause` says in words why a page runs on one
+// thread (the footer shows it), null when it runs on several.
+const load = async (folder, memory) => {
   const base = new URL(folder, import.meta.url);
   const module = await import(new URL('wick.js', base).href);
-  await module.default({ module_or_path: new URL('wick_bg.wasm', base) });
+  await module.default({ module_or_path: new URL('wick_bg.wasm', base), memory });
   return module;
 };
 
-let chosen = self.crossOriginIsolated === true ? 'threads' : 'single';
-let library;
-if (chosen === 'threads') {
+/// The threaded build's one memory, shared by every thread, is reserved whole, at its maximum, when
+/// it is made. Desktop browsers reserve the 4 GiB a wasm32 module can address; iOS refuses shared
+/// maximums above about 0.6–1 GB with "RangeError: Out of memory" (emscripten #19144, #24078;
+/// onnxruntime #11679) and gives a tab about 1.5 GB in all. So smaller maximums are tried before
+/// one thread: 1 GiB still holds the page's largest tested work (10,000 photos' features, trained
+/// and checked: 225 MB for the whole page; BENCHMARKS.md), 512 MiB a few thousand.
+const MAXIMUM_PAGES = [65536, 16384, 8192]; // 4 GiB, 1 GiB, 512 MiB, in 64 KiB pages
+
+/// The shared memory with the largest maximum this browser reserves, and that maximum in bytes;
+/// null when it reserves none.
+async function reserveSharedMemory() {
+  // The build records how many pages its module needs from the start (scripts/build-web-threads.sh).
+  const { initialPages } = await import(new URL('../../threads/memory.js', import.meta.url).href);
+  for (const maximum of MAXIMUM_PAGES) {
+    try {
+      return { memory: new WebAssembly.Memory({ initial: initialPages, maximum, shared: true }), bytes: maximum * 65536 };
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+    }
+  }
+  return null;
+}
+
+export let build = 'single';
+export let wick = null;
+export let oneThreadBecause = null;
+/// The threaded build's memory maximum in bytes (null in the single-threaded build).
+export let sharedMaximum = null;
+
+if (self.crossOriginIsolated !== true) {
+  oneThreadBecause = 'the page is not cross-origin isolated, so it cannot share memory between threads';
+} else if (typeof SharedArrayBuffer !== 'function') {
+  // WebKitGTK (and Safari in some settings) report isolation but give pages no SharedArrayBuffer:
+  // its threaded build would start and then fail to hand its memory to the other threads
+  // ("The object can not be cloned").
+  oneThreadBecause = 'this browser does not let the page share memory between threads (no SharedArrayBuffer)';
+} else {
   try {
-    library = await load('../../threads/');
+    const reserved = await reserveSharedMemory();
+    if (reserved) {
+      wick = await load('../../threads/', reserved.memory);
+      build = 'threads';
+      sharedMaximum = reserved.bytes;
+    } else {
+      oneThreadBecause = 'this device could not reserve memory to share between threads';
+    }
   } catch (e) {
     console.warn('the multi-threaded build did not start; running on one thread:', e);
-    chosen = 'single';
+    oneThreadBecause = `the multi-threaded build did not start (${e.message})`;
   }
 }
-library ??= await load('../../');
+wick ??= await load('../../');
 
-export const build = chosen;
-export const wick = library;
+/// Starts the threaded build's pool of `threads` Web Workers (the page's worker does, once). Where
+/// the pool does not start, the single-threaded build takes over and says why. Resolves with the
+/// number of threads computing.
+export async function startThreads(threads) {
+  if (build !== 'threads') return 1;
+  try {
+    await wick.initThreadPool(threads);
+    return threads;
+  } catch (e) {
+    console.warn('the pool of threads did not start; running on one thread:', e);
+    wick = await load('../../');
+    build = 'single';
+    sharedMaximum = null;
+    oneThreadBecause = `the pool of threads did not start (${e.message})`;
+    return 1;
+  }
+}

@@ -1,5 +1,6 @@
 // Shared by the browser tests and the browser benchmark: serve `dist/` (the `trunk build --release`
 // output) on 127.0.0.1 and drive Debian's Chromium headless through playwright-core.
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -92,4 +93,20 @@ export const counts = (page) => page.$$eval('.class-card .count', (els) => els.m
 export async function addImages(page, i, files, timeout = 300_000) {
   await card(page, i).locator('.class-files').setInputFiles(files.map(({ name, mimeType, buffer }) => ({ name, mimeType, buffer })));
   await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0', null, { timeout });
+}
+
+/// `count` 160 × 160 PNG crops of fixture `name` (scikit-image's brick, grass or gravel photo)
+/// written by Pillow into `dir`, from its top 300 rows, starting at crop `first`: their paths.
+export function photoCrops(dir, name, count, first = 0) {
+  execFileSync('python3', ['-c', `
+import sys
+from PIL import Image
+fixture, out, name, first, count = sys.argv[1:4] + [int(a) for a in sys.argv[4:6]]
+image = Image.open(fixture).convert('RGB')
+w = image.size[0]
+for i in range(first, first + count):
+    x, y = (37 * i * 7) % (w - 160), (23 * i * 5) % 140
+    image.crop((x, y, x + 160, y + 160)).save(f'{out}/{name}-{i}.png')
+`, path.join(root, `tests/fixtures/${name}.png`), dir, name, String(first), String(count)]);
+  return Array.from({ length: count }, (_, i) => path.join(dir, `${name}-${first + i}.png`));
 }
