@@ -2,7 +2,10 @@
 # Installs what Wick needs, idempotently (each step is skipped when already done).
 #   scripts/setup.sh app     wasm target, wasm-bindgen-cli (the exact crate version), trunk, and the
 #                            pinned nightly (rust-src, wasm target) for the multi-threaded web build
-#   scripts/setup.sh test    app + Chromium, playwright-core, numpy/Pillow, the reference checkpoint
+#   scripts/setup.sh test    app + the three browser engines the tests drive (Debian's chromium,
+#                            firefox-esr, and webkit2gtk-driver with xvfb), their drivers from npm
+#                            (playwright-core, puppeteer-core, selenium-webdriver), numpy/Pillow,
+#                            the reference checkpoint
 #   scripts/setup.sh bench   test + onnx/onnxruntime and scikit-learn (the native peers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +32,18 @@ if [ "$(trunk --version 2>/dev/null)" != "trunk $TRUNK_VERSION" ]; then
 fi
 [ "$what" = app ] && exit 0
 
-if ! command -v chromium >/dev/null; then
-  say "installing Debian's chromium"
+# The browsers: Chromium, Firefox ESR, and WebKitGTK's WebDriver with its MiniBrowser, which runs on
+# a virtual X display (xvfb-run, which needs xauth).
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v firefox-esr >/dev/null || missing+=(firefox-esr)
+command -v WebKitWebDriver >/dev/null || missing+=(webkit2gtk-driver)
+command -v xvfb-run >/dev/null || missing+=(xvfb)
+command -v xauth >/dev/null || missing+=(xauth)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian's ${missing[*]}"
   sudo_if_needed apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # node_modules is reinstalled whenever package-lock.json changed since the last `npm ci`.
 if ! cmp -s package-lock.json node_modules/.wick-package-lock.json; then

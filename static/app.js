@@ -83,8 +83,12 @@ async function main() {
   if ('serviceWorker' in navigator) {
     // Offline after the first visit: the service worker keeps the app and the model.
     try {
-      await navigator.serviceWorker.register(new URL('../sw.js', import.meta.url));
-      const registration = await navigator.serviceWorker.ready;
+      // A service worker that never activates (its install failed, or the browser holds it back)
+      // must not hold the page up: after a few seconds the page starts without it.
+      const registration = await Promise.race([
+        navigator.serviceWorker.register(new URL('../sw.js', import.meta.url)).then(() => navigator.serviceWorker.ready),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('the service worker did not start')), 5000)),
+      ]);
       // What this page loaded before the service worker was in control, its build of the library
       // among them, is kept for offline use too.
       const loaded = performance.getEntriesByType('resource').map((entry) => entry.name);
@@ -192,7 +196,7 @@ async function main() {
 /// The saved project could not be read: this visit does not save over it, and says how to go on.
 function unreadable(e) {
   holdSaves('the project saved in this browser could not be read');
-  return `Could not read the project saved in this browser (${e.message}). So as not to replace it, nothing is saved in this visit: use "Export project" to keep new work, or Reset to replace the saved project.`;
+  return `Could not read the project saved in this browser (${e.message}). So as not to replace it, nothing is saved in this visit: use "Save project to file" to keep new work, or Reset to replace the saved project.`;
 }
 
 main();

@@ -135,14 +135,19 @@ function redrawNow() {
   showExtraction();
 }
 
-/// Files and folders from a drop: folders are walked (all files inside, any depth).
+/// Files and folders from a drop: folders are walked (all files inside, any depth). A dropped file
+/// whose entry cannot be read (WebKit's, for a file a script put in the drop) is taken from the
+/// drop's file list instead.
 export async function droppedFiles(dataTransfer) {
+  // Read at once: the browser empties a drop's data once its event has been handled.
+  const dropped = [...dataTransfer.files];
   const entries = [...dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
-  if (entries.length === 0) return [...dataTransfer.files];
+  if (entries.length === 0) return dropped;
   const files = [];
+  const fileOf = (entry) => new Promise((resolve, reject) => entry.file(resolve, reject));
   const walk = async (entry) => {
     if (entry.isFile) {
-      files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+      files.push(await fileOf(entry));
     } else if (entry.isDirectory) {
       const reader = entry.createReader();
       for (;;) {
@@ -152,7 +157,15 @@ export async function droppedFiles(dataTransfer) {
       }
     }
   };
-  for (const entry of entries) await walk(entry);
+  for (const entry of entries) {
+    const listed = entry.isFile && dropped.find((f) => f.name === entry.name);
+    try {
+      await walk(entry);
+    } catch (e) {
+      if (!listed) throw new Error(`could not read ${entry.name}: ${e.message}`);
+      files.push(listed);
+    }
+  }
   return files;
 }
 
@@ -196,7 +209,11 @@ export function renderClass(cls) {
     zone.addEventListener('drop', async (e) => {
       e.preventDefault();
       zone.classList.remove('over');
-      addFiles(cls.id, await droppedFiles(e.dataTransfer));
+      try {
+        addFiles(cls.id, await droppedFiles(e.dataTransfer));
+      } catch (error) {
+        status(`The dropped files: ${error.message}`, true);
+      }
     });
     card.addEventListener('focusin', () => { state.lastFocusedClass = cls.id; });
     card.addEventListener('pointerdown', () => { state.lastFocusedClass = cls.id; });

@@ -151,8 +151,8 @@ export function scheduleSave() {
         const quota = e && (e.name === 'QuotaExceededError' || /quota/i.test(e.message));
         $('#save-state').replaceChildren(quota ? 'Not saved: storage full' : 'Not saved');
         status(quota
-          ? 'Could not save: this browser\'s storage for the page is full. Everything is still open here — use "Export project" to keep it.'
-          : `Could not save the project: ${e?.message ?? e}. Everything is still open here — use "Export project" to keep it.`, true);
+          ? 'Could not save: this browser\'s storage for the page is full. Everything is still open here — use "Save project to file" to keep it.'
+          : `Could not save the project: ${e?.message ?? e}. Everything is still open here — use "Save project to file" to keep it.`, true);
       });
   }, 250);
 }

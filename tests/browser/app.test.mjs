@@ -331,7 +331,7 @@ test('storage full: a clear message, nothing lost; cancel; reload during trainin
   });
   await addImages(page, 1, extra);
   await page.waitForFunction(() => document.querySelector('#status').classList.contains('error'), null, { timeout: 30_000 });
-  assert.match(await statusText(page), /storage .* full.*Export project/);
+  assert.match(await statusText(page), /storage .* full.*Save project to file/);
   assert.deepEqual(await counts(page), [3, 4], 'the new image is still in the open project');
   assert.equal(await page.textContent('#save-state'), 'Not saved: storage full');
   // Space again: the next change saves everything, including the image that could not be saved before.
@@ -714,7 +714,7 @@ test('cross-origin isolated: the multi-threaded build runs on a pool, answers as
 test('not isolated: the single-threaded build, and the footer says why', async () => {
   const { page, errors } = await openApp(browser, origin);
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), false);
-  assert.match(await page.textContent('#threads-name'), /^one thread \(the page is not cross-origin isolated/);
+  assert.equal(await page.textContent('#threads-name'), 'one thread because the page is not cross-origin isolated, so it cannot share memory between threads');
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -726,7 +726,7 @@ test('isolated, but the multi-threaded build does not start: the page runs one t
     await context.route('**/threads/wick_bg.wasm', (route) => route.fulfill({ status: 404, body: 'not here' }));
     const { page } = await openApp(context, isolated.origin);
     assert.match(await statusText(page), /^Model ready/);
-    assert.equal(await page.textContent('#threads-name'), 'one thread (the multi-threaded build did not start in this browser)');
+    assert.match(await page.textContent('#threads-name'), /^one thread because the multi-threaded build did not start \(.+\)$/);
     const coffee = path.join(root, 'tests/fixtures/coffee.png');
     await page.setInputFiles('#preview-file', coffee);
     await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'));

@@ -107,6 +107,7 @@ test('a phone (390 × 844, touch): every control reachable and at least 44 px ta
     // "Hold to record", held with a finger for a second: frames are added while it is held, and
     // none after it is let go.
     const before = (await counts(page))[0];
+    await card.locator('.hold-record').scrollIntoViewIfNeeded();
     const button = await card.locator('.hold-record').boundingBox();
     const cdp = await context.newCDPSession(page);
     const point = [{ x: button.x + button.width / 2, y: button.y + button.height / 2 }];
@@ -168,7 +169,9 @@ async function deviceThat(prefix) {
   const context = await browser.newContext({ serviceWorkers: 'block' });
   await context.route('**/static/app/wasm.js', async (route) => {
     const response = await route.fetch();
-    route.fulfill({ response, body: `${prefix}\n${await response.text()}` });
+    const headers = { ...response.headers() };
+    delete headers['content-length'];
+    route.fulfill({ status: 200, headers, body: `${prefix}\n${await response.text()}` });
   });
   return context;
 }

@@ -64,7 +64,13 @@ async function launchChromium() {
 async function launchFirefox() {
   const executablePath = process.env.FIREFOX ?? '/usr/bin/firefox-esr';
   missing(executablePath, 'apt-get install firefox-esr');
-  const browser = await puppeteer.launch({ browser: 'firefox', executablePath, headless: true });
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath,
+    headless: true,
+    // A synthetic camera, granted without a prompt, for the webcam.
+    extraPrefsFirefox: { 'media.navigator.streams.fake': true, 'media.navigator.permission.disabled': true },
+  });
   const version = await browser.version();
   return {
     name: 'Firefox',
@@ -128,7 +134,8 @@ async function launchWebKit() {
     async profile() {
       const driver = await new Builder().usingServer(server).withCapabilities({
         browserName: 'MiniBrowser',
-        'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] },
+        // WebKit's mock camera stands in for a webcam.
+        'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation', '--enable-media-stream=true', '--enable-mock-capture-devices=true'] },
       }).build();
       sessions.add(driver);
       let opened = false;

@@ -7,18 +7,28 @@ import path from 'node:path';
 import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
+const TYPES = {
+  '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.png': 'image/png',
+  '.webmanifest': 'application/manifest+json',
+};
 
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
 /// `mounts` maps extra URL prefixes to folders (e.g. `{ '/tfjs/': '…/node_modules/@tensorflow/tfjs/dist' }`).
 /// `isolated` sends the cross-origin isolation headers (as `trunk serve` does), so the page may
 /// share memory between threads and loads the multi-threaded build.
+/// The returned `network.offline = true` makes the server drop every request, as a network that is
+/// down does.
 export async function serveDist(dir = path.join(root, 'dist'), mounts = {}, { isolated = false } = {}) {
   if (!fs.existsSync(path.join(dir, 'index.html'))) {
     throw new Error(`${dir}/index.html is missing: run \`trunk build --release\` first`);
   }
+  const network = { offline: false };
   const server = http.createServer((req, res) => {
+    if (network.offline) {
+      req.socket.destroy();
+      return;
+    }
     const url = new URL(req.url, 'http://localhost');
     const pathname = decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname);
     const mount = Object.keys(mounts).find((prefix) => pathname.startsWith(prefix));
@@ -34,7 +44,7 @@ export async function serveDist(dir = path.join(root, 'dist'), mounts = {}, { is
     res.end(body);
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, origin: `http://127.0.0.1:${server.address().port}` };
+  return { server, network, origin: `http://127.0.0.1:${server.address().port}` };
 }
 
 export async function launchChromium() {
@@ -55,9 +65,12 @@ export async function launchChromium() {
 }
 
 /// Opens the app (in a new page of `browser` or of a context) and waits until the model is loaded;
-/// `requests` collects every URL the page asks for.
-export async function openApp(browser, origin) {
+/// `requests` collects every URL the page asks for. Unless `keepFiles`, the page sees no File
+/// System Access API (as in Firefox and Safari), so "Save project to file" downloads the file, which
+/// a test can catch; keep.test.mjs tests the kept file itself.
+export async function openApp(browser, origin, { keepFiles = false } = {}) {
   const page = await browser.newPage();
+  if (!keepFiles) await page.addInitScript(() => { delete window.showSaveFilePicker; });
   const requests = [];
   const errors = [];
   page.on('request', (r) => requests.push(r.url()));

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { chromium } from 'playwright-core';
 import { addImages, counts, isolatedBrowser, openApp, photoCrops, root } from './harness.mjs';
+import { CHROMIUM_ARGS } from './engines.mjs';
 
 const shared = isolatedBrowser();
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-keep-'));
@@ -22,32 +24,33 @@ const pickPrivateFile = () => {
   window.showSaveFilePicker = async () => (await navigator.storage.getDirectory()).getFileHandle('kept.wickproject', { create: true });
 };
 
-/// How many images the kept file holds (null when there is no file yet).
+/// How many images the kept file holds (null when there is no file yet, 'being written' while it is).
 const imagesInKeptFile = (page) => page.evaluate(async () => {
   const directory = await navigator.storage.getDirectory();
   const file = await (await directory.getFileHandle('kept.wickproject').catch(() => null))?.getFile();
   if (!file || file.size === 0) return null;
-  const bytes = new Uint8Array(await file.arrayBuffer());
+  // A file the page is writing at that moment cannot be read: asked again.
+  const bytes = new Uint8Array(await file.arrayBuffer().catch(() => new ArrayBuffer(0)));
+  if (bytes.length === 0) return 'being written';
   const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
   const meta = JSON.parse(JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))).__metadata__.meta);
   return meta.classes.reduce((sum, c) => sum + c.samples.length, 0);
 });
 
-const waitForKeptImages = (page, n) => page.waitForFunction(async (n) => {
-  const directory = await navigator.storage.getDirectory();
-  const file = await (await directory.getFileHandle('kept.wickproject').catch(() => null))?.getFile();
-  if (!file || file.size < 8) return false;
-  const bytes = new Uint8Array(await file.arrayBuffer());
-  const length = Number(new DataView(bytes.buffer).getBigUint64(0, true));
-  const meta = JSON.parse(JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + length))).__metadata__.meta);
-  return meta.classes.reduce((sum, c) => sum + c.samples.length, 0) === n;
-}, n, { timeout: 30_000, polling: 200 });
+async function waitForKeptImages(page, n) {
+  for (const deadline = Date.now() + 30_000; ;) {
+    const found = await imagesInKeptFile(page);
+    if (found === n) return;
+    if (Date.now() > deadline) assert.fail(`the kept file holds ${found} images, not ${n}; the status says: ${await page.textContent('#status')}`);
+    await page.waitForTimeout(200);
+  }
+}
 
 test('a project kept in a file: written after each change, asked for again after a reload, never written by a new project', async () => {
   const context = await shared.browser.newContext();
   await context.addInitScript(pickPrivateFile);
   try {
-    const { page, errors } = await openApp(context, shared.origin);
+    const { page, errors } = await openApp(context, shared.origin, { keepFiles: true });
     assert.equal(await page.textContent('#export-project'), 'Save project to file…');
     assert.equal(await page.textContent('#file-state'), 'Not saved to a file yet.');
     await addImages(page, 0, picked(bricks.slice(0, 3)));
@@ -108,11 +111,8 @@ test('a project kept in a file: written after each change, asked for again after
 });
 
 test('a project saved to a file by download opens in a fresh profile as it was: classes, images, model, evaluation', async () => {
-  const withoutFileAccess = () => { delete window.showSaveFilePicker; };
   const context = await shared.browser.newContext({ acceptDownloads: true });
-  await context.addInitScript(withoutFileAccess);
   const fresh = await shared.browser.newContext({ acceptDownloads: true });
-  await fresh.addInitScript(withoutFileAccess);
   try {
     const { page } = await openApp(context, shared.origin);
     await addImages(page, 0, picked(bricks));
@@ -121,12 +121,12 @@ test('a project saved to a file by download opens in a fresh profile as it was: 
     await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Trained'), null, { timeout: 120_000 });
     const evaluation = await page.innerHTML('#evaluation');
 
-    const save = async (p) => {
+    const save = async (p, name) => {
       const [download] = await Promise.all([p.waitForEvent('download'), p.click('#export-project')]);
-      assert.equal(download.suggestedFilename(), 'wick-project.wickproject');
+      assert.equal(download.suggestedFilename(), name);
       return fs.readFileSync(await download.path());
     };
-    const saved = await save(page);
+    const saved = await save(page, 'wick-project.wickproject');
     assert.match(await page.textContent('#file-state'), /^Saved to a file \(wick-project\.wickproject\) at \d\d:\d\d:\d\d\.$/);
     await addImages(page, 0, picked(photoCrops(scratch, 'gravel', 1)));
     assert.match(await page.textContent('#file-state'), /changed since: save it again to keep the changes\.$/);
@@ -141,7 +141,9 @@ test('a project saved to a file by download opens in a fresh profile as it was: 
     assert.deepEqual(await counts(other), [8, 8]);
     assert.deepEqual(await other.$$eval('.class-name', (els) => els.map((e) => e.value)), ['Class 1', 'Class 2']);
     assert.equal(await other.innerHTML('#evaluation'), evaluation, 'the same evaluation');
-    assert.ok((await save(other)).equals(saved), 'the fresh profile saves the same file, byte for byte');
+    // Saved again under the name it was opened from, and the same file, byte for byte.
+    assert.match(await other.textContent('#file-state'), /^Saved to a file \(saved\.wickproject\) at/);
+    assert.ok((await save(other, 'saved.wickproject')).equals(saved), 'the fresh profile saves the same file');
     const [model] = await Promise.all([other.waitForEvent('download'), other.click('#export-model')]);
     const [ownModel] = await Promise.all([page.waitForEvent('download'), page.click('#export-model')]);
     assert.ok(fs.readFileSync(await model.path()).equals(fs.readFileSync(await ownModel.path())), 'the same model');
@@ -175,7 +177,6 @@ test('persistent storage is asked for at the first image; the page says what the
     assert.equal(await page.evaluate(() => window.wickPersistAsked), 1, 'asked once a visit');
 
     // Saved to a file (and not changed since), the warning goes.
-    await page.evaluate(() => { delete window.showSaveFilePicker; });
     await page.click('#export-project');
     assert.equal(await page.isHidden('#keep-warning'), true);
   } finally {
@@ -197,9 +198,12 @@ test('persistent storage is asked for at the first image; the page says what the
 });
 
 test('installable: a web app manifest with icons that Chromium accepts, and its shell cached for offline use', async () => {
-  const context = await shared.browser.newContext();
+  // A profile on disk: Chromium installs nothing from an incognito context (as playwright's are).
+  const context = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(scratch, 'profile-')), {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS,
+  });
   try {
-    const { page } = await openApp(context, shared.origin);
+    const { page } = await openApp(context, shared.origin, { keepFiles: true });
     const cdp = await context.newCDPSession(page);
     const { errors } = await cdp.send('Page.getAppManifest');
     assert.deepEqual(errors, []);

@@ -3,7 +3,8 @@
 // real photos added to two classes through their pickers, training, the preview of a held-out
 // photo, the model saved and opened again, the project saved to a file, a reload, the project
 // file opened again in the same profile and in a fresh one (both give back the same file, byte for
-// byte), and the footer's word on threads. Each run prints its timings.
+// byte), a photo pasted and one dropped, the webcam, the app offline, and the footer's word on
+// threads. Each run prints what worked and its timings.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -15,6 +16,8 @@ import { ENGINES, launch, waitFor } from './engines.mjs';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-walk-'));
 const PER_CLASS = 6;
+/// Each class's images: those picked, and one pasted or dropped.
+const IMAGES = PER_CLASS + 1;
 
 /// Real photos: 160 × 160 crops of scikit-image's brick and grass photos (tests/fixtures) for
 /// training, and a held-out crop from the bottom of the brick photo.
@@ -26,7 +29,14 @@ image = Image.open(sys.argv[1]).convert('RGB')
 w, h = image.size
 image.crop((w - 200, h - 180, w - 40, h - 20)).save(sys.argv[2])
 `, path.join(root, 'tests/fixtures/brick.png'), path.join(scratch, 'brick-held-out.png')]);
-  return { brick: photoCrops(scratch, 'brick', PER_CLASS), grass: photoCrops(scratch, 'grass', PER_CLASS), heldOut: path.join(scratch, 'brick-held-out.png') };
+  return {
+    brick: photoCrops(scratch, 'brick', PER_CLASS),
+    grass: photoCrops(scratch, 'grass', PER_CLASS),
+    // One more of each, pasted and dropped (the page fetches them from /photos/, its own origin).
+    pasted: path.basename(photoCrops(scratch, 'brick', 1, PER_CLASS)[0]),
+    dropped: path.basename(photoCrops(scratch, 'grass', 1, PER_CLASS)[0]),
+    heldOut: path.join(scratch, 'brick-held-out.png'),
+  };
 }
 const images = photos();
 
@@ -123,19 +133,26 @@ function projectSummary(bytes) {
   return meta.classes.map((c) => `${c.name}: ${c.samples.length}`).join(', ');
 }
 
-async function walk(browser, origin, isolated) {
+async function walk(browser, server, isolated) {
+  const { origin } = server;
   const t0 = Date.now();
   const timings = {};
   const lap = (what) => { timings[what] = (Date.now() - t0) / 1000; };
   const profile = await browser.profile();
   const tab = await profile.open(`${origin}/`);
+  let footer;
+  let webcam;
+  let offline;
+  let paste;
+  let project;
+  const projectPath = path.join(scratch, `${browser.name}-${isolated}.wickproject`);
   try {
     await waitFor(tab, ready, null, { what: 'the backbone' });
     assert.match(await tab.evaluate(text, '#status'), /^Model ready/);
     lap('ready');
 
     // Threads, and the footer's word on them.
-    const footer = await tab.evaluate(text, '#threads-name');
+    footer = await tab.evaluate(text, '#threads-name');
     const shares = await tab.evaluate(() => self.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function');
     if (!isolated) assert.match(footer, /^one thread because the page is not cross-origin isolated/);
     else if (!shares) assert.match(footer, /^one thread because this browser does not let the page share memory between threads/);
@@ -145,8 +162,37 @@ async function walk(browser, origin, isolated) {
     await tab.evaluate(nameClasses, ['brick', 'grass']);
     await addImages(tab, 0, images.brick, PER_CLASS);
     await addImages(tab, 1, images.grass, PER_CLASS);
-    assert.deepEqual(await tab.evaluate(counts), [PER_CLASS, PER_CLASS]);
-    lap('images added');
+    lap('images picked');
+    // A photo pasted (into the class last used) and one dropped on a class, as a person's clipboard
+    // and file manager give them (a file in a DataTransfer). Firefox gives a script-made paste
+    // event an empty clipboard: there the first photo is dropped too, and paste goes untested.
+    paste = await tab.evaluate(async ([pasted, dropped]) => {
+      const file = async (name) => new File([await (await fetch(`/photos/${name}`)).blob()], name, { type: 'image/png' });
+      const holding = async (name) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(await file(name));
+        return transfer;
+      };
+      const drop = async (name, card) => document.querySelector(`#classes > .class-card:nth-child(${card}) .drop-zone`)
+        .dispatchEvent(new DragEvent('drop', { dataTransfer: await holding(name), bubbles: true, cancelable: true }));
+      const probe = new ClipboardEvent('paste', { clipboardData: await holding(pasted) });
+      const scriptPasteCarriesFiles = probe.clipboardData?.files.length === 1;
+      if (scriptPasteCarriesFiles) {
+        document.querySelector('#classes > .class-card:nth-child(1) .class-name').focus();
+        document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: await holding(pasted), bubbles: true, cancelable: true }));
+      } else {
+        await drop(pasted, 1);
+      }
+      await drop(dropped, 2);
+      return scriptPasteCarriesFiles ? 'works' : 'untested (a script-made paste event carries no files here)';
+    }, [images.pasted, images.dropped]);
+    await waitFor(tab, (n) => document.querySelector('#extract-text').dataset.pending === '0'
+      && [...document.querySelectorAll('.class-card .count')].every((e) => parseInt(e.textContent, 10) === n), IMAGES, { what: 'the pasted and dropped photos' });
+    lap('pasted and dropped');
+    // Safari and every WebKit browser delete a site's storage after 7 days without a visit: the page
+    // says so once there is something to lose.
+    const warning = await tab.evaluate(() => !document.querySelector('#keep-warning').hidden && document.querySelector('#keep-warning').textContent);
+    if (browser.name === 'WebKitGTK') assert.match(warning, /after 7 days without a visit.*save the project to a file/);
 
     await tab.evaluate(click, '#train');
     await waitFor(tab, () => /^(Trained|Training failed)/.test(document.querySelector('#train-status').textContent), null, { what: 'training' });
@@ -158,9 +204,20 @@ async function walk(browser, origin, isolated) {
     assert.equal(await tab.evaluate(text, '#predictions li:first-child .label'), 'brick');
     lap('previewed');
 
-    const project = await saveProject(tab);
-    assert.equal(projectSummary(project), `brick: ${PER_CLASS}, grass: ${PER_CLASS}`);
-    const projectPath = path.join(scratch, `${browser.name}-${isolated}.wickproject`);
+    // The webcam in the preview: frames classified live (each engine's synthetic camera).
+    await tab.evaluate(() => document.querySelector('#predictions').replaceChildren());
+    await tab.evaluate(click, '#preview-webcam');
+    webcam = await waitFor(tab, () => {
+      const status = document.querySelector('#status');
+      if (status.classList.contains('error')) return status.textContent;
+      return document.querySelector('#preview-video').videoWidth > 0 && document.querySelectorAll('#predictions li').length === 2 && 'works';
+    }, null, { what: 'the webcam', timeout: 30_000 });
+    await tab.evaluate(click, '#preview-webcam');
+    assert.equal(webcam, 'works', 'the webcam');
+    lap('webcam');
+
+    project = await saveProject(tab);
+    assert.equal(projectSummary(project), `brick: ${IMAGES}, grass: ${IMAGES}`);
     fs.writeFileSync(projectPath, project);
     lap('project saved to a file');
 
@@ -179,43 +236,61 @@ async function walk(browser, origin, isolated) {
     await tab.reload();
     await waitFor(tab, ready, null, { what: 'the reload' });
     assert.match(await tab.evaluate(text, '#status'), /^Model ready/);
-    assert.deepEqual(await tab.evaluate(counts), [PER_CLASS, PER_CLASS]);
+    assert.deepEqual(await tab.evaluate(counts), [IMAGES, IMAGES]);
     assert.equal(await tab.evaluate(() => document.querySelector('#export-model').disabled), false, 'the model is kept');
     await tab.setFiles('#preview-file', [images.heldOut]);
     await waitFor(tab, () => document.querySelector('#status').textContent.startsWith('brick-held-out.png'), null, { what: 'the preview after reload' });
     assert.equal(await tab.evaluate(text, '#predictions li:first-child .label'), 'brick');
     lap('reloaded');
 
+    // Offline: with the network down, the service worker's copy of the app starts it.
+    const cached = () => navigator.serviceWorker?.controller
+      && Promise.all(['/', '/wick_bg.wasm', '/threads/wick_bg.wasm', '/static/efficientnet-lite0-int8.safetensors'].map((u) => caches.match(u)))
+        .then(([page, single, threads, backbone]) => Boolean(page && (single || threads) && backbone));
+    await waitFor(tab, cached, null, { what: 'the offline copy', timeout: 30_000 });
+    server.network.offline = true;
+    try {
+      await tab.reload();
+      await waitFor(tab, ready, null, { what: 'the app offline' });
+      assert.match(await tab.evaluate(text, '#status'), /^Model ready/, 'offline');
+      assert.deepEqual(await tab.evaluate(counts), [IMAGES, IMAGES]);
+      offline = 'works';
+    } finally {
+      server.network.offline = false;
+    }
+    lap('offline');
+
     // The project file opened again gives back the same file.
     await tab.setFiles('#open-project', [projectPath]);
     await waitFor(tab, () => document.querySelector('#status').textContent.startsWith('Opened '), null, { what: 'the project opened' });
-    assert.match(await tab.evaluate(text, '#status'), new RegExp(`^Opened .*: 2 classes, ${2 * PER_CLASS} images, with its trained model\\.`));
+    assert.match(await tab.evaluate(text, '#status'), new RegExp(`^Opened .*: 2 classes, ${2 * IMAGES} images, with its trained model\\.`));
     assert.equal(await tab.evaluate(() => document.querySelector('#evaluation').hidden), false, 'the evaluation comes back');
     assertSameFile(await saveProject(tab), project, 'the project saved again');
     lap('project opened again');
 
-    // ... and so does a fresh profile.
-    const fresh = await browser.profile();
-    const other = await fresh.open(`${origin}/`);
-    try {
-      await waitFor(other, ready, null, { what: 'the backbone in a fresh profile' });
-      assert.deepEqual(await other.evaluate(counts), [0, 0]);
-      await other.setFiles('#open-project', [projectPath]);
-      await waitFor(other, () => document.querySelector('#status').textContent.startsWith('Opened '), null, { what: 'the project in a fresh profile' });
-      assert.deepEqual(await other.evaluate(counts), [PER_CLASS, PER_CLASS]);
-      assertSameFile(await saveProject(other), project, 'the project saved from a fresh profile');
-      await other.setFiles('#preview-file', [images.heldOut]);
-      await waitFor(other, () => document.querySelector('#status').textContent.startsWith('brick-held-out.png'), null, { what: 'the preview in a fresh profile' });
-      assert.equal(await other.evaluate(text, '#predictions li:first-child .label'), 'brick');
-    } finally {
-      await fresh.close();
-    }
-    lap('project opened in a fresh profile');
     assert.equal(await tab.evaluate(() => document.querySelector('#status').classList.contains('error')), false);
-    return { footer, timings };
   } finally {
-    await profile.close();
+    await profile.close(); // (WebKitWebDriver drives one session at a time)
   }
+
+  // ... and so does a fresh profile.
+  const fresh = await browser.profile();
+  try {
+    const other = await fresh.open(`${origin}/`);
+    await waitFor(other, ready, null, { what: 'the backbone in a fresh profile' });
+    assert.deepEqual(await other.evaluate(counts), [0, 0]);
+    await other.setFiles('#open-project', [projectPath]);
+    await waitFor(other, () => document.querySelector('#status').textContent.startsWith('Opened '), null, { what: 'the project in a fresh profile' });
+    assert.deepEqual(await other.evaluate(counts), [IMAGES, IMAGES]);
+    assertSameFile(await saveProject(other), project, 'the project saved from a fresh profile');
+    await other.setFiles('#preview-file', [images.heldOut]);
+    await waitFor(other, () => document.querySelector('#status').textContent.startsWith('brick-held-out.png'), null, { what: 'the preview in a fresh profile' });
+    assert.equal(await other.evaluate(text, '#predictions li:first-child .label'), 'brick');
+  } finally {
+    await fresh.close();
+  }
+  lap('project opened in a fresh profile');
+  return { footer, webcam, offline, paste, timings };
 }
 
 const servers = {};
@@ -223,14 +298,14 @@ after(() => Object.values(servers).forEach(({ server }) => server.close()));
 
 for (const engine of ENGINES) {
   test(`the core walk in ${engine}, plain and cross-origin isolated`, async () => {
-    servers.plain ??= await serveDist();
-    servers.isolated ??= await serveDist(undefined, {}, { isolated: true });
+    servers.plain ??= await serveDist(undefined, { '/photos/': scratch });
+    servers.isolated ??= await serveDist(undefined, { '/photos/': scratch }, { isolated: true });
     const browser = await launch(engine);
     try {
       for (const isolated of [false, true]) {
-        const { footer, timings } = await walk(browser, servers[isolated ? 'isolated' : 'plain'].origin, isolated);
+        const { footer, webcam, offline, paste, timings } = await walk(browser, servers[isolated ? 'isolated' : 'plain'], isolated);
         const laps = Object.entries(timings).map(([what, s]) => `${what} ${s.toFixed(1)} s`).join(', ');
-        console.log(`# ${browser.name} ${browser.version}, ${isolated ? 'isolated' : 'plain'}: ${footer}; ${laps}`);
+        console.log(`# ${browser.name} ${browser.version}, ${isolated ? 'isolated' : 'plain'}: ${footer}; webcam: ${webcam}; offline: ${offline}; paste: ${paste}; ${laps}`);
       }
     } finally {
       await browser.close();
