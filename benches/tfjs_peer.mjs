@@ -220,13 +220,15 @@ try {
 const dist = path.join(root, 'dist');
 const gzipped = (f) => zlib.gzipSync(fs.readFileSync(path.join(dist, f))).length;
 const pageModules = fs.readdirSync(path.join(dist, 'static/app')).map((f) => `static/app/${f}`);
-const shared = ['static/app.js', 'static/worker.js', 'sw.js', 'index.html', 'style.css', ...pageModules];
+// The manifest is fetched on a first visit too (the icons only when the page is installed).
+const shared = ['static/app.js', 'static/worker.js', 'sw.js', 'index.html', 'style.css', 'static/manifest.webmanifest', ...pageModules];
 const snippets = (dir) => (fs.existsSync(path.join(dist, dir)) ? fs.readdirSync(path.join(dist, dir), { recursive: true })
   .map((f) => path.join(dir, f)).filter((f) => f.endsWith('.js')) : []);
 const modelBytes = fs.statSync(path.join(dist, 'static/efficientnet-lite0-int8.safetensors')).size;
 const firstLoad = (build, dir) => {
   const wasm = gzipped(path.join(dir, 'wick_bg.wasm'));
-  const scripts = [...shared, path.join(dir, 'wick.js'), ...snippets(path.join(dir, 'snippets'))].reduce((n, f) => n + gzipped(f), 0);
+  const memory = dir === 'threads' ? [path.join(dir, 'memory.js')] : [];
+  const scripts = [...shared, path.join(dir, 'wick.js'), ...memory, ...snippets(path.join(dir, 'snippets'))].reduce((n, f) => n + gzipped(f), 0);
   return { build, wasm_gzip: wasm, scripts_gzip: scripts, model: modelBytes, total: wasm + scripts + modelBytes };
 };
 const loads = [firstLoad('single', '.'), firstLoad('threads', 'threads')];
@@ -252,6 +254,6 @@ if (json) {
   console.log(`head fit (linear, L-BFGS path, ${fit.rows} synthetic 1280-d rows, 10 classes): ${fit.threads} threads ${(fit.threads_ms / 1000).toFixed(2)} s, one thread ${(fit.one_thread_ms / 1000).toFixed(2)} s = ${(fit.threads_ms / fit.one_thread_ms).toFixed(2)}x`);
   const mb = (n) => (n / 1e6).toFixed(2);
   for (const l of loads) {
-    console.log(`first load (${l.build} build): wasm ${mb(l.wasm_gzip)} MB gzipped + scripts ${mb(l.scripts_gzip)} MB gzipped + model ${mb(l.model)} MB = ${mb(l.total)} MB`);
+    console.log(`first load (${l.build} build): wasm ${mb(l.wasm_gzip)} MB gzipped + scripts, page and manifest ${mb(l.scripts_gzip)} MB gzipped + model ${mb(l.model)} MB = ${mb(l.total)} MB`);
   }
 }

@@ -5,9 +5,10 @@
 // this worker which files it loaded before it was in control.
 const CACHE = 'wick-v4';
 const MODULES = ['camera', 'chart', 'check', 'evaluation', 'files', 'keep', 'map', 'messages', 'preview', 'samples', 'state', 'store', 'training', 'wasm'];
-// The manifest and the icons too: the page, added to a home screen, opens offline as an app.
+// The manifest too: the page, added to a home screen, opens offline as an app (the home screen
+// keeps its own copy of the icons).
 const SHELL = ['./', 'index.html', 'style.css', 'static/app.js', 'static/worker.js', ...MODULES.map((m) => `static/app/${m}.js`),
-  'static/manifest.webmanifest', 'static/icons/icon-192.png', 'static/icons/apple-touch-icon.png'];
+  'static/manifest.webmanifest'];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));

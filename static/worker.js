@@ -6,7 +6,10 @@
 // requests that arrive while the library loads wait for it instead of being lost. The
 // multi-threaded build then starts its pool of Web Workers, one per core.
 const library = import('./app/wasm.js').then(async (loaded) => {
+  // The page gives a pool that does not start a while, then starts this worker again on one thread.
+  if (loaded.build === 'threads') self.postMessage({ type: 'threads-starting' });
   const threads = await loaded.startThreads(Math.max(1, navigator.hardwareConcurrency || 1));
+  self.postMessage({ type: 'threads-started' });
   // After startThreads: a pool that did not start leaves the single-threaded build in `loaded.wick`.
   const { build, oneThreadBecause, sharedMaximum } = loaded;
   return { ...loaded.wick, build, threads, oneThreadBecause, sharedMaximum };

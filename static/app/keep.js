@@ -1,13 +1,7 @@
-// Work that survives this browser's storage. The page saves the project in IndexedDB, but a
-// browser may delete that: Safari's tracking prevention deletes all of a site's storage after 7 days
-// of use without a visit (persistent storage notwithstanding), and any browser may clear
-// best-effort storage when space runs low. So:
-// - "Save project to file…" keeps the project in a file the user chooses. Where the browser lets a
-//   page keep writing to a file (the File System Access API: Chromium), the page writes the file
-//   again after every change, and after a reload asks once, in one click, to go on; elsewhere it
-//   downloads the `.wickproject`. The page says when the project was last saved to a file.
-// - Persistent storage is asked for at the first image, and the answer shown.
-// - The page says what the project takes in this browser's storage and warns before the quota.
+// Work that survives this browser's storage, which browsers delete (Safari: after 7 days without a
+// visit): the project kept in a file (written after every change where the browser allows it,
+// else downloaded), persistent storage asked for, the storage figures and their warnings. Why and
+// how: docs/browsers.md, "Work that survives".
 import { downloadBytes, projectBytes } from './files.js';
 import { stillReading } from './samples.js';
 import { $, state, status } from './state.js';

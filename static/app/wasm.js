@@ -11,12 +11,9 @@ const load = async (folder, memory) => {
   return module;
 };
 
-/// The threaded build's one memory, shared by every thread, is reserved whole, at its maximum, when
-/// it is made. Desktop browsers reserve the 4 GiB a wasm32 module can address; iOS refuses shared
-/// maximums above about 0.6–1 GB with "RangeError: Out of memory" (emscripten #19144, #24078;
-/// onnxruntime #11679) and gives a tab about 1.5 GB in all. So smaller maximums are tried before
-/// one thread: 1 GiB still holds the page's largest tested work (10,000 photos' features, trained
-/// and checked: 225 MB for the whole page; BENCHMARKS.md), 512 MiB a few thousand.
+/// The threaded build's shared memory is reserved whole, at its maximum, when it is made: desktops
+/// reserve 4 GiB, iOS refuses more than about 0.6–1 GB. So smaller maximums are tried before one
+/// thread (why these: docs/browsers.md, "Threads and shared memory").
 const MAXIMUM_PAGES = [65536, 16384, 8192]; // 4 GiB, 1 GiB, 512 MiB, in 64 KiB pages
 
 /// The shared memory with the largest maximum this browser reserves, and that maximum in bytes;
@@ -40,7 +37,10 @@ export let oneThreadBecause = null;
 /// The threaded build's memory maximum in bytes (null in the single-threaded build).
 export let sharedMaximum = null;
 
-if (self.crossOriginIsolated !== true) {
+if (new URLSearchParams(self.location.search).get('threads') === '1') {
+  // The page's worker started again after its pool of threads did not start (app/messages.js).
+  oneThreadBecause = 'the pool of threads did not start in time (this browser held it up)';
+} else if (self.crossOriginIsolated !== true) {
   oneThreadBecause = 'the page is not cross-origin isolated, so it cannot share memory between threads';
 } else if (typeof SharedArrayBuffer !== 'function') {
   // WebKitGTK (and Safari in some settings) report isolation but give pages no SharedArrayBuffer:

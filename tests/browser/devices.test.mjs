@@ -218,3 +218,24 @@ test('a device that reserves no shared memory: the page runs on one thread and s
     await context.close();
   }
 });
+
+test('a pool of threads that never starts (as Firefox, now and then): the page goes on on one thread and says why', async () => {
+  const context = await browser.newContext({ serviceWorkers: 'block' });
+  // The threaded build's pool helper, made to wait for ever.
+  await context.route('**/threads/snippets/**/workerHelpers.js', (route) => route.fulfill({
+    status: 200,
+    headers: { 'content-type': 'text/javascript', 'cross-origin-embedder-policy': 'require-corp' },
+    body: 'export function startWorkers() { return new Promise(() => {}); }',
+  }));
+  try {
+    const started = Date.now();
+    const { page, errors } = await openApp(context, origin);
+    assert.match(await page.textContent('#status'), /^Model ready/);
+    assert.equal(await page.textContent('#threads-name'), 'one thread because the pool of threads did not start in time (this browser held it up)');
+    assert.ok(Date.now() - started < 30_000, 'given up after 10 s');
+    await classifiesCoffee(page);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});

@@ -156,6 +156,7 @@ async function walk(browser, server, isolated) {
     const shares = await tab.evaluate(() => self.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function');
     if (!isolated) assert.match(footer, /^one thread because the page is not cross-origin isolated/);
     else if (!shares) assert.match(footer, /^one thread because this browser does not let the page share memory between threads/);
+    else if (/pool of threads did not start in time/.test(footer)) assert.equal(browser.name, 'Firefox', 'only Firefox is known to hold its pool up'); // see app/messages.js
     else assert.equal(footer, `${await tab.evaluate(() => navigator.hardwareConcurrency)} threads`);
     if (isolated && browser.name !== 'WebKitGTK') assert.ok(shares, `${browser.name} shares memory when isolated`);
 
