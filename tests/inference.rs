@@ -288,8 +288,10 @@ fn crew_parts_each_run_once() {
 fn a_photo_tagged_sideways_has_the_features_of_its_upright_twin() {
     use image::imageops::{flip_horizontal, flip_vertical, rotate180, rotate270, rotate90};
     let backbone = Backbone::from_backbone_file(
-        &std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"))
-            .unwrap(),
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"),
+        )
+        .unwrap(),
         &Device::Cpu,
     )
     .unwrap();

@@ -136,10 +136,8 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     if reader().format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
         return Err(invalid!("the image is corrupt or truncated: the JPEG data stops before its end marker"));
     }
-    let orientation = reader()
-        .into_decoder()
-        .and_then(|mut decoder| decoder.orientation())
-        .unwrap_or(Orientation::NoTransforms);
+    let orientation =
+        reader().into_decoder().and_then(|mut decoder| decoder.orientation()).unwrap_or(Orientation::NoTransforms);
     let mut reader = reader();
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);

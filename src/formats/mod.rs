@@ -137,7 +137,8 @@ mod sorted_header_tests {
             mistaken_for: &[],
         };
         let data = [1u8, 2, 3, 4];
-        let write = || KIND.write(&[("b", Dtype::U8, vec![4], &data), ("a", Dtype::U8, vec![4], &data)], &"meta").unwrap();
+        let write =
+            || KIND.write(&[("b", Dtype::U8, vec![4], &data), ("a", Dtype::U8, vec![4], &data)], &"meta").unwrap();
         let first = write();
         // Each write's metadata map iterates in an order of its own: 3 keys, 6 orders.
         for _ in 0..30 {
