@@ -227,8 +227,7 @@ const snippets = (dir) => (fs.existsSync(path.join(dist, dir)) ? fs.readdirSync(
 const modelBytes = fs.statSync(path.join(dist, 'static/efficientnet-lite0-int8.safetensors')).size;
 const firstLoad = (build, dir) => {
   const wasm = gzipped(path.join(dir, 'wick_bg.wasm'));
-  const memory = dir === 'threads' ? [path.join(dir, 'memory.js')] : [];
-  const scripts = [...shared, path.join(dir, 'wick.js'), ...memory, ...snippets(path.join(dir, 'snippets'))].reduce((n, f) => n + gzipped(f), 0);
+  const scripts = [...shared, path.join(dir, 'wick.js'), ...snippets(path.join(dir, 'snippets'))].reduce((n, f) => n + gzipped(f), 0);
   return { build, wasm_gzip: wasm, scripts_gzip: scripts, model: modelBytes, total: wasm + scripts + modelBytes };
 };
 const loads = [firstLoad('single', '.'), firstLoad('threads', 'threads')];

@@ -42,7 +42,7 @@ helpers=$(find "$out/snippets" -name workerHelpers.js)
 sed -i "s|import('../../..')|import('../../../wick.js')|" "$helpers"
 
 # The page makes the shared memory (see above), so it needs the module's initial size: the one
-# wasm-bindgen's own loader would have used, recorded beside it.
+# wasm-bindgen's own loader would have used, exported by the module.
 initial=$(grep -o 'new WebAssembly.Memory({initial:[0-9]*,maximum:65536,shared:true})' "$out/wick.js" | grep -o 'initial:[0-9]*' | cut -d: -f2)
 [ -n "$initial" ] || { echo "build-web-threads: wick.js does not make its memory the way this script knows" >&2; exit 1; }
-printf '// Written by scripts/build-web-threads.sh: the 64 KiB pages the module needs from the start.\nexport const initialPages = %s;\n' "$initial" > "$out/memory.js"
+printf '\n// scripts/build-web-threads.sh: the 64 KiB pages the module needs from the start.\nexport const initialPages = %s;\n' "$initial" >> "$out/wick.js"

@@ -5,12 +5,12 @@ const pending = new Map(); // request id → { resolve, reject, message, transfe
 let requestCounter = 0;
 export const listeners = { progress: [], epoch: [] };
 
-/// A pool of threads that has not started after this long is given up. Firefox, now and then
-/// (about 1 load in 10 on an isolated page here, 2026-12-06), never starts the worker's pool: the
-/// worker stops answering while it makes its threads. The page then replaces the worker with one
-/// on a single thread, which says why in the footer.
-const POOL_START_MS = 10_000;
+/// A pool of threads not started after this long is given up (Firefox now and then never starts
+/// it; a healthy one starts in under 1 s): the worker is started again on threads, and after a
+/// second hang on one thread (docs/browsers.md, "Firefox's pool").
+const POOL_START_MS = 5000;
 let poolTimer = null;
+let poolTries = 0;
 
 export function startWorker({ oneThread = false } = {}) {
   worker = new Worker(new URL(`../worker.js${oneThread ? '?threads=1' : ''}`, import.meta.url), { type: 'module' });
@@ -18,18 +18,19 @@ export function startWorker({ oneThread = false } = {}) {
 }
 
 /// The worker whose pool did not start is replaced; what was asked of it is asked again.
-function restartOnOneThread() {
+function restartWorker() {
   worker.terminate();
-  startWorker({ oneThread: true });
+  poolTries += 1;
+  startWorker({ oneThread: poolTries > 1 });
   for (const { message, transfer, reject } of pending.values()) {
     if (transfer.length === 0) worker.postMessage(message);
-    else reject(new Error('the worker was restarted on one thread: try again'));
+    else reject(new Error('the worker was started again: try again'));
   }
 }
 
 function onWorkerMessage({ data }) {
   if (data.type === 'threads-starting') {
-    poolTimer = setTimeout(restartOnOneThread, POOL_START_MS);
+    poolTimer = setTimeout(restartWorker, POOL_START_MS);
     return;
   }
   if (data.type === 'threads-started') {

@@ -7,29 +7,30 @@
 const load = async (folder, memory) => {
   const base = new URL(folder, import.meta.url);
   const module = await import(new URL('wick.js', base).href);
-  await module.default({ module_or_path: new URL('wick_bg.wasm', base), memory });
+  await module.default({ module_or_path: new URL('wick_bg.wasm', base), memory: memory?.(module) });
   return module;
 };
 
 /// The threaded build's shared memory is reserved whole, at its maximum, when it is made: desktops
 /// reserve 4 GiB, iOS refuses more than about 0.6–1 GB. So smaller maximums are tried before one
-/// thread (why these: docs/browsers.md, "Threads and shared memory").
+/// thread (docs/browsers.md, "Threads and shared memory").
 const MAXIMUM_PAGES = [65536, 16384, 8192]; // 4 GiB, 1 GiB, 512 MiB, in 64 KiB pages
 
-/// The shared memory with the largest maximum this browser reserves, and that maximum in bytes;
-/// null when it reserves none.
-async function reserveSharedMemory() {
-  // The build records how many pages its module needs from the start (scripts/build-web-threads.sh).
-  const { initialPages } = await import(new URL('../../threads/memory.js', import.meta.url).href);
+/// The shared memory for `module` (its `initialPages`: scripts/build-web-threads.sh) with the
+/// largest maximum this browser reserves; thrown where it reserves none.
+function sharedMemory({ initialPages }) {
   for (const maximum of MAXIMUM_PAGES) {
     try {
-      return { memory: new WebAssembly.Memory({ initial: initialPages, maximum, shared: true }), bytes: maximum * 65536 };
+      const memory = new WebAssembly.Memory({ initial: initialPages, maximum, shared: true });
+      sharedMaximum = maximum * 65536;
+      return memory;
     } catch (e) {
       if (!(e instanceof RangeError)) throw e;
     }
   }
-  return null;
+  throw new NoSharedMemory();
 }
+class NoSharedMemory extends Error {}
 
 export let build = 'single';
 export let wick = null;
@@ -49,17 +50,12 @@ if (new URLSearchParams(self.location.search).get('threads') === '1') {
   oneThreadBecause = 'this browser does not let the page share memory between threads (no SharedArrayBuffer)';
 } else {
   try {
-    const reserved = await reserveSharedMemory();
-    if (reserved) {
-      wick = await load('../../threads/', reserved.memory);
-      build = 'threads';
-      sharedMaximum = reserved.bytes;
-    } else {
-      oneThreadBecause = 'this device could not reserve memory to share between threads';
-    }
+    wick = await load('../../threads/', sharedMemory);
+    build = 'threads';
   } catch (e) {
-    console.warn('the multi-threaded build did not start; running on one thread:', e);
-    oneThreadBecause = `the multi-threaded build did not start (${e.message})`;
+    sharedMaximum = null;
+    oneThreadBecause = e instanceof NoSharedMemory ? 'this device could not reserve memory to share between threads'
+      : `the multi-threaded build did not start (${e.message})`;
   }
 }
 wick ??= await load('../../');

@@ -219,7 +219,7 @@ test('a device that reserves no shared memory: the page runs on one thread and s
   }
 });
 
-test('a pool of threads that never starts (as Firefox, now and then): the page goes on on one thread and says why', async () => {
+test('a pool of threads that never starts (as Firefox, now and then): the page tries once more, then goes on on one thread and says why', async () => {
   const context = await browser.newContext({ serviceWorkers: 'block' });
   // The threaded build's pool helper, made to wait for ever.
   await context.route('**/threads/snippets/**/workerHelpers.js', (route) => route.fulfill({
@@ -227,12 +227,18 @@ test('a pool of threads that never starts (as Firefox, now and then): the page g
     headers: { 'content-type': 'text/javascript', 'cross-origin-embedder-policy': 'require-corp' },
     body: 'export function startWorkers() { return new Promise(() => {}); }',
   }));
+  const workers = [];
+  await context.route('**/static/worker.js*', (route) => {
+    workers.push(new URL(route.request().url()).search);
+    route.continue();
+  });
   try {
     const started = Date.now();
     const { page, errors } = await openApp(context, origin);
     assert.match(await page.textContent('#status'), /^Model ready/);
     assert.equal(await page.textContent('#threads-name'), 'one thread because the pool of threads did not start in time (this browser held it up)');
-    assert.ok(Date.now() - started < 30_000, 'given up after 10 s');
+    assert.ok(Date.now() - started < 30_000, 'given up after twice 5 s');
+    assert.deepEqual(workers, ['', '', '?threads=1'], 'threads, threads again, then one thread');
     await classifiesCoffee(page);
     assert.deepEqual(errors, []);
   } finally {
