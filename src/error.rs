@@ -29,7 +29,11 @@ pub trait InFile<T> {
 }
 
 impl<T, E: Into<Error>> InFile<T> for std::result::Result<T, E> {
+    /// The name is kept printable: a file's name may hold control characters.
     fn in_file(self, path: impl std::fmt::Display) -> Result<T> {
-        self.map_err(|e| Error::InFile { path: path.to_string(), inner: Box::new(e.into()) })
+        self.map_err(|e| Error::InFile {
+            path: crate::util::printable(&path.to_string()).into_owned(),
+            inner: Box::new(e.into()),
+        })
     }
 }

@@ -446,6 +446,76 @@ fn cifar10_batches() {
     });
 }
 
+/// Image seeds with what decoders read besides the pixels: a PNG with a (small) colour profile,
+/// EXIF and text; a JPEG with EXIF; a two-frame GIF; a WebP with an EXIF chunk (not read: see
+/// `decode_image`); a BMP.
+fn image_seeds() -> Vec<Vec<u8>> {
+    let picture = seeds::colour_image(4);
+    let encode = |format: image::ImageFormat| {
+        let mut out = Vec::new();
+        image::DynamicImage::ImageRgb8(picture.clone()).write_to(&mut std::io::Cursor::new(&mut out), format).unwrap();
+        out
+    };
+    let exif = b"MM\0\x2A\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0".to_vec();
+    let png = seeds::png_with_chunks(
+        &seeds::png(&picture),
+        &[(*b"iCCP", seeds::iccp_bomb(1 << 20)), (*b"eXIf", exif.clone()), (*b"tEXt", b"Comment\0hello".to_vec())],
+    );
+    let jpeg = encode(image::ImageFormat::Jpeg);
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend(((2 + 6 + exif.len()) as u16).to_be_bytes());
+    app1.extend(b"Exif\0\0");
+    app1.extend(&exif);
+    let jpeg = [&jpeg[..2], &app1, &jpeg[2..]].concat();
+    let mut gif = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new(&mut gif);
+        for shade in [10u8, 200] {
+            let frame = image::RgbaImage::from_pixel(24, 20, image::Rgba([shade, 50, 90, 255]));
+            encoder.encode_frame(image::Frame::new(frame)).unwrap();
+        }
+    }
+    // A WebP with its EXIF in an extended (VP8X) container: RIFF, VP8X, EXIF, then the image data.
+    let lossless = encode(image::ImageFormat::WebP);
+    let image_chunk = &lossless[12..];
+    let (w, h) = picture.dimensions();
+    let mut vp8x = b"VP8X".to_vec();
+    vp8x.extend(10u32.to_le_bytes());
+    vp8x.push(0x08); // EXIF present
+    vp8x.extend([0, 0, 0]);
+    vp8x.extend(&(w - 1).to_le_bytes()[..3]);
+    vp8x.extend(&(h - 1).to_le_bytes()[..3]);
+    let mut exif_chunk = b"EXIF".to_vec();
+    exif_chunk.extend((exif.len() as u32).to_le_bytes());
+    exif_chunk.extend(&exif);
+    let body = [b"WEBP".as_slice(), &vp8x, &exif_chunk, image_chunk].concat();
+    let webp = [b"RIFF".as_slice(), &(body.len() as u32).to_le_bytes(), &body].concat();
+    vec![png, jpeg, gif, webp, encode(image::ImageFormat::Bmp)]
+}
+
+/// Every decoder, on lying images: no panic, and — the decode budget's promise — no more memory
+/// than [`decoded_bytes`] says the file takes (what the waves of every multi-image path count).
+#[test]
+fn images() {
+    use wick::data::preprocess::{decode_image, decoded_bytes, ANCILLARY_BYTES};
+    for seed in image_seeds() {
+        assert!(decode_image(&seed).is_ok(), "every seed decodes");
+    }
+    let worst = std::sync::atomic::AtomicUsize::new(0);
+    fuzz("images", image_seeds(), mutate_bytes, |bytes| {
+        let before = Counting::live();
+        Counting::reset_peak();
+        let decoded = decode_image(bytes);
+        let peak = Counting::peak().saturating_sub(before);
+        // A file whose header cannot be read costs what reading it may take (twice ANCILLARY_BYTES).
+        let allowed = decoded_bytes(bytes).max(2 * ANCILLARY_BYTES) as usize + (1 << 20);
+        worst.fetch_max(peak * 100 / allowed, std::sync::atomic::Ordering::Relaxed);
+        assert!(peak <= allowed, "decoding took {peak} bytes, over the {allowed} its size allows");
+        decoded.is_ok()
+    });
+    eprintln!("images: the most any case took was {}% of what its decoded size allows", worst.into_inner());
+}
+
 /// Writes the lying files found by hand (each also has its own test, with its message, in
 /// `tests/hostile.rs`) into the regression corpus: `cargo test --release --test fuzz -- --ignored`.
 #[test]

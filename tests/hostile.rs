@@ -419,3 +419,338 @@ fn a_training_run_over_a_damaged_cache_says_which_file_and_goes_on() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains(&file.display().to_string()) && err.contains("--no-cache"), "{err}");
 }
+
+// ---- round 3: decode budgets, special files, finite weights, text, outputs (issue 26) -----------
+
+/// `wick args` under an address-space cap of `megabytes` (as wasm32's 4 GB, or a smaller machine's).
+fn capped(megabytes: u64, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {} && exec \"$0\" \"$@\"", megabytes * 1024))
+        .arg(env!("CARGO_BIN_EXE_wick"))
+        .args(args)
+        .output()
+        .expect("sh runs")
+}
+
+/// An 8192 × 8192 (64-megapixel) PNG of one colour: a few hundred kilobytes on disk, 192 MB of RGB.
+fn huge_png(shade: u8) -> Vec<u8> {
+    seeds::png(&image::RgbImage::from_pixel(8192, 8192, image::Rgb([shade, 100, 200])))
+}
+
+#[test]
+fn predict_decodes_large_photos_within_the_budget() {
+    let dir = scratch("predict-budget");
+    let png = huge_png(50);
+    let paths: Vec<String> = (0..4)
+        .map(|i| {
+            let path = dir.join(format!("big-{i}.png"));
+            std::fs::write(&path, &png).unwrap();
+            s(&path).to_string()
+        })
+        .collect();
+    // Four decoded at once (each its pixels and an RGB copy) take 1.6 GB, more than the cap.
+    let mut args = vec!["predict", "--top", "1"];
+    args.extend(paths.iter().map(String::as_str));
+    let out = capped(1400, &args);
+    let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
+    assert!(out.status.success(), "predict under a 1.4 GB cap: {stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.ends_with(".png")).count(), 4, "{stdout}");
+}
+
+#[test]
+fn training_the_last_layers_on_large_photos_keeps_small_views() {
+    let dir = scratch("layers-budget");
+    for (class, shade) in [("light", 220u8), ("dark", 30)] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        let png = huge_png(shade);
+        for i in 0..3 {
+            std::fs::write(dir.join(class).join(format!("{i}.png")), &png).unwrap();
+        }
+    }
+    let out = dir.join("m.wick");
+    let run = capped(
+        1400,
+        &[
+            "train",
+            "--data",
+            s(&dir),
+            "--out",
+            s(&out),
+            "--train-layers",
+            "1",
+            "--layer-epochs",
+            "1",
+            "--no-cache",
+            "--quiet",
+        ],
+    );
+    assert!(run.status.success(), "train --train-layers under a 1.4 GB cap: {}", common::text(&run.stderr));
+    assert!(out.exists() && out.with_extension("backbone.safetensors").exists());
+}
+
+/// Runs `wick args`, killing it after `seconds`: a read that never ends fails the test instead of
+/// hanging it.
+fn within(seconds: u64, args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wick"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("wick {args:?} still ran after {seconds} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    assert!(std::process::Command::new("mkfifo").arg(path).status().unwrap().success());
+}
+
+#[test]
+fn special_files_in_a_data_folder_are_named_and_never_opened() {
+    let dir = scratch("special");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..3u8 {
+            seeds::colour_image(i * 40 + if class == "a" { 0 } else { 20 })
+                .save(dir.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    mkfifo(&dir.join("a/pipe.png"));
+    std::os::unix::fs::symlink("/dev/zero", dir.join("b/zero.png")).unwrap();
+    std::os::unix::fs::symlink(dir.join("a/missing.png"), dir.join("b/dangling.png")).unwrap();
+    let out = dir.join("m.wick");
+    let run = within(120, &["train", "--data", s(&dir), "--out", s(&out), "--no-cache", "--quiet"]);
+    let err = common::text(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(err.contains("pipe.png: a FIFO (named pipe): not read"), "{err}");
+    assert!(err.contains("zero.png: a device: not read"), "{err}");
+    assert!(err.contains("dangling.png: a link to nothing"), "{err}");
+    // Named on the command line too, and in a CIFAR-10 folder.
+    let run = within(60, &["predict", s(&dir.join("a/pipe.png")), s(&dir.join("a/0.png"))]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        common::text(&run.stderr).contains("a FIFO (named pipe), not an image file"),
+        "{}",
+        common::text(&run.stderr)
+    );
+    assert!(common::text(&run.stdout).contains("0.png"), "the other image is still classified");
+}
+
+fn resnet_safetensors(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> Vec<u8> {
+    let mut tensors = seeds::random_resnet("resnet18", 26);
+    edit(&mut tensors);
+    let encoded: Vec<(String, Vec<usize>, Vec<u8>)> =
+        tensors.into_iter().map(|(name, shape, values)| (name, shape, seeds::f32_le(&values))).collect();
+    let views: Vec<(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
+        encoded.iter().map(|(n, s, b)| (n.as_str(), safetensors::Dtype::F32, s.clone(), b.clone())).collect();
+    seeds::safetensors_file(&views, &[])
+}
+
+#[test]
+fn checkpoints_with_non_finite_values_are_refused_by_name() {
+    let dir = scratch("nonfinite");
+    let set = |name: &'static str, value: f32| {
+        move |t: &mut Vec<(String, Vec<usize>, Vec<f32>)>| {
+            t.iter_mut().find(|(n, _, _)| n == name).unwrap().2[3] = value;
+        }
+    };
+    let photo = dir.join("photo.png");
+    seeds::colour_image(7).save(&photo).unwrap();
+    for (what, bytes, says) in [
+        (
+            "an inf weight",
+            resnet_safetensors(set("layer1.0.conv1.weight", f32::INFINITY)),
+            "`layer1.0.conv1.weight` holds a NaN or infinite value",
+        ),
+        (
+            "a NaN running_var",
+            resnet_safetensors(set("bn1.running_var", f32::NAN)),
+            "`bn1.running_var` holds a NaN or infinite value",
+        ),
+    ] {
+        let pth = dir.join("bad.safetensors");
+        std::fs::write(&pth, &bytes).unwrap();
+        let err = refused(&["predict", "--pth", s(&pth), s(&photo)], &[], says);
+        assert!(!err.contains("NaN%"), "{what}: {err}");
+        let out = dir.join("bad.backbone.safetensors");
+        refused(&["convert", s(&pth), "--out", s(&out)], &[], says);
+        assert!(!out.exists(), "{what}: nothing written");
+    }
+}
+
+#[test]
+fn convert_refuses_to_write_what_its_reader_would_refuse() {
+    let dir = scratch("convert-refuses");
+    // A negative running variance: folding takes its square root, and the weights become NaN.
+    let pth = dir.join("fold-to-nan.safetensors");
+    std::fs::write(
+        &pth,
+        resnet_safetensors(|t| t.iter_mut().find(|(n, _, _)| n == "bn1.running_var").unwrap().2[0] = -1.0),
+    )
+    .unwrap();
+    let out = dir.join("out.backbone.safetensors");
+    refused(&["convert", s(&pth), "--out", s(&out)], &[], "`conv1.bias` holds a NaN or infinite value (after folding");
+    assert!(!out.exists());
+    // A variance of −ε (ResNet's BatchNorm ε): finite weights after folding, 10⁵ times too large.
+    let pth = dir.join("fold-to-huge.safetensors");
+    std::fs::write(
+        &pth,
+        resnet_safetensors(|t| t.iter_mut().find(|(n, _, _)| n == "bn1.running_var").unwrap().2[0] = -1e-5),
+    )
+    .unwrap();
+    refused(&["convert", s(&pth), "--out", s(&out)], &[], "beyond ±10000 (weights out of range)");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_backbone_file_whose_products_or_biases_are_out_of_range_is_refused() {
+    let file = seeds::tiny_backbone_file();
+    let (header, data) = seeds::split_safetensors(&file);
+    let tensor = |pick: &dyn Fn(&str) -> bool| header.as_object().unwrap().keys().find(|k| pick(k)).unwrap().clone();
+    let set_f32 = |name: &str, value: f32| {
+        let mut data = data.clone();
+        let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize;
+        data[start..start + 4].copy_from_slice(&value.to_le_bytes());
+        seeds::join_safetensors(&header, &data)
+    };
+    // A scale of 3·10³⁸ is finite; its product with an int8 weight is not.
+    let scale = tensor(&|k| k.ends_with(".scale"));
+    assert_says(
+        &error_of(Backbone::from_backbone_file(&set_f32(&scale, 3e38), &Device::Cpu)),
+        "holds a NaN or infinite value",
+    );
+    // A bias of 10³⁰ is finite; the sums it enters are not.
+    let bias = tensor(&|k| k.ends_with(".bias") && header[k]["dtype"] == "F32");
+    assert_says(&error_of(Backbone::from_backbone_file(&set_f32(&bias, 1e30), &Device::Cpu)), "beyond ±1000000");
+}
+
+#[test]
+fn labels_and_file_names_reach_the_terminal_as_text() {
+    let dir = scratch("text");
+    // A backbone file whose class names carry an escape sequence and a forged line.
+    let forged = seeds::edit_meta(&seeds::tiny_backbone_file(), |m| {
+        m["labels"][0] = json!("cat\u{1b}[2J\n  99.99%     1  dog");
+    });
+    assert_says(&error_of(Backbone::from_backbone_file(&forged, &Device::Cpu)), "contains control characters");
+    // A photo whose file name does the same is printed with its control characters escaped.
+    let name = dir.join("photo\u{1b}[31m\n  99.99%     7  forged.png");
+    seeds::colour_image(9).save_with_format(&name, image::ImageFormat::Png).unwrap();
+    let out = common::wick(&["predict", "--top", "1", s(&name)]);
+    let stdout = common::text(&out.stdout);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+    assert!(stdout.contains(r"photo\u{1b}[31m\n  99.99%"), "{stdout:?}");
+    assert_eq!(stdout.lines().count(), 2, "one name line and one class line: {stdout:?}");
+}
+
+#[test]
+fn a_heatmap_that_cannot_be_written_does_not_stop_the_batch() {
+    let dir = scratch("heatmaps");
+    let maps = dir.join("maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    // A legal 251-byte name (its heatmap's name would be 263 bytes), and a dangling link where a
+    // heatmap would go.
+    let long = dir.join(format!("{}.png", "x".repeat(247)));
+    let blocked = dir.join("blocked.png");
+    let fine = dir.join("fine.png");
+    for (i, path) in [&long, &blocked, &fine].into_iter().enumerate() {
+        seeds::colour_image(i as u8 * 60).save(path).unwrap();
+    }
+    std::os::unix::fs::symlink(dir.join("nowhere"), maps.join("blocked.heatmap.png")).unwrap();
+    let out = common::wick(&["predict", "--top", "1", "--heatmap", s(&maps), s(&long), s(&blocked), s(&fine)]);
+    let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
+    assert!(out.status.success(), "every map was written under another name: {stderr}");
+    assert_eq!(stdout.matches("where the model looks").count(), 3, "{stdout}");
+    assert!(maps.join("blocked-2.heatmap.png").exists(), "the dangling link's name is taken: the next one is used");
+    assert!(std::fs::read_dir(&maps)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().len() <= 255 && e.file_name().to_string_lossy().starts_with("xxxx")));
+    // A folder that cannot be written: every image is still answered, and the exit status says so.
+    let locked = dir.join("locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    std::fs::write(locked.join("fine.heatmap.png"), b"").unwrap();
+    let mut perms = std::fs::metadata(&locked).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o500);
+    std::fs::set_permissions(&locked, perms).unwrap();
+    let out = common::wick(&["predict", "--top", "1", "--heatmap", s(&locked), s(&fine), s(&blocked)]);
+    let mut perms = std::fs::metadata(&locked).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o700);
+    std::fs::set_permissions(&locked, perms).unwrap();
+    if out.status.success() {
+        return; // running as root: the folder is writable anyway
+    }
+    let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout.lines().filter(|l| l.ends_with(".png")).count(), 2, "both images answered: {stdout}");
+    assert!(stderr.contains("heatmaps could not be written"), "{stderr}");
+}
+
+fn two_class_folder(dir: &Path) {
+    for (class, shade) in [("cat", 10u8), ("dog", 200)] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..3u8 {
+            seeds::colour_image(shade.wrapping_add(i * 7)).save(dir.join(class).join(format!("img{i}.png"))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn outputs_never_eat_inputs_or_a_users_files() {
+    let dir = scratch("outputs");
+    let data = dir.join("data");
+    two_class_folder(&data);
+    let photo = data.join("cat/img0.png");
+    let photo_bytes = std::fs::read(&photo).unwrap();
+    let train = |extra: &[&str]| {
+        let mut args =
+            vec!["train".to_string(), "--data".into(), s(&data).into(), "--no-cache".into(), "--quiet".into()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let run = |args: Vec<String>, says: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, &[], says)
+    };
+    // --out naming a training image.
+    run(train(&["--out", s(&photo)]), "img0.png exists and is not a file of the kind Wick writes there");
+    assert_eq!(std::fs::read(&photo).unwrap(), photo_bytes);
+    // The plot beside --out, named by another output.
+    let m = dir.join("m.wick");
+    run(
+        train(&["--out", s(&m), "--train-layers", "1", "--backbone-out", s(&dir.join("m.svg"))]),
+        "--backbone-out and the plot name the same file",
+    );
+    // A user's own file where an output goes.
+    let notes = dir.join("notes.wick");
+    std::fs::write(&notes, b"my notes").unwrap();
+    run(train(&["--out", s(&notes)]), "exists and is not a file of the kind Wick writes there");
+    assert_eq!(std::fs::read(&notes).unwrap(), b"my notes");
+    // A user's own report.svg beside --out report.wick: the plot goes to report-2.svg.
+    let report = dir.join("report.wick");
+    std::fs::write(dir.join("report.svg"), b"<svg>mine</svg>").unwrap();
+    let args = train(&["--out", s(&report)]);
+    let out = common::wick(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stderr).contains("report.svg is not a plot Wick wrote"), "{}", common::text(&out.stderr));
+    assert_eq!(std::fs::read(dir.join("report.svg")).unwrap(), b"<svg>mine</svg>");
+    assert!(dir.join("report-2.svg").exists());
+    // The second run replaces its own .wick and its own plot.
+    let out = common::wick(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert!(!dir.join("report-3.svg").exists());
+    // convert over a file that is not a backbone.
+    let pth = dir.join("w.safetensors");
+    std::fs::write(&pth, resnet_safetensors(|_| {})).unwrap();
+    refused(&["convert", s(&pth), "--out", s(&notes)], &[], "exists and is not a file of the kind Wick writes there");
+    assert_eq!(std::fs::read(&notes).unwrap(), b"my notes");
+}

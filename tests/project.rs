@@ -91,3 +91,22 @@ fn bad_projects_are_refused() {
     deep.meta.settings.train_layers = Some(9);
     assert!(deep.check(4).unwrap_err().to_string().contains("train_layers is 9"));
 }
+
+/// Sizes that add up past `usize` wrap to any total a reader adds them to: a project whose
+/// thumbnails list `usize::MAX` and then the real length plus one would add up (wrapping) to the
+/// real length. On wasm32 `usize` is 32 bits, and 2³² − 1 does it.
+#[test]
+fn listed_sizes_that_wrap_are_refused() {
+    let mut p = project(false);
+    let real = p.thumbnails.len();
+    p.meta.classes[0].samples[0].thumbnail_bytes = usize::MAX;
+    p.meta.classes[0].samples[1].thumbnail_bytes = real + 1;
+    p.meta.classes[1].samples[0].thumbnail_bytes = 0;
+    let message = p.check(4).unwrap_err().to_string();
+    assert!(message.contains("thumbnail sizes add up to more than this machine can address"), "{message}");
+    let mut p = project(false);
+    p.meta.classes[0].samples[0].source_bytes = usize::MAX;
+    p.meta.classes[1].samples[0].source_bytes = p.sources.len() - 2;
+    let message = p.check(4).unwrap_err().to_string();
+    assert!(message.contains("kept copy sizes add up"), "{message}");
+}

@@ -15,7 +15,31 @@ use crate::error::{invalid, Result};
 #[derive(Debug, Clone, Default)]
 pub struct FloatWeights(pub BTreeMap<String, (Vec<usize>, Vec<f32>)>);
 
+/// Largest weight magnitude a backbone may hold: EfficientNet-Lite0's largest folded weight is 21
+/// (its biases 46); a weight of 10⁴ is already far outside any trained network, and sums of such
+/// weights overflow f32 within a few layers.
+pub const MAX_WEIGHT: f32 = 1e4;
+/// Largest bias magnitude a backbone may hold (a folded BatchNorm shift).
+pub const MAX_BIAS: f32 = 1e6;
+
 impl FloatWeights {
+    /// Every value finite, weights (two or more dimensions) within ±[`MAX_WEIGHT`], biases within
+    /// ±[`MAX_BIAS`]: what every loader checks after folding, and what the backbone file's writer
+    /// and reader check (the one validation both use), naming the first tensor that is not.
+    pub fn check(&self) -> Result<()> {
+        for (name, (shape, values)) in &self.0 {
+            let (limit, what) = if shape.len() >= 2 { (MAX_WEIGHT, "weight") } else { (MAX_BIAS, "bias") };
+            if let Some(v) = values.iter().find(|v| !v.is_finite() || v.abs() > limit) {
+                return Err(if v.is_finite() {
+                    invalid!("`{name}` holds the {what} {v}, beyond ±{limit} (weights out of range)")
+                } else {
+                    invalid!("`{name}` holds a NaN or infinite value (after folding the BatchNorm into it, if any)")
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub fn var_builder(&self, device: &Device) -> Result<VarBuilder<'static>> {
         let tensors = self
             .0

@@ -299,6 +299,7 @@ impl Pretrained {
     /// The inference network's weights (every BatchNorm folded) and the metadata recording them.
     pub fn folded(&self) -> Result<(BackboneMeta, FloatWeights)> {
         let weights = fold_batch_norms(&self.state, &self.config)?;
+        weights.check()?;
         let meta = BackboneMeta {
             architecture: self.architecture.clone(),
             config: self.config.clone(),
@@ -445,6 +446,12 @@ impl Backbone {
         let (n, _, h, w) = input.dims4()?;
         let threads = crate::kernels::available_threads();
         let features = with_pixels(input, |pixels| self.engine()?.features(pixels, n, (h, w), threads))?;
+        // Bounded weights keep real images finite; whatever a file holds, no answer is NaN.
+        if features.iter().any(|v| !v.is_finite()) {
+            return Err(invalid!(
+                "the backbone computed NaN or infinite features for this image: its weights are out of range"
+            ));
+        }
         Ok(Tensor::from_vec(features, (n, self.feature_dim()), &self.device)?)
     }
 
@@ -504,6 +511,11 @@ impl Backbone {
     pub fn top_k(&self, images: &[RgbImage], k: usize) -> Result<Vec<Vec<Prediction>>> {
         let features = self.features(&self.input_tensor(images)?)?;
         let probabilities = self.imagenet_probabilities(&features)?.to_vec2::<f32>()?;
+        if probabilities.iter().flatten().any(|p| !p.is_finite()) {
+            return Err(invalid!(
+                "the backbone's own classifier computed NaN or infinite values: its weights are out of range"
+            ));
+        }
         Ok(probabilities.iter().map(|p| ranked(p, &self.meta.labels, k)).collect())
     }
 }

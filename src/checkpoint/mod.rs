@@ -118,6 +118,11 @@ impl StateDict {
                 index[d] = 0;
             }
         }
+        // A NaN or infinite weight or statistic would reach every answer as NaN, or as plausible
+        // but wrong numbers where the int8 path rounds it away.
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(invalid!("tensor `{name}` holds a NaN or infinite value (element {i}: {})", out[i]));
+        }
         Ok((view.size.clone(), out))
     }
 }

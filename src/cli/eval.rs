@@ -5,7 +5,6 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use wick::data::dataset::scan_folder;
 use wick::error::InFile;
 use wick::eval::metrics::Metrics;
 use wick::formats::classifier::Classifier;
@@ -25,7 +24,7 @@ pub fn eval(data: &Path, model: &Path, cache: &CacheArgs, backbone: &BackboneArg
     let backbone = backbone.load()?;
     let classifier = Classifier::from_bytes(&read(model)?, backbone.device()).in_file(model.display())?;
     let backbone = classifier.feature_extractor(&backbone).in_file(model.display())?;
-    let samples = relabel(&scan_folder(data)?, &classifier.meta.labels, &model.display().to_string())?;
+    let samples = relabel(&scan(data)?, &classifier.meta.labels, &model.display().to_string())?;
     let mut cache = cache.open(&backbone);
     let extracted = extract(&backbone, &mut cache, &samples, false, "eval", output.quiet)?;
     report_skipped(&extracted.skipped);

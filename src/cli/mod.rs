@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use flags::{Cifar10Mode, Cli, Command};
-use shared::check_outputs;
+use shared::{check_outputs, plot_path, Output};
 use wick::train::head::TrainConfig;
 
 /// mimalloc (the binaries' allocator) gives freed memory back to the OS after 10 ms. Training frees
@@ -34,6 +34,9 @@ fn keep_freed_memory() {
 /// CIFAR-10 (README: 96 px is ~1.5× the time of 64 px for +8 points; 224 px, 2.7× more for +4 more),
 /// fine-tuning's from what a CPU can train (BENCHMARKS.md).
 const PROBE_IMG_SIZE: u32 = 96;
+/// What `--out` and `--backbone-out` hold when Wick wrote them (replaced then, and only then).
+const MODEL: Output = Output::Wick(wick::formats::classifier::FORMAT);
+const BACKBONE: Output = Output::Wick(wick::formats::backbone_file::FORMAT);
 const FINETUNE_IMG_SIZE: u32 = 64;
 
 pub fn main() -> ExitCode {
@@ -49,7 +52,10 @@ pub fn main() -> ExitCode {
             let layer_epochs = layers.layer_epochs.unwrap_or(config.layer_epochs);
             let config = TrainConfig { train_layers: layers.train_layers, layer_epochs, ..config };
             if config.train_layers == 0 {
-                check_outputs(&[("--out", &out)], &backbone.inputs())?;
+                check_outputs(
+                    &[("--out", &out, MODEL), ("the plot", &plot_path(&out), Output::Plot)],
+                    &backbone.inputs(),
+                )?;
                 return train::train(
                     &data,
                     &out,
@@ -63,7 +69,14 @@ pub fn main() -> ExitCode {
                 );
             }
             let backbone_out = layers.backbone_path(&out);
-            check_outputs(&[("--out", &out), ("--backbone-out", &backbone_out)], &backbone.inputs())?;
+            check_outputs(
+                &[
+                    ("--out", &out, MODEL),
+                    ("--backbone-out", &backbone_out, BACKBONE),
+                    ("the plot", &plot_path(&out), Output::Plot),
+                ],
+                &backbone.inputs(),
+            )?;
             let augment = !layers.no_augment;
             train::train_layers(
                 &data,
@@ -99,7 +112,10 @@ pub fn main() -> ExitCode {
                 match mode {
                     Cifar10Mode::Probe => {
                         let config = hyper.config()?;
-                        check_outputs(&[("--out", &out)], &backbone.inputs())?;
+                        check_outputs(
+                            &[("--out", &out, MODEL), ("the plot", &plot_path(&out), Output::Plot)],
+                            &backbone.inputs(),
+                        )?;
                         let (train, test) = cifar10::load_cifar10(&data, download, limit, output.quiet)?;
                         let outputs = cifar10::ProbeOutputs { model: &out, features: save_features.as_deref() };
                         cifar10::cifar10_probe(
@@ -120,7 +136,12 @@ pub fn main() -> ExitCode {
                         }
                         let (checkpoint, backbone_out) = finetune.paths(&out);
                         check_outputs(
-                            &[("--out", &out), ("--backbone-out", &backbone_out), ("--checkpoint", &checkpoint)],
+                            &[
+                                ("--out", &out, MODEL),
+                                ("--backbone-out", &backbone_out, BACKBONE),
+                                ("--checkpoint", &checkpoint, Output::Wick(wick::formats::finetune_checkpoint::FORMAT)),
+                                ("the plot", &plot_path(&out), Output::Plot),
+                            ],
                             &backbone.inputs(),
                         )?;
                         let (train, test) = cifar10::load_cifar10(&data, download, limit, output.quiet)?;
@@ -132,7 +153,7 @@ pub fn main() -> ExitCode {
             })()
         }
         Command::Convert { pth, out } => {
-            check_outputs(&[("--out", &out)], &[("--pth", &pth)]).and_then(|()| convert::convert(&pth, &out))
+            check_outputs(&[("--out", &out, BACKBONE)], &[("--pth", &pth)]).and_then(|()| convert::convert(&pth, &out))
         }
         Command::Bench { backbone, batch, iters, head_data, head_fit, finetune, img_size, warmup, threads, json } => {
             if let Some(n) = threads {
@@ -153,7 +174,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Lines stay lines; any other control character in a message (a name read from a file
+            // or a folder) is printed as its escape.
+            let message = format!("{e:#}");
+            let lines: Vec<_> = message.split('\n').map(wick::util::printable).collect();
+            eprintln!("error: {}", lines.join("\n"));
             ExitCode::FAILURE
         }
     }

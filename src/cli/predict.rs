@@ -7,10 +7,12 @@ use image::RgbImage;
 use serde::Serialize;
 
 use wick::backbone::{Backbone, Prediction};
-use wick::data::preprocess::decode_image;
+use wick::data::dataset::regular_file;
+use wick::data::preprocess::{decode_image, decode_waves, decoded_bytes, DECODE_BUDGET};
 use wick::error::InFile;
 use wick::eval::class_map::{overlay, where_it_looks};
 use wick::formats::classifier::Classifier;
+use wick::util::printable;
 
 use super::flags::*;
 use super::shared::*;
@@ -25,6 +27,9 @@ pub struct PredictRecord<'a> {
 }
 
 /// Images that fail to load are reported (naming the file) and skipped; the rest are classified.
+/// Images are decoded in waves within the decode budget ([`decode_waves`]), never all at once. A
+/// heatmap that cannot be written is named and skipped: the other images still get their answers
+/// and maps, and the exit status says something failed.
 pub fn predict(
     paths: &[PathBuf],
     model: Option<&Path>,
@@ -45,55 +50,82 @@ pub fn predict(
         })
         .transpose()?;
     let mut failed = 0;
+    let mut maps_failed = 0;
     for chunk in paths.chunks(16) {
-        let mut images = Vec::new();
-        let mut names = Vec::new();
+        // Read (regular files only: a FIFO or a device would never end), then decode within the budget.
+        let mut files = Vec::new();
         for path in chunk {
-            match read(path).and_then(|b| Ok(decode_image(&b).in_file(path.display())?)) {
-                Ok(image) => {
-                    images.push(image);
-                    names.push(path.display().to_string());
-                }
+            match regular_file(path).map_err(anyhow::Error::from).and_then(|()| read(path)) {
+                Ok(bytes) => files.push((path, bytes)),
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", printable(&format!("{e:#}")));
                     failed += 1;
                 }
             }
         }
-        if images.is_empty() {
-            continue;
-        }
-        let ranked: Vec<Vec<Prediction>> = match &classifier {
-            Some(c) => {
-                let features = backbone.features(&backbone.input_tensor(&images)?)?;
-                c.probabilities(&features)?.iter().map(|p| c.ranked(p, top.max(1))).collect()
+        let costs: Vec<u64> = files.iter().map(|(_, bytes)| decoded_bytes(bytes)).collect();
+        for wave in decode_waves(&costs, DECODE_BUDGET) {
+            let mut images = Vec::new();
+            let mut names = Vec::new();
+            for (path, bytes) in &files[wave] {
+                match decode_image(bytes).in_file(path.display()) {
+                    Ok(image) => {
+                        images.push(image);
+                        names.push(path.display().to_string());
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        failed += 1;
+                    }
+                }
             }
-            None => backbone.top_k(&images, top.max(1))?,
-        };
-        for ((name, image), classes) in names.iter().zip(&images).zip(ranked) {
-            let heatmap = match heatmap_dir {
-                Some(dir) => Some(draw_heatmap(&backbone, classifier.as_ref(), image, classes[0].index, dir, name)?),
-                None => None,
+            if images.is_empty() {
+                continue;
+            }
+            let ranked: Vec<Vec<Prediction>> = match &classifier {
+                Some(c) => {
+                    let features = backbone.features(&backbone.input_tensor(&images)?)?;
+                    c.probabilities(&features)?.iter().map(|p| c.ranked(p, top.max(1))).collect()
+                }
+                None => backbone.top_k(&images, top.max(1))?,
             };
-            let classes = &classes[..top.min(classes.len())];
-            let heatmap = heatmap.map(|p| p.display().to_string());
-            if json {
-                println!("{}", serde_json::to_string(&PredictRecord { path: name.clone(), classes, heatmap })?);
-            } else {
-                println!("{name}");
-                for p in classes {
-                    println!("  {:>6.2}%  {:>4}  {}", 100.0 * p.probability, p.index, p.label);
-                }
-                if let Some(path) = heatmap {
-                    println!("  where the model looks: {path}");
+            for ((name, image), classes) in names.iter().zip(&images).zip(ranked) {
+                let heatmap = match heatmap_dir {
+                    Some(dir) => match draw_heatmap(&backbone, classifier.as_ref(), image, classes[0].index, dir, name)
+                    {
+                        Ok(path) => Some(path),
+                        Err(e) => {
+                            eprintln!("error: {}: the heatmap: {}", printable(name), printable(&format!("{e:#}")));
+                            maps_failed += 1;
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                let classes = &classes[..top.min(classes.len())];
+                let heatmap = heatmap.map(|p| p.display().to_string());
+                if json {
+                    println!("{}", serde_json::to_string(&PredictRecord { path: name.clone(), classes, heatmap })?);
+                } else {
+                    println!("{}", printable(name));
+                    for p in classes {
+                        println!("  {:>6.2}%  {:>4}  {}", 100.0 * p.probability, p.index, printable(&p.label));
+                    }
+                    if let Some(path) = heatmap {
+                        println!("  where the model looks: {}", printable(&path));
+                    }
                 }
             }
         }
     }
-    if failed > 0 {
-        bail!("{failed} of {} images could not be read", paths.len());
+    match (failed, maps_failed) {
+        (0, 0) => Ok(()),
+        (0, maps) => bail!("{maps} of {} heatmaps could not be written", paths.len()),
+        (images, 0) => bail!("{images} of {} images could not be read", paths.len()),
+        (images, maps) => {
+            bail!("{images} of {} images could not be read, and {maps} heatmaps not written", paths.len())
+        }
     }
-    Ok(())
 }
 
 /// Draws where the model (the `.wick` head, or the backbone's own classifier) looks for `class` in
@@ -121,12 +153,21 @@ fn draw_heatmap(
     Ok(path)
 }
 
+/// Longest file name most file systems take, in bytes.
+const MAX_NAME_BYTES: usize = 255;
+
 /// The image file's name without its folder and extension, with anything but letters, digits,
-/// `-`, `_` and `.` replaced by `_` (a name from the command line only ever names a file in DIR).
+/// `-`, `_` and `.` replaced by `_` (a name from the command line only ever names a file in DIR),
+/// cut so that the heatmap's name, with its suffix, fits a file name.
 fn heatmap_stem(name: &str) -> String {
     let stem = Path::new(name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let clean: String = stem.chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-    let clean = clean.trim_start_matches('.').to_string();
+    let mut clean = clean.trim_start_matches('.').to_string();
+    // Room for the longest suffix `free_name` adds: `-9999.heatmap.png`.
+    let room = MAX_NAME_BYTES - "-9999.heatmap.png".len();
+    while clean.len() > room {
+        clean.pop();
+    }
     if clean.is_empty() {
         "image".to_string()
     } else {
@@ -134,12 +175,13 @@ fn heatmap_stem(name: &str) -> String {
     }
 }
 
-/// `DIR/<stem>.heatmap.png`, or with `-2`, `-3`, … before the extension when that is taken.
+/// `DIR/<stem>.heatmap.png`, or with `-2`, `-3`, … before the extension when that is taken (by a
+/// file, a folder, or a link, even one that points nowhere).
 fn free_name(dir: &Path, stem: &str) -> Result<PathBuf> {
     for n in 1..10_000 {
         let name = if n == 1 { format!("{stem}.heatmap.png") } else { format!("{stem}-{n}.heatmap.png") };
         let path = dir.join(name);
-        if !path.exists() {
+        if std::fs::symlink_metadata(&path).is_err() {
             return Ok(path);
         }
     }

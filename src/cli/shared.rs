@@ -11,29 +11,78 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use wick::backbone::Backbone;
-use wick::data::dataset::{LabelledFolder, Sample};
+use wick::data::dataset::{scan_folder, LabelledFolder, Sample};
 use wick::data::features::{extract_files, CacheFile};
 use wick::eval::metrics::Metrics;
 use wick::train::fit::{fit_head, FittedHead};
 use wick::train::head::{regularization_path, EpochStats, FeatureSet, Solver, Stop, TrainConfig};
-use wick::train::plot::training_svg;
+use wick::train::plot::{training_svg, PLOT_MARK};
+use wick::util::printable;
+
+/// [`scan_folder`], naming what it left unread (entries of class folders that are not regular files).
+pub fn scan(dir: &Path) -> Result<LabelledFolder> {
+    let folder = scan_folder(dir)?;
+    for (path, why) in &folder.skipped {
+        eprintln!("warning: skipped {}: {why}", printable(&path.display().to_string()));
+    }
+    Ok(folder)
+}
 
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
 }
 
-/// Writes next to the target and renames, so a failed run never leaves half a file (or clobbers a good one).
-/// A target that exists and is not a regular file (`/dev/null`, a pipe) is written in place.
-/// Refuses, before any work starts, output files that are the same file as another output or as an
-/// input backbone or checkpoint: one would silently overwrite the other.
-pub fn check_outputs(outputs: &[(&str, &Path)], inputs: &[(&str, &Path)]) -> Result<()> {
-    let resolved: Vec<(&str, PathBuf)> =
-        outputs.iter().chain(inputs).map(|&(flag, path)| (flag, same_file_key(path))).collect();
+/// What a command writes at a path: a Wick file of a format, or the training plot. A file already
+/// there is replaced only when it is Wick's own earlier output of that kind (a regular file, that
+/// is: `/dev/null` and pipes are written in place).
+#[derive(Clone, Copy)]
+pub enum Output {
+    /// A Wick file of this `format` (`formats::…::FORMAT`; a backbone file also under its old name).
+    Wick(&'static str),
+    Plot,
+}
+
+impl Output {
+    fn owns(self, bytes: &[u8]) -> bool {
+        match self {
+            Output::Wick(format) => wick::formats::format_of(bytes).is_some_and(|f| f == format),
+            Output::Plot => bytes.windows(PLOT_MARK.len()).take(4096).any(|w| w == PLOT_MARK.as_bytes()),
+        }
+    }
+}
+
+/// Refuses, before any work starts, output files that are the same file as another output or as
+/// an input (a backbone, a checkpoint): one would silently overwrite the other; and an existing
+/// file at an output's path that is not Wick's own earlier output of that kind: a user's file —
+/// a photo of the training data, say — is never replaced.
+pub fn check_outputs(outputs: &[(&str, &Path, Output)], inputs: &[(&str, &Path)]) -> Result<()> {
+    let resolved: Vec<(&str, PathBuf)> = outputs
+        .iter()
+        .map(|&(flag, path, _)| (flag, path))
+        .chain(inputs.iter().copied())
+        .map(|(flag, path)| (flag, same_file_key(path)))
+        .collect();
     for (i, (flag, path)) in resolved.iter().enumerate().take(outputs.len()) {
         if let Some((other, _)) = resolved.iter().enumerate().find(|(j, (_, p))| *j != i && p == path).map(|(_, o)| o) {
             bail!(
                 "{flag} and {other} name the same file ({}): one would overwrite the other; give them different paths",
                 outputs[i].1.display()
+            );
+        }
+    }
+    for &(flag, path, kind) in outputs {
+        if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let existing = std::fs::read(path).with_context(|| format!("{}: cannot read what is there", path.display()))?;
+        if !kind.owns(&existing) {
+            bail!(
+                "{flag}: {} exists and is not {}; it is not replaced (move it, or choose another path)",
+                path.display(),
+                match kind {
+                    Output::Wick(_) => "a file of the kind Wick writes there",
+                    Output::Plot => "a plot Wick wrote",
+                }
             );
         }
     }
@@ -205,17 +254,24 @@ pub fn validate_head_training(config: &TrainConfig, val_split: f32) -> Result<()
     Ok(())
 }
 
-/// Where the picture of a run goes: next to the model, `model.wick` → `model.svg`.
+/// Where the picture of a run goes: next to the model, `model.wick` → `model.svg`; where a file
+/// that is not Wick's plot is there, `model-2.svg`, `model-3.svg`, … (said when written).
 pub fn plot_path(out: &Path) -> PathBuf {
-    let path = out.with_extension("svg");
-    if path == out {
-        out.with_extension("plot.svg")
-    } else {
-        path
+    let first =
+        if out.with_extension("svg") == out { out.with_extension("plot.svg") } else { out.with_extension("svg") };
+    let stem = first.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    for n in 1..1000 {
+        let path = if n == 1 { first.clone() } else { first.with_file_name(format!("{stem}-{n}.svg")) };
+        let ours = || std::fs::read(&path).is_ok_and(|bytes| Output::Plot.owns(&bytes));
+        if std::fs::symlink_metadata(&path).is_err() || ours() {
+            return path;
+        }
     }
+    first
 }
 
-/// Writes the run's loss/accuracy curves and confusion matrix next to the model; returns the path.
+/// Writes the run's loss/accuracy curves and confusion matrix next to the model ([`plot_path`]);
+/// returns the path.
 pub fn write_plot(
     out: &Path,
     title: &str,
@@ -225,6 +281,14 @@ pub fn write_plot(
     measured_on: &str,
 ) -> Result<PathBuf> {
     let path = plot_path(out);
+    let usual = out.with_extension("svg");
+    if path != usual && path != out.with_extension("plot.svg") {
+        eprintln!(
+            "note: {} is not a plot Wick wrote, so it is left as it is; the plot goes to {}",
+            usual.display(),
+            path.display()
+        );
+    }
     write_atomically(&path, training_svg(title, history, metrics, labels, measured_on).as_bytes())?;
     Ok(path)
 }

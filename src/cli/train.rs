@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use wick::backbone::Backbone;
 use wick::data::augment::{self, AUGMENTED_VIEWS};
-use wick::data::dataset::{check_labels, scan_folder, stratified_split, Sample};
+use wick::data::dataset::{check_labels, stratified_split, Sample};
 use wick::data::features::{compute, View};
-use wick::data::preprocess::decode_image;
+use wick::data::preprocess::{decode_image, decode_waves, decoded_bytes, DECODE_BUDGET};
+use wick::error::InFile;
 use wick::eval::check::find_suspects;
 use wick::eval::metrics::Metrics;
 use wick::formats::classifier::Classifier;
@@ -229,11 +230,11 @@ fn split(
     val_split: f32,
     seed: u64,
 ) -> Result<(Vec<String>, Vec<Sample>, Vec<Sample>)> {
-    let folder = scan_folder(data)?;
+    let folder = scan(data)?;
     check_labels(&folder.labels).with_context(|| format!("{}", data.display()))?;
     let labels = folder.labels.clone();
     let (train, val) = match val {
-        Some(dir) => (folder.samples.clone(), relabel(&scan_folder(dir)?, &labels, &data.display().to_string())?),
+        Some(dir) => (folder.samples.clone(), relabel(&scan(dir)?, &labels, &data.display().to_string())?),
         None => {
             let sample_labels: Vec<u32> = folder.samples.iter().map(|s| s.label).collect();
             let (train, val) = stratified_split(&sample_labels, labels.len(), val_split, seed);
@@ -389,31 +390,52 @@ fn activations_of(
         names: Vec::new(),
     };
     let mut skipped = Vec::new();
+    let resize_shorter = backbone.meta.preprocess.resize_shorter;
     for (chunk_index, chunk) in samples.chunks(ACTIVATION_BATCH).enumerate() {
-        let (mut images, mut plain, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        let mut files = Vec::new();
         for (i, sample) in chunk.iter().enumerate() {
-            match read(&sample.path).and_then(|bytes| Ok(decode_image(&bytes)?)) {
-                Ok(image) => {
-                    let image_seed =
-                        seed ^ ((chunk_index * ACTIVATION_BATCH + i) as u64).wrapping_mul(0xd6e8_feb8_6659_fd93);
-                    let first_row = out.activations.as_ref().map_or(0, Activations::len) + images.len();
-                    images.extend((0..views).map(|v| augment::view(&image, v, image_seed)));
-                    plain.push(image);
-                    out.views.push((first_row..first_row + views).collect());
-                    labels.push(sample.label);
-                    out.names.push(sample.path.display().to_string());
-                }
+            match read(&sample.path) {
+                Ok(bytes) => files.push((i, sample, bytes)),
                 Err(e) => skipped.push(Skipped { path: sample.path.display().to_string(), error: format!("{e:#}") }),
+            }
+        }
+        // Decoded in waves within the decode budget: each image's plain features come from the
+        // whole image (as head-only training computes them: its first step), its views from a copy
+        // no larger than the backbone reads (as the page's kept copies), so the chunk's views of
+        // 64-megapixel photos never sit in memory at full size.
+        let costs: Vec<u64> = files.iter().map(|(_, _, bytes)| decoded_bytes(bytes)).collect();
+        let mut images = Vec::new();
+        for wave in decode_waves(&costs, DECODE_BUDGET) {
+            let (mut plain, mut labels) = (Vec::new(), Vec::new());
+            for (i, sample, bytes) in &files[wave] {
+                match decode_image(bytes).in_file(sample.path.display()) {
+                    Ok(image) => {
+                        let image_seed =
+                            seed ^ ((chunk_index * ACTIVATION_BATCH + i) as u64).wrapping_mul(0xd6e8_feb8_6659_fd93);
+                        let first_row = out.activations.as_ref().map_or(0, Activations::len) + images.len();
+                        let copy = augment::bounded_copy(&image, resize_shorter);
+                        let copy = copy.as_ref().unwrap_or(&image);
+                        images.extend((0..views).map(|v| augment::view(copy, v, image_seed)));
+                        plain.push(image);
+                        out.views.push((first_row..first_row + views).collect());
+                        labels.push(sample.label);
+                        out.names.push(sample.path.display().to_string());
+                    }
+                    Err(e) => {
+                        skipped.push(Skipped { path: sample.path.display().to_string(), error: format!("{e:#}") })
+                    }
+                }
+            }
+            if !plain.is_empty() {
+                for (row, label) in compute(backbone, &plain, View::AsIs)?.iter().zip(labels) {
+                    out.features.push(row, label);
+                }
             }
         }
         if !images.is_empty() {
             let batch = backbone.activations(&backbone.input_tensor(&images)?, first)?;
             let (_, c, h, w) = batch.dims4()?;
             out.activations.get_or_insert_with(|| Activations::new([c, h, w])).push(&batch)?;
-            // The plain views' features, as head-only training computes them (its first step).
-            for (row, label) in compute(backbone, &plain, View::AsIs)?.iter().zip(labels) {
-                out.features.push(row, label);
-            }
         }
         bar.inc(chunk.len() as u64);
     }

@@ -63,17 +63,21 @@ const LOSSLESS_PIXELS: u32 = 96 * 96;
 /// The copy of an image kept to make its views later (the page stores it with the sample): no
 /// larger than the backbone's preprocessing reads (`resize_shorter` on the shorter side), PNG when
 /// small (a CIFAR-10 photo stays exact), JPEG at quality 90 otherwise.
-pub fn stored_copy(image: &RgbImage, resize_shorter: u32) -> Result<Vec<u8>, image::ImageError> {
+/// `image` with its shorter side brought down to `resize_shorter` (the side the backbone reads), or
+/// `None` when it is no larger: the copy views are made from, in the page and the CLI alike.
+pub fn bounded_copy(image: &RgbImage, resize_shorter: u32) -> Option<RgbImage> {
     let (w, h) = image.dimensions();
-    let scale = (resize_shorter as f32 / w.min(h) as f32).min(1.0);
-    let resized;
-    let image = if scale < 1.0 {
-        let size = |side: u32| ((side as f32 * scale).round() as u32).max(1);
-        resized = image::imageops::resize(image, size(w), size(h), image::imageops::FilterType::Triangle);
-        &resized
-    } else {
-        image
-    };
+    let scale = resize_shorter as f32 / w.min(h) as f32;
+    if scale >= 1.0 {
+        return None;
+    }
+    let size = |side: u32| ((side as f32 * scale).round() as u32).max(1);
+    Some(image::imageops::resize(image, size(w), size(h), image::imageops::FilterType::Triangle))
+}
+
+pub fn stored_copy(image: &RgbImage, resize_shorter: u32) -> Result<Vec<u8>, image::ImageError> {
+    let resized = bounded_copy(image, resize_shorter);
+    let image = resized.as_ref().unwrap_or(image);
     let mut bytes = Vec::new();
     if image.width() * image.height() <= LOSSLESS_PIXELS {
         image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;

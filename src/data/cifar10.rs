@@ -129,6 +129,9 @@ fn load_image_folders(dir: &std::path::Path) -> Result<(Cifar10, Cifar10)> {
 
     let read_split = |split: &std::path::Path| -> Result<Vec<Vec<std::path::PathBuf>>> {
         let folder = scan_folder(split)?;
+        if let Some((path, why)) = folder.skipped.first() {
+            return Err(invalid!("{}: {why}; a CIFAR-10 folder holds only image files", path.display()));
+        }
         let mut by_class = vec![Vec::new(); CLASSES.len()];
         let mut indices = Vec::with_capacity(folder.labels.len());
         for label in &folder.labels {

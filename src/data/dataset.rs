@@ -23,6 +23,66 @@ pub struct LabelledFolder {
     pub root: PathBuf,
     pub labels: Vec<String>,
     pub samples: Vec<Sample>,
+    /// Entries of class folders that are not regular files (a FIFO, a device, a socket, a link to
+    /// one, a dangling link), left unopened, and why.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// What a class folder's entry is, its links followed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Folder,
+    File,
+    /// Anything else (a FIFO would block a read for ever; `/dev/zero` never ends): named, not read.
+    Other(&'static str),
+}
+
+fn kind_of(path: &Path) -> Kind {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Kind::Other("a link to nothing, or it cannot be read");
+    };
+    let t = meta.file_type();
+    if t.is_dir() {
+        Kind::Folder
+    } else if t.is_file() {
+        Kind::File
+    } else {
+        Kind::Other(special(t))
+    }
+}
+
+#[cfg(unix)]
+fn special(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special(_: std::fs::FileType) -> &'static str {
+    "not a regular file"
+}
+
+/// Refuses `path` unless it is a regular file (or a link to one): a FIFO, a device or a socket named
+/// as an image would block a read for ever, or never end.
+pub fn regular_file(path: &Path) -> Result<()> {
+    match kind_of(path) {
+        Kind::File => Ok(()),
+        Kind::Folder => {
+            Err(invalid!("{}: a folder, not an image file", crate::util::printable(&path.display().to_string())))
+        }
+        Kind::Other(what) => Err(invalid!(
+            "{}: {what}, not an image file; it was not read",
+            crate::util::printable(&path.display().to_string())
+        )),
+    }
 }
 
 /// A class name must be non-empty (after trimming), at most [`MAX_LABEL_CHARS`] long, and free of
@@ -63,13 +123,14 @@ pub fn check_labels(labels: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Reads `dir/<label>/<file>`: every visible sub-folder is a class and every visible file in it a
-/// sample (whether it is a readable image is found out when it is decoded). Fails on a missing folder,
-/// a folder without class folders, a class name that is not valid UTF-8 or is empty, and a class
-/// folder without files.
+/// Reads `dir/<label>/<file>`: every visible sub-folder is a class and every visible regular file in
+/// it a sample (whether it is a readable image is found out when it is decoded); links are followed,
+/// and anything that is not a regular file is left unopened and listed in `skipped`. Fails on a
+/// missing folder, a folder without class folders, a class name that is not valid UTF-8 or is
+/// empty, and a class folder without files.
 pub fn scan_folder(dir: &Path) -> Result<LabelledFolder> {
     let shown = dir.display();
-    let entries = |d: &Path| -> Result<Vec<(String, PathBuf, bool)>> {
+    let entries = |d: &Path| -> Result<Vec<(String, PathBuf, Kind)>> {
         let mut out = Vec::new();
         let read = std::fs::read_dir(d).map_err(|e| invalid!("{}: cannot read the folder: {e}", d.display()))?;
         for entry in read {
@@ -79,7 +140,8 @@ pub fn scan_folder(dir: &Path) -> Result<LabelledFolder> {
             if name.as_encoded_bytes().starts_with(b".") {
                 continue; // hidden files and folders (.DS_Store, .git, ...)
             }
-            let is_dir = std::fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
+            let kind = kind_of(&path);
+            let is_dir = kind == Kind::Folder;
             let name = name.into_string().map_err(|raw| {
                 invalid!(
                     "{}: the name is not valid UTF-8 ({:?}); class and file names must be UTF-8",
@@ -88,10 +150,10 @@ pub fn scan_folder(dir: &Path) -> Result<LabelledFolder> {
                 )
             });
             match name {
-                Ok(name) => out.push((name, path, is_dir)),
+                Ok(name) => out.push((name, path, kind)),
                 // A file whose name is not UTF-8 can still be read; a class folder's name cannot be a label.
                 Err(e) if is_dir => return Err(e),
-                Err(_) => out.push((path.to_string_lossy().into_owned(), path, false)),
+                Err(_) => out.push((path.to_string_lossy().into_owned(), path, kind)),
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -102,12 +164,20 @@ pub fn scan_folder(dir: &Path) -> Result<LabelledFolder> {
     }
     let mut labels = Vec::new();
     let mut samples = Vec::new();
-    for (label, class_dir, is_dir) in entries(dir)? {
-        if !is_dir {
+    let mut skipped = Vec::new();
+    for (label, class_dir, kind) in entries(dir)? {
+        if kind != Kind::Folder {
             continue;
         }
         check_label(&label).map_err(|e| invalid!("{}: {e}", class_dir.display()))?;
-        let files: Vec<PathBuf> = entries(&class_dir)?.into_iter().filter(|e| !e.2).map(|e| e.1).collect();
+        let mut files = Vec::new();
+        for (_, path, kind) in entries(&class_dir)? {
+            match kind {
+                Kind::File => files.push(path),
+                Kind::Folder => {}
+                Kind::Other(what) => skipped.push((path, format!("{what}: not read"))),
+            }
+        }
         if files.is_empty() {
             return Err(invalid!(
                 "{}: class `{label}` has no images; add some or remove the folder",
@@ -121,7 +191,7 @@ pub fn scan_folder(dir: &Path) -> Result<LabelledFolder> {
     if labels.is_empty() {
         return Err(invalid!("{shown}: no class folders found; expected {shown}/<class name>/<image files>"));
     }
-    Ok(LabelledFolder { root: dir.to_path_buf(), labels, samples })
+    Ok(LabelledFolder { root: dir.to_path_buf(), labels, samples, skipped })
 }
 
 /// Splits sample indices into (train, validation), class by class: each class gives

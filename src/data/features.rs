@@ -198,7 +198,7 @@ impl FeatureCache {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use file::{default_cache_dir, extract_files, extract_images, CacheFile, ImageFeatures, DECODE_BUDGET};
+pub use file::{default_cache_dir, extract_files, extract_images, CacheFile, ImageFeatures};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod file {
@@ -209,7 +209,7 @@ mod file {
     use rayon::prelude::*;
 
     use super::*;
-    use crate::data::preprocess::{decode_image, decoded_bytes};
+    use crate::data::preprocess::{decode_image, decode_waves, decoded_bytes, DECODE_BUDGET};
     use crate::error::InFile;
 
     /// `$XDG_CACHE_HOME/wick/features`, else `~/.cache/wick/features`.
@@ -349,7 +349,7 @@ mod file {
                 })
                 .collect();
             let mut failed: Vec<Option<crate::Error>> = (0..chunk.len()).map(|_| None).collect();
-            for wave in decode_waves(&misses) {
+            for wave in waves_of(&misses) {
                 let decoded: Vec<(usize, ImageKey, Result<RgbImage>)> = wave
                     .par_iter()
                     .map(|&(i, key, bytes)| (i, key, decode_image(bytes).in_file(chunk[i].0.display())))
@@ -389,23 +389,9 @@ mod file {
     }
 
     /// Decoded images held at once are bounded by their size, not their count: sixteen 64-megapixel
-    /// PNGs decoded together would take gigabytes. Each wave holds images whose decoding needs at
-    /// most [`DECODE_BUDGET`] bytes in all (an image larger than that goes alone).
-    fn decode_waves<'a>(misses: &[(usize, ImageKey, &'a [u8])]) -> Vec<Vec<(usize, ImageKey, &'a [u8])>> {
-        let mut waves: Vec<Vec<(usize, ImageKey, &'a [u8])>> = Vec::new();
-        let mut used = 0u64;
-        for &miss in misses {
-            let cost = decoded_bytes(miss.2);
-            if waves.is_empty() || used.saturating_add(cost) > DECODE_BUDGET {
-                waves.push(Vec::new());
-                used = 0;
-            }
-            used = used.saturating_add(cost);
-            waves.last_mut().expect("pushed above").push(miss);
-        }
-        waves
+    /// PNGs decoded together would take gigabytes ([`decode_waves`]).
+    fn waves_of<'a>(misses: &[(usize, ImageKey, &'a [u8])]) -> Vec<Vec<(usize, ImageKey, &'a [u8])>> {
+        let costs: Vec<u64> = misses.iter().map(|m| decoded_bytes(m.2)).collect();
+        decode_waves(&costs, DECODE_BUDGET).into_iter().map(|wave| misses[wave].to_vec()).collect()
     }
-
-    /// Bytes of decoded pixels a batch of images may hold at once.
-    pub const DECODE_BUDGET: u64 = 768 << 20;
 }

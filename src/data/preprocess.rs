@@ -107,23 +107,57 @@ pub const MIN_CROP: u32 = 16;
 pub const MAX_CROP: u32 = 1024;
 pub const MAX_RESIZE: u32 = 4096;
 
+/// What a decoder may allocate besides the image's pixels: what it reads before them (an ICC colour
+/// profile, EXIF, a PNG's text chunks). A PNG's profile is compressed: a 1 MB chunk can inflate to
+/// 1 GB, and each header read inflated it again (eight 8 × 8 such PNGs took 2.7 GB). Capped here,
+/// a larger one is dropped by the decoder (PNG) or the file refused. Real profiles are under 1 MB.
+/// A buffer that grows to this cap holds its old and new copies at once: [`decoded_bytes`] counts
+/// twice this (measured: 24.7 MB at the peak for a profile that inflates to 512 MB, 2026-12-07).
+pub const ANCILLARY_BYTES: u64 = 8 << 20;
+
+/// Decoded images held at once, in bytes of [`decoded_bytes`]: every path that decodes several
+/// images at a time (training, prediction, the CLI's folders) decodes them in waves within this.
+pub const DECODE_BUDGET: u64 = 768 << 20;
+/// The page's budget: its memory is the tab's (iOS gives a tab about 1.5 GB, and the threaded build
+/// may hold only 512 MiB on a phone), so a batch of photos is decoded a few at a time.
+pub const PAGE_DECODE_BUDGET: u64 = 256 << 20;
+
+/// A reader of `bytes` whose decoder may allocate at most `max_alloc` bytes.
+fn reader(bytes: &[u8], max_alloc: u64) -> ImageReader<Cursor<&[u8]>> {
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().expect("reading from memory cannot fail");
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max_alloc);
+    reader.limits(limits);
+    reader
+}
+
+/// The image's size and pixel type, read from its header alone (at most [`ANCILLARY_BYTES`]).
+fn header(bytes: &[u8]) -> Result<(u32, u32, image::ColorType)> {
+    let decoder =
+        reader(bytes, ANCILLARY_BYTES).into_decoder().map_err(|e| invalid!("cannot read the image header: {e}"))?;
+    let (w, h) = decoder.dimensions();
+    Ok((w, h, decoder.color_type()))
+}
+
 /// Decodes JPEG, PNG, WebP, GIF (first frame) or BMP bytes to RGB, the right way up. The header is
-/// checked against [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_PIXELS`] before decoding.
+/// checked against [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_PIXELS`] before decoding, and the decoder may
+/// allocate the image's pixels and [`ANCILLARY_BYTES`] besides, no more.
 ///
 /// Phone cameras store a portrait photo as the sensor saw it, sideways, with an EXIF Orientation
-/// tag saying how to turn it; browsers draw such a photo upright. The tag is applied here, so the
-/// backbone, the thumbnail and the kept copy all see the photo as its owner does, in the CLI and
-/// the page alike. A tag that cannot be read leaves the image as stored.
+/// tag saying how to turn it; browsers draw such a photo upright. The tag is applied here (JPEG and
+/// PNG), so the backbone, the thumbnail and the kept copy all see the photo as its owner does, in
+/// the CLI and the page alike. A tag that cannot be read leaves the image as stored. (WebP's EXIF
+/// is not read: its decoder allocates what the chunk header claims, up to 4 GB, before reading it.)
 pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(invalid!("the file is empty (0 bytes)"));
     }
-    let reader =
-        || ImageReader::new(Cursor::new(bytes)).with_guessed_format().expect("reading from memory cannot fail");
-    if reader().format().is_none() {
+    let format = reader(bytes, ANCILLARY_BYTES).format();
+    if format.is_none() {
         return Err(invalid!("not an image Wick can read (expected JPEG, PNG, WebP, GIF or BMP)"));
     }
-    let (w, h) = reader().into_dimensions().map_err(|e| invalid!("cannot read the image header: {e}"))?;
+    let (w, h, color) = header(bytes)?;
     if w == 0 || h == 0 {
         return Err(invalid!("the image has no pixels ({w} × {h})"));
     }
@@ -133,18 +167,20 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
             MAX_IMAGE_PIXELS / (1024 * 1024)
         ));
     }
-    if reader().format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
+    if format == Some(image::ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
         return Err(invalid!("the image is corrupt or truncated: the JPEG data stops before its end marker"));
     }
-    let orientation =
-        reader().into_decoder().and_then(|mut decoder| decoder.orientation()).unwrap_or(Orientation::NoTransforms);
-    let mut reader = reader();
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
-    reader.limits(limits);
-    let image = reader.decode().map_err(|e| invalid!("the image is corrupt or truncated: {e}"))?;
+    let orientation = match format {
+        Some(image::ImageFormat::Jpeg | image::ImageFormat::Png) => reader(bytes, ANCILLARY_BYTES)
+            .into_decoder()
+            .and_then(|mut decoder| decoder.orientation())
+            .unwrap_or(Orientation::NoTransforms),
+        _ => Orientation::NoTransforms,
+    };
+    let pixels = w as u64 * h as u64 * color.bytes_per_pixel() as u64;
+    let image = reader(bytes, pixels + ANCILLARY_BYTES)
+        .decode()
+        .map_err(|e| invalid!("the image is corrupt or truncated: {e}"))?;
     Ok(upright(image.into_rgb8(), orientation))
 }
 
@@ -177,13 +213,32 @@ fn upright(mut image: RgbImage, orientation: Orientation) -> RgbImage {
 }
 
 /// About how many bytes decoding `bytes` takes at its peak: the decoder's pixels plus their RGB
-/// copy, or two RGB copies while a sideways photo is turned upright (0 when the header cannot be
-/// read: decoding then fails at once).
+/// copy, or two RGB copies while a sideways photo is turned upright, and what the decoder may read
+/// besides (twice [`ANCILLARY_BYTES`]); 0 when the header cannot be read (decoding then fails at
+/// once).
 pub fn decoded_bytes(bytes: &[u8]) -> u64 {
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().expect("reading from memory cannot fail");
-    let Ok(decoder) = reader.into_decoder() else { return 0 };
-    let (w, h) = decoder.dimensions();
-    w as u64 * h as u64 * (decoder.color_type().bytes_per_pixel() as u64 + 3).max(6)
+    let Ok((w, h, color)) = header(bytes) else { return 0 };
+    w as u64 * h as u64 * (color.bytes_per_pixel() as u64 + 3).max(6) + 2 * ANCILLARY_BYTES
+}
+
+/// `costs` (each item's [`decoded_bytes`]) cut into consecutive waves that each cost at most
+/// `budget` (an item that costs more goes alone): the images of a wave are decoded together.
+pub fn decode_waves(costs: &[u64], budget: u64) -> Vec<std::ops::Range<usize>> {
+    let mut waves: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut used = 0u64;
+    for (i, &cost) in costs.iter().enumerate() {
+        match waves.last_mut() {
+            Some(wave) if used.saturating_add(cost) <= budget => {
+                wave.end = i + 1;
+                used = used.saturating_add(cost);
+            }
+            _ => {
+                waves.push(i..i + 1);
+                used = cost;
+            }
+        }
+    }
+    waves
 }
 
 /// JPEG decoders quietly grey-fill a cut-off scan, so truncation is checked here: the end-of-image
@@ -353,7 +408,10 @@ pub(crate) mod tests {
     #[test]
     fn the_decode_estimate_covers_turning_a_photo_upright() {
         // 64 × 48 RGB: the decoder's pixels plus an RGB copy (6 bytes a pixel), or two RGB
-        // copies while it is turned (also 6).
-        assert_eq!(decoded_bytes(&with_exif_orientation(&jpeg(&as_stored(&blocks(), 6)), 6)), 48 * 64 * 6);
+        // copies while it is turned (also 6), and what the decoder may read besides.
+        assert_eq!(
+            decoded_bytes(&with_exif_orientation(&jpeg(&as_stored(&blocks(), 6)), 6)),
+            48 * 64 * 6 + 2 * ANCILLARY_BYTES
+        );
     }
 }

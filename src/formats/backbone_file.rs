@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::backbone::efficientnet_lite::MAX_ACTIVATION_BYTES;
 use crate::backbone::fold::FloatWeights;
 use crate::backbone::NetworkConfig;
+use crate::data::dataset::check_label;
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::{f32_bytes, f32_values, FileKind};
@@ -64,8 +65,17 @@ pub struct Source {
     pub license: String,
 }
 
-/// Quantizes `weights` and serialises them with `meta`.
+/// Quantizes `weights` and serialises them with `meta`. Refuses to write what [`read`] would refuse:
+/// the weights are checked first ([`FloatWeights::check`]), and the file written is read back.
 pub fn write(weights: &FloatWeights, meta: &BackboneMeta) -> Result<Vec<u8>> {
+    weights.check()?;
+    meta.validate()?;
+    let out = encode(weights, meta)?;
+    read(&out).map_err(|e| invalid!("the backbone file would not load: {e}"))?;
+    Ok(out)
+}
+
+fn encode(weights: &FloatWeights, meta: &BackboneMeta) -> Result<Vec<u8>> {
     let mut floats: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut halves: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut int8s: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -136,6 +146,11 @@ impl BackboneMeta {
                 self.labels.len(),
                 self.config.num_classes()
             ));
+        }
+        // Class names are printed and drawn: checked like a project's (ImageNet's repeat a few,
+        // "crane" and "maillot", so repeats are allowed).
+        for label in &self.labels {
+            check_label(label)?;
         }
         check_activation_memory(&self.config, &self.preprocess)
     }
@@ -209,5 +224,9 @@ pub fn read(bytes: &[u8]) -> Result<(BackboneMeta, FloatWeights)> {
             weights.insert(name.clone(), (shape, values));
         }
     }
-    Ok((meta, FloatWeights(weights)))
+    // The values as the network uses them (int8 × scale, f16 widened) are checked too: a scale of
+    // 3·10³⁸ is finite, its product with 127 is not.
+    let weights = FloatWeights(weights);
+    weights.check().map_err(|e| not_wick(e.to_string()))?;
+    Ok((meta, weights))
 }

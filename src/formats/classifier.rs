@@ -175,7 +175,12 @@ impl Classifier {
 
     /// Features (N, dim) → class probabilities, one row per image.
     pub fn probabilities(&self, features: &Tensor) -> Result<Vec<Vec<f32>>> {
-        Ok(self.head.probabilities(features)?.to_vec2::<f32>()?)
+        let probabilities = self.head.probabilities(features)?.to_vec2::<f32>()?;
+        // Finite weights can still sum past f32 (a head of 10³⁸s): no answer is NaN.
+        if probabilities.iter().flatten().any(|p| !p.is_finite()) {
+            return Err(invalid!("the model computed NaN or infinite probabilities: its weights are out of range"));
+        }
+        Ok(probabilities)
     }
 
     /// Classes ranked by probability, most likely first, `k` at most.

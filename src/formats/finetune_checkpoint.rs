@@ -11,6 +11,8 @@ use crate::formats::FileKind;
 use crate::train::config::FinetuneConfig;
 use crate::train::head::EpochStats;
 
+pub const FORMAT: &str = "wick-finetune-checkpoint";
+
 /// Checkpoint metadata: enough to refuse resuming with other settings, data or weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -53,7 +55,7 @@ impl CheckpointMeta {
 }
 
 pub const CHECKPOINT: FileKind = FileKind {
-    format: "wick-finetune-checkpoint",
+    format: FORMAT,
     version: "1",
     noun: "fine-tuning checkpoint",
     version_label: "Checkpoint",

@@ -165,20 +165,23 @@ impl Project {
         }
         let samples = self.samples();
         self.meta.settings.check(samples)?;
-        if self.features.len() != samples * dim {
+        if Some(self.features.len()) != samples.checked_mul(dim) {
             return Err(invalid!(
                 "{} feature values for {samples} samples of {dim} (the features belong to another backbone?)",
                 self.features.len()
             ));
         }
-        let thumbnail_bytes: usize = self.meta.classes.iter().flat_map(|c| &c.samples).map(|s| s.thumbnail_bytes).sum();
+        let listed = |bytes: fn(&SampleMeta) -> usize, what: &str| {
+            checked_total(self.meta.classes.iter().flat_map(|c| &c.samples).map(bytes), what)
+        };
+        let thumbnail_bytes = listed(|s| s.thumbnail_bytes, "thumbnail")?;
         if thumbnail_bytes != self.thumbnails.len() {
             return Err(invalid!(
                 "thumbnails hold {} bytes, the samples list {thumbnail_bytes}",
                 self.thumbnails.len()
             ));
         }
-        let source_bytes: usize = self.meta.classes.iter().flat_map(|c| &c.samples).map(|s| s.source_bytes).sum();
+        let source_bytes = listed(|s| s.source_bytes, "kept copy")?;
         if source_bytes != self.sources.len() {
             return Err(invalid!("kept copies hold {} bytes, the samples list {source_bytes}", self.sources.len()));
         }
@@ -241,4 +244,11 @@ impl Project {
         project.check(dim).map_err(|e| not_project(e.to_string()))?;
         Ok(project)
     }
+}
+/// The sum of the samples' `what` sizes, refused when it does not fit a `usize`: a file can list
+/// sizes that wrap on 32 bits (wasm32) to the length of what it holds.
+fn checked_total(mut sizes: impl Iterator<Item = usize>, what: &str) -> Result<usize> {
+    sizes
+        .try_fold(0usize, |total, n| total.checked_add(n))
+        .ok_or_else(|| invalid!("the samples' {what} sizes add up to more than this machine can address"))
 }

@@ -12,6 +12,10 @@ const MARGIN: f64 = 40.0;
 const TRAIN_COLOUR: &str = "#1f77b4";
 const VAL_COLOUR: &str = "#d62728";
 
+/// Marks the plots Wick writes, so that a later run replaces its own picture and never a user's
+/// file of the same name.
+pub const PLOT_MARK: &str = r#"data-written-by="wick-training-plot""#;
+
 /// `title` heads the picture; `measured_on` names the set the confusion matrix counts (e.g.
 /// "validation images" or "test set").
 pub fn training_svg(
@@ -26,7 +30,7 @@ pub fn training_svg(
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11" {PLOT_MARK}>"#
     );
     let _ = write!(
         svg,

@@ -1,4 +1,4 @@
-//! Small things every layer uses: the seeded generator, hashing, time.
+//! Small things every layer uses: the seeded generator, hashing, time, text safe to print.
 
 pub mod rng;
 
@@ -22,4 +22,17 @@ pub fn utc_timestamp(unix_seconds: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// `text` with every control character written as its escape (`\n`, `\u{1b}`, …): names read from
+/// files and folders (labels, file names) go to a terminal as text, never as the cursor moves,
+/// colours or extra lines that control characters make there.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() })
+        .collect::<String>()
+        .into()
 }

@@ -13,7 +13,7 @@ use crate::backbone::Backbone;
 use crate::data::augment::{self, stored_copy};
 use crate::data::dataset::{check_labels, stratified_split};
 use crate::data::features::{compute, View};
-use crate::data::preprocess::decode_image;
+use crate::data::preprocess::{decode_image, decode_waves, decoded_bytes, PAGE_DECODE_BUDGET};
 use crate::eval::check::find_suspects;
 use crate::eval::class_map::{self, overlay};
 use crate::formats::classifier::{BackboneRef, Classifier};
@@ -123,18 +123,24 @@ impl Engine {
     /// Image files (JPEG, PNG, WebP, GIF, BMP) → for each, its [`Embedding`], or an `Error` naming why it could not be read. In
     /// the multi-threaded build a batch keeps every thread busy: one file per thread is decoded,
     /// resized and thumbnailed, and one image per thread runs through the backbone.
+    ///
+    /// The batch is decoded in waves within the page's decode budget ([`PAGE_DECODE_BUDGET`]):
+    /// large photos go a few at a time.
     pub fn embed_files(&self, files: Vec<js_sys::Uint8Array>) -> Result<js_sys::Array, JsError> {
         let bytes: Vec<Vec<u8>> = files.iter().map(js_sys::Uint8Array::to_vec).collect();
-        let decoded = map_parallel(&bytes, |b| decode_image(b));
-        let images: Vec<&RgbImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
-        let mut embedded = self.embed_images(&images)?.into_iter();
+        let costs: Vec<u64> = bytes.iter().map(|b| decoded_bytes(b)).collect();
         let answers = js_sys::Array::new();
-        for d in &decoded {
-            let answer = match d {
-                Ok(_) => embedded.next().expect("one per decoded image").map_or_else(JsValue::from, JsValue::from),
-                Err(e) => fail(e).into(),
-            };
-            answers.push(&answer);
+        for wave in decode_waves(&costs, PAGE_DECODE_BUDGET) {
+            let decoded = map_parallel(&bytes[wave], |b| decode_image(b));
+            let images: Vec<&RgbImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+            let mut embedded = if images.is_empty() { Vec::new() } else { self.embed_images(&images)? }.into_iter();
+            for d in &decoded {
+                let answer = match d {
+                    Ok(_) => embedded.next().expect("one per decoded image").map_or_else(JsValue::from, JsValue::from),
+                    Err(e) => fail(e).into(),
+                };
+                answers.push(&answer);
+            }
         }
         Ok(answers)
     }
@@ -181,11 +187,21 @@ impl Engine {
         }
         let first = self.backbone.meta.config.first_trained_block(depth).map_err(fail)?;
         let bytes: Vec<Vec<u8>> = sources.iter().map(js_sys::Uint8Array::to_vec).collect();
-        let decoded = map_parallel(&bytes, |b| decode_image(b));
+        // Kept copies come back from storage, which can hand back anything: decoded within the
+        // budget, and views made from a copy no larger than the backbone reads.
+        let costs: Vec<u64> = bytes.iter().map(|b| decoded_bytes(b)).collect();
+        let resize_shorter = self.backbone.meta.preprocess.resize_shorter;
         let mut images = Vec::with_capacity(sources.len() * views);
-        for (i, (image, &seed)) in decoded.iter().zip(&seeds).enumerate() {
-            let image = image.as_ref().map_err(|e| fail(format!("image {i}'s kept copy: {e}")))?;
-            images.extend((0..views).map(|v| augment::view(image, v, seed as u64)));
+        for wave in decode_waves(&costs, PAGE_DECODE_BUDGET) {
+            let first_index = wave.start;
+            let decoded = map_parallel(&bytes[wave], |b| decode_image(b));
+            for (i, image) in decoded.iter().enumerate() {
+                let i = first_index + i;
+                let image = image.as_ref().map_err(|e| fail(format!("image {i}'s kept copy: {e}")))?;
+                let copy = augment::bounded_copy(image, resize_shorter);
+                let copy = copy.as_ref().unwrap_or(image);
+                images.extend((0..views).map(|v| augment::view(copy, v, seeds[i] as u64)));
+            }
         }
         let batch =
             self.backbone.activations(&self.backbone.input_tensor(&images).map_err(fail)?, first).map_err(fail)?;

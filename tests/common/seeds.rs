@@ -205,3 +205,40 @@ pub fn random_resnet(variant: &str, seed: u64) -> Vec<(String, Vec<usize>, Vec<f
     out.push(("fc.bias".into(), vec![1000], uniform(1000, -bound, bound)));
     out
 }
+
+/// `png` (a PNG file) with `chunks` (type, data) inserted after its header chunk, each with its CRC.
+pub fn png_with_chunks(png: &[u8], chunks: &[([u8; 4], Vec<u8>)]) -> Vec<u8> {
+    let ihdr_end = 8 + 8 + 13 + 4; // signature, IHDR length and type, its 13 bytes, its CRC
+    let mut out = png[..ihdr_end].to_vec();
+    for (kind, data) in chunks {
+        out.extend((data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend(kind);
+        out.extend(data);
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend(crc.to_be_bytes());
+    }
+    out.extend(&png[ihdr_end..]);
+    out
+}
+
+/// An iCCP chunk's data whose colour profile inflates to `inflated` zero bytes (a zlib bomb: about
+/// a thousandth of that on disk).
+pub fn iccp_bomb(inflated: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut data = b"bomb\0\0".to_vec(); // profile name, its terminator, compression method 0
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..inflated / zeros.len() {
+        zlib.write_all(&zeros).unwrap();
+    }
+    data.extend(zlib.finish().unwrap());
+    data
+}
+
+/// A small PNG of `image`.
+pub fn png(image: &image::RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    out
+}
