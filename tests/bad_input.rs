@@ -155,13 +155,21 @@ fn checkpoint_with_forbidden_global_is_refused_not_run() {
 #[test]
 fn not_a_checkpoint() {
     let f = scratch_file("random.pth", &[7u8; 64]);
-    let out = scratch_file("keep.safetensors", b"the user's existing file");
+    let out = f.with_file_name("converted.safetensors");
     assert_refused(
         &["convert", f.to_str().unwrap(), "--out", out.to_str().unwrap()],
         &f,
         "not a legacy torch checkpoint",
     );
-    assert_eq!(std::fs::read(&out).unwrap(), b"the user's existing file", "a failed convert touched --out");
+    assert!(!out.exists(), "a failed convert wrote --out");
+    // A user's own file at --out is refused before anything is read, and stays as it was.
+    let keep = scratch_file("keep.safetensors", b"the user's existing file");
+    assert_refused(
+        &["convert", f.to_str().unwrap(), "--out", keep.to_str().unwrap()],
+        &keep,
+        "exists and is not a file of the kind Wick writes there",
+    );
+    assert_eq!(std::fs::read(&keep).unwrap(), b"the user's existing file", "a failed convert touched --out");
 }
 
 /// `--precision` takes int8 or f32 for running the backbone and f32 or bf16 for fine-tuning; the

@@ -139,7 +139,14 @@ pub fn main() -> ExitCode {
                             &[
                                 ("--out", &out, MODEL),
                                 ("--backbone-out", &backbone_out, BACKBONE),
-                                ("--checkpoint", &checkpoint, Output::Wick(wick::formats::finetune_checkpoint::FORMAT)),
+                                (
+                                    "--checkpoint",
+                                    &checkpoint,
+                                    match finetune.resume {
+                                        true => Output::ReadFirst,
+                                        false => Output::Wick(wick::formats::finetune_checkpoint::FORMAT),
+                                    },
+                                ),
                                 ("the plot", &plot_path(&out), Output::Plot),
                             ],
                             &backbone.inputs(),

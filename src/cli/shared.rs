@@ -37,9 +37,12 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 /// is: `/dev/null` and pipes are written in place).
 #[derive(Clone, Copy)]
 pub enum Output {
-    /// A Wick file of this `format` (`formats::…::FORMAT`; a backbone file also under its old name).
+    /// A Wick file of this `format` (`formats::…::FORMAT`).
     Wick(&'static str),
     Plot,
+    /// A file the command reads first and refuses unless it is of its kind (`--resume`'s
+    /// checkpoint): its reader says what is wrong with it, before anything is written.
+    ReadFirst,
 }
 
 impl Output {
@@ -47,6 +50,7 @@ impl Output {
         match self {
             Output::Wick(format) => wick::formats::format_of(bytes).is_some_and(|f| f == format),
             Output::Plot => bytes.windows(PLOT_MARK.len()).take(4096).any(|w| w == PLOT_MARK.as_bytes()),
+            Output::ReadFirst => true,
         }
     }
 }
@@ -80,8 +84,8 @@ pub fn check_outputs(outputs: &[(&str, &Path, Output)], inputs: &[(&str, &Path)]
                 "{flag}: {} exists and is not {}; it is not replaced (move it, or choose another path)",
                 path.display(),
                 match kind {
-                    Output::Wick(_) => "a file of the kind Wick writes there",
                     Output::Plot => "a plot Wick wrote",
+                    _ => "a file of the kind Wick writes there",
                 }
             );
         }

@@ -178,9 +178,12 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
         _ => Orientation::NoTransforms,
     };
     let pixels = w as u64 * h as u64 * color.bytes_per_pixel() as u64;
-    let image = reader(bytes, pixels + ANCILLARY_BYTES)
-        .decode()
-        .map_err(|e| invalid!("the image is corrupt or truncated: {e}"))?;
+    // A decoder that cannot allocate may panic (the GIF decoder unwraps a failed `try_reserve`):
+    // natively that is caught and named as this file's error. (In the page a panic aborts; there
+    // the budgets keep decoders from running out.)
+    let decoded = std::panic::catch_unwind(|| reader(bytes, pixels + ANCILLARY_BYTES).decode())
+        .map_err(|_| invalid!("the decoder failed on this image (out of memory?)"))?;
+    let image = decoded.map_err(|e| invalid!("the image is corrupt or truncated: {e}"))?;
     Ok(upright(image.into_rgb8(), orientation))
 }
 
