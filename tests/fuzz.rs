@@ -503,10 +503,9 @@ fn images() {
     }
     let worst = std::sync::atomic::AtomicUsize::new(0);
     fuzz("images", image_seeds(), mutate_bytes, |bytes| {
-        let before = Counting::live();
-        Counting::reset_peak();
+        Counting::reset_thread_peak();
         let decoded = decode_image(bytes);
-        let peak = Counting::peak().saturating_sub(before);
+        let peak = Counting::thread_peak();
         // A file whose header cannot be read costs what reading it may take (twice ANCILLARY_BYTES).
         let allowed = decoded_bytes(bytes).max(2 * ANCILLARY_BYTES) as usize + (1 << 20);
         worst.fetch_max(peak * 100 / allowed, std::sync::atomic::Ordering::Relaxed);
