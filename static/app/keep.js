@@ -8,7 +8,7 @@ import { $, state, status } from './state.js';
 import { activationBytes, scheduleSave } from './store.js';
 
 /// Whether this browser lets the page keep writing to a file the user picked.
-export const canKeepFile = typeof self.showSaveFilePicker === 'function';
+const canKeepFile = typeof self.showSaveFilePicker === 'function';
 /// Safari and every other WebKit browser (iOS's all are): storage deleted after 7 days without a visit.
 const WEBKIT = /AppleWebKit/.test(navigator.userAgent) && !/Chrome|Chromium|Edg\//.test(navigator.userAgent);
 /// The kept file is written this long after the last change (a burst of changes writes it once).
@@ -31,7 +31,7 @@ const fileName = () => state.project.file?.name ?? 'wick-project.wickproject';
 
 /// "Save project to file…": a file the page keeps writing to, where the browser allows it, or a
 /// download.
-export async function saveToFile() {
+async function saveToFile() {
   if (!canKeepFile) {
     try {
       const name = fileName().endsWith('.wickproject') ? fileName() : 'wick-project.wickproject';
@@ -129,9 +129,6 @@ async function writeFile() {
   showKeeping();
 }
 
-/// Resolves once the file writes under way have ended.
-export const fileWritesDone = () => fileWrites;
-
 async function askPersistence() {
   persistAsked = true;
   if (!navigator.storage?.persist) return;
@@ -173,7 +170,7 @@ function refreshStorageSoon() {
 
 /// What the project takes in this browser's storage, what the browser allows, and whether it keeps
 /// it; a warning past [`QUOTA_WARNING`] of the quota.
-export async function refreshStorage() {
+async function refreshStorage() {
   const sum = (f) => state.project.classes.reduce((n, c) => n + c.samples.reduce((m, s) => m + f(s), 0), 0);
   const parts = [
     ['images', sum((s) => s.thumbnail.byteLength + s.features.byteLength)],

@@ -38,27 +38,13 @@ async function launchChromium() {
   const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
   missing(executablePath, 'apt-get install chromium');
   const browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
-  return {
+  return contextBrowser({
     name: 'Chromium',
     version: browser.version(),
-    async profile() {
-      const context = await browser.newContext();
-      return {
-        async open(url) {
-          const page = await context.newPage();
-          await page.goto(url);
-          return {
-            evaluate: (fn, arg) => page.evaluate(fn, arg),
-            setFiles: (selector, paths) => page.setInputFiles(selector, paths),
-            reload: () => page.reload().then(() => {}),
-            close: () => page.close(),
-          };
-        },
-        close: () => context.close(),
-      };
-    },
+    newContext: () => browser.newContext(),
+    setFiles: (page, selector, paths) => page.setInputFiles(selector, paths),
     close: () => browser.close(),
-  };
+  });
 }
 
 async function launchFirefox() {
@@ -71,19 +57,30 @@ async function launchFirefox() {
     // A synthetic camera, granted without a prompt, for the webcam.
     extraPrefsFirefox: { 'media.navigator.streams.fake': true, 'media.navigator.permission.disabled': true },
   });
-  const version = await browser.version();
-  return {
+  return contextBrowser({
     name: 'Firefox',
+    version: await browser.version(),
+    newContext: () => browser.createBrowserContext(),
+    setFiles: async (page, selector, paths) => (await page.$(selector)).uploadFile(...paths),
+    close: () => browser.close(),
+  });
+}
+
+/// Chromium's and Firefox's drivers alike: a profile is a browser context, a tab its page; only
+/// setting files on an input is each driver's own.
+function contextBrowser({ name, version, newContext, setFiles, close }) {
+  return {
+    name,
     version,
     async profile() {
-      const context = await browser.createBrowserContext();
+      const context = await newContext();
       return {
         async open(url) {
           const page = await context.newPage();
           await page.goto(url);
           return {
             evaluate: (fn, arg) => page.evaluate(fn, arg),
-            setFiles: async (selector, paths) => (await page.$(selector)).uploadFile(...paths),
+            setFiles: (selector, paths) => setFiles(page, selector, paths),
             reload: () => page.reload().then(() => {}),
             close: () => page.close(),
           };
@@ -91,7 +88,7 @@ async function launchFirefox() {
         close: () => context.close(),
       };
     },
-    close: () => browser.close(),
+    close,
   };
 }
 
