@@ -17,6 +17,7 @@ pub mod eval;
 pub mod formats;
 pub mod infer;
 pub mod kernels;
+pub mod model;
 pub mod train;
 pub mod util;
 

@@ -4,10 +4,11 @@
 
 use candle_core::Device;
 use image::{imageops, RgbImage};
-use wick::backbone::Backbone;
 use wick::data::preprocess::decode_image;
 use wick::eval::class_map::{overlay, ClassMaps};
-use wick::train::head::{train, FeatureSet, TrainConfig};
+use wick::model::Backbone;
+use wick::train::config::TrainConfig;
+use wick::train::head::{train, FeatureSet};
 
 fn photo(name: &str) -> RgbImage {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);

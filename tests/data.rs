@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use wick::infer::Precision;
 
 use candle_core::Device;
-use wick::backbone::Backbone;
 use wick::data::dataset::{check_labels, scan_folder, stratified_split};
-use wick::data::features::{extract_files, CacheFile, CacheHeader, FeatureCache, View};
 use wick::data::preprocess::Preprocess;
+use wick::model::features::{extract_files, CacheFile, CacheHeader, FeatureCache, View};
+use wick::model::Backbone;
 
 fn touch(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -5,8 +5,8 @@
 mod common;
 
 use common::alloc::Counting;
-use wick::data::features::{extract_files, CacheFile, CacheHeader};
 use wick::data::preprocess::DECODE_BUDGET;
+use wick::model::features::{extract_files, CacheFile, CacheHeader};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting { limit: usize::MAX };
@@ -23,7 +23,7 @@ fn sixteen_huge_pngs_are_decoded_within_the_budget() {
             (path, false)
         })
         .collect();
-    let backbone = wick::backbone::Backbone::from_backbone_file(
+    let backbone = wick::model::Backbone::from_backbone_file(
         &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/efficientnet-lite0-int8.safetensors")).unwrap(),
         &candle_core::Device::Cpu,
     )

@@ -4,8 +4,8 @@ use std::io::Cursor;
 
 use candle_core::Device;
 use image::{DynamicImage, ImageFormat};
-use wick::backbone::Backbone;
 use wick::data::preprocess::decode_image;
+use wick::model::Backbone;
 
 #[test]
 fn jpeg_png_webp_gif_bmp_all_classify_the_coffee_as_espresso() {

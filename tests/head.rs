@@ -5,9 +5,12 @@ use std::ops::ControlFlow;
 
 use candle_core::{Device, Tensor};
 use wick::data::preprocess::Preprocess;
-use wick::formats::classifier::{BackboneRef, Classifier, ClassifierMeta};
-use wick::train::head::{regularization_path, train, FeatureSet, Head, HeadSpec, Solver, Stop, TrainConfig};
+use wick::formats::classifier::{BackboneRef, ClassifierMeta};
+use wick::model::Classifier;
+use wick::train::config::{HeadSpec, Solver, TrainConfig};
+use wick::train::head::{regularization_path, train, FeatureSet, Head};
 use wick::train::loss::{class_weights, cross_entropy};
+use wick::train::report::Stop;
 use wick::util::rng::Rng;
 use wick::util::utc_timestamp;
 

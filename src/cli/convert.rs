@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use wick::backbone::convert_checkpoint;
 use wick::error::InFile;
+use wick::model::convert_checkpoint;
 
 use super::shared::*;
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use wick::error::InFile;
 use wick::eval::metrics::Metrics;
-use wick::formats::classifier::Classifier;
+use wick::model::Classifier;
 
 use super::flags::*;
 use super::shared::*;

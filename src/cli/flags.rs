@@ -6,11 +6,11 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 
-use wick::backbone::Backbone;
-use wick::data::features::{default_cache_dir, CacheFile, CacheHeader};
 use wick::error::InFile;
+use wick::model::features::{default_cache_dir, CacheFile, CacheHeader};
+use wick::model::Backbone;
 use wick::train::config::{FinetuneConfig, Precision};
-use wick::train::head::{Solver, TrainConfig};
+use wick::train::config::{Solver, TrainConfig};
 use wick::train::optim::OptimizerKind;
 
 use super::shared::*;

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use flags::{Cifar10Mode, Cli, Command};
 use shared::{check_outputs, plot_path, Output};
-use wick::train::head::TrainConfig;
+use wick::train::config::TrainConfig;
 
 /// mimalloc (the binaries' allocator) gives freed memory back to the OS after 10 ms. Training frees
 /// and allocates the same large tensors on every step, and every page given back is faulted in and

@@ -6,12 +6,12 @@ use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use serde::Serialize;
 
-use wick::backbone::{Backbone, Prediction};
 use wick::data::dataset::regular_file;
 use wick::data::preprocess::{decode_image, decode_waves, decoded_bytes, DECODE_BUDGET};
 use wick::error::InFile;
 use wick::eval::class_map::{overlay, where_it_looks};
-use wick::formats::classifier::Classifier;
+use wick::model::Classifier;
+use wick::model::{Backbone, Prediction};
 use wick::util::printable;
 
 use super::flags::*;

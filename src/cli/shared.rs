@@ -10,13 +10,15 @@ use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use wick::backbone::Backbone;
 use wick::data::dataset::{scan_folder, LabelledFolder, Sample};
-use wick::data::features::{extract_files, CacheFile};
 use wick::eval::metrics::Metrics;
+use wick::model::features::{extract_files, CacheFile};
+use wick::model::Backbone;
+use wick::train::config::{Solver, TrainConfig};
 use wick::train::fit::{fit_head, FittedHead};
-use wick::train::head::{regularization_path, EpochStats, FeatureSet, Solver, Stop, TrainConfig};
+use wick::train::head::{regularization_path, FeatureSet};
 use wick::train::plot::{training_svg, PLOT_MARK};
+use wick::train::report::{EpochStats, Stop};
 use wick::util::printable;
 
 /// [`scan_folder`], naming what it left unread (entries of class folders that are not regular files).

@@ -8,16 +8,18 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use wick::backbone::Backbone;
 use wick::data::augment::{self, AUGMENTED_VIEWS};
 use wick::data::dataset::{check_labels, stratified_split, Sample};
-use wick::data::features::{compute, View};
 use wick::data::preprocess::{decode_image, decode_waves, decoded_bytes, DECODE_BUDGET};
 use wick::error::InFile;
 use wick::eval::check::find_suspects;
 use wick::eval::metrics::Metrics;
-use wick::formats::classifier::Classifier;
-use wick::train::head::{EpochStats, FeatureSet, Stop, TrainConfig};
+use wick::model::features::{compute, View};
+use wick::model::Backbone;
+use wick::model::Classifier;
+use wick::train::config::TrainConfig;
+use wick::train::head::FeatureSet;
+use wick::train::report::{EpochStats, Stop};
 use wick::train::tail::{Activations, TailFit, TrainImages, ValImages};
 
 use super::flags::*;

@@ -12,7 +12,8 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result};
-use crate::train::head::{train, FeatureSet, Solver, TrainConfig};
+use crate::train::config::{Solver, TrainConfig};
+use crate::train::head::{train, FeatureSet};
 use crate::util::rng::Rng;
 
 /// Folds of the check: each head trains on four fifths of the images.

@@ -7,8 +7,8 @@
 use candle_core::{Device, Tensor};
 use image::{Rgb, RgbImage};
 
-use crate::backbone::Backbone;
 use crate::error::{invalid, Result};
+use crate::model::Backbone;
 use crate::train::head::Head;
 
 /// Every class's logit at every cell of one image's feature map.
@@ -22,7 +22,7 @@ pub struct ClassMaps {
 }
 
 impl ClassMaps {
-    /// `map`: one image's last feature map, NHWC (H' × W' × C, as [`crate::backbone::Backbone::feature_maps`]
+    /// `map`: one image's last feature map, NHWC (H' × W' × C, as [`crate::model::Backbone::feature_maps`]
     /// gives it) → the head's logits at each cell.
     pub fn new(head: &Head, map: &[f32], shape: [usize; 3], device: &Device) -> Result<Self> {
         fits(head, shape)?;

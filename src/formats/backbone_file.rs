@@ -65,6 +65,10 @@ pub struct Source {
     pub license: String,
 }
 
+/// How [`write`] stores the weights, as the metadata says it.
+pub const QUANTIZATION: &str =
+    "int8 symmetric per output channel for rows of >= 32 weights; f16 depthwise and stem filters; f32 biases";
+
 /// Quantizes `weights` and serialises them with `meta`. Refuses to write what [`read`] would refuse:
 /// the weights are checked first ([`FloatWeights::check`]), and the file written is read back.
 pub fn write(weights: &FloatWeights, meta: &BackboneMeta) -> Result<Vec<u8>> {

@@ -15,15 +15,13 @@ use candle_core::{Device, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::{Backbone, Prediction};
 use crate::data::dataset::check_labels;
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::eval::metrics::Metrics;
 use crate::formats::{f32_values, FileKind};
-use crate::train::config::FinetuneConfig;
-use crate::train::head::{EpochStats, Head, HeadSpec, Stop, TrainConfig, Trained};
-use crate::util::utc_timestamp;
+use crate::train::config::{FinetuneConfig, HeadSpec, TrainConfig};
+use crate::train::report::{EpochStats, Stop};
 
 pub const FORMAT: &str = "wick-classifier";
 pub const FORMAT_VERSION: &str = "1";
@@ -84,117 +82,32 @@ impl ClassifierMeta {
     }
 }
 
-/// A trained classifier: the head and its metadata; it runs on the backbone named in the metadata.
-pub struct Classifier {
-    pub meta: ClassifierMeta,
-    pub head: Head,
+/// The head's tensors (by name: `hidden.weight`, `output.bias`, …) with `meta`, as a `.wick` file.
+pub fn write(tensors: &[(String, Tensor)], meta: &ClassifierMeta) -> Result<Vec<u8>> {
+    FILE.write_f32_tensors(tensors, meta)
 }
 
-impl Classifier {
-    /// A finished training run on `backbone` (fed with its current preprocessing) as a `.wick` model.
-    /// Validation metrics keep their numbers only: the names of misclassified files stay out of it.
-    pub fn from_training(
-        trained: Trained,
-        labels: Vec<String>,
-        backbone: &Backbone,
-        training: TrainConfig,
-        validation: Option<&Metrics>,
-        unix_seconds: u64,
-    ) -> Self {
-        Self {
-            meta: ClassifierMeta {
-                labels,
-                backbone: BackboneRef::of(backbone),
-                preprocess: backbone.meta.preprocess.clone(),
-                head: trained.head.spec,
-                training,
-                finetune: None,
-                history: trained.history,
-                best_epoch: trained.best_epoch,
-                stop: trained.stop,
-                validation: validation.map(|m| Metrics { misclassified: Vec::new(), ..m.clone() }),
-                created: utc_timestamp(unix_seconds),
-                wick_version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-            head: trained.head,
+/// A `.wick` file → its metadata (checked) and the head's tensors on `device` (F32, finite).
+pub fn read(bytes: &[u8], device: &Device) -> Result<(ClassifierMeta, HashMap<String, Tensor>)> {
+    let not_classifier = |why: String| FILE.invalid(why);
+    let meta: ClassifierMeta = FILE.read_meta(bytes)?;
+    meta.validate().map_err(|e| not_classifier(e.to_string()))?;
+    let file = SafeTensors::deserialize(bytes).map_err(|e| not_classifier(e.to_string()))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(not_classifier(format!("`{name}` is {:?}, expected F32", view.dtype())));
         }
-    }
-
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        FILE.write_f32_tensors(&self.head.tensors(), &self.meta)
-    }
-
-    pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
-        let not_classifier = |why: String| FILE.invalid(why);
-        let meta: ClassifierMeta = FILE.read_meta(bytes)?;
-        meta.validate().map_err(|e| not_classifier(e.to_string()))?;
-        let file = SafeTensors::deserialize(bytes).map_err(|e| not_classifier(e.to_string()))?;
-        let mut tensors = HashMap::new();
-        for (name, view) in file.tensors() {
-            if view.dtype() != Dtype::F32 {
-                return Err(not_classifier(format!("`{name}` is {:?}, expected F32", view.dtype())));
-            }
-            let values = f32_values(view.data());
-            if values.iter().any(|v| !v.is_finite()) {
-                return Err(not_classifier(format!("`{name}` holds NaN or infinite weights")));
-            }
-            tensors.insert(name.clone(), Tensor::from_vec(values, view.shape(), device)?);
+        let values = f32_values(view.data());
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(not_classifier(format!("`{name}` holds NaN or infinite weights")));
         }
-        let head = Head::from_tensors(meta.head, &tensors).map_err(|e| not_classifier(e.to_string()))?;
-        Ok(Self { meta, head })
+        tensors.insert(name.clone(), Tensor::from_vec(values, view.shape(), device)?);
     }
-
-    /// A classifier only makes sense on the exact backbone it was trained on.
-    fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
-        let expected = &self.meta.backbone;
-        if expected.sha256 != backbone.sha256 {
-            let hint = if self.meta.finetune.is_some() {
-                "its backbone was fine-tuned with it: open that backbone file (`<name>.backbone.safetensors`) with it"
-            } else {
-                "use the backbone it was trained with"
-            };
-            return Err(invalid!(
-                "this model was trained on backbone {} (sha256 {}), but the loaded backbone is {} (sha256 {}); {hint}",
-                expected.id,
-                expected.sha256,
-                backbone.id,
-                backbone.sha256
-            ));
-        }
-        if self.meta.head.input_dim != backbone.feature_dim() {
-            return Err(invalid!("this model's feature size does not match backbone {}", backbone.id));
-        }
-        Ok(())
-    }
-
-    /// The backbone fed the way this model's training images were (the classifier's preprocessing).
-    pub fn feature_extractor(&self, backbone: &Backbone) -> Result<Backbone> {
-        self.check_backbone(backbone)?;
-        backbone.with_preprocess(self.meta.preprocess.clone())
-    }
-
-    /// Features (N, dim) → class probabilities, one row per image.
-    pub fn probabilities(&self, features: &Tensor) -> Result<Vec<Vec<f32>>> {
-        let probabilities = self.head.probabilities(features)?.to_vec2::<f32>()?;
-        // Finite weights can still sum past f32 (a head of 10³⁸s): no answer is NaN.
-        if probabilities.iter().flatten().any(|p| !p.is_finite()) {
-            return Err(invalid!("the model computed NaN or infinite probabilities: its weights are out of range"));
-        }
-        Ok(probabilities)
-    }
-
-    /// Classes ranked by probability, most likely first, `k` at most.
-    pub fn ranked(&self, probabilities: &[f32], k: usize) -> Vec<Prediction> {
-        crate::backbone::ranked(probabilities, &self.meta.labels, k)
-    }
+    Ok((meta, tensors))
 }
 
-impl BackboneRef {
-    pub fn of(backbone: &Backbone) -> Self {
-        Self {
-            id: backbone.id.clone(),
-            architecture: backbone.meta.architecture.clone(),
-            sha256: backbone.sha256.clone(),
-        }
-    }
+/// The head's tensors that do not fit `meta`'s head, named as the file's error.
+pub fn invalid_head(why: impl std::fmt::Display) -> crate::Error {
+    FILE.invalid(why)
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::formats::FileKind;
 use crate::train::config::FinetuneConfig;
-use crate::train::head::EpochStats;
+use crate::train::report::EpochStats;
 
 pub const FORMAT: &str = "wick-finetune-checkpoint";
 

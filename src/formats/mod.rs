@@ -2,7 +2,7 @@
 //! `format`, `format_version` and `meta` (the JSON of the file's metadata struct). The backbone file
 //! ([`backbone_file`]), the `.wick` classifier ([`classifier`]), the web app's project
 //! ([`project`]) and the fine-tuning checkpoint each describe themselves with a [`FileKind`]. The
-//! feature cache has its own append-only layout ([`crate::data::features`]).
+//! feature cache has its own append-only layout ([`crate::model::features`]).
 
 pub mod backbone_file;
 pub mod classifier;

@@ -22,7 +22,7 @@ use crate::error::{invalid, Result};
 use crate::eval::metrics::Metrics;
 use crate::formats::classifier::BackboneRef;
 use crate::formats::{f32_bytes, f32_values, FileKind};
-use crate::train::head::{EpochStats, Stop};
+use crate::train::report::{EpochStats, Stop};
 
 pub const FORMAT: &str = "wick-project";
 pub const FORMAT_VERSION: &str = "1";
@@ -96,10 +96,10 @@ impl ProjectSettings {
         if let Some(depth) = self.train_layers.filter(|&d| d > crate::backbone::MAX_TRAIN_DEPTH) {
             return Err(invalid!("train_layers is {depth}, expected 0 to {}", crate::backbone::MAX_TRAIN_DEPTH));
         }
-        if let Some(epochs) = self.layer_epochs.filter(|&e| e > crate::train::head::MAX_LAYER_EPOCHS) {
+        if let Some(epochs) = self.layer_epochs.filter(|&e| e > crate::train::config::MAX_LAYER_EPOCHS) {
             return Err(invalid!(
                 "layer_epochs is {epochs}, expected at most {}",
-                crate::train::head::MAX_LAYER_EPOCHS
+                crate::train::config::MAX_LAYER_EPOCHS
             ));
         }
         if let Some(&bad) = self.trained_on.iter().find(|&&i| i < -1 || i >= samples as i64) {

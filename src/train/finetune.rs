@@ -17,17 +17,21 @@ use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
 use crate::backbone::fold::{fold_named, FloatWeights};
-use crate::backbone::{Network, NetworkConfig, Pretrained, QUANTIZATION};
+use crate::backbone::{Network, NetworkConfig};
 use crate::data::cifar10::{Cifar10, PIXELS, SIDE};
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
+use crate::formats::backbone_file::QUANTIZATION;
 use crate::formats::backbone_file::{BackboneMeta, Source};
 use crate::formats::f32_values;
 use crate::formats::finetune_checkpoint::{CheckpointMeta, CHECKPOINT};
+use crate::model::Pretrained;
+use crate::train::config::HeadSpec;
 use crate::train::config::{FinetuneConfig, Precision};
-use crate::train::head::{EpochStats, Head, HeadSpec, Stop, Trained};
+use crate::train::head::{Head, Trained};
 use crate::train::loss::{count_correct, cross_entropy};
 use crate::train::optim::Optimizer;
+use crate::train::report::{EpochStats, Stop};
 use crate::util::rng::Rng;
 
 /// The 32×32 crop at (`dy`, `dx`) of the image padded by `pad` zero pixels, mirrored or not,

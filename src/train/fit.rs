@@ -7,7 +7,9 @@ use candle_core::Device;
 
 use crate::error::Result;
 use crate::eval::metrics::Metrics;
-use crate::train::head::{train, EpochStats, FeatureSet, TrainConfig, Trained, Trainer};
+use crate::train::config::TrainConfig;
+use crate::train::head::{train, FeatureSet, Trained, Trainer};
+use crate::train::report::EpochStats;
 
 /// A fitted head and how it did on the validation images.
 pub struct FittedHead {

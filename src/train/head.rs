@@ -17,52 +17,16 @@ use std::ops::ControlFlow;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::ops::{log_softmax, softmax_last_dim};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result};
 use crate::eval::metrics::Metrics;
 use crate::kernels::map_parallel;
+use crate::train::config::{HeadSpec, Solver, TrainConfig};
 use crate::train::lbfgs::{self, Limits};
 use crate::train::loss::{class_weights, count_correct, cross_entropy};
 use crate::train::optim::{Optimizer, OptimizerKind};
+use crate::train::report::{EpochStats, Stop};
 use crate::util::rng::Rng;
-
-/// How the head's weights are found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Solver {
-    /// Full-batch L-BFGS along the regularisation path (linear heads only).
-    Lbfgs,
-    /// AdamW on shuffled mini-batches, for `epochs` epochs or until early stopping.
-    AdamW,
-}
-
-impl Solver {
-    /// The default for a head's shape: L-BFGS for a linear head, AdamW with a hidden layer.
-    pub fn for_head(hidden: Option<usize>) -> Self {
-        if hidden.is_some() {
-            Self::AdamW
-        } else {
-            Self::Lbfgs
-        }
-    }
-
-    /// What `.wick` files written before the solver was recorded were trained with.
-    fn recorded_before() -> Self {
-        Self::AdamW
-    }
-}
-
-impl std::str::FromStr for Solver {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "lbfgs" => Ok(Self::Lbfgs),
-            "adamw" => Ok(Self::AdamW),
-            other => Err(format!("`{other}`: expected lbfgs or adamw")),
-        }
-    }
-}
 
 /// The L2 strengths (on the mean loss) the L-BFGS solver tries, strongest first, half a decade apart:
 /// from 1 (the weights all but zero) to 1e-7 (all but unregularised at 45,000 samples).
@@ -76,117 +40,6 @@ const PATH_PATIENCE: usize = 2;
 /// Per strength: L-BFGS iterations, and the largest gradient entry (of the mean loss) that counts as
 /// converged: scikit-learn's defaults (`max_iter=100`, `tol=1e-4`).
 const LBFGS_LIMITS: Limits = Limits { max_iterations: 100, tolerance: 1e-4 };
-
-/// The head's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeadSpec {
-    pub input_dim: usize,
-    /// Units in the hidden layer; `None` for a linear head.
-    pub hidden: Option<usize>,
-    pub classes: usize,
-}
-
-/// Hyper-parameters of one training run (stored in the `.wick` classifier with the weights).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Units of the hidden layer; `None` trains a linear head.
-    pub hidden: Option<usize>,
-    /// Dropout before the output layer (hidden-layer heads only).
-    pub dropout: f32,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
-    /// AdamW's decoupled weight decay.
-    pub weight_decay: f64,
-    /// Share of the target probability spread evenly over all classes.
-    pub label_smoothing: f32,
-    /// Stop after this many epochs without a lower validation loss (0: never stop early).
-    pub patience: usize,
-    /// Weigh each class's loss by `n / (classes · n_class)`, so rare classes count as much as common ones.
-    pub class_balanced: bool,
-    /// Add the features of each training image's mirror image to the training set.
-    pub flip_augment: bool,
-    pub seed: u64,
-    /// L-BFGS ignores `epochs`, `batch_size`, `learning_rate`, `weight_decay`, `label_smoothing`
-    /// and `patience`: its regularisation is chosen on the validation images instead.
-    #[serde(default = "Solver::recorded_before")]
-    pub solver: Solver,
-    /// How many parts at the end of the backbone train with the head (0: the head only; see
-    /// [`crate::backbone::NetworkConfig::first_trained_block`]).
-    #[serde(default)]
-    pub train_layers: usize,
-    /// With `train_layers`, the most epochs the layers train after the head is fitted.
-    #[serde(default = "default_layer_epochs")]
-    pub layer_epochs: usize,
-}
-
-fn default_layer_epochs() -> usize {
-    10
-}
-
-/// The most epochs the backbone's last layers may train for.
-pub const MAX_LAYER_EPOCHS: usize = 1000;
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            hidden: None,
-            dropout: 0.2,
-            epochs: 100,
-            batch_size: 32,
-            learning_rate: 1e-3,
-            weight_decay: 1e-4,
-            label_smoothing: 0.1,
-            patience: 10,
-            class_balanced: true,
-            flip_augment: false,
-            seed: 0,
-            solver: Solver::Lbfgs,
-            train_layers: 0,
-            layer_epochs: default_layer_epochs(),
-        }
-    }
-}
-
-impl TrainConfig {
-    pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str| Err(invalid!("bad training setting: {what}"));
-        if self.epochs == 0 {
-            return bad("epochs must be at least 1");
-        }
-        if self.batch_size == 0 {
-            return bad("batch size must be at least 1");
-        }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return bad("learning rate must be a positive number");
-        }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad("weight decay must be 0 or more");
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad("label smoothing must be in [0, 1)");
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad("dropout must be in [0, 1)");
-        }
-        if self.hidden == Some(0) {
-            return bad("a hidden layer needs at least 1 unit");
-        }
-        if self.train_layers > crate::backbone::MAX_TRAIN_DEPTH {
-            return bad(&format!(
-                "the layers to train must be 0 (the head only) to {}",
-                crate::backbone::MAX_TRAIN_DEPTH
-            ));
-        }
-        if self.layer_epochs > MAX_LAYER_EPOCHS {
-            return bad(&format!("layer epochs must be at most {MAX_LAYER_EPOCHS}"));
-        }
-        if self.hidden.is_some() && self.solver == Solver::Lbfgs {
-            return bad("the L-BFGS solver trains linear heads only; a hidden layer trains with AdamW");
-        }
-        Ok(())
-    }
-}
 
 /// Features (row-major, `len × dim`) with their class indices.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -318,54 +171,6 @@ impl Head {
             var.set(saved)?;
         }
         Ok(())
-    }
-}
-
-/// One epoch's numbers, reported as training goes (for progress bars and live charts).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochStats {
-    pub epoch: usize,
-    /// Mean training loss over the epoch's batches (with dropout, smoothing and class weights).
-    pub train_loss: f32,
-    pub train_accuracy: f32,
-    pub val_loss: Option<f32>,
-    pub val_accuracy: Option<f32>,
-    /// L-BFGS: this step's L2 strength on the regularisation path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub regularization: Option<f64>,
-}
-
-impl EpochStats {
-    pub fn train_only(epoch: usize, train_loss: f32, train_accuracy: f32, regularization: Option<f64>) -> Self {
-        Self { epoch, train_loss, train_accuracy, val_loss: None, val_accuracy: None, regularization }
-    }
-}
-
-/// Why training ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Stop {
-    /// All epochs ran.
-    Completed,
-    /// The validation loss stopped improving.
-    EarlyStopped,
-    /// The caller asked to stop (a Cancel button).
-    Cancelled,
-    /// The loss became NaN or infinite in this epoch; the weights are those of the last good epoch.
-    Diverged { epoch: usize },
-}
-
-impl Stop {
-    /// Why training ended, in words (the CLI's report and the web app's status say the same).
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Completed => "ran to the end".into(),
-            Self::EarlyStopped => "stopped early: the validation loss stopped improving".into(),
-            Self::Cancelled => "cancelled".into(),
-            Self::Diverged { epoch } => {
-                format!("stopped in epoch {epoch}: the loss became NaN or infinite (try a lower learning rate)")
-            }
-        }
     }
 }
 

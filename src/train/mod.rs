@@ -9,5 +9,6 @@ pub mod lbfgs;
 pub mod loss;
 pub mod optim;
 pub mod plot;
+pub mod report;
 pub mod schedule;
 pub mod tail;

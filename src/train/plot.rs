@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::eval::metrics::Metrics;
-use crate::train::head::EpochStats;
+use crate::train::report::EpochStats;
 
 const PANEL: f64 = 300.0;
 const MARGIN: f64 = 40.0;

@@ -29,15 +29,19 @@ use half::f16;
 use half::vec::{HalfBitsVecExt, HalfFloatVecExt};
 
 use crate::backbone::fold::FloatWeights;
-use crate::backbone::{Backbone, Network, NetworkConfig, QUANTIZATION};
+use crate::backbone::{Network, NetworkConfig};
 use crate::error::{invalid, Result};
 use crate::eval::metrics::Metrics;
+use crate::formats::backbone_file::QUANTIZATION;
 use crate::formats::backbone_file::{self, BackboneMeta, Source};
-use crate::formats::classifier::Classifier;
+use crate::model::Backbone;
+use crate::model::Classifier;
+use crate::train::config::{Solver, TrainConfig};
 use crate::train::fit::HeadFit;
-use crate::train::head::{EpochStats, FeatureSet, Head, Solver, Stop, TrainConfig, Trained};
+use crate::train::head::{FeatureSet, Head, Trained};
 use crate::train::loss::{class_weights, count_correct, cross_entropy};
 use crate::train::optim::{Optimizer, OptimizerKind};
+use crate::train::report::{EpochStats, Stop};
 use crate::util::rng::Rng;
 
 /// The layers' epochs without a lower validation loss before they stop training.
@@ -561,7 +565,7 @@ pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl 
     let x = backbone.activations(&images, first)?;
     let prepare_ms_per_view = (now_ms() - start) / batch as f64;
     let (_, network) = trainable_network(backbone.weights(), &backbone.meta.config, device)?;
-    let spec = crate::train::head::HeadSpec { input_dim: backbone.feature_dim(), hidden: None, classes: 2 };
+    let spec = crate::train::config::HeadSpec { input_dim: backbone.feature_dim(), hidden: None, classes: 2 };
     let head = Head::init(spec, &mut Rng::new(0), device)?;
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 2).collect();
     let step = || -> Result<()> {

@@ -9,19 +9,21 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::backbone::Backbone;
 use crate::data::augment::{self, stored_copy};
 use crate::data::dataset::{check_labels, stratified_split};
-use crate::data::features::{compute, View};
 use crate::data::preprocess::{decode_image, decode_waves, decoded_bytes, PAGE_DECODE_BUDGET};
 use crate::eval::check::find_suspects;
 use crate::eval::class_map::{self, overlay};
-use crate::formats::classifier::{BackboneRef, Classifier};
 use crate::formats::project::{Project, ProjectMeta, TrainReport};
 use crate::infer::Precision;
 use crate::kernels::map_parallel;
+use crate::model::features::{compute, View};
+use crate::model::Backbone;
+use crate::model::Classifier;
+use crate::train::config::{Solver, TrainConfig};
 use crate::train::fit::HeadFit;
-use crate::train::head::{self, FeatureSet, Solver, Stop, TrainConfig};
+use crate::train::head::{self, FeatureSet};
+use crate::train::report::Stop;
 use crate::train::tail::{self, Activations, TailFit, TrainImages, ValImages};
 
 /// Thumbnails are at most this many pixels on their longer side: small, since a project of 10,000
@@ -97,7 +99,7 @@ impl Engine {
     /// has (`own_classes`: 1000 for ImageNet, 10 for a `wick cifar10 --mode finetune` backbone) and
     /// where its weights came from (`source`).
     pub fn backbone(&self) -> String {
-        let mut description = serde_json::to_value(BackboneRef::of(&self.backbone)).expect("serialises");
+        let mut description = serde_json::to_value(self.backbone.reference()).expect("serialises");
         description["own_classes"] = self.backbone.meta.labels.len().into();
         description["source"] = self.backbone.meta.source.package.clone().into();
         description["precision"] = self.backbone.precision().name().into();

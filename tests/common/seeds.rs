@@ -5,12 +5,16 @@ use candle_core::{Device, Tensor};
 use safetensors::Dtype;
 use wick::backbone::efficientnet_lite::{Config, StageConfig};
 use wick::backbone::fold::FloatWeights;
-use wick::backbone::{Backbone, NetworkConfig};
-use wick::data::features::{CacheHeader, FeatureCache, View};
+use wick::backbone::NetworkConfig;
 use wick::data::preprocess::Preprocess;
 use wick::formats::backbone_file::{self, BackboneMeta, Source};
-use wick::formats::classifier::{Classifier, ClassifierMeta};
-use wick::train::head::{Head, HeadSpec, Stop, TrainConfig, Trained};
+use wick::formats::classifier::ClassifierMeta;
+use wick::model::features::{CacheHeader, FeatureCache, View};
+use wick::model::Backbone;
+use wick::model::Classifier;
+use wick::train::config::{HeadSpec, TrainConfig};
+use wick::train::head::{Head, Trained};
+use wick::train::report::Stop;
 use wick::util::rng::Rng;
 
 /// A two-stage EfficientNet-Lite small enough to run in microseconds.
@@ -166,10 +170,10 @@ pub fn tensor(values: Vec<f32>, shape: &[usize]) -> Tensor {
 }
 
 /// The tiny network's checkpoint as pretrained weights, recorded as coming from a file with `sha256`.
-pub fn tiny_pretrained(sha256: &str) -> wick::backbone::Pretrained {
+pub fn tiny_pretrained(sha256: &str) -> wick::model::Pretrained {
     let bytes = super::pickle::CheckpointSpec::contiguous(&tiny_checkpoint_tensors()).to_bytes();
     let meta = tiny_meta();
-    wick::backbone::Pretrained {
+    wick::model::Pretrained {
         state: wick::checkpoint::read_state_dict(&bytes).unwrap(),
         architecture: meta.architecture,
         config: meta.config,

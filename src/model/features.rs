@@ -26,11 +26,11 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::backbone::Backbone;
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::{f32_bytes, f32_values};
 use crate::infer::Precision;
+use crate::model::Backbone;
 
 pub const CACHE_MAGIC: &[u8; 8] = b"WICKFEAT";
 pub const CACHE_VERSION: u32 = 1;
