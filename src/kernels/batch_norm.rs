@@ -12,8 +12,9 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::kernels::bias_relu6::{add_bias_relu6, channel_shape, relu6};
+use crate::kernels::bias_relu6::{add_bias_relu6, channel_shape};
 use crate::kernels::recompute::recompute_in_backward;
+use crate::kernels::scalar::relu6;
 
 /// Training mode: normalises with this batch's statistics. Returns the output and the batch's
 /// per-channel mean and biased variance (for the running averages).

@@ -5,6 +5,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
+use super::scalar::relu6;
+
 /// `x`: (N, C, …), `bias`: (C).
 pub fn add_bias_relu6(x: &Tensor, bias: &Tensor, relu6: bool) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 {
@@ -23,20 +25,6 @@ pub(crate) fn channel_shape(x: &Tensor) -> candle_core::Result<Vec<usize>> {
     let mut shape = vec![1; x.rank()];
     shape[1] = x.dim(1)?;
     Ok(shape)
-}
-
-/// `min(max(x, 0), 6)` written as comparisons and selects. These vectorise everywhere (to `maxps`/
-/// `minps` on x86, `f32x4.pmax`/`pmin` in wasm); `f32::max`/`min`/`clamp` have NaN rules that wasm's
-/// min/max instructions do not share, so in wasm they became scalar code and this op took ~30% of
-/// the browser's forward pass. (A NaN input stays NaN.)
-#[inline(always)]
-pub(crate) fn relu6(x: f32) -> f32 {
-    let x = if x < 0.0 { 0.0 } else { x };
-    if x > 6.0 {
-        6.0
-    } else {
-        x
-    }
 }
 
 struct BiasRelu6 {

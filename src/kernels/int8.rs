@@ -11,6 +11,8 @@
 //!
 //! No product can overflow: |q| ≤ 127 and 255 · 127 · K < 2³¹ for any K below 66 000 (checked).
 
+use crate::kernels::rows::{finish_row, max_abs, quantize_row};
+use crate::kernels::scalar::round_to_i32;
 use crate::kernels::Activation;
 
 /// Which integer kernel multiplies, chosen once per weight matrix.
@@ -211,35 +213,6 @@ impl Int8Matrix {
     }
 }
 
-/// `out[c] = activation(sums[c] · (row_scale · scales[c]) + bias[c] (+ residual[c]))`, the
-/// activation applied before the one store (a second pass would read the row back).
-#[cfg(not(target_arch = "wasm32"))]
-#[inline(always)]
-fn finish_row(
-    sums: &[i32],
-    row_scale: f32,
-    scales: &[f32],
-    bias: &[f32],
-    residual: Option<&[f32]>,
-    activation: Activation,
-    out: &mut [f32],
-) {
-    use crate::kernels::activate;
-    let columns = out.iter_mut().zip(sums).zip(scales).zip(bias);
-    match residual {
-        Some(residual) => {
-            for ((((o, &sum), &scale), &b), &x) in columns.zip(residual) {
-                *o = activate(sum as f32 * (row_scale * scale) + b + x, activation);
-            }
-        }
-        None => {
-            for (((o, &sum), &scale), &b) in columns {
-                *o = activate(sum as f32 * (row_scale * scale) + b, activation);
-            }
-        }
-    }
-}
-
 /// Where [`Int8Matrix::multiply_with`] hands its sums. A trait rather than a closure: an
 /// `#[inline(always)]` method is inlined into the caller's AVX2 build, where a closure was compiled
 /// on its own for baseline x86-64 (a quarter of the forward pass, measured).
@@ -273,30 +246,6 @@ fn symmetric_scale(values: &[f32]) -> f32 {
     } else {
         1.0
     }
-}
-
-#[cfg(target_arch = "wasm32")]
-use super::simd128::{finish_row, max_abs, quantize_row};
-
-/// max |x| (0 for none; NaNs are passed over). Kept in 16 lanes so it vectorises (a single running
-/// maximum is a serial chain of compares).
-#[cfg(not(target_arch = "wasm32"))]
-#[inline(always)]
-fn max_abs(values: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let chunks = values.chunks_exact(16);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (m, &v) in lanes.iter_mut().zip(chunk) {
-            let a = v.abs();
-            *m = if a > *m { a } else { *m };
-        }
-    }
-    for (m, &v) in lanes.iter_mut().zip(rest) {
-        let a = v.abs();
-        *m = if a > *m { a } else { *m };
-    }
-    lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m })
 }
 
 /// Rows of activations quantized for one kernel, with each row's scale.
@@ -350,26 +299,6 @@ impl Quantized {
             }
         }
     }
-}
-
-/// `out[i] = round(row[i] · inverse)`, clamped to ±127.
-#[cfg(not(target_arch = "wasm32"))]
-#[inline(always)]
-fn quantize_row(row: &[f32], inverse: f32, out: &mut [i16]) {
-    for (o, &x) in out.iter_mut().zip(row) {
-        *o = round_to_i32(x * inverse) as i16;
-    }
-}
-
-/// Round to nearest (ties to even) for |x| ≤ 127, as float arithmetic that vectorises everywhere:
-/// adding 1.5 · 2²³ leaves the rounded integer in the low mantissa bits (`f32::round` is a libm call
-/// in wasm, and a saturating `as` cast needs compares around every conversion). Anything else — a
-/// NaN from a NaN input — lands in [−127, 127] by the clamp on the bits.
-#[inline(always)]
-pub(super) fn round_to_i32(x: f32) -> i32 {
-    const MAGIC: f32 = 12_582_912.0;
-    let bits = ((x + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-    bits.clamp(-127, 127)
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -14,10 +14,13 @@ pub mod int8;
 pub mod matmul;
 pub mod nhwc;
 pub mod recompute;
+pub mod rows;
+pub mod scalar;
 #[cfg(target_arch = "wasm32")]
 mod simd128;
 
-use bias_relu6::relu6;
+pub use rows::apply_activation;
+pub use scalar::{activate, Activation};
 
 /// Whether this CPU runs the AVX2 + FMA builds of the inference kernels. The crate is compiled for
 /// baseline x86-64 (SSE2), so each hot kernel also has a copy compiled with these features, chosen
@@ -61,41 +64,3 @@ pub fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + 
 /// ms/image splitting every layer, 8.2 with this bound, 11.7 with 4 000 000; not measured again
 /// since the crew keeps them awake).
 pub const PARALLEL_WORK: usize = 500_000;
-
-/// What follows a convolution's (folded) normalisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    None,
-    Relu,
-    Relu6,
-}
-
-/// `activation(x)`, written as compare-and-select so it vectorises in wasm too ([`relu6`]).
-#[inline(always)]
-pub fn activate(x: f32, activation: Activation) -> f32 {
-    match activation {
-        Activation::None => x,
-        Activation::Relu => {
-            if x < 0.0 {
-                0.0
-            } else {
-                x
-            }
-        }
-        Activation::Relu6 => relu6(x),
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-pub use simd128::apply_activation;
-
-/// [`activate`] in place over a buffer.
-#[inline(always)]
-#[cfg(not(target_arch = "wasm32"))]
-pub fn apply_activation(values: &mut [f32], activation: Activation) {
-    match activation {
-        Activation::None => {}
-        Activation::Relu => values.iter_mut().for_each(|v| *v = activate(*v, Activation::Relu)),
-        Activation::Relu6 => values.iter_mut().for_each(|v| *v = relu6(*v)),
-    }
-}

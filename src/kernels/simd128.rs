@@ -6,7 +6,7 @@
 
 use std::arch::wasm32::*;
 
-use crate::kernels::{activate, Activation};
+use crate::kernels::scalar::{activate, round_to_i32, Activation};
 
 /// [`crate::kernels::apply_activation`]. `pmax`/`pmin` are compare-and-select (`a < b ? b : a`),
 /// which is what [`activate`] computes, NaN included.
@@ -88,7 +88,7 @@ pub fn quantize_row(row: &[f32], inverse: f32, out: &mut [i16]) {
         done += 8;
     }
     for (o, &x) in out[done..row.len()].iter_mut().zip(&row[done..]) {
-        *o = super::int8::round_to_i32(x * inverse) as i16;
+        *o = round_to_i32(x * inverse) as i16;
     }
 }
 
