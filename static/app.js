@@ -5,13 +5,23 @@ import { drawChart } from './app/chart.js';
 import { applyPrecision, downloadBytes, openModels, openProject, replaceProject, setBackbone, describeBackbone } from './app/files.js';
 import { projectChanged, reconnect, wireKeeping } from './app/keep.js';
 import { ask, listeners, post, startWorker } from './app/messages.js';
-import { checkLabels } from './app/check.js';
-import { wireMap, wireSampleDialog } from './app/map.js';
+import { checkLabels, renderCheck } from './app/check.js';
+import { mapChanged, wireMap, wireSampleDialog } from './app/map.js';
 import { previewFile, switchPreviewCamera, togglePreviewWebcam, wireLooks } from './app/preview.js';
-import { addFiles, embedAgain, render } from './app/samples.js';
-import { $, state, newId, status, trainStatus, changed, emptyProject, onChange, MODEL_URL } from './app/state.js';
+import { addFiles, embedAgain, renderClasses } from './app/classes.js';
+import { renderEvaluation } from './app/evaluation.js';
+import { $, state, newId, status, trainStatus, changed, emptyProject, onChange, onRedraw, redraw, MODEL_URL } from './app/state.js';
 import { holdSaves, loadSaved, releaseSaves, restoreSamples, scheduleSave } from './app/store.js';
 import { cancelTraining, readSettings, showLayerCost, startTraining } from './app/training.js';
+
+/// Every panel drawn from the state: the class cards and their controls, the evaluation, the label
+/// check and the data map.
+function render() {
+  renderClasses();
+  renderEvaluation();
+  renderCheck();
+  mapChanged();
+}
 
 function wire() {
   $('#add-class').addEventListener('click', () => {
@@ -106,7 +116,7 @@ async function main() {
   }
   startWorker();
   // Every change redraws the page, saves the project in this browser, and keeps its file.
-  onChange(render);
+  onRedraw(render);
   onChange(scheduleSave);
   onChange(projectChanged);
   wire();
@@ -183,7 +193,7 @@ async function main() {
   // The chart of the run that trained the saved model, and the state of the copy just read.
   state.history = state.project.report?.history ?? [];
   if (restored && !notice) $('#save-state').replaceChildren('Saved in this browser');
-  render();
+  redraw();
   drawChart();
   showLayerCost();
   await reconnect();

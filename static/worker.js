@@ -16,7 +16,7 @@ const library = import('./app/wasm.js').then(async (loaded) => {
 });
 let wick = null;
 
-let engine = null;
+let session = null; // the backbone and the loaded model (the library's `Session`)
 let training = null;
 
 const reply = (message, transfer = []) => self.postMessage(message, transfer);
@@ -24,7 +24,7 @@ const errorText = (e) => (e && e.message) || String(e);
 const nextTurn = () => new Promise((resolve) => setTimeout(resolve, 0));
 
 /// Makes the backbone from `modelBytes` (a file the user opened), or downloaded from `modelUrl`, the
-/// engine's. A file that does not load leaves the engine as it was.
+/// session's. A file that does not load leaves the session as it was.
 async function loadBackbone({ id, modelUrl, modelBytes }) {
   let bytes = modelBytes && new Uint8Array(modelBytes);
   if (!bytes) {
@@ -37,14 +37,14 @@ async function loadBackbone({ id, modelUrl, modelBytes }) {
       }
     });
   }
-  const next = new wick.Engine(bytes);
-  engine?.free();
-  engine = next;
+  const next = new wick.Session(bytes);
+  session?.free();
+  session = next;
   reply({
     type: 'ready',
     id,
-    backbone: JSON.parse(engine.backbone()),
-    dim: engine.feature_dim,
+    backbone: JSON.parse(session.backbone()),
+    dim: session.feature_dim,
     bytes: bytes.length,
     build: wick.build,
     threads: wick.threads,
@@ -65,7 +65,7 @@ function queueEmbed({ id, bytes }) {
 function embedQueued() {
   const batch = embedQueue.splice(0, wick.threads);
   try {
-    const answers = engine.embed_files(batch.map(({ bytes }) => new Uint8Array(bytes)));
+    const answers = session.embed_files(batch.map(({ bytes }) => new Uint8Array(bytes)));
     answers.forEach((answer, i) => (answer instanceof Error
       ? reply({ type: 'error', id: batch[i].id, message: answer.message })
       : embedded(batch[i].id, answer)));
@@ -84,7 +84,7 @@ function embedded(id, embedding) {
 /// Kept copies of images → their activations at the cut for training the last `depth` parts, in
 /// `views` views each (f16 bits, image after image).
 function activations({ id, sources, seeds, depth, views }) {
-  const rows = engine.activations(sources.map((b) => new Uint8Array(b)), Uint32Array.from(seeds), depth, views);
+  const rows = session.activations(sources.map((b) => new Uint8Array(b)), Uint32Array.from(seeds), depth, views);
   const { bits, shape } = rows;
   rows.free();
   reply({ type: 'activations', id, bits, shape: Array.from(shape) }, [bits.buffer]);
@@ -93,8 +93,8 @@ function activations({ id, sources, seeds, depth, views }) {
 async function train({ id, features, labels, classNames, settings, activations: rows, shape, rowsPerSample }) {
   const names = JSON.stringify(classNames);
   training = settings.train_layers > 0
-    ? wick.Training.with_layers(engine, features, labels, names, JSON.stringify(settings), rows, Uint32Array.from(shape), rowsPerSample)
-    : new wick.Training(engine, features, labels, names, JSON.stringify(settings));
+    ? wick.Training.with_layers(session, features, labels, names, JSON.stringify(settings), rows, Uint32Array.from(shape), rowsPerSample)
+    : new wick.Training(session, features, labels, names, JSON.stringify(settings));
   for (;;) {
     const stats = training.next_epoch();
     if (stats === undefined) break;
@@ -108,7 +108,7 @@ async function train({ id, features, labels, classNames, settings, activations: 
   const backbone = model.backbone;
   const report = JSON.parse(model.report);
   model.free();
-  engine.load_model(bytes, backbone);
+  session.load_model(bytes, backbone);
   reply({ type: 'trained', id, wick: bytes, backbone: backbone ?? null, report });
 }
 
@@ -116,23 +116,23 @@ const handlers = {
   start: loadBackbone,
   'load-backbone': loadBackbone,
   embed: queueEmbed,
-  'embed-rgba': ({ id, rgba, width, height }) => embedded(id, engine.embed_rgba(new Uint8Array(rgba), width, height)),
+  'embed-rgba': ({ id, rgba, width, height }) => embedded(id, session.embed_rgba(new Uint8Array(rgba), width, height)),
   train,
   cancel: () => training?.cancel(),
-  'unload-model': () => engine?.unload_model(),
+  'unload-model': () => session?.unload_model(),
   'set-precision': ({ id, precision }) => {
-    engine.set_precision(precision);
-    reply({ type: 'precision-set', id, backbone: JSON.parse(engine.backbone()) });
+    session.set_precision(precision);
+    reply({ type: 'precision-set', id, backbone: JSON.parse(session.backbone()) });
   },
   activations,
-  'layer-cost': ({ id, depth }) => reply({ type: 'layer-cost', id, cost: JSON.parse(engine.layer_cost(depth)) }),
+  'layer-cost': ({ id, depth }) => reply({ type: 'layer-cost', id, cost: JSON.parse(session.layer_cost(depth)) }),
   'load-model': ({ id, bytes, backboneBytes }) => reply({
     type: 'model-loaded',
     id,
-    meta: JSON.parse(engine.load_model(new Uint8Array(bytes), backboneBytes ? new Uint8Array(backboneBytes) : undefined)),
+    meta: JSON.parse(session.load_model(new Uint8Array(bytes), backboneBytes ? new Uint8Array(backboneBytes) : undefined)),
   }),
   'where-it-looks': ({ id, bytes, class: cls }) => {
-    const looks = engine.where_it_looks(new Uint8Array(bytes), cls ?? undefined);
+    const looks = session.where_it_looks(new Uint8Array(bytes), cls ?? undefined);
     const { png, size, peak } = looks;
     const answer = { type: 'looked', id, png, class: looks.class, size: Array.from(size), peak: Array.from(peak) };
     looks.free();
@@ -144,9 +144,9 @@ const handlers = {
   },
   'check-labels': ({ id, features, labels, classes }) =>
     reply({ type: 'checked', id, ...JSON.parse(wick.check_project_labels(features, labels, classes, BigInt(0))) }),
-  classify: ({ id, bytes }) => reply({ type: 'classified', id, ...JSON.parse(engine.classify_file(new Uint8Array(bytes))) }),
+  classify: ({ id, bytes }) => reply({ type: 'classified', id, ...JSON.parse(session.classify_file(new Uint8Array(bytes))) }),
   'classify-rgba': ({ id, rgba, width, height }) =>
-    reply({ type: 'classified', id, ...JSON.parse(engine.classify_rgba(new Uint8Array(rgba), width, height)) }),
+    reply({ type: 'classified', id, ...JSON.parse(session.classify_rgba(new Uint8Array(rgba), width, height)) }),
 };
 
 self.onmessage = async ({ data }) => {

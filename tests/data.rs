@@ -4,7 +4,7 @@ mod common;
 
 use common::scratch;
 use std::path::{Path, PathBuf};
-use wick::infer::Precision;
+use wick::infer::MatmulPrecision;
 
 use candle_core::Device;
 use wick::data::dataset::{check_labels, scan_folder, stratified_split};
@@ -101,7 +101,7 @@ fn header(backbone: &str) -> CacheHeader {
         backbone_sha256: "00".repeat(32),
         preprocess: Preprocess::efficientnet_lite(),
         dim: 3,
-        precision: Precision::Int8,
+        precision: MatmulPrecision::Int8,
     }
 }
 
@@ -179,7 +179,7 @@ fn features_are_computed_once_and_mirrored_on_request() {
 /// precision was recorded holds f32 features (all there was then) and serves only the f32 path.
 #[test]
 fn caches_keep_int8_and_f32_features_apart() {
-    let (int8, f32) = (header("b1"), CacheHeader { precision: Precision::F32, ..header("b1") });
+    let (int8, f32) = (header("b1"), CacheHeader { precision: MatmulPrecision::F32, ..header("b1") });
     assert_ne!(int8.file_name(), f32.file_name());
 
     let mut old = serde_json::to_value(&f32).unwrap();

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use common::pickle::CheckpointSpec;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use wick::data::preprocess::decode_image;
-use wick::infer::Precision;
+use wick::infer::MatmulPrecision;
 use wick::kernels::geometry::ConvGeometry;
 use wick::kernels::int8::{Int8Matrix, Kernel, Quantized};
 use wick::kernels::matmul::{Epilogue, Weights};
@@ -79,9 +79,9 @@ fn weights_apply_matches_the_definition() {
         let residual = random(&mut rng, m * n, 2.0);
         let exact = product(&input, &weight, m, n, k);
         for (precision, activation, threads) in [
-            (Precision::F32, Activation::Relu6, 1),
-            (Precision::Int8, Activation::None, 2),
-            (Precision::Int8, Activation::Relu, 1),
+            (MatmulPrecision::F32, Activation::Relu6, 1),
+            (MatmulPrecision::Int8, Activation::None, 2),
+            (MatmulPrecision::Int8, Activation::Relu, 1),
         ] {
             let weights = Weights::new(&weight, n, k, precision);
             let mut out = vec![f32::NAN; m * n];
@@ -96,8 +96,8 @@ fn weights_apply_matches_the_definition() {
                 let step = |v: &[f32]| v.iter().fold(0f64, |m, x| m.max(x.abs() as f64)) / 127.0;
                 let (da, dw) = (step(a), step(w));
                 let tolerance = match precision {
-                    Precision::F32 => 1e-4 * (k as f64).sqrt(),
-                    Precision::Int8 => a
+                    MatmulPrecision::F32 => 1e-4 * (k as f64).sqrt(),
+                    MatmulPrecision::Int8 => a
                         .iter()
                         .zip(w)
                         .map(|(&x, &y)| (x.abs() as f64) * dw / 2.0 + (y.abs() as f64) * da / 2.0 + da * dw / 4.0)
@@ -126,7 +126,7 @@ fn zero_rows_and_columns_give_the_bias() {
     let input = vec![0.0; m * k];
     let bias = [1.0, -2.0, 3.0, 7.0];
     let mut out = vec![0.0; m * n];
-    Weights::new(&weight, n, k, Precision::Int8).apply(
+    Weights::new(&weight, n, k, MatmulPrecision::Int8).apply(
         &input,
         &mut out,
         Epilogue { bias: &bias, residual: None, activation: Activation::Relu6 },
@@ -189,7 +189,7 @@ fn im2col_convolution_matches_conv2d() {
         let g = ConvGeometry::symmetric(h, h, c_in, k, stride, k / 2);
         assert_eq!((g.out_h, g.out_w), (oh, ow));
         let rows = nhwc::filters_for_im2col(&weight, c_out, c_in, k);
-        let weights = Weights::new(&rows, c_out, k * k * c_in, Precision::F32);
+        let weights = Weights::new(&rows, c_out, k * k * c_in, MatmulPrecision::F32);
         let input = nchw_to_nhwc(&x, c_in, h, h);
         let mut out = vec![f32::NAN; oh * ow * c_out];
         let bias = vec![0.0; c_out];
@@ -222,10 +222,10 @@ fn compare_paths(backbone: &Backbone, what: &str, f32_floor: f64, int8_floor: f6
     let images = photos();
     let input = backbone.input_tensor(&images).unwrap();
     let graph = backbone.graph_features(&input).unwrap().to_vec2::<f32>().unwrap();
-    let exact = backbone.with_precision(Precision::F32);
-    assert_eq!(exact.precision(), Precision::F32);
+    let exact = backbone.with_precision(MatmulPrecision::F32);
+    assert_eq!(exact.precision(), MatmulPrecision::F32);
     let f32_path = exact.features(&input).unwrap().to_vec2::<f32>().unwrap();
-    let int8_path = backbone.with_precision(Precision::Int8).features(&input).unwrap().to_vec2::<f32>().unwrap();
+    let int8_path = backbone.with_precision(MatmulPrecision::Int8).features(&input).unwrap().to_vec2::<f32>().unwrap();
     for i in 0..images.len() {
         let (f, q) = (cosine(&f32_path[i], &graph[i]), cosine(&int8_path[i], &graph[i]));
         eprintln!("{what} photo {i}: f32 path cosine {f:.7}, int8 path cosine {q:.5} to the graph");
@@ -243,7 +243,7 @@ fn lite0_inference_path_matches_the_graph() {
     )
     .unwrap();
     let backbone = Backbone::from_backbone_file(&model, &Device::Cpu).unwrap();
-    assert_eq!(backbone.precision(), Precision::Int8, "int8 is the default");
+    assert_eq!(backbone.precision(), MatmulPrecision::Int8, "int8 is the default");
     compare_paths(&backbone, "lite0", 0.99999, 0.995);
 }
 

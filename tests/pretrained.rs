@@ -10,7 +10,7 @@ use std::process::Command;
 
 use candle_core::Device;
 use wick::data::preprocess::decode_image;
-use wick::infer::Precision;
+use wick::infer::MatmulPrecision;
 use wick::model::{convert_checkpoint, Backbone};
 
 const PHOTOS: [&str; 3] = ["coffee.png", "chelsea.png", "rocket.jpg"];
@@ -85,7 +85,8 @@ fn f32_and_int8_backbones_match_the_numpy_reference() {
     let reference = numpy_reference();
     let pth = std::fs::read(checkpoint_path()).unwrap();
 
-    let f32_backbone = Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap().with_precision(Precision::F32);
+    let f32_backbone =
+        Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap().with_precision(MatmulPrecision::F32);
     let (features, top1) = features_and_top1(&f32_backbone);
     for (i, photo) in PHOTOS.iter().enumerate() {
         let cos = cosine(&features[i], &reference.features[i]);
@@ -99,7 +100,7 @@ fn f32_and_int8_backbones_match_the_numpy_reference() {
             .unwrap();
     // The shipped path: int8 weights, int8 products (the bound: cosine >= 0.995 to f32).
     let int8_backbone = Backbone::from_backbone_file(&model, &Device::Cpu).unwrap();
-    assert_eq!(int8_backbone.precision(), Precision::Int8);
+    assert_eq!(int8_backbone.precision(), MatmulPrecision::Int8);
     let (features, top1) = features_and_top1(&int8_backbone);
     for (i, photo) in PHOTOS.iter().enumerate() {
         let cos = cosine(&features[i], &reference.features[i]);
@@ -195,7 +196,8 @@ fn lite1_and_lite2_are_recognised_and_match_the_numpy_reference() {
         assert!(path.exists(), "{} is missing: run scripts/fetch-weights.sh all (or `make test`)", path.display());
         let reference = numpy_reference_of(&path, size);
         let pth = std::fs::read(&path).unwrap();
-        let f32_backbone = Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap().with_precision(Precision::F32);
+        let f32_backbone =
+            Backbone::from_torch_checkpoint(&pth, &Device::Cpu).unwrap().with_precision(MatmulPrecision::F32);
         assert_eq!(f32_backbone.meta.architecture, variant);
         assert_eq!((f32_backbone.meta.preprocess.resize_shorter, f32_backbone.meta.preprocess.crop), (size + 32, size));
         let (features, top1) = features_and_top1(&f32_backbone);

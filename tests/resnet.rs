@@ -12,7 +12,7 @@ use common::pickle::CheckpointSpec;
 use common::seeds;
 use wick::backbone::NetworkConfig;
 use wick::data::preprocess::decode_image;
-use wick::infer::Precision;
+use wick::infer::MatmulPrecision;
 use wick::model::{convert_checkpoint, Backbone, Pretrained};
 
 const PHOTOS: [&str; 2] = ["coffee.png", "rocket.jpg"];
@@ -60,9 +60,9 @@ fn resnet18_matches_the_numpy_reference_and_its_int8_file_answers_alike() {
         }
     };
     let f32_weights = Backbone::from_torch_checkpoint(&bytes, &Device::Cpu).unwrap();
-    check(&f32_weights.with_precision(Precision::F32), 0.9999, "f32");
+    check(&f32_weights.with_precision(MatmulPrecision::F32), 0.9999, "f32");
     let int8_file = Backbone::from_backbone_file(&convert_checkpoint(&bytes).unwrap(), &Device::Cpu).unwrap();
-    check(&int8_file.with_precision(Precision::F32), 0.99, "int8 file, f32 compute");
+    check(&int8_file.with_precision(MatmulPrecision::F32), 0.99, "int8 file, f32 compute");
     check(&int8_file, 0.99, "int8 file, int8 compute");
 }
 

@@ -26,8 +26,8 @@ onmessage = async ({ data }) => {
 /// The page's default head (linear, L-BFGS along the regularisation path, 15% held out) fitted on
 /// `rows` synthetic 1280-d features of `classes` classes (class means plus noise, seeded): ms.
 function fitHead(rows, classes) {
-  const engine = new wick.Engine(model);
-  const dim = engine.feature_dim;
+  const session = new wick.Session(model);
+  const dim = session.feature_dim;
   let state = 7;
   const random = () => { state = (state * 1103515245 + 12345) % 2147483648; return state / 2147483648 - 0.5; };
   const means = Array.from({ length: classes }, () => Float32Array.from({ length: dim }, random));
@@ -40,11 +40,11 @@ function fitHead(rows, classes) {
   const names = JSON.stringify(Array.from({ length: classes }, (_, c) => `class ${c}`));
   const settings = JSON.stringify({ epochs: 50, batch_size: 16, learning_rate: 0.001, hidden_units: 0, validation_share: 0.15 });
   const start = performance.now();
-  const training = new wick.Training(engine, features, labels, names, settings);
+  const training = new wick.Training(session, features, labels, names, settings);
   while (training.next_epoch() !== undefined);
   training.finish(0).free();
   const ms = performance.now() - start;
   training.free();
-  engine.free();
+  session.free();
   return ms;
 }

@@ -338,7 +338,7 @@ impl ModuleT for EfficientNetLite {
     /// BatchNorm normalises with the batch's statistics and updates its running averages.
     fn forward_t(&self, images: &Tensor, train: bool) -> Result<Tensor> {
         let x = self.stem.forward_t(&images.to_dtype(self.compute)?, train)?;
-        self.tail(&x, 0, train)
+        self.last_layers(&x, 0, train)
     }
 }
 
@@ -354,7 +354,7 @@ impl EfficientNetLite {
     }
 
     /// The input of block `first` → pooled features (N, 1280), f32.
-    pub fn tail(&self, x: &Tensor, first: usize, train: bool) -> Result<Tensor> {
+    pub fn last_layers(&self, x: &Tensor, first: usize, train: bool) -> Result<Tensor> {
         let mut x = x.to_dtype(self.compute)?;
         for block in &self.blocks[first..] {
             x = block.forward_t(&x, train)?;

@@ -10,4 +10,4 @@ pub mod layers;
 pub mod network;
 pub mod resnet;
 
-pub use network::{Network, NetworkConfig, MAX_TRAIN_DEPTH};
+pub use network::{Network, NetworkConfig, MAX_TRAIN_LAYERS};

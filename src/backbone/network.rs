@@ -107,13 +107,13 @@ impl NetworkConfig {
         }
     }
 
-    /// The first block that trains when the last `depth` (1 to [`MAX_TRAIN_DEPTH`]) parts of the
+    /// The first block that trains when the last `depth` (1 to [`MAX_TRAIN_LAYERS`]) parts of the
     /// network do, the earlier ones frozen. EfficientNet-Lite: the 1×1 head convolution, then the
     /// last stage (Lite0: block 15), then the stage before (blocks 11–14). ResNet, which has no head
     /// convolution: the last block, then the rest of the last stage, then the stage before.
     pub fn first_trained_block(&self, depth: usize) -> Result<usize> {
-        if !(1..=MAX_TRAIN_DEPTH).contains(&depth) {
-            return Err(invalid!("the layers to train must be 1 to {MAX_TRAIN_DEPTH} (0 trains the head only)"));
+        if !(1..=MAX_TRAIN_LAYERS).contains(&depth) {
+            return Err(invalid!("the layers to train must be 1 to {MAX_TRAIN_LAYERS} (0 trains the head only)"));
         }
         let blocks = self.block_layout();
         // The first part: EfficientNet-Lite's head convolution (no block), ResNet's last block.
@@ -172,7 +172,7 @@ impl NetworkConfig {
 
 /// How many parts at the end of a backbone can train with the head (see
 /// [`NetworkConfig::first_trained_block`]).
-pub const MAX_TRAIN_DEPTH: usize = 3;
+pub const MAX_TRAIN_LAYERS: usize = 3;
 
 /// A built network of either family, up to its pooled features: for inference with every BatchNorm
 /// folded ([`Network::folded`]), or for fine-tuning with them as layers ([`Network::unfolded`]).
@@ -214,10 +214,10 @@ impl Network {
     }
 
     /// The input of block `first` → pooled features, f32.
-    pub fn tail(&self, x: &Tensor, first: usize, train: bool) -> candle_core::Result<Tensor> {
+    pub fn last_layers(&self, x: &Tensor, first: usize, train: bool) -> candle_core::Result<Tensor> {
         match self {
-            Self::EfficientNetLite(n) => n.tail(x, first, train),
-            Self::ResNet(n) => n.tail(x, first, train),
+            Self::EfficientNetLite(n) => n.last_layers(x, first, train),
+            Self::ResNet(n) => n.last_layers(x, first, train),
         }
     }
 }

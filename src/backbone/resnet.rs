@@ -240,7 +240,7 @@ impl ResNet {
 impl ModuleT for ResNet {
     fn forward_t(&self, images: &Tensor, train: bool) -> Result<Tensor> {
         let x = self.stem.forward_t(&images.to_dtype(DType::F32)?, train)?;
-        self.tail(&max_pool_3x3_stride_2(&x)?, 0, train)
+        self.last_layers(&max_pool_3x3_stride_2(&x)?, 0, train)
     }
 }
 
@@ -257,7 +257,7 @@ impl ResNet {
     }
 
     /// The input of block `first` → pooled features.
-    pub fn tail(&self, x: &Tensor, first: usize, train: bool) -> Result<Tensor> {
+    pub fn last_layers(&self, x: &Tensor, first: usize, train: bool) -> Result<Tensor> {
         let mut x = x.clone();
         for block in &self.blocks[first..] {
             x = block.forward_t(&x, train)?;

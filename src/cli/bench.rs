@@ -13,7 +13,7 @@ use wick::error::InFile;
 use wick::formats::f32_values;
 use wick::model::Pretrained;
 use wick::train::config::TrainConfig;
-use wick::train::config::{FinetuneConfig, Precision};
+use wick::train::config::{ComputeDtype, FinetuneConfig};
 use wick::train::finetune::Finetuner;
 use wick::train::fit::fit_head;
 use wick::train::head::{self, FeatureSet};
@@ -66,7 +66,7 @@ pub fn bench(args: &BackboneArgs, batches: &[usize], iters: usize, json: bool) -
 pub struct FinetuneBenchRecord {
     pub what: &'static str,
     pub device: String,
-    pub precision: Precision,
+    pub precision: ComputeDtype,
     pub img_size: u32,
     pub batch: usize,
     pub timed_steps: usize,
@@ -82,7 +82,7 @@ pub fn bench_finetune(
     img_sizes: &[u32],
     warmup: usize,
     iters: usize,
-    precision: Precision,
+    precision: ComputeDtype,
     json: bool,
 ) -> Result<()> {
     if iters == 0 {

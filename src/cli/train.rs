@@ -19,8 +19,8 @@ use wick::model::Backbone;
 use wick::model::Classifier;
 use wick::train::config::TrainConfig;
 use wick::train::head::FeatureSet;
+use wick::train::layers::{Activations, LayerFit, TrainImages, ValImages};
 use wick::train::report::{EpochStats, Stop};
-use wick::train::tail::{Activations, TailFit, TrainImages, ValImages};
 
 use super::flags::*;
 use super::shared::*;
@@ -252,7 +252,7 @@ const ACTIVATION_BATCH: usize = 16;
 
 /// `wick train --train-layers N`: the activations at the cut are computed once per image view (the
 /// plain one, and with `augment` three more for training images), then the last layers train with
-/// the head ([`TailFit`]). Writes the backbone file (`backbone_out`) and the `.wick` that runs on it.
+/// the head ([`LayerFit`]). Writes the backbone file (`backbone_out`) and the `.wick` that runs on it.
 #[allow(clippy::too_many_arguments)]
 pub fn train_layers(
     data: &Path,
@@ -298,7 +298,7 @@ pub fn train_layers(
     };
     let (train, val): (TrainImages, ValImages) = (train.into(), val.into());
     let activation_bytes = train.activations.row_bytes();
-    let mut run = TailFit::new(&backbone, config.train_layers, train, val, labels.clone(), config)?;
+    let mut run = LayerFit::new(&backbone, config.train_layers, train, val, labels.clone(), config)?;
     let bar = progress_bar(config.layer_epochs, "steps", quiet);
     while let Some(stats) = run.next_epoch()? {
         bar.set_position(stats.epoch as u64);

@@ -62,7 +62,7 @@ pub struct ProjectSettings {
     pub validation_share: Option<f32>,
     /// The backbone's arithmetic ("int8" or "f32").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub precision: Option<crate::infer::Precision>,
+    pub precision: Option<crate::infer::MatmulPrecision>,
     /// The last training run's report (only with a trained model).
     #[serde(default)]
     pub report: Option<TrainReport>,
@@ -93,8 +93,8 @@ pub struct TrainReport {
 
 impl ProjectSettings {
     fn check(&self, samples: usize) -> Result<()> {
-        if let Some(depth) = self.train_layers.filter(|&d| d > crate::backbone::MAX_TRAIN_DEPTH) {
-            return Err(invalid!("train_layers is {depth}, expected 0 to {}", crate::backbone::MAX_TRAIN_DEPTH));
+        if let Some(depth) = self.train_layers.filter(|&d| d > crate::backbone::MAX_TRAIN_LAYERS) {
+            return Err(invalid!("train_layers is {depth}, expected 0 to {}", crate::backbone::MAX_TRAIN_LAYERS));
         }
         if let Some(epochs) = self.layer_epochs.filter(|&e| e > crate::train::config::MAX_LAYER_EPOCHS) {
             return Err(invalid!(

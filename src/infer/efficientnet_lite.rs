@@ -5,7 +5,7 @@ use crate::backbone::efficientnet_lite::Config;
 use crate::backbone::fold::FloatWeights;
 use crate::error::Result;
 use crate::infer::layers::{Arena, FusedConv, Padding, Shape};
-use crate::kernels::matmul::Precision;
+use crate::kernels::matmul::MatmulPrecision;
 use crate::kernels::nhwc;
 use crate::kernels::Activation;
 
@@ -26,7 +26,7 @@ pub struct EfficientNetLite {
 }
 
 impl EfficientNetLite {
-    pub fn new(config: &Config, weights: &FloatWeights, precision: Precision) -> Result<Self> {
+    pub fn new(config: &Config, weights: &FloatWeights, precision: MatmulPrecision) -> Result<Self> {
         let conv = |name: &str, shape, depthwise, stride, activation| {
             FusedConv::new(weights, name, shape, depthwise, stride, Padding::Same, activation, precision)
         };

@@ -4,7 +4,7 @@
 use crate::backbone::fold::FloatWeights;
 use crate::error::{invalid, Result};
 use crate::kernels::geometry::ConvGeometry;
-use crate::kernels::matmul::{Epilogue, Precision, Weights};
+use crate::kernels::matmul::{Epilogue, MatmulPrecision, Weights};
 use crate::kernels::nhwc;
 use crate::kernels::Activation;
 
@@ -73,7 +73,7 @@ impl FusedConv {
         stride: usize,
         padding: Padding,
         activation: Activation,
-        precision: Precision,
+        precision: MatmulPrecision,
     ) -> Result<Self> {
         let get = |suffix: &str, expected: &[usize]| -> Result<&[f32]> {
             let tensor = format!("{name}.{suffix}");
@@ -86,7 +86,7 @@ impl FusedConv {
         let [out, input, k, _] = shape;
         let weight = get("weight", &shape)?;
         let bias = get("bias", &[out])?.to_vec();
-        let precision = if input < INT8_MIN_INPUTS { Precision::F32 } else { precision };
+        let precision = if input < INT8_MIN_INPUTS { MatmulPrecision::F32 } else { precision };
         let (filters, in_channels) = if depthwise {
             (Filters::Depthwise(nhwc::taps_for_depthwise(weight, out, k)), out)
         } else if k == 1 {

@@ -1,7 +1,7 @@
 //! The CPU inference path: a backbone's folded network over plain NHWC buffers instead of Candle
 //! tensors, one image at a time, with every bias, residual and activation fused into the
 //! convolution before it, buffers reused across layers and images ([`layers::Arena`]), and the 1×1
-//! and dense convolutions multiplied in int8 ([`Precision::Int8`], the default) or f32.
+//! and dense convolutions multiplied in int8 ([`MatmulPrecision::Int8`], the default) or f32.
 //!
 //! Candle's graph ([`crate::backbone::Network`]) stays the path for training, for CUDA, and the
 //! reference the tests hold this one to.
@@ -18,7 +18,7 @@ use crate::backbone::fold::FloatWeights;
 use crate::backbone::NetworkConfig;
 use crate::error::{invalid, Result};
 use crate::kernels::crew::Crew;
-pub use crate::kernels::matmul::Precision;
+pub use crate::kernels::matmul::MatmulPrecision;
 use layers::Arena;
 
 #[derive(Debug, Clone)]
@@ -36,13 +36,13 @@ thread_local! {
 
 /// A folded network ready to run images on the CPU.
 #[derive(Debug)]
-pub struct Engine {
+pub struct CpuNetwork {
     family: Family,
     config: NetworkConfig,
 }
 
-impl Engine {
-    pub fn new(config: &NetworkConfig, weights: &FloatWeights, precision: Precision) -> Result<Self> {
+impl CpuNetwork {
+    pub fn new(config: &NetworkConfig, weights: &FloatWeights, precision: MatmulPrecision) -> Result<Self> {
         let family = match config {
             NetworkConfig::EfficientNetLite(c) => {
                 Family::EfficientNetLite(Box::new(efficientnet_lite::EfficientNetLite::new(c, weights, precision)?))

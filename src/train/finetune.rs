@@ -1,7 +1,7 @@
 //! Fine-tuning the whole pretrained network on CIFAR-10, the way a PyTorch/timm script does it:
 //!
-//! 32×32 image → random crop (zero padding) + mirror → upsampled to `img_size` → EfficientNet-Lite
-//! with its BatchNorms in training mode → linear head → label-smoothed cross-entropy → SGD with
+//! 32×32 image → random crop (zero padding) + mirror → upsampled to `img_size` → the backbone (any
+//! family: EfficientNet-Lite or ResNet) with its BatchNorms in training mode → linear head → label-smoothed cross-entropy → SGD with
 //! Nesterov momentum (or AdamW), weight decay on the convolution and head weights only, linear
 //! warm-up then cosine decay, stepped every batch.
 //!
@@ -27,7 +27,7 @@ use crate::formats::f32_values;
 use crate::formats::finetune_checkpoint::{CheckpointMeta, CHECKPOINT};
 use crate::model::Pretrained;
 use crate::train::config::HeadSpec;
-use crate::train::config::{FinetuneConfig, Precision};
+use crate::train::config::{ComputeDtype, FinetuneConfig};
 use crate::train::head::{Head, Trained};
 use crate::train::loss::{count_correct, cross_entropy};
 use crate::train::optim::Optimizer;
@@ -208,7 +208,7 @@ impl Finetuner {
         config: FinetuneConfig,
         device: &Device,
     ) -> Result<Self> {
-        if config.precision == Precision::Bf16 && !device.is_cuda() {
+        if config.precision == ComputeDtype::Bf16 && !device.is_cuda() {
             return Err(invalid!(
                 "bf16 mixed precision needs a CUDA device (Candle's CPU matrix product has no bf16): \
                  use --precision f32 on the CPU"

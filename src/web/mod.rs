@@ -1,6 +1,6 @@
-//! The library's face to JavaScript (wasm32 only). The page (`static/app.js`) owns the DOM and the
-//! storage; everything that computes — decoding, the backbone, training, metrics, the `.wick` and
-//! project formats — is the shared library, reached through these bindings. [`Engine`] and
+//! The library's face to JavaScript (wasm32 only). The page (`static/app.js` and its modules in
+//! `static/app/`) owns the DOM and the storage; everything that computes — decoding, the backbone, training, metrics, the `.wick` and
+//! project formats — is the shared library, reached through these bindings. [`Session`] and
 //! [`Training`] live in the Web Worker (`static/worker.js`), so the page never freezes.
 
 use candle_core::{Device, Tensor};
@@ -15,7 +15,7 @@ use crate::data::preprocess::{decode_image, decode_waves, decoded_bytes, PAGE_DE
 use crate::eval::check::find_suspects;
 use crate::eval::class_map::{self, overlay};
 use crate::formats::project::{Project, ProjectMeta, TrainReport};
-use crate::infer::Precision;
+use crate::infer::MatmulPrecision;
 use crate::kernels::map_parallel;
 use crate::model::features::{compute, View};
 use crate::model::Backbone;
@@ -23,8 +23,8 @@ use crate::model::Classifier;
 use crate::train::config::{Solver, TrainConfig};
 use crate::train::fit::HeadFit;
 use crate::train::head::{self, FeatureSet};
+use crate::train::layers::{self, Activations, LayerFit, TrainImages, ValImages};
 use crate::train::report::Stop;
-use crate::train::tail::{self, Activations, TailFit, TrainImages, ValImages};
 
 /// Thumbnails are at most this many pixels on their longer side: small, since a project of 10,000
 /// images keeps them all (96 px JPEGs are 2–4 KB).
@@ -54,7 +54,7 @@ fn fail(e: impl std::fmt::Display) -> JsError {
 /// The backbone (and the trained classifier, once there is one, with the backbone fed the way its
 /// training images were).
 #[wasm_bindgen]
-pub struct Engine {
+pub struct Session {
     backbone: Backbone,
     model: Option<(Classifier, Backbone)>,
 }
@@ -88,10 +88,10 @@ pub struct ActivationRows {
 }
 
 #[wasm_bindgen]
-impl Engine {
+impl Session {
     /// Loads a Wick backbone file.
     #[wasm_bindgen(constructor)]
-    pub fn new(model_file: &[u8]) -> Result<Engine, JsError> {
+    pub fn new(model_file: &[u8]) -> Result<Session, JsError> {
         Ok(Self { backbone: Backbone::from_backbone_file(model_file, &Device::Cpu).map_err(fail)?, model: None })
     }
 
@@ -109,7 +109,7 @@ impl Engine {
     /// How the backbone multiplies from now on: `int8` (the default, fast) or `f32` (exact). Images
     /// embedded before keep their features; a loaded model switches with the backbone.
     pub fn set_precision(&mut self, name: &str) -> Result<(), JsError> {
-        let precision = Precision::parse(name).map_err(fail)?;
+        let precision = MatmulPrecision::parse(name).map_err(fail)?;
         self.backbone = self.backbone.with_precision(precision);
         if let Some((_, extractor)) = &mut self.model {
             *extractor = extractor.with_precision(precision);
@@ -213,16 +213,16 @@ impl Engine {
         Ok(ActivationRows { bits: rows.into_bits(), shape: vec![c, h, w] })
     }
 
-    /// JSON of what training the last `depth` parts costs here ([`tail::LayerCost`]), measured now
+    /// JSON of what training the last `depth` parts costs here ([`layers::LayerCost`]), measured now
     /// on a few random images.
     pub fn layer_cost(&self, depth: usize) -> Result<String, JsError> {
-        let cost = tail::layer_cost(&self.backbone, depth, 4, now_ms).map_err(fail)?;
+        let cost = layers::layer_cost(&self.backbone, depth, 4, now_ms).map_err(fail)?;
         Ok(serde_json::to_string(&cost).expect("serialises"))
     }
 
-    /// Makes a `.wick` model the one [`Engine::classify_file`] uses; returns its metadata as JSON. The
+    /// Makes a `.wick` model the one [`Session::classify_file`] uses; returns its metadata as JSON. The
     /// model runs on `backbone` (a backbone file whose last layers trained with it) or else on this
-    /// engine's backbone; a model trained on another backbone is refused.
+    /// session's backbone; a model trained on another backbone is refused.
     pub fn load_model(&mut self, wick: &[u8], backbone: Option<Vec<u8>>) -> Result<String, JsError> {
         let classifier = Classifier::from_bytes(wick, &Device::Cpu).map_err(fail)?;
         let base = match backbone {
@@ -249,7 +249,7 @@ impl Engine {
         self.classify(&decode_image(file_bytes).map_err(fail)?)
     }
 
-    /// RGBA pixels (a webcam frame) → the same JSON as [`Engine::classify_file`].
+    /// RGBA pixels (a webcam frame) → the same JSON as [`Session::classify_file`].
     pub fn classify_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<String, JsError> {
         self.classify(&rgba_image(rgba, width, height)?)
     }
@@ -320,7 +320,7 @@ pub struct Training {
 /// and backbone itself).
 enum Fit {
     Head(Box<HeadRun>),
-    Layers(Box<TailFit>),
+    Layers(Box<LayerFit>),
 }
 
 /// A head fit and what its `.wick` records besides: the classes, the settings, the backbone.
@@ -428,18 +428,18 @@ pub fn validation_split(labels: &[u32], classes: usize, share: f32, seed: u64) -
 
 #[wasm_bindgen]
 impl Training {
-    /// `features`: one row of `engine.feature_dim` per sample; `labels`: each sample's class index into
+    /// `features`: one row of `session.feature_dim` per sample; `labels`: each sample's class index into
     /// `class_names` (a JSON array); `settings`: JSON of the page's training settings. Trains the
     /// head only; [`Training::with_layers`] trains the backbone's last layers too.
     #[wasm_bindgen(constructor)]
     pub fn new(
-        engine: &Engine,
+        session: &Session,
         features: &[f32],
         labels: &[u32],
         class_names: &str,
         settings: &str,
     ) -> Result<Training, JsError> {
-        let run = Run::new(engine, features, labels, class_names, settings)?;
+        let run = Run::new(session, features, labels, class_names, settings)?;
         if run.config.train_layers != 0 {
             return Err(JsError::new(
                 "training the backbone's layers needs their activations: use Training.with_layers",
@@ -454,17 +454,17 @@ impl Training {
             &Device::Cpu,
         )
         .map_err(fail)?;
-        let (labels, config, backbone) = (run.names, run.config, engine.backbone.clone());
+        let (labels, config, backbone) = (run.names, run.config, session.backbone.clone());
         Ok(Self { fit: Some(Fit::Head(Box::new(HeadRun { fit, labels, config, backbone }))) })
     }
 
     /// As [`Training::new`], with the backbone's last `settings.train_layers` parts training too.
-    /// `activations`: f16 bits of every sample's rows at the cut ([`Engine::activations`]), sample
+    /// `activations`: f16 bits of every sample's rows at the cut ([`Session::activations`]), sample
     /// after sample, `rows_per_sample[i]` rows each (the first the plain view; validation samples,
     /// [`validation_split`], use only it); `shape`: one row's (C, H, W).
     #[allow(clippy::too_many_arguments)] // one flat call across the JavaScript boundary
     pub fn with_layers(
-        engine: &Engine,
+        session: &Session,
         features: &[f32],
         labels: &[u32],
         class_names: &str,
@@ -473,7 +473,7 @@ impl Training {
         shape: Vec<usize>,
         rows_per_sample: &[u32],
     ) -> Result<Training, JsError> {
-        let run = Run::new(engine, features, labels, class_names, settings)?;
+        let run = Run::new(session, features, labels, class_names, settings)?;
         let depth = run.config.train_layers;
         if depth == 0 {
             return Err(JsError::new("the settings train the head only: use new Training"));
@@ -504,7 +504,7 @@ impl Training {
         let train = TrainImages { activations: rows.select(&train_rows), views, features: run.subset(&run.train_idx) };
         let val =
             ValImages { activations: rows.select(&plain), features: run.subset(&run.val_idx), names: run.val_names() };
-        let fit = TailFit::new(&engine.backbone, depth, train, val, run.names.clone(), &run.config).map_err(fail)?;
+        let fit = LayerFit::new(&session.backbone, depth, train, val, run.names.clone(), &run.config).map_err(fail)?;
         Ok(Self { fit: Some(Fit::Layers(Box::new(fit))) })
     }
 
@@ -581,7 +581,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn new(
-        engine: &Engine,
+        session: &Session,
         features: &'a [f32],
         labels: &'a [u32],
         class_names: &str,
@@ -598,7 +598,7 @@ impl<'a> Run<'a> {
                 return Err(JsError::new(&format!("class `{name}` has no images: add some or delete the class")));
             }
         }
-        let dim = engine.feature_dim();
+        let dim = session.feature_dim();
         if features.len() != labels.len() * dim {
             return Err(JsError::new("features must hold one row per label"));
         }
@@ -711,7 +711,7 @@ fn now_ms() -> f64 {
 /// `{"batch": B, "ms_per_image": …}` (for `benches/`).
 #[wasm_bindgen]
 pub fn bench_backbone(model_file: &[u8], batch: usize, iters: usize, precision: &str) -> Result<String, JsError> {
-    let precision = Precision::parse(precision).map_err(fail)?;
+    let precision = MatmulPrecision::parse(precision).map_err(fail)?;
     let backbone =
         Backbone::from_backbone_file(model_file, &Device::Cpu).map(|b| b.with_precision(precision)).map_err(fail)?;
     let crop = backbone.meta.preprocess.crop as usize;

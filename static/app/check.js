@@ -3,7 +3,7 @@
 // list ranks them by how little probability those heads leave the given label, with one click to
 // move an image to the class they suggest, or to remove it.
 import { ask } from './messages.js';
-import { moveSample, removeSampleById, thumbnailUrl } from './samples.js';
+import { moveSample, removeSampleById, thumbnailUrl } from './project.js';
 import { $, state, trainStatus, projectRows } from './state.js';
 
 /// Images listed at most.

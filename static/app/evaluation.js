@@ -1,5 +1,5 @@
 // The validation report: accuracy per class, the confusion matrix, the misclassified images.
-import { thumbnailUrl } from './samples.js';
+import { thumbnailUrl } from './project.js';
 import { $, state } from './state.js';
 
 /// Misclassified images shown at most (a large project can have thousands).

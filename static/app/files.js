@@ -2,7 +2,8 @@
 import { wick } from './wasm.js';
 import { drawChart } from './chart.js';
 import { ask, post } from './messages.js';
-import { embedAgain, stillReading, thumbnailUrls } from './samples.js';
+import { embedAgain, stillReading } from './classes.js';
+import { thumbnailUrls } from './project.js';
 import { $, state, newId, status, changed, DEFAULT_SETTINGS, projectRows } from './state.js';
 
 const { encode_project, decode_project, wick_format, backbone_source } = wick;

@@ -3,7 +3,7 @@
 // else downloaded), persistent storage asked for, the storage figures and their warnings. Why and
 // how: docs/browsers.md, "Work that survives".
 import { downloadBytes, projectBytes } from './files.js';
-import { stillReading } from './samples.js';
+import { stillReading } from './classes.js';
 import { $, state, status } from './state.js';
 import { activationBytes, scheduleSave } from './store.js';
 

@@ -4,7 +4,7 @@
 // the label check's heads put in another class are ringed.
 import { checkedClass } from './check.js';
 import { ask } from './messages.js';
-import { moveSample, removeSampleById, thumbnailUrl } from './samples.js';
+import { moveSample, removeSampleById, thumbnailUrl } from './project.js';
 import { $, state, projectRows } from './state.js';
 
 const COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];

@@ -1,5 +1,6 @@
 // The page's state, the one funnel every change goes through (its subscribers redraw and save:
-// app.js wires them), and the status lines.
+// app.js wires them), and the status lines. Imports nothing of the page's but the worker's
+// messages.
 import { post } from './messages.js';
 
 export const MODEL_URL = new URL('../efficientnet-lite0-int8.safetensors', import.meta.url).href;
@@ -66,11 +67,17 @@ export function trainStatus(text, isError = false) {
   el.classList.toggle('error', isError);
 }
 
+const redrawers = [];
 const subscribers = [];
-/// `f()` runs after every change, in the order subscribed.
+/// `f()` draws the page from the state: on every `redraw()` and every change.
+export const onRedraw = (f) => redrawers.push(f);
+/// `f()` runs after every change (saving, keeping the file), in the order subscribed.
 export const onChange = (f) => subscribers.push(f);
 
-/// Every change goes through here: it stamps the project and tells the subscribers (redraw, save).
+/// Draws the page again without a change to the project (a status of its own changed).
+export const redraw = () => redrawers.forEach((f) => f());
+
+/// Every change goes through here: it stamps the project, redraws, and tells the subscribers.
 export function changed({ model = false } = {}) {
   if (model && state.project.model) {
     state.project.model = null;
@@ -79,5 +86,6 @@ export function changed({ model = false } = {}) {
     post({ type: 'unload-model' });
   }
   state.project.changedAt = Date.now();
+  redraw();
   subscribers.forEach((f) => f());
 }

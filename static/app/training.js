@@ -5,8 +5,7 @@ import { wick } from './wasm.js';
 import { drawChart, stepName } from './chart.js';
 import { checkLabels } from './check.js';
 import { ask, listeners } from './messages.js';
-import { render } from './samples.js';
-import { $, state, trainStatus, changed, projectRows } from './state.js';
+import { $, state, trainStatus, changed, projectRows, redraw } from './state.js';
 import { getActivations, putActivations, pruneActivations, scheduleSave, savesDone } from './store.js';
 
 /// Views of each training image when augmenting: plain, mirrored, and two crops with colour jitter.
@@ -174,7 +173,7 @@ export async function startTraining() {
   state.training = true;
   state.history = [];
   drawChart();
-  render();
+  redraw();
   await savesDone();
   scheduleSave();
   trainStatus('Training…');

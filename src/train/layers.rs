@@ -153,7 +153,7 @@ struct Snapshot {
 
 /// A run one step at a time (a step of the head fit, then an epoch of the layers), for the page's
 /// worker, which answers Cancel between steps.
-pub struct TailFit {
+pub struct LayerFit {
     backbone: Backbone,
     network: Network,
     /// How many parts train, and the block they start at.
@@ -200,7 +200,7 @@ pub struct FittedTail {
     pub head_steps: usize,
 }
 
-impl TailFit {
+impl LayerFit {
     /// `depth` parts of `backbone` train (see [`NetworkConfig::first_trained_block`]) on `train`,
     /// whose activations the backbone made at that cut ([`Backbone::activations`]).
     pub fn new(
@@ -285,7 +285,7 @@ impl TailFit {
         let mut out = Vec::with_capacity(rows.len() * self.backbone.feature_dim());
         for batch in rows.chunks(EVAL_BATCH) {
             let x = activations.batch(batch, self.backbone.device())?;
-            let features = self.network.tail(&x, self.first, false)?.detach();
+            let features = self.network.last_layers(&x, self.first, false)?.detach();
             out.extend(features.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
@@ -360,7 +360,7 @@ impl TailFit {
                 .collect();
             let labels: Vec<u32> = batch.iter().map(|&i| self.train.features.labels[i]).collect();
             let x = self.train.activations.batch(&rows, &device)?;
-            let features = self.network.tail(&x, self.first, false)?;
+            let features = self.network.last_layers(&x, self.first, false)?;
             let logits = head.logits(&features, Some((config.dropout, &mut self.rng)))?;
             let loss = cross_entropy(&logits, &labels, &self.class_weights, smoothing)?;
             let loss_value = loss.to_scalar::<f32>()?;
@@ -569,7 +569,7 @@ pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl 
     let head = Head::init(spec, &mut Rng::new(0), device)?;
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 2).collect();
     let step = || -> Result<()> {
-        let logits = head.logits(&network.tail(&x, first, false)?, None)?;
+        let logits = head.logits(&network.last_layers(&x, first, false)?, None)?;
         cross_entropy(&logits, &labels, &[1.0, 1.0], 0.0)?.backward()?;
         Ok(())
     };

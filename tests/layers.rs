@@ -1,4 +1,4 @@
-//! Training the backbone's last layers on cached activations (`wick::train::tail`): where each
+//! Training the backbone's last layers on cached activations (`wick::train::layers`): where each
 //! family is cut, that the frozen part and the trained part together are the whole network, that a
 //! run trains, exports a backbone file and a `.wick` that answer as the run measured, and that bad
 //! input is refused with its reason.
@@ -12,13 +12,13 @@ use image::RgbImage;
 use wick::backbone::{efficientnet_lite, resnet, Network, NetworkConfig};
 use wick::data::augment::{self, AUGMENTED_VIEWS};
 use wick::data::preprocess::Preprocess;
-use wick::infer::Precision;
+use wick::infer::MatmulPrecision;
 use wick::model::features::{compute, View};
 use wick::model::Backbone;
 use wick::model::Classifier;
 use wick::train::config::TrainConfig;
 use wick::train::head::FeatureSet;
-use wick::train::tail::{Activations, TailFit, TrainImages, ValImages};
+use wick::train::layers::{Activations, LayerFit, TrainImages, ValImages};
 use wick::util::rng::Rng;
 
 fn lite0() -> Backbone {
@@ -60,7 +60,7 @@ fn each_family_is_cut_at_its_last_parts() {
 #[test]
 fn frozen_part_then_trained_part_is_the_whole_network() {
     // f32 products, so that the inference path and Candle's graph agree to rounding.
-    let backbone = small_lite0().with_precision(Precision::F32);
+    let backbone = small_lite0().with_precision(MatmulPrecision::F32);
     let network =
         Network::folded(&backbone.meta.config, backbone.weights().var_builder(&Device::Cpu).unwrap()).unwrap();
     let input = Tensor::randn(0f32, 1f32, (2, 3, 64, 64), &Device::Cpu).unwrap();
@@ -71,7 +71,7 @@ fn frozen_part_then_trained_part_is_the_whole_network() {
         let through_graph = network.front(&input, first).unwrap();
         let gap = (&cut - &through_graph).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(gap < 1e-3, "block {first}: the inference path's activation differs from the graph's by {gap}");
-        let joined = network.tail(&cut, first, false).unwrap().to_vec2::<f32>().unwrap();
+        let joined = network.last_layers(&cut, first, false).unwrap().to_vec2::<f32>().unwrap();
         for (a, b) in joined.iter().flatten().zip(whole.iter().flatten()) {
             assert!((a - b).abs() <= 1e-3 * (1.0 + b.abs()), "block {first}: {a} vs {b}");
         }
@@ -149,7 +149,7 @@ fn a_run_trains_the_layers_and_exports_a_backbone_that_answers_as_measured() {
         |_| std::ops::ControlFlow::Continue(()),
     )
     .unwrap();
-    let mut run = TailFit::new(
+    let mut run = LayerFit::new(
         &backbone,
         depth,
         TrainImages { activations, views, features },
@@ -219,7 +219,7 @@ fn bad_runs_are_refused_with_their_reason() {
     };
     let attempt = |views: Vec<Vec<usize>>, depth: usize, labels: &[String]| {
         let train = TrainImages { activations: activations.clone(), views, features: features.clone() };
-        TailFit::new(&backbone, depth, train, val(), labels.to_vec(), &config)
+        LayerFit::new(&backbone, depth, train, val(), labels.to_vec(), &config)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
@@ -233,7 +233,7 @@ fn bad_runs_are_refused_with_their_reason() {
     let [c, h, w] = activations.shape;
     let reshaped = Activations::from_bits([c / 2, h, 2 * w], activations.clone().into_bits()).unwrap();
     let train = TrainImages { activations: reshaped, views: views.clone(), features: features.clone() };
-    let err = TailFit::new(&backbone, 1, train, val(), labels.clone(), &config).err().unwrap().to_string();
+    let err = LayerFit::new(&backbone, 1, train, val(), labels.clone(), &config).err().unwrap().to_string();
     assert!(
         err.contains("training activations of shape [160, 2, 4], but block 16 of this backbone takes [320, 2, 2]"),
         "{err}"
@@ -324,7 +324,7 @@ fn cancel_during_the_layers_epochs_keeps_the_best_step() {
     let (activations, views, features) = prepared(&backbone, &set[..8], first, 2);
     let (val_activations, _, val_features) = prepared(&backbone, &set[8..], first, 1);
     let config = TrainConfig { train_layers: 1, layer_epochs: 50, ..TrainConfig::default() };
-    let mut run = TailFit::new(
+    let mut run = LayerFit::new(
         &backbone,
         1,
         TrainImages { activations, views, features },

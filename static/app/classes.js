@@ -1,15 +1,14 @@
-// Classes and their samples: adding images (files, folders, paste, webcam bursts) through the
-// worker, the class cards, renaming and removing.
+// The class cards and the images coming in: files, folders, paste and webcam bursts embedded by the
+// worker (a few in flight at a time, with a progress line), the cards with their paged thumbnails,
+// renaming and deleting classes, and the controls that depend on them. The data operations are
+// project.js's; app.js redraws every panel.
 import { ask } from './messages.js';
 import { Camera, wireBurst } from './camera.js';
-import { renderCheck } from './check.js';
-import { renderEvaluation } from './evaluation.js';
-import { mapChanged } from './map.js';
-import { $, state, newId, status, changed } from './state.js';
+import { addSample, forgetThumbnail, removeSample, thumbnailUrl, trainingProblem } from './project.js';
+import { $, state, newId, status, changed, redraw } from './state.js';
 
 // Enough files in flight to give every thread of the worker's pool one while the next are read.
 const READS_IN_FLIGHT = Math.max(4, 2 * (navigator.hardwareConcurrency || 1));
-export const thumbnailUrls = new Map(); // sample id → object URL
 
 // `again`: the images being embedded are the project's own, by a new backbone ([`embedAgain`]).
 const extraction = { queued: 0, done: 0, failed: [], started: 0, again: false };
@@ -47,7 +46,7 @@ export async function addFiles(classId, files) {
   showExtraction();
   await embedEach(files, (file) => file.name || 'pasted image', async (file, name) => {
     const bytes = await file.arrayBuffer();
-    addSample(classId, name, await ask({ type: 'embed', bytes }, [bytes]));
+    if (addSample(classId, name, await ask({ type: 'embed', bytes }, [bytes]))) redrawSoon();
   }, redrawSoon);
 }
 
@@ -110,27 +109,20 @@ export async function embedAgain(project) {
   return { project: { ...project, classes, model: null, modelBackbone: null, report: null, trainedOn: [] }, leftOut };
 }
 
-export function addSample(classId, name, { features, thumbnail, source }) {
-  const cls = state.project.classes.find((c) => c.id === classId);
-  if (!cls) return; // the class was deleted meanwhile
-  cls.samples.push({ id: newId(), name, thumbnail, features, source });
-  redrawSoon();
-}
-
 // While files are being read the page redraws a few times a second, not once a photo: the class
 // card's redraw took the main thread ~20 ms a photo (Chromium's profile of 200 photos), time the
 // worker's threads share the cores with. The last file of a batch redraws at once.
 const REDRAW_MS = 250;
-let redraw = null;
+let redrawTimer = null;
 
 function redrawSoon() {
   if (extraction.done >= extraction.queued) redrawNow();
-  else redraw ??= setTimeout(redrawNow, REDRAW_MS);
+  else redrawTimer ??= setTimeout(redrawNow, REDRAW_MS);
 }
 
 function redrawNow() {
-  clearTimeout(redraw);
-  redraw = null;
+  clearTimeout(redrawTimer);
+  redrawTimer = null;
   changed({ model: false });
   showExtraction();
 }
@@ -167,26 +159,6 @@ export async function droppedFiles(dataTransfer) {
     }
   }
   return files;
-}
-
-/// Object URLs kept for thumbnails at most: older ones are revoked (an image already shown keeps
-/// its pixels), so paging through 10,000 images does not keep 10,000 blobs.
-const KEPT_URLS = 1000;
-
-export function thumbnailUrl(sample) {
-  let url = thumbnailUrls.get(sample.id);
-  if (url) {
-    thumbnailUrls.delete(sample.id); // most recently used last
-  } else {
-    url = URL.createObjectURL(new Blob([sample.thumbnail], { type: 'image/jpeg' }));
-    if (thumbnailUrls.size >= KEPT_URLS) {
-      const [oldest, oldUrl] = thumbnailUrls.entries().next().value;
-      URL.revokeObjectURL(oldUrl);
-      thumbnailUrls.delete(oldest);
-    }
-  }
-  thumbnailUrls.set(sample.id, url);
-  return url;
 }
 
 /// Thumbnails a class card shows at a time: a class of 5,000 images pages through them.
@@ -238,7 +210,7 @@ export function renderClass(cls) {
       }
     });
     switcher.addEventListener('click', () => camera.switchCamera().catch((err) => status(`Could not switch the camera: ${err.message}`, true)));
-    wireBurst(record, camera.video, (embedding) => addSample(cls.id, 'webcam', embedding));
+    wireBurst(record, camera.video, (embedding) => { if (addSample(cls.id, 'webcam', embedding)) redrawSoon(); });
     $('.thumbs', card).addEventListener('click', (e) => {
       const button = e.target.closest('button[data-sample-id]');
       if (button) removeSample(cls.id, button.dataset.sampleId);
@@ -286,7 +258,8 @@ function thumbnailItem(sample) {
   return li;
 }
 
-export function render() {
+/// The class cards (in the project's order) and the controls that depend on the classes.
+export function renderClasses() {
   const ids = new Set(state.project.classes.map((c) => c.id));
   document.querySelectorAll('[data-class-id]').forEach((card) => { if (!ids.has(card.dataset.classId)) card.remove(); });
   state.project.classes.forEach(renderClass);
@@ -314,20 +287,6 @@ export function render() {
   for (const id of ['learning-rate', 'batch-size']) document.getElementById(id).disabled = linear && !layers;
   for (const id of ['layer-epochs', 'augment']) document.getElementById(id).disabled = !layers;
   $('#check-labels').disabled = state.training || !state.backbone || problem !== null;
-  renderEvaluation();
-  renderCheck();
-  mapChanged();
-}
-
-/// Why training cannot start, or null.
-export function trainingProblem() {
-  if (state.project.classes.length < 2) return 'Add a second class: a classifier tells classes apart.';
-  const empty = state.project.classes.find((c) => c.samples.length === 0);
-  if (empty) return `Add images to "${empty.name}" first.`;
-  const names = state.project.classes.map((c) => c.name.trim());
-  if (names.some((n) => n === '')) return 'Every class needs a name.';
-  if (new Set(names).size !== names.length) return 'Two classes have the same name.';
-  return null;
 }
 
 export function renameClass(id, name) {
@@ -335,12 +294,12 @@ export function renameClass(id, name) {
   const trimmed = name.trim();
   if (trimmed === '') {
     status('A class name cannot be empty.', true);
-    render();
+    redraw();
     return;
   }
   if (state.project.classes.some((c) => c.id !== id && c.name === trimmed)) {
     status(`There is already a class named "${trimmed}".`, true);
-    render();
+    redraw();
     return;
   }
   cls.name = trimmed;
@@ -353,35 +312,4 @@ export function deleteClass(id) {
   cls.samples.forEach((s) => forgetThumbnail(s.id));
   state.project.classes = state.project.classes.filter((c) => c.id !== id);
   changed({ model: true });
-}
-
-export function removeSample(classId, sampleId) {
-  const cls = state.project.classes.find((c) => c.id === classId);
-  cls.samples = cls.samples.filter((s) => s.id !== sampleId);
-  forgetThumbnail(sampleId);
-  changed({ model: false });
-}
-
-/// Moves a sample to another class (from the data map or the label check). The model no longer fits
-/// its training labels, but stays until the next training, like a removal.
-export function moveSample(sampleId, toClassId) {
-  const from = state.project.classes.find((c) => c.samples.some((s) => s.id === sampleId));
-  const to = state.project.classes.find((c) => c.id === toClassId);
-  if (!from || !to || from === to) return;
-  const sample = from.samples.find((s) => s.id === sampleId);
-  from.samples = from.samples.filter((s) => s.id !== sampleId);
-  to.samples.push(sample);
-  changed({ model: false });
-}
-
-/// Removes a sample wherever it is.
-export function removeSampleById(sampleId) {
-  const cls = state.project.classes.find((c) => c.samples.some((s) => s.id === sampleId));
-  if (cls) removeSample(cls.id, sampleId);
-}
-
-function forgetThumbnail(id) {
-  const url = thumbnailUrls.get(id);
-  if (url) URL.revokeObjectURL(url);
-  thumbnailUrls.delete(id);
 }
