@@ -7,11 +7,15 @@
 //! layer ([`EfficientNetLite::unfolded`]). Weight names mirror the PyTorch checkpoint
 //! (`_blocks.3._depthwise_conv.weight`, `_blocks.3._bn1.running_var`, ...).
 
+use std::sync::Arc;
+
 use candle_core::{DType, ModuleT, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::backbone::family::{BlockInfo, Family, Graph};
 use crate::backbone::layers::{check_conv_shapes, Activation, Conv, ConvBn, ConvNorm};
+use crate::backbone::ops::{ConvOp, Op, OpGraph, Padding, IMAGE_SLOT};
 use crate::data::preprocess::Preprocess;
 
 /// One stage of MBConv blocks; only the first block of a stage strides or changes width.
@@ -143,6 +147,85 @@ impl Config {
             }
         }
         blocks
+    }
+
+    /// The folded network op by op (for the CPU path and exporters): the stem, each MBConv block
+    /// (expansion, depthwise, projection with the skip), the head convolution. The block's input
+    /// alternates between buffers 0 and 1; the expansion goes to 2, the depthwise filter to 3.
+    pub fn ops(&self) -> OpGraph {
+        let conv = |name: String, shape, depthwise, stride, activation, input, output, residual| {
+            Op::Conv(ConvOp {
+                name,
+                shape,
+                depthwise,
+                stride,
+                padding: Padding::Same,
+                activation,
+                input,
+                output,
+                residual,
+            })
+        };
+        let mut ops = vec![conv(
+            "_conv_stem".into(),
+            [self.stem_channels, 3, 3, 3],
+            false,
+            2,
+            Activation::Relu6,
+            IMAGE_SLOT,
+            0,
+            None,
+        )];
+        let mut block_starts = Vec::new();
+        let mut x = 0;
+        for (i, b) in self.blocks().iter().enumerate() {
+            block_starts.push(ops.len());
+            let p = format!("_blocks.{i}");
+            let hidden = b.in_channels * b.expand_ratio;
+            let mut input = x;
+            if b.expand_ratio != 1 {
+                let shape = [hidden, b.in_channels, 1, 1];
+                ops.push(conv(format!("{p}._expand_conv"), shape, false, 1, Activation::Relu6, x, 2, None));
+                input = 2;
+            }
+            let depthwise = [hidden, 1, b.kernel, b.kernel];
+            ops.push(conv(
+                format!("{p}._depthwise_conv"),
+                depthwise,
+                true,
+                b.stride,
+                Activation::Relu6,
+                input,
+                3,
+                None,
+            ));
+            let skip = b.stride == 1 && b.in_channels == b.out_channels;
+            let project = [b.out_channels, hidden, 1, 1];
+            ops.push(conv(
+                format!("{p}._project_conv"),
+                project,
+                false,
+                1,
+                Activation::None,
+                3,
+                1 - x,
+                skip.then_some(x),
+            ));
+            x = 1 - x;
+        }
+        let blocks_end = ops.len();
+        let last = self.stages.last().map_or(self.stem_channels, |s| s.out_channels);
+        ops.push(conv(
+            "_conv_head".into(),
+            [self.head_channels, last, 1, 1],
+            false,
+            1,
+            Activation::Relu6,
+            x,
+            1 - x,
+            None,
+        ));
+        OpGraph { ops, block_starts, blocks_end }
     }
 
     /// The checkpoint's convolutions with the BatchNorm after each, in forward order.
@@ -360,5 +443,84 @@ impl EfficientNetLite {
             x = block.forward_t(&x, train)?;
         }
         self.head.forward_t(&x, train)?.to_dtype(DType::F32)?.flatten_from(2)?.mean(D::Minus1)
+    }
+}
+
+impl Family for Config {
+    fn validate(&self) -> crate::Result<()> {
+        Config::validate(self)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    fn feature_dim(&self) -> usize {
+        self.head_channels
+    }
+
+    fn batch_norm_eps(&self) -> f64 {
+        self.batch_norm_eps
+    }
+
+    fn classifier(&self) -> &'static str {
+        "_fc"
+    }
+
+    fn conv_bn_pairs(&self) -> Vec<ConvBn> {
+        Config::conv_bn_pairs(self)
+    }
+
+    fn peak_activation_bytes(&self, side: usize) -> usize {
+        Config::peak_activation_bytes(self, side)
+    }
+
+    fn block_layout(&self) -> Vec<BlockInfo> {
+        let stages = self.stages.iter().enumerate().flat_map(|(s, stage)| std::iter::repeat_n(s, stage.repeats));
+        self.blocks()
+            .iter()
+            .zip(stages)
+            .enumerate()
+            .map(|(i, (b, stage))| BlockInfo {
+                prefix: format!("_blocks.{i}"),
+                stage,
+                in_channels: b.in_channels,
+                stride: b.stride,
+            })
+            .collect()
+    }
+
+    fn head_conv(&self) -> Option<&'static str> {
+        Some("_conv_head")
+    }
+
+    fn stem_halvings(&self) -> usize {
+        1 // the stem strides by 2
+    }
+
+    fn blocks_out_channels(&self) -> usize {
+        self.stages.last().map_or(self.stem_channels, |s| s.out_channels)
+    }
+
+    fn ops(&self) -> OpGraph {
+        Config::ops(self)
+    }
+
+    fn folded(&self, vb: VarBuilder) -> Result<Arc<dyn Graph>> {
+        Ok(Arc::new(EfficientNetLite::new(self, vb)?))
+    }
+
+    fn unfolded(&self, compute: DType, vb: VarBuilder) -> crate::Result<Arc<dyn Graph>> {
+        Ok(Arc::new(EfficientNetLite::unfolded(self, compute, vb)?))
+    }
+}
+
+impl Graph for EfficientNetLite {
+    fn front(&self, images: &Tensor, first: usize) -> Result<Tensor> {
+        EfficientNetLite::front(self, images, first)
+    }
+
+    fn last_layers(&self, x: &Tensor, first: usize, train: bool) -> Result<Tensor> {
+        EfficientNetLite::last_layers(self, x, first, train)
     }
 }

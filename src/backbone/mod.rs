@@ -4,10 +4,12 @@
 //! in [`layers`]. A loaded backbone, weights and all, is [`crate::model::Backbone`].
 
 pub mod efficientnet_lite;
+pub mod family;
 pub mod fold;
 pub mod imagenet_classes;
 pub mod layers;
 pub mod network;
+pub mod ops;
 pub mod resnet;
 
 pub use network::{Network, NetworkConfig, MAX_TRAIN_LAYERS};

@@ -1,13 +1,17 @@
 //! What a network is, before any weights: each family's configuration behind one
-//! [`NetworkConfig`] (its bounds, its blocks, where it can be cut for training the last layers),
-//! and the built Candle graph of either family ([`Network`]). Nothing here knows of files, of the
-//! CPU inference path or of callers.
+//! [`NetworkConfig`], which answers through the family ([`Family`]) — its bounds, its blocks,
+//! where it can be cut for training the last layers, its ops — and the built Candle graph of any
+//! family ([`Network`]). Nothing here knows of files, of the CPU inference path or of callers.
+
+use std::sync::Arc;
 
 use candle_core::{DType, ModuleT, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::efficientnet_lite::{self, EfficientNetLite};
-use crate::backbone::layers;
+use crate::backbone::efficientnet_lite;
+use crate::backbone::family::{Family, Graph};
+use crate::backbone::layers::ConvBn;
+use crate::backbone::ops::OpGraph;
 use crate::backbone::resnet;
 use crate::error::{invalid, Result};
 
@@ -21,17 +25,11 @@ pub enum NetworkConfig {
 }
 
 impl NetworkConfig {
-    pub fn validate(&self) -> Result<()> {
+    /// The family's answers: the one place a family is picked.
+    pub fn family(&self) -> &dyn Family {
         match self {
-            Self::EfficientNetLite(c) => c.validate(),
-            Self::ResNet(c) => c.validate(),
-        }
-    }
-
-    pub fn num_classes(&self) -> usize {
-        match self {
-            Self::EfficientNetLite(c) => c.num_classes,
-            Self::ResNet(c) => c.num_classes,
+            Self::EfficientNetLite(c) => c,
+            Self::ResNet(c) => c,
         }
     }
 
@@ -45,86 +43,56 @@ impl NetworkConfig {
         }
     }
 
+    pub fn validate(&self) -> Result<()> {
+        self.family().validate()
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.family().num_classes()
+    }
+
     /// Length of the pooled feature vector.
     pub fn feature_dim(&self) -> usize {
-        match self {
-            Self::EfficientNetLite(c) => c.head_channels,
-            Self::ResNet(c) => c.feature_dim(),
-        }
+        self.family().feature_dim()
     }
 
     pub fn batch_norm_eps(&self) -> f64 {
-        match self {
-            Self::EfficientNetLite(c) => c.batch_norm_eps,
-            Self::ResNet(c) => c.batch_norm_eps,
-        }
+        self.family().batch_norm_eps()
+    }
+
+    /// The folded network op by op: what the CPU path runs (and an exporter writes).
+    pub fn ops(&self) -> OpGraph {
+        self.family().ops()
     }
 
     /// The checkpoint's convolutions with the BatchNorm after each.
-    pub fn conv_bn_pairs(&self) -> Vec<layers::ConvBn> {
-        match self {
-            Self::EfficientNetLite(c) => c.conv_bn_pairs(),
-            Self::ResNet(c) => c.conv_bn_pairs(),
-        }
+    pub fn conv_bn_pairs(&self) -> Vec<ConvBn> {
+        self.family().conv_bn_pairs()
     }
 
     /// The classifier's name in the checkpoint (`_fc`, `fc`).
     pub fn classifier(&self) -> &'static str {
-        match self {
-            Self::EfficientNetLite(_) => "_fc",
-            Self::ResNet(_) => "fc",
-        }
+        self.family().classifier()
     }
 
     pub fn peak_activation_bytes(&self, side: usize) -> usize {
-        match self {
-            Self::EfficientNetLite(c) => c.peak_activation_bytes(side),
-            Self::ResNet(c) => c.peak_activation_bytes(side),
-        }
+        self.family().peak_activation_bytes(side)
     }
 
-    /// Each block, in forward order: its weight-name prefix (`_blocks.3`, `layer2.1`), its stage,
-    /// its input channels and its stride.
-    fn block_layout(&self) -> Vec<(String, usize, usize, usize)> {
-        match self {
-            Self::EfficientNetLite(c) => {
-                let stages = c.stages.iter().enumerate().flat_map(|(s, stage)| std::iter::repeat_n(s, stage.repeats));
-                c.blocks()
-                    .iter()
-                    .zip(stages)
-                    .enumerate()
-                    .map(|(i, (b, stage))| (format!("_blocks.{i}"), stage, b.in_channels, b.stride))
-                    .collect()
-            }
-            Self::ResNet(c) => {
-                let stages = c.layers.iter().enumerate().flat_map(|(s, &count)| std::iter::repeat_n(s, count));
-                c.blocks()
-                    .into_iter()
-                    .zip(stages)
-                    .map(|((prefix, b), stage)| (prefix, stage, b.convs[0].1[1], b.stride))
-                    .collect()
-            }
-        }
-    }
-
-    /// The first block that trains when the last `depth` (1 to [`MAX_TRAIN_LAYERS`]) parts of the
-    /// network do, the earlier ones frozen. EfficientNet-Lite: the 1×1 head convolution, then the
-    /// last stage (Lite0: block 15), then the stage before (blocks 11–14). ResNet, which has no head
-    /// convolution: the last block, then the rest of the last stage, then the stage before.
-    pub fn first_trained_block(&self, depth: usize) -> Result<usize> {
-        if !(1..=MAX_TRAIN_LAYERS).contains(&depth) {
+    /// The first block that trains when the last `layers` (1 to [`MAX_TRAIN_LAYERS`]) parts of
+    /// the network do, the earlier ones frozen: first the head convolution where the family has
+    /// one (EfficientNet-Lite's; Lite0's then block 15, then blocks 11–14), else the last block
+    /// (ResNet: then the rest of the last stage); each further part is the rest of the stage
+    /// before the cut.
+    pub fn first_trained_block(&self, layers: usize) -> Result<usize> {
+        if !(1..=MAX_TRAIN_LAYERS).contains(&layers) {
             return Err(invalid!("the layers to train must be 1 to {MAX_TRAIN_LAYERS} (0 trains the head only)"));
         }
-        let blocks = self.block_layout();
-        // The first part: EfficientNet-Lite's head convolution (no block), ResNet's last block.
-        let mut first = match self {
-            Self::EfficientNetLite(_) => blocks.len(),
-            Self::ResNet(_) => blocks.len() - 1,
-        };
-        // Each further part: the rest of the stage before the cut.
-        for _ in 1..depth {
-            let Some(stage) = first.checked_sub(1).map(|i| blocks[i].1) else { break };
-            while first > 0 && blocks[first - 1].1 == stage {
+        let blocks = self.family().block_layout();
+        let mut first = if self.family().head_conv().is_some() { blocks.len() } else { blocks.len() - 1 };
+        for _ in 1..layers {
+            let Some(stage) = first.checked_sub(1).map(|i| blocks[i].stage) else { break };
+            while first > 0 && blocks[first - 1].stage == stage {
                 first -= 1;
             }
         }
@@ -135,37 +103,40 @@ impl NetworkConfig {
     /// for an image of `side` (H, W): (C, H', W'). Every stride-2 layer halves a side, rounding up,
     /// as TF 'SAME' and the symmetric paddings both do.
     pub fn activation_shape(&self, (h, w): (usize, usize), first: usize) -> [usize; 3] {
-        let blocks = self.block_layout();
+        let family = self.family();
+        let blocks = family.block_layout();
         let halve = |(h, w): (usize, usize)| (h.div_ceil(2), w.div_ceil(2));
-        let (last_channels, mut side) = match self {
-            // The stem strides by 2.
-            Self::EfficientNetLite(c) => (c.stages.last().map_or(c.stem_channels, |s| s.out_channels), halve((h, w))),
-            // So do the stem and its max pool.
-            Self::ResNet(c) => (c.feature_dim(), halve(halve((h, w)))),
-        };
-        for &(_, _, _, stride) in &blocks[..first] {
-            if stride == 2 {
+        let mut side = (h, w);
+        for _ in 0..family.stem_halvings() {
+            side = halve(side);
+        }
+        for block in &blocks[..first] {
+            if block.stride == 2 {
                 side = halve(side);
             }
         }
-        let channels = blocks.get(first).map_or(last_channels, |&(_, _, channels, _)| channels);
+        let channels = blocks.get(first).map_or(family.blocks_out_channels(), |b| b.in_channels);
         [channels, side.0, side.1]
     }
 
     /// The last feature map before pooling for an image of `side` (H, W): (H', W', feature_dim), NHWC.
     pub fn feature_map_shape(&self, side: (usize, usize)) -> [usize; 3] {
-        let [_, h, w] = self.activation_shape(side, self.block_layout().len());
+        let [_, h, w] = self.activation_shape(side, self.family().block_layout().len());
         [h, w, self.feature_dim()]
     }
 
     /// The (folded) convolutions that train from block `first` on, by weight name (`<name>.weight`,
     /// `<name>.bias`).
     pub fn trained_convs(&self, first: usize) -> Vec<String> {
-        let trained: Vec<String> = self.block_layout()[first..].iter().map(|(p, ..)| format!("{p}.")).collect();
-        self.conv_bn_pairs()
+        let family = self.family();
+        let trained: Vec<String> = family.block_layout()[first..].iter().map(|b| format!("{}.", b.prefix)).collect();
+        family
+            .conv_bn_pairs()
             .into_iter()
             .map(|pair| pair.conv)
-            .filter(|conv| conv == "_conv_head" || trained.iter().any(|p| conv.starts_with(p.as_str())))
+            .filter(|conv| {
+                Some(conv.as_str()) == family.head_conv() || trained.iter().any(|p| conv.starts_with(p.as_str()))
+            })
             .collect()
     }
 }
@@ -174,60 +145,35 @@ impl NetworkConfig {
 /// [`NetworkConfig::first_trained_block`]).
 pub const MAX_TRAIN_LAYERS: usize = 3;
 
-/// A built network of either family, up to its pooled features: for inference with every BatchNorm
+/// A built network of any family, up to its pooled features: for inference with every BatchNorm
 /// folded ([`Network::folded`]), or for fine-tuning with them as layers ([`Network::unfolded`]).
 #[derive(Debug, Clone)]
-pub enum Network {
-    EfficientNetLite(EfficientNetLite),
-    ResNet(resnet::ResNet),
-}
+pub struct Network(Arc<dyn Graph>);
 
 impl Network {
     pub fn folded(config: &NetworkConfig, vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
-        Ok(match config {
-            NetworkConfig::EfficientNetLite(c) => Self::EfficientNetLite(EfficientNetLite::new(c, vb)?),
-            NetworkConfig::ResNet(c) => Self::ResNet(resnet::ResNet::new(c, vb)?),
-        })
+        config.family().folded(vb).map(Self)
     }
 
-    /// The convolutions run in `compute` (F32, or BF16 for EfficientNet-Lite's mixed precision).
+    /// The convolutions run in `compute` (F32, or BF16 for the families that take mixed precision).
     pub fn unfolded(config: &NetworkConfig, compute: DType, vb: candle_nn::VarBuilder) -> Result<Self> {
-        Ok(match config {
-            NetworkConfig::EfficientNetLite(c) => Self::EfficientNetLite(EfficientNetLite::unfolded(c, compute, vb)?),
-            NetworkConfig::ResNet(_) if compute != DType::F32 => {
-                return Err(invalid!(
-                    "bf16 mixed precision is for EfficientNet-Lite; fine-tune a ResNet with --precision f32"
-                ))
-            }
-            NetworkConfig::ResNet(c) => Self::ResNet(resnet::ResNet::unfolded(c, vb)?),
-        })
+        config.family().unfolded(compute, vb).map(Self)
     }
-}
 
-impl Network {
     /// Images → the input of block `first`, every BatchNorm in evaluation mode.
     pub fn front(&self, images: &Tensor, first: usize) -> candle_core::Result<Tensor> {
-        match self {
-            Self::EfficientNetLite(n) => n.front(images, first),
-            Self::ResNet(n) => n.front(images, first),
-        }
+        self.0.front(images, first)
     }
 
     /// The input of block `first` → pooled features, f32.
     pub fn last_layers(&self, x: &Tensor, first: usize, train: bool) -> candle_core::Result<Tensor> {
-        match self {
-            Self::EfficientNetLite(n) => n.last_layers(x, first, train),
-            Self::ResNet(n) => n.last_layers(x, first, train),
-        }
+        self.0.last_layers(x, first, train)
     }
 }
 
 impl ModuleT for Network {
     /// Images → pooled features, f32; with `train`, BatchNorms use and update batch statistics.
     fn forward_t(&self, images: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        match self {
-            Self::EfficientNetLite(n) => n.forward_t(images, train),
-            Self::ResNet(n) => n.forward_t(images, train),
-        }
+        self.0.forward_t(images, train)
     }
 }

@@ -8,11 +8,15 @@
 //! BatchNorm folded into its convolution ([`ResNet::new`]) and fine-tuning keeps them as layers
 //! ([`ResNet::unfolded`]).
 
+use std::sync::Arc;
+
 use candle_core::{DType, ModuleT, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::backbone::family::{BlockInfo, Family, Graph};
 use crate::backbone::layers::{check_conv_shapes, Activation, Conv, ConvBn, ConvNorm};
+use crate::backbone::ops::{ConvOp, Op, OpGraph, Padding, IMAGE_SLOT};
 use crate::data::preprocess::Preprocess;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +125,69 @@ impl Config {
             }
         }
         blocks
+    }
+
+    /// The folded network op by op (for the CPU path and exporters): the stem, its max pool, each
+    /// block's convolutions with the shortcut added by the last one (then the ReLU), and the
+    /// downsampling shortcut where the block has one. A block reads buffer `x` and writes its
+    /// result to another; its other buffers are the three that are not `x`.
+    pub fn ops(&self) -> OpGraph {
+        let conv = |name: String, shape, stride, activation, input, output, residual| {
+            Op::Conv(ConvOp {
+                name,
+                shape,
+                depthwise: false,
+                stride,
+                padding: Padding::Symmetric,
+                activation,
+                input,
+                output,
+                residual,
+            })
+        };
+        let mut ops = vec![
+            conv("conv1".into(), [64, 3, 7, 7], 2, Activation::Relu, IMAGE_SLOT, 2, None),
+            Op::MaxPool { kernel: 3, stride: 2, padding: 1, input: 2, output: 0 },
+        ];
+        let mut block_starts = Vec::new();
+        let mut x = 0;
+        for (prefix, block) in self.blocks() {
+            block_starts.push(ops.len());
+            let [a, b, shortcut] = match x {
+                0 => [1, 2, 3],
+                1 => [0, 2, 3],
+                2 => [0, 1, 3],
+                _ => [0, 1, 2],
+            };
+            let identity = match block.downsample {
+                Some(shape) => {
+                    ops.push(conv(
+                        format!("{prefix}.downsample.0"),
+                        shape,
+                        block.stride,
+                        Activation::None,
+                        x,
+                        shortcut,
+                        None,
+                    ));
+                    shortcut
+                }
+                None => x,
+            };
+            // Each conv writes the buffer its input is not in: a, then b, then a again.
+            let last = block.convs.len() - 1;
+            let mut input = x;
+            for (i, (name, shape, stride, activation)) in block.convs.into_iter().enumerate() {
+                let output = if i % 2 == 0 { a } else { b };
+                let (activation, residual) =
+                    if i == last { (Activation::Relu, Some(identity)) } else { (activation, None) };
+                ops.push(conv(format!("{prefix}.{name}"), shape, stride, activation, input, output, residual));
+                input = output;
+            }
+            x = input;
+        }
+        let blocks_end = ops.len();
+        OpGraph { ops, block_starts, blocks_end }
     }
 
     /// The checkpoint's convolutions with the BatchNorm after each, in forward order.
@@ -292,4 +359,82 @@ fn max_pool_3x3_stride_2(x: &Tensor) -> Result<Tensor> {
         }
     }
     Ok(out.expect("nine taps"))
+}
+
+impl Family for Config {
+    fn validate(&self) -> crate::Result<()> {
+        Config::validate(self)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    fn feature_dim(&self) -> usize {
+        Config::feature_dim(self)
+    }
+
+    fn batch_norm_eps(&self) -> f64 {
+        self.batch_norm_eps
+    }
+
+    fn classifier(&self) -> &'static str {
+        "fc"
+    }
+
+    fn conv_bn_pairs(&self) -> Vec<ConvBn> {
+        Config::conv_bn_pairs(self)
+    }
+
+    fn peak_activation_bytes(&self, side: usize) -> usize {
+        Config::peak_activation_bytes(self, side)
+    }
+
+    fn block_layout(&self) -> Vec<BlockInfo> {
+        let stages = self.layers.iter().enumerate().flat_map(|(s, &count)| std::iter::repeat_n(s, count));
+        self.blocks()
+            .into_iter()
+            .zip(stages)
+            .map(|((prefix, b), stage)| BlockInfo { prefix, stage, in_channels: b.convs[0].1[1], stride: b.stride })
+            .collect()
+    }
+
+    fn head_conv(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn stem_halvings(&self) -> usize {
+        2 // the stem and its max pool stride by 2
+    }
+
+    fn blocks_out_channels(&self) -> usize {
+        Config::feature_dim(self)
+    }
+
+    fn ops(&self) -> OpGraph {
+        Config::ops(self)
+    }
+
+    fn folded(&self, vb: VarBuilder) -> Result<Arc<dyn Graph>> {
+        Ok(Arc::new(ResNet::new(self, vb)?))
+    }
+
+    fn unfolded(&self, compute: DType, vb: VarBuilder) -> crate::Result<Arc<dyn Graph>> {
+        if compute != DType::F32 {
+            return Err(crate::error::invalid!(
+                "bf16 mixed precision is for EfficientNet-Lite; fine-tune a ResNet with --precision f32"
+            ));
+        }
+        Ok(Arc::new(ResNet::unfolded(self, vb)?))
+    }
+}
+
+impl Graph for ResNet {
+    fn front(&self, images: &Tensor, first: usize) -> Result<Tensor> {
+        ResNet::front(self, images, first)
+    }
+
+    fn last_layers(&self, x: &Tensor, first: usize, train: bool) -> Result<Tensor> {
+        ResNet::last_layers(self, x, first, train)
+    }
 }

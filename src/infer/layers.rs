@@ -2,20 +2,12 @@
 //! one image's NHWC activations, plus the buffers a forward pass reuses.
 
 use crate::backbone::fold::FloatWeights;
+use crate::backbone::ops::{ConvOp, Padding};
 use crate::error::{invalid, Result};
 use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::matmul::{Epilogue, MatmulPrecision, Weights};
 use crate::kernels::nhwc;
 use crate::kernels::Activation;
-
-/// How a convolution pads.
-#[derive(Debug, Clone, Copy)]
-pub enum Padding {
-    /// TensorFlow's 'SAME' (EfficientNet).
-    Same,
-    /// `k / 2` on every side (PyTorch's `Conv2d(padding = k // 2)`, ResNet).
-    Symmetric,
-}
 
 #[derive(Debug, Clone)]
 enum Filters {
@@ -60,21 +52,12 @@ impl Shape {
 }
 
 impl FusedConv {
-    /// The folded convolution `name` (`<name>.weight`, `<name>.bias` in `weights`) of PyTorch shape
-    /// `shape` = (out, in, k, k), or (C, 1, k, k) when `depthwise`. Depthwise filters, the stem and
-    /// 1×1 convolutions of fewer than [`INT8_MIN_INPUTS`] channels stay f32 whatever `precision`
-    /// says: quantizing a row of 16 or 24 values costs about what the product saves.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        weights: &FloatWeights,
-        name: &str,
-        shape: [usize; 4],
-        depthwise: bool,
-        stride: usize,
-        padding: Padding,
-        activation: Activation,
-        precision: MatmulPrecision,
-    ) -> Result<Self> {
+    /// The folded convolution `op` (its `<name>.weight` and `<name>.bias` in `weights`). Depthwise
+    /// filters, the stem and 1×1 convolutions of fewer than [`INT8_MIN_INPUTS`] channels stay f32
+    /// whatever `precision` says: quantizing a row of 16 or 24 values costs about what the product
+    /// saves.
+    pub fn new(weights: &FloatWeights, op: &ConvOp, precision: MatmulPrecision) -> Result<Self> {
+        let ConvOp { ref name, shape, depthwise, stride, padding, activation, .. } = *op;
         let get = |suffix: &str, expected: &[usize]| -> Result<&[f32]> {
             let tensor = format!("{name}.{suffix}");
             match weights.0.get(&tensor) {

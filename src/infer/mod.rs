@@ -6,26 +6,21 @@
 //! Candle's graph ([`crate::backbone::Network`]) stays the path for training, for CUDA, and the
 //! reference the tests hold this one to.
 
-pub mod efficientnet_lite;
 pub mod layers;
-pub mod resnet;
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
 use crate::backbone::fold::FloatWeights;
+use crate::backbone::ops::{Op, OpGraph, IMAGE_SLOT, SLOTS};
 use crate::backbone::NetworkConfig;
 use crate::error::{invalid, Result};
 use crate::kernels::crew::Crew;
+use crate::kernels::geometry::ConvGeometry;
 pub use crate::kernels::matmul::MatmulPrecision;
-use layers::Arena;
-
-#[derive(Debug, Clone)]
-enum Family {
-    EfficientNetLite(Box<efficientnet_lite::EfficientNetLite>),
-    ResNet(Box<resnet::ResNet>),
-}
+use crate::kernels::nhwc;
+use layers::{Arena, FusedConv, Shape};
 
 thread_local! {
     /// Each thread's activation buffers, kept from image to image and call to call: a stream of
@@ -34,31 +29,51 @@ thread_local! {
     static ARENA: RefCell<Arena> = RefCell::default();
 }
 
-/// A folded network ready to run images on the CPU.
+/// One op of the network, ready to run: a convolution with its filters prepared (int8 or f32), or
+/// a max pool.
+#[derive(Debug, Clone)]
+enum Step {
+    Conv { conv: FusedConv, input: usize, output: usize, residual: Option<usize> },
+    MaxPool { kernel: usize, stride: usize, padding: usize, input: usize, output: usize },
+}
+
+/// A folded network ready to run images on the CPU: the family's ops ([`OpGraph`]), walked in
+/// order over four reused buffers. Nothing here is particular to a family.
 #[derive(Debug)]
 pub struct CpuNetwork {
-    family: Family,
+    steps: Vec<Step>,
+    graph: OpGraph,
     config: NetworkConfig,
 }
 
 impl CpuNetwork {
     pub fn new(config: &NetworkConfig, weights: &FloatWeights, precision: MatmulPrecision) -> Result<Self> {
-        let family = match config {
-            NetworkConfig::EfficientNetLite(c) => {
-                Family::EfficientNetLite(Box::new(efficientnet_lite::EfficientNetLite::new(c, weights, precision)?))
-            }
-            NetworkConfig::ResNet(c) => Family::ResNet(Box::new(resnet::ResNet::new(c, weights, precision)?)),
-        };
-        Ok(Self { family, config: config.clone() })
+        let graph = config.ops();
+        let steps = graph
+            .ops
+            .iter()
+            .map(|op| {
+                Ok(match op {
+                    Op::Conv(c) => Step::Conv {
+                        conv: FusedConv::new(weights, c, precision)?,
+                        input: c.input,
+                        output: c.output,
+                        residual: c.residual,
+                    },
+                    &Op::MaxPool { kernel, stride, padding, input, output } => {
+                        Step::MaxPool { kernel, stride, padding, input, output }
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { steps, graph, config: config.clone() })
     }
 
     /// Images (N, 3, H, W) as one row-major buffer → their pooled features (N × feature_dim).
     pub fn features(&self, images: &[f32], n: usize, side: (usize, usize), threads: usize) -> Result<Vec<f32>> {
         self.each_image(images, n, side, self.config.feature_dim(), threads, |image, arena, out, threads| {
-            match &self.family {
-                Family::EfficientNetLite(net) => net.forward(image, side, arena, out, threads),
-                Family::ResNet(net) => net.forward(image, side, arena, out, threads),
-            }
+            let (shape, map) = self.run(self.steps.len(), image, side, arena, threads);
+            nhwc::global_average_pool(map, shape.c, out);
         })
     }
 
@@ -74,11 +89,8 @@ impl CpuNetwork {
         let shape = self.config.feature_map_shape(side);
         let values =
             self.each_image(images, n, side, shape.iter().product(), threads, |image, arena, out, threads| {
-                let (shape, map) = match &self.family {
-                    Family::EfficientNetLite(net) => net.last_map(image, side, arena, threads),
-                    Family::ResNet(net) => net.last_map(image, side, arena, threads),
-                };
-                assert_eq!(shape.elements(), out.len(), "the configuration's map shape is the network's");
+                let (_, map) = self.run(self.steps.len(), image, side, arena, threads);
+                assert_eq!(map.len(), out.len(), "the configuration's map shape is the network's");
                 out.copy_from_slice(map)
             })?;
         Ok((values, shape))
@@ -95,16 +107,63 @@ impl CpuNetwork {
         threads: usize,
     ) -> Result<(Vec<f32>, [usize; 3])> {
         let shape = self.config.activation_shape(side, first);
+        let steps = self.graph.front(first).len();
         let values =
             self.each_image(images, n, side, shape.iter().product(), threads, |image, arena, out, threads| {
-                let (shape, [x, ..]) = match &self.family {
-                    Family::EfficientNetLite(net) => net.front(image, side, arena, first, threads),
-                    Family::ResNet(net) => net.front(image, side, arena, first, threads),
-                };
-                assert_eq!(shape.elements(), out.len(), "the configuration's activation shape is the network's");
-                crate::kernels::nhwc::nhwc_to_nchw(&x[..shape.elements()], shape.c, out)
+                let (shape, x) = self.run(steps, image, side, arena, threads);
+                assert_eq!(x.len(), out.len(), "the configuration's activation shape is the network's");
+                nhwc::nhwc_to_nchw(x, shape.c, out)
             })?;
         Ok((values, shape))
+    }
+
+    /// One image (3, H, W) through the first `steps` ops: the result's shape and values (NHWC),
+    /// in the arena's buffers.
+    fn run<'a>(
+        &self,
+        steps: usize,
+        image: &[f32],
+        side: (usize, usize),
+        arena: &'a mut Arena,
+        threads: usize,
+    ) -> (Shape, &'a [f32]) {
+        let largest = self.config.peak_activation_bytes(side.0.max(side.1)) / 4;
+        let (input, buffers) = arena.start(image, side, largest);
+        let mut shapes = [Shape { h: 0, w: 0, c: 0 }; SLOTS];
+        shapes[IMAGE_SLOT] = input;
+        for step in &self.steps[..steps] {
+            let (input, output) = match step {
+                Step::Conv { input, output, .. } | Step::MaxPool { input, output, .. } => (*input, *output),
+            };
+            // The output buffer is taken out while the others are read (a family never reads the
+            // buffer an op writes).
+            let mut out = std::mem::take(&mut *buffers[output]);
+            let x = &buffers[input][..shapes[input].elements()];
+            shapes[output] = match step {
+                Step::Conv { conv, residual, .. } => {
+                    let shape = conv.output_shape(shapes[input]);
+                    let residual = residual.map(|r| {
+                        assert_eq!(shapes[r], shape, "a residual has the output's shape");
+                        &buffers[r][..shape.elements()]
+                    });
+                    conv.forward(shapes[input], x, residual, &mut out[..shape.elements()], threads);
+                    shape
+                }
+                &Step::MaxPool { kernel, stride, padding, .. } => {
+                    let s = shapes[input];
+                    let g = ConvGeometry::symmetric(s.h, s.w, s.c, kernel, stride, padding);
+                    let shape = Shape { h: g.out_h, w: g.out_w, c: s.c };
+                    nhwc::max_pool(&g, x, &mut out[..shape.elements()]);
+                    shape
+                }
+            };
+            *buffers[output] = out;
+        }
+        let result = OpGraph::result_slot(&self.graph.ops[..steps]);
+        let shape = shapes[result];
+        let [a, b, c, d] = buffers;
+        let result: &'a [f32] = [a, b, c, d].into_iter().nth(result).expect("four buffers");
+        (shape, &result[..shape.elements()])
     }
 
     /// `run(image, arena, out, threads)` for each image and its `per_output` values of the result.
