@@ -3,8 +3,8 @@
 
 use candle_core::Device;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use wick::data::feature_set::FeatureSet;
 use wick::eval::check::{assign_folds, find_suspects, rank_suspects, CHECK_FOLDS};
-use wick::train::head::FeatureSet;
 
 /// `per_class` noisy points around each of `classes` random centres in `dim` dimensions.
 fn clusters(classes: usize, per_class: usize, dim: usize, seed: u64) -> FeatureSet {

@@ -4,11 +4,12 @@
 
 use candle_core::Device;
 use image::{imageops, RgbImage};
+use wick::data::feature_set::FeatureSet;
 use wick::data::preprocess::decode_image;
 use wick::eval::class_map::{overlay, ClassMaps};
 use wick::model::Backbone;
 use wick::train::config::TrainConfig;
-use wick::train::head::{train, FeatureSet};
+use wick::train::head_fit::{HeadData, HeadFit};
 
 fn photo(name: &str) -> RgbImage {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
@@ -46,8 +47,9 @@ fn the_map_follows_the_class() {
     for (i, row) in features.iter().enumerate() {
         set.push(row, (i / 2) as u32);
     }
-    let trained =
-        train(&set, None, 2, &TrainConfig::default(), &Device::Cpu, |_| std::ops::ControlFlow::Continue(())).unwrap();
+    let data = HeadData::train_only(set, vec!["cat".into(), "cup".into()]);
+    let fitted = HeadFit::new(data, &TrainConfig::default(), &Device::Cpu).unwrap();
+    let trained = fitted.run(|_| std::ops::ControlFlow::Continue(())).unwrap().trained;
 
     let picture = two_objects(&cat, &cup);
     let input = backbone.input_tensor(&[&picture]).unwrap();
@@ -89,8 +91,9 @@ fn a_map_of_the_wrong_size_is_refused() {
         set.push(&[0.0; 1280], 1);
         set
     };
-    let trained =
-        train(&set, None, 2, &TrainConfig::default(), &Device::Cpu, |_| std::ops::ControlFlow::Continue(())).unwrap();
+    let data = HeadData::train_only(set, vec!["cat".into(), "cup".into()]);
+    let fitted = HeadFit::new(data, &TrainConfig::default(), &Device::Cpu).unwrap();
+    let trained = fitted.run(|_| std::ops::ControlFlow::Continue(())).unwrap().trained;
     let err = ClassMaps::new(&trained.head, &[0.0; 49 * 1000], [7, 7, 1000], &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("does not fit a head on 1280 features"), "{err}");
     let err = ClassMaps::new(&trained.head, &[0.0; 10], [7, 7, 1280], &Device::Cpu).unwrap_err().to_string();

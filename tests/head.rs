@@ -4,13 +4,15 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use candle_core::{Device, Tensor};
+use wick::data::feature_set::FeatureSet;
 use wick::data::preprocess::Preprocess;
 use wick::formats::classifier::{BackboneRef, ClassifierMeta};
 use wick::model::Classifier;
 use wick::train::config::{HeadSpec, Solver, TrainConfig};
-use wick::train::head::{regularization_path, train, FeatureSet, Head};
+use wick::train::head::Head;
+use wick::train::head_fit::{regularization_path, HeadData, HeadFit};
 use wick::train::loss::{class_weights, cross_entropy};
-use wick::train::report::Stop;
+use wick::train::report::{EpochStats, Stop};
 use wick::util::rng::Rng;
 use wick::util::utc_timestamp;
 
@@ -38,13 +40,30 @@ fn accuracy(head: &Head, set: &FeatureSet) -> f32 {
     hits as f32 / set.len() as f32
 }
 
+/// The head-fitting data: classes named by their index, validation rows by theirs.
+fn data(train_set: &FeatureSet, val: Option<&FeatureSet>, classes: usize) -> HeadData {
+    let val = val.cloned().unwrap_or_else(|| FeatureSet::new(train_set.dim));
+    let val_names = (0..val.len()).map(|i| i.to_string()).collect();
+    HeadData { train: train_set.clone(), val, val_names, labels: (0..classes).map(|c| c.to_string()).collect() }
+}
+
+fn fit(
+    train_set: &FeatureSet,
+    val: Option<&FeatureSet>,
+    classes: usize,
+    config: &TrainConfig,
+    on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
+) -> wick::Result<wick::train::head::Trained> {
+    Ok(HeadFit::new(data(train_set, val, classes), config, &Device::Cpu)?.run(on_epoch)?.trained)
+}
+
 fn run(
     train_set: &FeatureSet,
     val: Option<&FeatureSet>,
     classes: usize,
     config: &TrainConfig,
 ) -> wick::train::head::Trained {
-    train(train_set, val, classes, config, &Device::Cpu, |_| ControlFlow::Continue(())).unwrap()
+    fit(train_set, val, classes, config, |_| ControlFlow::Continue(())).unwrap()
 }
 
 fn weights(head: &Head) -> Vec<(String, Vec<f32>)> {
@@ -119,7 +138,7 @@ fn lbfgs_reaches_the_regularised_optimum_and_picks_the_strength_on_validation() 
 fn settings_the_solver_does_not_use_are_refused() {
     let set = blobs(2, 10, 4, 1.0, 1);
     let config = TrainConfig { hidden: Some(8), solver: Solver::Lbfgs, ..TrainConfig::default() };
-    let err = wick::train::head::Trainer::new(&set, None, 2, &config, &Device::Cpu).err().unwrap().to_string();
+    let err = HeadFit::new(data(&set, None, 2), &config, &Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("L-BFGS solver trains linear heads only"), "{err}");
 }
 
@@ -258,18 +277,16 @@ fn diverging_training_stops_and_keeps_the_last_good_weights() {
     assert!(weights(&trained.head).iter().all(|(_, w)| w.iter().all(|v| v.is_finite())));
 
     // Diverging at once leaves nothing worth keeping: an error that says what to do.
-    let err = train(&set, None, 2, &TrainConfig { learning_rate: 1e38, ..config }, &Device::Cpu, |_| {
-        ControlFlow::Continue(())
-    })
-    .err()
-    .expect("diverges in the first epoch");
+    let err = fit(&set, None, 2, &TrainConfig { learning_rate: 1e38, ..config }, |_| ControlFlow::Continue(()))
+        .err()
+        .expect("diverges in the first epoch");
     assert!(err.to_string().contains("lower learning rate"), "{err}");
 }
 
 #[test]
 fn cancelling_keeps_the_best_weights_so_far() {
     let set = blobs(2, 20, 8, 1.0, 4);
-    let trained = train(&set, Some(&set), 2, &TrainConfig::default(), &Device::Cpu, |stats| {
+    let trained = fit(&set, Some(&set), 2, &TrainConfig::default(), |stats| {
         if stats.epoch == 3 {
             ControlFlow::Break(())
         } else {
@@ -285,7 +302,7 @@ fn cancelling_keeps_the_best_weights_so_far() {
 fn bad_training_input_is_refused() {
     let set = blobs(2, 5, 4, 1.0, 1);
     let refuse = |set: &FeatureSet, classes, config: &TrainConfig| {
-        train(set, None, classes, config, &Device::Cpu, |_| ControlFlow::Continue(())).err().unwrap().to_string()
+        fit(set, None, classes, config, |_| ControlFlow::Continue(())).err().unwrap().to_string()
     };
     let ok = TrainConfig::default();
     assert!(refuse(&set, 1, &ok).contains("class index 1"));

@@ -11,13 +11,14 @@ use image::RgbImage;
 
 use wick::backbone::{efficientnet_lite, resnet, Network, NetworkConfig};
 use wick::data::augment::{self, AUGMENTED_VIEWS};
+use wick::data::feature_set::FeatureSet;
 use wick::data::preprocess::Preprocess;
 use wick::infer::MatmulPrecision;
 use wick::model::features::{compute, View};
 use wick::model::Backbone;
 use wick::model::Classifier;
 use wick::train::config::TrainConfig;
-use wick::train::head::FeatureSet;
+use wick::train::head_fit::{HeadData, HeadFit};
 use wick::train::layers::{Activations, LayerFit, TrainImages, ValImages};
 use wick::util::rng::Rng;
 
@@ -139,16 +140,14 @@ fn a_run_trains_the_layers_and_exports_a_backbone_that_answers_as_measured() {
     let names: Vec<String> = (0..val_set.len()).map(|i| i.to_string()).collect();
     let labels: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
     let config = TrainConfig { train_layers: depth, layer_epochs: 2, ..TrainConfig::default() };
-    let head_only = wick::train::fit::fit_head(
-        &features,
-        val_features.clone(),
-        names.clone(),
-        labels.clone(),
-        &config,
-        &Device::Cpu,
-        |_| std::ops::ControlFlow::Continue(()),
-    )
-    .unwrap();
+    let data = HeadData {
+        train: features.clone(),
+        val: val_features.clone(),
+        val_names: names.clone(),
+        labels: labels.clone(),
+    };
+    let head_only =
+        HeadFit::new(data, &config, &Device::Cpu).unwrap().run(|_| std::ops::ControlFlow::Continue(())).unwrap();
     let mut run = LayerFit::new(
         &backbone,
         depth,

@@ -9,14 +9,14 @@ use candle_core::{Device, Tensor};
 use serde::Serialize;
 
 use wick::data::cifar10::{self, Cifar10};
+use wick::data::feature_set::FeatureSet;
 use wick::error::InFile;
 use wick::formats::f32_values;
 use wick::model::Pretrained;
 use wick::train::config::TrainConfig;
 use wick::train::config::{ComputeDtype, FinetuneConfig};
 use wick::train::finetune::Finetuner;
-use wick::train::fit::fit_head;
-use wick::train::head::{self, FeatureSet};
+use wick::train::head_fit::{time_head_fit, HeadData, HeadFit};
 
 use super::flags::*;
 use super::shared::*;
@@ -154,8 +154,7 @@ pub fn bench_head(dir: &Path, iters: usize, json: bool) -> Result<()> {
     let classes = *set.labels.iter().max().unwrap_or(&0) as usize + 1;
     let (epochs, batch_size) = (50, 64);
     let clock = Instant::now();
-    let (best, accuracy) =
-        head::time_training(&set, epochs, batch_size, iters, || clock.elapsed().as_secs_f64() * 1e3)?;
+    let (best, accuracy) = time_head_fit(&set, epochs, batch_size, iters, || clock.elapsed().as_secs_f64() * 1e3)?;
     let record = HeadBenchRecord {
         what: "head_training",
         threads: candle_core::utils::get_num_threads(),
@@ -221,8 +220,9 @@ pub fn bench_head_fit(dir: &Path, json: bool) -> Result<()> {
     let val_names = (0..val.len()).map(|i| format!("val[{i}]")).collect();
     let start = Instant::now();
     let config = TrainConfig::default();
-    let fitted =
-        fit_head(&train, val, val_names, labels.clone(), &config, &Device::Cpu, |_| ControlFlow::Continue(()))?;
+    let (train_rows, dim) = (train.len(), train.dim);
+    let data = HeadData { train, val, val_names, labels: labels.clone() };
+    let fitted = HeadFit::new(data, &config, &Device::Cpu)?.run(|_| ControlFlow::Continue(()))?;
     let seconds = start.elapsed().as_secs_f64();
     let test_names: Vec<String> = (0..test.len()).map(|i| format!("test[{i}]")).collect();
     let test_metrics = fitted.trained.head.evaluate(&test, &labels, &test_names, &Device::Cpu)?;
@@ -230,11 +230,11 @@ pub fn bench_head_fit(dir: &Path, json: bool) -> Result<()> {
     let record = HeadFitRecord {
         what: "head_fit",
         threads: candle_core::utils::get_num_threads(),
-        train_rows: train.len(),
-        dim: train.dim,
+        train_rows,
+        dim,
         classes,
         regularization,
-        sklearn_c: regularization.map(|l| 1.0 / (l * train.len() as f64)),
+        sklearn_c: regularization.map(|l| 1.0 / (l * train_rows as f64)),
         path_steps: fitted.trained.history.len(),
         val_accuracy: fitted.validation.as_ref().map(|m| m.accuracy),
         test_accuracy: test_metrics.accuracy,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use wick::data::cifar10::{self, Cifar10, TEST_FILE};
 use wick::data::dataset::stratified_split;
+use wick::data::feature_set::FeatureSet;
 use wick::data::preprocess::Preprocess;
 use wick::error::InFile;
 use wick::eval::metrics::{argmax, Metrics};
@@ -19,7 +20,7 @@ use wick::model::{Backbone, Pretrained};
 use wick::train::config::FinetuneConfig;
 use wick::train::config::TrainConfig;
 use wick::train::finetune::Finetuner;
-use wick::train::head::FeatureSet;
+use wick::train::head_fit::HeadData;
 use wick::train::optim::OptimizerKind;
 use wick::train::report::{EpochStats, Stop};
 
@@ -132,8 +133,12 @@ pub fn cifar10_probe(
     let out = outputs.model;
     let class_names: Vec<String> = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
     let val_names: Vec<String> = val_idx.iter().map(|i| format!("train[{i}]")).collect();
-    let fitted =
-        train_head(&train_set, val_set, val_names, class_names.clone(), config, backbone.device(), output.quiet)?;
+    let fitted = train_head(
+        HeadData { train: train_set, val: val_set, val_names, labels: class_names.clone() },
+        config,
+        backbone.device(),
+        output.quiet,
+    )?;
     let names: Vec<String> = (0..test_set.len()).map(|i| format!("{TEST_FILE}[{i}]")).collect();
     let mut metrics = fitted.trained.head.evaluate(&test_set, &class_names, &names, backbone.device())?;
     metrics.misclassified.truncate(20); // the most confident mistakes
@@ -142,7 +147,7 @@ pub fn cifar10_probe(
     let classifier =
         Classifier::from_training(fitted.trained, class_names, &backbone, config.clone(), Some(&metrics), unix_now());
     write_atomically(out, &classifier.to_bytes()?)?;
-    let title = format!("wick cifar10 --mode probe --img-size {img_size}: {} training images", train_set.len());
+    let title = format!("wick cifar10 --mode probe --img-size {img_size}: {} training images", fitted.train_rows);
     let plot = write_plot(out, &title, &classifier.meta.history, Some(&metrics), &classifier.meta.labels, "test set")?;
     if output.json {
         let report = Cifar10Report {

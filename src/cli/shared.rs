@@ -11,12 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use wick::data::dataset::{scan_folder, LabelledFolder, Sample};
+use wick::data::feature_set::FeatureSet;
 use wick::eval::metrics::Metrics;
 use wick::model::features::{extract_files, CacheFile};
 use wick::model::Backbone;
 use wick::train::config::{Solver, TrainConfig};
-use wick::train::fit::{fit_head, FittedHead};
-use wick::train::head::{regularization_path, FeatureSet};
+use wick::train::head_fit::{regularization_path, FittedHead, HeadData, HeadFit};
 use wick::train::plot::{training_svg, PLOT_MARK};
 use wick::train::report::{EpochStats, Stop};
 use wick::util::printable;
@@ -189,21 +189,13 @@ pub fn extract(
     Ok(out)
 }
 
-/// [`fit_head`] with a progress bar (epochs, or the strengths of the L-BFGS path).
-pub fn train_head(
-    train_set: &FeatureSet,
-    val_set: FeatureSet,
-    val_names: Vec<String>,
-    labels: Vec<String>,
-    config: &TrainConfig,
-    device: &Device,
-    quiet: bool,
-) -> Result<FittedHead> {
+/// [`HeadFit::run`] with a progress bar (epochs, or the strengths of the L-BFGS path).
+pub fn train_head(data: HeadData, config: &TrainConfig, device: &Device, quiet: bool) -> Result<FittedHead> {
     let bar = match config.solver {
         Solver::Lbfgs => progress_bar(regularization_path().len(), "L2 path", quiet),
         Solver::AdamW => progress_bar(config.epochs, "epochs", quiet),
     };
-    let fitted = fit_head(train_set, val_set, val_names, labels, config, device, |stats: &EpochStats| {
+    let fitted = HeadFit::new(data, config, device)?.run(|stats: &EpochStats| {
         bar.set_position(stats.epoch as u64);
         bar.set_message(match (stats.val_loss, stats.val_accuracy) {
             (Some(loss), Some(acc)) => format!("val loss {loss:.4} acc {:.1}%", 100.0 * acc),

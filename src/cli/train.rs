@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use wick::data::augment::{self, AUGMENTED_VIEWS};
 use wick::data::dataset::{check_labels, stratified_split, Sample};
+use wick::data::feature_set::FeatureSet;
 use wick::data::preprocess::{decode_image, decode_waves, decoded_bytes, DECODE_BUDGET};
 use wick::error::InFile;
 use wick::eval::check::find_suspects;
@@ -18,7 +19,7 @@ use wick::model::features::{compute, View};
 use wick::model::Backbone;
 use wick::model::Classifier;
 use wick::train::config::TrainConfig;
-use wick::train::head::FeatureSet;
+use wick::train::head_fit::HeadData;
 use wick::train::layers::{Activations, LayerFit, TrainImages, ValImages};
 use wick::train::report::{EpochStats, Stop};
 
@@ -162,8 +163,12 @@ pub fn train(
     } else {
         None
     };
-    let fitted =
-        train_head(&train_data.set, val_data.set, val_data.names, labels.clone(), config, backbone.device(), quiet)?;
+    let fitted = train_head(
+        HeadData { train: train_data.set, val: val_data.set, val_names: val_data.names, labels: labels.clone() },
+        config,
+        backbone.device(),
+        quiet,
+    )?;
     let validation = fitted.validation;
     let classifier = Classifier::from_training(
         fitted.trained,
@@ -174,7 +179,7 @@ pub fn train(
         unix_now(),
     );
     write_atomically(out, &classifier.to_bytes()?)?;
-    let title = format!("wick train {} ({} images)", data.display(), train_data.set.len());
+    let title = format!("wick train {} ({} images)", data.display(), fitted.train_rows);
     let plot = write_plot(out, &title, &classifier.meta.history, validation.as_ref(), labels, "validation images")?;
 
     if output.json {

@@ -5,4 +5,5 @@
 pub mod augment;
 pub mod cifar10;
 pub mod dataset;
+pub mod feature_set;
 pub mod preprocess;

@@ -11,9 +11,10 @@
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
+use crate::data::feature_set::FeatureSet;
 use crate::error::{invalid, Result};
 use crate::train::config::{Solver, TrainConfig};
-use crate::train::head::{train, FeatureSet};
+use crate::train::head_fit::{HeadData, HeadFit};
 use crate::util::rng::Rng;
 
 /// Folds of the check: each head trains on four fifths of the images.
@@ -92,7 +93,8 @@ pub fn out_of_fold_probabilities(
                 train_set.push(features, set.labels[row]);
             }
         }
-        let trained = train(&train_set, None, classes, &config, device, |_| std::ops::ControlFlow::Continue(()))?;
+        let data = HeadData::train_only(train_set, (0..classes).map(|c| c.to_string()).collect());
+        let trained = HeadFit::new(data, &config, device)?.run(|_| std::ops::ControlFlow::Continue(()))?.trained;
         let predicted = trained.head.probabilities(&held_out.tensor(device)?)?.to_vec2::<f32>()?;
         for (row, p) in held_rows.into_iter().zip(predicted) {
             probabilities[row] = p;

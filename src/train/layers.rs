@@ -30,6 +30,7 @@ use half::vec::{HalfBitsVecExt, HalfFloatVecExt};
 
 use crate::backbone::fold::FloatWeights;
 use crate::backbone::{Network, NetworkConfig};
+use crate::data::feature_set::FeatureSet;
 use crate::error::{invalid, Result};
 use crate::eval::metrics::Metrics;
 use crate::formats::backbone_file::QUANTIZATION;
@@ -37,8 +38,8 @@ use crate::formats::backbone_file::{self, BackboneMeta, Source};
 use crate::model::Backbone;
 use crate::model::Classifier;
 use crate::train::config::{Solver, TrainConfig};
-use crate::train::fit::HeadFit;
-use crate::train::head::{FeatureSet, Head, Trained};
+use crate::train::head::{Head, Trained};
+use crate::train::head_fit::{HeadData, HeadFit};
 use crate::train::loss::{class_weights, count_correct, cross_entropy};
 use crate::train::optim::{Optimizer, OptimizerKind};
 use crate::train::report::{EpochStats, Stop};
@@ -252,14 +253,13 @@ impl LayerFit {
         }
         // Step 1 is head-only training itself: the same features, settings, split and seed.
         let head_config = TrainConfig { flip_augment: false, ..config.clone() };
-        let fit = HeadFit::new(
-            &train.features,
-            val.features.clone(),
-            val.names.clone(),
-            labels.clone(),
-            &head_config,
-            &device,
-        )?;
+        let data = HeadData {
+            train: train.features.clone(),
+            val: val.features.clone(),
+            val_names: val.names.clone(),
+            labels: labels.clone(),
+        };
+        let fit = HeadFit::new(data, &head_config, &device)?;
         Ok(Self {
             backbone: backbone.clone(),
             network,

@@ -3,8 +3,8 @@
 
 pub mod config;
 pub mod finetune;
-pub mod fit;
 pub mod head;
+pub mod head_fit;
 pub mod layers;
 pub mod lbfgs;
 pub mod loss;

@@ -11,6 +11,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::data::augment::{self, stored_copy};
 use crate::data::dataset::{check_labels, stratified_split};
+use crate::data::feature_set::FeatureSet;
 use crate::data::preprocess::{decode_image, decode_waves, decoded_bytes, PAGE_DECODE_BUDGET};
 use crate::eval::check::find_suspects;
 use crate::eval::class_map::{self, overlay};
@@ -21,8 +22,7 @@ use crate::model::features::{compute, View};
 use crate::model::Backbone;
 use crate::model::Classifier;
 use crate::train::config::{Solver, TrainConfig};
-use crate::train::fit::HeadFit;
-use crate::train::head::{self, FeatureSet};
+use crate::train::head_fit::{time_head_fit, HeadData, HeadFit};
 use crate::train::layers::{self, Activations, LayerFit, TrainImages, ValImages};
 use crate::train::report::Stop;
 
@@ -445,15 +445,13 @@ impl Training {
                 "training the backbone's layers needs their activations: use Training.with_layers",
             ));
         }
-        let fit = HeadFit::new(
-            &run.subset(&run.train_idx),
-            run.subset(&run.val_idx),
-            run.val_names(),
-            run.names.clone(),
-            &run.config,
-            &Device::Cpu,
-        )
-        .map_err(fail)?;
+        let data = HeadData {
+            train: run.subset(&run.train_idx),
+            val: run.subset(&run.val_idx),
+            val_names: run.val_names(),
+            labels: run.names.clone(),
+        };
+        let fit = HeadFit::new(data, &run.config, &Device::Cpu).map_err(fail)?;
         let (labels, config, backbone) = (run.names, run.config, session.backbone.clone());
         Ok(Self { fit: Some(Fit::Head(Box::new(HeadRun { fit, labels, config, backbone }))) })
     }
@@ -745,7 +743,7 @@ pub fn bench_head(
         features: features.to_vec(),
         labels: labels.iter().map(|&l| l as u32).collect(),
     };
-    let (best, accuracy) = head::time_training(&set, epochs, batch_size, iters, now_ms).map_err(fail)?;
+    let (best, accuracy) = time_head_fit(&set, epochs, batch_size, iters, now_ms).map_err(fail)?;
     Ok(format!(r#"{{"ms":{best},"train_accuracy":{accuracy}}}"#))
 }
 
