@@ -5,7 +5,7 @@
 // itself, without TF.js's idle pool on the same cores), all running the same EfficientNet-Lite0
 // architecture built from TF.js's fused ops (conv2d / depthwiseConv2d with bias and ReLU6 fused, TF
 // 'same' padding, NHWC), random weights. Both run in the same page of headless Chromium on the
-// `trunk build --release` output. Also reports the first-load size (gzipped wasm + model file).
+// `trunk build --release` output. Also reports the first-load size (gzipped wasm + backbone file).
 //
 //   node benches/tfjs_peer.mjs [--json]
 import fs from 'node:fs';
@@ -216,7 +216,7 @@ try {
 }
 
 // First load: what a visit downloads, the scripts and the wasm gzipped (as a server sends them) and
-// the model file as it is (already compressed: int8). Each build has its own wasm and glue.
+// the backbone file as it is (already compressed: int8). Each build has its own wasm and glue.
 const dist = path.join(root, 'dist');
 const gzipped = (f) => zlib.gzipSync(fs.readFileSync(path.join(dist, f))).length;
 const pageModules = fs.readdirSync(path.join(dist, 'static/app')).map((f) => `static/app/${f}`);

@@ -4,7 +4,7 @@
 #      ImageNet weights on the same images. Every step's loss depends on all earlier gradients, so
 #      matching losses over several steps checks the gradients too.
 #   2. The depthwise convolution's values and gradients on CUDA against the naive loop
-#      (tests/depthwise.rs, within 1e-5).
+#      (the library's test `kernels::depthwise`, within 1e-5).
 #   3. Fine-tuning images/s at 224² (batch 64) and 64² (batch 128): Wick, then PyTorch eager running
 #      the same recipe on the same GPU (benches/finetune_peer.py), and the ratio.
 #
@@ -13,7 +13,7 @@
 #   scripts/gpu-bundle.sh                   # here: gpu-bundle/ (binaries, depthwise test, checkpoint)
 #   scripts/gpu-check.sh --bundle gpu-bundle    # there
 # or, where the tree was built with `--features cuda` in place: WICK_BIN=<dir with wick, wick-cuda>
-# WICK_DEPTHWISE_TEST=<the cuda depthwise test binary> scripts/gpu-check.sh.
+# WICK_DEPTHWISE_TEST=<the cuda build's library test binary> scripts/gpu-check.sh.
 # Results go to $OUT (default: gpu-check/): JSON lines per measurement, and summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,9 +71,9 @@ PY
 
 echo "== 2. depthwise convolution on CUDA against the naive loop"
 if [ -n "${WICK_DEPTHWISE_TEST:-}" ]; then
-  WICK_TEST_DEVICE=cuda "$WICK_DEPTHWISE_TEST" --test-threads 1 2>&1 | tee "$out/depthwise.txt"
+  WICK_TEST_DEVICE=cuda "$WICK_DEPTHWISE_TEST" kernels::depthwise --test-threads 1 2>&1 | tee "$out/depthwise.txt"
 else
-  echo "skipped: set WICK_DEPTHWISE_TEST to the cuda build's tests/depthwise binary" | tee "$out/depthwise.txt"
+  echo "skipped: set WICK_DEPTHWISE_TEST to the cuda build's library test binary" | tee "$out/depthwise.txt"
 fi
 
 echo "== 3. fine-tuning throughput, Wick and PyTorch eager on the same GPU"

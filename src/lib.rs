@@ -11,12 +11,14 @@
 
 pub mod backbone;
 pub mod checkpoint;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod data;
 pub mod error;
 pub mod eval;
 pub mod formats;
 pub mod infer;
-pub mod kernels;
+pub(crate) mod kernels;
 pub mod model;
 pub mod train;
 pub mod util;

@@ -1,4 +1,4 @@
-//! The `wick` command line (`src/cli/`). (The web app is the library's wasm build: see `src/web/`.)
+//! The `wick` command line (the library's `cli` module, `src/cli/`). (The web app is the library's wasm build: see `src/web/`.)
 //!
 //! With `--features cuda`, `wick` is a launcher and the command line is `wick-cuda`, next to it:
 //! that binary links the NVIDIA driver and the CUDA libraries (Candle links them, it does not load
@@ -7,18 +7,14 @@
 
 use std::process::ExitCode;
 
-#[cfg(not(feature = "cuda"))]
-mod cli;
-
-// glibc's malloc hands large blocks back to the OS and page-faults them in again on nearly every
-// tensor op; mimalloc keeps them (head training ran 3× faster, the backbone ~5% faster).
+// mimalloc, for the reason in `wick::cli` (the allocator is the binary's to choose).
 #[cfg(not(feature = "cuda"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[cfg(not(feature = "cuda"))]
 fn main() -> ExitCode {
-    cli::main()
+    wick::cli::main()
 }
 
 #[cfg(feature = "cuda")]

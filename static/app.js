@@ -10,7 +10,7 @@ import { mapChanged, wireMap, wireSampleDialog } from './app/map.js';
 import { previewFile, switchPreviewCamera, togglePreviewWebcam, wireLooks } from './app/preview.js';
 import { addFiles, embedAgain, renderClasses } from './app/classes.js';
 import { renderEvaluation } from './app/evaluation.js';
-import { $, state, newId, status, trainStatus, changed, emptyProject, onChange, onRedraw, redraw, MODEL_URL } from './app/state.js';
+import { $, state, newId, status, trainStatus, changed, emptyProject, onChange, onRedraw, redraw, BACKBONE_URL } from './app/state.js';
 import { holdSaves, loadSaved, releaseSaves, restoreSamples, scheduleSave } from './app/store.js';
 import { cancelTraining, readSettings, showLayerCost, startTraining } from './app/training.js';
 
@@ -69,7 +69,7 @@ function wire() {
     if (!confirm(`Reset: delete every class, image and the trained model from this browser${andBackbone}?`)) return;
     if (state.customBackbone) {
       try {
-        setBackbone(await ask({ type: 'load-backbone', modelUrl: MODEL_URL }), null);
+        setBackbone(await ask({ type: 'load-backbone', backboneUrl: BACKBONE_URL }), null);
       } catch (e) {
         status(`Could not load the default backbone: ${e.message}. Your current project is unchanged.`, true);
         return;
@@ -129,23 +129,23 @@ async function main() {
     status(loadProblem, true);
   }
   listeners.progress.push(({ received, total }) => {
-    $('#model-progress').value = total ? received / total : 0;
-    status(`Downloading the model… ${(received / 1e6).toFixed(1)}${total ? ` / ${(total / 1e6).toFixed(1)}` : ''} MB`);
+    $('#backbone-progress').value = total ? received / total : 0;
+    status(`Downloading the backbone… ${(received / 1e6).toFixed(1)}${total ? ` / ${(total / 1e6).toFixed(1)}` : ''} MB`);
   });
   try {
     let ready = null;
     if (saved?.customBackbone) {
       try {
-        ready = await ask({ type: 'start', modelBytes: saved.customBackbone.slice().buffer });
+        ready = await ask({ type: 'start', backboneBytes: saved.customBackbone.slice().buffer });
         setBackbone(ready, saved.customBackbone);
       } catch (e) {
         status(`Could not load the saved backbone (${e.message}): back to the default one.`, true);
       }
     }
-    if (!ready) setBackbone(await ask({ type: 'start', modelUrl: MODEL_URL }), null);
-    $('#model-progress').value = 1;
+    if (!ready) setBackbone(await ask({ type: 'start', backboneUrl: BACKBONE_URL }), null);
+    $('#backbone-progress').value = 1;
   } catch (e) {
-    status(`Could not load the model: ${e.message}`, true);
+    status(`Could not load the backbone: ${e.message}`, true);
     return;
   }
   state.project = emptyProject();
@@ -199,7 +199,7 @@ async function main() {
   await reconnect();
   // Images embedded again are saved under their new features now.
   if (notice) changed();
-  status(`Model ready: ${describeBackbone()}. ${loadProblem ?? notice ?? 'Add images to each class, then train.'}`, loadProblem !== null);
+  status(`Backbone ready: ${describeBackbone()}. ${loadProblem ?? notice ?? 'Add images to each class, then train.'}`, loadProblem !== null);
   document.body.dataset.ready = 'true';
 }
 

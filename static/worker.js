@@ -23,13 +23,13 @@ const reply = (message, transfer = []) => self.postMessage(message, transfer);
 const errorText = (e) => (e && e.message) || String(e);
 const nextTurn = () => new Promise((resolve) => setTimeout(resolve, 0));
 
-/// Makes the backbone from `modelBytes` (a file the user opened), or downloaded from `modelUrl`, the
+/// Makes the backbone from `backboneBytes` (a file the user opened), or downloaded from `backboneUrl`, the
 /// session's. A file that does not load leaves the session as it was.
-async function loadBackbone({ id, modelUrl, modelBytes }) {
-  let bytes = modelBytes && new Uint8Array(modelBytes);
+async function loadBackbone({ id, backboneUrl, backboneBytes }) {
+  let bytes = backboneBytes && new Uint8Array(backboneBytes);
   if (!bytes) {
     let last = 0;
-    bytes = await wick.download(modelUrl, (received, total) => {
+    bytes = await wick.download(backboneUrl, (received, total) => {
       const now = performance.now();
       if (now - last > 100 || received === total) {
         last = now;

@@ -15,7 +15,11 @@ pub fn looks_like(bytes: &[u8]) -> bool {
 }
 
 pub fn read_state_dict(bytes: &[u8]) -> Result<StateDict> {
-    if let Some(format) = crate::formats::format_of(bytes) {
+    // Wick's own files are safetensors too, and name their format in the metadata.
+    let wick_format = SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, header)| header.metadata().as_ref()?.get("format").filter(|f| f.starts_with("wick-")).cloned());
+    if let Some(format) = wick_format {
         return Err(invalid!(
             "this is a Wick file ({format}), not a PyTorch state dict: a backbone file goes to --backbone, a .wick to --model"
         ));

@@ -1,25 +1,84 @@
 //! `wick bench`: backbone forward, fine-tuning steps, head training.
 
 use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use wick::data::cifar10::{self, Cifar10};
-use wick::data::feature_set::FeatureSet;
-use wick::error::InFile;
-use wick::formats::f32_values;
-use wick::model::Pretrained;
-use wick::train::config::TrainConfig;
-use wick::train::config::{ComputeDtype, FinetuneConfig};
-use wick::train::finetune::Finetuner;
-use wick::train::head_fit::{time_head_fit, HeadData, HeadFit};
+use crate::data::cifar10::{self, Cifar10};
+use crate::data::feature_set::FeatureSet;
+use crate::error::InFile;
+use crate::formats::f32_values;
+use crate::model::Pretrained;
+use crate::train::config::TrainConfig;
+use crate::train::config::{ComputeDtype, FinetuneConfig};
+use crate::train::finetune::Finetuner;
+use crate::train::head_fit::{time_head_fit, HeadData, HeadFit};
 
 use super::flags::*;
 use super::shared::*;
+
+/// The flags of `wick bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub backbone: BackboneArgs,
+    /// Batch sizes to time.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    pub batch: Vec<usize>,
+    /// Timed passes per batch size (after one warm-up pass); the median is reported.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Time head training instead (linear head, 50 epochs, batch 64) on DIR/features.f32
+    /// (N×dim little-endian f32) and DIR/labels.u8 (N class indices), as `benches/head.py` writes them.
+    #[arg(long, value_name = "DIR")]
+    pub head_data: Option<PathBuf>,
+    /// Fit the default head (L-BFGS along the regularisation path) on DIR/train, choosing on
+    /// DIR/val, and measure it on DIR/test (each a folder like --head-data's, as
+    /// `wick cifar10 --save-features` writes them); prints accuracies and time. `benches/head_fit.py`
+    /// runs it against scikit-learn on the same features.
+    #[arg(long, value_name = "DIR", conflicts_with = "head_data")]
+    pub head_fit: Option<PathBuf>,
+    /// Time fine-tuning instead: SGD steps (forward, backward, update) of the whole network from
+    /// the ImageNet checkpoint (--pth) on seeded random 32×32 images upsampled to each --img-size,
+    /// in batches of each --batch; prints images/s and every step's loss.
+    #[arg(long, conflicts_with_all = ["head_data", "head_fit"])]
+    pub finetune: bool,
+    /// --finetune: input sizes to time.
+    #[arg(long, value_delimiter = ',', default_value = "224,64")]
+    pub img_size: Vec<u32>,
+    /// --finetune: untimed steps first (cuDNN/cuBLAS set-up, allocator warm-up).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Worker threads (default: all cores). Set before any work starts.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    pub fn run(self) -> Result<()> {
+        if let Some(n) = self.threads {
+            // Both pools candle uses read these when first touched.
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
+        let (backbone, iters, json) = (&self.backbone, self.iters, self.json);
+        match (&self.head_data, &self.head_fit) {
+            (Some(dir), _) => bench_head(dir, iters, json),
+            (_, Some(dir)) => bench_head_fit(dir, json),
+            _ if self.finetune => {
+                let precision = backbone.training_precision()?;
+                bench_finetune(backbone, &self.batch, &self.img_size, self.warmup, iters, precision, json)
+            }
+            _ => bench(backbone, &self.batch, iters, json),
+        }
+    }
+}
 
 #[derive(Serialize)]
 pub struct BenchRecord {
@@ -33,7 +92,7 @@ pub struct BenchRecord {
 /// The backbone's forward pass: each batch size timed `iters` times after a warm-up, reporting the
 /// median pass per image (a shared host stalls a process now and then for 100–200 ms, which a mean of
 /// ten passes would spread over all of them).
-pub fn bench(args: &BackboneArgs, batches: &[usize], iters: usize, json: bool) -> Result<()> {
+fn bench(args: &BackboneArgs, batches: &[usize], iters: usize, json: bool) -> Result<()> {
     if iters == 0 {
         bail!("--iters must be at least 1");
     }
@@ -76,7 +135,7 @@ pub struct FinetuneBenchRecord {
 }
 
 /// Fine-tuning throughput: the `wick cifar10 --mode finetune` training step, on random images.
-pub fn bench_finetune(
+fn bench_finetune(
     args: &BackboneArgs,
     batches: &[usize],
     img_sizes: &[u32],
@@ -95,7 +154,7 @@ pub fn bench_finetune(
     for &img_size in img_sizes {
         for &batch in batches {
             let steps = warmup + iters;
-            let mut rng = wick::util::rng::Rng::new(7);
+            let mut rng = crate::util::rng::Rng::new(7);
             let set = Cifar10 {
                 labels: (0..steps * batch).map(|_| rng.below(10) as u8).collect(),
                 pixels: (0..steps * batch * cifar10::PIXELS).map(|_| rng.below(256) as u8).collect(),
@@ -149,7 +208,7 @@ pub struct HeadBenchRecord {
     pub train_accuracy: f32,
 }
 
-pub fn bench_head(dir: &Path, iters: usize, json: bool) -> Result<()> {
+fn bench_head(dir: &Path, iters: usize, json: bool) -> Result<()> {
     let set = read_bench_features(dir)?;
     let classes = *set.labels.iter().max().unwrap_or(&0) as usize + 1;
     let (epochs, batch_size) = (50, 64);
@@ -206,7 +265,7 @@ pub struct HeadFitRecord {
 }
 
 /// The default head (what `wick train` and the page fit) on saved features, measured on a test split.
-pub fn bench_head_fit(dir: &Path, json: bool) -> Result<()> {
+fn bench_head_fit(dir: &Path, json: bool) -> Result<()> {
     let (train, val, test) = (
         read_bench_features(&dir.join("train"))?,
         read_bench_features(&dir.join("val"))?,

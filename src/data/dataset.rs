@@ -197,7 +197,9 @@ pub fn scan_folder(dir: &Path) -> Result<LabelledFolder> {
 /// Splits sample indices into (train, validation), class by class: each class gives
 /// `round(fraction · n)` images to validation, but at least one to each side when it has two or more
 /// (a class with a single image goes to training).
-pub fn stratified_split(labels: &[u32], classes: usize, fraction: f32, seed: u64) -> (Vec<usize>, Vec<usize>) {
+/// Refuses a share outside [0, 1).
+pub fn stratified_split(labels: &[u32], classes: usize, fraction: f32, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
+    check_validation_share(fraction)?;
     let mut rng = Rng::new(seed);
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for class in 0..classes as u32 {
@@ -210,5 +212,24 @@ pub fn stratified_split(labels: &[u32], classes: usize, fraction: f32, seed: u64
     }
     train.sort_unstable();
     val.sort_unstable();
-    (train, val)
+    Ok((train, val))
+}
+
+/// Every class (`classes` names them) has a sample among `labels`: a class the user made and left
+/// empty cannot be learnt. (A CIFAR-10 run with `--limit` may lack a class; it is not asked.)
+pub fn check_every_class_has_samples(labels: &[u32], classes: &[String]) -> Result<()> {
+    for (c, name) in classes.iter().enumerate() {
+        if !labels.contains(&(c as u32)) {
+            return Err(invalid!("class `{name}` has no images: add some or delete the class"));
+        }
+    }
+    Ok(())
+}
+
+/// The share of each class held out for validation: at least 0 and below 1.
+pub fn check_validation_share(share: f32) -> Result<()> {
+    if !(0.0..1.0).contains(&share) {
+        return Err(invalid!("the validation share must be at least 0 and below 1, not {share}"));
+    }
+    Ok(())
 }

@@ -215,6 +215,32 @@ fn upright(mut image: RgbImage, orientation: Orientation) -> RgbImage {
     }
 }
 
+/// RGBA pixels (a canvas's `ImageData`: a webcam frame) → an RGB image, checked against its size.
+pub fn rgba_image(rgba: &[u8], width: u32, height: u32) -> Result<RgbImage> {
+    if width == 0 || height == 0 || rgba.len() as u64 != 4 * width as u64 * height as u64 {
+        return Err(invalid!("the frame's size does not match its pixels"));
+    }
+    let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    Ok(RgbImage::from_raw(width, height, rgb).expect("size checked"))
+}
+
+/// Thumbnails are at most this many pixels on their longer side: small, since a project of 10,000
+/// images keeps them all (96 px JPEGs are 2–4 KB).
+pub const THUMBNAIL_SIDE: u32 = 96;
+
+/// A JPEG of `image` at most [`THUMBNAIL_SIDE`] pixels on its longer side.
+pub fn thumbnail_jpeg(image: &RgbImage) -> Result<Vec<u8>> {
+    let (w, h) = image.dimensions();
+    let scale = (THUMBNAIL_SIDE as f32 / w.max(h) as f32).min(1.0);
+    let small =
+        image::imageops::thumbnail(image, ((w as f32 * scale) as u32).max(1), ((h as f32 * scale) as u32).max(1));
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82)
+        .encode_image(&small)
+        .map_err(|e| invalid!("cannot write a thumbnail: {e}"))?;
+    Ok(jpeg)
+}
+
 /// About how many bytes decoding `bytes` takes at its peak: the decoder's pixels plus their RGB
 /// copy, or two RGB copies while a sideways photo is turned upright, and what the decoder may read
 /// besides (twice [`ANCILLARY_BYTES`]); 0 when the header cannot be read (decoding then fails at

@@ -128,6 +128,14 @@ pub fn rank_suspects(labels: &[u32], probabilities: &[Vec<f32>]) -> Vec<Suspect>
     suspects
 }
 
+/// What the check found: every row as a [`Suspect`], the most doubtful first, and each row's
+/// out-of-fold class (the suggested one where the row is probably mislabelled, else its own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub suspects: Vec<Suspect>,
+    pub predicted: Vec<u32>,
+}
+
 /// The check in one call: [`out_of_fold_probabilities`] then [`rank_suspects`].
 pub fn find_suspects(
     set: &FeatureSet,
@@ -135,7 +143,12 @@ pub fn find_suspects(
     seed: u64,
     device: &Device,
     on_fold: impl FnMut(usize, usize),
-) -> Result<Vec<Suspect>> {
+) -> Result<Report> {
     let probabilities = out_of_fold_probabilities(set, classes, seed, device, on_fold)?;
-    Ok(rank_suspects(&set.labels, &probabilities))
+    let suspects = rank_suspects(&set.labels, &probabilities);
+    let mut predicted = set.labels.clone();
+    for s in suspects.iter().filter(|s| s.probably_mislabelled()) {
+        predicted[s.row] = s.suggested;
+    }
+    Ok(Report { suspects, predicted })
 }

@@ -8,8 +8,8 @@ use candle_core::{Device, Tensor};
 use image::{Rgb, RgbImage};
 
 use crate::error::{invalid, Result};
+use crate::model::head::Head;
 use crate::model::Backbone;
-use crate::train::head::Head;
 
 /// Every class's logit at every cell of one image's feature map.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,13 @@ impl ClassMaps {
             return Err(invalid!("a feature map of {} values is not {h}×{w}×{c}", map.len()));
         }
         Ok(Tensor::from_slice(map, (h * w, c), device)?)
+    }
+
+    /// The (row, column) of one class's highest cell.
+    pub fn peak(&self, class: usize) -> (usize, usize) {
+        let values = self.of(class);
+        let top = (0..values.len()).max_by(|&a, &b| values[a].total_cmp(&values[b])).unwrap_or(0);
+        (top / self.w, top % self.w)
     }
 
     /// One class's map (H' × W', row-major).

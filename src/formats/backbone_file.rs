@@ -11,7 +11,7 @@
 //!   only 9–27 weights sharing a scale, int8 costs them the most accuracy (feature cosine to the f32
 //!   network drops from ≈0.998 to ≈0.98 on real photos) for < 1% of the file;
 //! - every other tensor (the folded biases) is stored as `<name>` in F32;
-//! - `__metadata__` holds `format` = "wick-model", `format_version` = "1" and `meta`, the JSON of
+//! - `__metadata__` holds `format` = "wick-backbone" (files written before 2026-12 say "wick-model", read the same), `format_version` = "1" and `meta`, the JSON of
 //!   [`BackboneMeta`].
 //!
 //! Tensors are written F32 first, then F16, then I8, each group sorted by name, and the metadata keys are
@@ -32,7 +32,7 @@ use crate::error::{invalid, Result};
 use crate::formats::{f32_bytes, f32_values, FileKind};
 use crate::kernels::int8::quantize_per_output_channel;
 
-pub const FORMAT: &str = "wick-model";
+pub const FORMAT: &str = "wick-backbone";
 pub const FORMAT_VERSION: &str = "1";
 pub const MIN_INT8_ROW: usize = 32;
 
@@ -41,7 +41,7 @@ const FILE: FileKind = FileKind {
     format: FORMAT,
     version: FORMAT_VERSION,
     noun: "Wick backbone file",
-    version_label: "Wick model",
+    version_label: "Wick backbone",
     written: "the backbone file",
     mistaken_for: &[],
 };

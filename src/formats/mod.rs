@@ -18,6 +18,15 @@ use serde::Serialize;
 
 use crate::error::{invalid, Error, Result};
 
+/// Formats written under another name before, read as the new one: (old, new). The backbone file
+/// was `wick-model` until "model" came to mean only the trained `.wick`; the backbone files written
+/// then (the page's own among them: its sha256 names the backbone in users' projects) still read.
+const RENAMED: &[(&str, &str)] = &[("wick-model", backbone_file::FORMAT)];
+
+fn canonical(format: &str) -> &str {
+    RENAMED.iter().find(|(old, _)| *old == format).map_or(format, |(_, new)| new)
+}
+
 pub struct FileKind {
     pub format: &'static str,
     pub version: &'static str,
@@ -71,7 +80,7 @@ impl FileKind {
     pub fn read_meta<M: DeserializeOwned>(&self, bytes: &[u8]) -> Result<M> {
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| self.invalid(e))?;
         let fields = header.metadata().as_ref().ok_or_else(|| self.invalid("it has no Wick metadata"))?;
-        let format = fields.get("format").map(String::as_str);
+        let format = fields.get("format").map(|f| canonical(f));
         if format != Some(self.format) {
             let hint = self.mistaken_for.iter().find(|(other, _)| format == Some(*other));
             return Err(self.invalid(hint.map_or("it has no Wick metadata", |(_, hint)| *hint)));
@@ -90,11 +99,12 @@ impl FileKind {
     }
 }
 
-/// The `format` a Wick file names in its metadata (`wick-model`, `wick-classifier`, …), if any:
-/// how the web app tells a backbone file from a `.wick` model among the files the user picks.
+/// The `format` a Wick file names in its metadata (`wick-backbone`, `wick-classifier`, …; an older
+/// name as the format's current one), if any: how the web app tells a backbone file from a `.wick`
+/// model among the files the user picks.
 pub fn format_of(bytes: &[u8]) -> Option<String> {
     let (_, header) = SafeTensors::read_metadata(bytes).ok()?;
-    header.metadata().as_ref()?.get("format").cloned()
+    header.metadata().as_ref()?.get("format").map(|f| canonical(f).to_string())
 }
 
 /// f32 values as little-endian bytes (safetensors' F32 layout, and the feature cache's).

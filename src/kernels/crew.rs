@@ -173,3 +173,34 @@ impl<T> SharedMut<T> {
         self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A crew's jobs of 1–9 parts, thousands in a row (each replacing the last while members may still
+    /// be looking at it), give every part to exactly one thread; with more members than the pool has
+    /// threads, or none, the leader does the rest. Outside a crew the same calls run in order.
+    #[test]
+    fn crew_parts_each_run_once() {
+        for members in [0, 1, 3] {
+            let checked = Crew::run(members, || {
+                let mut out = vec![0usize; 9 * 4];
+                for job in 1..3000usize {
+                    let parts = job % 9 + 1;
+                    let out = &mut out[..parts * 4 - job % 3];
+                    out.fill(0);
+                    for_each_chunk(out, 4, true, |part, chunk| chunk.iter_mut().for_each(|v| *v += part + job));
+                    for (i, v) in out.iter().enumerate() {
+                        assert_eq!(*v, i / 4 + job, "job {job}, value {i}");
+                    }
+                }
+                true
+            });
+            assert!(checked, "{members} members");
+        }
+        let mut out = vec![0usize; 10];
+        for_each_chunk(&mut out, 3, false, |part, chunk| chunk.fill(part));
+        assert_eq!(out, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]);
+    }
+}

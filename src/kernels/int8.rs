@@ -120,7 +120,9 @@ impl Int8Matrix {
 
     /// `quantized` (its rows × K) times this matrix → `sums` (rows × N, row-major), the exact
     /// integer dot products of the quantized values, whichever kernel ran (the unsigned inputs of
-    /// [`Kernel::Vnni`] are corrected here).
+    /// [`Kernel::Vnni`] are corrected here). The tests' whole product: the inference path takes
+    /// the sums block by block, into its epilogue.
+    #[cfg(test)]
     pub fn multiply(&self, quantized: &Quantized, sums: &mut [i32]) {
         struct Collect<'a> {
             sums: &'a mut [i32],

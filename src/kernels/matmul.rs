@@ -254,3 +254,133 @@ struct Scratch {
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
+
+#[cfg(test)]
+mod tests {
+    // Products against f64 sums: the int8 kernels agree exactly, and the int8 and f32 products are
+    // within their error of the exact ones.
+
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    use super::*;
+    use crate::kernels::int8::{Int8Matrix, Kernel, Quantized};
+    use crate::kernels::Activation;
+
+    fn random(rng: &mut StdRng, len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+    }
+
+    /// `input` (m × k) · `weight`ᵀ (weight is n × k), in f64.
+    fn product(input: &[f32], weight: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+        let mut out = vec![0.0; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                out[r * n + c] = (0..k).map(|i| input[r * k + i] as f64 * weight[c * k + i] as f64).sum();
+            }
+        }
+        out
+    }
+
+    const SHAPES: [(usize, usize, usize); 7] =
+        [(1, 1, 1), (5, 3, 17), (7, 27, 32), (13, 33, 15), (100, 96, 24), (97, 144, 40), (6, 320, 1280)];
+
+    /// The kernels this machine can run: the portable one always, VNNI where the CPU has it.
+    fn kernels() -> Vec<Kernel> {
+        let mut kernels = vec![Kernel::Pairs];
+        if Kernel::detect() == Kernel::Vnni {
+            kernels.push(Kernel::Vnni);
+        }
+        kernels
+    }
+
+    /// The integer sums are exact: every kernel gives the same i32 for each row and column, and they
+    /// equal the sums of the quantized values.
+    #[test]
+    fn int8_kernels_agree_exactly() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for (m, k, n) in SHAPES {
+            let weight = random(&mut rng, n * k, 0.5);
+            let input = random(&mut rng, m * k, 3.0);
+            let mut results = Vec::new();
+            for kernel in kernels() {
+                let matrix = Int8Matrix::quantize_for(&weight, n, k, kernel);
+                assert_eq!(matrix.kernel(), kernel);
+                let mut quantized = Quantized::default();
+                quantized.quantize_rows(&input, k, kernel);
+                let mut sums = vec![i32::MIN; m * n];
+                matrix.multiply(&quantized, &mut sums);
+                assert!(!sums.contains(&i32::MIN), "{m}×{k}×{n} {kernel:?}: every output written");
+                results.push(sums);
+            }
+            assert!(results.windows(2).all(|w| w[0] == w[1]), "{m}×{k}×{n}: kernels disagree");
+        }
+    }
+
+    /// int8 products are within quantization error of the exact ones, f32 products within rounding,
+    /// and the epilogue adds the bias and the residual before the activation.
+    #[test]
+    fn weights_apply_matches_the_definition() {
+        let mut rng = StdRng::seed_from_u64(2);
+        for (m, k, n) in SHAPES {
+            let weight = random(&mut rng, n * k, 0.5);
+            let input = random(&mut rng, m * k, 3.0);
+            let bias = random(&mut rng, n, 1.0);
+            let residual = random(&mut rng, m * n, 2.0);
+            let exact = product(&input, &weight, m, n, k);
+            for (precision, activation, threads) in [
+                (MatmulPrecision::F32, Activation::Relu6, 1),
+                (MatmulPrecision::Int8, Activation::None, 2),
+                (MatmulPrecision::Int8, Activation::Relu, 1),
+            ] {
+                let weights = Weights::new(&weight, n, k, precision);
+                let mut out = vec![f32::NAN; m * n];
+                let epilogue = Epilogue { bias: &bias, residual: Some(&residual), activation };
+                weights.apply(&input, &mut out, epilogue, threads);
+                for (i, (&got, &sum)) in out.iter().zip(&exact).enumerate() {
+                    let (r, c) = (i / n, i % n);
+                    let (a, w) = (&input[r * k..(r + 1) * k], &weight[c * k..(c + 1) * k]);
+                    // int8 steps are max|row|/127 per input row and max|filter|/127 per output channel;
+                    // rounding moves each factor by at most half a step, so each product by at most
+                    // |a|·Δw/2 + |w|·Δa/2 + Δa·Δw/4: the sum of these bounds the error.
+                    let step = |v: &[f32]| v.iter().fold(0f64, |m, x| m.max(x.abs() as f64)) / 127.0;
+                    let (da, dw) = (step(a), step(w));
+                    let tolerance = match precision {
+                        MatmulPrecision::F32 => 1e-4 * (k as f64).sqrt(),
+                        MatmulPrecision::Int8 => a
+                            .iter()
+                            .zip(w)
+                            .map(|(&x, &y)| (x.abs() as f64) * dw / 2.0 + (y.abs() as f64) * da / 2.0 + da * dw / 4.0)
+                            .sum(),
+                    };
+                    let pre = sum + bias[i % n] as f64 + residual[i] as f64;
+                    let want = match activation {
+                        Activation::None => pre,
+                        Activation::Relu => pre.max(0.0),
+                        Activation::Relu6 => pre.clamp(0.0, 6.0),
+                    };
+                    assert!(
+                        (got as f64 - want).abs() <= tolerance + 1e-5,
+                        "{m}×{k}×{n} {precision:?} [{i}]: {got} vs {want} (tolerance {tolerance})"
+                    );
+                }
+            }
+        }
+    }
+
+    /// An all-zero row or column quantizes to zeros (no division by zero), and the output is the bias.
+    #[test]
+    fn zero_rows_and_columns_give_the_bias() {
+        let (m, k, n) = (3, 8, 4);
+        let weight = vec![0.0; n * k];
+        let input = vec![0.0; m * k];
+        let bias = [1.0, -2.0, 3.0, 7.0];
+        let mut out = vec![0.0; m * n];
+        Weights::new(&weight, n, k, MatmulPrecision::Int8).apply(
+            &input,
+            &mut out,
+            Epilogue { bias: &bias, residual: None, activation: Activation::Relu6 },
+            1,
+        );
+        assert_eq!(out, [1.0, 0.0, 3.0, 6.0].repeat(m));
+    }
+}

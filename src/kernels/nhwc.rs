@@ -314,3 +314,86 @@ pub fn max_pool(g: &ConvGeometry, input: &[f32], out: &mut [f32]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // The NHWC depthwise and dense convolutions against the graph's kernels.
+
+    use candle_core::{Device, Tensor};
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    use super::*;
+    use crate::kernels::geometry::ConvGeometry;
+    use crate::kernels::matmul::{Epilogue, MatmulPrecision, Weights};
+    use crate::kernels::Activation;
+
+    fn random(rng: &mut StdRng, len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+    }
+
+    fn to_nhwc(x: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        super::nchw_to_nhwc(x, c, &mut out);
+        assert_eq!(out.len(), c * h * w);
+        out
+    }
+
+    /// The NHWC depthwise kernel gives what the graph's NCHW kernel gives, bias and ReLU6 included.
+    #[test]
+    fn nhwc_depthwise_matches_the_graph_kernel() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for (c, h, w, k, stride) in
+            [(16, 7, 7, 3, 1), (24, 9, 8, 5, 2), (37, 12, 13, 3, 2), (8, 1, 1, 5, 1), (96, 14, 14, 5, 1)]
+        {
+            let x = random(&mut rng, c * h * w, 4.0);
+            let weight = random(&mut rng, c * k * k, 1.0);
+            let bias = random(&mut rng, c, 1.0);
+            let xt = Tensor::from_slice(&x, (1, c, h, w), &Device::Cpu).unwrap();
+            let wt = Tensor::from_slice(&weight, (c, 1, k, k), &Device::Cpu).unwrap();
+            let bt = Tensor::from_slice(&bias, c, &Device::Cpu).unwrap();
+            let graph = crate::kernels::depthwise::depthwise_conv2d(&xt, &wt, stride).unwrap();
+            let graph = crate::kernels::bias_relu6::add_bias_relu6(&graph, &bt, true).unwrap();
+            let (_, _, oh, ow) = graph.dims4().unwrap();
+            let want = to_nhwc(&graph.flatten_all().unwrap().to_vec1::<f32>().unwrap(), c, oh, ow);
+
+            let g = ConvGeometry::same(h, w, c, k, stride);
+            assert_eq!((g.out_h, g.out_w), (oh, ow));
+            let taps = taps_for_depthwise(&weight, c, k);
+            for threads in [1, 2] {
+                let mut out = vec![f32::NAN; oh * ow * c];
+                depthwise(&g, &to_nhwc(&x, c, h, w), &taps, &bias, Activation::Relu6, &mut out, threads);
+                for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                    assert!((a - b).abs() < 1e-4, "c{c} {h}×{w} k{k} s{stride} [{i}]: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    /// A dense convolution as im2col + product equals Candle's `conv2d` (PyTorch's symmetric padding).
+    #[test]
+    fn im2col_convolution_matches_conv2d() {
+        let mut rng = StdRng::seed_from_u64(4);
+        for (c_in, c_out, h, k, stride) in [(3, 8, 11, 7, 2), (5, 6, 9, 3, 1), (4, 7, 8, 3, 2), (6, 5, 7, 1, 2)] {
+            let x = random(&mut rng, c_in * h * h, 2.0);
+            let weight = random(&mut rng, c_out * c_in * k * k, 1.0);
+            let xt = Tensor::from_slice(&x, (1, c_in, h, h), &Device::Cpu).unwrap();
+            let wt = Tensor::from_slice(&weight, (c_out, c_in, k, k), &Device::Cpu).unwrap();
+            let graph = xt.conv2d(&wt, k / 2, stride, 1, 1).unwrap();
+            let (_, _, oh, ow) = graph.dims4().unwrap();
+            let want = to_nhwc(&graph.flatten_all().unwrap().to_vec1::<f32>().unwrap(), c_out, oh, ow);
+
+            let g = ConvGeometry::symmetric(h, h, c_in, k, stride, k / 2);
+            assert_eq!((g.out_h, g.out_w), (oh, ow));
+            let rows = filters_for_im2col(&weight, c_out, c_in, k);
+            let weights = Weights::new(&rows, c_out, k * k * c_in, MatmulPrecision::F32);
+            let input = to_nhwc(&x, c_in, h, h);
+            let mut out = vec![f32::NAN; oh * ow * c_out];
+            let bias = vec![0.0; c_out];
+            let epilogue = Epilogue { bias: &bias, residual: None, activation: Activation::None };
+            weights.apply_rows(g.out_pixels(), |r, block| im2col(&g, &input, r, block), &mut out, epilogue, 1);
+            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() < 1e-4, "{c_in}→{c_out} {h}² k{k} s{stride} [{i}]: {a} vs {b}");
+            }
+        }
+    }
+}

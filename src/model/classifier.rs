@@ -6,9 +6,9 @@ use candle_core::{Device, Tensor};
 use crate::error::{invalid, Result};
 use crate::eval::metrics::Metrics;
 use crate::formats::classifier::{self as file, ClassifierMeta};
+use crate::model::head::{Head, Trained};
 use crate::model::{Backbone, Prediction};
 use crate::train::config::TrainConfig;
-use crate::train::head::{Head, Trained};
 use crate::util::utc_timestamp;
 
 /// A trained classifier: the head and its metadata; it runs on the backbone named in the metadata.

@@ -35,10 +35,10 @@ use crate::error::{invalid, Result};
 use crate::eval::metrics::Metrics;
 use crate::formats::backbone_file::QUANTIZATION;
 use crate::formats::backbone_file::{self, BackboneMeta, Source};
+use crate::model::head::{Head, Trained};
 use crate::model::Backbone;
 use crate::model::Classifier;
 use crate::train::config::{Solver, TrainConfig};
-use crate::train::head::{Head, Trained};
 use crate::train::head_fit::{HeadData, HeadFit};
 use crate::train::loss::{class_weights, count_correct, cross_entropy};
 use crate::train::optim::{Optimizer, OptimizerKind};
@@ -144,6 +144,76 @@ pub struct ValImages {
     pub activations: Activations,
     pub features: FeatureSet,
     pub names: Vec<String>,
+}
+
+/// Samples' activation rows at the cut, sample after sample — `rows_per_sample[i]` rows for sample
+/// `i`, the first its plain view — with each sample's plain-view features and name: what a shell
+/// gathers (the page from its stored rows, the CLI from the image files), split here into the
+/// training and the validation images.
+pub struct SampleRows {
+    pub activations: Activations,
+    pub rows_per_sample: Vec<usize>,
+    pub features: FeatureSet,
+    pub names: Vec<String>,
+}
+
+impl SampleRows {
+    /// Checks that the counts cover the rows and that every sample has a row, features and a name.
+    pub fn new(
+        activations: Activations,
+        rows_per_sample: Vec<usize>,
+        features: FeatureSet,
+        names: Vec<String>,
+    ) -> Result<Self> {
+        let samples = rows_per_sample.len();
+        if features.len() != samples || names.len() != samples {
+            return Err(invalid!(
+                "{samples} samples' rows, but {} rows of features and {} names",
+                features.len(),
+                names.len()
+            ));
+        }
+        if rows_per_sample.contains(&0) {
+            return Err(invalid!("every sample needs at least one activation row"));
+        }
+        let total: usize = rows_per_sample.iter().sum();
+        if total != activations.len() {
+            return Err(invalid!("{} activation rows, but the samples list {total}", activations.len()));
+        }
+        Ok(Self { activations, rows_per_sample, features, names })
+    }
+
+    /// The samples `train` with every view and the samples `val` with their plain view. Taking every
+    /// sample of one side in order moves the rows instead of copying them (the CLI's case).
+    pub fn split(self, train: &[usize], val: &[usize]) -> (TrainImages, ValImages) {
+        let samples = self.rows_per_sample.len();
+        let all_in_order = |idx: &[usize]| idx.len() == samples && idx.iter().enumerate().all(|(i, &s)| i == s);
+        let mut starts = Vec::with_capacity(samples);
+        let mut next = 0;
+        for &r in &self.rows_per_sample {
+            starts.push(next);
+            next += r;
+        }
+        let (mut train_rows, mut views) = (Vec::new(), Vec::new());
+        for &i in train {
+            let first = train_rows.len();
+            train_rows.extend(starts[i]..starts[i] + self.rows_per_sample[i]);
+            views.push((first..train_rows.len()).collect());
+        }
+        let plain: Vec<usize> = val.iter().map(|&i| starts[i]).collect();
+        let shape = self.activations.shape;
+        let empty = || Activations::new(shape);
+        let (train_activations, val_activations) = match (train, val) {
+            (t, []) if all_in_order(t) => (self.activations, empty()),
+            ([], v) if all_in_order(v) && self.rows_per_sample.iter().all(|&r| r == 1) => (empty(), self.activations),
+            _ => (self.activations.select(&train_rows), self.activations.select(&plain)),
+        };
+        let names = val.iter().map(|&i| self.names[i].clone()).collect();
+        (
+            TrainImages { activations: train_activations, views, features: self.features.subset(train) },
+            ValImages { activations: val_activations, features: self.features.subset(val), names },
+        )
+    }
 }
 
 /// The trained part's weights and the head, taken at a step.
@@ -584,4 +654,49 @@ pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl 
         bytes_per_view: 2 * x.elem_count() / batch,
         first_trained_block: first,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three samples of 3, 1 and 2 rows; each row's values are its index.
+    fn samples() -> SampleRows {
+        let mut activations = Activations::new([1, 1, 2]);
+        let rows: Vec<f32> = (0..6).flat_map(|r| [r as f32, r as f32]).collect();
+        activations.push(&Tensor::from_vec(rows, (6, 1, 1, 2), &Device::Cpu).unwrap()).unwrap();
+        let features = FeatureSet::from_rows(vec![0.0, 1.0, 2.0], vec![0, 1, 0]).unwrap();
+        SampleRows::new(activations, vec![3, 1, 2], features, vec!["a".into(), "b".into(), "c".into()]).unwrap()
+    }
+
+    fn firsts(a: &Activations) -> Vec<f32> {
+        let batch = a.batch(&(0..a.len()).collect::<Vec<_>>(), &Device::Cpu).unwrap();
+        batch.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().step_by(2).collect()
+    }
+
+    #[test]
+    fn training_samples_bring_every_view_and_validation_samples_their_plain_one() {
+        let (train, val) = samples().split(&[0, 2], &[1]);
+        assert_eq!(firsts(&train.activations), [0.0, 1.0, 2.0, 4.0, 5.0]);
+        assert_eq!(train.views, [vec![0, 1, 2], vec![3, 4]]);
+        assert_eq!(train.features.labels, [0, 0]);
+        assert_eq!(firsts(&val.activations), [3.0]);
+        assert_eq!((val.names, val.features.labels), (vec!["b".to_string()], vec![1]));
+        let (train, val) = samples().split(&[0, 1, 2], &[]);
+        assert_eq!((train.activations.len(), val.activations.len()), (6, 0));
+    }
+
+    #[test]
+    fn counts_that_do_not_cover_the_rows_are_refused() {
+        let SampleRows { activations, features, names, .. } = samples();
+        for (counts, why) in
+            [(vec![3, 1, 1], "the samples list 5"), (vec![3, 0, 3], "at least one"), (vec![6], "3 rows")]
+        {
+            let err = SampleRows::new(activations.select(&[0, 1, 2, 3, 4, 5]), counts, features.clone(), names.clone())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ use candle_nn::ops::log_softmax;
 
 use crate::error::Result;
 use crate::kernels::map_parallel;
-use crate::train::head::Head;
+use crate::model::head::Head;
 
 /// Correction pairs kept (scikit-learn's and SciPy's default is 10).
 const MEMORY: usize = 10;

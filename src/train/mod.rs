@@ -3,7 +3,6 @@
 
 pub mod config;
 pub mod finetune;
-pub mod head;
 pub mod head_fit;
 pub mod layers;
 pub mod lbfgs;

@@ -107,7 +107,7 @@ export async function openProject(file) {
 /// train --train-layers`) comes with its `.wick` as the model: the project stays.
 export async function openModels(files) {
   const items = await Promise.all(files.map(async (file) => ({ file, bytes: new Uint8Array(await file.arrayBuffer()) })));
-  const backbones = items.filter((item) => wick_format(item.bytes) === 'wick-model');
+  const backbones = items.filter((item) => wick_format(item.bytes) === 'wick-backbone');
   const models = items.filter((item) => !backbones.includes(item));
   if (backbones.length > 1 || models.length > 1) {
     status('Open one backbone file, one .wick model, or one of each. Your current project is unchanged.', true);
@@ -157,7 +157,7 @@ export async function switchBackbone({ file, bytes }) {
   if ((images > 0 || state.project.model) && !confirm(`Switch to the backbone in ${file.name}? `
     + `The project's ${images} image${images === 1 ? '' : 's'} will be embedded again by it${state.project.model ? ', and the trained model dropped (use "Export model" first to keep it)' : ''}.`)) return false;
   try {
-    setBackbone(await ask({ type: 'load-backbone', modelBytes: bytes.slice().buffer }, []), bytes);
+    setBackbone(await ask({ type: 'load-backbone', backboneBytes: bytes.slice().buffer }, []), bytes);
   } catch (e) {
     status(`Could not open ${file.name}: ${e.message}. Your current project is unchanged.`, true);
     return false;

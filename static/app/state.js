@@ -3,7 +3,7 @@
 // messages.
 import { post } from './messages.js';
 
-export const MODEL_URL = new URL('../efficientnet-lite0-int8.safetensors', import.meta.url).href;
+export const BACKBONE_URL = new URL('../efficientnet-lite0-int8.safetensors', import.meta.url).href;
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const DEFAULT_SETTINGS = {
   epochs: 50, learning_rate: 0.001, batch_size: 16, hidden_units: 0, validation_share: 0.15, precision: 'int8', train_layers: 0, layer_epochs: 10, augment: true,

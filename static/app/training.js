@@ -63,7 +63,7 @@ async function prepareActivations(samples, labels, settings) {
     throw new Error(`${missing.length} image${missing.length === 1 ? ' has' : 's have'} no kept copy to train the backbone's layers on `
       + `(added before this version, or from an older project file), e.g. "${missing[0].sample.name}": add ${missing.length === 1 ? 'it' : 'them'} again, or train the head only`);
   }
-  const validation = new Set(wick.validation_split(labels, state.project.classes.length, settings.validation_share, BigInt(SEED)));
+  const validation = new Set(wick.validation_split(labels, JSON.stringify(state.project.classes.map((c) => c.name)), settings.validation_share, BigInt(SEED)));
   const views = settings.augment ? AUGMENTED_VIEWS : 1;
   const prefix = activationPrefix(settings.train_layers);
   const wanted = samples.map(({ sample }, i) => {

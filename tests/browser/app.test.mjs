@@ -104,8 +104,8 @@ const offOrigin = (requests) => requests.filter((u) => {
 
 test('three classes from real photos: train, evaluate, classify held-out photos, export, reload', async () => {
   const { page, requests, errors } = await openApp(browser, origin);
-  assert.match(await statusText(page), /^Model ready/);
-  assert.equal(await page.$eval('#model-progress', (p) => p.value), 1);
+  assert.match(await statusText(page), /^Backbone ready/);
+  assert.equal(await page.$eval('#backbone-progress', (p) => p.value), 1);
   assert.equal(await page.isDisabled('#train'), true, 'two empty classes cannot be trained');
 
   await makeClasses(page);
@@ -432,7 +432,7 @@ test('offline after the first visit: the service worker serves the app and the m
   await page.reload();
   await page.waitForFunction(() => document.body.dataset.ready === 'true'
     || document.querySelector('#status').classList.contains('error'), null, { timeout: 60_000 });
-  assert.match(await statusText(page), /^Model ready/);
+  assert.match(await statusText(page), /^Backbone ready/);
   await context.close();
 });
 
@@ -532,7 +532,7 @@ test('a backbone fine-tuned by the CLI opens in the page with its .wick; reload 
   await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
   await page.reload();
   await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 60_000 });
-  assert.match(await statusText(page), /Model ready: efficientnet-lite0, fine-tuned by wick/);
+  assert.match(await statusText(page), /Backbone ready: efficientnet-lite0, fine-tuned by wick/);
   assert.equal(await page.isDisabled('#export-model'), false);
   assert.equal(await preview(), cli(['--model', model]).classes[0].label);
 
@@ -702,7 +702,7 @@ test('cross-origin isolated: the multi-threaded build runs on a pool, answers as
     await page.reload();
     await page.waitForFunction(() => document.body.dataset.ready === 'true'
       || document.querySelector('#status').classList.contains('error'), null, { timeout: 60_000 });
-    assert.match(await statusText(page), /^Model ready/);
+    assert.match(await statusText(page), /^Backbone ready/);
     assert.equal(await page.textContent('#threads-name'), `${cores} threads`);
     assert.deepEqual(errors, []);
   } finally {
@@ -725,7 +725,7 @@ test('isolated, but the multi-threaded build does not start: the page runs one t
   try {
     await context.route('**/threads/wick_bg.wasm', (route) => route.fulfill({ status: 404, body: 'not here' }));
     const { page } = await openApp(context, isolated.origin);
-    assert.match(await statusText(page), /^Model ready/);
+    assert.match(await statusText(page), /^Backbone ready/);
     assert.match(await page.textContent('#threads-name'), /^one thread because the multi-threaded build did not start \(.+\)$/);
     const coffee = path.join(root, 'tests/fixtures/coffee.png');
     await page.setInputFiles('#preview-file', coffee);

@@ -210,7 +210,7 @@ test('a device that reserves no shared memory: the page runs on one thread and s
   const context = await deviceThat(refuseSharedAbove(0));
   try {
     const { page, errors } = await openApp(context, origin);
-    assert.match(await page.textContent('#status'), /^Model ready/);
+    assert.match(await page.textContent('#status'), /^Backbone ready/);
     assert.equal(await page.textContent('#threads-name'), 'one thread because this device could not reserve memory to share between threads');
     await classifiesCoffee(page);
     assert.deepEqual(errors, []);
@@ -235,7 +235,7 @@ test('a pool of threads that never starts (as Firefox, now and then): the page t
   try {
     const started = Date.now();
     const { page, errors } = await openApp(context, origin);
-    assert.match(await page.textContent('#status'), /^Model ready/);
+    assert.match(await page.textContent('#status'), /^Backbone ready/);
     assert.equal(await page.textContent('#threads-name'), 'one thread because the pool of threads did not start in time (this browser held it up)');
     assert.ok(Date.now() - started < 30_000, 'given up after twice 5 s');
     assert.deepEqual(workers, ['', '', '?threads=1'], 'threads, threads again, then one thread');

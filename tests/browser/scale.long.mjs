@@ -107,7 +107,7 @@ test(`scale: ${CLASSES.length * PER_CLASS} photos added, trained, checked, mappe
   await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser', null, { timeout: 600_000 });
   const seconds = await reload(page);
   assert.equal(await total(page), CLASSES.length * PER_CLASS);
-  assert.match(await page.textContent('#status'), /Model ready/);
+  assert.match(await page.textContent('#status'), /Backbone ready/);
   assert.equal(await page.isDisabled('#export-model'), false, 'the trained model is back');
   console.log(`reload with the model: ${seconds.toFixed(1)} s`);
   assert.deepEqual(errors, []);

@@ -110,7 +110,7 @@ test('storage: a damaged image record is left out and named on reload; a project
   await page.reload();
   await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
   assert.equal((await counts(page)).reduce((a, b) => a + b), 2);
-  assert.match(await page.textContent('#status'), /Model ready/);
+  assert.match(await page.textContent('#status'), /Backbone ready/);
   // The next change saves it in the new layout, images in their own records.
   await page.click('#add-class');
   await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');

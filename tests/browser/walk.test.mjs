@@ -148,7 +148,7 @@ async function walk(browser, server, isolated) {
   const projectPath = path.join(scratch, `${browser.name}-${isolated}.wickproject`);
   try {
     await waitFor(tab, ready, null, { what: 'the backbone' });
-    assert.match(await tab.evaluate(text, '#status'), /^Model ready/);
+    assert.match(await tab.evaluate(text, '#status'), /^Backbone ready/);
     lap('ready');
 
     // Threads, and the footer's word on them.
@@ -236,7 +236,7 @@ async function walk(browser, server, isolated) {
     await waitFor(tab, () => document.querySelector('#save-state').textContent === 'Saved in this browser', null, { what: 'the save' });
     await tab.reload();
     await waitFor(tab, ready, null, { what: 'the reload' });
-    assert.match(await tab.evaluate(text, '#status'), /^Model ready/);
+    assert.match(await tab.evaluate(text, '#status'), /^Backbone ready/);
     assert.deepEqual(await tab.evaluate(counts), [IMAGES, IMAGES]);
     assert.equal(await tab.evaluate(() => document.querySelector('#export-model').disabled), false, 'the model is kept');
     await tab.setFiles('#preview-file', [images.heldOut]);
@@ -253,7 +253,7 @@ async function walk(browser, server, isolated) {
     try {
       await tab.reload();
       await waitFor(tab, ready, null, { what: 'the app offline' });
-      assert.match(await tab.evaluate(text, '#status'), /^Model ready/, 'offline');
+      assert.match(await tab.evaluate(text, '#status'), /^Backbone ready/, 'offline');
       assert.deepEqual(await tab.evaluate(counts), [IMAGES, IMAGES]);
       offline = 'works';
     } finally {

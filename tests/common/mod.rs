@@ -9,11 +9,13 @@ pub mod seeds;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A fresh, empty folder for one test, named after the test binary and `name`.
+/// A fresh, empty folder for one test, named after the test binary, the test (tests of different
+/// modules share a binary and may pick the same `name`) and `name`.
 pub fn scratch(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     let binary = exe.file_stem().and_then(|s| s.to_str()).unwrap_or("test").split('-').next().unwrap_or("test");
-    let dir = std::env::temp_dir().join(format!("wick-{binary}-{}-{name}", std::process::id()));
+    let test = std::thread::current().name().unwrap_or("test").replace("::", "-");
+    let dir = std::env::temp_dir().join(format!("wick-{binary}-{}-{test}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

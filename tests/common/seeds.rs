@@ -10,10 +10,10 @@ use wick::data::preprocess::Preprocess;
 use wick::formats::backbone_file::{self, BackboneMeta, Source};
 use wick::formats::classifier::ClassifierMeta;
 use wick::model::features::{CacheHeader, FeatureCache, View};
+use wick::model::head::{Head, Trained};
 use wick::model::Backbone;
 use wick::model::Classifier;
 use wick::train::config::{HeadSpec, TrainConfig};
-use wick::train::head::{Head, Trained};
 use wick::train::report::Stop;
 use wick::util::rng::Rng;
 

@@ -1,5 +1,5 @@
 //! The classification head on backbone features: a linear layer (the default), or one hidden ReLU
-//! layer with dropout and then a linear layer. Fitting it is [`crate::train::head_fit`].
+//! layer with dropout and then a linear layer. Fitting it is [`crate::train::head_fit`]; a `.wick` holds one ([`crate::model::Classifier`]).
 //!
 //! # Shapes
 //! Features `(N, input_dim)` → logits and probabilities `(N, classes)`.

@@ -45,7 +45,8 @@ fn mislabelled_images_come_first() {
         set.labels[row] = (set.labels[row] + 1) % 4;
     }
     let mut progress = Vec::new();
-    let suspects = find_suspects(&set, 4, 0, &Device::Cpu, |done, folds| progress.push((done, folds))).unwrap();
+    let suspects =
+        find_suspects(&set, 4, 0, &Device::Cpu, |done, folds| progress.push((done, folds))).unwrap().suspects;
     assert_eq!(progress, (1..=CHECK_FOLDS).map(|d| (d, CHECK_FOLDS)).collect::<Vec<_>>());
     assert_eq!(suspects.len(), set.len());
     let mut top: Vec<usize> = suspects[..3].iter().map(|s| s.row).collect();
@@ -85,7 +86,7 @@ fn a_class_of_one_image_is_checked() {
     set.features.truncate(21 * 8);
     let lone = set.features[..8].to_vec();
     set.push(&lone, 2);
-    let suspects = find_suspects(&set, 3, 0, &Device::Cpu, |_, _| {}).unwrap();
+    let suspects = find_suspects(&set, 3, 0, &Device::Cpu, |_, _| {}).unwrap().suspects;
     assert_eq!(suspects.len(), 22);
     assert!(suspects.iter().all(|s| s.given_probability.is_finite() && s.suggested_probability.is_finite()));
 }

@@ -1,8 +1,6 @@
 //! Files and servers that lie: each one that once made Wick panic, exhaust memory, hang, write outside
 //! its folder or overwrite an output gets a clear message here, and nothing is written.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -19,8 +17,8 @@ use wick::model::Classifier;
 use wick::train::config::FinetuneConfig;
 use wick::train::finetune::{fingerprint, Finetuner};
 
-use common::pickle::{CheckpointSpec, Gadget};
-use common::{s, scratch, seeds, wick_with_env};
+use crate::common::pickle::{CheckpointSpec, Gadget};
+use crate::common::{s, scratch, seeds, wick_with_env};
 
 /// `wick args` fails, without a panic, saying `says`; returns its stderr.
 fn refused(args: &[&str], env: &[(&str, &str)], says: &str) -> String {
@@ -453,7 +451,7 @@ fn predict_decodes_large_photos_within_the_budget() {
     let mut args = vec!["predict", "--top", "1"];
     args.extend(paths.iter().map(String::as_str));
     let out = capped(1400, &args);
-    let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
+    let (stdout, stderr) = (crate::common::text(&out.stdout), crate::common::text(&out.stderr));
     assert!(out.status.success(), "predict under a 1.4 GB cap: {stderr}");
     assert_eq!(stdout.lines().filter(|l| l.ends_with(".png")).count(), 4, "{stdout}");
 }
@@ -485,7 +483,7 @@ fn training_the_last_layers_on_large_photos_keeps_small_views() {
             "--quiet",
         ],
     );
-    assert!(run.status.success(), "train --train-layers under a 1.4 GB cap: {}", common::text(&run.stderr));
+    assert!(run.status.success(), "train --train-layers under a 1.4 GB cap: {}", crate::common::text(&run.stderr));
     assert!(out.exists() && out.with_extension("backbone.safetensors").exists());
 }
 
@@ -529,7 +527,7 @@ fn special_files_in_a_data_folder_are_named_and_never_opened() {
     std::os::unix::fs::symlink(dir.join("a/missing.png"), dir.join("b/dangling.png")).unwrap();
     let out = dir.join("m.wick");
     let run = within(120, &["train", "--data", s(&dir), "--out", s(&out), "--no-cache", "--quiet"]);
-    let err = common::text(&run.stderr);
+    let err = crate::common::text(&run.stderr);
     assert!(run.status.success(), "{err}");
     assert!(err.contains("pipe.png: a FIFO (named pipe): not read"), "{err}");
     assert!(err.contains("zero.png: a device: not read"), "{err}");
@@ -538,11 +536,11 @@ fn special_files_in_a_data_folder_are_named_and_never_opened() {
     let run = within(60, &["predict", s(&dir.join("a/pipe.png")), s(&dir.join("a/0.png"))]);
     assert_eq!(run.status.code(), Some(1));
     assert!(
-        common::text(&run.stderr).contains("a FIFO (named pipe), not an image file"),
+        crate::common::text(&run.stderr).contains("a FIFO (named pipe), not an image file"),
         "{}",
-        common::text(&run.stderr)
+        crate::common::text(&run.stderr)
     );
-    assert!(common::text(&run.stdout).contains("0.png"), "the other image is still classified");
+    assert!(crate::common::text(&run.stdout).contains("0.png"), "the other image is still classified");
 }
 
 fn resnet_safetensors(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> Vec<u8> {
@@ -644,9 +642,9 @@ fn labels_and_file_names_reach_the_terminal_as_text() {
     // A photo whose file name does the same is printed with its control characters escaped.
     let name = dir.join("photo\u{1b}[31m\n  99.99%     7  forged.png");
     seeds::colour_image(9).save_with_format(&name, image::ImageFormat::Png).unwrap();
-    let out = common::wick(&["predict", "--top", "1", s(&name)]);
-    let stdout = common::text(&out.stdout);
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let out = crate::common::wick(&["predict", "--top", "1", s(&name)]);
+    let stdout = crate::common::text(&out.stdout);
+    assert!(out.status.success(), "{}", crate::common::text(&out.stderr));
     assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
     assert!(stdout.contains(r"photo\u{1b}[31m\n  99.99%"), "{stdout:?}");
     assert_eq!(stdout.lines().count(), 2, "one name line and one class line: {stdout:?}");
@@ -666,8 +664,8 @@ fn a_heatmap_that_cannot_be_written_does_not_stop_the_batch() {
         seeds::colour_image(i as u8 * 60).save(path).unwrap();
     }
     std::os::unix::fs::symlink(dir.join("nowhere"), maps.join("blocked.heatmap.png")).unwrap();
-    let out = common::wick(&["predict", "--top", "1", "--heatmap", s(&maps), s(&long), s(&blocked), s(&fine)]);
-    let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
+    let out = crate::common::wick(&["predict", "--top", "1", "--heatmap", s(&maps), s(&long), s(&blocked), s(&fine)]);
+    let (stdout, stderr) = (crate::common::text(&out.stdout), crate::common::text(&out.stderr));
     assert!(out.status.success(), "every map was written under another name: {stderr}");
     assert_eq!(stdout.matches("where the model looks").count(), 3, "{stdout}");
     assert!(maps.join("blocked-2.heatmap.png").exists(), "the dangling link's name is taken: the next one is used");
@@ -682,14 +680,14 @@ fn a_heatmap_that_cannot_be_written_does_not_stop_the_batch() {
     let mut perms = std::fs::metadata(&locked).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o500);
     std::fs::set_permissions(&locked, perms).unwrap();
-    let out = common::wick(&["predict", "--top", "1", "--heatmap", s(&locked), s(&fine), s(&blocked)]);
+    let out = crate::common::wick(&["predict", "--top", "1", "--heatmap", s(&locked), s(&fine), s(&blocked)]);
     let mut perms = std::fs::metadata(&locked).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o700);
     std::fs::set_permissions(&locked, perms).unwrap();
     if out.status.success() {
         return; // running as root: the folder is writable anyway
     }
-    let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
+    let (stdout, stderr) = (crate::common::text(&out.stdout), crate::common::text(&out.stderr));
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout.lines().filter(|l| l.ends_with(".png")).count(), 2, "both images answered: {stdout}");
     assert!(stderr.contains("heatmaps could not be written"), "{stderr}");
@@ -739,14 +737,18 @@ fn outputs_never_eat_inputs_or_a_users_files() {
     let report = dir.join("report.wick");
     std::fs::write(dir.join("report.svg"), b"<svg>mine</svg>").unwrap();
     let args = train(&["--out", s(&report)]);
-    let out = common::wick(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
-    assert!(common::text(&out.stderr).contains("report.svg is not a plot Wick wrote"), "{}", common::text(&out.stderr));
+    let out = crate::common::wick(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", crate::common::text(&out.stderr));
+    assert!(
+        crate::common::text(&out.stderr).contains("report.svg is not a plot Wick wrote"),
+        "{}",
+        crate::common::text(&out.stderr)
+    );
     assert_eq!(std::fs::read(dir.join("report.svg")).unwrap(), b"<svg>mine</svg>");
     assert!(dir.join("report-2.svg").exists());
     // The second run replaces its own .wick and its own plot.
-    let out = common::wick(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let out = crate::common::wick(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", crate::common::text(&out.stderr));
     assert!(!dir.join("report-3.svg").exists());
     // convert over a file that is not a backbone.
     let pth = dir.join("w.safetensors");

@@ -7,9 +7,9 @@ use candle_core::{Device, Tensor};
 use wick::data::feature_set::FeatureSet;
 use wick::data::preprocess::Preprocess;
 use wick::formats::classifier::{BackboneRef, ClassifierMeta};
+use wick::model::head::Head;
 use wick::model::Classifier;
 use wick::train::config::{HeadSpec, Solver, TrainConfig};
-use wick::train::head::Head;
 use wick::train::head_fit::{regularization_path, HeadData, HeadFit};
 use wick::train::loss::{class_weights, cross_entropy};
 use wick::train::report::{EpochStats, Stop};
@@ -53,7 +53,7 @@ fn fit(
     classes: usize,
     config: &TrainConfig,
     on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
-) -> wick::Result<wick::train::head::Trained> {
+) -> wick::Result<wick::model::head::Trained> {
     Ok(HeadFit::new(data(train_set, val, classes), config, &Device::Cpu)?.run(on_epoch)?.trained)
 }
 
@@ -62,7 +62,7 @@ fn run(
     val: Option<&FeatureSet>,
     classes: usize,
     config: &TrainConfig,
-) -> wick::train::head::Trained {
+) -> wick::model::head::Trained {
     fit(train_set, val, classes, config, |_| ControlFlow::Continue(())).unwrap()
 }
 

@@ -2,14 +2,12 @@
 //! statistics (pretrained ResNet weights cannot be fetched here), against the independent numpy
 //! reference (`tests/reference/resnet_numpy.py`) on real photos.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::common::pickle::CheckpointSpec;
+use crate::common::seeds;
 use candle_core::Device;
-use common::pickle::CheckpointSpec;
-use common::seeds;
 use wick::backbone::NetworkConfig;
 use wick::data::preprocess::decode_image;
 use wick::infer::MatmulPrecision;
@@ -29,7 +27,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn resnet18_matches_the_numpy_reference_and_its_int8_file_answers_alike() {
-    let dir = common::scratch("resnet18");
+    let dir = crate::common::scratch("resnet18");
     let pth = dir.join("resnet18-random.pth");
     let bytes = CheckpointSpec::contiguous(&seeds::random_resnet("resnet18", 18)).to_bytes();
     std::fs::write(&pth, &bytes).unwrap();

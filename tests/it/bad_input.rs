@@ -1,9 +1,7 @@
 //! Bad input through the real `wick` binary: each gets a clear message naming the file and the problem,
 //! and good inputs next to it are still processed.
 
-mod common;
-
-use common::wick;
+use crate::common::wick;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

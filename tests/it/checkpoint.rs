@@ -2,9 +2,7 @@
 //! fixture (`tests/reference/make_zip_checkpoint.py`), the legacy one on generated files, and zip
 //! archives that lie.
 
-mod common;
-
-use common::pickle::CheckpointSpec;
+use crate::common::pickle::CheckpointSpec;
 use wick::checkpoint::{read_state_dict, StorageDtype};
 
 fn fixture() -> Vec<u8> {
@@ -33,7 +31,7 @@ fn the_zip_container_gives_every_tensor_with_its_strides_offsets_and_shared_stor
 
 #[test]
 fn both_containers_read_the_same_state_dict() {
-    let tensors = common::seeds::tiny_checkpoint_tensors();
+    let tensors = crate::common::seeds::tiny_checkpoint_tensors();
     let legacy = read_state_dict(&CheckpointSpec::contiguous(&tensors).to_bytes()).unwrap();
     let zipped = read_state_dict(&CheckpointSpec::contiguous(&tensors).to_zip()).unwrap();
     for (name, shape, values) in &tensors {
@@ -44,7 +42,7 @@ fn both_containers_read_the_same_state_dict() {
 
 #[test]
 fn lying_zip_checkpoints_are_refused_with_the_reason() {
-    let spec = CheckpointSpec::contiguous(&common::seeds::tiny_checkpoint_tensors());
+    let spec = CheckpointSpec::contiguous(&crate::common::seeds::tiny_checkpoint_tensors());
     let missing = spec.to_zip_with(|name, data| (name != "archive/data/1").then_some(data));
     assert!(error_of(&missing).contains("storage `1` is missing"), "{}", error_of(&missing));
     let short = spec

@@ -1,13 +1,11 @@
 //! Labelled folders, the stratified split and the feature cache.
 
-mod common;
-
-use common::scratch;
+use crate::common::scratch;
 use std::path::{Path, PathBuf};
 use wick::infer::MatmulPrecision;
 
 use candle_core::Device;
-use wick::data::dataset::{check_labels, scan_folder, stratified_split};
+use wick::data::dataset::{check_every_class_has_samples, check_labels, scan_folder, stratified_split};
 use wick::data::preprocess::Preprocess;
 use wick::model::features::{extract_files, CacheFile, CacheHeader, FeatureCache, View};
 use wick::model::Backbone;
@@ -85,14 +83,28 @@ fn labels_need_two_distinct_valid_names() {
 fn the_split_is_stratified_and_seeded() {
     // 20 of class 0, 7 of class 1, 2 of class 2, 1 of class 3.
     let labels: Vec<u32> = [(0, 20), (1, 7), (2, 2), (3, 1)].iter().flat_map(|&(c, n)| vec![c; n]).collect();
-    let (train, val) = stratified_split(&labels, 4, 0.15, 1);
+    let split = |share: f32, seed: u64| stratified_split(&labels, 4, share, seed);
+    let (train, val) = split(0.15, 1).unwrap();
     let count = |idx: &[usize], c: u32| idx.iter().filter(|&&i| labels[i] == c).count();
     assert_eq!([count(&val, 0), count(&val, 1), count(&val, 2), count(&val, 3)], [3, 1, 1, 0]);
     assert_eq!(train.len() + val.len(), labels.len());
     assert!(val.iter().all(|i| !train.contains(i)));
-    assert_eq!(stratified_split(&labels, 4, 0.15, 1), (train.clone(), val.clone()));
-    assert_ne!(stratified_split(&labels, 4, 0.15, 2).1, val, "another seed holds out other images");
-    assert!(stratified_split(&labels, 4, 0.0, 1).1.is_empty());
+    assert_eq!(split(0.15, 1).unwrap(), (train.clone(), val.clone()));
+    assert_ne!(split(0.15, 2).unwrap().1, val, "another seed holds out other images");
+    assert!(split(0.0, 1).unwrap().1.is_empty());
+}
+
+#[test]
+fn a_bad_share_or_an_empty_class_is_refused() {
+    let labels = [0, 0, 1, 1, 1];
+    for share in [-0.1, 1.0, f32::NAN] {
+        let err = stratified_split(&labels, 2, share, 1).unwrap_err().to_string();
+        assert!(err.contains("validation share"), "{share}: {err}");
+    }
+    let classes = ["cats", "dogs", "birds"].map(String::from);
+    assert!(check_every_class_has_samples(&labels, &classes[..2]).is_ok());
+    let err = check_every_class_has_samples(&labels, &classes).unwrap_err().to_string();
+    assert!(err.contains("class `birds` has no images"), "{err}");
 }
 
 fn header(backbone: &str) -> CacheHeader {

@@ -1,9 +1,7 @@
 //! CIFAR-10's binary format and `wick cifar10 --mode probe`, on generated files in that exact format
 //! (the real data set cannot be fetched here): each class is a colour with noise and a stripe pattern.
 
-mod common;
-
-use common::{s, scratch, wick};
+use crate::common::{s, scratch, wick};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -521,7 +519,8 @@ fn finetune_trains_a_resnet_too() {
     let pth = dir.join("resnet18-random.pth");
     std::fs::write(
         &pth,
-        common::pickle::CheckpointSpec::contiguous(&common::seeds::random_resnet("resnet18", 3)).to_bytes(),
+        crate::common::pickle::CheckpointSpec::contiguous(&crate::common::seeds::random_resnet("resnet18", 3))
+            .to_bytes(),
     )
     .unwrap();
     let model = dir.join("r.wick");

@@ -3,9 +3,7 @@
 //! from the top of each photo, evaluation crops from the bottom, so the model is judged on pixels it
 //! never saw.
 
-mod common;
-
-use common::{s, scratch, text, wick};
+use crate::common::{s, scratch, text, wick};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

@@ -3,10 +3,8 @@
 //! run trains, exports a backbone file and a `.wick` that answer as the run measured, and that bad
 //! input is refused with its reason.
 
-mod common;
-
+use crate::common::{s, scratch, text, wick};
 use candle_core::{Device, Tensor};
-use common::{s, scratch, text, wick};
 use image::RgbImage;
 
 use wick::backbone::{efficientnet_lite, resnet, Network, NetworkConfig};
