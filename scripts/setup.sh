@@ -4,9 +4,9 @@
 #                            pinned nightly (rust-src, wasm target) for the multi-threaded web build
 #   scripts/setup.sh test    app + the three browser engines the tests drive (Debian's chromium,
 #                            firefox-esr, and webkit2gtk-driver with xvfb), their drivers from npm
-#                            (playwright-core, puppeteer-core, selenium-webdriver), numpy/Pillow,
-#                            the reference checkpoint
-#   scripts/setup.sh bench   test + onnx/onnxruntime and scikit-learn (the native peers)
+#                            (playwright-core, puppeteer-core, selenium-webdriver), numpy/Pillow, onnx and
+#                            onnxruntime (the ONNX export is run in it), the reference checkpoint
+#   scripts/setup.sh bench   test + scikit-learn (the native peers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-app}"
@@ -51,7 +51,9 @@ if ! cmp -s package-lock.json node_modules/.wick-package-lock.json; then
   cp package-lock.json node_modules/.wick-package-lock.json
 fi
 python3 -c 'import numpy, PIL' 2>/dev/null || python3 -m pip install --quiet numpy pillow
+# The ONNX export's tests check the file with onnx's checker and run it in onnxruntime.
+python3 -c 'import onnx, onnxruntime' 2>/dev/null || python3 -m pip install --quiet onnx onnxruntime
 scripts/fetch-weights.sh all >/dev/null
 [ "$what" = test ] && exit 0
 
-python3 -c 'import onnx, onnxruntime, sklearn' 2>/dev/null || python3 -m pip install --quiet onnx onnxruntime scikit-learn
+python3 -c 'import sklearn' 2>/dev/null || python3 -m pip install --quiet scikit-learn

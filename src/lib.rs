@@ -16,6 +16,8 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod eval;
+#[cfg(feature = "export")]
+pub mod export;
 pub mod formats;
 pub mod infer;
 pub(crate) mod kernels;

@@ -10,6 +10,7 @@ use super::bench::BenchArgs;
 use super::cifar10::Cifar10Args;
 use super::convert::ConvertArgs;
 use super::eval::EvalArgs;
+use super::export::ExportArgs;
 use super::predict::PredictArgs;
 use super::train::TrainArgs;
 
@@ -46,6 +47,8 @@ pub enum Command {
     /// Convert a PyTorch checkpoint (EfficientNet-Lite0/1/2 or ResNet-18/34/50: a `torch.save` file in
     /// either container, or a safetensors state dict) into the int8 Wick backbone file.
     Convert(ConvertArgs),
+    /// Write a model (or, without --model, the backbone alone) in another tool's format.
+    Export(ExportArgs),
     /// Time the backbone's forward pass (ms per image) on random inputs, or head training.
     Bench(BenchArgs),
 }

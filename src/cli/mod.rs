@@ -1,5 +1,5 @@
 //! The `wick` command line: thin commands over the library (`wick predict`, `train`, `eval`,
-//! `cifar10`, `convert`, `bench`), each an args struct with a `run` in its own file; [`main`] is
+//! `cifar10`, `convert`, `export`, `bench`), each an args struct with a `run` in its own file; [`main`] is
 //! the whole program of both binaries, `wick` and, with `--features cuda`, `wick-cuda` (see
 //! `src/main.rs` for why there are two).
 //!
@@ -11,6 +11,7 @@ mod bench;
 mod cifar10;
 mod convert;
 mod eval;
+mod export;
 mod flags;
 mod predict;
 mod shared;
@@ -42,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => args.run(),
         Command::Cifar10(args) => args.run(),
         Command::Convert(args) => args.run(),
+        Command::Export(args) => args.run(),
         Command::Bench(args) => args.run(),
     };
     match result {

@@ -45,6 +45,10 @@ pub enum Output {
     /// A file the command reads first and refuses unless it is of its kind (`--resume`'s
     /// checkpoint): its reader says what is wrong with it, before anything is written.
     ReadFirst,
+    /// Another tool's format (`wick export`): replaced only when `--force` says so.
+    Foreign {
+        force: bool,
+    },
 }
 
 impl Output {
@@ -53,6 +57,7 @@ impl Output {
             Output::Wick(format) => crate::formats::format_of(bytes).is_some_and(|f| f == format),
             Output::Plot => bytes.windows(PLOT_MARK.len()).take(4096).any(|w| w == PLOT_MARK.as_bytes()),
             Output::ReadFirst => true,
+            Output::Foreign { force } => force,
         }
     }
 }
@@ -91,6 +96,7 @@ pub fn check_outputs(outputs: &[(&str, &Path, Output)], inputs: &[(&str, &Path)]
                 path.display(),
                 match kind {
                     Output::Plot => "a plot Wick wrote",
+                    Output::Foreign { .. } => "to be replaced without --force",
                     _ => "a file of the kind Wick writes there",
                 }
             );

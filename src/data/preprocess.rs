@@ -56,6 +56,13 @@ impl Preprocess {
         Ok(())
     }
 
+    /// The view's pixels as an exported model takes them ([`crate::export`]): RGB in [0, 1], one
+    /// plane per channel (3 × crop × crop), before the normalisation, which the export does itself.
+    pub fn pixels(&self, image: &RgbImage) -> Vec<f32> {
+        let view = self.view(image);
+        (0..3).flat_map(|ch| view.pixels().map(move |p| p[ch] as f32 / 255.0)).collect()
+    }
+
     /// RGB pixels → CHW floats of length `3 * crop * crop`.
     pub fn apply(&self, image: &RgbImage) -> Vec<f32> {
         let view = self.view(image);

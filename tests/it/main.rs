@@ -11,6 +11,7 @@ mod checkpoint;
 mod cifar10;
 mod class_map;
 mod data;
+mod export;
 mod finetune;
 mod formats;
 mod head;

@@ -1,0 +1,328 @@
+//! A model as one ONNX graph (opset 13: what onnxruntime, onnxruntime-web and onnx2tf take), from
+//! pixels to class probabilities, written with ONNX's own schema ([`proto`]).
+//!
+//! The graph is the family's op graph ([`crate::backbone::ops`]) with the backbone's folded f32
+//! weights (a backbone file's int8 values dequantized: it answers like `--precision f32`):
+//! BatchNorm is already in the convolutions, ReLU6 is `Clip(0, 6)`, a depthwise convolution is a
+//! grouped `Conv`, and TensorFlow's 'SAME' padding is written out as explicit, possibly uneven pads
+//! (the image's size is fixed, so every pad is known).
+//!
+//! # Shapes
+//! - input `pixels`: float32 (N, 3, S, S), RGB in [0, 1] after the model's resize and centre crop
+//!   (S = the crop), N dynamic; the normalisation is inside the graph;
+//! - outputs `probabilities` (N, K) and `features` (N, D).
+//!
+//! `metadata_props` carry the labels (a JSON array), the resize and crop sizes, the backbone's id and
+//! sha256, and Wick's version.
+
+use std::collections::HashMap;
+
+use prost::Message;
+
+use super::Exported;
+use crate::backbone::fold::FloatWeights;
+use crate::backbone::ops::{ConvOp, Op, OpGraph, Padding, Slot, IMAGE_SLOT, SLOTS};
+use crate::error::{invalid, Result};
+use crate::kernels::geometry::same_padding;
+use crate::kernels::Activation;
+
+/// ONNX's schema as Rust types (`proto/onnx.proto`, compiled by `build.rs`).
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+use proto::tensor_proto::DataType;
+use proto::{
+    attribute_proto, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// The operator set the graph uses.
+pub const OPSET: i64 = 13;
+/// The IR version that goes with it (ONNX 1.8).
+const IR_VERSION: i64 = 7;
+
+/// The model as ONNX bytes.
+pub fn to_onnx(model: &Exported) -> Result<Vec<u8>> {
+    Ok(graph_model(model)?.encode_to_vec())
+}
+
+/// The model as ONNX's `ModelProto`.
+pub fn graph_model(model: &Exported) -> Result<ModelProto> {
+    let backbone = model.backbone;
+    let config = &backbone.meta.config;
+    let preprocess = &backbone.meta.preprocess;
+    let side = preprocess.crop as usize;
+    let mut g = Graph::new(backbone.weights());
+
+    // (x − mean) / std, as x · (1 / std) + (−mean / std) — how Wick's preprocessing computes it.
+    let scale: Vec<f32> = preprocess.std.iter().map(|s| 1.0 / s).collect();
+    let shift: Vec<f32> = preprocess.mean.iter().zip(&preprocess.std).map(|(m, s)| -m / s).collect();
+    let scale = g.constant("normalize.scale", &[1, 3, 1, 1], scale);
+    let shift = g.constant("normalize.shift", &[1, 3, 1, 1], shift);
+    let scaled = g.node("Mul", &["pixels", &scale], "normalize.scaled", vec![]);
+    let image = g.node("Add", &[&scaled, &shift], "normalize", vec![]);
+
+    // Each slot's current value and its spatial size.
+    let mut slots: Vec<Option<(String, usize)>> = vec![None; SLOTS];
+    slots[IMAGE_SLOT] = Some((image, side));
+    let read = |slots: &[Option<(String, usize)>], slot: Slot| {
+        slots[slot].clone().ok_or_else(|| invalid!("the op graph reads buffer {slot} before writing it"))
+    };
+    let ops = config.ops().ops;
+    for op in &ops {
+        match op {
+            Op::Conv(conv) => {
+                let (input, size) = read(&slots, conv.input)?;
+                let residual = conv.residual.map(|r| read(&slots, r).map(|(name, _)| name)).transpose()?;
+                let out = g.conv(conv, &input, size, residual.as_deref())?;
+                slots[conv.output] = Some(out);
+            }
+            &Op::MaxPool { kernel, stride, padding, input, output } => {
+                let (x, size) = read(&slots, input)?;
+                let attributes = vec![
+                    ints("kernel_shape", &[kernel, kernel]),
+                    ints("strides", &[stride, stride]),
+                    ints("pads", &[padding; 4]),
+                ];
+                let name = g.node("MaxPool", &[&x], &format!("maxpool.{output}.{}", g.nodes.len()), attributes);
+                slots[output] = Some((name, (size + 2 * padding - kernel) / stride + 1));
+            }
+        }
+    }
+    let (last, _) = read(&slots, OpGraph::result_slot(&ops))?;
+    let pooled = g.node("GlobalAveragePool", &[&last], "pool", vec![]);
+    g.node_named("Flatten", &[&pooled], "features", "features", vec![int("axis", 1)]);
+
+    // The classifier: the trained head (a hidden ReLU layer first, where it has one), or the
+    // backbone's own.
+    let logits = match model.head {
+        Some(head) => {
+            let tensors: HashMap<String, candle_core::Tensor> = head.tensors().into_iter().collect();
+            let mut x = "features".to_string();
+            if head.spec.hidden.is_some() {
+                let hidden = g.dense("head.hidden", &x, &tensors["hidden.weight"], &tensors["hidden.bias"])?;
+                x = g.node("Relu", &[&hidden], "head.hidden.relu", vec![]);
+            }
+            g.dense("head.output", &x, &tensors["output.weight"], &tensors["output.bias"])?
+        }
+        None => {
+            let name = config.classifier();
+            g.gemm_from_weights(name, "features")?
+        }
+    };
+    g.node_named("Softmax", &[&logits], "softmax", "probabilities", vec![int("axis", 1)]);
+
+    let classes = model.labels.len();
+    let graph = GraphProto {
+        name: Some(format!("wick {}", backbone.meta.architecture)),
+        node: g.nodes,
+        initializer: g.initializers,
+        input: vec![value_info("pixels", &[Dim::Batch, Dim::Fixed(3), Dim::Fixed(side), Dim::Fixed(side)])],
+        output: vec![
+            value_info("probabilities", &[Dim::Batch, Dim::Fixed(classes)]),
+            value_info("features", &[Dim::Batch, Dim::Fixed(config.feature_dim())]),
+        ],
+        ..Default::default()
+    };
+    let metadata = [
+        ("labels", serde_json::to_string(model.labels).expect("labels serialise")),
+        ("resize_shorter", preprocess.resize_shorter.to_string()),
+        ("crop", preprocess.crop.to_string()),
+        ("input", "RGB in [0, 1], (N, 3, crop, crop), after resizing the shorter side and a centre crop".into()),
+        ("backbone_id", backbone.id.clone()),
+        ("backbone_sha256", backbone.sha256.clone()),
+        ("wick_version", env!("CARGO_PKG_VERSION").into()),
+    ];
+    Ok(ModelProto {
+        ir_version: Some(IR_VERSION),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) }],
+        producer_name: Some("wick".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        doc_string: Some(format!("{classes} classes: {}", backbone.meta.architecture)),
+        graph: Some(graph),
+        metadata_props: metadata
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto { key: Some(key.into()), value: Some(value) })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// The graph being written: its nodes and initializers, and the weights they come from.
+struct Graph<'a> {
+    weights: &'a FloatWeights,
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+}
+
+impl<'a> Graph<'a> {
+    fn new(weights: &'a FloatWeights) -> Self {
+        Self { weights, nodes: Vec::new(), initializers: Vec::new() }
+    }
+
+    /// Adds a float32 initializer; returns its name.
+    fn constant(&mut self, name: &str, dims: &[usize], values: Vec<f32>) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), values.len());
+        self.initializers.push(TensorProto {
+            name: Some(name.into()),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: Some(DataType::Float as i32),
+            raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            ..Default::default()
+        });
+        name.into()
+    }
+
+    /// A weight of the backbone by its checkpoint name, checked against `shape`, as an initializer.
+    fn weight(&mut self, name: &str, shape: &[usize]) -> Result<String> {
+        let (dims, values) = self.weights.0.get(name).ok_or_else(|| invalid!("the backbone has no `{name}`"))?;
+        if dims[..] != shape[..] {
+            return Err(invalid!("the backbone's `{name}` has shape {dims:?}, the network needs {shape:?}"));
+        }
+        Ok(self.constant(name, shape, values.clone()))
+    }
+
+    /// Adds a node with one output named after the node; returns the output's name.
+    fn node(&mut self, op: &str, inputs: &[&str], name: &str, attributes: Vec<AttributeProto>) -> String {
+        self.node_named(op, inputs, name, name, attributes)
+    }
+
+    fn node_named(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        name: &str,
+        output: &str,
+        attributes: Vec<AttributeProto>,
+    ) -> String {
+        self.nodes.push(NodeProto {
+            op_type: Some(op.into()),
+            name: Some(name.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attributes,
+            ..Default::default()
+        });
+        output.into()
+    }
+
+    /// A convolution with its bias, residual and activation; returns its output and size.
+    fn conv(&mut self, conv: &ConvOp, input: &str, size: usize, residual: Option<&str>) -> Result<(String, usize)> {
+        let [out_c, in_c, k, _] = conv.shape;
+        let weight = self.weight(&format!("{}.weight", conv.name), &conv.shape)?;
+        let bias = self.weight(&format!("{}.bias", conv.name), &[out_c])?;
+        let (out_size, before, after) = match conv.padding {
+            Padding::Same => {
+                let (out, before) = same_padding(size, k, conv.stride);
+                let total = ((out - 1) * conv.stride + k).saturating_sub(size);
+                (out, before, total - before)
+            }
+            Padding::Symmetric => ((size + 2 * (k / 2) - k) / conv.stride + 1, k / 2, k / 2),
+        };
+        let group = if conv.depthwise { out_c } else { 1 };
+        debug_assert!(!conv.depthwise || in_c == 1);
+        let attributes = vec![
+            ints("kernel_shape", &[k, k]),
+            ints("strides", &[conv.stride, conv.stride]),
+            ints("pads", &[before, before, after, after]),
+            int("group", group as i64),
+        ];
+        let mut x = self.node("Conv", &[input, &weight, &bias], &conv.name, attributes);
+        if let Some(residual) = residual {
+            x = self.node("Add", &[&x, residual], &format!("{}.residual", conv.name), vec![]);
+        }
+        x = match conv.activation {
+            Activation::None => x,
+            Activation::Relu => self.node("Relu", &[&x], &format!("{}.relu", conv.name), vec![]),
+            Activation::Relu6 => {
+                let (low, high) = self.clip_bounds();
+                self.node("Clip", &[&x, &low, &high], &format!("{}.relu6", conv.name), vec![])
+            }
+        };
+        Ok((x, out_size))
+    }
+
+    /// The scalar bounds every ReLU6 shares (opset 13's `Clip` takes them as inputs).
+    fn clip_bounds(&mut self) -> (String, String) {
+        if !self.initializers.iter().any(|t| t.name.as_deref() == Some("relu6.min")) {
+            self.constant("relu6.min", &[], vec![0.0]);
+            self.constant("relu6.max", &[], vec![6.0]);
+        }
+        ("relu6.min".into(), "relu6.max".into())
+    }
+
+    /// `x · Wᵀ + b` for a weight (out, in) and bias (out).
+    fn dense(
+        &mut self,
+        name: &str,
+        x: &str,
+        weight: &candle_core::Tensor,
+        bias: &candle_core::Tensor,
+    ) -> Result<String> {
+        let dims = weight.dims().to_vec();
+        let w = self.constant(&format!("{name}.weight"), &dims, weight.flatten_all()?.to_vec1::<f32>()?);
+        let b = self.constant(&format!("{name}.bias"), &[dims[0]], bias.to_vec1::<f32>()?);
+        Ok(self.node("Gemm", &[x, &w, &b], name, vec![int("transB", 1)]))
+    }
+
+    /// `x · Wᵀ + b` for the backbone's own classifier (`<name>.weight`, `<name>.bias`).
+    fn gemm_from_weights(&mut self, name: &str, x: &str) -> Result<String> {
+        let shape = self.weights.0.get(&format!("{name}.weight")).map(|(dims, _)| dims.clone());
+        let shape = shape.ok_or_else(|| invalid!("the backbone has no `{name}.weight`"))?;
+        if shape.len() != 2 {
+            return Err(invalid!("the backbone's `{name}.weight` has shape {shape:?}"));
+        }
+        let w = self.weight(&format!("{name}.weight"), &shape)?;
+        let b = self.weight(&format!("{name}.bias"), &[shape[0]])?;
+        Ok(self.node("Gemm", &[x, &w, &b], name, vec![int("transB", 1)]))
+    }
+}
+
+fn int(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(attribute_proto::AttributeType::Int as i32),
+        i: Some(value),
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, values: &[usize]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(attribute_proto::AttributeType::Ints as i32),
+        ints: values.iter().map(|&v| v as i64).collect(),
+        ..Default::default()
+    }
+}
+
+enum Dim {
+    Batch,
+    Fixed(usize),
+}
+
+fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| tensor_shape_proto::Dimension {
+            value: Some(match d {
+                Dim::Batch => tensor_shape_proto::dimension::Value::DimParam("N".into()),
+                Dim::Fixed(n) => tensor_shape_proto::dimension::Value::DimValue(*n as i64),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(DataType::Float as i32),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
