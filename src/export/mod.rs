@@ -2,9 +2,12 @@
 //! each family's op graph ([`crate::backbone::ops`]), the folded weights and the trained head.
 //!
 //! - [`onnx`]: one ONNX graph from pixels to class probabilities (onnxruntime, onnxruntime-web,
-//!   onnx2tf).
+//!   onnx2tf);
+//! - [`tfjs`]: a TensorFlow.js layers model with Teachable Machine's metadata (`tf.loadLayersModel`,
+//!   `@teachablemachine/image`, ml5).
 
 pub mod onnx;
+pub mod tfjs;
 
 use crate::model::head::Head;
 use crate::model::{Backbone, Classifier};

@@ -10,10 +10,11 @@ use candle_core::{Device, Tensor};
 use wick::data::feature_set::FeatureSet;
 use wick::data::preprocess::decode_image;
 use wick::export::onnx::to_onnx;
+use wick::export::tfjs::to_tfjs;
 use wick::export::Exported;
 use wick::infer::MatmulPrecision;
 use wick::model::{Backbone, Classifier};
-use wick::train::config::TrainConfig;
+use wick::train::config::{Solver, TrainConfig};
 use wick::train::head_fit::{HeadData, HeadFit};
 
 use crate::common::pickle::CheckpointSpec;
@@ -76,28 +77,33 @@ fn assert_same_answers(what: &str, got: &Answers, probabilities: &[Vec<f32>], fe
     }
 }
 
-#[test]
-fn lite0_with_a_trained_head_answers_in_onnxruntime_as_in_wick() {
-    let dir = scratch("lite0");
+/// Lite0 (f32 products) with a hidden-layer head trained on the photos, and Wick's own features and
+/// probabilities for them. Three classes, with labels that stress every format's metadata: a quote,
+/// a slash, an emoji.
+fn lite0_model() -> (Backbone, Classifier, Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let backbone = shipped_backbone().with_precision(MatmulPrecision::F32);
     let images = photos();
     let features = backbone.features(&backbone.input_tensor(&images).unwrap()).unwrap().to_vec2::<f32>().unwrap();
-    // Three classes with a label that stresses the metadata: a quote, a slash, an emoji.
     let labels: Vec<String> = ["cup \"espresso\"", "cat/kitten", "rest 🚀"].map(String::from).to_vec();
     let mut set = FeatureSet::new(backbone.feature_dim());
     for (i, row) in features.iter().enumerate() {
         set.push(row, [0, 1, 2, 2, 2, 2][i]);
     }
-    let config = TrainConfig { hidden: Some(16), ..TrainConfig::default() };
-    let config = TrainConfig { solver: wick::train::config::Solver::for_head(config.hidden), ..config };
+    let config = TrainConfig { hidden: Some(16), solver: Solver::AdamW, ..TrainConfig::default() };
     let fitted = HeadFit::new(HeadData::train_only(set, labels.clone()), &config, &Device::Cpu)
         .unwrap()
         .run(|_| std::ops::ControlFlow::Continue(()))
         .unwrap();
-    let classifier = Classifier::from_training(fitted.trained, labels.clone(), &backbone, config, None, 0);
-    let x = Tensor::new(features.clone(), &Device::Cpu).unwrap();
-    let probabilities = classifier.probabilities(&x).unwrap();
+    let classifier = Classifier::from_training(fitted.trained, labels, &backbone, config, None, 0);
+    let probabilities = classifier.probabilities(&Tensor::new(features.clone(), &Device::Cpu).unwrap()).unwrap();
+    (backbone, classifier, features, probabilities)
+}
 
+#[test]
+fn lite0_with_a_trained_head_answers_in_onnxruntime_as_in_wick() {
+    let dir = scratch("lite0");
+    let (backbone, classifier, features, probabilities) = lite0_model();
+    let labels = classifier.meta.labels.clone();
     let onnx = to_onnx(&Exported::model(&classifier, &backbone)).unwrap();
     let got = onnxruntime(&dir, &onnx, &backbone);
     assert_same_answers("Lite0 + hidden-layer head", &got, &probabilities, &features);
@@ -149,12 +155,33 @@ fn export_refuses_what_it_cannot_do_and_never_replaces_a_file_unasked() {
     assert_eq!(std::fs::read(&out).unwrap(), b"my own file", "an existing file was touched");
 
     let run = wick(&["export", "--format", "tflite", "--out", s(&dir.join("x"))]);
-    assert!(text(&run.stderr).contains("possible values: onnx"), "{}", text(&run.stderr));
+    assert!(text(&run.stderr).contains("possible values: onnx, tfjs"), "{}", text(&run.stderr));
 
     let run = wick(&["export", "--format", "onnx", "--out", s(&out), "--force"]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let bytes = std::fs::read(&out).unwrap();
     assert!(bytes.len() > 10_000_000, "the f32 backbone and its ImageNet classifier: {} bytes", bytes.len());
+
+    // A folder export: never into a folder that exists unless --force, and never over files that
+    // are not an earlier export's, even with --force.
+    let folder = dir.join("tm");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("notes.txt"), b"mine").unwrap();
+    let run = wick(&["export", "--format", "tfjs", "--out", s(&folder)]);
+    assert!(text(&run.stderr).contains("without --force"), "{}", text(&run.stderr));
+    let run = wick(&["export", "--format", "tfjs", "--out", s(&folder), "--force"]);
+    assert!(text(&run.stderr).contains("notes.txt"), "{}", text(&run.stderr));
+    assert_eq!(std::fs::read(folder.join("notes.txt")).unwrap(), b"mine");
+    std::fs::remove_file(folder.join("notes.txt")).unwrap();
+    for _ in 0..2 {
+        let run = wick(&["export", "--format", "tfjs", "--out", s(&folder), "--force"]);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+    }
+    let mut names: Vec<String> =
+        std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["metadata.json", "model.json", "weights.bin"]);
+    assert!(!std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp")));
 
     // A .wick trained on another backbone is refused, naming both.
     let other = CheckpointSpec::contiguous(&seeds::random_resnet("resnet18", 6)).to_bytes();
@@ -183,4 +210,86 @@ fn export_refuses_what_it_cannot_do_and_never_replaces_a_file_unasked() {
     let err = text(&run.stderr);
     assert!(err.contains("efficientnet-lite0") && err.contains("resnet18"), "{err}");
     assert!(!fresh.exists(), "a refused export left a file");
+}
+
+/// `files` run by `package` (`@tensorflow/tfjs` 4.22 or `tfjs-1.3.1`) in Node
+/// (`tests/reference/tfjs_run.mjs`) on `backbone`'s view of the photos, fed as Teachable Machine
+/// feeds them (x / 127 − 1, channels last): the version and the probabilities.
+fn tfjs(
+    dir: &Path,
+    files: &wick::export::tfjs::TfjsFiles,
+    backbone: &Backbone,
+    package: &str,
+) -> (String, Vec<Vec<f32>>) {
+    let export = dir.join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    for (name, bytes) in files.files() {
+        std::fs::write(export.join(name), bytes).unwrap();
+    }
+    let side = backbone.meta.preprocess.crop as usize;
+    let mut pixels = Vec::new();
+    for image in photos() {
+        let planes = backbone.meta.preprocess.pixels(&image);
+        for p in 0..side * side {
+            pixels.extend((0..3).map(|c| planes[c * side * side + p] * 255.0 / 127.0 - 1.0));
+        }
+    }
+    std::fs::write(dir.join("pixels.f32"), pixels.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tfjs_run.mjs"))
+        .arg(package)
+        .arg(&export)
+        .arg(dir.join("pixels.f32"))
+        .arg(PHOTOS.len().to_string())
+        .arg(dir.join("out.json"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("node runs (scripts/setup.sh test installs the npm packages)");
+    assert!(out.status.success(), "tfjs_run.mjs {package}: {}", text(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("out.json")).unwrap()).unwrap();
+    (result["version"].as_str().unwrap().to_string(), serde_json::from_value(result["probabilities"].clone()).unwrap())
+}
+
+/// Same top-1 on every photo, every probability within 1e-3.
+fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
+    assert_eq!(got.len(), PHOTOS.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(argmax(g), argmax(w), "{what}, {}: top-1", PHOTOS[i]);
+        let worst = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-3, "{what}, {}: probabilities differ by {worst}", PHOTOS[i]);
+    }
+}
+
+/// The TF.js export in TF.js 4.22 and 1.3.1 (Node's CPU backend) on the same pixels: Wick's
+/// probabilities within 1e-3; and Teachable Machine's metadata.
+#[test]
+fn lite0_with_a_trained_head_answers_in_tfjs_as_in_wick() {
+    let dir = scratch("tfjs");
+    let (backbone, classifier, _, probabilities) = lite0_model();
+    let files = to_tfjs(&Exported::model(&classifier, &backbone), 1_765_000_000).unwrap();
+    for (package, version) in [("@tensorflow/tfjs", "4.22.0"), ("tfjs-1.3.1", "1.3.1")] {
+        let (got_version, got) = tfjs(&dir, &files, &backbone, package);
+        assert_eq!(got_version, version);
+        assert_close(&format!("Lite0 in TF.js {version}"), &got, &probabilities);
+    }
+    let metadata: serde_json::Value = serde_json::from_str(&files.metadata_json).unwrap();
+    assert_eq!(metadata["labels"], serde_json::json!(classifier.meta.labels));
+    assert_eq!(metadata["imageSize"], 224);
+    assert_eq!(metadata["tfjsVersion"], "1.3.1");
+    assert_eq!(metadata["timeStamp"], "2025-12-06T05:46:40Z");
+}
+
+/// ResNet's symmetric padding and max pool as ZeroPadding2D + valid layers, and its normalisation
+/// (ImageNet's mean and std) in the first layer: a random ResNet-18 alone answers in TF.js as in Wick.
+#[test]
+fn a_resnet_backbone_alone_answers_in_tfjs_as_in_wick() {
+    let dir = scratch("tfjs-resnet");
+    let checkpoint = CheckpointSpec::contiguous(&seeds::random_resnet("resnet18", 5)).to_bytes();
+    let backbone =
+        Backbone::from_torch_checkpoint(&checkpoint, &Device::Cpu).unwrap().with_precision(MatmulPrecision::F32);
+    let features = backbone.features(&backbone.input_tensor(&photos()).unwrap()).unwrap();
+    let probabilities = backbone.imagenet_probabilities(&features).unwrap().to_vec2::<f32>().unwrap();
+    let files = to_tfjs(&Exported::backbone(&backbone), 0).unwrap();
+    let (_, got) = tfjs(&dir, &files, &backbone, "@tensorflow/tfjs");
+    assert_close("random ResNet-18 in TF.js 4.22", &got, &probabilities);
 }

@@ -1,0 +1,76 @@
+// A Wick model where Teachable Machine's users run theirs: `wick export --format tfjs` loaded by
+// `@teachablemachine/image` (0.8.5, on the TF.js 1.3.1 its page snippet pins) in Chromium, end to
+// end — tmImage.load, then tmImage.predict on photo elements, its own crop and normalisation — gives
+// `wick predict`'s top-1 on held-out photos.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { root, serveDist, launchChromium, photoCrops } from './harness.mjs';
+
+const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
+
+const PAGE = `<!doctype html>
+<meta charset="utf-8">
+<script src="/tf/tf.min.js"></script>
+<script src="/tm/teachablemachine-image.min.js"></script>
+<script>
+window.classify = async (names) => {
+  const model = await tmImage.load('/export/model.json', '/export/metadata.json');
+  const answers = [];
+  for (const name of names) {
+    const image = new Image();
+    image.src = '/photos/' + name;
+    await image.decode();
+    const ranked = (await model.predict(image)).sort((a, b) => b.probability - a.probability);
+    answers.push(ranked[0].className);
+  }
+  return { answers, classes: model.getTotalClasses(), labels: model.getClassLabels(), tfjs: tf.version.tfjs };
+};
+</script>`;
+
+test('a TF.js export runs in Teachable Machine\'s own library with wick predict\'s answers', { timeout: 600_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-tm-'));
+  const data = path.join(dir, 'data');
+  const photos = path.join(dir, 'photos');
+  fs.mkdirSync(photos);
+  for (const name of ['brick', 'grass', 'gravel']) {
+    fs.mkdirSync(path.join(data, name), { recursive: true });
+    photoCrops(path.join(data, name), name, 8);
+  }
+  const held = [
+    ...photoCrops(photos, 'brick', 4, 20), ...photoCrops(photos, 'grass', 3, 20), ...photoCrops(photos, 'gravel', 3, 20),
+  ];
+  const model = path.join(dir, 'textures.wick');
+  const exported = path.join(dir, 'export');
+  execFileSync(wickBinary, ['train', '--data', data, '--out', model, '--no-cache', '--quiet']);
+  execFileSync(wickBinary, ['export', '--model', model, '--format', 'tfjs', '--out', exported]);
+  const predicted = execFileSync(wickBinary, ['predict', '--model', model, '--json', '--top', '1', ...held])
+    .toString().trim().split('\n').map((line) => JSON.parse(line).classes[0].label);
+
+  fs.writeFileSync(path.join(dir, 'index.html'), PAGE);
+  const { server, origin } = await serveDist(dir, {
+    '/tf/': path.join(root, 'node_modules/tfjs-1.3.1/dist'),
+    '/tm/': path.join(root, 'node_modules/@teachablemachine/image/dist'),
+    '/export/': exported,
+    '/photos/': photos,
+  });
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage();
+    await page.goto(origin);
+    const result = await page.evaluate((names) => window.classify(names), held.map((p) => path.basename(p)));
+    assert.equal(result.tfjs, '1.3.1');
+    assert.deepEqual(result.labels, ['brick', 'grass', 'gravel']);
+    assert.equal(result.classes, 3);
+    const same = result.answers.filter((label, i) => label === predicted[i]).length;
+    console.log(`# Teachable Machine's library on TF.js 1.3.1: the same top-1 as wick predict on ${same} of ${held.length} held-out photos (${result.answers.join(', ')})`);
+    assert.ok(same >= 9, `only ${same} of ${held.length}: ${result.answers} against ${predicted}`);
+  } finally {
+    await browser.close();
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
