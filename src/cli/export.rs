@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::error::InFile;
-use crate::export::onnx::to_onnx;
+use crate::export::onnx::{to_onnx, OnnxWeights};
 use crate::export::tfjs::to_tfjs;
 use crate::export::Exported;
 use crate::model::Classifier;
@@ -35,6 +35,10 @@ pub struct ExportArgs {
     /// Where to write the export: a file (onnx) or a folder (tfjs).
     #[arg(long)]
     pub out: PathBuf,
+    /// onnx: weights in int8 with a scale per output channel (a file about a quarter the size;
+    /// answers within a few hundredths of the f32 file's).
+    #[arg(long)]
+    pub quantize: bool,
     /// Replace what is at --out (a folder only when it holds nothing but an earlier export).
     #[arg(long)]
     pub force: bool,
@@ -52,7 +56,12 @@ impl ExportArgs {
             ExportFormat::Onnx => {
                 check_outputs(&[("--out", &self.out, Output::Foreign { force: self.force })], &inputs)?
             }
-            ExportFormat::Tfjs => check_folder(&self.out, self.force)?,
+            ExportFormat::Tfjs => {
+                if self.quantize {
+                    bail!("--quantize is for --format onnx (the TF.js folder keeps float32 weights)");
+                }
+                check_folder(&self.out, self.force)?
+            }
         }
         let base = self.backbone.load()?;
         let classifier = match &self.model {
@@ -69,7 +78,8 @@ impl ExportArgs {
         };
         match self.format {
             ExportFormat::Onnx => {
-                let bytes = to_onnx(&model)?;
+                let weights = if self.quantize { OnnxWeights::Int8 } else { OnnxWeights::F32 };
+                let bytes = to_onnx(&model, weights)?;
                 write_atomically(&self.out, &bytes)?;
                 eprintln!("wrote {} ({:.2} MB)", self.out.display(), bytes.len() as f64 / 1e6);
             }

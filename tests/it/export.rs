@@ -9,7 +9,7 @@ use std::process::Command;
 use candle_core::{Device, Tensor};
 use wick::data::feature_set::FeatureSet;
 use wick::data::preprocess::decode_image;
-use wick::export::onnx::to_onnx;
+use wick::export::onnx::{to_onnx, OnnxWeights};
 use wick::export::tfjs::to_tfjs;
 use wick::export::Exported;
 use wick::infer::MatmulPrecision;
@@ -104,13 +104,30 @@ fn lite0_with_a_trained_head_answers_in_onnxruntime_as_in_wick() {
     let dir = scratch("lite0");
     let (backbone, classifier, features, probabilities) = lite0_model();
     let labels = classifier.meta.labels.clone();
-    let onnx = to_onnx(&Exported::model(&classifier, &backbone)).unwrap();
+    let onnx = to_onnx(&Exported::model(&classifier, &backbone), OnnxWeights::F32).unwrap();
     let got = onnxruntime(&dir, &onnx, &backbone);
     assert_same_answers("Lite0 + hidden-layer head", &got, &probabilities, &features);
     let listed: Vec<String> = serde_json::from_str(got.metadata["labels"].as_str().unwrap()).unwrap();
     assert_eq!(listed, labels);
     assert_eq!(got.metadata["crop"], "224");
     assert_eq!(got.metadata["backbone_sha256"].as_str().unwrap(), backbone.sha256);
+
+    // --quantize: int8 weights, a scale per output channel. The same top-1 wherever Wick's f32
+    // answer leads by more than 0.05, every probability within 0.03, a quarter of the bytes or so.
+    let quantized = to_onnx(&Exported::model(&classifier, &backbone), OnnxWeights::Int8).unwrap();
+    assert!(quantized.len() * 3 < onnx.len(), "{} bytes against {}", quantized.len(), onnx.len());
+    let int8_dir = dir.join("int8");
+    std::fs::create_dir_all(&int8_dir).unwrap();
+    let got_int8 = onnxruntime(&int8_dir, &quantized, &backbone);
+    for (i, (g, w)) in got_int8.probabilities.iter().zip(&probabilities).enumerate() {
+        let mut sorted = w.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        if sorted[0] - sorted[1] > 0.05 {
+            assert_eq!(argmax(g), argmax(w), "--quantize, {}: top-1", PHOTOS[i]);
+        }
+        let worst = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 0.03, "--quantize, {}: probabilities differ by {worst}", PHOTOS[i]);
+    }
 
     // docs/elsewhere.md's snippet, preprocessing with Pillow, gives Wick's top-1 on the files.
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -138,7 +155,7 @@ fn a_resnet_backbone_alone_answers_in_onnxruntime_as_in_wick() {
     let input = backbone.input_tensor(&images).unwrap();
     let features = backbone.features(&input).unwrap();
     let probabilities = backbone.imagenet_probabilities(&features).unwrap().to_vec2::<f32>().unwrap();
-    let onnx = to_onnx(&Exported::backbone(&backbone)).unwrap();
+    let onnx = to_onnx(&Exported::backbone(&backbone), OnnxWeights::F32).unwrap();
     let got = onnxruntime(&dir, &onnx, &backbone);
     assert_same_answers("random ResNet-18", &got, &probabilities, &features.to_vec2::<f32>().unwrap());
     assert_eq!(got.probabilities[0].len(), 1000);
@@ -161,6 +178,9 @@ fn export_refuses_what_it_cannot_do_and_never_replaces_a_file_unasked() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     let bytes = std::fs::read(&out).unwrap();
     assert!(bytes.len() > 10_000_000, "the f32 backbone and its ImageNet classifier: {} bytes", bytes.len());
+
+    let run = wick(&["export", "--format", "tfjs", "--quantize", "--out", s(&dir.join("q"))]);
+    assert!(text(&run.stderr).contains("--quantize is for --format onnx"), "{}", text(&run.stderr));
 
     // A folder export: never into a folder that exists unless --force, and never over files that
     // are not an earlier export's, even with --force.
