@@ -12,6 +12,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-unknown-unknown --no-default-features -- -D warnings
+	cargo clippy --release --lib --target wasm32-unknown-unknown --no-default-features --features export -- -D warnings
 
 test-native:
 	scripts/setup.sh test

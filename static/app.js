@@ -2,7 +2,7 @@
 // computing happens in the worker (static/worker.js) on the shared Rust library; the page's modules
 // (static/app/) own the DOM, the webcam, IndexedDB and the messages. This one wires them and starts.
 import { drawChart } from './app/chart.js';
-import { applyPrecision, downloadBytes, openModels, openProject, replaceProject, setBackbone, describeBackbone } from './app/files.js';
+import { applyPrecision, openModels, openProject, replaceProject, setBackbone, describeBackbone } from './app/files.js';
 import { projectChanged, reconnect, wireKeeping } from './app/keep.js';
 import { ask, listeners, post, startWorker } from './app/messages.js';
 import { checkLabels, renderCheck } from './app/check.js';
@@ -56,11 +56,10 @@ function wire() {
   });
   $('#preview-webcam').addEventListener('click', togglePreviewWebcam);
   $('#preview-switch').addEventListener('click', switchPreviewCamera);
-  $('#export-model').addEventListener('click', () => {
-    downloadBytes(state.project.model, 'model.wick', 'application/octet-stream');
-    // A model whose backbone layers trained runs on its own backbone file: both go.
-    if (state.project.modelBackbone) downloadBytes(state.project.modelBackbone, 'model.backbone.safetensors', 'application/octet-stream');
-  });
+  // The export module loads on first use (see static/exports.js).
+  const exports = () => import('./exports.js');
+  $('#export-model').addEventListener('click', async () => (await exports()).exportModel($('#export-format').value));
+  $('#export-format').addEventListener('change', async () => (await exports()).showExportHint());
   wireKeeping();
   $('#open-model').addEventListener('change', (e) => { if (e.target.files.length) openModels([...e.target.files]); e.target.value = ''; });
   $('#open-project').addEventListener('change', (e) => { if (e.target.files[0]) openProject(e.target.files[0]); e.target.value = ''; });

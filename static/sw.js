@@ -3,7 +3,7 @@
 // network answers and from the cache when it does not. Only this origin's GET requests are handled.
 // The library's build is not in the shell: the page picks one (single- or multi-threaded) and tells
 // this worker which files it loaded before it was in control.
-const CACHE = 'wick-v5';
+const CACHE = 'wick-v6';
 const MODULES = ['camera', 'chart', 'check', 'classes', 'evaluation', 'files', 'keep', 'map', 'messages', 'preview', 'project', 'state', 'store', 'training', 'wasm'];
 // The manifest too: the page, added to a home screen, opens offline as an app (the home screen
 // keeps its own copy of the icons).

@@ -1,7 +1,8 @@
 //! What the generic code asks of a backbone family, answered in the family's own file
 //! ([`super::efficientnet_lite`], [`super::resnet`]): its shape, its checkpoint's names, where it
 //! can be cut for training the last layers, its inference network op by op, and its Candle graph.
-//! [`super::NetworkConfig::family`] is the one place a family is picked; nothing else names one.
+//! [`super::NetworkConfig::family`] picks a family (and `Network::unfolded`, for the one method kept
+//! out of the trait object); nothing else names one.
 
 use std::sync::Arc;
 
@@ -50,8 +51,13 @@ pub trait Family {
     /// The Candle graph with every BatchNorm folded (a backbone file's weights).
     fn folded(&self, vb: VarBuilder) -> candle_core::Result<Arc<dyn Graph>>;
     /// The Candle graph with its BatchNorms as layers, for fine-tuning; the convolutions in
-    /// `compute` (F32, or BF16 where the family takes mixed precision).
-    fn unfolded(&self, compute: DType, vb: VarBuilder) -> Result<Arc<dyn Graph>>;
+    /// `compute` (F32, or BF16 where the family takes mixed precision). Called on the concrete
+    /// family only (`Self: Sized` keeps it out of the trait object): the page's build never
+    /// fine-tunes, and a vtable entry would have kept the training graph in its wasm (+12 KB
+    /// gzipped, measured 2026-12-07, over the first load's 6 MB).
+    fn unfolded(&self, compute: DType, vb: VarBuilder) -> Result<Arc<dyn Graph>>
+    where
+        Self: Sized;
 }
 
 /// A family's Candle graph, up to its pooled features.

@@ -157,7 +157,12 @@ impl Network {
 
     /// The convolutions run in `compute` (F32, or BF16 for the families that take mixed precision).
     pub fn unfolded(config: &NetworkConfig, compute: DType, vb: candle_nn::VarBuilder) -> Result<Self> {
-        config.family().unfolded(compute, vb).map(Self)
+        // By concrete family, not through `family()`: see `Family::unfolded`.
+        match config {
+            NetworkConfig::EfficientNetLite(c) => c.unfolded(compute, vb),
+            NetworkConfig::ResNet(c) => c.unfolded(compute, vb),
+        }
+        .map(Self)
     }
 
     /// Images → the input of block `first`, every BatchNorm in evaluation mode.

@@ -7,13 +7,16 @@
 //! - [`session`]: the backbone and the loaded model — embedding, classifying, where it looks;
 //! - [`training`]: a training run, one step per call;
 //! - [`project`]: the project file; [`insight`]: the data map and the label check;
-//! - [`bench`]: the page's benchmarks (for `benches/`).
+//! - [`bench`]: the page's benchmarks (for `benches/`);
+//! - `export`: the model in other tools' formats (only in the build with the `export` feature).
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 mod bench;
+#[cfg(feature = "export")]
+mod export;
 mod insight;
 mod project;
 mod session;

@@ -1,14 +1,15 @@
-// A Wick model where Teachable Machine's users run theirs: `wick export --format tfjs` loaded by
-// `@teachablemachine/image` (0.8.5, on the TF.js 1.3.1 its page snippet pins) in Chromium, end to
-// end — tmImage.load, then tmImage.predict on photo elements, its own crop and normalisation — gives
-// `wick predict`'s top-1 on held-out photos.
+// Exports in a browser. A Wick model where Teachable Machine's users run theirs: `wick export
+// --format tfjs` loaded by `@teachablemachine/image` (0.8.5, on the TF.js 1.3.1 its page snippet
+// pins) in Chromium, end to end — tmImage.load, then tmImage.predict on photo elements, its own crop
+// and normalisation — gives `wick predict`'s top-1 on held-out photos. And the page's own *Export
+// model*: computed in the tab, the same files `wick export` writes, with no request off the origin.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, serveDist, launchChromium, photoCrops } from './harness.mjs';
+import { root, serveDist, launchChromium, photoCrops, openApp, addImages } from './harness.mjs';
 
 const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
 
@@ -68,6 +69,64 @@ test('a TF.js export runs in Teachable Machine\'s own library with wick predict\
     const same = result.answers.filter((label, i) => label === predicted[i]).length;
     console.log(`# Teachable Machine's library on TF.js 1.3.1: the same top-1 as wick predict on ${same} of ${held.length} held-out photos (${result.answers.join(', ')})`);
     assert.ok(same >= 9, `only ${same} of ${held.length}: ${result.answers} against ${predicted}`);
+  } finally {
+    await browser.close();
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const picked = (paths) => paths.map((p) => ({ name: path.basename(p), mimeType: 'image/png', buffer: fs.readFileSync(p) }));
+
+test('the page exports its model as ONNX and TF.js: the files wick export writes, computed in the tab', { timeout: 600_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-page-export-'));
+  const { server, origin } = await serveDist();
+  const browser = await launchChromium();
+  try {
+    const { page, requests, errors } = await openApp(browser, origin);
+    await addImages(page, 0, picked(photoCrops(dir, 'brick', 6)));
+    await addImages(page, 1, picked(photoCrops(dir, 'grass', 6)));
+    await page.click('#train');
+    await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Trained'), null, { timeout: 120_000 });
+    const exported = async (format) => {
+      await page.selectOption('#export-format', format);
+      await page.waitForFunction((f) => f === 'wick' || !document.querySelector('#export-hint').textContent.startsWith('.wick'), format);
+      const [download] = await Promise.all([page.waitForEvent('download', { timeout: 300_000 }), page.click('#export-model')]);
+      const bytes = fs.readFileSync(await download.path());
+      return { name: download.suggestedFilename(), bytes };
+    };
+    const wick = await exported('wick');
+    assert.equal(wick.name, 'model.wick');
+    const model = path.join(dir, 'model.wick');
+    fs.writeFileSync(model, wick.bytes);
+
+    for (const [format, name, flags] of [['onnx', 'model.onnx', []], ['onnx-int8', 'model-int8.onnx', ['--quantize']]]) {
+      const started = Date.now();
+      const onnx = await exported(format);
+      const seconds = (Date.now() - started) / 1000;
+      assert.equal(onnx.name, name);
+      const cli = path.join(dir, name);
+      execFileSync(wickBinary, ['export', '--model', model, '--format', 'onnx', ...flags, '--out', cli]);
+      assert.ok(onnx.bytes.equals(fs.readFileSync(cli)), `${format}: the page's file is wick export's`);
+      console.log(`# ${format} from the page: ${(onnx.bytes.length / 1e6).toFixed(2)} MB in ${seconds.toFixed(1)} s`);
+      assert.match(await page.textContent('#status'), new RegExp(`^Exported the model as ${name}`));
+    }
+
+    const zip = await exported('tfjs');
+    assert.equal(zip.name, 'model.zip');
+    fs.writeFileSync(path.join(dir, 'model.zip'), zip.bytes);
+    const unzipped = path.join(dir, 'unzipped');
+    execFileSync('python3', ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', path.join(dir, 'model.zip'), unzipped]);
+    const cli = path.join(dir, 'cli-tfjs');
+    execFileSync(wickBinary, ['export', '--model', model, '--format', 'tfjs', '--out', cli]);
+    for (const file of ['model.json', 'weights.bin']) {
+      assert.ok(fs.readFileSync(path.join(unzipped, 'model', file)).equals(fs.readFileSync(path.join(cli, file))), `tfjs: ${file}`);
+    }
+    const meta = (folder) => { const m = JSON.parse(fs.readFileSync(path.join(folder, 'metadata.json'))); delete m.timeStamp; return m; };
+    assert.deepEqual(meta(path.join(unzipped, 'model')), meta(cli));
+
+    assert.deepEqual(requests.filter((url) => new URL(url).origin !== origin), [], 'no request leaves the origin (blob: URLs are the page\'s own)');
+    assert.deepEqual(errors, []);
   } finally {
     await browser.close();
     server.close();

@@ -1,0 +1,54 @@
+//! The page's exports (the `export` feature's build only: `scripts/build-web-export.sh` makes it, and
+//! the page loads it when an export is asked for, so that the first load does not carry it).
+
+use candle_core::Device;
+use wasm_bindgen::prelude::*;
+
+use super::fail;
+use crate::export::onnx::{to_onnx, OnnxWeights};
+use crate::export::tfjs::to_tfjs;
+use crate::export::Exported;
+use crate::model::{Backbone, Classifier};
+
+/// A model — `wick` (a `.wick`) on `backbone_file`, or without it the backbone alone — in `format`:
+/// `onnx`, `onnx-int8`, or `tfjs` (a `.zip` of the TF.js folder with Teachable Machine's
+/// metadata). The same bytes `wick export` writes.
+#[wasm_bindgen]
+pub fn export_model(
+    backbone_file: &[u8],
+    wick: Option<Vec<u8>>,
+    format: &str,
+    unix_seconds: f64,
+) -> Result<Vec<u8>, JsError> {
+    let base = Backbone::from_backbone_file(backbone_file, &Device::Cpu).map_err(fail)?;
+    let classifier = wick.map(|bytes| Classifier::from_bytes(&bytes, &Device::Cpu)).transpose().map_err(fail)?;
+    let backbone = match &classifier {
+        Some(classifier) => classifier.feature_extractor(&base).map_err(fail)?,
+        None => base,
+    };
+    let model = match &classifier {
+        Some(classifier) => Exported::model(classifier, &backbone),
+        None => Exported::backbone(&backbone),
+    };
+    match format {
+        "onnx" => to_onnx(&model, OnnxWeights::F32).map_err(fail),
+        "onnx-int8" => to_onnx(&model, OnnxWeights::Int8).map_err(fail),
+        "tfjs" => {
+            let files = to_tfjs(&model, unix_seconds.max(0.0) as u64).map_err(fail)?;
+            zip_stored(&files.files()).map_err(fail)
+        }
+        other => Err(JsError::new(&format!("no export format `{other}`: onnx, onnx-int8 or tfjs"))),
+    }
+}
+
+/// The files in a `.zip` of their own folder, uncompressed (the weights do not compress).
+fn zip_stored(files: &[(&str, &[u8])]) -> zip::result::ZipResult<Vec<u8>> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(false);
+    for (name, bytes) in files {
+        zip.start_file(format!("model/{name}"), options)?;
+        std::io::Write::write_all(&mut zip, bytes)?;
+    }
+    Ok(zip.finish()?.into_inner())
+}
