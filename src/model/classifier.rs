@@ -63,6 +63,9 @@ impl Classifier {
         if expected.sha256 != backbone.sha256 {
             let hint = if self.meta.finetune.is_some() {
                 "its backbone was fine-tuned with it: open that backbone file (`<name>.backbone.safetensors`) with it"
+            } else if self.meta.training.train_layers > 0 {
+                "the backbone's last layers trained with it: give the backbone file written beside it \
+                 (`<name>.backbone.safetensors`) with it"
             } else {
                 "use the backbone it was trained with"
             };

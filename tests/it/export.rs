@@ -313,3 +313,57 @@ fn a_resnet_backbone_alone_answers_in_tfjs_as_in_wick() {
     let (_, got) = tfjs(&dir, &files, &backbone, "@tensorflow/tfjs");
     assert_close("random ResNet-18 in TF.js 4.22", &got, &probabilities);
 }
+
+/// A model whose last layer trained runs on its own backbone file: exported with it, onnxruntime
+/// gives Wick's f32 answers; exported without it, the refusal names the file to add.
+#[test]
+fn a_layer_trained_model_exports_with_its_own_backbone() {
+    let dir = scratch("layers");
+    let data = dir.join("data");
+    for (class, photo) in [("brick", "brick.png"), ("grass", "grass.png")] {
+        let image = decode_image(
+            &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(photo)).unwrap(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..6u32 {
+            let tile = image::imageops::crop_imm(&image, 40 * i, 20 * (i % 3), 96, 96).to_image();
+            tile.save(data.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let model = dir.join("tiles.wick");
+    let run = wick(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&model),
+        "--no-cache",
+        "--quiet",
+        "--train-layers",
+        "1",
+        "--layer-epochs",
+        "1",
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let backbone_file = dir.join("tiles.backbone.safetensors");
+    assert!(backbone_file.exists());
+
+    let without = dir.join("without.onnx");
+    let run = wick(&["export", "--model", s(&model), "--format", "onnx", "--out", s(&without)]);
+    assert!(!run.status.success());
+    assert!(text(&run.stderr).contains(".backbone.safetensors"), "{}", text(&run.stderr));
+    assert!(!without.exists());
+
+    let out = dir.join("tiles.onnx");
+    let run =
+        wick(&["export", "--model", s(&model), "--backbone", s(&backbone_file), "--format", "onnx", "--out", s(&out)]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let base = Backbone::from_backbone_file(&std::fs::read(&backbone_file).unwrap(), &Device::Cpu).unwrap();
+    let classifier = Classifier::from_bytes(&std::fs::read(&model).unwrap(), &Device::Cpu).unwrap();
+    let backbone = classifier.feature_extractor(&base).unwrap().with_precision(MatmulPrecision::F32);
+    let features = backbone.features(&backbone.input_tensor(&photos()).unwrap()).unwrap();
+    let probabilities = classifier.probabilities(&features).unwrap();
+    let got = onnxruntime(&dir, &std::fs::read(&out).unwrap(), &backbone);
+    assert_same_answers("layer-trained model", &got, &probabilities, &features.to_vec2::<f32>().unwrap());
+}

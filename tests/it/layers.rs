@@ -296,7 +296,7 @@ fn wick_train_layers_writes_a_backbone_and_a_model_that_predict_together() {
     // The model refuses the default backbone: it was trained with its own.
     let refused = wick(&["predict", "--model", s(&model), s(&image)]);
     assert!(!refused.status.success());
-    assert!(text(&refused.stderr).contains("use the backbone it was trained with"), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("(`<name>.backbone.safetensors`)"), "{}", text(&refused.stderr));
     // The layer flags need --train-layers; --flip is the augmented views' job.
     for (args, says) in [
         (vec!["--layer-epochs", "3"], "add --train-layers N"),
