@@ -64,17 +64,12 @@ impl ExportArgs {
             }
         }
         let base = self.backbone.load()?;
-        let classifier = match &self.model {
-            Some(path) => Some(Classifier::from_bytes(&read(path)?, base.device()).in_file(path.display())?),
-            None => None,
-        };
-        let backbone = match (&classifier, &self.model) {
-            (Some(classifier), Some(path)) => classifier.feature_extractor(&base).in_file(path.display())?,
-            _ => base,
-        };
-        let model = match &classifier {
-            Some(classifier) => Exported::model(classifier, &backbone),
-            None => Exported::backbone(&backbone),
+        let model = match &self.model {
+            Some(path) => {
+                let classifier = Classifier::from_bytes(&read(path)?, base.device()).in_file(path.display())?;
+                Exported::new(base, Some(classifier)).in_file(path.display())?
+            }
+            None => Exported::new(base, None)?,
         };
         match self.format {
             ExportFormat::Onnx => {

@@ -9,27 +9,79 @@
 pub mod onnx;
 pub mod tfjs;
 
+use std::collections::HashMap;
+
+use crate::error::{invalid, Result};
 use crate::model::head::Head;
 use crate::model::{Backbone, Classifier};
 
 /// What an export holds: the backbone fed the way the model's images were, and the classes it
 /// answers with — a trained head's, or the backbone's own classifier's.
-pub struct Exported<'a> {
-    pub backbone: &'a Backbone,
+pub struct Exported {
+    pub backbone: Backbone,
     /// `None`: the backbone's own classifier (ImageNet's, or the classes it was fine-tuned on).
-    pub head: Option<&'a Head>,
-    pub labels: &'a [String],
+    pub head: Option<Head>,
+    pub labels: Vec<String>,
 }
 
-impl<'a> Exported<'a> {
-    /// A trained model on `backbone`, the feature extractor it runs on
+/// One dense layer of the classifier, as both formats write it: `x · Wᵀ + b`, then a ReLU where
+/// another layer follows (a hidden layer) — the last one's softmax is each format's own.
+pub(crate) struct DenseLayer {
+    pub name: String,
+    /// (out, in), row-major.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub out: usize,
+    pub input: usize,
+    pub relu: bool,
+}
+
+impl Exported {
+    /// `classifier` on the backbone it runs on, or without one the backbone alone with its own
+    /// classifier. A classifier trained on another backbone is refused, naming both
     /// ([`Classifier::feature_extractor`]).
-    pub fn model(classifier: &'a Classifier, backbone: &'a Backbone) -> Self {
-        Self { backbone, head: Some(&classifier.head), labels: &classifier.meta.labels }
+    pub fn new(base: Backbone, classifier: Option<Classifier>) -> Result<Self> {
+        Ok(match classifier {
+            Some(classifier) => Self {
+                backbone: classifier.feature_extractor(&base)?,
+                labels: classifier.meta.labels,
+                head: Some(classifier.head),
+            },
+            None => Self { labels: base.meta.labels.clone(), backbone: base, head: None },
+        })
     }
 
-    /// The backbone alone, with its own classifier.
-    pub fn backbone(backbone: &'a Backbone) -> Self {
-        Self { backbone, head: None, labels: &backbone.meta.labels }
+    /// The classifier's layers in order: the head's (`head.hidden`, `head.output`), or the
+    /// backbone's own (`_fc`, `fc`: its name in the checkpoint).
+    pub(crate) fn classifier_layers(&self) -> Result<Vec<DenseLayer>> {
+        let layer = |name: String, weight: &[usize], values: Vec<f32>, bias: Vec<f32>| -> Result<DenseLayer> {
+            let &[out, input] = weight else {
+                return Err(invalid!("the classifier's `{name}` has shape {weight:?}, not (out, in)"));
+            };
+            if values.len() != out * input || bias.len() != out {
+                return Err(invalid!(
+                    "the classifier's `{name}` does not hold {out} × {input} weights and {out} biases"
+                ));
+            }
+            Ok(DenseLayer { name, weight: values, bias, out, input, relu: false })
+        };
+        let Some(head) = &self.head else {
+            let name = self.backbone.meta.config.classifier();
+            let weights = &self.backbone.weights().0;
+            let get = |part: &str| {
+                weights.get(&format!("{name}.{part}")).ok_or_else(|| invalid!("the backbone has no `{name}.{part}`"))
+            };
+            let ((dims, values), (_, bias)) = (get("weight")?, get("bias")?);
+            return Ok(vec![layer(name.to_string(), dims, values.clone(), bias.clone())?]);
+        };
+        let tensors: HashMap<String, candle_core::Tensor> = head.tensors().into_iter().collect();
+        let mut layers = Vec::new();
+        for part in if head.spec.hidden.is_some() { &["hidden", "output"][..] } else { &["output"][..] } {
+            let (weight, bias) = (&tensors[&format!("{part}.weight")], &tensors[&format!("{part}.bias")]);
+            let values = weight.flatten_all()?.to_vec1::<f32>()?;
+            let dense = layer(format!("head.{part}"), weight.dims(), values, bias.to_vec1::<f32>()?)?;
+            layers.push(DenseLayer { relu: *part == "hidden", ..dense });
+        }
+        Ok(layers)
     }
 }

@@ -20,11 +20,9 @@
 //! `metadata_props` carry the labels (a JSON array), the resize and crop sizes, the backbone's id and
 //! sha256, and Wick's version.
 
-use std::collections::HashMap;
-
 use prost::Message;
 
-use super::Exported;
+use super::{DenseLayer, Exported};
 use crate::backbone::fold::FloatWeights;
 use crate::backbone::ops::{ConvOp, Op, OpGraph, Padding, Slot, IMAGE_SLOT, SLOTS};
 use crate::error::{invalid, Result};
@@ -67,7 +65,7 @@ pub fn to_onnx(model: &Exported, weights: OnnxWeights) -> Result<Vec<u8>> {
 
 /// The model as ONNX's `ModelProto`.
 pub fn graph_model(model: &Exported, weights: OnnxWeights) -> Result<ModelProto> {
-    let backbone = model.backbone;
+    let backbone = &model.backbone;
     let config = &backbone.meta.config;
     let preprocess = &backbone.meta.preprocess;
     let side = preprocess.crop as usize;
@@ -114,21 +112,13 @@ pub fn graph_model(model: &Exported, weights: OnnxWeights) -> Result<ModelProto>
 
     // The classifier: the trained head (a hidden ReLU layer first, where it has one), or the
     // backbone's own.
-    let logits = match model.head {
-        Some(head) => {
-            let tensors: HashMap<String, candle_core::Tensor> = head.tensors().into_iter().collect();
-            let mut x = "features".to_string();
-            if head.spec.hidden.is_some() {
-                let hidden = g.dense("head.hidden", &x, &tensors["hidden.weight"], &tensors["hidden.bias"])?;
-                x = g.node("Relu", &[&hidden], "head.hidden.relu", vec![]);
-            }
-            g.dense("head.output", &x, &tensors["output.weight"], &tensors["output.bias"])?
+    let mut logits = "features".to_string();
+    for layer in model.classifier_layers()? {
+        logits = g.dense(&layer, &logits);
+        if layer.relu {
+            logits = g.node("Relu", &[&logits], &format!("{}.relu", layer.name), vec![]);
         }
-        None => {
-            let name = config.classifier();
-            g.gemm_from_weights(name, "features")?
-        }
-    };
+    }
     g.node_named("Softmax", &[&logits], "softmax", "probabilities", vec![int("axis", 1)]);
 
     let classes = model.labels.len();
@@ -144,7 +134,7 @@ pub fn graph_model(model: &Exported, weights: OnnxWeights) -> Result<ModelProto>
         ..Default::default()
     };
     let metadata = [
-        ("labels", serde_json::to_string(model.labels).expect("labels serialise")),
+        ("labels", serde_json::to_string(&model.labels).expect("labels serialise")),
         ("resize_shorter", preprocess.resize_shorter.to_string()),
         ("crop", preprocess.crop.to_string()),
         ("input", "RGB in [0, 1], (N, 3, crop, crop), after resizing the shorter side and a centre crop".into()),
@@ -295,30 +285,12 @@ impl<'a> Graph<'a> {
         ("relu6.min".into(), "relu6.max".into())
     }
 
-    /// `x · Wᵀ + b` for a weight (out, in) and bias (out).
-    fn dense(
-        &mut self,
-        name: &str,
-        x: &str,
-        weight: &candle_core::Tensor,
-        bias: &candle_core::Tensor,
-    ) -> Result<String> {
-        let dims = weight.dims().to_vec();
-        let w = self.stored(&format!("{name}.weight"), &dims, weight.flatten_all()?.to_vec1::<f32>()?);
-        let b = self.constant(&format!("{name}.bias"), &[dims[0]], bias.to_vec1::<f32>()?);
-        Ok(self.node("Gemm", &[x, &w, &b], name, vec![int("transB", 1)]))
-    }
-
-    /// `x · Wᵀ + b` for the backbone's own classifier (`<name>.weight`, `<name>.bias`).
-    fn gemm_from_weights(&mut self, name: &str, x: &str) -> Result<String> {
-        let shape = self.weights.0.get(&format!("{name}.weight")).map(|(dims, _)| dims.clone());
-        let shape = shape.ok_or_else(|| invalid!("the backbone has no `{name}.weight`"))?;
-        if shape.len() != 2 {
-            return Err(invalid!("the backbone's `{name}.weight` has shape {shape:?}"));
-        }
-        let w = self.weight(&format!("{name}.weight"), &shape)?;
-        let b = self.weight(&format!("{name}.bias"), &[shape[0]])?;
-        Ok(self.node("Gemm", &[x, &w, &b], name, vec![int("transB", 1)]))
+    /// `x · Wᵀ + b` for a classifier layer.
+    fn dense(&mut self, layer: &DenseLayer, x: &str) -> String {
+        let name = &layer.name;
+        let w = self.stored(&format!("{name}.weight"), &[layer.out, layer.input], layer.weight.clone());
+        let b = self.constant(&format!("{name}.bias"), &[layer.out], layer.bias.clone());
+        self.node("Gemm", &[x, &w, &b], name, vec![int("transB", 1)])
     }
 }
 

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use super::Exported;
+use super::{DenseLayer, Exported};
 use crate::backbone::ops::{ConvOp, Op, OpGraph, Padding, Slot, IMAGE_SLOT, SLOTS};
 use crate::error::{invalid, Result};
 use crate::kernels::Activation;
@@ -48,7 +48,7 @@ impl TfjsFiles {
 
 /// The model as TF.js files; `unix_seconds` stamps the metadata.
 pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
-    let backbone = model.backbone;
+    let backbone = &model.backbone;
     let config = &backbone.meta.config;
     let preprocess = &backbone.meta.preprocess;
     let side = preprocess.crop as usize;
@@ -113,21 +113,20 @@ pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
         "inbound_nodes": [[[last, 0, 0, {}]]],
     }));
 
-    match model.head {
-        Some(head) => {
-            let tensors: std::collections::HashMap<String, candle_core::Tensor> = head.tensors().into_iter().collect();
-            let mut x = "features".to_string();
-            if head.spec.hidden.is_some() {
-                x = k.dense("hidden", &x, &tensors["hidden.weight"], &tensors["hidden.bias"], "relu")?;
-            }
-            k.dense("probabilities", &x, &tensors["output.weight"], &tensors["output.bias"], "softmax")?;
-        }
-        None => {
-            let name = config.classifier();
-            let weight = k.weight_tensor(&format!("{name}.weight"))?;
-            let bias = k.weight_tensor(&format!("{name}.bias"))?;
-            k.dense("probabilities", "features", &weight, &bias, "softmax")?;
-        }
+    // The classifier's layers; the last one, named `probabilities`, ends in the softmax.
+    let layers = model.classifier_layers()?;
+    let mut x = "features".to_string();
+    for (i, layer) in layers.iter().enumerate() {
+        let last = i + 1 == layers.len();
+        let name = if last { "probabilities" } else { layer.name.as_str() };
+        let activation = if last {
+            "softmax"
+        } else if layer.relu {
+            "relu"
+        } else {
+            "linear"
+        };
+        x = k.dense(name, &x, layer, activation);
     }
 
     let model_json = json!({
@@ -153,7 +152,7 @@ pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
         "packageVersion": "0.8.5",
         "modelName": format!("wick {}", backbone.meta.architecture),
         "timeStamp": utc_timestamp(unix_seconds),
-        "labels": model.labels,
+        "labels": &model.labels,
         "imageSize": side,
         "userMetadata": {
             "wick": {
@@ -216,11 +215,6 @@ impl<'a> Keras<'a> {
 
     fn checkpoint(&self, name: &str) -> Result<&(Vec<usize>, Vec<f32>)> {
         self.weights.0.get(name).ok_or_else(|| invalid!("the backbone has no `{name}`"))
-    }
-
-    fn weight_tensor(&self, name: &str) -> Result<candle_core::Tensor> {
-        let (dims, values) = self.checkpoint(name)?;
-        Ok(candle_core::Tensor::from_slice(values, dims.as_slice(), &candle_core::Device::Cpu)?)
     }
 
     /// A `ZeroPadding2D` of `pad` on every side before `name`, or `x` itself for none.
@@ -332,20 +326,18 @@ impl<'a> Keras<'a> {
         Ok(out)
     }
 
-    /// `Dense` from a weight (out, in) and bias (out).
-    fn dense(
-        &mut self,
-        wanted: &str,
-        x: &str,
-        weight: &candle_core::Tensor,
-        bias: &candle_core::Tensor,
-        activation: &str,
-    ) -> Result<String> {
+    /// `Dense` for a classifier layer (Keras's kernel is (in, out)).
+    fn dense(&mut self, wanted: &str, x: &str, layer: &DenseLayer, activation: &str) -> String {
         let name = self.name(wanted);
-        let (out, input) = weight.dims2()?;
-        let transposed = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let (out, input) = (layer.out, layer.input);
+        let mut transposed = vec![0f32; out * input];
+        for (o, row) in layer.weight.chunks_exact(input).enumerate() {
+            for (i, &w) in row.iter().enumerate() {
+                transposed[i * out + o] = w;
+            }
+        }
         self.add_weight(format!("{name}/kernel"), &[input, out], &transposed);
-        self.add_weight(format!("{name}/bias"), &[out], &bias.to_vec1::<f32>()?);
+        self.add_weight(format!("{name}/bias"), &[out], &layer.bias);
         self.layers.push(json!({
             "class_name": "Dense",
             "name": name,
@@ -353,6 +345,6 @@ impl<'a> Keras<'a> {
                         "use_bias": true },
             "inbound_nodes": [[[x, 0, 0, {}]]],
         }));
-        Ok(name)
+        name
     }
 }

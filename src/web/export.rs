@@ -22,14 +22,7 @@ pub fn export_model(
 ) -> Result<Vec<u8>, JsError> {
     let base = Backbone::from_backbone_file(backbone_file, &Device::Cpu).map_err(fail)?;
     let classifier = wick.map(|bytes| Classifier::from_bytes(&bytes, &Device::Cpu)).transpose().map_err(fail)?;
-    let backbone = match &classifier {
-        Some(classifier) => classifier.feature_extractor(&base).map_err(fail)?,
-        None => base,
-    };
-    let model = match &classifier {
-        Some(classifier) => Exported::model(classifier, &backbone),
-        None => Exported::backbone(&backbone),
-    };
+    let model = Exported::new(base, classifier).map_err(fail)?;
     match format {
         "onnx" => to_onnx(&model, OnnxWeights::F32).map_err(fail),
         "onnx-int8" => to_onnx(&model, OnnxWeights::Int8).map_err(fail),

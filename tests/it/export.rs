@@ -104,7 +104,8 @@ fn lite0_with_a_trained_head_answers_in_onnxruntime_as_in_wick() {
     let dir = scratch("lite0");
     let (backbone, classifier, features, probabilities) = lite0_model();
     let labels = classifier.meta.labels.clone();
-    let onnx = to_onnx(&Exported::model(&classifier, &backbone), OnnxWeights::F32).unwrap();
+    let model = Exported::new(backbone.clone(), Some(classifier)).unwrap();
+    let onnx = to_onnx(&model, OnnxWeights::F32).unwrap();
     let got = onnxruntime(&dir, &onnx, &backbone);
     assert_same_answers("Lite0 + hidden-layer head", &got, &probabilities, &features);
     let listed: Vec<String> = serde_json::from_str(got.metadata["labels"].as_str().unwrap()).unwrap();
@@ -114,7 +115,7 @@ fn lite0_with_a_trained_head_answers_in_onnxruntime_as_in_wick() {
 
     // --quantize: int8 weights, a scale per output channel. The same top-1 wherever Wick's f32
     // answer leads by more than 0.05, every probability within 0.03, a quarter of the bytes or so.
-    let quantized = to_onnx(&Exported::model(&classifier, &backbone), OnnxWeights::Int8).unwrap();
+    let quantized = to_onnx(&model, OnnxWeights::Int8).unwrap();
     assert!(quantized.len() * 3 < onnx.len(), "{} bytes against {}", quantized.len(), onnx.len());
     let int8_dir = dir.join("int8");
     std::fs::create_dir_all(&int8_dir).unwrap();
@@ -155,7 +156,7 @@ fn a_resnet_backbone_alone_answers_in_onnxruntime_as_in_wick() {
     let input = backbone.input_tensor(&images).unwrap();
     let features = backbone.features(&input).unwrap();
     let probabilities = backbone.imagenet_probabilities(&features).unwrap().to_vec2::<f32>().unwrap();
-    let onnx = to_onnx(&Exported::backbone(&backbone), OnnxWeights::F32).unwrap();
+    let onnx = to_onnx(&Exported::new(backbone.clone(), None).unwrap(), OnnxWeights::F32).unwrap();
     let got = onnxruntime(&dir, &onnx, &backbone);
     assert_same_answers("random ResNet-18", &got, &probabilities, &features.to_vec2::<f32>().unwrap());
     assert_eq!(got.probabilities[0].len(), 1000);
@@ -286,14 +287,15 @@ fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
 fn lite0_with_a_trained_head_answers_in_tfjs_as_in_wick() {
     let dir = scratch("tfjs");
     let (backbone, classifier, _, probabilities) = lite0_model();
-    let files = to_tfjs(&Exported::model(&classifier, &backbone), 1_765_000_000).unwrap();
+    let labels = classifier.meta.labels.clone();
+    let files = to_tfjs(&Exported::new(backbone.clone(), Some(classifier)).unwrap(), 1_765_000_000).unwrap();
     for (package, version) in [("@tensorflow/tfjs", "4.22.0"), ("tfjs-1.3.1", "1.3.1")] {
         let (got_version, got) = tfjs(&dir, &files, &backbone, package);
         assert_eq!(got_version, version);
         assert_close(&format!("Lite0 in TF.js {version}"), &got, &probabilities);
     }
     let metadata: serde_json::Value = serde_json::from_str(&files.metadata_json).unwrap();
-    assert_eq!(metadata["labels"], serde_json::json!(classifier.meta.labels));
+    assert_eq!(metadata["labels"], serde_json::json!(labels));
     assert_eq!(metadata["imageSize"], 224);
     assert_eq!(metadata["tfjsVersion"], "1.3.1");
     assert_eq!(metadata["timeStamp"], "2025-12-06T05:46:40Z");
@@ -309,7 +311,7 @@ fn a_resnet_backbone_alone_answers_in_tfjs_as_in_wick() {
         Backbone::from_torch_checkpoint(&checkpoint, &Device::Cpu).unwrap().with_precision(MatmulPrecision::F32);
     let features = backbone.features(&backbone.input_tensor(&photos()).unwrap()).unwrap();
     let probabilities = backbone.imagenet_probabilities(&features).unwrap().to_vec2::<f32>().unwrap();
-    let files = to_tfjs(&Exported::backbone(&backbone), 0).unwrap();
+    let files = to_tfjs(&Exported::new(backbone.clone(), None).unwrap(), 0).unwrap();
     let (_, got) = tfjs(&dir, &files, &backbone, "@tensorflow/tfjs");
     assert_close("random ResNet-18 in TF.js 4.22", &got, &probabilities);
 }
