@@ -6,7 +6,15 @@ const ready = init();
 self.onmessage = async ({ data }) => {
   try {
     await ready;
-    const bytes = export_model(data.backbone, data.model, data.format, data.unixSeconds);
+    // The web page format ships the runtime the page serves beside itself (runtime/, built with it).
+    const runtime = data.format === 'web'
+      ? await Promise.all(['wick_runtime.js', 'wick_runtime_bg.wasm'].map(async (name) => {
+        const response = await fetch(new URL(`../runtime/${name}`, import.meta.url));
+        if (!response.ok) throw new Error(`runtime/${name}: HTTP ${response.status}`);
+        return new Uint8Array(await response.arrayBuffer());
+      }))
+      : [];
+    const bytes = export_model(data.backbone, data.model, data.format, data.unixSeconds, ...runtime);
     self.postMessage({ bytes }, [bytes.buffer]);
   } catch (e) {
     self.postMessage({ error: e?.message ?? String(e) });

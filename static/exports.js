@@ -14,6 +14,8 @@ export const FORMATS = {
     hint: 'ONNX with int8 weights (about 4 MB): the same runtimes, probabilities within a few hundredths of the float32 file\'s.' },
   tfjs: { name: 'model.zip', type: 'application/zip',
     hint: 'A .zip of a TensorFlow.js model with Teachable Machine\'s metadata (about 13 MB): tmImage.load, ml5 and the Scratch and p5 extensions load it.' },
+  web: { name: 'wick-classifier.zip', type: 'application/zip',
+    hint: 'A .zip of a folder for any web page (about 9 MB): put it on a static host and open its index.html, or import its wick.js (load, classify) in your own page. It runs in the visitor\'s browser.' },
 };
 
 export function showExportHint() {

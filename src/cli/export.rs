@@ -6,9 +6,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::error::InFile;
 use crate::export::onnx::{to_onnx, OnnxWeights};
-use crate::export::tfjs::to_tfjs;
-use crate::export::Exported;
-use crate::model::Classifier;
+use crate::export::tfjs::{to_tfjs, TfjsFiles};
+use crate::export::web::{to_web, WebRuntime, RUNTIME_FILES};
+use crate::export::{web, Exported};
+use crate::model::{convert_checkpoint, Backbone, Classifier};
 
 use super::flags::*;
 use super::shared::*;
@@ -22,7 +23,14 @@ pub enum ExportFormat {
     /// A folder: a TensorFlow.js layers model (model.json, weights.bin) with Teachable Machine's
     /// metadata.json: tf.loadLayersModel, @teachablemachine/image, ml5.
     Tfjs,
+    /// A folder for any web page: the model with Wick's runtime (wasm and the ES module wick.js:
+    /// load, classify, features, off the page's thread), wick.d.ts, package.json and a demo index.html.
+    Web,
 }
+
+/// Where `wick export --format web` finds the runtime without --runtime: the build's own (Trunk writes
+/// it with the page: `trunk build --release`, or `make dist`).
+const BUILT_RUNTIME: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/runtime");
 
 /// The flags of `wick export`.
 #[derive(clap::Args)]
@@ -32,9 +40,13 @@ pub struct ExportArgs {
     pub model: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub format: ExportFormat,
-    /// Where to write the export: a file (onnx) or a folder (tfjs).
+    /// Where to write the export: a file (onnx) or a folder (tfjs, web).
     #[arg(long)]
     pub out: PathBuf,
+    /// web: the folder of the built runtime (wick_runtime.js, wick_runtime_bg.wasm) [default: this
+    /// checkout's dist/runtime, which `make dist` writes].
+    #[arg(long)]
+    pub runtime: Option<PathBuf>,
     /// onnx: weights in int8 with a scale per output channel (a file about a quarter the size;
     /// answers within a few hundredths of the f32 file's).
     #[arg(long)]
@@ -52,24 +64,36 @@ impl ExportArgs {
         if let Some(model) = &self.model {
             inputs.push(("--model", model));
         }
+        if self.quantize && !matches!(self.format, ExportFormat::Onnx) {
+            bail!("--quantize is for --format onnx (the other formats keep the backbone's own weights)");
+        }
+        if self.runtime.is_some() && !matches!(self.format, ExportFormat::Web) {
+            bail!("--runtime is for --format web");
+        }
         match self.format {
             ExportFormat::Onnx => {
                 check_outputs(&[("--out", &self.out, Output::Foreign { force: self.force })], &inputs)?
             }
-            ExportFormat::Tfjs => {
-                if self.quantize {
-                    bail!("--quantize is for --format onnx (the TF.js folder keeps float32 weights)");
-                }
-                check_folder(&self.out, self.force)?
-            }
+            ExportFormat::Tfjs => check_folder(&self.out, self.force, &TfjsFiles::NAMES)?,
+            ExportFormat::Web => check_folder(&self.out, self.force, &web::FILES)?,
         }
-        let base = self.backbone.load()?;
-        let model = match &self.model {
-            Some(path) => {
-                let classifier = Classifier::from_bytes(&read(path)?, base.device()).in_file(path.display())?;
+        let wick = self.model.as_ref().map(|path| read(path)).transpose()?;
+        // The web export ships a backbone file, which --pth's checkpoint is converted to first (and
+        // the model is built from that file, so that what is checked is what is shipped).
+        let backbone_file = match self.format {
+            ExportFormat::Web => Some(self.backbone_file()?),
+            _ => None,
+        };
+        let base = match &backbone_file {
+            Some(bytes) => Backbone::from_backbone_file(bytes, &parse_device(&self.backbone.device)?)?,
+            None => self.backbone.load()?,
+        };
+        let model = match (&self.model, &wick) {
+            (Some(path), Some(bytes)) => {
+                let classifier = Classifier::from_bytes(bytes, base.device()).in_file(path.display())?;
                 Exported::new(base, Some(classifier)).in_file(path.display())?
             }
-            None => Exported::new(base, None)?,
+            _ => Exported::new(base, None)?,
         };
         match self.format {
             ExportFormat::Onnx => {
@@ -80,7 +104,7 @@ impl ExportArgs {
             }
             ExportFormat::Tfjs => {
                 let files = to_tfjs(&model, unix_now())?;
-                write_folder(&self.out, &files.files())?;
+                write_folder(&self.out, &files.files(), &TfjsFiles::NAMES)?;
                 let bytes: usize = files.files().iter().map(|(_, b)| b.len()).sum();
                 eprintln!(
                     "wrote {} (model.json, weights.bin, metadata.json: {:.2} MB)",
@@ -88,16 +112,54 @@ impl ExportArgs {
                     bytes as f64 / 1e6
                 );
             }
+            ExportFormat::Web => {
+                let folder = self.runtime.clone().unwrap_or_else(|| PathBuf::from(BUILT_RUNTIME));
+                let [bindings, wasm] = RUNTIME_FILES.map(|name| read_runtime(&folder, name, self.runtime.is_none()));
+                let runtime = WebRuntime { bindings: &bindings?, wasm: &wasm? };
+                let backbone_file = backbone_file.expect("read for the web format");
+                let files = to_web(&model, &backbone_file, wick.as_deref(), runtime)
+                    .with_context(|| format!("the runtime in {}", folder.display()))?;
+                let named: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+                write_folder(&self.out, &named, &web::FILES)?;
+                let bytes: usize = files.iter().map(|(_, b)| b.len()).sum();
+                eprintln!(
+                    "wrote {} ({} files, {:.2} MB): serve it and open index.html, or import wick.js",
+                    self.out.display(),
+                    files.len(),
+                    bytes as f64 / 1e6
+                );
+            }
         }
         Ok(())
     }
+
+    /// The backbone as a Wick backbone file's bytes: --backbone's, --pth's converted, or the built-in one.
+    fn backbone_file(&self) -> Result<Vec<u8>> {
+        Ok(match (&self.backbone.backbone, &self.backbone.pth) {
+            (Some(path), _) => read(path)?,
+            (_, Some(path)) => convert_checkpoint(&read(path)?).in_file(path.display())?,
+            _ => DEFAULT_BACKBONE.to_vec(),
+        })
+    }
 }
 
-/// The files a folder export writes: all a folder may hold for `--force` to replace it.
-const FOLDER_FILES: [&str; 3] = ["model.json", "weights.bin", "metadata.json"];
+/// One of the runtime's built files, or an error saying how to build it.
+fn read_runtime(folder: &Path, name: &str, default: bool) -> Result<Vec<u8>> {
+    let path = folder.join(name);
+    if !path.is_file() {
+        let how = if default {
+            "build it with `make dist` (or `trunk build --release`), or pass --runtime with the folder of a built runtime"
+        } else {
+            "--runtime takes the folder that scripts/build-web-runtime.sh writes (dist/runtime after `make dist`)"
+        };
+        bail!("--format web needs Wick's web runtime, and {} is missing: {how}", path.display());
+    }
+    read(&path)
+}
 
-/// A folder export goes where nothing is, or, with `force`, where an earlier one is and nothing else.
-fn check_folder(out: &Path, force: bool) -> Result<()> {
+/// A folder export goes where nothing is, or, with `force`, where an earlier one is and nothing else
+/// (`names`: the files an export of its format may hold).
+fn check_folder(out: &Path, force: bool, names: &[&str]) -> Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(out) else { return Ok(()) };
     if !meta.is_dir() {
         bail!(
@@ -111,7 +173,7 @@ fn check_folder(out: &Path, force: bool) -> Result<()> {
     let entries = std::fs::read_dir(out).with_context(|| format!("{}: cannot read the folder", out.display()))?;
     for entry in entries {
         let name = entry?.file_name();
-        if !FOLDER_FILES.iter().any(|f| name == *f) {
+        if !names.iter().any(|f| name == *f) {
             bail!(
                 "--out: {} holds {}, which is not part of an export: it is not replaced, even with --force",
                 out.display(),
@@ -123,8 +185,8 @@ fn check_folder(out: &Path, force: bool) -> Result<()> {
 }
 
 /// Writes the files into a fresh folder beside `out`, then puts it in `out`'s place: a crash leaves
-/// the old export or the new one, never half of one.
-fn write_folder(out: &Path, files: &[(&str, &[u8])]) -> Result<()> {
+/// the old export or the new one, never half of one. The earlier export's `names` are removed.
+fn write_folder(out: &Path, files: &[(&str, &[u8])], names: &[&str]) -> Result<()> {
     let mut tmp = out.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
@@ -139,7 +201,7 @@ fn write_folder(out: &Path, files: &[(&str, &[u8])]) -> Result<()> {
         std::fs::rename(out, &old)
             .with_context(|| format!("{}: cannot move the earlier export aside", out.display()))?;
         std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot write", out.display()))?;
-        for name in FOLDER_FILES {
+        for name in names {
             let _ = std::fs::remove_file(old.join(name));
         }
         std::fs::remove_dir(&old).with_context(|| format!("{}: cannot remove the earlier export", old.display()))?;

@@ -4,10 +4,12 @@
 //! - [`onnx`]: one ONNX graph from pixels to class probabilities (onnxruntime, onnxruntime-web,
 //!   onnx2tf);
 //! - [`tfjs`]: a TensorFlow.js layers model with Teachable Machine's metadata (`tf.loadLayersModel`,
-//!   `@teachablemachine/image`, ml5).
+//!   `@teachablemachine/image`, ml5);
+//! - [`web`]: a drop-in classifier for any web page (Wick's runtime beside the model's own files).
 
 pub mod onnx;
 pub mod tfjs;
+pub mod web;
 
 use std::collections::HashMap;
 

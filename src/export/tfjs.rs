@@ -36,13 +36,13 @@ pub struct TfjsFiles {
 }
 
 impl TfjsFiles {
+    /// The files' names, in the order they are written.
+    pub const NAMES: [&'static str; 3] = ["model.json", "weights.bin", "metadata.json"];
+
     /// (file name, contents), in the order they are written.
     pub fn files(&self) -> [(&'static str, &[u8]); 3] {
-        [
-            ("model.json", self.model_json.as_bytes()),
-            ("weights.bin", &self.weights_bin),
-            ("metadata.json", self.metadata_json.as_bytes()),
-        ]
+        let [model, weights, metadata] = Self::NAMES;
+        [(model, self.model_json.as_bytes()), (weights, &self.weights_bin), (metadata, self.metadata_json.as_bytes())]
     }
 }
 

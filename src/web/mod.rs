@@ -8,21 +8,36 @@
 //! - [`training`]: a training run, one step per call;
 //! - [`project`]: the project file; [`insight`]: the data map and the label check;
 //! - [`bench`]: the page's benchmarks (for `benches/`);
-//! - `export`: the model in other tools' formats (only in the build with the `export` feature).
+//! - `export`: the model in other tools' formats (only in the build with the `export` feature);
+//! - `runtime`: the drop-in classifier's runtime, alone in the `web-runtime` feature's build (the page's
+//!   modules are left out of it).
 
 use wasm_bindgen::prelude::*;
+#[cfg(not(feature = "web-runtime"))]
 use wasm_bindgen::JsCast;
+#[cfg(not(feature = "web-runtime"))]
 use wasm_bindgen_futures::JsFuture;
 
+#[cfg(not(feature = "web-runtime"))]
 mod bench;
 #[cfg(feature = "export")]
 mod export;
+#[cfg(not(feature = "web-runtime"))]
 mod insight;
+#[cfg(not(feature = "web-runtime"))]
 mod project;
+#[cfg(feature = "web-runtime")]
+mod runtime;
+#[cfg(not(feature = "web-runtime"))]
 mod session;
+#[cfg(not(feature = "web-runtime"))]
 mod training;
 
+#[cfg(feature = "web-runtime")]
+pub use runtime::Runtime;
+#[cfg(not(feature = "web-runtime"))]
 pub use session::Session;
+#[cfg(not(feature = "web-runtime"))]
 pub use training::Training;
 
 /// Starts the pool of `threads` Web Workers that the backbone and the head run on (the page's
@@ -35,6 +50,7 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+#[cfg(not(feature = "web-runtime"))]
 /// How many threads the backbone and the head run on: the pool's size in the multi-threaded build, 1
 /// in the single-threaded one.
 #[wasm_bindgen]
@@ -47,10 +63,12 @@ fn fail(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+#[cfg(not(feature = "web-runtime"))]
 fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
+#[cfg(not(feature = "web-runtime"))]
 /// The Wick format a file names (`wick-backbone` for a backbone file, `wick-classifier` for a
 /// `.wick`), or undefined for anything else.
 #[wasm_bindgen]
@@ -58,6 +76,7 @@ pub fn wick_format(bytes: &[u8]) -> Option<String> {
     crate::formats::format_of(bytes)
 }
 
+#[cfg(not(feature = "web-runtime"))]
 /// The sha256 of the backbone a backbone file was derived from (its recorded source), or undefined
 /// for anything else: the page tells a backbone whose last layers trained from its own backbone
 /// (a model's companion) from one to switch to.
@@ -66,6 +85,7 @@ pub fn backbone_source(bytes: &[u8]) -> Option<String> {
     crate::formats::backbone_file::read(bytes).ok().map(|(meta, _)| meta.source.sha256)
 }
 
+#[cfg(not(feature = "web-runtime"))]
 /// Fetches `url` (the backbone file), calling `on_progress(received_bytes, total_bytes)` as bytes
 /// arrive (`total_bytes` is 0 when the server does not say). Works in the page and in a worker.
 #[wasm_bindgen]
