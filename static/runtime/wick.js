@@ -44,6 +44,7 @@ export async function load(baseUrl = new URL('./', import.meta.url)) {
 
 class Classifier {
   #worker;
+  #disposed = false;
   #pending = new Map();
   #next = 0;
 
@@ -78,11 +79,13 @@ class Classifier {
 
   /// Stops the worker; the classifier answers no more.
   dispose() {
+    this.#disposed = true;
     this.#worker.terminate();
     this.#failAll(new Error('the classifier was disposed'));
   }
 
   request(message) {
+    if (this.#disposed) return Promise.reject(new Error('the classifier was disposed'));
     return new Promise((resolve, reject) => {
       const id = this.#next++;
       this.#pending.set(id, { resolve, reject });

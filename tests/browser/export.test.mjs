@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, serveDist, launchChromium, photoCrops, openApp, addImages } from './harness.mjs';
+import { root, serveDist, launchChromium, photoCrops, openApp, addImages, exportFromPage, unzip } from './harness.mjs';
 
 const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
 
@@ -88,13 +88,7 @@ test('the page exports its model as ONNX and TF.js: the files wick export writes
     await addImages(page, 1, picked(photoCrops(dir, 'grass', 6)));
     await page.click('#train');
     await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Trained'), null, { timeout: 120_000 });
-    const exported = async (format) => {
-      await page.selectOption('#export-format', format);
-      await page.waitForFunction((f) => f === 'wick' || !document.querySelector('#export-hint').textContent.startsWith('.wick'), format);
-      const [download] = await Promise.all([page.waitForEvent('download', { timeout: 300_000 }), page.click('#export-model')]);
-      const bytes = fs.readFileSync(await download.path());
-      return { name: download.suggestedFilename(), bytes };
-    };
+    const exported = (format) => exportFromPage(page, format);
     const wick = await exported('wick');
     assert.equal(wick.name, 'model.wick');
     const model = path.join(dir, 'model.wick');
@@ -114,9 +108,7 @@ test('the page exports its model as ONNX and TF.js: the files wick export writes
 
     const zip = await exported('tfjs');
     assert.equal(zip.name, 'model.zip');
-    fs.writeFileSync(path.join(dir, 'model.zip'), zip.bytes);
-    const unzipped = path.join(dir, 'unzipped');
-    execFileSync('python3', ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', path.join(dir, 'model.zip'), unzipped]);
+    const unzipped = unzip(zip.bytes, path.join(dir, 'unzipped'));
     const cli = path.join(dir, 'cli-tfjs');
     execFileSync(wickBinary, ['export', '--model', model, '--format', 'tfjs', '--out', cli]);
     for (const file of ['model.json', 'weights.bin']) {

@@ -8,7 +8,7 @@ import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const TYPES = {
-  '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.png': 'image/png',
+  '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.png': 'image/png',
   '.webmanifest': 'application/manifest+json',
 };
 
@@ -108,18 +108,36 @@ export async function addImages(page, i, files, timeout = 300_000) {
   await page.waitForFunction(() => document.querySelector('#extract-text').dataset.pending === '0', null, { timeout });
 }
 
-/// `count` 160 × 160 PNG crops of fixture `name` (scikit-image's brick, grass or gravel photo)
-/// written by Pillow into `dir`, from its top 300 rows, starting at crop `first`: their paths.
-export function photoCrops(dir, name, count, first = 0) {
+/// `count` `size` × `size` PNG crops (160 by default) of fixture `name` (scikit-image's brick, grass
+/// or gravel photo) written by Pillow into `dir`, from its top 300 rows, starting at crop `first`:
+/// their paths.
+export function photoCrops(dir, name, count, first = 0, size = 160) {
   execFileSync('python3', ['-c', `
 import sys
 from PIL import Image
-fixture, out, name, first, count = sys.argv[1:4] + [int(a) for a in sys.argv[4:6]]
+fixture, out, name, first, count, size = sys.argv[1:4] + [int(a) for a in sys.argv[4:7]]
 image = Image.open(fixture).convert('RGB')
 w = image.size[0]
 for i in range(first, first + count):
-    x, y = (37 * i * 7) % (w - 160), (23 * i * 5) % 140
-    image.crop((x, y, x + 160, y + 160)).save(f'{out}/{name}-{i}.png')
-`, path.join(root, `tests/fixtures/${name}.png`), dir, name, String(first), String(count)]);
+    x, y = (37 * i * 7) % (w - size), (23 * i * 5) % (300 - size)
+    image.crop((x, y, x + size, y + size)).save(f'{out}/{name}-{i}.png')
+`, path.join(root, `tests/fixtures/${name}.png`), dir, name, String(first), String(count), String(size)]);
   return Array.from({ length: count }, (_, i) => path.join(dir, `${name}-${first + i}.png`));
+}
+
+/// The page's *Export model* in `format` (a value of #export-format): the download's name and bytes.
+export async function exportFromPage(page, format) {
+  await page.selectOption('#export-format', format);
+  await page.waitForFunction((f) => f === 'wick' || !document.querySelector('#export-hint').textContent.startsWith('.wick'), format);
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: 300_000 }), page.click('#export-model')]);
+  return { name: download.suggestedFilename(), bytes: fs.readFileSync(await download.path()) };
+}
+
+/// Extracts the .zip `bytes` into `dir` (Python's zipfile), returning `dir`.
+export function unzip(bytes, dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  const zip = path.join(dir, '..', `${path.basename(dir)}.zip`);
+  fs.writeFileSync(zip, bytes);
+  execFileSync('python3', ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', zip, dir]);
+  return dir;
 }
