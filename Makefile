@@ -13,6 +13,7 @@ lint:
 	cargo clippy --release --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-unknown-unknown --no-default-features -- -D warnings
 	cargo clippy --release --lib --target wasm32-unknown-unknown --no-default-features --features export -- -D warnings
+	cargo clippy --release --lib --target wasm32-unknown-unknown --no-default-features --features web-runtime -- -D warnings
 
 test-native:
 	scripts/setup.sh test

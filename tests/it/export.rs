@@ -369,3 +369,133 @@ fn a_layer_trained_model_exports_with_its_own_backbone() {
     let got = onnxruntime(&dir, &std::fs::read(&out).unwrap(), &backbone);
     assert_same_answers("layer-trained model", &got, &probabilities, &features.to_vec2::<f32>().unwrap());
 }
+
+/// A stand-in for the web runtime's built files (`scripts/build-web-runtime.sh` needs the wasm
+/// toolchain; the browser test runs the real one): what `wick export --format web` copies.
+fn fake_runtime(dir: &Path) -> std::path::PathBuf {
+    let runtime = dir.join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::write(runtime.join("wick_runtime.js"), b"export default function init() {}\n").unwrap();
+    std::fs::write(runtime.join("wick_runtime_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    runtime
+}
+
+#[test]
+fn the_web_export_writes_its_folder_and_refuses_what_it_cannot_use() {
+    let dir = scratch("web");
+    let runtime = fake_runtime(&dir);
+    let out = dir.join("site");
+    let run = wick(&["export", "--format", "web", "--out", s(&out), "--runtime", s(&dir.join("nowhere"))]);
+    assert!(!run.status.success());
+    let err = text(&run.stderr);
+    assert!(err.contains("nowhere") && err.contains("wick_runtime.js is missing"), "{err}");
+    assert!(!out.exists());
+
+    let not_wasm = dir.join("not-wasm");
+    std::fs::create_dir(&not_wasm).unwrap();
+    std::fs::write(not_wasm.join("wick_runtime.js"), b"//").unwrap();
+    std::fs::write(not_wasm.join("wick_runtime_bg.wasm"), b"<html>404</html>").unwrap();
+    let run = wick(&["export", "--format", "web", "--out", s(&out), "--runtime", s(&not_wasm)]);
+    assert!(text(&run.stderr).contains("is not WebAssembly"), "{}", text(&run.stderr));
+    assert!(!out.exists());
+
+    let run = wick(&["export", "--format", "web", "--quantize", "--out", s(&out), "--runtime", s(&runtime)]);
+    assert!(text(&run.stderr).contains("--quantize is for --format onnx"), "{}", text(&run.stderr));
+    let run = wick(&["export", "--format", "onnx", "--out", s(&dir.join("m.onnx")), "--runtime", s(&runtime)]);
+    assert!(text(&run.stderr).contains("--runtime is for --format web"), "{}", text(&run.stderr));
+
+    // The backbone alone: its own classes, no model.wick; the files are the runtime's and the
+    // built-in backbone file, byte for byte.
+    let run = wick(&["export", "--format", "web", "--out", s(&out), "--runtime", s(&runtime)]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let mut expected: Vec<&str> = wick::export::web::FILES.iter().copied().filter(|f| *f != "model.wick").collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    assert_eq!(std::fs::read(out.join("wick_runtime_bg.wasm")).unwrap(), b"\0asm\x01\0\0\0");
+    assert_eq!(
+        std::fs::read(out.join("backbone.safetensors")).unwrap(),
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/efficientnet-lite0-int8.safetensors")).unwrap()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("wick-model.json")).unwrap()).unwrap();
+    assert_eq!(manifest["classifier"], serde_json::Value::Null);
+    assert_eq!(manifest["backbone"], "backbone.safetensors");
+
+    // An earlier web export is replaced with --force; a folder holding anything else is not.
+    let run = wick(&["export", "--format", "web", "--out", s(&out), "--runtime", s(&runtime)]);
+    assert!(text(&run.stderr).contains("without --force"), "{}", text(&run.stderr));
+    let run = wick(&["export", "--format", "web", "--out", s(&out), "--runtime", s(&runtime), "--force"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    std::fs::write(out.join("my-page.html"), b"mine").unwrap();
+    let run = wick(&["export", "--format", "web", "--out", s(&out), "--runtime", s(&runtime), "--force"]);
+    assert!(text(&run.stderr).contains("my-page.html"), "{}", text(&run.stderr));
+    assert_eq!(std::fs::read(out.join("my-page.html")).unwrap(), b"mine");
+}
+
+/// 10,000 classes whose names hold quotes, slashes, backslashes, markup and emoji come out of every
+/// format's metadata as they went in.
+#[test]
+fn ten_thousand_hostile_labels_survive_every_format() {
+    let dir = scratch("labels");
+    let labels: Vec<String> = (0..10_000)
+        .map(|i| match i % 4 {
+            0 => format!("say \"{i}\""),
+            1 => format!("a/b\\c {i}"),
+            2 => format!("<script>{i}</script>"),
+            _ => format!("rocket 🚀 {i} ünï"),
+        })
+        .collect();
+    let lite0 = shipped_backbone();
+    let head = wick::model::head::Head::init(
+        wick::train::config::HeadSpec { input_dim: lite0.feature_dim(), hidden: None, classes: labels.len() },
+        &mut wick::util::rng::Rng::new(3),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let trained = wick::model::head::Trained {
+        head,
+        history: Vec::new(),
+        best_epoch: 1,
+        stop: wick::train::report::Stop::Completed,
+    };
+    let classifier = Classifier::from_training(trained, labels.clone(), &lite0, TrainConfig::default(), None, 0);
+    let wick_path = dir.join("many.wick");
+    std::fs::write(&wick_path, classifier.to_bytes().unwrap()).unwrap();
+    let model = Exported::new(lite0, Some(classifier)).unwrap();
+
+    // ONNX: the labels metadata, read back by onnx itself.
+    let onnx = dir.join("many.onnx");
+    std::fs::write(&onnx, to_onnx(&model, OnnxWeights::Int8).unwrap()).unwrap();
+    let read = Command::new("python3")
+        .args([
+            "-c",
+            "import onnx, sys; m = onnx.load(sys.argv[1]); print({p.key: p.value for p in m.metadata_props}['labels'])",
+        ])
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", text(&read.stderr));
+    let onnx_labels: Vec<String> = serde_json::from_str(text(&read.stdout).trim()).unwrap();
+    assert_eq!(onnx_labels, labels, "ONNX");
+
+    // TF.js: Teachable Machine's metadata, and a last layer of 10,000 units.
+    let tfjs = to_tfjs(&model, 0).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&tfjs.metadata_json).unwrap();
+    assert_eq!(serde_json::from_value::<Vec<String>>(meta["labels"].clone()).unwrap(), labels, "TF.js");
+    assert!(tfjs.model_json.contains("\"units\":10000"), "TF.js: the last Dense layer's units");
+
+    // Web: the .wick as it was, and the package's description, still JSON.
+    let runtime = fake_runtime(&dir);
+    let out = dir.join("site");
+    let run =
+        wick(&["export", "--model", s(&wick_path), "--format", "web", "--out", s(&out), "--runtime", s(&runtime)]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let shipped = Classifier::from_bytes(&std::fs::read(out.join("model.wick")).unwrap(), &Device::Cpu).unwrap();
+    assert_eq!(shipped.meta.labels, labels, "web");
+    let package: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("package.json")).unwrap()).unwrap();
+    let description = package["description"].as_str().unwrap();
+    assert!(description.contains("10000 classes (say \"0\", a/b\\c 1, <script>2</script>"), "{description}");
+}
