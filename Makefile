@@ -51,6 +51,7 @@ bench: dist
 	python3 benches/resnet_peer.py
 	python3 benches/head.py
 	node benches/tfjs_peer.mjs
+	node benches/web_export.mjs
 	test -d $(CIFAR10_DIR)/train || (mkdir -p $(CIFAR10_DIR) && tar -xzf ../shared/data/cifar10-train-jpeg.tar.gz -C $(CIFAR10_DIR))
 	python3 benches/probe_extraction.py $(CIFAR10_DIR)
 	node benches/page_extraction.mjs $(CIFAR10_DIR)

@@ -8,11 +8,10 @@
 // `trunk build --release` output. Also reports the first-load size (gzipped wasm + backbone file).
 //
 //   node benches/tfjs_peer.mjs [--json]
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import zlib from 'node:zlib';
 import { serveDist, launchChromium, root } from '../tests/browser/harness.mjs';
+import { pageFirstLoad } from './first_load.mjs';
 
 const json = process.argv.includes('--json');
 const BATCHES = [1, 8];
@@ -215,22 +214,7 @@ try {
   isolatedServer.close();
 }
 
-// First load: what a visit downloads, the scripts and the wasm gzipped (as a server sends them) and
-// the backbone file as it is (already compressed: int8). Each build has its own wasm and glue.
-const dist = path.join(root, 'dist');
-const gzipped = (f) => zlib.gzipSync(fs.readFileSync(path.join(dist, f))).length;
-const pageModules = fs.readdirSync(path.join(dist, 'static/app')).map((f) => `static/app/${f}`);
-// The manifest is fetched on a first visit too (the icons only when the page is installed).
-const shared = ['static/app.js', 'static/worker.js', 'sw.js', 'index.html', 'style.css', 'static/manifest.webmanifest', ...pageModules];
-const snippets = (dir) => (fs.existsSync(path.join(dist, dir)) ? fs.readdirSync(path.join(dist, dir), { recursive: true })
-  .map((f) => path.join(dir, f)).filter((f) => f.endsWith('.js')) : []);
-const modelBytes = fs.statSync(path.join(dist, 'static/efficientnet-lite0-int8.safetensors')).size;
-const firstLoad = (build, dir) => {
-  const wasm = gzipped(path.join(dir, 'wick_bg.wasm'));
-  const scripts = [...shared, path.join(dir, 'wick.js'), ...snippets(path.join(dir, 'snippets'))].reduce((n, f) => n + gzipped(f), 0);
-  return { build, wasm_gzip: wasm, scripts_gzip: scripts, model: modelBytes, total: wasm + scripts + modelBytes };
-};
-const loads = [firstLoad('single', '.'), firstLoad('threads', 'threads')];
+const loads = ['single', 'threads'].map((build) => pageFirstLoad(path.join(root, 'dist'), build));
 if (json) {
   loads.forEach((load) => console.log(JSON.stringify({ first_load_bytes: load })));
 } else {
