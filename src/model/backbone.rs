@@ -281,16 +281,22 @@ impl Backbone {
         Ok(softmax_last_dim(&self.own_logits(features)?)?)
     }
 
-    /// The `k` most likely ImageNet classes of each image.
-    pub fn top_k(&self, images: &[RgbImage], k: usize) -> Result<Vec<Vec<Prediction>>> {
-        let features = self.features(&self.input_tensor(images)?)?;
-        let probabilities = self.imagenet_probabilities(&features)?.to_vec2::<f32>()?;
+    /// Features → each row's probabilities over the backbone's own classes, refused if any is not
+    /// finite (finite weights can still overflow).
+    pub fn own_probabilities(&self, features: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let probabilities = self.imagenet_probabilities(features)?.to_vec2::<f32>()?;
         if probabilities.iter().flatten().any(|p| !p.is_finite()) {
             return Err(invalid!(
                 "the backbone's own classifier computed NaN or infinite values: its weights are out of range"
             ));
         }
-        Ok(probabilities.iter().map(|p| ranked(p, &self.meta.labels, k)).collect())
+        Ok(probabilities)
+    }
+
+    /// The `k` most likely ImageNet classes of each image.
+    pub fn top_k(&self, images: &[RgbImage], k: usize) -> Result<Vec<Vec<Prediction>>> {
+        let features = self.features(&self.input_tensor(images)?)?;
+        Ok(self.own_probabilities(&features)?.iter().map(|p| ranked(p, &self.meta.labels, k)).collect())
     }
 }
 

@@ -74,22 +74,15 @@ impl Runtime {
         Ok(compute(&self.extractor, &[image], View::AsIs).map_err(fail)?.remove(0))
     }
 
-    /// The page's answer for one image ([`super::Session`]'s `classify`), every class's probability.
+    /// The page's answer for one image (as its `Session` classifies), every class's probability.
     fn probabilities(&self, image: &RgbImage) -> Result<Vec<f32>, JsError> {
         let features = self.features(image)?;
         let x = Tensor::from_vec(features, (1, self.extractor.feature_dim()), &Device::Cpu).map_err(fail)?;
-        match &self.classifier {
-            Some(classifier) => Ok(classifier.probabilities(&x).map_err(fail)?.remove(0)),
-            None => {
-                let p = self.extractor.imagenet_probabilities(&x).map_err(fail)?.flatten_all().map_err(fail)?;
-                let p = p.to_vec1::<f32>().map_err(fail)?;
-                if p.iter().any(|v| !v.is_finite()) {
-                    return Err(JsError::new(
-                        "the backbone's own classifier computed NaN or infinite values: its weights are out of range",
-                    ));
-                }
-                Ok(p)
-            }
+        let mut rows = match &self.classifier {
+            Some(classifier) => classifier.probabilities(&x),
+            None => self.extractor.own_probabilities(&x),
         }
+        .map_err(fail)?;
+        Ok(rows.remove(0))
     }
 }
