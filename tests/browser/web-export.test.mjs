@@ -247,3 +247,9 @@ test('the page\'s exports in a web page: the web export on a static host, onnxru
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('wick.d.ts types the calls the docs show (tsc --strict), and refuses a number as an image', () => {
+  const tsc = path.join(root, 'node_modules/.bin/tsc');
+  execFileSync(tsc, ['--noEmit', '--strict', '--target', 'es2022', '--module', 'es2022', '--moduleResolution', 'bundler',
+    '--lib', 'es2022,dom', path.join(root, 'tests/reference/use_wick.ts')], { stdio: 'pipe' });
+});
