@@ -1,5 +1,6 @@
 // Runs the export build of the library (`export/wick.js`, scripts/build-web-export.sh) off the page's
-// thread: a model and its backbone in, the bytes of one export format out.
+// thread: a model and its backbone in, the bytes of one export format out, with a `stage` message
+// before each step that takes a while (the page shows them).
 import init, { export_model } from '../export/wick.js';
 
 const ready = init();
@@ -7,6 +8,7 @@ self.onmessage = async ({ data }) => {
   try {
     await ready;
     // The web page format ships the runtime the page serves beside itself (runtime/, built with it).
+    if (data.format === 'web') self.postMessage({ stage: 'runtime' });
     const runtime = data.format === 'web'
       ? await Promise.all(['wick_runtime.js', 'wick_runtime_bg.wasm'].map(async (name) => {
         const response = await fetch(new URL(`../runtime/${name}`, import.meta.url));
@@ -14,6 +16,7 @@ self.onmessage = async ({ data }) => {
         return new Uint8Array(await response.arrayBuffer());
       }))
       : [];
+    self.postMessage({ stage: 'computing' });
     const bytes = export_model(data.backbone, data.model, data.format, data.unixSeconds, ...runtime);
     self.postMessage({ bytes }, [bytes.buffer]);
   } catch (e) {

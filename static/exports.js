@@ -18,6 +18,12 @@ export const FORMATS = {
     hint: 'A .zip of a folder for any web page (about 9 MB): put it on a static host and open its index.html, or import its wick.js (load, classify) in your own page. It runs in the visitor\'s browser.' },
 };
 
+/// What the export worker says it is doing (its `stage` messages).
+const STAGES = {
+  runtime: 'fetching Wick\'s runtime from this site',
+  computing: 'computing the files in this tab',
+};
+
 export function showExportHint() {
   $('#export-hint').textContent = FORMATS[$('#export-format').value].hint;
 }
@@ -30,23 +36,31 @@ export async function exportModel(format) {
   }
   const button = $('#export-model');
   button.disabled = true;
+  $('#export-progress').hidden = false;
+  const started = performance.now();
   const worker = new Worker(new URL('./export-worker.js', import.meta.url), { type: 'module' });
   try {
-    status('Exporting the model (the first export loads the export module, about 2.5 MB)…');
+    status('Exporting the model: loading the export module (about 2.5 MB, the first time)…');
     // The model runs on the backbone its layers trained, or else on the page's own.
     const backbone = state.project.modelBackbone ?? state.customBackbone
       ?? new Uint8Array(await (await fetch(BACKBONE_URL)).arrayBuffer());
     const bytes = await new Promise((resolve, reject) => {
-      worker.onmessage = ({ data }) => (data.error ? reject(new Error(data.error)) : resolve(data.bytes));
+      worker.onmessage = ({ data }) => {
+        if (data.stage) status(`Exporting the model: ${STAGES[data.stage]}…`);
+        else if (data.error) reject(new Error(data.error));
+        else resolve(data.bytes);
+      };
       worker.onerror = (e) => reject(new Error(e.message || 'the export module did not load'));
       worker.postMessage({ backbone, model: state.project.model, format, unixSeconds: Date.now() / 1000 });
     });
     const { name, type } = FORMATS[format];
     downloadBytes(bytes, name, type);
-    status(`Exported the model as ${name} (${(bytes.length / 1e6).toFixed(2)} MB), computed in this tab.`);
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    status(`Exported the model as ${name} (${(bytes.length / 1e6).toFixed(2)} MB in ${seconds} s), computed in this tab.`);
   } catch (e) {
     status(`Could not export the model: ${e.message}`, true);
   } finally {
+    $('#export-progress').hidden = true;
     worker.terminate();
     button.disabled = !state.project.model;
   }

@@ -132,10 +132,21 @@ test('the page\'s exports in a web page: the web export on a static host, onnxru
 
     const wick = await exportFromPage(page, 'wick');
     fs.writeFileSync(path.join(dir, 'model.wick'), wick.bytes);
+    // The stages the page shows while it exports (a large model takes seconds).
+    await page.evaluate(() => {
+      window.statusSeen = [];
+      new MutationObserver(() => window.statusSeen.push(document.querySelector('#status').textContent))
+        .observe(document.querySelector('#status'), { childList: true, characterData: true, subtree: true });
+    });
     const started = Date.now();
     const web = await exportFromPage(page, 'web');
     const webSeconds = (Date.now() - started) / 1000;
     assert.equal(web.name, 'wick-classifier.zip');
+    const seen = await page.evaluate(() => window.statusSeen);
+    for (const stage of ['loading the export module', 'fetching Wick\'s runtime', 'computing the files', 'Exported the model as wick-classifier.zip']) {
+      assert.ok(seen.some((text) => text.includes(stage)), `the page showed "${stage}": ${seen}`);
+    }
+    assert.equal(await page.isHidden('#export-progress'), true, 'the progress bar goes when the export is done');
     const exports = path.join(dir, 'exports');
     fs.mkdirSync(exports);
     fs.writeFileSync(path.join(exports, 'model.onnx'), (await exportFromPage(page, 'onnx')).bytes);

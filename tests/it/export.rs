@@ -368,6 +368,29 @@ fn a_layer_trained_model_exports_with_its_own_backbone() {
     let probabilities = classifier.probabilities(&features).unwrap();
     let got = onnxruntime(&dir, &std::fs::read(&out).unwrap(), &backbone);
     assert_same_answers("layer-trained model", &got, &probabilities, &features.to_vec2::<f32>().unwrap());
+
+    // The web export ships the backbone the layers trained, not the default; without it, it refuses.
+    let runtime = fake_runtime(&dir);
+    let site = dir.join("site");
+    let run = wick(&["export", "--model", s(&model), "--format", "web", "--out", s(&site), "--runtime", s(&runtime)]);
+    assert!(text(&run.stderr).contains(".backbone.safetensors"), "{}", text(&run.stderr));
+    assert!(!site.exists());
+    let run = wick(&[
+        "export",
+        "--model",
+        s(&model),
+        "--backbone",
+        s(&backbone_file),
+        "--format",
+        "web",
+        "--out",
+        s(&site),
+        "--runtime",
+        s(&runtime),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(std::fs::read(site.join("backbone.safetensors")).unwrap(), std::fs::read(&backbone_file).unwrap());
+    assert_eq!(std::fs::read(site.join("model.wick")).unwrap(), std::fs::read(&model).unwrap());
 }
 
 /// A stand-in for the web runtime's built files (`scripts/build-web-runtime.sh` needs the wasm
