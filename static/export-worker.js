@@ -1,4 +1,4 @@
-// Runs the export build of the library (`export/wick.js`, scripts/build-web-export.sh) off the page's
+// Runs the export build of the library (`export/wick.js`, scripts/build-web-feature.sh export) off the page's
 // thread: a model and its backbone in, the bytes of one export format out, with a `stage` message
 // before each step that takes a while (the page shows them).
 import init, { export_model } from '../export/wick.js';

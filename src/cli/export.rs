@@ -150,7 +150,7 @@ fn read_runtime(folder: &Path, name: &str, default: bool) -> Result<Vec<u8>> {
         let how = if default {
             "build it with `make dist` (or `trunk build --release`), or pass --runtime with the folder of a built runtime"
         } else {
-            "--runtime takes the folder that scripts/build-web-runtime.sh writes (dist/runtime after `make dist`)"
+            "--runtime takes the folder that scripts/build-web-feature.sh runtime writes (dist/runtime after `make dist`)"
         };
         bail!("--format web needs Wick's web runtime, and {} is missing: {how}", path.display());
     }

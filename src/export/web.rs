@@ -1,5 +1,5 @@
 //! The drop-in classifier for any web page: Wick's runtime — its single-threaded, inference-only wasm
-//! (`scripts/build-web-runtime.sh`) and the ES module over it (`static/runtime/`) — beside the model's
+//! (`scripts/build-web-feature.sh runtime`) and the ES module over it (`static/runtime/`) — beside the model's
 //! own files (the backbone file and the `.wick`, as the page runs them), a demo page, `wick.d.ts`
 //! and a `package.json`. It answers as the page does because it is the page's code on the page's files.
 

@@ -1,4 +1,4 @@
-//! The page's exports (the `export` feature's build only: `scripts/build-web-export.sh` makes it, and
+//! The page's exports (the `export` feature's build only: `scripts/build-web-feature.sh export` makes it, and
 //! the page loads it when an export is asked for, so that the first load does not carry it).
 
 use candle_core::Device;

@@ -1,5 +1,5 @@
 //! The drop-in classifier's runtime (the `web-runtime` feature's build only, made by
-//! `scripts/build-web-runtime.sh`): a trained model, or the backbone alone, answering for one image
+//! `scripts/build-web-feature.sh runtime`): a trained model, or the backbone alone, answering for one image
 //! at a time — what `wick export --format web` ships with the model to run on any web page. Nothing
 //! of training, the project or the page is in this build, so its wasm is the smallest that classifies.
 

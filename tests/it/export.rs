@@ -209,20 +209,7 @@ fn export_refuses_what_it_cannot_do_and_never_replaces_a_file_unasked() {
     let pth = dir.join("other.pth");
     std::fs::write(&pth, other).unwrap();
     let lite0 = shipped_backbone();
-    let head = wick::model::head::Head::init(
-        wick::train::config::HeadSpec { input_dim: lite0.feature_dim(), hidden: None, classes: 2 },
-        &mut wick::util::rng::Rng::new(1),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let trained = wick::model::head::Trained {
-        head,
-        history: Vec::new(),
-        best_epoch: 1,
-        stop: wick::train::report::Stop::Completed,
-    };
-    let model =
-        Classifier::from_training(trained, vec!["a".into(), "b".into()], &lite0, TrainConfig::default(), None, 0);
+    let model = random_classifier(&lite0, vec!["a".into(), "b".into()]);
     let wick_path = dir.join("lite0.wick");
     std::fs::write(&wick_path, model.to_bytes().unwrap()).unwrap();
     let fresh = dir.join("fresh.onnx");
@@ -393,7 +380,16 @@ fn a_layer_trained_model_exports_with_its_own_backbone() {
     assert_eq!(std::fs::read(site.join("model.wick")).unwrap(), std::fs::read(&model).unwrap());
 }
 
-/// A stand-in for the web runtime's built files (`scripts/build-web-runtime.sh` needs the wasm
+/// A linear head of random weights on `backbone`, one output per label: a model to export.
+fn random_classifier(backbone: &Backbone, labels: Vec<String>) -> Classifier {
+    let spec = wick::train::config::HeadSpec { input_dim: backbone.feature_dim(), hidden: None, classes: labels.len() };
+    let head = wick::model::head::Head::init(spec, &mut wick::util::rng::Rng::new(1), &Device::Cpu).unwrap();
+    let stop = wick::train::report::Stop::Completed;
+    let trained = wick::model::head::Trained { head, history: Vec::new(), best_epoch: 1, stop };
+    Classifier::from_training(trained, labels, backbone, TrainConfig::default(), None, 0)
+}
+
+/// A stand-in for the web runtime's built files (`scripts/build-web-feature.sh runtime` needs the wasm
 /// toolchain; the browser test runs the real one): what `wick export --format web` copies.
 fn fake_runtime(dir: &Path) -> std::path::PathBuf {
     let runtime = dir.join("runtime");
@@ -472,19 +468,7 @@ fn ten_thousand_hostile_labels_survive_every_format() {
         })
         .collect();
     let lite0 = shipped_backbone();
-    let head = wick::model::head::Head::init(
-        wick::train::config::HeadSpec { input_dim: lite0.feature_dim(), hidden: None, classes: labels.len() },
-        &mut wick::util::rng::Rng::new(3),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let trained = wick::model::head::Trained {
-        head,
-        history: Vec::new(),
-        best_epoch: 1,
-        stop: wick::train::report::Stop::Completed,
-    };
-    let classifier = Classifier::from_training(trained, labels.clone(), &lite0, TrainConfig::default(), None, 0);
+    let classifier = random_classifier(&lite0, labels.clone());
     let wick_path = dir.join("many.wick");
     std::fs::write(&wick_path, classifier.to_bytes().unwrap()).unwrap();
     let model = Exported::new(lite0, Some(classifier)).unwrap();
