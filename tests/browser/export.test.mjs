@@ -106,7 +106,9 @@ test('the page exports its model as ONNX and TF.js: the files wick export writes
       assert.match(await page.textContent('#status'), new RegExp(`^Exported the model as ${name}`));
     }
 
+    const zipStarted = Date.now();
     const zip = await exported('tfjs');
+    console.log(`# tfjs from the page: ${(zip.bytes.length / 1e6).toFixed(2)} MB .zip in ${((Date.now() - zipStarted) / 1000).toFixed(1)} s`);
     assert.equal(zip.name, 'model.zip');
     const unzipped = unzip(zip.bytes, path.join(dir, 'unzipped'));
     const cli = path.join(dir, 'cli-tfjs');
