@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { serveDist, launchChromium, openApp, photoCrops, root } from '../tests/browser/harness.mjs';
+import { serveDist, launchChromium, openApp, photoCrops, root, wickBinary } from '../tests/browser/harness.mjs';
 import { gzipped, pageFirstLoad } from './first_load.mjs';
 
 const argument = (name, fallback) => {
@@ -20,7 +20,6 @@ const argument = (name, fallback) => {
 const json = process.argv.includes('--json');
 const ROUNDS = argument('--rounds', 3);
 const PHOTOS = argument('--photos', 8);
-const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-web-bench-'));

@@ -9,7 +9,7 @@ use crate::export::onnx::{to_onnx, OnnxWeights};
 use crate::export::tfjs::{to_tfjs, TfjsFiles};
 use crate::export::web::{to_web, WebRuntime, RUNTIME_FILES};
 use crate::export::{web, Exported};
-use crate::model::{convert_checkpoint, Backbone, Classifier};
+use crate::model::{Backbone, Classifier};
 
 use super::flags::*;
 use super::shared::*;
@@ -81,7 +81,7 @@ impl ExportArgs {
         // The web export ships a backbone file, which --pth's checkpoint is converted to first (and
         // the model is built from that file, so that what is checked is what is shipped).
         let backbone_file = match self.format {
-            ExportFormat::Web => Some(self.backbone_file()?),
+            ExportFormat::Web => Some(self.backbone.file()?),
             _ => None,
         };
         let base = match &backbone_file {
@@ -131,15 +131,6 @@ impl ExportArgs {
             }
         }
         Ok(())
-    }
-
-    /// The backbone as a Wick backbone file's bytes: --backbone's, --pth's converted, or the built-in one.
-    fn backbone_file(&self) -> Result<Vec<u8>> {
-        Ok(match (&self.backbone.backbone, &self.backbone.pth) {
-            (Some(path), _) => read(path)?,
-            (_, Some(path)) => convert_checkpoint(&read(path)?).in_file(path.display())?,
-            _ => DEFAULT_BACKBONE.to_vec(),
-        })
     }
 }
 

@@ -235,6 +235,16 @@ impl BackboneArgs {
         Ok(backbone.with_precision(precision))
     }
 
+    /// The backbone as a Wick backbone file's bytes (what a web export ships): --backbone's,
+    /// --pth's checkpoint converted as `wick convert` converts it, or the built-in one.
+    pub fn file(&self) -> Result<Vec<u8>> {
+        Ok(match (&self.backbone, &self.pth) {
+            (Some(path), _) => read(path)?,
+            (_, Some(path)) => crate::model::convert_checkpoint(&read(path)?).in_file(path.display())?,
+            _ => DEFAULT_BACKBONE.to_vec(),
+        })
+    }
+
     /// `--precision` for running the backbone: int8 unless f32 is asked for.
     pub fn inference_precision(&self) -> Result<crate::infer::MatmulPrecision> {
         match self.precision {

@@ -3,7 +3,7 @@
 //! at a time — what `wick export --format web` ships with the model to run on any web page. Nothing
 //! of training, the project or the page is in this build, so its wasm is the smallest that classifies.
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use image::RgbImage;
 use wasm_bindgen::prelude::*;
 
@@ -76,11 +76,10 @@ impl Runtime {
 
     /// The page's answer for one image (as its `Session` classifies), every class's probability.
     fn probabilities(&self, image: &RgbImage) -> Result<Vec<f32>, JsError> {
-        let features = self.features(image)?;
-        let x = Tensor::from_vec(features, (1, self.extractor.feature_dim()), &Device::Cpu).map_err(fail)?;
+        let features = self.extractor.features(&self.extractor.input_tensor(&[image]).map_err(fail)?).map_err(fail)?;
         let mut rows = match &self.classifier {
-            Some(classifier) => classifier.probabilities(&x),
-            None => self.extractor.own_probabilities(&x),
+            Some(classifier) => classifier.probabilities(&features),
+            None => self.extractor.own_probabilities(&features),
         }
         .map_err(fail)?;
         Ok(rows.remove(0))

@@ -1,7 +1,7 @@
 //! [`Session`]: the backbone and, once there is one, the trained model — embedding images,
 //! classifying them, and where the model looks.
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use image::RgbImage;
 use wasm_bindgen::prelude::*;
 
@@ -247,9 +247,8 @@ impl Session {
     fn classify(&self, image: &RgbImage) -> Result<String, JsError> {
         let answer = match &self.model {
             Some((classifier, extractor)) => {
-                let features = compute(extractor, &[image], View::AsIs).map_err(fail)?.remove(0);
-                let x = Tensor::from_vec(features, (1, extractor.feature_dim()), &Device::Cpu).map_err(fail)?;
-                serde_json::json!({ "probabilities": classifier.probabilities(&x).map_err(fail)?.remove(0) })
+                let features = extractor.features(&extractor.input_tensor(&[image]).map_err(fail)?).map_err(fail)?;
+                serde_json::json!({ "probabilities": classifier.probabilities(&features).map_err(fail)?.remove(0) })
             }
             None => {
                 let top = self.backbone.top_k(std::slice::from_ref(image), 5).map_err(fail)?.remove(0);

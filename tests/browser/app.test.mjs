@@ -8,10 +8,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, serveDist, launchChromium, openApp } from './harness.mjs';
+import { root, serveDist, launchChromium, openApp, wickBinary } from './harness.mjs';
 
 const CLASSES = ['brick', 'grass', 'gravel'];
-const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-browser-'));
 
 let server, origin, browser;

@@ -10,11 +10,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { addImages, counts, openApp, photoCrops, root, serveDist } from './harness.mjs';
+import { addImages, counts, openApp, photoCrops, root, serveDist, picked } from './harness.mjs';
 import { CHROMIUM_ARGS } from './engines.mjs';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-devices-'));
-const picked = (paths) => paths.map((p) => ({ name: path.basename(p), mimeType: 'image/png', buffer: fs.readFileSync(p) }));
 
 let server, origin, browser;
 before(async () => {

@@ -9,9 +9,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, serveDist, launchChromium, photoCrops, openApp, addImages, exportFromPage, unzip } from './harness.mjs';
+import { root, serveDist, launchChromium, photoCrops, openApp, exportFromPage, unzip, wickBinary, trainBrickAndGrass, textureFolders } from './harness.mjs';
 
-const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
 
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -37,10 +36,7 @@ test('a TF.js export runs in Teachable Machine\'s own library with wick predict\
   const data = path.join(dir, 'data');
   const photos = path.join(dir, 'photos');
   fs.mkdirSync(photos);
-  for (const name of ['brick', 'grass', 'gravel']) {
-    fs.mkdirSync(path.join(data, name), { recursive: true });
-    photoCrops(path.join(data, name), name, 8);
-  }
+  textureFolders(data, 8);
   const held = [
     ...photoCrops(photos, 'brick', 4, 20), ...photoCrops(photos, 'grass', 3, 20), ...photoCrops(photos, 'gravel', 3, 20),
   ];
@@ -76,7 +72,6 @@ test('a TF.js export runs in Teachable Machine\'s own library with wick predict\
   }
 });
 
-const picked = (paths) => paths.map((p) => ({ name: path.basename(p), mimeType: 'image/png', buffer: fs.readFileSync(p) }));
 
 test('the page exports its model as ONNX and TF.js: the files wick export writes, computed in the tab', { timeout: 600_000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-page-export-'));
@@ -84,10 +79,7 @@ test('the page exports its model as ONNX and TF.js: the files wick export writes
   const browser = await launchChromium();
   try {
     const { page, requests, errors } = await openApp(browser, origin);
-    await addImages(page, 0, picked(photoCrops(dir, 'brick', 6)));
-    await addImages(page, 1, picked(photoCrops(dir, 'grass', 6)));
-    await page.click('#train');
-    await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Trained'), null, { timeout: 120_000 });
+    await trainBrickAndGrass(page, dir);
     const exported = (format) => exportFromPage(page, format);
     const wick = await exported('wick');
     assert.equal(wick.name, 'model.wick');

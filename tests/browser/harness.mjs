@@ -14,6 +14,9 @@ const TYPES = {
 
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
+/// The `wick` binary the tests compare the page with (`cargo build --release`).
+export const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
+
 /// `mounts` maps extra URL prefixes to folders (e.g. `{ '/tfjs/': '…/node_modules/@tensorflow/tfjs/dist' }`).
 /// `isolated` sends the cross-origin isolation headers (as `trunk serve` does), so the page may
 /// share memory between threads and loads the multi-threaded build.
@@ -123,6 +126,26 @@ for i in range(first, first + count):
     image.crop((x, y, x + size, y + size)).save(f'{out}/{name}-{i}.png')
 `, path.join(root, `tests/fixtures/${name}.png`), dir, name, String(first), String(count), String(size)]);
   return Array.from({ length: count }, (_, i) => path.join(dir, `${name}-${first + i}.png`));
+}
+
+/// PNG files as a file input takes them (playwright's setInputFiles).
+export const picked = (paths) => paths.map((p) => ({ name: path.basename(p), mimeType: 'image/png', buffer: fs.readFileSync(p) }));
+
+/// Trains the page on 6 photo crops of brick and 6 of grass (written into `dir`), one class each.
+export async function trainBrickAndGrass(page, dir) {
+  await addImages(page, 0, picked(photoCrops(dir, 'brick', 6)));
+  await addImages(page, 1, picked(photoCrops(dir, 'grass', 6)));
+  await page.click('#train');
+  await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Trained'), null, { timeout: 120_000 });
+}
+
+/// `data/brick`, `data/grass` and `data/gravel`, each with `count` photo crops: a folder `wick train`
+/// takes.
+export function textureFolders(data, count) {
+  for (const name of ['brick', 'grass', 'gravel']) {
+    fs.mkdirSync(path.join(data, name), { recursive: true });
+    photoCrops(path.join(data, name), name, count);
+  }
 }
 
 /// The page's *Export model* in `format` (a value of #export-format): the download's name and bytes.

@@ -8,14 +8,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { addImages, counts, isolatedBrowser, openApp, photoCrops, root } from './harness.mjs';
+import { addImages, counts, isolatedBrowser, openApp, photoCrops, root, picked } from './harness.mjs';
 import { CHROMIUM_ARGS } from './engines.mjs';
 
 const shared = isolatedBrowser();
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-keep-'));
 const bricks = photoCrops(scratch, 'brick', 8);
 const grass = photoCrops(scratch, 'grass', 8);
-const picked = (paths) => paths.map((p) => ({ name: path.basename(p), mimeType: 'image/png', buffer: fs.readFileSync(p) }));
 
 /// The file the user "picks" in the save dialog: one in the origin's private file system, which
 /// Chromium hands out as a real FileSystemFileHandle (kept in IndexedDB, written with

@@ -8,12 +8,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, openApp, isolatedBrowser, card, counts, addImages } from './harness.mjs';
+import { root, openApp, isolatedBrowser, card, counts, addImages, wickBinary } from './harness.mjs';
 
 const CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'dog'];
 const PER_CLASS = 40;
 const HELD_OUT = 4; // per class, never added to the project: the CLI and the page must agree on them
-const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-layers-'));
 const tarball = process.env.WICK_CIFAR10_JPEG ?? path.join(root, '../shared/data/cifar10-train-jpeg.tar.gz');
 

@@ -9,10 +9,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, serveDist, photoCrops } from './harness.mjs';
+import { serveDist, photoCrops, wickBinary, textureFolders } from './harness.mjs';
 import { ENGINES, launch, waitFor } from './engines.mjs';
 
-const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
 
 async function classifyEach(names) {
   const { load } = await import('./wick.js');
@@ -34,10 +33,7 @@ test('the web export runs in Chromium, Firefox and WebKitGTK with wick predict\'
   const data = path.join(dir, 'data');
   const photos = path.join(dir, 'photos');
   fs.mkdirSync(photos);
-  for (const name of ['brick', 'grass', 'gravel']) {
-    fs.mkdirSync(path.join(data, name), { recursive: true });
-    photoCrops(path.join(data, name), name, 6);
-  }
+  textureFolders(data, 6);
   const held = [...photoCrops(photos, 'brick', 2, 20), ...photoCrops(photos, 'grass', 2, 20), ...photoCrops(photos, 'gravel', 2, 20)];
   const model = path.join(dir, 'textures.wick');
   const bundle = path.join(dir, 'web');

@@ -9,10 +9,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, serveDist, launchChromium, photoCrops, openApp, addImages, exportFromPage, unzip } from './harness.mjs';
+import { root, serveDist, launchChromium, photoCrops, openApp, exportFromPage, unzip, wickBinary, trainBrickAndGrass } from './harness.mjs';
 
-const wickBinary = path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'release', 'wick');
-const picked = (paths) => paths.map((p) => ({ name: path.basename(p), mimeType: 'image/png', buffer: fs.readFileSync(p) }));
 
 /// The page's preview of `file`: each class's probability, as its meters hold them.
 async function previewed(page, file) {
@@ -118,10 +116,7 @@ test('the page\'s exports in a web page: the web export on a static host, onnxru
     // Train in the page, keep its answers on the held-out photos (int8 products, the page's
     // default; then f32, the exact arithmetic the ONNX and TF.js files compute), and export.
     const { page, requests, errors } = await openApp(browser, appOrigin);
-    await addImages(page, 0, picked(photoCrops(dir, 'brick', 6)));
-    await addImages(page, 1, picked(photoCrops(dir, 'grass', 6)));
-    await page.click('#train');
-    await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Trained'), null, { timeout: 120_000 });
+    await trainBrickAndGrass(page, dir);
     const pageInt8 = [];
     for (const file of held) pageInt8.push(await previewed(page, file));
     await page.click('#advanced summary');
