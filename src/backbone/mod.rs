@@ -12,4 +12,4 @@ pub mod network;
 pub mod ops;
 pub mod resnet;
 
-pub use network::{Network, NetworkConfig, MAX_TRAIN_LAYERS};
+pub use network::{Network, NetworkConfig, Pooling, MAX_TRAIN_LAYERS};

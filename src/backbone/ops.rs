@@ -87,6 +87,11 @@ impl OpGraph {
         &self.ops[..end]
     }
 
+    /// How many ops compute each of `blocks`' inputs (the ops after which a pass holds it).
+    pub fn fronts(&self, blocks: &[usize]) -> Vec<usize> {
+        blocks.iter().map(|&b| self.front(b).len()).collect()
+    }
+
     /// The buffer that holds the result of `ops` (the image's, for none).
     pub fn result_slot(ops: &[Op]) -> Slot {
         ops.last().map_or(IMAGE_SLOT, Op::output)

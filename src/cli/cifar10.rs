@@ -43,8 +43,8 @@ pub struct Cifar10Args {
     /// whole network trains.
     #[arg(long, value_enum, default_value = "probe")]
     pub mode: Cifar10Mode,
-    /// CIFAR's 32×32 images are upsampled to this size before the backbone [default: probe 96
-    /// (the measured trade-off of accuracy and time, see the README), finetune 64].
+    /// CIFAR's 32×32 images are upsampled to this size before the backbone [default: probe 128
+    /// (the measured trade-off of accuracy and time, see BENCHMARKS.md), finetune 64].
     #[arg(long)]
     pub img_size: Option<u32>,
     /// Use only the first N training and N test images (a quick run).
@@ -136,10 +136,11 @@ impl<'a> RunEnd<'a> {
     }
 }
 
-/// `wick cifar10 --img-size` by mode: the probe's from its measured accuracy/time trade-off on real
-/// CIFAR-10 (docs/cifar10.md: 96 px is ~1.5× the time of 64 px for +8 points; 224 px, 2.7× more for
-/// +4 more), fine-tuning's from what a CPU can train (BENCHMARKS.md).
-const PROBE_IMG_SIZE: u32 = 96;
+/// `wick cifar10 --img-size` by mode: the probe's from its measured accuracy/time trade-off on the
+/// CIFAR-10 JPEG copy (BENCHMARKS.md "Accuracy levers": with stage pooling, 128 px is the smallest
+/// input past 80% on 10,000 training images — 80.24%, against 79.17% at 96 px for 0.5× the time),
+/// fine-tuning's from what a CPU can train (BENCHMARKS.md).
+const PROBE_IMG_SIZE: u32 = 128;
 const FINETUNE_IMG_SIZE: u32 = 64;
 
 impl Cifar10Args {
@@ -193,7 +194,7 @@ impl Cifar10Args {
             bail!("--img-size must be between 32 and 512");
         }
         let preprocess = Preprocess { resize_shorter: img_size, crop: img_size, mean: [0.5; 3], std: [0.5; 3] };
-        let backbone = backbone.load()?.with_preprocess(preprocess)?;
+        let backbone = backbone.load()?.with_preprocess(preprocess)?.with_pooling(self.hyper.pooling(0)?);
         let mut cache = cache.open(&backbone);
         let cached_before = cache.cache.len();
         let mut features = |set: &Cifar10, view: View, what: &str| -> Result<Vec<Vec<f32>>> {
@@ -342,6 +343,7 @@ fn check_cifar10_options(
                     ("--patience", hyper.patience.is_some()),
                     ("--flip (fine-tuning always mirrors; --no-flip turns it off)", hyper.flip),
                     ("--no-class-balance", hyper.no_class_balance),
+                    ("--pooling (the whole network trains on the last map's pool)", hyper.pooling.is_some()),
                 ]),
                 "finetune",
             )

@@ -163,6 +163,7 @@ fn plain_rows(set: &FeatureSet, per_image: usize) -> FeatureSet {
 impl TrainArgs {
     pub fn run(self) -> Result<()> {
         self.layers.check(&self.hyper)?;
+        self.hyper.pooling(self.layers.train_layers)?;
         let config = self.hyper.config()?;
         let layer_epochs = self.layers.layer_epochs.unwrap_or(config.layer_epochs);
         let config = TrainConfig { train_layers: self.layers.train_layers, layer_epochs, ..config };
@@ -194,7 +195,7 @@ impl TrainArgs {
         validate_head_training(config, val_split)?;
         let (labels, train_samples, val_samples) = &split(data, val, val_split, config.seed)?;
 
-        let backbone = backbone.load()?;
+        let backbone = backbone.load()?.with_pooling(self.hyper.pooling(0)?);
         let mut cache = cache.open(&backbone);
         let quiet = output.quiet;
         let train_data = extract(&backbone, &mut cache, train_samples, config.flip_augment, "train", quiet)?;

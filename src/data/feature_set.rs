@@ -36,6 +36,14 @@ impl FeatureSet {
         set
     }
 
+    /// Each row's first `dim` values (e.g. [`crate::backbone::Pooling::Last`]'s part of
+    /// [`crate::backbone::Pooling::Stages`]' features).
+    pub fn leading(&self, dim: usize) -> Self {
+        assert!(dim <= self.dim, "{dim} leading values of rows of {}", self.dim);
+        let features = self.features.chunks_exact(self.dim.max(1)).flat_map(|row| &row[..dim]).copied().collect();
+        Self { dim, features, labels: self.labels.clone() }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }

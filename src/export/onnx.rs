@@ -85,8 +85,15 @@ pub fn graph_model(model: &Exported, weights: OnnxWeights) -> Result<ModelProto>
     let read = |slots: &[Option<(String, usize)>], slot: Slot| {
         slots[slot].clone().ok_or_else(|| invalid!("the op graph reads buffer {slot} before writing it"))
     };
-    let ops = config.ops().ops;
-    for op in &ops {
+    let graph = config.ops();
+    // The maps the features pool besides the last (the backbone's pooling), as the ops make them.
+    let taps = graph.fronts(&config.pooled_blocks(backbone.pooling()));
+    let ops = graph.ops;
+    let mut tapped = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        for _ in taps.iter().filter(|&&t| t == i) {
+            tapped.push(read(&slots, OpGraph::result_slot(&ops[..i]))?.0);
+        }
         match op {
             Op::Conv(conv) => {
                 let (input, size) = read(&slots, conv.input)?;
@@ -107,8 +114,22 @@ pub fn graph_model(model: &Exported, weights: OnnxWeights) -> Result<ModelProto>
         }
     }
     let (last, _) = read(&slots, OpGraph::result_slot(&ops))?;
+    for _ in taps.iter().filter(|&&t| t == ops.len()) {
+        tapped.push(last.clone());
+    }
     let pooled = g.node("GlobalAveragePool", &[&last], "pool", vec![]);
-    g.node_named("Flatten", &[&pooled], "features", "features", vec![int("axis", 1)]);
+    if tapped.is_empty() {
+        g.node_named("Flatten", &[&pooled], "features", "features", vec![int("axis", 1)]);
+    } else {
+        // The last map's pool, then each tapped map's, side by side (Wick's order).
+        let mut parts = vec![g.node("Flatten", &[&pooled], "pool.flat", vec![int("axis", 1)])];
+        for (i, map) in tapped.iter().enumerate() {
+            let pooled = g.node("GlobalAveragePool", &[map], &format!("pool.{i}"), vec![]);
+            parts.push(g.node("Flatten", &[&pooled], &format!("pool.{i}.flat"), vec![int("axis", 1)]));
+        }
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        g.node_named("Concat", &parts, "features", "features", vec![int("axis", 1)]);
+    }
 
     // The classifier: the trained head (a hidden ReLU layer first, where it has one), or the
     // backbone's own.
@@ -129,7 +150,7 @@ pub fn graph_model(model: &Exported, weights: OnnxWeights) -> Result<ModelProto>
         input: vec![value_info("pixels", &[Dim::Batch, Dim::Fixed(3), Dim::Fixed(side), Dim::Fixed(side)])],
         output: vec![
             value_info("probabilities", &[Dim::Batch, Dim::Fixed(classes)]),
-            value_info("features", &[Dim::Batch, Dim::Fixed(config.feature_dim())]),
+            value_info("features", &[Dim::Batch, Dim::Fixed(backbone.feature_dim())]),
         ],
         ..Default::default()
     };

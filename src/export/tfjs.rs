@@ -73,8 +73,15 @@ pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
     let read = |slots: &[Option<String>], slot: Slot| {
         slots[slot].clone().ok_or_else(|| invalid!("the op graph reads buffer {slot} before writing it"))
     };
-    let ops = config.ops().ops;
+    let graph = config.ops();
+    // The maps the features pool besides the last (the backbone's pooling), as the ops make them.
+    let taps = graph.fronts(&config.pooled_blocks(backbone.pooling()));
+    let ops = graph.ops;
+    let mut tapped = Vec::new();
     for (i, op) in ops.iter().enumerate() {
+        for _ in taps.iter().filter(|&&t| t == i) {
+            tapped.push(read(&slots, OpGraph::result_slot(&ops[..i]))?);
+        }
         match op {
             Op::Conv(conv) => {
                 let input = read(&slots, conv.input)?;
@@ -106,12 +113,36 @@ pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
         }
     }
     let last = read(&slots, OpGraph::result_slot(&ops))?;
-    k.layers.push(json!({
-        "class_name": "GlobalAveragePooling2D",
-        "name": "features",
-        "config": { "name": "features", "trainable": false, "dtype": "float32", "data_format": "channels_last" },
-        "inbound_nodes": [[[last, 0, 0, {}]]],
-    }));
+    for _ in taps.iter().filter(|&&t| t == ops.len()) {
+        tapped.push(last.clone());
+    }
+    let pool = |k: &mut Keras, name: &str, map: &str| {
+        k.layers.push(json!({
+            "class_name": "GlobalAveragePooling2D",
+            "name": name,
+            "config": { "name": name, "trainable": false, "dtype": "float32", "data_format": "channels_last" },
+            "inbound_nodes": [[[map, 0, 0, {}]]],
+        }));
+    };
+    if tapped.is_empty() {
+        pool(&mut k, "features", &last);
+    } else {
+        // The last map's pool, then each tapped map's, side by side (Wick's order).
+        let mut parts = vec![k.name("pool_last")];
+        pool(&mut k, &parts[0].clone(), &last);
+        for (i, map) in tapped.iter().enumerate() {
+            let name = k.name(&format!("pool_{i}"));
+            pool(&mut k, &name, map);
+            parts.push(name);
+        }
+        let inbound: Vec<_> = parts.iter().map(|p| json!([p, 0, 0, {}])).collect();
+        k.layers.push(json!({
+            "class_name": "Concatenate",
+            "name": "features",
+            "config": { "name": "features", "trainable": false, "dtype": "float32", "axis": -1 },
+            "inbound_nodes": [inbound],
+        }));
+    }
 
     // The classifier's layers; the last one, named `probabilities`, ends in the softmax.
     let layers = model.classifier_layers()?;

@@ -15,6 +15,7 @@ use candle_core::{Device, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
+use crate::backbone::Pooling;
 use crate::data::dataset::check_labels;
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
@@ -49,6 +50,10 @@ pub struct ClassifierMeta {
     pub labels: Vec<String>,
     pub backbone: BackboneRef,
     pub preprocess: Preprocess,
+    /// Which maps of the backbone the head's features average (a `.wick` written before pooling
+    /// was a choice: the last map's).
+    #[serde(default)]
+    pub pooling: Pooling,
     pub head: HeadSpec,
     pub training: TrainConfig,
     /// Set when the backbone itself was fine-tuned with the head (`wick cifar10 --mode finetune`):

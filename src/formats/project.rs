@@ -63,6 +63,9 @@ pub struct ProjectSettings {
     /// The backbone's arithmetic ("int8" or "f32").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<crate::infer::MatmulPrecision>,
+    /// Which maps the samples' features average (none: the last map's, as before it was a setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<crate::backbone::Pooling>,
     /// The last training run's report (only with a trained model).
     #[serde(default)]
     pub report: Option<TrainReport>,
@@ -218,6 +221,13 @@ impl Project {
             parts.push(("model_backbone", Dtype::U8, vec![backbone.len()], backbone.as_slice()));
         }
         FILE.write(&parts, &self.meta)
+    }
+
+    /// The pooling of a project file's features, from its metadata alone (the last map's where
+    /// its settings name none).
+    pub fn pooling_of(bytes: &[u8]) -> Result<crate::backbone::Pooling> {
+        let meta: ProjectMeta = FILE.read_meta(bytes)?;
+        Ok(meta.settings.pooling.unwrap_or_default())
     }
 
     /// Parses and checks a project file whose features must have `dim` values per sample.

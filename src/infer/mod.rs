@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::backbone::fold::FloatWeights;
 use crate::backbone::ops::{Op, OpGraph, IMAGE_SLOT, SLOTS};
-use crate::backbone::NetworkConfig;
+use crate::backbone::{NetworkConfig, Pooling};
 use crate::error::{invalid, Result};
 use crate::kernels::crew::Crew;
 use crate::kernels::geometry::ConvGeometry;
@@ -69,31 +69,64 @@ impl CpuNetwork {
         Ok(Self { steps, graph, config: config.clone() })
     }
 
-    /// Images (N, 3, H, W) as one row-major buffer → their pooled features (N × feature_dim).
-    pub fn features(&self, images: &[f32], n: usize, side: (usize, usize), threads: usize) -> Result<Vec<f32>> {
-        self.each_image(images, n, side, self.config.feature_dim(), threads, |image, arena, out, threads| {
-            let (shape, map) = self.run(self.steps.len(), image, side, arena, threads);
-            nhwc::global_average_pool(map, shape.c, out);
+    /// Images (N, 3, H, W) as one row-major buffer → their pooled features (N × the pooling's
+    /// dimension): the last map's global average, then each of `pooling`'s blocks' inputs', all
+    /// from one pass.
+    pub fn features(
+        &self,
+        images: &[f32],
+        n: usize,
+        side: (usize, usize),
+        pooling: Pooling,
+        threads: usize,
+    ) -> Result<Vec<f32>> {
+        let taps = self.taps(pooling);
+        let dim = self.config.pooled_dim(pooling);
+        self.each_image(images, n, side, dim, threads, |image, arena, out, threads| {
+            let (last, mut rest) = out.split_at_mut(self.config.feature_dim());
+            let (shape, map) = self.run(self.steps.len(), image, side, arena, threads, &taps, &mut |shape, x| {
+                let (pooled, after) = std::mem::take(&mut rest).split_at_mut(shape.c);
+                nhwc::global_average_pool(x, shape.c, pooled);
+                rest = after;
+            });
+            nhwc::global_average_pool(map, shape.c, last);
         })
     }
 
-    /// Images (N, 3, H, W) → each one's last feature map before pooling, NHWC (N, H', W', C), and
-    /// (H', W', C): the map whose cells a head can be applied to one by one (where the model looks).
+    /// Images (N, 3, H, W) → each one's last feature map before pooling, NHWC (N, H', W', C), with
+    /// `pooling`'s other pools appended to every cell, and (H', W', C): the map whose cells a head
+    /// can be applied to one by one (where the model looks; the cells' mean is the features).
     pub fn feature_maps(
         &self,
         images: &[f32],
         n: usize,
         side: (usize, usize),
+        pooling: Pooling,
         threads: usize,
     ) -> Result<(Vec<f32>, [usize; 3])> {
-        let shape = self.config.feature_map_shape(side);
-        let values =
-            self.each_image(images, n, side, shape.iter().product(), threads, |image, arena, out, threads| {
-                let (_, map) = self.run(self.steps.len(), image, side, arena, threads);
-                assert_eq!(map.len(), out.len(), "the configuration's map shape is the network's");
-                out.copy_from_slice(map)
-            })?;
-        Ok((values, shape))
+        let [h, w, c] = self.config.feature_map_shape(side);
+        let dim = self.config.pooled_dim(pooling);
+        let taps = self.taps(pooling);
+        let values = self.each_image(images, n, side, h * w * dim, threads, |image, arena, out, threads| {
+            let mut pools = vec![0.0; dim - c];
+            let mut rest = &mut pools[..];
+            let (_, map) = self.run(self.steps.len(), image, side, arena, threads, &taps, &mut |shape, x| {
+                let (pooled, after) = std::mem::take(&mut rest).split_at_mut(shape.c);
+                nhwc::global_average_pool(x, shape.c, pooled);
+                rest = after;
+            });
+            assert_eq!(map.len(), h * w * c, "the configuration's map shape is the network's");
+            for (cell, out) in map.chunks_exact(c).zip(out.chunks_exact_mut(dim)) {
+                out[..c].copy_from_slice(cell);
+                out[c..].copy_from_slice(&pools);
+            }
+        })?;
+        Ok((values, [h, w, dim]))
+    }
+
+    /// After how many steps each of `pooling`'s blocks' inputs is ready.
+    fn taps(&self, pooling: Pooling) -> Vec<usize> {
+        self.graph.fronts(&self.config.pooled_blocks(pooling))
     }
 
     /// Images (N, 3, H, W) → each one's input to block `first` (N, C, H', W'), and (C, H', W'): the
@@ -110,7 +143,7 @@ impl CpuNetwork {
         let steps = self.graph.front(first).len();
         let values =
             self.each_image(images, n, side, shape.iter().product(), threads, |image, arena, out, threads| {
-                let (shape, x) = self.run(steps, image, side, arena, threads);
+                let (shape, x) = self.run(steps, image, side, arena, threads, &[], &mut |_, _| {});
                 assert_eq!(x.len(), out.len(), "the configuration's activation shape is the network's");
                 nhwc::nhwc_to_nchw(x, shape.c, out)
             })?;
@@ -118,7 +151,9 @@ impl CpuNetwork {
     }
 
     /// One image (3, H, W) through the first `steps` ops: the result's shape and values (NHWC),
-    /// in the arena's buffers.
+    /// in the arena's buffers. After each count of steps in `taps` (ascending), `tap` sees the
+    /// result so far.
+    #[allow(clippy::too_many_arguments)]
     fn run<'a>(
         &self,
         steps: usize,
@@ -126,12 +161,19 @@ impl CpuNetwork {
         side: (usize, usize),
         arena: &'a mut Arena,
         threads: usize,
+        taps: &[usize],
+        tap: &mut dyn FnMut(Shape, &[f32]),
     ) -> (Shape, &'a [f32]) {
         let largest = self.config.peak_activation_bytes(side.0.max(side.1)) / 4;
         let (input, buffers) = arena.start(image, side, largest);
         let mut shapes = [Shape { h: 0, w: 0, c: 0 }; SLOTS];
         shapes[IMAGE_SLOT] = input;
-        for step in &self.steps[..steps] {
+        let mut taps = taps.iter().peekable();
+        for (done, step) in self.steps[..steps].iter().enumerate() {
+            while taps.next_if(|&&t| t == done).is_some() {
+                let slot = OpGraph::result_slot(&self.graph.ops[..done]);
+                tap(shapes[slot], &buffers[slot][..shapes[slot].elements()]);
+            }
             let (input, output) = match step {
                 Step::Conv { input, output, .. } | Step::MaxPool { input, output, .. } => (*input, *output),
             };
@@ -161,6 +203,10 @@ impl CpuNetwork {
         }
         let result = OpGraph::result_slot(&self.graph.ops[..steps]);
         let shape = shapes[result];
+        if taps.next_if(|&&t| t == steps).is_some() {
+            tap(shape, &buffers[result][..shape.elements()]);
+        }
+        assert!(taps.next().is_none(), "taps ascend and end by the last step");
         let [a, b, c, d] = buffers;
         let result: &'a [f32] = [a, b, c, d].into_iter().nth(result).expect("four buffers");
         (shape, &result[..shape.elements()])

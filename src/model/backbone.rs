@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::backbone::fold::{fold_batch_norms, FloatWeights};
 use crate::backbone::imagenet_classes::IMAGENET_CLASSES;
-use crate::backbone::network::{Network, NetworkConfig};
+use crate::backbone::network::{Network, NetworkConfig, Pooling};
 use crate::backbone::{efficientnet_lite::Config, resnet};
 use crate::checkpoint::{self, StateDict};
 use crate::data::preprocess::Preprocess;
@@ -100,6 +100,8 @@ pub struct Backbone {
     weights: std::sync::Arc<FloatWeights>,
     /// How the CPU path multiplies.
     precision: MatmulPrecision,
+    /// Which maps the features average ([`Backbone::with_pooling`]).
+    pooling: Pooling,
     /// The CPU inference path (Candle's `network` runs on other devices), built on first use: a
     /// GPU run never needs it, and `--precision f32` needs only the f32 one. Shared by clones.
     cpu: std::sync::Arc<std::sync::OnceLock<CpuNetwork>>,
@@ -145,6 +147,7 @@ impl Backbone {
             device: device.clone(),
             weights: std::sync::Arc::new(weights),
             precision: MatmulPrecision::default(),
+            pooling: Pooling::default(),
             cpu: Default::default(),
         })
     }
@@ -174,6 +177,17 @@ impl Backbone {
         self.precision
     }
 
+    /// The same network giving `pooling`'s features ([`Pooling::Last`] by default). Cheap: the
+    /// weights are shared.
+    pub fn with_pooling(&self, pooling: Pooling) -> Self {
+        Self { pooling, ..self.clone() }
+    }
+
+    /// Which maps the features average.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
     /// The same network fed with other preprocessing (e.g. CIFAR-10's 32×32 images upsampled to 64×64
     /// instead of ImageNet's 256 → 224 crop). Cheap: the weights are shared. The preprocessing is
     /// checked as one read from a file is (a `.wick` brings its own).
@@ -190,9 +204,9 @@ impl Backbone {
         BackboneRef { id: self.id.clone(), architecture: self.meta.architecture.clone(), sha256: self.sha256.clone() }
     }
 
-    /// Length of the pooled feature vector.
+    /// Length of the feature vector (the pooling's).
     pub fn feature_dim(&self) -> usize {
-        self.meta.config.feature_dim()
+        self.meta.config.pooled_dim(self.pooling)
     }
 
     pub fn device(&self) -> &Device {
@@ -219,7 +233,8 @@ impl Backbone {
         }
         let (n, _, h, w) = input.dims4()?;
         let threads = crate::kernels::available_threads();
-        let features = with_pixels(input, |pixels| self.cpu_network()?.features(pixels, n, (h, w), threads))?;
+        let features =
+            with_pixels(input, |pixels| self.cpu_network()?.features(pixels, n, (h, w), self.pooling, threads))?;
         // Bounded weights keep real images finite; whatever a file holds, no answer is NaN.
         if features.iter().any(|v| !v.is_finite()) {
             return Err(invalid!(
@@ -249,13 +264,14 @@ impl Backbone {
     }
 
     /// Input tensor → each image's last feature map before pooling, NHWC (N × H' × W' × C values),
-    /// and (H', W', C). Always on the CPU inference path (one image's map is small), whatever
+    /// with the pooling's other pools appended to every cell (C is then the feature length: the
+    /// cells' mean is the features), and (H', W', C). Always on the CPU inference path (one image's map is small), whatever
     /// device the backbone trains on.
     pub fn feature_maps(&self, input: &Tensor) -> Result<(Vec<f32>, [usize; 3])> {
         let (n, _, h, w) = input.dims4()?;
         let threads = crate::kernels::available_threads();
         let input = input.to_device(&Device::Cpu)?;
-        with_pixels(&input, |pixels| self.cpu_network()?.feature_maps(pixels, n, (h, w), threads))
+        with_pixels(&input, |pixels| self.cpu_network()?.feature_maps(pixels, n, (h, w), self.pooling, threads))
     }
 
     /// The folded weights this backbone runs on (what a backbone file stores).
@@ -264,16 +280,27 @@ impl Backbone {
     }
 
     /// [`Backbone::features`] through Candle's graph on any device: the reference for the CPU path.
+    /// Each of the pooling's blocks' inputs is computed again from the image (a second pass per
+    /// block: the graph has no taps; the CPU path pools them in its one pass).
     pub fn graph_features(&self, input: &Tensor) -> Result<Tensor> {
+        let blocks = self.meta.config.pooled_blocks(self.pooling);
         let per_image = (0..input.dim(0)?)
-            .map(|i| self.network.forward_t(&input.narrow(0, i, 1)?, false))
+            .map(|i| {
+                let image = input.narrow(0, i, 1)?;
+                let mut pools = vec![self.network.forward_t(&image, false)?];
+                for &block in &blocks {
+                    pools.push(self.network.front(&image, block)?.to_dtype(DType::F32)?.mean((2, 3))?);
+                }
+                Tensor::cat(&pools, 1)
+            })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Tensor::cat(&per_image, 0)?)
     }
 
     /// Features (or the cells of a feature map) → the backbone's own classifier's logits (N, 1000).
+    /// It reads the last map's pool: the first values of any pooling's features.
     pub fn own_logits(&self, features: &Tensor) -> Result<Tensor> {
-        Ok(self.classifier.forward(features)?)
+        Ok(self.classifier.forward(&features.narrow(1, 0, self.meta.config.feature_dim())?)?)
     }
 
     /// Features → ImageNet class probabilities (N, 1000).

@@ -33,6 +33,7 @@ impl Classifier {
                 labels,
                 backbone: backbone.reference(),
                 preprocess: backbone.meta.preprocess.clone(),
+                pooling: backbone.pooling(),
                 head: trained.head.spec,
                 training,
                 finetune: None,
@@ -77,20 +78,35 @@ impl Classifier {
                 backbone.sha256
             ));
         }
-        if self.meta.head.input_dim != backbone.feature_dim() {
-            return Err(invalid!("this model's feature size does not match backbone {}", backbone.id));
+        let dim = backbone.meta.config.pooled_dim(self.meta.pooling);
+        if self.meta.head.input_dim != dim {
+            return Err(invalid!(
+                "this model's head takes {} features, but backbone {} gives {dim} with pooling `{}`",
+                self.meta.head.input_dim,
+                backbone.id,
+                self.meta.pooling.name()
+            ));
         }
         Ok(())
     }
 
-    /// The backbone fed the way this model's training images were (the classifier's preprocessing).
+    /// The backbone fed the way this model's training images were (the classifier's preprocessing)
+    /// and giving the features its head reads (its pooling).
     pub fn feature_extractor(&self, backbone: &Backbone) -> Result<Backbone> {
         self.check_backbone(backbone)?;
-        backbone.with_preprocess(self.meta.preprocess.clone())
+        Ok(backbone.with_preprocess(self.meta.preprocess.clone())?.with_pooling(self.meta.pooling))
     }
 
     /// Features (N, dim) → class probabilities, one row per image.
     pub fn probabilities(&self, features: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let dim = features.dim(candle_core::D::Minus1)?;
+        if dim != self.meta.head.input_dim {
+            return Err(invalid!(
+                "this model reads {} features (pooling `{}`), not {dim}",
+                self.meta.head.input_dim,
+                self.meta.pooling.name()
+            ));
+        }
         let probabilities = self.head.probabilities(features)?.to_vec2::<f32>()?;
         // Finite weights can still sum past f32 (a head of 10³⁸s): no answer is NaN.
         if probabilities.iter().flatten().any(|p| !p.is_finite()) {

@@ -2,7 +2,8 @@
 //! the backbone again.
 //!
 //! A cached feature vector is keyed by the sha256 of the image file's bytes and the [`View`] (as is,
-//! or mirrored), inside a cache that belongs to one backbone (its sha256) and one preprocessing.
+//! or mirrored), inside a cache that belongs to one backbone (its sha256), one preprocessing, one
+//! precision and one pooling.
 //! Renaming or moving an image keeps its cache entry; editing it makes a new one.
 //!
 //! Cache file format, version 1 (native builds; one file per backbone and preprocessing, by default
@@ -26,6 +27,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::backbone::Pooling;
 use crate::data::preprocess::Preprocess;
 use crate::error::{invalid, Result};
 use crate::formats::{f32_bytes, f32_values};
@@ -73,6 +75,9 @@ pub struct CacheHeader {
     /// The products the features came from (caches written before int8 products were f32's).
     #[serde(default = "f32_precision")]
     pub precision: MatmulPrecision,
+    /// Which maps the features average (caches written before pooling was a choice: the last's).
+    #[serde(default)]
+    pub pooling: Pooling,
 }
 
 fn f32_precision() -> MatmulPrecision {
@@ -87,11 +92,12 @@ impl CacheHeader {
             preprocess: backbone.meta.preprocess.clone(),
             dim: backbone.feature_dim(),
             precision: backbone.precision(),
+            pooling: backbone.pooling(),
         }
     }
 
-    /// A file name unique to this backbone, preprocessing and precision (f32's is the name caches
-    /// had before int8 products, so they still serve).
+    /// A file name unique to this backbone, preprocessing, precision and pooling (f32's and the
+    /// last map's pool are the names caches had before those were choices, so they still serve).
     pub fn file_name(&self) -> String {
         let preprocess = serde_json::to_vec(&self.preprocess).expect("preprocess serialises");
         let hash = crate::util::sha256_hex(&preprocess);
@@ -99,7 +105,11 @@ impl CacheHeader {
             MatmulPrecision::F32 => "",
             MatmulPrecision::Int8 => "-int8",
         };
-        format!("{}-{}{precision}.wickfeat", self.backbone, &hash[..12])
+        let pooling = match self.pooling {
+            Pooling::Last => "",
+            Pooling::Stages => "-stages",
+        };
+        format!("{}-{}{precision}{pooling}.wickfeat", self.backbone, &hash[..12])
     }
 
     fn record_len(&self) -> usize {
@@ -173,6 +183,10 @@ impl FeatureCache {
         if header.precision != expected.precision && header.backbone == expected.backbone {
             let (made, wanted) = (header.precision.name(), expected.precision.name());
             return Err(bad(&format!("it holds features from {made} products, not {wanted}")));
+        }
+        if header.pooling != expected.pooling && header.backbone == expected.backbone {
+            let (made, wanted) = (header.pooling.name(), expected.pooling.name());
+            return Err(bad(&format!("it holds features of pooling `{made}`, not `{wanted}`")));
         }
         if &header != expected {
             return Err(bad(&format!("it was made for backbone {}, not {}", header.backbone, expected.backbone)));

@@ -29,7 +29,7 @@ use half::f16;
 use half::vec::{HalfBitsVecExt, HalfFloatVecExt};
 
 use crate::backbone::fold::FloatWeights;
-use crate::backbone::{Network, NetworkConfig};
+use crate::backbone::{Network, NetworkConfig, Pooling};
 use crate::data::feature_set::FeatureSet;
 use crate::error::{invalid, Result};
 use crate::eval::metrics::Metrics;
@@ -283,6 +283,12 @@ impl LayerFit {
         config: &TrainConfig,
     ) -> Result<Self> {
         config.validate()?;
+        if backbone.pooling() != Pooling::Last {
+            return Err(invalid!(
+                "the backbone's last layers train on the last map's pool (pooling `last`), not pooling `{}`",
+                backbone.pooling().name()
+            ));
+        }
         let device = backbone.device().clone();
         let network_config = &backbone.meta.config;
         let first = network_config.first_trained_block(depth)?;

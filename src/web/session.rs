@@ -10,6 +10,7 @@ use crate::data::augment::{self, stored_copy};
 use crate::data::preprocess::{
     decode_image, decode_waves, decoded_bytes, rgba_image, thumbnail_jpeg, PAGE_DECODE_BUDGET,
 };
+use crate::backbone::Pooling;
 use crate::eval::class_map::{self, overlay};
 use crate::infer::MatmulPrecision;
 use crate::kernels::map_parallel;
@@ -69,7 +70,19 @@ impl Session {
         description["own_classes"] = self.backbone.meta.labels.len().into();
         description["source"] = self.backbone.meta.source.package.clone().into();
         description["precision"] = self.backbone.precision().name().into();
+        description["pooling"] = self.backbone.pooling().name().into();
+        // Each pooling's feature length: what a project file of either holds per image.
+        let config = &self.backbone.meta.config;
+        description["dims"] =
+            serde_json::json!({ "last": config.pooled_dim(Pooling::Last), "stages": config.pooled_dim(Pooling::Stages) });
         description.to_string()
+    }
+
+    /// Which maps the features of images embedded from now on average: `stages` (the page's
+    /// default) or `last` ([`Pooling`]). A loaded model keeps its own (its `.wick` records it).
+    pub fn set_pooling(&mut self, name: &str) -> Result<(), JsError> {
+        self.backbone = self.backbone.with_pooling(Pooling::parse(name).map_err(fail)?);
+        Ok(())
     }
 
     /// How the backbone multiplies from now on: `int8` (the default, fast) or `f32` (exact). Images
@@ -185,7 +198,7 @@ impl Session {
     /// JSON of what training the last `depth` parts costs here ([`layers::LayerCost`]), measured now
     /// on a few random images.
     pub fn layer_cost(&self, depth: usize) -> Result<String, JsError> {
-        let cost = layers::layer_cost(&self.backbone, depth, 4, now_ms).map_err(fail)?;
+        let cost = layers::layer_cost(&self.backbone.with_pooling(Pooling::Last), depth, 4, now_ms).map_err(fail)?;
         Ok(serde_json::to_string(&cost).expect("serialises"))
     }
 

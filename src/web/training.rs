@@ -6,6 +6,7 @@ use wasm_bindgen::prelude::*;
 
 use super::fail;
 use super::session::Session;
+use crate::backbone::Pooling;
 use crate::data::augment;
 use crate::data::dataset::{check_every_class_has_samples, check_labels, stratified_split};
 use crate::data::feature_set::FeatureSet;
@@ -122,7 +123,8 @@ impl Training {
         Ok(Self { fit: Some(Fit::Head(Box::new(HeadRun { fit, labels, config, backbone }))) })
     }
 
-    /// As [`Training::new`], with the backbone's last `settings.train_layers` parts training too.
+    /// As [`Training::new`], with the backbone's last `settings.train_layers` parts training too,
+    /// on the last map's pool ([`Pooling::Last`]: the first values of any pooling's features).
     /// `activations`: f16 bits of every sample's rows at the cut ([`Session::activations`]), sample
     /// after sample, `rows_per_sample[i]` rows each (the first the plain view; validation samples,
     /// [`validation_split`], use only it); `shape`: one row's (C, H, W).
@@ -137,7 +139,9 @@ impl Training {
         shape: Vec<usize>,
         rows_per_sample: &[u32],
     ) -> Result<Training, JsError> {
-        let run = Run::new(session, features, labels, class_names, settings)?;
+        let mut run = Run::new(session, features, labels, class_names, settings)?;
+        let backbone = session.backbone.with_pooling(Pooling::Last);
+        run.samples = run.samples.leading(backbone.feature_dim());
         let depth = run.config.train_layers;
         if depth == 0 {
             return Err(JsError::new("the settings train the head only: use new Training"));
@@ -149,7 +153,7 @@ impl Training {
         let samples = SampleRows::new(rows, counts, run.samples, names).map_err(fail)?;
         // Training samples bring every view; validation samples their plain view only.
         let (train, val) = samples.split(&run.train_idx, &run.val_idx);
-        let fit = LayerFit::new(&session.backbone, depth, train, val, run.names.clone(), &run.config).map_err(fail)?;
+        let fit = LayerFit::new(&backbone, depth, train, val, run.names.clone(), &run.config).map_err(fail)?;
         Ok(Self { fit: Some(Fit::Layers(Box::new(fit))) })
     }
 

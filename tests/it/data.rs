@@ -114,6 +114,7 @@ fn header(backbone: &str) -> CacheHeader {
         preprocess: Preprocess::efficientnet_lite(),
         dim: 3,
         precision: MatmulPrecision::Int8,
+        pooling: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
+use wick::backbone::Pooling;
 use wick::data::feature_set::FeatureSet;
 use wick::data::preprocess::decode_image;
 use wick::export::onnx::{to_onnx, OnnxWeights};
@@ -77,11 +78,11 @@ fn assert_same_answers(what: &str, got: &Answers, probabilities: &[Vec<f32>], fe
     }
 }
 
-/// Lite0 (f32 products) with a hidden-layer head trained on the photos, and Wick's own features and
-/// probabilities for them. Three classes, with labels that stress every format's metadata: a quote,
+/// Lite0 (f32 products, stage pooling: the graphs pool four maps) with a hidden-layer head trained
+/// on the photos, and Wick's own features and probabilities for them. Three classes, with labels that stress every format's metadata: a quote,
 /// a slash, an emoji.
 fn lite0_model() -> (Backbone, Classifier, Vec<Vec<f32>>, Vec<Vec<f32>>) {
-    let backbone = shipped_backbone().with_precision(MatmulPrecision::F32);
+    let backbone = shipped_backbone().with_precision(MatmulPrecision::F32).with_pooling(Pooling::Stages);
     let images = photos();
     let features = backbone.features(&backbone.input_tensor(&images).unwrap()).unwrap().to_vec2::<f32>().unwrap();
     let labels: Vec<String> = ["cup \"espresso\"", "cat/kitten", "rest 🚀"].map(String::from).to_vec();
@@ -160,6 +161,18 @@ fn a_resnet_backbone_alone_answers_in_onnxruntime_as_in_wick() {
     let got = onnxruntime(&dir, &onnx, &backbone);
     assert_same_answers("random ResNet-18", &got, &probabilities, &features.to_vec2::<f32>().unwrap());
     assert_eq!(got.probabilities[0].len(), 1000);
+
+    // A head on its stage pools (the last map's, layer2's and layer3's outputs').
+    let stages = backbone.with_pooling(Pooling::Stages);
+    let classifier = random_classifier(&stages, ["a", "b", "c", "d"].map(String::from).to_vec());
+    let features = stages.features(&input).unwrap();
+    let probabilities = classifier.probabilities(&features).unwrap();
+    let onnx = to_onnx(&Exported::new(backbone.clone(), Some(classifier)).unwrap(), OnnxWeights::F32).unwrap();
+    let stages_dir = dir.join("stages");
+    std::fs::create_dir_all(&stages_dir).unwrap();
+    let got = onnxruntime(&stages_dir, &onnx, &backbone);
+    assert_eq!(got.features[0].len(), 512 + 128 + 256);
+    assert_same_answers("random ResNet-18, stage pooling", &got, &probabilities, &features.to_vec2::<f32>().unwrap());
 }
 
 #[test]

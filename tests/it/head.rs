@@ -321,6 +321,7 @@ fn classifier(head: Head, sha256: &str) -> Classifier {
             labels: vec!["ant".into(), "bee".into(), "cicada".into()],
             backbone: BackboneRef { id: "test-backbone".into(), architecture: "test".into(), sha256: sha256.into() },
             preprocess: Preprocess::efficientnet_lite(),
+            pooling: Default::default(),
             head: head.spec,
             training: TrainConfig::default(),
             finetune: None,

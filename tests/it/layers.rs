@@ -226,6 +226,11 @@ fn bad_runs_are_refused_with_their_reason() {
     assert!(attempt(views[..3].to_vec(), 1, &labels).contains("one feature row per training image"));
     assert!(attempt(views.clone(), 4, &labels).contains("layers to train must be 1 to 3"));
     assert!(attempt(views.clone(), 1, &labels[..1]).contains("not one of the 1 classes"));
+    // The layers learn through the last map's pool alone: a stage-pooled backbone is refused.
+    let train = TrainImages { activations: activations.clone(), views: views.clone(), features: features.clone() };
+    let stages = backbone.with_pooling(wick::backbone::Pooling::Stages);
+    let err = LayerFit::new(&stages, 1, train, val(), labels.clone(), &config).err().unwrap().to_string();
+    assert!(err.contains("train on the last map's pool (pooling `last`), not pooling `stages`"), "{err}");
     // Rows of another shape than the cut's (a stale or foreign cache): refused before training.
     let [c, h, w] = activations.shape;
     let reshaped = Activations::from_bits([c / 2, h, 2 * w], activations.clone().into_bits()).unwrap();

@@ -19,6 +19,7 @@ mod hostile;
 mod inference;
 mod layers;
 mod metrics;
+mod pooling;
 mod pretrained;
 mod project;
 mod projection;

@@ -3,7 +3,9 @@
 //! from the top of each photo, evaluation crops from the bottom, so the model is judged on pixels it
 //! never saw.
 
+use crate::common::seeds::wick_meta;
 use crate::common::{s, scratch, text, wick};
+use wick::backbone::Pooling;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -87,6 +89,11 @@ fn train_then_eval_then_predict_on_real_photos() {
     assert_eq!(again["history"], report["history"]);
     let mlp = json(&train(&["--seed", "4", "--hidden", "32", "--flip", "--epochs", "30"]));
     assert_eq!(mlp["features_computed"], 30, "only the mirror images of the training crops are new");
+    // The default pools the last stages too; the last map's pool alone has a cache of its own.
+    assert_eq!(wick_meta(&std::fs::read(&model).unwrap()).pooling, Pooling::Stages);
+    let last = json(&train(&["--pooling", "last"]));
+    assert_eq!(last["features_computed"], 36, "features of another pooling are computed, not reused");
+    assert_eq!(wick_meta(&std::fs::read(&model).unwrap()).pooling, Pooling::Last);
 
     // An explicit validation folder replaces the split: all 12 (and the broken file) train, all 6 validate.
     let explicit = json(&train(&["--val", s(&held_out)]));
