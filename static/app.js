@@ -2,7 +2,7 @@
 // computing happens in the worker (static/worker.js) on the shared Rust library; the page's modules
 // (static/app/) own the DOM, the webcam, IndexedDB and the messages. This one wires them and starts.
 import { drawChart } from './app/chart.js';
-import { applyPrecision, openModels, openProject, replaceProject, setBackbone, describeBackbone } from './app/files.js';
+import { applyPooling, applyPrecision, openModels, openProject, replaceProject, setBackbone, describeBackbone, switchPooling } from './app/files.js';
 import { projectChanged, reconnect, wireKeeping } from './app/keep.js';
 import { ask, listeners, post, startWorker } from './app/messages.js';
 import { checkLabels, renderCheck } from './app/check.js';
@@ -38,6 +38,10 @@ function wire() {
   wireLooks();
   $('#cancel').addEventListener('click', () => { cancelTraining(); post({ type: 'cancel' }); trainStatus('Cancelling…'); });
   $('#advanced').addEventListener('change', async (e) => {
+    if (e.target.id === 'pooling') {
+      await switchPooling(e.target.value);
+      return;
+    }
     try {
       state.project.settings = readSettings();
       changed();
@@ -73,6 +77,12 @@ function wire() {
         status(`Could not load the default backbone: ${e.message}. Your current project is unchanged.`, true);
         return;
       }
+    }
+    try {
+      await applyPooling(emptyProject().settings.pooling);
+    } catch (e) {
+      status(`Could not reset the features: ${e.message}. Your current project is unchanged.`, true);
+      return;
     }
     releaseSaves();
     replaceProject(emptyProject());
@@ -152,10 +162,13 @@ async function main() {
   let notice = null; // what the final status line adds, not as an error
   if (saved) {
     const { backbone: _, savedAt: __, customBackbone: ___, format: ____, ...rest } = saved;
+    // Projects saved before features were a setting hold the last layer's.
+    rest.settings = { ...rest.settings, pooling: rest.settings?.pooling ?? 'last' };
     // A project made with another backbone (one that no longer loads, or an older default) keeps
     // its images: they are embedded again by this one from their kept copies.
     const sameBackbone = saved.backbone?.sha256 === state.backbone.sha256;
     try {
+      await applyPooling(rest.settings.pooling);
       const { classes, lost } = await restoreSamples(saved, sameBackbone ? state.featureDim : null);
       state.project = { ...emptyProject(), ...rest, classes };
       if (!sameBackbone) {
@@ -172,6 +185,7 @@ async function main() {
     } catch (e) {
       restored = false;
       state.project = emptyProject();
+      await applyPooling(state.project.settings.pooling).catch(() => {});
       loadProblem = unreadable(e);
     }
     if (state.project.model) {

@@ -124,6 +124,10 @@ const handlers = {
     session.set_precision(precision);
     reply({ type: 'precision-set', id, backbone: JSON.parse(session.backbone()) });
   },
+  'set-pooling': ({ id, pooling }) => {
+    session.set_pooling(pooling);
+    reply({ type: 'pooling-set', id, backbone: JSON.parse(session.backbone()), dim: session.feature_dim });
+  },
   activations,
   'layer-cost': ({ id, depth }) => reply({ type: 'layer-cost', id, cost: JSON.parse(session.layer_cost(depth)) }),
   'load-model': ({ id, bytes, backboneBytes }) => reply({

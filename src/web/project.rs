@@ -63,15 +63,17 @@ pub fn encode_project(
     project.to_bytes().map_err(fail)
 }
 
-/// Reads and checks a project file made for the backbone `backbone_sha256`, whose features have
-/// `dims[pooling]` values for the pooling its settings name (`last` where they name none: files
-/// written before pooling was a setting).
+/// The pooling of a project file's features (`stages` or `last`; `last` where its settings name
+/// none: files written before pooling was a setting), from its metadata alone: what
+/// [`decode_project`]'s `dim` then is.
 #[wasm_bindgen]
-pub fn decode_project(bytes: &[u8], backbone_sha256: &str, dims: &str) -> Result<ProjectFile, JsError> {
-    let dims: std::collections::HashMap<String, usize> =
-        serde_json::from_str(dims).map_err(|e| fail(format!("bad feature sizes: {e}")))?;
-    let pooling = Project::pooling_of(bytes).map_err(fail)?;
-    let dim = *dims.get(pooling.name()).ok_or_else(|| fail(format!("no feature size for pooling `{}`", pooling.name())))?;
+pub fn project_pooling(bytes: &[u8]) -> Result<String, JsError> {
+    Ok(Project::pooling_of(bytes).map_err(fail)?.name().to_string())
+}
+
+/// Reads and checks a project file made for the backbone `backbone_sha256` (feature size `dim`).
+#[wasm_bindgen]
+pub fn decode_project(bytes: &[u8], backbone_sha256: &str, dim: usize) -> Result<ProjectFile, JsError> {
     let project = Project::from_bytes(bytes, dim).map_err(fail)?;
     if project.meta.backbone.sha256 != backbone_sha256 {
         return Err(JsError::new(&format!(

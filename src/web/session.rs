@@ -56,10 +56,11 @@ pub struct ActivationRows {
 
 #[wasm_bindgen]
 impl Session {
-    /// Loads a Wick backbone file.
+    /// Loads a Wick backbone file; images are embedded with stage pooling ([`Session::set_pooling`]).
     #[wasm_bindgen(constructor)]
     pub fn new(backbone_file: &[u8]) -> Result<Session, JsError> {
-        Ok(Self { backbone: Backbone::from_backbone_file(backbone_file, &Device::Cpu).map_err(fail)?, model: None })
+        let backbone = Backbone::from_backbone_file(backbone_file, &Device::Cpu).map_err(fail)?;
+        Ok(Self { backbone: backbone.with_pooling(Pooling::Stages), model: None })
     }
 
     /// JSON of the backbone's id, architecture and sha256, plus how many classes its own classifier

@@ -6,7 +6,7 @@ import { embedAgain, stillReading } from './classes.js';
 import { thumbnailUrls } from './project.js';
 import { $, state, newId, status, changed, DEFAULT_SETTINGS, projectRows } from './state.js';
 
-const { encode_project, decode_project, wick_format, backbone_source } = wick;
+const { encode_project, decode_project, project_pooling, wick_format, backbone_source } = wick;
 
 export function downloadBytes(bytes, name, type) {
   const url = URL.createObjectURL(new Blob([bytes], { type }));
@@ -53,7 +53,10 @@ export function projectBytes() {
 /// Replaces the project with a file's, only once the whole file has been read and checked.
 export async function openProject(file) {
   try {
-    const parts = decode_project(new Uint8Array(await file.arrayBuffer()), state.backbone.sha256, state.featureDim);
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const pooling = project_pooling(bytes);
+    const dim = state.backbone.dims[pooling];
+    const parts = decode_project(bytes, state.backbone.sha256, dim);
     const meta = JSON.parse(parts.meta);
     const features = parts.features;
     const thumbnails = parts.thumbnails;
@@ -72,7 +75,7 @@ export async function openProject(file) {
           id: newId(),
           name: s.name,
           thumbnail: thumbnails.slice(offset, offset + s.thumbnail_bytes),
-          features: features.slice(row * state.featureDim, (row + 1) * state.featureDim),
+          features: features.slice(row * dim, (row + 1) * dim),
           source: s.source_bytes ? sources.slice(sourceOffset, sourceOffset + s.source_bytes) : undefined,
         };
         offset += s.thumbnail_bytes;
@@ -82,11 +85,12 @@ export async function openProject(file) {
       }),
     }));
     const { report = null, trained_on: trainedOnIndices = [], ...settings } = meta.settings ?? {};
+    await applyPooling(pooling);
     if (model) await ask({ type: 'load-model', bytes: model.slice().buffer, backboneBytes: modelBackbone?.slice().buffer }, []);
     const ids = classes.flatMap((c) => c.samples.map((s) => s.id));
     replaceProject({
       classes,
-      settings: { ...DEFAULT_SETTINGS, ...settings },
+      settings: { ...DEFAULT_SETTINGS, ...settings, pooling },
       model,
       modelBackbone: model ? modelBackbone : null,
       report: model ? report : null,
@@ -97,6 +101,7 @@ export async function openProject(file) {
     await applyPrecision(state.project.settings.precision ?? 'int8');
     status(`Opened ${file.name}: ${classes.length} classes, ${ids.length} images${model ? ', with its trained model' : ''}.`);
   } catch (e) {
+    await applyPooling(state.project.settings.pooling).catch(() => {});
     status(`Could not open ${file.name}: ${e.message}. Your current project is unchanged.`, true);
   }
 }
@@ -132,6 +137,15 @@ export function setBackbone(ready, bytes) {
     : `one thread because ${ready.oneThreadBecause}`;
 }
 
+/// Makes the images the worker embeds from now on give `pooling`'s features ('stages' or 'last'),
+/// and `state.featureDim` their length.
+export async function applyPooling(pooling) {
+  if (state.backbone?.pooling === pooling) return;
+  const answer = await ask({ type: 'set-pooling', pooling });
+  state.backbone = answer.backbone;
+  state.featureDim = answer.dim;
+}
+
 /// Makes the worker's backbone multiply in `precision` ('int8' or 'f32'), as the footer then says.
 export async function applyPrecision(precision) {
   if (state.backbone?.precision === precision) return;
@@ -143,6 +157,42 @@ export async function applyPrecision(precision) {
 export const describeBackbone = () => state.backbone.own_classes === 1000
   ? state.backbone.architecture
   : `${state.backbone.architecture}, ${state.backbone.source}, with ${state.backbone.own_classes} classes of its own`;
+
+const POOLING_NAMES = { stages: 'last stages pooled', last: 'last layer only' };
+
+/// Makes the project's features `pooling`'s ('stages' or 'last'): its images are embedded again
+/// from the copies kept of them, and the model, which the old features trained, is dropped (after
+/// asking, when there is one or there are images).
+export async function switchPooling(pooling) {
+  const before = state.project.settings.pooling;
+  const keep = (message) => {
+    $('#pooling').value = before;
+    if (message) status(message, true);
+  };
+  if (pooling === before) return;
+  if (stillReading()) {
+    keep('Images are still being read: change the features once they are added. Your current project is unchanged.');
+    return;
+  }
+  const images = state.project.classes.reduce((n, c) => n + c.samples.length, 0);
+  if ((images > 0 || state.project.model) && !confirm(`Describe images by "${POOLING_NAMES[pooling]}"? `
+    + `The project's ${images} image${images === 1 ? '' : 's'} will be embedded again${state.project.model ? ', and the trained model dropped (use "Export model" first to keep it)' : ''}.`)) {
+    keep();
+    return;
+  }
+  try {
+    await applyPooling(pooling);
+  } catch (e) {
+    keep(`Could not change the features: ${e.message}. Your current project is unchanged.`);
+    return;
+  }
+  state.project.settings.pooling = pooling;
+  if (state.project.model) post({ type: 'unload-model' });
+  if (images > 0) status('Embedding the project\'s images again…');
+  const { project, leftOut } = await embedAgain(state.project);
+  replaceProject(project);
+  status(`Features: ${POOLING_NAMES[pooling]}.${images > 0 ? ` The project's images were embedded again. ${leftOut}` : ''}`.trim(), leftOut !== '');
+}
 
 /// Makes an opened backbone file the page's backbone. The project keeps its classes and images:
 /// they are embedded again by the new backbone from the copies kept of them, and the model, which
@@ -158,6 +208,7 @@ export async function switchBackbone({ file, bytes }) {
     + `The project's ${images} image${images === 1 ? '' : 's'} will be embedded again by it${state.project.model ? ', and the trained model dropped (use "Export model" first to keep it)' : ''}.`)) return false;
   try {
     setBackbone(await ask({ type: 'load-backbone', backboneBytes: bytes.slice().buffer }, []), bytes);
+    await applyPooling(state.project.settings.pooling);
   } catch (e) {
     status(`Could not open ${file.name}: ${e.message}. Your current project is unchanged.`, true);
     return false;

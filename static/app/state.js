@@ -6,7 +6,7 @@ import { post } from './messages.js';
 export const BACKBONE_URL = new URL('../efficientnet-lite0-int8.safetensors', import.meta.url).href;
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const DEFAULT_SETTINGS = {
-  epochs: 50, learning_rate: 0.001, batch_size: 16, hidden_units: 0, validation_share: 0.15, precision: 'int8', train_layers: 0, layer_epochs: 10, augment: true,
+  epochs: 50, learning_rate: 0.001, batch_size: 16, hidden_units: 0, validation_share: 0.15, precision: 'int8', pooling: 'stages', train_layers: 0, layer_epochs: 10, augment: true,
 };
 
 export const state = {
@@ -17,7 +17,7 @@ export const state = {
 //   changedAt: ms, file: the project file it is kept in ({ name, savedAt: ms, handle: a
 //   FileSystemFileHandle where the page writes to it itself } | null) }
   project: null,
-  backbone: null, // { id, architecture, sha256, own_classes, source, precision }
+  backbone: null, // { id, architecture, sha256, own_classes, source, precision, pooling, dims: { last, stages } }
   featureDim: 0,
   // A backbone file the user opened (e.g. fine-tuned by `wick cifar10 --mode finetune`), kept with the
   // project so a reload comes back to it; null for the default backbone.

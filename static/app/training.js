@@ -32,7 +32,7 @@ export function readSettings() {
   if (settings.epochs < 1 || settings.batch_size < 1) throw new Error('epochs and batch size must be at least 1');
   if (settings.layer_epochs < 1) throw new Error('layer epochs must be at least 1');
   if (!(settings.learning_rate > 0)) throw new Error('the learning rate must be above 0');
-  return { ...settings, augment: document.getElementById('augment').checked, precision: document.getElementById('precision').value };
+  return { ...settings, augment: document.getElementById('augment').checked, precision: document.getElementById('precision').value, pooling: document.getElementById('pooling').value };
 }
 
 /// A sample's views are drawn from a seed of its own (FNV-1a of its id), so a cached view stays valid.

@@ -1,6 +1,7 @@
 // The project kept in the browser's storage (IndexedDB) against what can go wrong with it: damaged
 // image records, the layout of an older version, a project saved with another backbone (its images
-// are embedded again by this one), and storage that cannot be read (the page does not save over it).
+// are embedded again by this one), one saved before features were a setting (it keeps the last
+// layer's), and storage that cannot be read (the page does not save over it).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -56,6 +57,8 @@ const editStorage = (page, edit, images = {}) => page.evaluate(async ([edit, ima
   const edits = {
     'other backbone': (p) => ({ ...p, backbone: { ...p.backbone, sha256: '0'.repeat(64), architecture: 'an older backbone' } }),
     'no kept copy': (r) => ({ ...r, source: undefined }),
+    'last layer': (p) => ({ ...p, settings: Object.fromEntries(Object.entries(p.settings).filter(([k]) => k !== 'pooling')) }),
+    'last layer features': (r) => ({ ...r, features: r.features.slice(0, 1280) }),
   };
   if (edit) change('projects', 'current', edits[edit]);
   Object.entries(images).forEach(([id, how]) => change('samples', id, edits[how]));
@@ -207,4 +210,58 @@ test('storage that cannot be read is not saved over: the page says so, keeps wor
   assert.deepEqual([Object.keys(replaced.images), Object.keys(replaced.records)], [[], []]);
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+test('a project saved before features were a setting keeps the last layer\'s features; switching to stage pooling embeds its images again', async () => {
+  const { page, errors } = await openApp(shared.browser, shared.origin);
+  assert.equal(await page.inputValue('#pooling'), 'stages', 'stage pooling is the default');
+  await fourImages(page);
+  const before = await storage(page);
+  const lengths = (s) => [...new Set(Object.values(s.records).map((r) => r.features.length))];
+  assert.deepEqual(lengths(before), [1904]);
+
+  // As an earlier version saved it: no pooling setting, each image's features the last layer's pool
+  // (the first 1,280 values of the stage-pooled ones).
+  await editStorage(page, 'last layer', Object.fromEntries(Object.keys(before.images).map((id) => [id, 'last layer features'])));
+  await reload(page);
+  assert.deepEqual(await counts(page), [2, 2]);
+  assert.equal(await page.inputValue('#pooling'), 'last');
+  assert.doesNotMatch(await page.textContent('#status'), /embedded again|missing or damaged/);
+  await page.click('#train');
+  await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Trained'), null, { timeout: 120_000 });
+  await saved(page);
+  assert.deepEqual(lengths(await storage(page)), [1280], 'the last layer\'s features were kept as they were');
+
+  // Stage pooling asked for: the images are embedded again from their kept copies, the model dropped.
+  await page.click('#advanced summary');
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.selectOption('#pooling', 'stages');
+  await page.waitForFunction(() => /^Features: last stages pooled/.test(document.querySelector('#status').textContent), null, { timeout: 120_000 });
+  assert.match(await page.textContent('#status'), /The project's images were embedded again\.$/);
+  assert.equal(await page.isDisabled('#export-model'), true);
+  await saved(page);
+  const after = await storage(page);
+  assert.deepEqual(lengths(after), [1904]);
+  assert.equal(after.hasModel, false);
+  for (const name of Object.values(after.images)) {
+    const id = (s) => Object.keys(s.images).find((k) => s.images[k] === name);
+    const similarity = cosine(before.records[id(before)].features, after.records[id(after)].features);
+    assert.ok(similarity > 0.95, `${name}: cosine ${similarity} between its features from the file and from its kept copy`);
+  }
+  await page.click('#train');
+  await page.waitForFunction(() => document.querySelector('#train-status').textContent.startsWith('Trained'), null, { timeout: 120_000 });
+  await saved(page);
+  await reload(page);
+  assert.equal(await page.inputValue('#pooling'), 'stages');
+  assert.deepEqual(await counts(page), [2, 2]);
+  assert.equal(await page.isDisabled('#export-model'), false, 'the model came back with the project');
+
+  // Declined: nothing changes.
+  await page.click('#advanced summary');
+  page.once('dialog', (dialog) => dialog.dismiss());
+  await page.selectOption('#pooling', 'last');
+  await page.waitForFunction(() => document.querySelector('#pooling').value === 'stages');
+  assert.equal(await page.isDisabled('#export-model'), false);
+  assert.deepEqual(errors, []);
+  await page.close();
 });

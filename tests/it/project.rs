@@ -1,5 +1,6 @@
 //! The web app's project file: round trip and refusals.
 
+use wick::backbone::Pooling;
 use wick::formats::classifier::BackboneRef;
 use wick::formats::project::{ClassMeta, Project, ProjectMeta, ProjectSettings, SampleMeta};
 
@@ -45,6 +46,25 @@ fn a_project_written_before_kept_copies_still_opens() {
     old.meta.classes.iter_mut().flat_map(|c| &mut c.samples).for_each(|s| s.source_bytes = 0);
     let loaded = Project::from_bytes(&old.to_bytes().unwrap(), 4).unwrap();
     assert!(loaded.sources.is_empty());
+}
+
+/// A project file says which pooling its features have (files written before it was a setting
+/// hold the last layer's); an unknown one is refused.
+#[test]
+fn a_project_records_its_features_pooling() {
+    let old = project(false);
+    assert_eq!(Project::pooling_of(&old.to_bytes().unwrap()).unwrap(), Pooling::Last);
+    let mut stages = project(false);
+    stages.meta.settings.pooling = Some(Pooling::Stages);
+    let bytes = stages.to_bytes().unwrap();
+    assert_eq!(Project::pooling_of(&bytes).unwrap(), Pooling::Stages);
+    assert_eq!(Project::from_bytes(&bytes, 4).unwrap(), stages);
+    let (from, to) = (br#"\"pooling\":\"stages\""#, br#"\"pooling\":\"floors\""#);
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("the setting is in the header");
+    let mut edited = bytes.clone();
+    edited[at..at + to.len()].copy_from_slice(to);
+    let err = Project::pooling_of(&edited).unwrap_err().to_string();
+    assert!(err.contains("unknown variant `floors`"), "{err}");
 }
 
 #[test]
