@@ -122,7 +122,8 @@ fn probe(
     let names = split.1.iter().map(|i| i.to_string()).collect();
     let labels_text = cifar10::CLASSES.iter().map(|c| c.to_string()).collect();
     let data = HeadData { train: t, val: v, val_names: names, labels: labels_text };
-    let fitted = HeadFit::new(data, &TrainConfig::default(), &Device::Cpu)?.run(|_| std::ops::ControlFlow::Continue(()))?;
+    let fitted =
+        HeadFit::new(data, &TrainConfig::default(), &Device::Cpu)?.run(|_| std::ops::ControlFlow::Continue(()))?;
     tests
         .iter()
         .map(|rows| {
@@ -179,7 +180,8 @@ fn main() -> Res<()> {
     let dim = config.feature_dim();
     let mut kept = Vec::new();
     for &size in &a.sizes {
-        let b = backbone.with_preprocess(Preprocess { resize_shorter: size, crop: size, mean: [0.5; 3], std: [0.5; 3] })?;
+        let b =
+            backbone.with_preprocess(Preprocess { resize_shorter: size, crop: size, mean: [0.5; 3], std: [0.5; 3] })?;
         let stages = b.with_pooling(Pooling::Stages);
         let (_, last_seconds) = features(&b, &test, View::AsIs)?;
         let (tr, _) = features(&stages, &train, View::AsIs)?;

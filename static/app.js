@@ -2,7 +2,7 @@
 // computing happens in the worker (static/worker.js) on the shared Rust library; the page's modules
 // (static/app/) own the DOM, the webcam, IndexedDB and the messages. This one wires them and starts.
 import { drawChart } from './app/chart.js';
-import { applyPooling, applyPrecision, openModels, openProject, replaceProject, setBackbone, describeBackbone, switchPooling } from './app/files.js';
+import { applyPooling, applyPrecision, chooseBackbone, openModels, openProject, replaceProject, setBackbone, describeBackbone, switchPooling } from './app/files.js';
 import { projectChanged, reconnect, wireKeeping } from './app/keep.js';
 import { ask, listeners, post, startWorker } from './app/messages.js';
 import { checkLabels, renderCheck } from './app/check.js';
@@ -10,7 +10,7 @@ import { mapChanged, wireMap, wireSampleDialog } from './app/map.js';
 import { previewFile, switchPreviewCamera, togglePreviewWebcam, wireLooks } from './app/preview.js';
 import { addFiles, embedAgain, renderClasses } from './app/classes.js';
 import { renderEvaluation } from './app/evaluation.js';
-import { $, state, newId, status, trainStatus, changed, emptyProject, onChange, onRedraw, redraw, BACKBONE_URL } from './app/state.js';
+import { $, state, newId, status, trainStatus, changed, emptyProject, onChange, onRedraw, redraw, BACKBONES } from './app/state.js';
 import { holdSaves, loadSaved, releaseSaves, restoreSamples, scheduleSave } from './app/store.js';
 import { cancelTraining, readSettings, showLayerCost, startTraining } from './app/training.js';
 
@@ -42,6 +42,10 @@ function wire() {
       await switchPooling(e.target.value);
       return;
     }
+    if (e.target.id === 'backbone') {
+      await chooseBackbone(e.target.value);
+      return;
+    }
     try {
       state.project.settings = readSettings();
       changed();
@@ -68,11 +72,12 @@ function wire() {
   $('#open-model').addEventListener('change', (e) => { if (e.target.files.length) openModels([...e.target.files]); e.target.value = ''; });
   $('#open-project').addEventListener('change', (e) => { if (e.target.files[0]) openProject(e.target.files[0]); e.target.value = ''; });
   $('#reset').addEventListener('click', async () => {
-    const andBackbone = state.customBackbone ? ', and go back to the default backbone' : '';
+    const otherBackbone = state.builtinBackbone !== 'lite0';
+    const andBackbone = otherBackbone ? ', and go back to the default backbone' : '';
     if (!confirm(`Reset: delete every class, image and the trained model from this browser${andBackbone}?`)) return;
-    if (state.customBackbone) {
+    if (otherBackbone) {
       try {
-        setBackbone(await ask({ type: 'load-backbone', backboneUrl: BACKBONE_URL }), null);
+        setBackbone(await ask({ type: 'load-backbone', backboneUrl: BACKBONES.lite0.url }));
       } catch (e) {
         status(`Could not load the default backbone: ${e.message}. Your current project is unchanged.`, true);
         return;
@@ -146,12 +151,20 @@ async function main() {
     if (saved?.customBackbone) {
       try {
         ready = await ask({ type: 'start', backboneBytes: saved.customBackbone.slice().buffer });
-        setBackbone(ready, saved.customBackbone);
+        setBackbone(ready, { bytes: saved.customBackbone });
       } catch (e) {
         status(`Could not load the saved backbone (${e.message}): back to the default one.`, true);
       }
+    } else if (saved?.builtinBackbone === 'lite2') {
+      // Chosen before: from the service worker's cache, or downloaded again.
+      try {
+        ready = await ask({ type: 'start', backboneUrl: BACKBONES.lite2.url });
+        setBackbone(ready, { builtin: 'lite2' });
+      } catch (e) {
+        status(`Could not load ${BACKBONES.lite2.name} (${e.message}): back to the default backbone.`, true);
+      }
     }
-    if (!ready) setBackbone(await ask({ type: 'start', backboneUrl: BACKBONE_URL }), null);
+    if (!ready) setBackbone(await ask({ type: 'start', backboneUrl: BACKBONES.lite0.url }));
     $('#backbone-progress').value = 1;
   } catch (e) {
     status(`Could not load the backbone: ${e.message}`, true);
@@ -161,7 +174,7 @@ async function main() {
   let restored = Boolean(saved);
   let notice = null; // what the final status line adds, not as an error
   if (saved) {
-    const { backbone: _, savedAt: __, customBackbone: ___, format: ____, ...rest } = saved;
+    const { backbone: _, savedAt: __, customBackbone: ___, format: ____, builtinBackbone: _____, ...rest } = saved;
     // Projects saved before features were a setting hold the last layer's.
     rest.settings = { ...rest.settings, pooling: rest.settings?.pooling ?? 'last' };
     // A project made with another backbone (one that no longer loads, or an older default) keeps

@@ -3,7 +3,7 @@
 // a worker of its own the first time, then kept by the service worker): nothing leaves the device.
 // The page imports this module when the format menu is first used, so a first visit does not load
 // it (the first load is held under 6 MB: BENCHMARKS.md).
-import { $, state, status, BACKBONE_URL } from './app/state.js';
+import { $, state, status, BACKBONES } from './app/state.js';
 import { downloadBytes } from './app/files.js';
 
 export const FORMATS = {
@@ -43,7 +43,7 @@ export async function exportModel(format) {
     status('Exporting the model: loading the export module (about 2.5 MB, the first time)…');
     // The model runs on the backbone its layers trained, or else on the page's own.
     const backbone = state.project.modelBackbone ?? state.customBackbone
-      ?? new Uint8Array(await (await fetch(BACKBONE_URL)).arrayBuffer());
+      ?? new Uint8Array(await (await fetch(BACKBONES[state.builtinBackbone].url)).arrayBuffer());
     const bytes = await new Promise((resolve, reject) => {
       worker.onmessage = ({ data }) => {
         if (data.stage) status(`Exporting the model: ${STAGES[data.stage]}…`);

@@ -6,11 +6,11 @@ use image::RgbImage;
 use wasm_bindgen::prelude::*;
 
 use super::{fail, now_ms};
+use crate::backbone::Pooling;
 use crate::data::augment::{self, stored_copy};
 use crate::data::preprocess::{
     decode_image, decode_waves, decoded_bytes, rgba_image, thumbnail_jpeg, PAGE_DECODE_BUDGET,
 };
-use crate::backbone::Pooling;
 use crate::eval::class_map::{self, overlay};
 use crate::infer::MatmulPrecision;
 use crate::kernels::map_parallel;
@@ -74,8 +74,7 @@ impl Session {
         description["pooling"] = self.backbone.pooling().name().into();
         // Each pooling's feature length: what a project file of either holds per image.
         let config = &self.backbone.meta.config;
-        description["dims"] =
-            serde_json::json!({ "last": config.pooled_dim(Pooling::Last), "stages": config.pooled_dim(Pooling::Stages) });
+        description["dims"] = serde_json::json!({ "last": config.pooled_dim(Pooling::Last), "stages": config.pooled_dim(Pooling::Stages) });
         description.to_string()
     }
 

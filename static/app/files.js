@@ -4,7 +4,7 @@ import { drawChart } from './chart.js';
 import { ask, post } from './messages.js';
 import { embedAgain, stillReading } from './classes.js';
 import { thumbnailUrls } from './project.js';
-import { $, state, newId, status, changed, DEFAULT_SETTINGS, projectRows } from './state.js';
+import { $, state, newId, status, changed, DEFAULT_SETTINGS, projectRows, BACKBONES } from './state.js';
 
 const { encode_project, decode_project, project_pooling, wick_format, backbone_source } = wick;
 
@@ -126,11 +126,16 @@ export async function openModels(files) {
   if (models.length === 1) await openModel(models[0]);
 }
 
-export function setBackbone(ready, bytes) {
+/// Makes the worker's answer to a backbone load the page's backbone: a file the user opened
+/// (`bytes`), or else one of the site's (`builtin`, a key of BACKBONES).
+export function setBackbone(ready, { bytes = null, builtin = 'lite0' } = {}) {
   state.backbone = ready.backbone;
   state.featureDim = ready.dim;
   state.customBackbone = bytes;
-  $('#backbone-name').textContent = bytes ? describeBackbone() : 'EfficientNet-Lite0 (ImageNet)';
+  state.builtinBackbone = bytes ? null : builtin;
+  $('#backbone-name').textContent = bytes ? describeBackbone() : `${BACKBONES[builtin].name} (ImageNet)`;
+  $('#backbone option[value="file"]').hidden = !bytes;
+  $('#backbone').value = bytes ? 'file' : builtin;
   $('#precision-name').textContent = ready.backbone.precision;
   $('#threads-name').textContent = ready.build === 'threads'
     ? `${ready.threads} threads${ready.sharedMaximum < 4 * 2 ** 30 ? ` (up to ${ready.sharedMaximum / 2 ** 20} MiB of memory: this device reserves no more to share)` : ''}`
@@ -154,8 +159,8 @@ export async function applyPrecision(precision) {
   $('#precision-name').textContent = state.backbone.precision;
 }
 
-export const describeBackbone = () => state.backbone.own_classes === 1000
-  ? state.backbone.architecture
+export const describeBackbone = () => state.builtinBackbone ? BACKBONES[state.builtinBackbone].name
+  : state.backbone.own_classes === 1000 ? state.backbone.architecture
   : `${state.backbone.architecture}, ${state.backbone.source}, with ${state.backbone.own_classes} classes of its own`;
 
 const POOLING_NAMES = { stages: 'last stages pooled', last: 'last layer only' };
@@ -194,30 +199,57 @@ export async function switchPooling(pooling) {
   status(`Features: ${POOLING_NAMES[pooling]}.${images > 0 ? ` The project's images were embedded again. ${leftOut}` : ''}`.trim(), leftOut !== '');
 }
 
-/// Makes an opened backbone file the page's backbone. The project keeps its classes and images:
-/// they are embedded again by the new backbone from the copies kept of them, and the model, which
-/// the old features trained, is dropped (after asking, when there is one or there are images).
-export async function switchBackbone({ file, bytes }) {
+/// Makes an opened backbone file the page's backbone ([`changeBackbone`]).
+export const switchBackbone = ({ file, bytes }) => changeBackbone({
+  what: `the backbone in ${file.name}`,
+  action: `open ${file.name}`,
+  done: () => `Opened backbone ${file.name}: ${describeBackbone()}.`,
+  request: { backboneBytes: bytes.slice().buffer },
+  loaded: { bytes },
+});
+
+/// Makes one of the site's backbones (a key of BACKBONES) the page's: Lite2 is downloaded the first
+/// time, with progress, and kept for offline use ([`changeBackbone`]).
+export async function chooseBackbone(builtin) {
+  const before = state.customBackbone ? 'file' : state.builtinBackbone;
+  if (builtin === before) return;
+  const { name, url } = BACKBONES[builtin];
+  const changed = await changeBackbone({
+    what: `${name}${builtin === 'lite2' ? ' (a 6.5 MB download the first time)' : ''}`,
+    action: `switch to ${name}`,
+    done: () => `Backbone: ${name}.`,
+    request: { backboneUrl: url },
+    loaded: { builtin },
+  });
+  if (!changed) $('#backbone').value = before;
+}
+
+/// Replaces the page's backbone with the one `request` loads in the worker. The project keeps its
+/// classes and images: they are embedded again by the new backbone from the copies kept of them,
+/// and the model, which the old features trained, is dropped (after asking, when there is one or
+/// there are images). Resolves with whether the backbone changed.
+async function changeBackbone({ what, action, done, request, loaded }) {
   if (stillReading()) {
     // The images in flight would be embedded by one backbone or the other, depending on timing.
-    status(`Images are still being read: open ${file.name} once they are added. Your current project is unchanged.`, true);
+    status(`Images are still being read: ${action} once they are added. Your current project is unchanged.`, true);
     return false;
   }
   const images = state.project.classes.reduce((n, c) => n + c.samples.length, 0);
-  if ((images > 0 || state.project.model) && !confirm(`Switch to the backbone in ${file.name}? `
+  if ((images > 0 || state.project.model) && !confirm(`Switch to ${what}? `
     + `The project's ${images} image${images === 1 ? '' : 's'} will be embedded again by it${state.project.model ? ', and the trained model dropped (use "Export model" first to keep it)' : ''}.`)) return false;
   try {
-    setBackbone(await ask({ type: 'load-backbone', backboneBytes: bytes.slice().buffer }, []), bytes);
+    setBackbone(await ask({ type: 'load-backbone', ...request }, []), loaded);
     await applyPooling(state.project.settings.pooling);
   } catch (e) {
-    status(`Could not open ${file.name}: ${e.message}. Your current project is unchanged.`, true);
+    status(`Could not ${action}: ${e.message}. Your current project is unchanged.`, true);
     return false;
   }
+  $('#backbone-progress').value = 1;
   if (state.project.model) post({ type: 'unload-model' });
-  status(`Opened backbone ${file.name}: ${describeBackbone()}.${images > 0 ? ' Embedding the project\'s images again…' : ''}`);
+  status(`${done()}${images > 0 ? ' Embedding the project\'s images again…' : ''}`);
   const { project, leftOut } = await embedAgain(state.project);
   replaceProject(project);
-  status(`Opened backbone ${file.name}: ${describeBackbone()}.${images > 0 ? ` The project's images were embedded again by it. ${leftOut}` : ''}`.trim(), leftOut !== '');
+  status(`${done()}${images > 0 ? ` The project's images were embedded again by it. ${leftOut}` : ''}`.trim(), leftOut !== '');
   return true;
 }
 

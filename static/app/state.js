@@ -3,7 +3,12 @@
 // messages.
 import { post } from './messages.js';
 
-export const BACKBONE_URL = new URL('../efficientnet-lite0-int8.safetensors', import.meta.url).href;
+/// The backbones this site serves: Lite0, the first load's, and Lite2, downloaded only when chosen
+/// (both kept for offline use by the service worker).
+export const BACKBONES = {
+  lite0: { url: new URL('../efficientnet-lite0-int8.safetensors', import.meta.url).href, name: 'EfficientNet-Lite0' },
+  lite2: { url: new URL('../efficientnet-lite2-int8.safetensors', import.meta.url).href, name: 'EfficientNet-Lite2' },
+};
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const DEFAULT_SETTINGS = {
   epochs: 50, learning_rate: 0.001, batch_size: 16, hidden_units: 0, validation_share: 0.15, precision: 'int8', pooling: 'stages', train_layers: 0, layer_epochs: 10, augment: true,
@@ -22,6 +27,9 @@ export const state = {
   // A backbone file the user opened (e.g. fine-tuned by `wick cifar10 --mode finetune`), kept with the
   // project so a reload comes back to it; null for the default backbone.
   customBackbone: null,
+  // Which of the site's BACKBONES the page runs ('lite0', 'lite2'), kept with the project; null
+  // while a backbone file the user opened runs.
+  builtinBackbone: 'lite0',
   training: false,
   history: [], // the training chart's epochs
   lastFocusedClass: null, // where a paste goes

@@ -113,7 +113,7 @@ async function saveNow() {
       keys.onsuccess = () => write(new Set(keys.result));
     }
     tx.objectStore(STORE).put({
-      ...state.project, classes, format: FORMAT, backbone: state.backbone, customBackbone: state.customBackbone, savedAt: Date.now(),
+      ...state.project, classes, format: FORMAT, backbone: state.backbone, customBackbone: state.customBackbone, builtinBackbone: state.builtinBackbone, savedAt: Date.now(),
     }, 'current');
     tx.oncomplete = resolve;
     tx.onerror = () => reject(tx.error);

@@ -13,9 +13,9 @@ import { root, serveDist, launchChromium, openApp, wickBinary } from './harness.
 const CLASSES = ['brick', 'grass', 'gravel'];
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-browser-'));
 
-let server, origin, browser;
+let server, origin, browser, network;
 before(async () => {
-  ({ server, origin } = await serveDist(undefined, { '/fixtures/': path.join(root, 'tests/fixtures') }));
+  ({ server, origin, network } = await serveDist(undefined, { '/fixtures/': path.join(root, 'tests/fixtures') }));
   browser = await launchChromium();
 });
 after(async () => {
@@ -593,6 +593,79 @@ test('an EfficientNet-Lite2 backbone converted by the CLI opens in the page, ans
   assert.equal(await page.isDisabled('#export-model'), false);
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+test('EfficientNet-Lite2 as a choice: downloaded once with progress, named in the footer, the project embedded again and trained; kept across reloads and offline; reset goes back', async () => {
+  const lite2 = path.join(root, 'static/efficientnet-lite2-int8.safetensors');
+  const coffee = path.join(root, 'tests/fixtures/coffee.png');
+  const cliTop = JSON.parse(execFileSync(wickBinary, ['predict', '--json', '--backbone', lite2, coffee])).classes[0].label;
+  const context = await browser.newContext();
+  const { page, errors } = await openApp(context, origin);
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 30_000 });
+  const fetchedLite2 = () => network.requests.filter((p) => p.endsWith('/efficientnet-lite2-int8.safetensors')).length;
+  assert.equal(fetchedLite2(), 0, 'the first load does not fetch Lite2');
+  assert.equal(await page.textContent('#backbone-name'), 'EfficientNet-Lite0 (ImageNet)');
+  await brickAndGrass(page);
+  assert.match(await train(page), /^Trained in/);
+
+  // Every status line from here on, to see the download's progress go by.
+  await page.evaluate(() => {
+    window.statusLines = [];
+    new MutationObserver(() => window.statusLines.push(document.querySelector('#status').textContent))
+      .observe(document.querySelector('#status'), { childList: true, characterData: true, subtree: true });
+  });
+  await page.click('#advanced summary');
+  let asked = null;
+  page.once('dialog', (d) => { asked = d.message(); d.accept(); });
+  await page.selectOption('#backbone', 'lite2');
+  await page.waitForFunction(() => /^Backbone: EfficientNet-Lite2\. The project's images were embedded again/.test(document.querySelector('#status').textContent), null, { timeout: 120_000 });
+  assert.match(asked, /^Switch to EfficientNet-Lite2 \(a 6\.5 MB download the first time\)\? The project's 6 images will be embedded again by it, and the trained model dropped/);
+  const lines = await page.evaluate(() => window.statusLines);
+  assert.ok(lines.some((l) => /^Downloading the backbone… [\d.]+ \/ 6\.5 MB$/.test(l)), `the download's progress: ${lines.slice(0, 5)}`);
+  assert.equal(fetchedLite2(), 1);
+  assert.equal(await page.textContent('#backbone-name'), 'EfficientNet-Lite2 (ImageNet)');
+  assert.deepEqual(await counts(page), [3, 3]);
+  assert.equal(await page.isDisabled('#export-model'), true);
+  // With no model the preview shows Lite2's own ImageNet classes, as the CLI does with the same file.
+  await page.setInputFiles('#preview-file', coffee);
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'));
+  assert.equal(await page.textContent('#predictions li:first-child .label'), cliTop);
+  assert.match(await train(page), /^Trained in/);
+  await page.waitForFunction(() => document.querySelector('#save-state').textContent === 'Saved in this browser');
+
+  // Reloads come back to Lite2 from the service worker's cache: nothing is fetched again.
+  for (let i = 0; i < 2; i++) {
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
+    assert.equal(await page.textContent('#backbone-name'), 'EfficientNet-Lite2 (ImageNet)');
+    assert.equal(await page.inputValue('#backbone'), 'lite2');
+    assert.deepEqual(await counts(page), [3, 3]);
+    assert.equal(await page.isDisabled('#export-model'), false);
+  }
+  assert.equal(fetchedLite2(), 1, 'Lite2 was downloaded once');
+  // And offline.
+  await context.setOffline(true);
+  network.offline = true;
+  try {
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.ready === 'true'
+      || document.querySelector('#status').classList.contains('error'), null, { timeout: 120_000 });
+    assert.match(await statusText(page), /^Backbone ready: EfficientNet-Lite2/);
+    await page.setInputFiles('#preview-file', coffee);
+    await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'));
+  } finally {
+    network.offline = false;
+    await context.setOffline(false);
+  }
+  // Reset goes back to Lite0.
+  page.once('dialog', (d) => { asked = d.message(); d.accept(); });
+  await page.click('#reset');
+  await page.waitForFunction(() => document.querySelector('#status').textContent === 'Started a new project.');
+  assert.match(asked, /and go back to the default backbone\?$/);
+  assert.equal(await page.textContent('#backbone-name'), 'EfficientNet-Lite0 (ImageNet)');
+  assert.equal(await page.inputValue('#backbone'), 'lite0');
+  assert.deepEqual(errors, []);
+  await context.close();
 });
 
 test('a ResNet-18 converted by the CLI opens in the page and answers as the CLI does', async () => {

@@ -26,7 +26,8 @@ export async function serveDist(dir = path.join(root, 'dist'), mounts = {}, { is
   if (!fs.existsSync(path.join(dir, 'index.html'))) {
     throw new Error(`${dir}/index.html is missing: run \`trunk build --release\` first`);
   }
-  const network = { offline: false };
+  // `requests`: every path asked for, in order (what reached the network, past the service worker).
+  const network = { offline: false, requests: [] };
   const server = http.createServer((req, res) => {
     if (network.offline) {
       req.socket.destroy();
@@ -34,6 +35,7 @@ export async function serveDist(dir = path.join(root, 'dist'), mounts = {}, { is
     }
     const url = new URL(req.url, 'http://localhost');
     const pathname = decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname);
+    network.requests.push(pathname);
     const mount = Object.keys(mounts).find((prefix) => pathname.startsWith(prefix));
     const base = mount ? path.resolve(mounts[mount]) : dir;
     const file = path.join(base, mount ? pathname.slice(mount.length) : pathname);

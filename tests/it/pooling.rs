@@ -74,7 +74,12 @@ fn stage_pooling_is_the_last_pool_then_each_stage_outputs_pool() {
             }
         }
         assert_close(&format!("{what}: one pass against separate passes"), &got, &want, 1e-6);
-        assert_close(&format!("{what}: CPU path against the graph"), &got, &rows(&stages.graph_features(&input).unwrap()), 1e-4);
+        assert_close(
+            &format!("{what}: CPU path against the graph"),
+            &got,
+            &rows(&stages.graph_features(&input).unwrap()),
+            1e-4,
+        );
 
         // int8 products: the last map's part is the `last` features exactly.
         let int8 = backbone.with_pooling(Pooling::Stages).features(&input).unwrap();
@@ -148,11 +153,30 @@ fn a_model_records_its_pooling_and_refuses_features_of_another() {
 #[test]
 fn what_does_not_go_with_stage_pooling_is_refused() {
     let dir = scratch("pooling-cli");
-    let out = wick(&["train", "--data", s(&dir), "--out", s(&dir.join("m.wick")), "--train-layers", "1", "--pooling", "stages"]);
+    let out = wick(&[
+        "train",
+        "--data",
+        s(&dir),
+        "--out",
+        s(&dir.join("m.wick")),
+        "--train-layers",
+        "1",
+        "--pooling",
+        "stages",
+    ]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--train-layers trains on the last map's pool"), "{}", text(&out.stderr));
     let out = wick(&[
-        "cifar10", "--data", s(&dir), "--out", s(&dir.join("c.wick")), "--mode", "finetune", "--pooling", "last", "--pth",
+        "cifar10",
+        "--data",
+        s(&dir),
+        "--out",
+        s(&dir.join("c.wick")),
+        "--mode",
+        "finetune",
+        "--pooling",
+        "last",
+        "--pth",
         s(&dir.join("missing.pth")),
     ]);
     assert!(!out.status.success());

