@@ -13,9 +13,13 @@
 //! training images (seed 0). `ms/image` is the backbone's pass over the test images (int8, all
 //! threads, batches of 64), for each pooling.
 //!
+//! With `--timing ROUNDS`, only the two poolings' extraction time instead: the first `--limit`
+//! test images at each size, `last` and `stages` alternating for ROUNDS rounds (run it with
+//! `RAYON_NUM_THREADS=1` for one thread), each pooling's best round and their ratio.
+//!
 //! ```text
 //! cargo bench --bench levers -- --data ../shared/data/cifar10 [--limit 10000] [--sizes 96,128,160]
-//!     [--backbone FILE]
+//!     [--backbone FILE] [--timing ROUNDS]
 //! ```
 
 use std::time::Instant;
@@ -40,10 +44,11 @@ struct Args {
     limit: usize,
     sizes: Vec<u32>,
     backbone: Option<String>,
+    timing: Option<usize>,
 }
 
 fn args() -> Res<Args> {
-    let mut a = Args { data: String::new(), limit: 10_000, sizes: vec![96, 128, 160], backbone: None };
+    let mut a = Args { data: String::new(), limit: 10_000, sizes: vec![96, 128, 160], backbone: None, timing: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -52,6 +57,7 @@ fn args() -> Res<Args> {
             "--limit" => a.limit = value()?.parse()?,
             "--sizes" => a.sizes = value()?.split(',').map(|v| v.parse()).collect::<Result<_, _>>()?,
             "--backbone" => a.backbone = Some(value()?),
+            "--timing" => a.timing = Some(value()?.parse()?),
             "--bench" => {}
             other => return Err(format!("unknown flag {other}").into()),
         }
@@ -72,6 +78,24 @@ fn features(backbone: &Backbone, set: &Cifar10, view: View) -> Res<(Vec<Vec<f32>
         seconds += t.elapsed().as_secs_f64();
     }
     Ok((rows, seconds / set.len() as f64))
+}
+
+/// `--timing`: each pooling's best round of extracting `set`'s features, alternating.
+fn timing(backbone: &Backbone, set: &Cifar10, sizes: &[u32], rounds: usize) -> Res<()> {
+    println!("{:>5} {:>14} {:>14} {:>7}", "size", "last ms/image", "stages ms/image", "ratio");
+    for &size in sizes {
+        let b =
+            backbone.with_preprocess(Preprocess { resize_shorter: size, crop: size, mean: [0.5; 3], std: [0.5; 3] })?;
+        let poolings = [b.with_pooling(Pooling::Last), b.with_pooling(Pooling::Stages)];
+        let mut best = [f64::INFINITY; 2];
+        for _ in 0..rounds {
+            for (p, pooled) in poolings.iter().enumerate() {
+                best[p] = best[p].min(features(pooled, set, View::AsIs)?.1);
+            }
+        }
+        println!("{size:>5} {:>14.3} {:>14.3} {:>6.3}×", 1e3 * best[0], 1e3 * best[1], best[1] / best[0]);
+    }
+    Ok(())
 }
 
 fn leading(rows: &[Vec<f32>], dim: usize) -> Vec<Vec<f32>> {
@@ -177,6 +201,9 @@ fn main() -> Res<()> {
         "{:>5} {:>10} {:>10} | {:>6} {:>6} {:>8} {:>8} {:>10}",
         "size", "ms last", "ms stages", "last", "stages", "stages z", "last TTA", "stages TTA"
     );
+    if let Some(rounds) = a.timing {
+        return timing(&backbone, &test, &a.sizes, rounds);
+    }
     let dim = config.feature_dim();
     let mut kept = Vec::new();
     for &size in &a.sizes {

@@ -36,6 +36,54 @@ pub const FORMAT: &str = "wick-backbone";
 pub const FORMAT_VERSION: &str = "1";
 pub const MIN_INT8_ROW: usize = 32;
 
+/// How the file stores a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Biases (and any 1-D tensor): as they are.
+    F32,
+    /// Filters with rows too short to share an int8 scale, and filters that read the image.
+    F16,
+    /// Symmetric int8, one f32 scale per output channel.
+    Int8,
+}
+
+/// The rule: how a tensor of `shape` is stored. A weight (≥ 2 dimensions) is int8 when each output
+/// channel has at least [`MIN_INT8_ROW`] values, otherwise f16; biases are f32.
+///
+/// Measured per layer on 6 real photos, each weight alone int8 or f16, the rest f32, f32 products
+/// (`tests/it/int8_cost.rs`; BENCHMARKS.md, "What int8 weights cost, layer by layer", 2026-12-07):
+/// - EfficientNet-Lite0: a depthwise filter (9 or 25 weights per channel) in int8 costs up to 2.4e-2
+///   of feature cosine (f16: 2.5e-5), a 1×1 convolution at most 6.2e-3 (the first blocks'
+///   projections; the head convolution 4.5e-5), the stem 5.4e-4: the depthwise and stem filters stay
+///   f16, for 0.3% of the file. The first two blocks' projections would pay for f16 too (0.5 and
+///   2.2 KB more), but a new Lite0 file would orphan every model trained on the shipped one and
+///   cross the page's 6 MB first load: not done. Lite2 alike (depthwise 1.8e-2, 1×1 2.8e-3).
+/// - A seeded random ResNet-50 with randomised BatchNorm statistics: every convolution in int8 costs
+///   at most 3.0e-6, the 7×7 stem 9.4e-8 (so it stays int8), the whole file 2.4e-5. Its own
+///   ImageNet probabilities move by up to 0.09 (no top-1 that led by more than 0.05 changed), and
+///   by 0.32 with the classifier in f16 instead (2 MB more): a random classifier on large pooled
+///   features is that sensitive to any change, so f16 there does not pay.
+pub fn storage(shape: &[usize]) -> Storage {
+    match shape {
+        [] | [_] => Storage::F32,
+        [channels, ..] if shape.iter().product::<usize>() / (*channels).max(1) < MIN_INT8_ROW => Storage::F16,
+        _ => Storage::Int8,
+    }
+}
+
+/// `data` (of `shape`) as the network gets it back from the file when stored as `storage`.
+pub fn stored_values(shape: &[usize], data: &[f32], storage: Storage) -> Vec<f32> {
+    match storage {
+        Storage::F32 => data.to_vec(),
+        Storage::F16 => data.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+        Storage::Int8 => {
+            let (q, scales) = quantize_per_output_channel(data, shape[0]);
+            let per_channel = data.len() / shape[0];
+            q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / per_channel]).collect()
+        }
+    }
+}
+
 /// Written by [`write`] itself (deterministically); read through [`FileKind::read_meta`].
 const FILE: FileKind = FileKind {
     format: FORMAT,
@@ -65,7 +113,7 @@ pub struct Source {
     pub license: String,
 }
 
-/// How [`write`] stores the weights, as the metadata says it.
+/// How [`write`] stores the weights ([`storage`]), as the metadata says it.
 pub const QUANTIZATION: &str =
     "int8 symmetric per output channel for rows of >= 32 weights; f16 depthwise and stem filters; f32 biases";
 
@@ -84,18 +132,18 @@ fn encode(weights: &FloatWeights, meta: &BackboneMeta) -> Result<Vec<u8>> {
     let mut halves: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut int8s: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, (shape, data)) in &weights.0 {
-        if shape.len() >= 2 && data.len() / shape[0] < MIN_INT8_ROW {
-            halves.push((
+        match storage(shape) {
+            Storage::F16 => halves.push((
                 name.clone(),
                 shape.clone(),
                 data.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
-            ));
-        } else if shape.len() >= 2 {
-            let (q, scales) = quantize_per_output_channel(data, shape[0]);
-            int8s.push((format!("{name}.q"), shape.clone(), q.iter().map(|&v| v as u8).collect()));
-            floats.push((format!("{name}.scale"), vec![shape[0]], f32_bytes(&scales)));
-        } else {
-            floats.push((name.clone(), shape.clone(), f32_bytes(data)));
+            )),
+            Storage::Int8 => {
+                let (q, scales) = quantize_per_output_channel(data, shape[0]);
+                int8s.push((format!("{name}.q"), shape.clone(), q.iter().map(|&v| v as u8).collect()));
+                floats.push((format!("{name}.scale"), vec![shape[0]], f32_bytes(&scales)));
+            }
+            Storage::F32 => floats.push((name.clone(), shape.clone(), f32_bytes(data))),
         }
     }
     for group in [&mut floats, &mut halves, &mut int8s] {

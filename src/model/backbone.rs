@@ -128,6 +128,19 @@ impl Backbone {
         Self::new(meta, weights, &sha256_hex(bytes), device)
     }
 
+    /// Folded weights as they are (e.g. some stored as a backbone file would store them, to measure
+    /// what that costs); identified by the sha256 of their names and values.
+    pub fn from_folded(meta: BackboneMeta, weights: FloatWeights, device: &Device) -> Result<Self> {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        for (name, (_, values)) in &weights.0 {
+            hasher.update(name.as_bytes());
+            hasher.update(crate::formats::f32_bytes(values));
+        }
+        let sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Self::new(meta, weights, &sha256, device)
+    }
+
     fn new(meta: BackboneMeta, weights: FloatWeights, sha256: &str, device: &Device) -> Result<Self> {
         meta.validate()?;
         let vb = weights.var_builder(device)?;

@@ -155,7 +155,8 @@ fn cifar_as_image_folders_loads_holds_out_a_test_fifth_and_saves_features() {
     for (split, rows) in [("train", report["train_images"].as_u64().unwrap()), ("test", 40)] {
         let labels = std::fs::read(features.join(split).join("labels.u8")).unwrap();
         let values = std::fs::read(features.join(split).join("features.f32")).unwrap();
-        assert_eq!((labels.len() as u64, values.len() as u64), (rows, rows * 1280 * 4), "{split}");
+        // Stage pooling (the default): 1,280 + 112 + 192 + 320 values per image.
+        assert_eq!((labels.len() as u64, values.len() as u64), (rows, rows * 1904 * 4), "{split}");
     }
 
     // The saved features are what `wick bench --head-fit` fits the default head on.

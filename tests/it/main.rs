@@ -17,6 +17,7 @@ mod formats;
 mod head;
 mod hostile;
 mod inference;
+mod int8_cost;
 mod layers;
 mod metrics;
 mod pooling;
