@@ -197,13 +197,13 @@ fn main() -> Res<()> {
         config.pooled_dim(Pooling::Stages),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    if let Some(rounds) = a.timing {
+        return timing(&backbone, &test, &a.sizes, rounds);
+    }
     println!(
         "{:>5} {:>10} {:>10} | {:>6} {:>6} {:>8} {:>8} {:>10}",
         "size", "ms last", "ms stages", "last", "stages", "stages z", "last TTA", "stages TTA"
     );
-    if let Some(rounds) = a.timing {
-        return timing(&backbone, &test, &a.sizes, rounds);
-    }
     let dim = config.feature_dim();
     let mut kept = Vec::new();
     for &size in &a.sizes {
