@@ -83,12 +83,8 @@ impl CpuNetwork {
         let taps = self.taps(pooling);
         let dim = self.config.pooled_dim(pooling);
         self.each_image(images, n, side, dim, threads, |image, arena, out, threads| {
-            let (last, mut rest) = out.split_at_mut(self.config.feature_dim());
-            let (shape, map) = self.run(self.steps.len(), image, side, arena, threads, &taps, &mut |shape, x| {
-                let (pooled, after) = std::mem::take(&mut rest).split_at_mut(shape.c);
-                nhwc::global_average_pool(x, shape.c, pooled);
-                rest = after;
-            });
+            let (last, pools) = out.split_at_mut(self.config.feature_dim());
+            let (shape, map) = self.run_pooled(image, side, arena, threads, &taps, pools);
             nhwc::global_average_pool(map, shape.c, last);
         })
     }
@@ -109,12 +105,7 @@ impl CpuNetwork {
         let taps = self.taps(pooling);
         let values = self.each_image(images, n, side, h * w * dim, threads, |image, arena, out, threads| {
             let mut pools = vec![0.0; dim - c];
-            let mut rest = &mut pools[..];
-            let (_, map) = self.run(self.steps.len(), image, side, arena, threads, &taps, &mut |shape, x| {
-                let (pooled, after) = std::mem::take(&mut rest).split_at_mut(shape.c);
-                nhwc::global_average_pool(x, shape.c, pooled);
-                rest = after;
-            });
+            let (_, map) = self.run_pooled(image, side, arena, threads, &taps, &mut pools);
             assert_eq!(map.len(), h * w * c, "the configuration's map shape is the network's");
             for (cell, out) in map.chunks_exact(c).zip(out.chunks_exact_mut(dim)) {
                 out[..c].copy_from_slice(cell);
@@ -122,6 +113,25 @@ impl CpuNetwork {
             }
         })?;
         Ok((values, [h, w, dim]))
+    }
+
+    /// One image through the whole network: its last map (as [`CpuNetwork::run`]), with the
+    /// global average of the result after each count of steps in `taps` written to `pools`, one
+    /// after another.
+    fn run_pooled<'a>(
+        &self,
+        image: &[f32],
+        side: (usize, usize),
+        arena: &'a mut Arena,
+        threads: usize,
+        taps: &[usize],
+        mut pools: &mut [f32],
+    ) -> (Shape, &'a [f32]) {
+        self.run(self.steps.len(), image, side, arena, threads, taps, &mut |shape, x| {
+            let (pooled, rest) = std::mem::take(&mut pools).split_at_mut(shape.c);
+            nhwc::global_average_pool(x, shape.c, pooled);
+            pools = rest;
+        })
     }
 
     /// After how many steps each of `pooling`'s blocks' inputs is ready.
