@@ -13,6 +13,7 @@ pub mod web;
 
 use std::collections::HashMap;
 
+use crate::backbone::ops::{Op, OpGraph, Slot, IMAGE_SLOT, SLOTS};
 use crate::error::{invalid, Result};
 use crate::model::head::Head;
 use crate::model::{Backbone, Classifier};
@@ -24,6 +25,46 @@ pub struct Exported {
     /// `None`: the backbone's own classifier (ImageNet's, or the classes it was fine-tuned on).
     pub head: Option<Head>,
     pub labels: Vec<String>,
+}
+
+/// The four buffers of an op graph as an exporter sees them: what each one holds (a format's node
+/// name, and whatever else it tracks) once an op has written it.
+pub(crate) struct Slots<S>(Vec<Option<S>>);
+
+impl<S: Clone> Slots<S> {
+    pub fn read(&self, slot: Slot) -> Result<S> {
+        self.0[slot].clone().ok_or_else(|| invalid!("the op graph reads buffer {slot} before writing it"))
+    }
+
+    pub fn set(&mut self, slot: Slot, value: S) {
+        self.0[slot] = Some(value);
+    }
+}
+
+/// `backbone`'s ops in order, as an exporter writes them: `write(i, op, slots)` turns op `i` into
+/// the format's nodes and sets the buffer it writes. The image starts as `image`. Returns what
+/// holds the last feature map and, in order, what held each map the backbone's pooling averages
+/// besides it (taken when the pass held it: a later op may write its buffer).
+pub(crate) fn walk_ops<S: Clone>(
+    backbone: &Backbone,
+    image: S,
+    mut write: impl FnMut(usize, &Op, &mut Slots<S>) -> Result<()>,
+) -> Result<(S, Vec<S>)> {
+    let config = &backbone.meta.config;
+    let graph = config.ops();
+    let taps = graph.fronts(&config.pooled_blocks(backbone.pooling()));
+    let mut slots = Slots(vec![None; SLOTS]);
+    slots.set(IMAGE_SLOT, image);
+    let mut tapped = Vec::new();
+    for i in 0..=graph.ops.len() {
+        for _ in taps.iter().filter(|&&t| t == i) {
+            tapped.push(slots.read(OpGraph::result_slot(&graph.ops[..i]))?);
+        }
+        if let Some(op) = graph.ops.get(i) {
+            write(i, op, &mut slots)?;
+        }
+    }
+    Ok((slots.read(OpGraph::result_slot(&graph.ops))?, tapped))
 }
 
 /// One dense layer of the classifier, as both formats write it: `x · Wᵀ + b`, then a ReLU where

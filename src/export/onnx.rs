@@ -22,9 +22,9 @@
 
 use prost::Message;
 
-use super::{DenseLayer, Exported};
+use super::{walk_ops, DenseLayer, Exported};
 use crate::backbone::fold::FloatWeights;
-use crate::backbone::ops::{ConvOp, Op, OpGraph, Padding, Slot, IMAGE_SLOT, SLOTS};
+use crate::backbone::ops::{ConvOp, Op, Padding};
 use crate::error::{invalid, Result};
 use crate::formats::backbone_file::MIN_INT8_ROW;
 use crate::kernels::geometry::same_padding;
@@ -66,7 +66,6 @@ pub fn to_onnx(model: &Exported, weights: OnnxWeights) -> Result<Vec<u8>> {
 /// The model as ONNX's `ModelProto`.
 pub fn graph_model(model: &Exported, weights: OnnxWeights) -> Result<ModelProto> {
     let backbone = &model.backbone;
-    let config = &backbone.meta.config;
     let preprocess = &backbone.meta.preprocess;
     let side = preprocess.crop as usize;
     let mut g = Graph::new(backbone.weights(), weights);
@@ -79,44 +78,28 @@ pub fn graph_model(model: &Exported, weights: OnnxWeights) -> Result<ModelProto>
     let scaled = g.node("Mul", &["pixels", &scale], "normalize.scaled", vec![]);
     let image = g.node("Add", &[&scaled, &shift], "normalize", vec![]);
 
-    // Each slot's current value and its spatial size.
-    let mut slots: Vec<Option<(String, usize)>> = vec![None; SLOTS];
-    slots[IMAGE_SLOT] = Some((image, side));
-    let read = |slots: &[Option<(String, usize)>], slot: Slot| {
-        slots[slot].clone().ok_or_else(|| invalid!("the op graph reads buffer {slot} before writing it"))
-    };
-    let graph = config.ops();
-    // The maps the features pool besides the last (the backbone's pooling), as the ops make them.
-    let taps = graph.fronts(&config.pooled_blocks(backbone.pooling()));
-    let ops = graph.ops;
-    let mut tapped = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        for _ in taps.iter().filter(|&&t| t == i) {
-            tapped.push(read(&slots, OpGraph::result_slot(&ops[..i]))?.0);
-        }
+    // Each buffer's node and its spatial size.
+    let (last, tapped) = walk_ops(backbone, (image, side), |_, op, slots| {
         match op {
             Op::Conv(conv) => {
-                let (input, size) = read(&slots, conv.input)?;
-                let residual = conv.residual.map(|r| read(&slots, r).map(|(name, _)| name)).transpose()?;
-                let out = g.conv(conv, &input, size, residual.as_deref())?;
-                slots[conv.output] = Some(out);
+                let (input, size) = slots.read(conv.input)?;
+                let residual = conv.residual.map(|r| slots.read(r).map(|(name, _)| name)).transpose()?;
+                slots.set(conv.output, g.conv(conv, &input, size, residual.as_deref())?);
             }
             &Op::MaxPool { kernel, stride, padding, input, output } => {
-                let (x, size) = read(&slots, input)?;
+                let (x, size) = slots.read(input)?;
                 let attributes = vec![
                     ints("kernel_shape", &[kernel, kernel]),
                     ints("strides", &[stride, stride]),
                     ints("pads", &[padding; 4]),
                 ];
                 let name = g.node("MaxPool", &[&x], &format!("maxpool.{output}.{}", g.nodes.len()), attributes);
-                slots[output] = Some((name, (size + 2 * padding - kernel) / stride + 1));
+                slots.set(output, (name, (size + 2 * padding - kernel) / stride + 1));
             }
         }
-    }
-    let (last, _) = read(&slots, OpGraph::result_slot(&ops))?;
-    for _ in taps.iter().filter(|&&t| t == ops.len()) {
-        tapped.push(last.clone());
-    }
+        Ok(())
+    })?;
+    let (last, tapped): (String, Vec<String>) = (last.0, tapped.into_iter().map(|(name, _)| name).collect());
     let pooled = g.node("GlobalAveragePool", &[&last], "pool", vec![]);
     if tapped.is_empty() {
         g.node_named("Flatten", &[&pooled], "features", "features", vec![int("axis", 1)]);

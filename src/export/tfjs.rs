@@ -19,8 +19,8 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use super::{DenseLayer, Exported};
-use crate::backbone::ops::{ConvOp, Op, OpGraph, Padding, Slot, IMAGE_SLOT, SLOTS};
+use super::{walk_ops, DenseLayer, Exported};
+use crate::backbone::ops::{ConvOp, Op, Padding};
 use crate::error::{invalid, Result};
 use crate::kernels::Activation;
 use crate::util::utc_timestamp;
@@ -68,25 +68,13 @@ pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
     let one_by_one = Window { k: 1, stride: 1, padding: "valid", activation: "linear" };
     let image = k.depthwise("normalize", "pixels", one_by_one, &scale, &shift);
 
-    let mut slots: Vec<Option<String>> = vec![None; SLOTS];
-    slots[IMAGE_SLOT] = Some(image);
-    let read = |slots: &[Option<String>], slot: Slot| {
-        slots[slot].clone().ok_or_else(|| invalid!("the op graph reads buffer {slot} before writing it"))
-    };
-    let graph = config.ops();
-    // The maps the features pool besides the last (the backbone's pooling), as the ops make them.
-    let taps = graph.fronts(&config.pooled_blocks(backbone.pooling()));
-    let ops = graph.ops;
-    let mut tapped = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        for _ in taps.iter().filter(|&&t| t == i) {
-            tapped.push(read(&slots, OpGraph::result_slot(&ops[..i]))?);
-        }
+    let ops = config.ops().ops;
+    let (last, tapped) = walk_ops(backbone, image, |i, op, slots| {
         match op {
             Op::Conv(conv) => {
-                let input = read(&slots, conv.input)?;
-                let residual = conv.residual.map(|r| read(&slots, r)).transpose()?;
-                slots[conv.output] = Some(k.conv(conv, &input, residual.as_deref())?);
+                let input = slots.read(conv.input)?;
+                let residual = conv.residual.map(|r| slots.read(r)).transpose()?;
+                slots.set(conv.output, k.conv(conv, &input, residual.as_deref())?);
             }
             &Op::MaxPool { kernel, stride, padding, input, output } => {
                 // Zero padding stands in for −∞ only where the input cannot be negative.
@@ -98,7 +86,7 @@ pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
                 if !after_relu {
                     return Err(invalid!("cannot export a max pool whose input may be negative"));
                 }
-                let x = read(&slots, input)?;
+                let x = slots.read(input)?;
                 let name = k.name(&format!("maxpool_{i}"));
                 let padded = k.zero_pad(&name, &x, padding);
                 k.layers.push(json!({
@@ -108,14 +96,11 @@ pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
                                 "strides": [stride, stride], "padding": "valid", "data_format": "channels_last" },
                     "inbound_nodes": [[[padded, 0, 0, {}]]],
                 }));
-                slots[output] = Some(name);
+                slots.set(output, name);
             }
         }
-    }
-    let last = read(&slots, OpGraph::result_slot(&ops))?;
-    for _ in taps.iter().filter(|&&t| t == ops.len()) {
-        tapped.push(last.clone());
-    }
+        Ok(())
+    })?;
     let pool = |k: &mut Keras, name: &str, map: &str| {
         k.layers.push(json!({
             "class_name": "GlobalAveragePooling2D",
