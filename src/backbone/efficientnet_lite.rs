@@ -429,8 +429,13 @@ impl EfficientNetLite {
     /// Images → the input of block `first` (of the 1×1 head convolution when `first` is the number
     /// of blocks), in evaluation mode: the frozen part when the last layers train.
     pub fn front(&self, images: &Tensor, first: usize) -> Result<Tensor> {
-        let mut x = self.stem.forward_t(&images.to_dtype(self.compute)?, false)?;
-        for block in &self.blocks[..first] {
+        self.blocks(&self.stem.forward_t(&images.to_dtype(self.compute)?, false)?, 0, first)
+    }
+
+    /// The input of block `from` → the input of block `to`, in evaluation mode.
+    pub fn blocks(&self, x: &Tensor, from: usize, to: usize) -> Result<Tensor> {
+        let mut x = x.to_dtype(self.compute)?;
+        for block in &self.blocks[from..to] {
             x = block.forward_t(&x, false)?;
         }
         Ok(x)
@@ -518,6 +523,10 @@ impl Family for Config {
 impl Graph for EfficientNetLite {
     fn front(&self, images: &Tensor, first: usize) -> Result<Tensor> {
         EfficientNetLite::front(self, images, first)
+    }
+
+    fn blocks(&self, x: &Tensor, from: usize, to: usize) -> Result<Tensor> {
+        EfficientNetLite::blocks(self, x, from, to)
     }
 
     fn last_layers(&self, x: &Tensor, first: usize, train: bool) -> Result<Tensor> {

@@ -64,6 +64,9 @@ pub trait Family {
 pub trait Graph: ModuleT + std::fmt::Debug + Send + Sync {
     /// Images → the input of block `first`, every BatchNorm in evaluation mode.
     fn front(&self, images: &Tensor, first: usize) -> candle_core::Result<Tensor>;
+    /// The input of block `from` → the input of block `to` (`from ≤ to`), every BatchNorm in
+    /// evaluation mode.
+    fn blocks(&self, x: &Tensor, from: usize, to: usize) -> candle_core::Result<Tensor>;
     /// The input of block `first` → pooled features, f32.
     fn last_layers(&self, x: &Tensor, first: usize, train: bool) -> candle_core::Result<Tensor>;
 }

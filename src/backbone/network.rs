@@ -234,6 +234,11 @@ impl Network {
         self.0.front(images, first)
     }
 
+    /// The input of block `from` → the input of block `to`, every BatchNorm in evaluation mode.
+    pub fn blocks(&self, x: &Tensor, from: usize, to: usize) -> candle_core::Result<Tensor> {
+        self.0.blocks(x, from, to)
+    }
+
     /// The input of block `first` → pooled features, f32.
     pub fn last_layers(&self, x: &Tensor, first: usize, train: bool) -> candle_core::Result<Tensor> {
         self.0.last_layers(x, first, train)

@@ -316,8 +316,13 @@ impl ResNet {
     /// blocks train.
     pub fn front(&self, images: &Tensor, first: usize) -> Result<Tensor> {
         let x = self.stem.forward_t(&images.to_dtype(DType::F32)?, false)?;
-        let mut x = max_pool_3x3_stride_2(&x)?;
-        for block in &self.blocks[..first] {
+        self.blocks(&max_pool_3x3_stride_2(&x)?, 0, first)
+    }
+
+    /// The input of block `from` → the input of block `to`, in evaluation mode.
+    pub fn blocks(&self, x: &Tensor, from: usize, to: usize) -> Result<Tensor> {
+        let mut x = x.clone();
+        for block in &self.blocks[from..to] {
             x = block.forward_t(&x, false)?;
         }
         Ok(x)
@@ -432,6 +437,10 @@ impl Family for Config {
 impl Graph for ResNet {
     fn front(&self, images: &Tensor, first: usize) -> Result<Tensor> {
         ResNet::front(self, images, first)
+    }
+
+    fn blocks(&self, x: &Tensor, from: usize, to: usize) -> Result<Tensor> {
+        ResNet::blocks(self, x, from, to)
     }
 
     fn last_layers(&self, x: &Tensor, first: usize, train: bool) -> Result<Tensor> {

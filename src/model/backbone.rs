@@ -4,7 +4,7 @@
 
 use std::borrow::Borrow;
 
-use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::ops::softmax_last_dim;
 use image::RgbImage;
 use serde::Serialize;
@@ -293,17 +293,19 @@ impl Backbone {
     }
 
     /// [`Backbone::features`] through Candle's graph on any device: the reference for the CPU path.
-    /// Each of the pooling's blocks' inputs is computed again from the image (a second pass per
-    /// block: the graph has no taps; the CPU path pools them in its one pass).
+    /// One pass per image: the pooling's blocks' inputs are averaged on the way to the last map.
     pub fn graph_features(&self, input: &Tensor) -> Result<Tensor> {
         let blocks = self.meta.config.pooled_blocks(self.pooling);
         let per_image = (0..input.dim(0)?)
             .map(|i| {
-                let image = input.narrow(0, i, 1)?;
-                let mut pools = vec![self.network.forward_t(&image, false)?];
+                let (mut x, mut at) = (self.network.front(&input.narrow(0, i, 1)?, 0)?, 0);
+                let mut pools = Vec::with_capacity(blocks.len() + 1);
                 for &block in &blocks {
-                    pools.push(self.network.front(&image, block)?.to_dtype(DType::F32)?.mean((2, 3))?);
+                    x = self.network.blocks(&x, at, block)?;
+                    at = block;
+                    pools.push(x.to_dtype(DType::F32)?.mean((2, 3))?);
                 }
+                pools.insert(0, self.network.last_layers(&x, at, false)?);
                 Tensor::cat(&pools, 1)
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
