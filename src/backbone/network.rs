@@ -68,10 +68,9 @@ impl NetworkConfig {
         let mut ends: Vec<usize> =
             (1..=blocks.len()).filter(|&i| i == blocks.len() || blocks[i].stage != blocks[i - 1].stage).collect();
         if self.family().head_conv().is_none() {
-            ends.pop();
+            ends.pop(); // the last stage's output is the last map itself
         }
-        let keep = if self.family().head_conv().is_none() { 2 } else { 3 };
-        ends.split_off(ends.len().saturating_sub(keep))
+        ends.split_off(ends.len().saturating_sub(if self.family().head_conv().is_some() { 3 } else { 2 }))
     }
 
     /// Length of the feature vector `pooling` gives: the last map's channels, then each pooled

@@ -273,7 +273,7 @@ pub mod download {
     }
 
     pub fn check_md5(bytes: &[u8], expected: &str) -> Result<()> {
-        let actual: String = Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let actual = crate::util::hex(&Md5::digest(bytes));
         if actual != expected {
             return Err(invalid!(
                 "the downloaded archive is damaged or not CIFAR-10's: its MD5 is {actual}, expected {expected} \

@@ -41,14 +41,14 @@ impl<S: Clone> Slots<S> {
     }
 }
 
-/// `backbone`'s ops in order, as an exporter writes them: `write(i, op, slots)` turns op `i` into
-/// the format's nodes and sets the buffer it writes. The image starts as `image`. Returns what
+/// `backbone`'s ops in order, as an exporter writes them: `write(before, op, slots)` turns `op` (the
+/// one after the ops `before`) into the format's nodes and sets the buffer it writes. The image starts as `image`. Returns what
 /// holds the last feature map and, in order, what held each map the backbone's pooling averages
 /// besides it (taken when the pass held it: a later op may write its buffer).
 pub(crate) fn walk_ops<S: Clone>(
     backbone: &Backbone,
     image: S,
-    mut write: impl FnMut(usize, &Op, &mut Slots<S>) -> Result<()>,
+    mut write: impl FnMut(&[Op], &Op, &mut Slots<S>) -> Result<()>,
 ) -> Result<(S, Vec<S>)> {
     let config = &backbone.meta.config;
     let graph = config.ops();
@@ -61,7 +61,7 @@ pub(crate) fn walk_ops<S: Clone>(
             tapped.push(slots.read(OpGraph::result_slot(&graph.ops[..i]))?);
         }
         if let Some(op) = graph.ops.get(i) {
-            write(i, op, &mut slots)?;
+            write(&graph.ops[..i], op, &mut slots)?;
         }
     }
     Ok((slots.read(OpGraph::result_slot(&graph.ops))?, tapped))

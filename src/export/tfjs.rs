@@ -49,7 +49,6 @@ impl TfjsFiles {
 /// The model as TF.js files; `unix_seconds` stamps the metadata.
 pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
     let backbone = &model.backbone;
-    let config = &backbone.meta.config;
     let preprocess = &backbone.meta.preprocess;
     let side = preprocess.crop as usize;
     let mut k = Keras::new(backbone.weights());
@@ -68,8 +67,7 @@ pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
     let one_by_one = Window { k: 1, stride: 1, padding: "valid", activation: "linear" };
     let image = k.depthwise("normalize", "pixels", one_by_one, &scale, &shift);
 
-    let ops = config.ops().ops;
-    let (last, tapped) = walk_ops(backbone, image, |i, op, slots| {
+    let (last, tapped) = walk_ops(backbone, image, |before, op, slots| {
         match op {
             Op::Conv(conv) => {
                 let input = slots.read(conv.input)?;
@@ -78,7 +76,7 @@ pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
             }
             &Op::MaxPool { kernel, stride, padding, input, output } => {
                 // Zero padding stands in for −∞ only where the input cannot be negative.
-                let after_relu = ops[..i]
+                let after_relu = before
                     .iter()
                     .rev()
                     .find(|o| o.output() == input)
@@ -87,7 +85,7 @@ pub fn to_tfjs(model: &Exported, unix_seconds: u64) -> Result<TfjsFiles> {
                     return Err(invalid!("cannot export a max pool whose input may be negative"));
                 }
                 let x = slots.read(input)?;
-                let name = k.name(&format!("maxpool_{i}"));
+                let name = k.name(&format!("maxpool_{}", before.len()));
                 let padded = k.zero_pad(&name, &x, padding);
                 k.layers.push(json!({
                     "class_name": "MaxPooling2D",

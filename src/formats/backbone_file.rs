@@ -41,7 +41,7 @@ pub const MIN_INT8_ROW: usize = 32;
 pub enum Storage {
     /// Biases (and any 1-D tensor): as they are.
     F32,
-    /// Filters with rows too short to share an int8 scale, and filters that read the image.
+    /// Filters with rows too short to share an int8 scale (depthwise filters, Lite's stem).
     F16,
     /// Symmetric int8, one f32 scale per output channel.
     Int8,
@@ -78,10 +78,15 @@ pub fn stored_values(shape: &[usize], data: &[f32], storage: Storage) -> Vec<f32
         Storage::F16 => data.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
         Storage::Int8 => {
             let (q, scales) = quantize_per_output_channel(data, shape[0]);
-            let per_channel = data.len() / shape[0];
-            q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / per_channel]).collect()
+            dequantize(q.into_iter(), &scales)
         }
     }
+}
+
+/// Int8 weights back to f32, each row (output channel) times its scale.
+fn dequantize(q: impl ExactSizeIterator<Item = i8>, scales: &[f32]) -> Vec<f32> {
+    let per_channel = q.len() / scales.len();
+    q.enumerate().map(|(i, v)| v as f32 * scales[i / per_channel]).collect()
 }
 
 /// Written by [`write`] itself (deterministically); read through [`FileKind::read_meta`].
@@ -256,10 +261,7 @@ pub fn read(bytes: &[u8]) -> Result<(BackboneMeta, FloatWeights)> {
             {
                 return Err(not_wick(format!("`{name}` or its scale has the wrong type or shape")));
             }
-            let scales = f32_values(scale.data());
-            let per_channel = view.data().len() / channels;
-            let data: Vec<f32> =
-                view.data().iter().enumerate().map(|(i, &q)| q as i8 as f32 * scales[i / per_channel]).collect();
+            let data = dequantize(view.data().iter().map(|&q| q as i8), &f32_values(scale.data()));
             weights.insert(base.to_string(), (shape, data));
             continue;
         } else {

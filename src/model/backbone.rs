@@ -137,8 +137,7 @@ impl Backbone {
             hasher.update(name.as_bytes());
             hasher.update(crate::formats::f32_bytes(values));
         }
-        let sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Self::new(meta, weights, &sha256, device)
+        Self::new(meta, weights, &crate::util::hex(&hasher.finalize()), device)
     }
 
     fn new(meta: BackboneMeta, weights: FloatWeights, sha256: &str, device: &Device) -> Result<Self> {

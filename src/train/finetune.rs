@@ -97,7 +97,7 @@ pub fn fingerprint(set: &Cifar10) -> String {
     let mut hash = Sha256::new();
     hash.update(&set.labels);
     hash.update(&set.pixels);
-    hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    crate::util::hex(&hash.finalize()[..16])
 }
 
 /// A fine-tuning run, one epoch at a time.
