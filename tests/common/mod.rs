@@ -30,6 +30,15 @@ pub fn wick_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wick")).args(args).envs(env.iter().copied()).output().expect("wick runs")
 }
 
+/// `wick args` fails saying `says`; returns its stderr.
+pub fn refused(args: &[&str], says: &str) -> String {
+    let out = wick(args);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(err.contains(says), "expected `{says}` in: {err}");
+    err
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

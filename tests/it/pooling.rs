@@ -13,7 +13,7 @@ use wick::model::features::{CacheHeader, FeatureCache};
 use wick::model::{Backbone, Classifier};
 
 use crate::common::pickle::CheckpointSpec;
-use crate::common::{s, scratch, seeds, text, wick};
+use crate::common::{refused, s, scratch, seeds};
 
 fn photos() -> Vec<image::RgbImage> {
     ["coffee.png", "rocket.jpg", "brick.png"]
@@ -153,35 +153,25 @@ fn a_model_records_its_pooling_and_refuses_features_of_another() {
 #[test]
 fn what_does_not_go_with_stage_pooling_is_refused() {
     let dir = scratch("pooling-cli");
-    let out = wick(&[
-        "train",
-        "--data",
-        s(&dir),
-        "--out",
-        s(&dir.join("m.wick")),
-        "--train-layers",
-        "1",
-        "--pooling",
-        "stages",
-    ]);
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("--train-layers trains on the last map's pool"), "{}", text(&out.stderr));
-    let out = wick(&[
+    let (model, finetuned) = (dir.join("m.wick"), dir.join("c.wick"));
+    let train = ["train", "--data", s(&dir), "--out", s(&model), "--train-layers", "1", "--pooling", "stages"];
+    refused(&train, "--train-layers trains on the last map's pool");
+    let missing = dir.join("missing.pth");
+    let finetune = [
         "cifar10",
         "--data",
         s(&dir),
         "--out",
-        s(&dir.join("c.wick")),
+        s(&finetuned),
         "--mode",
         "finetune",
         "--pooling",
         "last",
         "--pth",
-        s(&dir.join("missing.pth")),
-    ]);
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("does not use --pooling"), "{}", text(&out.stderr));
-    assert!(!dir.join("m.wick").exists() && !dir.join("c.wick").exists());
+        s(&missing),
+    ];
+    refused(&finetune, "does not use --pooling");
+    assert!(!model.exists() && !finetuned.exists());
 
     let set = FeatureSet::from_rows(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], vec![0, 1]).unwrap();
     let leading = set.leading(2);

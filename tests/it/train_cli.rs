@@ -4,7 +4,7 @@
 //! never saw.
 
 use crate::common::seeds::wick_meta;
-use crate::common::{s, scratch, text, wick};
+use crate::common::{refused, s, scratch, text, wick};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use wick::backbone::Pooling;
@@ -130,14 +130,6 @@ fn tiny_folder(name: &str, classes: &[&str]) -> PathBuf {
         }
     }
     dir
-}
-
-fn refused(args: &[&str], says: &str) -> String {
-    let out = wick(args);
-    let err = text(&out.stderr);
-    assert!(!out.status.success(), "{args:?} should fail");
-    assert!(err.contains(says), "expected `{says}` in: {err}");
-    err
 }
 
 #[test]
