@@ -165,91 +165,85 @@ export const describeBackbone = () => state.builtinBackbone ? BACKBONES[state.bu
 
 const POOLING_NAMES = { stages: 'last stages pooled', last: 'last layer only' };
 
-/// Makes the project's features `pooling`'s ('stages' or 'last'): its images are embedded again
-/// from the copies kept of them, and the model, which the old features trained, is dropped (after
-/// asking, when there is one or there are images).
+/// Makes the project's features `pooling`'s ('stages' or 'last') ([`embedWith`]).
 export async function switchPooling(pooling) {
   const before = state.project.settings.pooling;
-  const keep = (message) => {
-    $('#pooling').value = before;
-    if (message) status(message, true);
-  };
   if (pooling === before) return;
-  if (stillReading()) {
-    keep('Images are still being read: change the features once they are added. Your current project is unchanged.');
-    return;
-  }
-  const images = state.project.classes.reduce((n, c) => n + c.samples.length, 0);
-  if ((images > 0 || state.project.model) && !confirm(`Describe images by "${POOLING_NAMES[pooling]}"? `
-    + `The project's ${images} image${images === 1 ? '' : 's'} will be embedded again${state.project.model ? ', and the trained model dropped (use "Export model" first to keep it)' : ''}.`)) {
-    keep();
-    return;
-  }
-  try {
-    await applyPooling(pooling);
-  } catch (e) {
-    keep(`Could not change the features: ${e.message}. Your current project is unchanged.`);
-    return;
-  }
-  state.project.settings.pooling = pooling;
-  if (state.project.model) post({ type: 'unload-model' });
-  if (images > 0) status('Embedding the project\'s images again…');
-  const { project, leftOut } = await embedAgain(state.project);
-  replaceProject(project);
-  status(`Features: ${POOLING_NAMES[pooling]}.${images > 0 ? ` The project's images were embedded again. ${leftOut}` : ''}`.trim(), leftOut !== '');
+  const changed = await embedWith({
+    question: `Describe images by "${POOLING_NAMES[pooling]}"?`,
+    action: 'change the features',
+    done: () => `Features: ${POOLING_NAMES[pooling]}.`,
+    by: '',
+    announce: false,
+    apply: async () => {
+      await applyPooling(pooling);
+      state.project.settings.pooling = pooling;
+    },
+  });
+  if (!changed) $('#pooling').value = before;
 }
 
-/// Makes an opened backbone file the page's backbone ([`changeBackbone`]).
-export const switchBackbone = ({ file, bytes }) => changeBackbone({
-  what: `the backbone in ${file.name}`,
+/// Makes an opened backbone file the page's backbone ([`embedWith`]).
+export const switchBackbone = ({ file, bytes }) => embedWith({
+  question: `Switch to the backbone in ${file.name}?`,
   action: `open ${file.name}`,
   done: () => `Opened backbone ${file.name}: ${describeBackbone()}.`,
-  request: { backboneBytes: bytes.slice().buffer },
-  loaded: { bytes },
+  by: ' by it',
+  announce: true,
+  apply: () => loadBackbone({ backboneBytes: bytes.slice().buffer }, { bytes }),
 });
 
 /// Makes one of the site's backbones (a key of BACKBONES) the page's: Lite2 is downloaded the first
-/// time, with progress, and kept for offline use ([`changeBackbone`]).
+/// time, with progress, and kept for offline use ([`embedWith`]).
 export async function chooseBackbone(builtin) {
   const before = state.customBackbone ? 'file' : state.builtinBackbone;
   if (builtin === before) return;
   const { name, url } = BACKBONES[builtin];
-  const changed = await changeBackbone({
-    what: `${name}${builtin === 'lite2' ? ' (a 6.5 MB download the first time)' : ''}`,
+  const changed = await embedWith({
+    question: `Switch to ${name}${builtin === 'lite2' ? ' (a 6.5 MB download the first time)' : ''}?`,
     action: `switch to ${name}`,
     done: () => `Backbone: ${name}.`,
-    request: { backboneUrl: url },
-    loaded: { builtin },
+    by: ' by it',
+    announce: true,
+    apply: () => loadBackbone({ backboneUrl: url }, { builtin }),
   });
   if (!changed) $('#backbone').value = before;
 }
 
-/// Replaces the page's backbone with the one `request` loads in the worker. The project keeps its
-/// classes and images: they are embedded again by the new backbone from the copies kept of them,
-/// and the model, which the old features trained, is dropped (after asking, when there is one or
-/// there are images). Resolves with whether the backbone changed.
-async function changeBackbone({ what, action, done, request, loaded }) {
+/// The worker's backbone from `request` (a file's bytes, or a URL to download), the page's from
+/// then on, giving the project's features.
+async function loadBackbone(request, loaded) {
+  setBackbone(await ask({ type: 'load-backbone', ...request }, []), loaded);
+  await applyPooling(state.project.settings.pooling);
+  $('#backbone-progress').value = 1;
+}
+
+/// Changes what the project's features are (`apply`: a new backbone, or another pooling). The
+/// project keeps its classes and images: they are embedded again from the copies kept of them, and
+/// the model, which the old features trained, is dropped (after asking, when there is one or there
+/// are images). `done` says what changed: while the images are embedded too where `announce`
+/// (a new backbone), after they are in any case. Resolves with whether the change was made.
+async function embedWith({ question, action, done, by, announce, apply }) {
   if (stillReading()) {
-    // The images in flight would be embedded by one backbone or the other, depending on timing.
+    // The images in flight would be embedded one way or the other, depending on timing.
     status(`Images are still being read: ${action} once they are added. Your current project is unchanged.`, true);
     return false;
   }
   const images = state.project.classes.reduce((n, c) => n + c.samples.length, 0);
-  if ((images > 0 || state.project.model) && !confirm(`Switch to ${what}? `
-    + `The project's ${images} image${images === 1 ? '' : 's'} will be embedded again by it${state.project.model ? ', and the trained model dropped (use "Export model" first to keep it)' : ''}.`)) return false;
+  if ((images > 0 || state.project.model) && !confirm(`${question} `
+    + `The project's ${images} image${images === 1 ? '' : 's'} will be embedded again${by}${state.project.model ? ', and the trained model dropped (use "Export model" first to keep it)' : ''}.`)) return false;
   try {
-    setBackbone(await ask({ type: 'load-backbone', ...request }, []), loaded);
-    await applyPooling(state.project.settings.pooling);
+    await apply();
   } catch (e) {
     status(`Could not ${action}: ${e.message}. Your current project is unchanged.`, true);
     return false;
   }
-  $('#backbone-progress').value = 1;
   if (state.project.model) post({ type: 'unload-model' });
-  status(`${done()}${images > 0 ? ' Embedding the project\'s images again…' : ''}`);
+  const embedding = images > 0 && 'Embedding the project\'s images again…';
+  if (announce || embedding) status([announce && done(), embedding].filter(Boolean).join(' '));
   const { project, leftOut } = await embedAgain(state.project);
   replaceProject(project);
-  status(`${done()}${images > 0 ? ` The project's images were embedded again by it. ${leftOut}` : ''}`.trim(), leftOut !== '');
+  status(`${done()}${images > 0 ? ` The project's images were embedded again${by}. ${leftOut}` : ''}`.trim(), leftOut !== '');
   return true;
 }
 
