@@ -14,6 +14,7 @@ lint:
 	cargo clippy --release --target wasm32-unknown-unknown --no-default-features -- -D warnings
 	cargo clippy --release --lib --target wasm32-unknown-unknown --no-default-features --features export -- -D warnings
 	cargo clippy --release --lib --target wasm32-unknown-unknown --no-default-features --features web-runtime -- -D warnings
+	RUSTFLAGS='-C target-feature=+simd128,+relaxed-simd --cfg getrandom_backend="wasm_js"' cargo clippy --release --lib --target wasm32-unknown-unknown --no-default-features --target-dir $(or $(CARGO_TARGET_DIR),target)/web-relaxed -- -D warnings
 
 test-native:
 	scripts/setup.sh test

@@ -7,9 +7,10 @@ import zlib from 'node:zlib';
 
 export const gzipped = (file) => zlib.gzipSync(fs.readFileSync(file)).length;
 
-/// The page's first load from `dist` with its `build` ('single': `.`, 'threads': `threads/`).
+/// The page's first load from `dist` with its `build` ('single': `.`; 'relaxed', 'threads',
+/// 'threads-relaxed': the folder of that name).
 export function pageFirstLoad(dist, build) {
-  const dir = build === 'threads' ? 'threads' : '.';
+  const dir = build === 'single' ? '.' : build;
   const inDist = (f) => gzipped(path.join(dist, f));
   const pageModules = fs.readdirSync(path.join(dist, 'static/app')).map((f) => `static/app/${f}`);
   // The manifest is fetched on a first visit too (the icons only when the page is installed).

@@ -1,4 +1,5 @@
-// The browser backbone benchmark: Wick (wasm + simd128, one thread; int8 products, and f32) against TF.js's wasm backend
+// The browser backbone benchmark: Wick (wasm + simd128, one thread; int8 products, and f32; and the
+// relaxed-SIMD twin of each build, int8) against TF.js's wasm backend
 // (SIMD, one thread: the page is not cross-origin isolated), then on a cross-origin isolated page
 // Wick's multi-threaded build against TF.js's threaded backend (one thread per core each) and
 // Wick's one-thread build, and last Wick's two builds alone on an isolated page (its scaling against
@@ -60,10 +61,11 @@ async function openBenchPage(serverOrigin, isolated, { withTfjs = true } = {}) {
       workers[build].onmessage = ({ data }) => (data.error ? reject(new Error(data.error)) : resolve(data.value));
       workers[build].postMessage(message);
     });
-    const builds = isolated ? { single: '/', threads: '/threads/' } : { single: '/' };
+    const builds = isolated ? { single: '/', threads: '/threads/', 'threads-relaxed': '/threads-relaxed/' }
+      : { single: '/', relaxed: '/relaxed/' };
     for (const [build, dir] of Object.entries(builds)) {
       workers[build] = new Worker('/bench/wick-worker.js', { type: 'module' });
-      const poolSize = build === 'threads' ? threads : 0;
+      const poolSize = build.startsWith('threads') ? threads : 0;
       window.wickThreads[build] = await window.wickCall(build, { type: 'init', module: `${dir}wick.js`, wasm: `${dir}wick_bg.wasm`, threads: poolSize });
     }
 
@@ -155,9 +157,10 @@ try {
   const { best } = await bestOfRounds({
     'wick-wasm-int8': wickRun(page, 'single', 'int8'),
     'tfjs-wasm': tfjsRun(page),
+    'wick-relaxed-int8': wickRun(page, 'relaxed', 'int8'),
     'wick-wasm-f32': wickRun(page, 'single', 'f32'),
   });
-  for (const runtime of ['wick-wasm-int8', 'wick-wasm-f32', 'tfjs-wasm']) {
+  for (const runtime of ['wick-wasm-int8', 'wick-relaxed-int8', 'wick-wasm-f32', 'tfjs-wasm']) {
     for (const batch of BATCHES) {
       const extra = runtime === 'tfjs-wasm' ? { threads: info.threads, simd: info.simd } : {};
       report({ runtime, batch, ms_per_image: best[`${runtime}/${batch}`], rounds: ROUNDS, threads: 1, ...extra });
@@ -172,11 +175,12 @@ try {
   const { best: bestIsolated } = await bestOfRounds({
     'wick-threads-int8': wickRun(isolatedPage, 'threads', 'int8'),
     'tfjs-threads': tfjsRun(isolatedPage),
+    'wick-threads-relaxed-int8': wickRun(isolatedPage, 'threads-relaxed', 'int8'),
     'wick-one-thread-int8': wickRun(isolatedPage, 'single', 'int8'),
   });
-  for (const runtime of ['wick-threads-int8', 'wick-one-thread-int8', 'tfjs-threads']) {
+  for (const runtime of ['wick-threads-int8', 'wick-threads-relaxed-int8', 'wick-one-thread-int8', 'tfjs-threads']) {
     for (const batch of BATCHES) {
-      const n = runtime === 'tfjs-threads' ? isolatedInfo.threads : runtime === 'wick-threads-int8' ? threads : 1;
+      const n = runtime === 'tfjs-threads' ? isolatedInfo.threads : runtime.startsWith('wick-threads') ? threads : 1;
       report({ runtime, batch, ms_per_image: bestIsolated[`${runtime}/${batch}`], rounds: ROUNDS, threads: n, isolated: true });
     }
   }
@@ -214,7 +218,7 @@ try {
   isolatedServer.close();
 }
 
-const loads = ['single', 'threads'].map((build) => pageFirstLoad(path.join(root, 'dist'), build));
+const loads = ['single', 'relaxed', 'threads', 'threads-relaxed'].map((build) => pageFirstLoad(path.join(root, 'dist'), build));
 if (json) {
   loads.forEach((load) => console.log(JSON.stringify({ first_load_bytes: load })));
 } else {
@@ -225,6 +229,8 @@ if (json) {
     const ratios = [];
     const peer = r.isolated ? find('tfjs-threads', r.batch) : find('tfjs-wasm', r.batch);
     if (r.runtime.startsWith('wick')) ratios.push(`${(r.ms_per_image / peer.ms_per_image).toFixed(2)}x TF.js`);
+    if (r.runtime === 'wick-relaxed-int8') ratios.push(`${(r.ms_per_image / find('wick-wasm-int8', r.batch).ms_per_image).toFixed(2)}x simd128`);
+    if (r.runtime === 'wick-threads-relaxed-int8') ratios.push(`${(r.ms_per_image / find('wick-threads-int8', r.batch).ms_per_image).toFixed(2)}x simd128`);
     if (r.runtime === 'wick-threads-int8') ratios.push(`${(r.ms_per_image / find('wick-one-thread-int8', r.batch).ms_per_image).toFixed(2)}x one thread`);
     const note = r.runtime.startsWith('tfjs') ? ` (simd ${r.simd ?? true})` : '';
     console.log(`${r.runtime.padEnd(22)}${String(r.threads).padStart(8)}${String(r.batch).padStart(6)}${r.ms_per_image.toFixed(1).padStart(10)}  ${ratios.join(', ')}${note}`);

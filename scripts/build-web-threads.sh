@@ -5,16 +5,22 @@
 # The page loads this build only when it is cross-origin isolated (COOP + COEP headers); elsewhere
 # browsers refuse shared memory, and it loads Trunk's.
 #
-# Trunk runs this after its own build (Trunk.toml's post_build hook) and it writes `threads/` into
-# Trunk's staging folder; run by hand, `scripts/build-web-threads.sh DIR` writes DIR/threads.
+# With `relaxed`, the same with WebAssembly's relaxed SIMD (threads-relaxed/: the int8 products'
+# dot instruction; static/app/wasm.js loads it where the browser compiles it).
+#
+# Trunk runs this after its own build (Trunk.toml's post_build hooks) and it writes `threads/` (or
+# `threads-relaxed/`) into Trunk's staging folder; run by hand, `scripts/build-web-threads.sh
+# [relaxed] DIR` writes DIR/threads (DIR/threads-relaxed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Pinned: scripts/setup.sh installs exactly this one, with rust-src and the wasm target.
 TOOLCHAIN=nightly-2026-05-20
-out="${1:-${TRUNK_STAGING_DIR:?run by Trunk, or give the output folder}}/threads"
+name=threads simd=+simd128
+[ "${1:-}" = relaxed ] && { name=threads-relaxed simd=+simd128,+relaxed-simd; shift; }
+out="${1:-${TRUNK_STAGING_DIR:?run by Trunk, or give the output folder}}/$name"
 profile=wasm-release
 [ "${TRUNK_PROFILE:-release}" = debug ] && profile=dev
-target_dir="${CARGO_TARGET_DIR:-target}/web-threads"
+target_dir="${CARGO_TARGET_DIR:-target}/web-$name"
 
 # The profile's strip=true would also drop the section that tells wasm-bindgen which wasm features
 # the module uses; wasm-bindgen removes the names itself (--remove-name-section).
@@ -25,7 +31,7 @@ export CARGO_PROFILE_WASM_RELEASE_STRIP=debuginfo
 # phones refuse 4 GiB); wasm-bindgen sets up each thread's stack and thread-locals through the
 # exported TLS symbols.
 link='--shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base'
-export RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 --cfg getrandom_backend=\"wasm_js\" $(printf -- '-C link-arg=%s ' $link)"
+export RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,$simd --cfg getrandom_backend=\"wasm_js\" $(printf -- '-C link-arg=%s ' $link)"
 cargo "+$TOOLCHAIN" build --quiet --lib --profile "$profile" --target wasm32-unknown-unknown \
   --no-default-features --features web-threads --target-dir "$target_dir" -Z build-std=panic_abort,std
 built="$target_dir/wasm32-unknown-unknown/$([ "$profile" = dev ] && echo debug || echo "$profile")/wick.wasm"

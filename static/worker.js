@@ -11,8 +11,8 @@ const library = import('./app/wasm.js').then(async (loaded) => {
   const threads = await loaded.startThreads(Math.max(1, navigator.hardwareConcurrency || 1));
   self.postMessage({ type: 'threads-started' });
   // After startThreads: a pool that did not start leaves the single-threaded build in `loaded.wick`.
-  const { build, oneThreadBecause, sharedMaximum } = loaded;
-  return { ...loaded.wick, build, threads, oneThreadBecause, sharedMaximum };
+  const { build, simd, oneThreadBecause, sharedMaximum } = loaded;
+  return { ...loaded.wick, build, simd, threads, oneThreadBecause, sharedMaximum };
 });
 let wick = null;
 
@@ -47,6 +47,7 @@ async function loadBackbone({ id, backboneUrl, backboneBytes }) {
     dim: session.feature_dim,
     bytes: bytes.length,
     build: wick.build,
+    simd: wick.simd,
     threads: wick.threads,
     oneThreadBecause: wick.oneThreadBecause,
     sharedMaximum: wick.sharedMaximum,

@@ -97,6 +97,24 @@ impl OpGraph {
         ops.last().map_or(IMAGE_SLOT, Op::output)
     }
 
+    /// For each op, whether its input cannot be negative: a convolution's output after a ReLU (or
+    /// ReLU6), or a max pool of one. The image's values can be anything.
+    pub fn nonnegative_inputs(&self) -> Vec<bool> {
+        let mut nonnegative = [false; SLOTS];
+        self.ops
+            .iter()
+            .map(|op| {
+                let (input, output, result) = match *op {
+                    Op::Conv(ref c) => (c.input, c.output, c.activation != Activation::None),
+                    Op::MaxPool { input, output, .. } => (input, output, nonnegative[input]),
+                };
+                let before = nonnegative[input];
+                nonnegative[output] = result;
+                before
+            })
+            .collect()
+    }
+
     /// The convolutions, in order.
     pub fn convs(&self) -> impl Iterator<Item = &ConvOp> {
         self.ops.iter().filter_map(|op| match op {

@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// --finetune: untimed steps first (cuDNN/cuBLAS set-up, allocator warm-up).
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    /// Time each layer of the CPU inference path instead (one image, the fastest of --iters passes):
+    /// its kernel, multiply-adds, time and share of the pass, then the totals per kind of kernel.
+    #[arg(long, conflicts_with_all = ["head_data", "head_fit", "finetune"])]
+    pub layers: bool,
     /// Worker threads (default: all cores). Set before any work starts.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -75,6 +79,7 @@ impl BenchArgs {
                 let precision = backbone.training_precision()?;
                 bench_finetune(backbone, &self.batch, &self.img_size, self.warmup, iters, precision, json)
             }
+            _ if self.layers => bench_layers(backbone, iters, json),
             _ => bench(backbone, &self.batch, iters, json),
         }
     }
@@ -117,6 +122,69 @@ fn bench(args: &BackboneArgs, batches: &[usize], iters: usize, json: bool) -> Re
         } else {
             println!("{}  {precision}  threads {threads}  batch {batch:>3}: {ms:8.2} ms/image", record.backbone);
         }
+    }
+    Ok(())
+}
+
+/// Each layer of the CPU path on one image (`--layers`): a row per layer, then per kind of kernel.
+fn bench_layers(args: &BackboneArgs, iters: usize, json: bool) -> Result<()> {
+    if iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let backbone = args.load()?;
+    let crop = backbone.meta.preprocess.crop as usize;
+    let input = Tensor::randn(0f32, 1f32, (1, 3, crop, crop), backbone.device())?;
+    let layers = backbone.layer_times(&input, iters)?;
+    let total: f64 = layers.iter().map(|l| l.seconds).sum();
+    if json {
+        for layer in &layers {
+            println!("{}", serde_json::to_string(layer)?);
+        }
+        return Ok(());
+    }
+    let threads = candle_core::utils::get_num_threads();
+    println!(
+        "{}, {crop}², threads {threads}: fastest of {iters} passes per layer, {:.3} ms in all",
+        backbone.id,
+        total * 1e3
+    );
+    println!(
+        "{:<34} {:<24} {:>14} {:>9} {:>9} {:>8} {:>6}",
+        "layer", "kernel", "output", "MMAC", "ms", "GMAC/s", "share"
+    );
+    let gmacs = |macs: usize, s: f64| if s > 0.0 { macs as f64 / s / 1e9 } else { 0.0 };
+    for l in &layers {
+        let [h, w, c] = l.output;
+        println!(
+            "{:<34} {:<24} {:>14} {:>9.2} {:>9.4} {:>8.1} {:>5.1}%",
+            l.name,
+            l.kernel,
+            format!("{h}×{w}×{c}"),
+            l.multiply_adds as f64 / 1e6,
+            l.seconds * 1e3,
+            gmacs(l.multiply_adds, l.seconds),
+            100.0 * l.seconds / total
+        );
+    }
+    // The kinds, by what they cost: `3×3 depthwise f32` and `5×5/2 depthwise f32` are one kind.
+    let kind = |k: &str| k.split_once(' ').map_or(k.to_string(), |(_, rest)| rest.to_string());
+    let mut kinds: Vec<(String, usize, f64)> = Vec::new();
+    for l in &layers {
+        match kinds.iter_mut().find(|(k, ..)| *k == kind(&l.kernel)) {
+            Some((_, macs, s)) => (*macs, *s) = (*macs + l.multiply_adds, *s + l.seconds),
+            None => kinds.push((kind(&l.kernel), l.multiply_adds, l.seconds)),
+        }
+    }
+    kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
+    println!("\n{:<34} {:>9} {:>9} {:>8} {:>6}", "kind", "MMAC", "ms", "GMAC/s", "share");
+    for (k, macs, s) in kinds {
+        println!(
+            "{k:<34} {:>9.2} {:>9.4} {:>8.1} {:>5.1}%",
+            macs as f64 / 1e6,
+            s * 1e3,
+            gmacs(macs, s),
+            100.0 * s / total
+        );
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use crate::backbone::fold::FloatWeights;
 use crate::backbone::ops::{ConvOp, Padding};
 use crate::error::{invalid, Result};
 use crate::kernels::geometry::ConvGeometry;
+use crate::kernels::int8::Inputs;
 use crate::kernels::matmul::{Epilogue, MatmulPrecision, Weights};
 use crate::kernels::nhwc;
 use crate::kernels::Activation;
@@ -52,11 +53,16 @@ impl Shape {
 }
 
 impl FusedConv {
-    /// The folded convolution `op` (its `<name>.weight` and `<name>.bias` in `weights`). Depthwise
-    /// filters, the stem and 1×1 convolutions of fewer than [`INT8_MIN_INPUTS`] channels stay f32
-    /// whatever `precision` says: quantizing a row of 16 or 24 values costs about what the product
-    /// saves.
-    pub fn new(weights: &FloatWeights, op: &ConvOp, precision: MatmulPrecision) -> Result<Self> {
+    /// The folded convolution `op` (its `<name>.weight` and `<name>.bias` in `weights`), whose input
+    /// is never negative where `nonnegative_input` says so. Depthwise filters, the stem and 1×1
+    /// convolutions of fewer than [`INT8_MIN_INPUTS`] channels stay f32 whatever `precision` says:
+    /// quantizing a row of 16 or 24 values costs about what the product saves.
+    pub fn new(
+        weights: &FloatWeights,
+        op: &ConvOp,
+        precision: MatmulPrecision,
+        nonnegative_input: bool,
+    ) -> Result<Self> {
         let ConvOp { ref name, shape, depthwise, stride, padding, activation, .. } = *op;
         let get = |suffix: &str, expected: &[usize]| -> Result<&[f32]> {
             let tensor = format!("{name}.{suffix}");
@@ -70,15 +76,37 @@ impl FusedConv {
         let weight = get("weight", &shape)?;
         let bias = get("bias", &[out])?.to_vec();
         let precision = if input < INT8_MIN_INPUTS { MatmulPrecision::F32 } else { precision };
+        let inputs = if nonnegative_input { Inputs::NonNegative } else { Inputs::Signed };
         let (filters, in_channels) = if depthwise {
             (Filters::Depthwise(nhwc::taps_for_depthwise(weight, out, k)), out)
         } else if k == 1 {
-            (Filters::Pointwise(Weights::new(weight, out, input, precision)), input)
+            (Filters::Pointwise(Weights::new(weight, out, input, precision, inputs)), input)
         } else {
             let rows = nhwc::filters_for_im2col(weight, out, input, k);
-            (Filters::Dense(Weights::new(&rows, out, k * k * input, precision)), input)
+            (Filters::Dense(Weights::new(&rows, out, k * k * input, precision, inputs)), input)
         };
         Ok(Self { filters, bias, in_channels, out_channels: out, kernel: k, stride, padding, activation })
+    }
+
+    /// How it computes, e.g. `1×1 int8 vnni`, `3×3/2 im2col f32`, `5×5 depthwise f32`.
+    pub fn kernel_name(&self) -> String {
+        let (k, stride) = (self.kernel, self.stride);
+        let size = if stride == 1 { format!("{k}×{k}") } else { format!("{k}×{k}/{stride}") };
+        match &self.filters {
+            Filters::Pointwise(w) => format!("{size} {}", w.kernel_name()),
+            Filters::Dense(w) => format!("{size} im2col {}", w.kernel_name()),
+            Filters::Depthwise(_) => format!("{size} depthwise f32"),
+        }
+    }
+
+    /// Multiply-adds over an input of shape `input`.
+    pub fn multiply_adds(&self, input: Shape) -> usize {
+        let out = self.output_shape(input);
+        let per_output = match self.filters {
+            Filters::Depthwise(_) => self.kernel * self.kernel,
+            _ => self.kernel * self.kernel * self.in_channels,
+        };
+        out.elements() * per_output
     }
 
     fn geometry(&self, input: Shape) -> ConvGeometry {

@@ -37,6 +37,19 @@ enum Step {
     MaxPool { kernel: usize, stride: usize, padding: usize, input: usize, output: usize },
 }
 
+/// One op's place in a pass ([`CpuNetwork::layer_times`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerTime {
+    /// The convolution's checkpoint name (its weights' prefix).
+    pub name: String,
+    /// How it computes, e.g. `1×1 int8 vnni`, `5×5 depthwise f32`.
+    pub kernel: String,
+    /// Its output (H, W, C).
+    pub output: [usize; 3],
+    pub multiply_adds: usize,
+    pub seconds: f64,
+}
+
 /// A folded network ready to run images on the CPU: the family's ops ([`OpGraph`]), walked in
 /// order over four reused buffers. Nothing here is particular to a family.
 #[derive(Debug)]
@@ -52,10 +65,11 @@ impl CpuNetwork {
         let steps = graph
             .ops
             .iter()
-            .map(|op| {
+            .zip(graph.nonnegative_inputs())
+            .map(|(op, nonnegative_input)| {
                 Ok(match op {
                     Op::Conv(c) => Step::Conv {
-                        conv: FusedConv::new(weights, c, precision)?,
+                        conv: FusedConv::new(weights, c, precision, nonnegative_input)?,
                         input: c.input,
                         output: c.output,
                         residual: c.residual,
@@ -127,11 +141,20 @@ impl CpuNetwork {
         taps: &[usize],
         mut pools: &mut [f32],
     ) -> (Shape, &'a [f32]) {
-        self.run(self.steps.len(), image, side, arena, threads, taps, &mut |shape, x| {
-            let (pooled, rest) = std::mem::take(&mut pools).split_at_mut(shape.c);
-            nhwc::global_average_pool(x, shape.c, pooled);
-            pools = rest;
-        })
+        self.run(
+            self.steps.len(),
+            image,
+            side,
+            arena,
+            threads,
+            taps,
+            &mut |shape, x| {
+                let (pooled, rest) = std::mem::take(&mut pools).split_at_mut(shape.c);
+                nhwc::global_average_pool(x, shape.c, pooled);
+                pools = rest;
+            },
+            None,
+        )
     }
 
     /// After how many steps each of `pooling`'s blocks' inputs is ready.
@@ -153,16 +176,76 @@ impl CpuNetwork {
         let steps = self.graph.front(first).len();
         let values =
             self.each_image(images, n, side, shape.iter().product(), threads, |image, arena, out, threads| {
-                let (shape, x) = self.run(steps, image, side, arena, threads, &[], &mut |_, _| {});
+                let (shape, x) = self.run(steps, image, side, arena, threads, &[], &mut |_, _| {}, None);
                 assert_eq!(x.len(), out.len(), "the configuration's activation shape is the network's");
                 nhwc::nhwc_to_nchw(x, shape.c, out)
             })?;
         Ok((values, shape))
     }
 
+    /// Each op's time on one image (3, H, W) on `threads` threads: the fastest of `passes` passes
+    /// after a warm-up, with what the op is and what it costs (`wick bench --layers`).
+    pub fn layer_times(
+        &self,
+        image: &[f32],
+        side: (usize, usize),
+        passes: usize,
+        threads: usize,
+    ) -> Result<Vec<LayerTime>> {
+        if image.len() != 3 * side.0 * side.1 {
+            return Err(invalid!("expected an image of 3×{}×{}, got {} values", side.0, side.1, image.len()));
+        }
+        let mut best = vec![f64::INFINITY; self.steps.len()];
+        let mut shapes = Vec::new();
+        let run = |times: &mut Vec<(Shape, Shape, f64)>| {
+            ARENA.with(|arena| {
+                let mut pass = || {
+                    self.run(
+                        self.steps.len(),
+                        image,
+                        side,
+                        &mut arena.borrow_mut(),
+                        threads,
+                        &[],
+                        &mut |_, _| {},
+                        Some(times),
+                    );
+                };
+                if crate::kernels::parallel(threads) {
+                    Crew::run(threads - 1, pass);
+                } else {
+                    pass();
+                }
+            })
+        };
+        for pass in 0..=passes {
+            let mut times = Vec::with_capacity(self.steps.len());
+            run(&mut times);
+            if pass > 0 {
+                best.iter_mut().zip(&times).for_each(|(best, &(_, _, t))| *best = best.min(t));
+            }
+            shapes = times.into_iter().map(|(input, output, _)| (input, output)).collect();
+        }
+        Ok(self
+            .steps
+            .iter()
+            .zip(&self.graph.ops)
+            .zip(shapes.into_iter().zip(best))
+            .map(|((step, op), ((input, output), seconds))| {
+                let (name, kernel, multiply_adds) = match (step, op) {
+                    (Step::Conv { conv, .. }, Op::Conv(c)) => {
+                        (c.name.clone(), conv.kernel_name(), conv.multiply_adds(input))
+                    }
+                    (_, _) => ("max pool".into(), "max pool f32".into(), 0),
+                };
+                LayerTime { name, kernel, output: [output.h, output.w, output.c], multiply_adds, seconds }
+            })
+            .collect())
+    }
+
     /// One image (3, H, W) through the first `steps` ops: the result's shape and values (NHWC),
     /// in the arena's buffers. After each count of steps in `taps` (ascending), `tap` sees the
-    /// result so far.
+    /// result so far; `times`, where given, gets each op's input and output shapes and seconds.
     #[allow(clippy::too_many_arguments)]
     fn run<'a>(
         &self,
@@ -173,6 +256,7 @@ impl CpuNetwork {
         threads: usize,
         taps: &[usize],
         tap: &mut dyn FnMut(Shape, &[f32]),
+        mut times: Option<&mut Vec<(Shape, Shape, f64)>>,
     ) -> (Shape, &'a [f32]) {
         let largest = self.config.peak_activation_bytes(side.0.max(side.1)) / 4;
         let (input, buffers) = arena.start(image, side, largest);
@@ -189,6 +273,7 @@ impl CpuNetwork {
             };
             // The output buffer is taken out while the others are read (a family never reads the
             // buffer an op writes).
+            let start = times.is_some().then(std::time::Instant::now);
             let mut out = std::mem::take(&mut *buffers[output]);
             let x = &buffers[input][..shapes[input].elements()];
             shapes[output] = match step {
@@ -210,6 +295,9 @@ impl CpuNetwork {
                 }
             };
             *buffers[output] = out;
+            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                times.push((shapes[input], shapes[output], start.elapsed().as_secs_f64()));
+            }
         }
         let result = OpGraph::result_slot(&self.graph.ops[..steps]);
         let shape = shapes[result];
@@ -256,5 +344,59 @@ impl CpuNetwork {
             }
         }
         Ok(outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // The relaxed-SIMD web builds' int8 kernels (`kernels::int8`'s `Kernel::Relaxed` where a layer's
+    // input cannot be negative, `Kernel::RelaxedSplit` elsewhere), run here as plain loops over
+    // whole backbones: the same features, bit for bit, as the simd128 builds' kernel.
+
+    use candle_core::Device;
+
+    use crate::backbone::Pooling;
+    use crate::kernels::int8::{with_kernel, Kernel};
+    use crate::model::Backbone;
+
+    /// The default backbone on real photos, both kernels used (its expansions and head take signed
+    /// inputs, its projections ReLU6's).
+    #[test]
+    fn relaxed_kernels_give_the_simd128_kernels_features() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let lite0 = std::fs::read(root.join("static/efficientnet-lite0-int8.safetensors")).unwrap();
+        let load = || Backbone::from_backbone_file(&lite0, &Device::Cpu).unwrap();
+        let photos: Vec<_> = ["coffee.png", "chelsea.png", "rocket.jpg", "brick.png"]
+            .iter()
+            .map(|p| {
+                crate::data::preprocess::decode_image(&std::fs::read(root.join("tests/fixtures").join(p)).unwrap())
+                    .unwrap()
+            })
+            .collect();
+        let input = load().input_tensor(&photos).unwrap();
+        // Each its own backbone: the CPU path is built on first use (here, inside `with_kernel`).
+        let features = |kernel| {
+            let (features, matrices) = with_kernel(kernel, || {
+                load().with_pooling(Pooling::Stages).features(&input).unwrap().to_vec2::<f32>().unwrap()
+            });
+            // The 1×1 convolutions of 32 inputs or more: 16 projections, 12 expansions, the head.
+            assert_eq!(matrices, 29, "{kernel:?}: int8 matrices built");
+            features
+        };
+        assert_eq!(features(Kernel::Relaxed), features(Kernel::Pairs));
+    }
+
+    /// Which layers take inputs that cannot be negative: Lite0's projections (after the depthwise
+    /// ReLU6), not its expansions or head (after a residual sum or a projection).
+    #[test]
+    fn only_inputs_after_a_relu_count_as_nonnegative() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let lite0 = std::fs::read(root.join("static/efficientnet-lite0-int8.safetensors")).unwrap();
+        let (meta, _) = crate::formats::backbone_file::read(&lite0).unwrap();
+        let graph = meta.config.ops();
+        for (op, nonnegative) in graph.ops.iter().zip(graph.nonnegative_inputs()) {
+            let crate::backbone::ops::Op::Conv(conv) = op else { unreachable!("Lite0 has no max pool") };
+            assert_eq!(nonnegative, conv.depthwise || conv.name.contains("project"), "{}", conv.name);
+        }
     }
 }

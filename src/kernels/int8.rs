@@ -5,11 +5,21 @@
 //! - [`Kernel::Vnni`] (x86-64 with AVX-512 VNNI, detected at run time): `vpdpbusd` multiplies 4
 //!   unsigned × 4 signed bytes into each of 16 i32 lanes. The activations go in as `q + 128`
 //!   (unsigned), and `128 · Σₖ w` is taken off each column afterwards.
+//! - [`Kernel::Relaxed`] and [`Kernel::RelaxedSplit`] (the web app's relaxed-SIMD builds): wasm's
+//!   `i32x4.relaxed_dot_i8x16_i7x16_add_s` multiplies 4 signed × 4 7-bit bytes into each of 4 i32
+//!   lanes and adds (one `vpdpbusd` where the CPU has VNNI, `pmaddubsw` + `pmaddwd` where not). Its
+//!   7-bit operand is exact only from 0 to 127, so the activations go there: as they are where they
+//!   cannot be negative (after a ReLU: `Relaxed`), else as q + 127 cut into two 7-bit halves, each
+//!   multiplied by the same weights, with `127 · Σₖ w` taken off each column (`RelaxedSplit`: K
+//!   doubled). Nothing is rounded to 7 bits, so the sums are exactly the other kernels' (7-bit
+//!   weights would have cost feature cosine 0.990 against f32, 7-bit activations 0.996: measured
+//!   on the default backbone and the test photos, 2026-12-07).
 //! - [`Kernel::Pairs`] (everything else): i16 pairs, the shape of wasm's `i32x4.dot_i16x8` (and of
 //!   x86's `pmaddwd`): in wasm simd128, 8 multiply-adds per instruction against f32's 4 (and f32
 //!   needs a separate add).
 //!
-//! No product can overflow: |q| ≤ 127 and 255 · 127 · K < 2³¹ for any K below 66 000 (checked).
+//! No product can overflow: |q| ≤ 127 and 255 · 127 · K < 2³¹ for any K below 66 000 (checked;
+//! `RelaxedSplit`'s 127 · 127 · 2K is smaller).
 
 use crate::kernels::rows::{finish_row, max_abs, quantize_row};
 use crate::kernels::scalar::round_to_i32;
@@ -19,11 +29,62 @@ use crate::kernels::Activation;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     Vnni,
+    /// Only where it runs fast (the relaxed-SIMD wasm builds) or is tested (natively, as plain loops).
+    #[cfg(any(test, target_feature = "relaxed-simd"))]
+    Relaxed,
+    #[cfg(any(test, target_feature = "relaxed-simd"))]
+    RelaxedSplit,
     Pairs,
 }
 
+/// What the activations a matrix multiplies can be: never negative after a ReLU, which the relaxed
+/// kernel multiplies as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inputs {
+    Signed,
+    NonNegative,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The kernel the matrices quantized on this thread use, and how many took it (tests:
+    /// [`with_kernel`]).
+    static CHOSEN: std::cell::Cell<Option<(Kernel, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// `f` with every matrix quantized on this thread by [`Int8Matrix::quantize`] using `kernel` (for
+/// [`Kernel::Relaxed`], [`Kernel::RelaxedSplit`] where the inputs may be negative), and how many
+/// matrices were: tests run a whole network on a kernel this machine would not choose.
+#[cfg(test)]
+pub fn with_kernel<R>(kernel: Kernel, f: impl FnOnce() -> R) -> (R, usize) {
+    let before = CHOSEN.replace(Some((kernel, 0)));
+    let result = f();
+    let (_, count) = CHOSEN.replace(before).expect("set above");
+    (result, count)
+}
+
 impl Kernel {
-    /// The fastest kernel this machine has.
+    /// The fastest kernel this machine has for `inputs`.
+    #[cfg_attr(not(any(test, target_feature = "relaxed-simd")), allow(unused_variables))]
+    pub fn detect_for(inputs: Inputs) -> Self {
+        #[cfg(test)]
+        if let Some((kernel, count)) = CHOSEN.get() {
+            CHOSEN.set(Some((kernel, count + 1)));
+            return match (kernel, inputs) {
+                (Self::Relaxed, Inputs::Signed) => Self::RelaxedSplit,
+                _ => kernel,
+            };
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        return match inputs {
+            Inputs::NonNegative => Self::Relaxed,
+            Inputs::Signed => Self::RelaxedSplit,
+        };
+        #[allow(unreachable_code)]
+        Self::detect()
+    }
+
+    /// The fastest kernel this machine has for inputs of any sign, outside the relaxed builds.
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
@@ -37,19 +98,40 @@ impl Kernel {
         Self::Pairs
     }
 
+    /// Its name in a report: `vnni`, `relaxed`, `relaxed split`, `pairs`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vnni => "vnni",
+            #[cfg(any(test, target_feature = "relaxed-simd"))]
+            Self::Relaxed => "relaxed",
+            #[cfg(any(test, target_feature = "relaxed-simd"))]
+            Self::RelaxedSplit => "relaxed split",
+            Self::Pairs => "pairs",
+        }
+    }
+
     /// Rows one call of the kernel computes (the quantized input is padded to a multiple).
     fn rows(self) -> usize {
         match self {
             Self::Vnni => 6,
-            Self::Pairs => 4,
+            _ => 4,
         }
     }
 
     /// Input channels per packed group (K is padded to a multiple).
     fn depth(self) -> usize {
         match self {
-            Self::Vnni => 4,
             Self::Pairs => 2,
+            _ => 4,
+        }
+    }
+
+    /// Whether each input is multiplied in two halves ([`Kernel::RelaxedSplit`]): K doubled.
+    fn halves(self) -> usize {
+        match self {
+            #[cfg(any(test, target_feature = "relaxed-simd"))]
+            Self::RelaxedSplit => 2,
+            _ => 1,
         }
     }
 }
@@ -66,19 +148,21 @@ pub struct Int8Matrix {
     k: usize,
     kernel: Kernel,
     scales: Vec<f32>,
-    /// −128 · Σₖ q[n][k] for [`Kernel::Vnni`] (its inputs are q + 128), 0 for the others.
+    /// −128 · Σₖ q[n][k] for [`Kernel::Vnni`] (its inputs are q + 128), −127 · Σₖ q[n][k] for
+    /// [`Kernel::RelaxedSplit`] (its inputs' halves sum to q + 127), 0 for the others.
     column_offsets: Vec<i32>,
-    /// [`Kernel::Vnni`]: [panel][k / 4][16 columns][4] as i8; [`Kernel::Pairs`]: [panel][k / 2][16][2]
-    /// as i16.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// [`Kernel::Vnni`] and [`Kernel::Relaxed`]: [panel][k / 4][16 columns][4] as i8;
+    /// [`Kernel::RelaxedSplit`]: the same with each panel's groups twice over (one per half of the
+    /// inputs); [`Kernel::Pairs`]: [panel][k / 2][16][2] as i16.
+    #[cfg_attr(not(any(test, target_arch = "x86_64", target_feature = "relaxed-simd")), allow(dead_code))]
     packed_i8: Vec<i8>,
     packed_i16: Vec<i16>,
 }
 
 impl Int8Matrix {
-    /// `weight[n][k]` (N × K row-major), quantized for this machine's kernel.
-    pub fn quantize(weight: &[f32], n: usize, k: usize) -> Self {
-        Self::quantize_for(weight, n, k, Kernel::detect())
+    /// `weight[n][k]` (N × K row-major), quantized for this machine's kernel for `inputs`.
+    pub fn quantize(weight: &[f32], n: usize, k: usize, inputs: Inputs) -> Self {
+        Self::quantize_for(weight, n, k, Kernel::detect_for(inputs))
     }
 
     /// As [`Int8Matrix::quantize`], for a given kernel (tests run each kernel this machine has).
@@ -86,12 +170,25 @@ impl Int8Matrix {
         assert!(k <= MAX_DEPTH, "K = {k} could overflow the i32 sums");
         let kernel = if kernel == Kernel::Vnni && Kernel::detect() != Kernel::Vnni { Kernel::Pairs } else { kernel };
         let (q, scales) = quantize_per_output_channel(weight, n);
-        let offset = if kernel == Kernel::Vnni { -128 } else { 0 };
+        let offset = match kernel {
+            Kernel::Vnni => -128,
+            _ if kernel.halves() == 2 => -RELAXED_SPLIT_OFFSET,
+            _ => 0,
+        };
         let column_offsets = q.chunks_exact(k).map(|row| offset * row.iter().map(|&v| v as i32).sum::<i32>()).collect();
         let panels = n.div_ceil(PANEL);
         let depth = kernel.depth();
-        let groups = k.div_ceil(depth);
-        let at = |col: usize, i: usize| if col < n && i < k { q[col * k + i] } else { 0 };
+        let half_groups = k.div_ceil(depth);
+        let groups = half_groups * kernel.halves();
+        // Input `i` of the (doubled, for `RelaxedSplit`) depth: each half sees the same weights.
+        let at = |col: usize, i: usize| {
+            let i = i % (half_groups * depth);
+            if col < n && i < k {
+                q[col * k + i]
+            } else {
+                0
+            }
+        };
         let mut packed = Vec::with_capacity(panels * groups * PANEL * depth);
         for panel in 0..panels {
             for group in 0..groups {
@@ -103,8 +200,8 @@ impl Int8Matrix {
             }
         }
         let (packed_i8, packed_i16) = match kernel {
-            Kernel::Vnni => (packed, Vec::new()),
             Kernel::Pairs => (Vec::new(), packed.into_iter().map(i16::from).collect()),
+            _ => (packed, Vec::new()),
         };
         Self { n, k, kernel, scales, column_offsets, packed_i8, packed_i16 }
     }
@@ -146,7 +243,7 @@ impl Int8Matrix {
         assert_eq!(quantized.k, self.k, "input has {} channels, weights {}", quantized.k, self.k);
         let n = self.n;
         let rows_per_tile = self.kernel.rows();
-        let groups = self.k.div_ceil(self.kernel.depth());
+        let groups = self.k.div_ceil(self.kernel.depth()) * self.kernel.halves();
         let panels = n.div_ceil(PANEL);
         let panel_len = groups * PANEL * self.kernel.depth();
         let mut tile = [[0i32; 2 * PANEL]; 6];
@@ -171,6 +268,12 @@ impl Int8Matrix {
                                 vnni::tile::<1>(a, quantized.stride, b, panel_len, groups, &mut tile)
                             }
                         }
+                    }
+                    #[cfg(any(test, target_feature = "relaxed-simd"))]
+                    Kernel::Relaxed | Kernel::RelaxedSplit => {
+                        let a = &quantized.unsigned[row0 * quantized.stride..];
+                        let b = &self.packed_i8[panel * panel_len..];
+                        relaxed::tile(a, quantized.stride, b, panel_len, groups, two, &mut tile);
                     }
                     _ => {
                         let a = &quantized.signed[row0 * quantized.stride..];
@@ -239,6 +342,10 @@ pub fn quantize_per_output_channel(data: &[f32], channels: usize) -> (Vec<i8>, V
     (q, scales)
 }
 
+/// What [`Kernel::RelaxedSplit`] adds to each quantized input (−127..=127) to make it 0..=254: two
+/// halves of 0..=127 each.
+const RELAXED_SPLIT_OFFSET: i32 = 127;
+
 /// max |x| / 127, or 1 for an all-zero row (whose values then all quantize to 0).
 #[inline(always)]
 fn symmetric_scale(values: &[f32]) -> f32 {
@@ -259,7 +366,8 @@ pub struct Quantized {
     /// Elements per padded row.
     stride: usize,
     pub scales: Vec<f32>,
-    /// [`Kernel::Vnni`]: q + 128.
+    /// [`Kernel::Vnni`]: q + 128; [`Kernel::Relaxed`]: q (0..=127); [`Kernel::RelaxedSplit`]: q + 127
+    /// in two halves of 0..=127, the first `stride / 2` bytes of a row and the rest.
     unsigned: Vec<u8>,
     /// [`Kernel::Pairs`]: q.
     signed: Vec<i16>,
@@ -271,20 +379,21 @@ impl Quantized {
     pub fn quantize_rows(&mut self, input: &[f32], k: usize, kernel: Kernel) {
         let rows = input.len() / k;
         let padded_rows = rows.div_ceil(kernel.rows()) * kernel.rows();
-        let stride = k.div_ceil(kernel.depth()) * kernel.depth();
+        let half = k.div_ceil(kernel.depth()) * kernel.depth();
+        let stride = half * kernel.halves();
         self.kernel = Some(kernel);
         self.k = k;
         self.rows = rows;
         self.stride = stride;
         self.scales.clear();
         match kernel {
-            Kernel::Vnni => {
-                self.unsigned.clear();
-                self.unsigned.resize(padded_rows * stride, 128);
-            }
             Kernel::Pairs => {
                 self.signed.clear();
                 self.signed.resize(padded_rows * stride, 0);
+            }
+            _ => {
+                self.unsigned.clear();
+                self.unsigned.resize(padded_rows * stride, if kernel == Kernel::Vnni { 128 } else { 0 });
             }
         }
         for (r, row) in input.chunks_exact(k).enumerate() {
@@ -295,6 +404,22 @@ impl Quantized {
                 Kernel::Vnni => {
                     for (o, &x) in self.unsigned[r * stride..r * stride + k].iter_mut().zip(row) {
                         *o = (round_to_i32(x * inverse) + 128) as u8;
+                    }
+                }
+                #[cfg(any(test, target_feature = "relaxed-simd"))]
+                Kernel::Relaxed => {
+                    // Clamped at 0 so that the instruction stays exact whatever comes in.
+                    for (o, &x) in self.unsigned[r * stride..r * stride + k].iter_mut().zip(row) {
+                        *o = round_to_i32(x * inverse).max(0) as u8;
+                    }
+                }
+                #[cfg(any(test, target_feature = "relaxed-simd"))]
+                Kernel::RelaxedSplit => {
+                    let (low, high) = self.unsigned[r * stride..(r + 1) * stride].split_at_mut(half);
+                    for ((low, high), &x) in low.iter_mut().zip(high.iter_mut()).zip(row) {
+                        let shifted = round_to_i32(x * inverse) + RELAXED_SPLIT_OFFSET;
+                        let first = shifted.min(127);
+                        (*low, *high) = (first as u8, (shifted - first) as u8);
                     }
                 }
                 Kernel::Pairs => quantize_row(row, inverse, &mut self.signed[r * stride..r * stride + k]),
@@ -340,6 +465,86 @@ mod vnni {
                 _mm512_storeu_si512(out.as_mut_ptr().add(p * PANEL).cast(), *acc);
             }
         }
+    }
+}
+
+#[cfg(any(test, target_feature = "relaxed-simd"))]
+mod relaxed {
+    use super::PANEL;
+
+    /// Columns one pass computes: two 4-lane vectors in wasm.
+    const HALF: usize = PANEL / 2;
+
+    /// Four rows × one or two panels: `tile[r][p·16 + c]` = Σ over `groups` groups of 4 of
+    /// `b[p][g][c][j]` (signed) · `a[r][4g + j]` (0..=127).
+    pub fn tile(
+        a: &[u8],
+        a_stride: usize,
+        b: &[i8],
+        panel_len: usize,
+        groups: usize,
+        two: bool,
+        tile: &mut [[i32; 2 * PANEL]; 6],
+    ) {
+        let rows: [&[u8]; 4] = std::array::from_fn(|r| &a[r * a_stride..r * a_stride + 4 * groups]);
+        for p in 0..(1 + two as usize) {
+            let b = &b[p * panel_len..p * panel_len + groups * 4 * PANEL];
+            for half in 0..2 {
+                let sums = half_panel(&rows, b, half * HALF);
+                for (out, sums) in tile.iter_mut().zip(&sums) {
+                    out[p * PANEL + half * HALF..p * PANEL + (half + 1) * HALF].copy_from_slice(sums);
+                }
+            }
+        }
+    }
+
+    /// What the instruction computes, as plain loops: natively only the tests run this kernel.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn half_panel(rows: &[&[u8]; 4], b: &[i8], first: usize) -> [[i32; HALF]; 4] {
+        let mut acc = [[0i32; HALF]; 4];
+        for (g, w) in b.chunks_exact(4 * PANEL).enumerate() {
+            let w = &w[4 * first..4 * (first + HALF)];
+            for (acc, row) in acc.iter_mut().zip(rows) {
+                let x = &row[4 * g..4 * g + 4];
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    *acc += (0..4).map(|j| w[4 * c + j] as i32 * x[j] as i32).sum::<i32>();
+                }
+            }
+        }
+        acc
+    }
+
+    /// `i32x4.relaxed_dot_i8x16_i7x16_add_s` does 4 columns × 4 inputs per instruction, the add
+    /// included; each row's 4 inputs are one 32-bit load, splat.
+    #[cfg(target_arch = "wasm32")]
+    fn half_panel(rows: &[&[u8]; 4], b: &[i8], first: usize) -> [[i32; HALF]; 4] {
+        use std::arch::wasm32::*;
+        let groups = b.len() / (4 * PANEL);
+        assert!(rows.iter().all(|r| r.len() >= 4 * groups) && first + HALF <= PANEL);
+        let mut acc = [[i32x4_splat(0); 2]; 4];
+        let rows = rows.map(|r| r.as_ptr());
+        for g in 0..groups {
+            // SAFETY: group `g` holds 4·16 bytes from 4·16·g, of which 32 from 4·first (first ≤ 8),
+            // and every row holds 4 · groups values (asserted above).
+            unsafe {
+                let w = b.as_ptr().add(4 * PANEL * g + 4 * first);
+                let w = [v128_load(w.cast()), v128_load(w.add(16).cast())];
+                for (acc, row) in acc.iter_mut().zip(&rows) {
+                    let x = v128_load32_splat(row.add(4 * g).cast());
+                    acc[0] = i32x4_relaxed_dot_i8x16_i7x16_add(w[0], x, acc[0]);
+                    acc[1] = i32x4_relaxed_dot_i8x16_i7x16_add(w[1], x, acc[1]);
+                }
+            }
+        }
+        let mut out = [[0i32; HALF]; 4];
+        for (out, acc) in out.iter_mut().zip(&acc) {
+            // SAFETY: `out` holds 8 i32: two vectors of 4.
+            unsafe {
+                v128_store(out.as_mut_ptr().cast(), acc[0]);
+                v128_store(out.as_mut_ptr().add(4).cast(), acc[1]);
+            }
+        }
+        out
     }
 }
 

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::crew::for_each_chunk;
-use crate::kernels::int8::{self, Int8Matrix};
+use crate::kernels::int8::{self, Inputs, Int8Matrix};
 use crate::kernels::{apply_activation, Activation};
 
 /// How the inference path multiplies: int8 products (fast) or f32 (exact, for comparison).
@@ -84,8 +84,9 @@ fn block_rows(m: usize, threads: usize) -> usize {
 
 impl Weights {
     /// From PyTorch's layout, `weight[n][k]` (N × K row-major: a 1×1 convolution's (out, in), or a
-    /// dense one's (out, in·k·k) after reordering its taps to im2col's order).
-    pub fn new(weight: &[f32], n: usize, k: usize, precision: MatmulPrecision) -> Self {
+    /// dense one's (out, in·k·k) after reordering its taps to im2col's order), for activations that
+    /// can be what `inputs` says.
+    pub fn new(weight: &[f32], n: usize, k: usize, precision: MatmulPrecision, inputs: Inputs) -> Self {
         assert_eq!(weight.len(), n * k, "weight is not {n}×{k}");
         let stored = match precision {
             MatmulPrecision::F32 => {
@@ -97,9 +98,17 @@ impl Weights {
                 }
                 Stored::F32(kn)
             }
-            MatmulPrecision::Int8 => Stored::Int8(Int8Matrix::quantize(weight, n, k)),
+            MatmulPrecision::Int8 => Stored::Int8(Int8Matrix::quantize(weight, n, k, inputs)),
         };
         Self { k, n, stored }
+    }
+
+    /// How the product is computed: `f32`, or `int8` and the integer kernel (`int8 vnni`).
+    pub fn kernel_name(&self) -> String {
+        match &self.stored {
+            Stored::F32(_) => "f32".into(),
+            Stored::Int8(m) => format!("int8 {}", m.kernel().name()),
+        }
     }
 
     /// `out` (M × N) = epilogue(`input` (M × K) · W), over `threads` threads.
@@ -284,9 +293,10 @@ mod tests {
     const SHAPES: [(usize, usize, usize); 7] =
         [(1, 1, 1), (5, 3, 17), (7, 27, 32), (13, 33, 15), (100, 96, 24), (97, 144, 40), (6, 320, 1280)];
 
-    /// The kernels this machine can run: the portable one always, VNNI where the CPU has it.
+    /// The kernels this machine can run for inputs of any sign: the portable ones always (the
+    /// relaxed-SIMD builds' as plain loops), VNNI where the CPU has it.
     fn kernels() -> Vec<Kernel> {
-        let mut kernels = vec![Kernel::Pairs];
+        let mut kernels = vec![Kernel::Pairs, Kernel::RelaxedSplit];
         if Kernel::detect() == Kernel::Vnni {
             kernels.push(Kernel::Vnni);
         }
@@ -294,15 +304,21 @@ mod tests {
     }
 
     /// The integer sums are exact: every kernel gives the same i32 for each row and column, and they
-    /// equal the sums of the quantized values.
+    /// equal the sums of the quantized values; over inputs that are never negative, so does the
+    /// relaxed kernel that multiplies them as they are.
     #[test]
     fn int8_kernels_agree_exactly() {
         let mut rng = StdRng::seed_from_u64(1);
-        for (m, k, n) in SHAPES {
+        for ((m, k, n), nonnegative) in SHAPES.into_iter().flat_map(|shape| [(shape, false), (shape, true)]) {
             let weight = random(&mut rng, n * k, 0.5);
-            let input = random(&mut rng, m * k, 3.0);
+            let mut input = random(&mut rng, m * k, 3.0);
+            let mut kernels = kernels();
+            if nonnegative {
+                input.iter_mut().for_each(|x| *x = x.max(0.0));
+                kernels.push(Kernel::Relaxed);
+            }
             let mut results = Vec::new();
-            for kernel in kernels() {
+            for kernel in kernels {
                 let matrix = Int8Matrix::quantize_for(&weight, n, k, kernel);
                 assert_eq!(matrix.kernel(), kernel);
                 let mut quantized = Quantized::default();
@@ -332,7 +348,7 @@ mod tests {
                 (MatmulPrecision::Int8, Activation::None, 2),
                 (MatmulPrecision::Int8, Activation::Relu, 1),
             ] {
-                let weights = Weights::new(&weight, n, k, precision);
+                let weights = Weights::new(&weight, n, k, precision, Inputs::Signed);
                 let mut out = vec![f32::NAN; m * n];
                 let epilogue = Epilogue { bias: &bias, residual: Some(&residual), activation };
                 weights.apply(&input, &mut out, epilogue, threads);
@@ -375,7 +391,7 @@ mod tests {
         let input = vec![0.0; m * k];
         let bias = [1.0, -2.0, 3.0, 7.0];
         let mut out = vec![0.0; m * n];
-        Weights::new(&weight, n, k, MatmulPrecision::Int8).apply(
+        Weights::new(&weight, n, k, MatmulPrecision::Int8, Inputs::Signed).apply(
             &input,
             &mut out,
             Epilogue { bias: &bias, residual: None, activation: Activation::Relu6 },

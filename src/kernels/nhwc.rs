@@ -324,6 +324,7 @@ mod tests {
 
     use super::*;
     use crate::kernels::geometry::ConvGeometry;
+    use crate::kernels::int8::Inputs;
     use crate::kernels::matmul::{Epilogue, MatmulPrecision, Weights};
     use crate::kernels::Activation;
 
@@ -385,7 +386,7 @@ mod tests {
             let g = ConvGeometry::symmetric(h, h, c_in, k, stride, k / 2);
             assert_eq!((g.out_h, g.out_w), (oh, ow));
             let rows = filters_for_im2col(&weight, c_out, c_in, k);
-            let weights = Weights::new(&rows, c_out, k * k * c_in, MatmulPrecision::F32);
+            let weights = Weights::new(&rows, c_out, k * k * c_in, MatmulPrecision::F32, Inputs::Signed);
             let input = to_nhwc(&x, c_in, h, h);
             let mut out = vec![f32::NAN; oh * ow * c_out];
             let bias = vec![0.0; c_out];

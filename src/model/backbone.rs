@@ -286,6 +286,15 @@ impl Backbone {
         with_pixels(&input, |pixels| self.cpu_network()?.feature_maps(pixels, n, (h, w), self.pooling, threads))
     }
 
+    /// Each layer of the CPU path on the first image of `input`: how it computes, its cost, and its
+    /// fastest time of `passes` (`wick bench --layers`).
+    pub fn layer_times(&self, input: &Tensor, passes: usize) -> Result<Vec<crate::infer::LayerTime>> {
+        let (_, _, h, w) = input.dims4()?;
+        let threads = crate::kernels::available_threads();
+        let first = input.get(0)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        self.cpu_network()?.layer_times(&first, (h, w), passes, threads)
+    }
+
     /// The folded weights this backbone runs on (what a backbone file stores).
     pub fn weights(&self) -> &FloatWeights {
         &self.weights

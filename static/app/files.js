@@ -137,6 +137,7 @@ export function setBackbone(ready, { bytes = null, builtin = 'lite0' } = {}) {
   $('#backbone option[value="file"]').hidden = !bytes;
   $('#backbone').value = bytes ? 'file' : builtin;
   $('#precision-name').textContent = ready.backbone.precision;
+  $('#simd-name').textContent = ready.simd === 'relaxed' ? 'WebAssembly relaxed SIMD' : 'WebAssembly SIMD';
   $('#threads-name').textContent = ready.build === 'threads'
     ? `${ready.threads} threads${ready.sharedMaximum < 4 * 2 ** 30 ? ` (up to ${ready.sharedMaximum / 2 ** 20} MiB of memory: this device reserves no more to share)` : ''}`
     : `one thread because ${ready.oneThreadBecause}`;

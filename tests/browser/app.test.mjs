@@ -721,6 +721,8 @@ test('backbone arithmetic: int8 by default, f32 when asked, each answering as th
   const { page, errors } = await openApp(browser, origin);
   assert.equal(await page.textContent('#precision-name'), 'int8');
   assert.equal(await page.inputValue('#precision'), 'int8');
+  // Chromium compiles relaxed SIMD: its twin of the build runs, with the same answers as the CLI's.
+  assert.equal(await page.textContent('#simd-name'), 'WebAssembly relaxed SIMD');
   await page.click('#advanced summary');
   for (const precision of ['int8', 'f32']) {
     const cli = JSON.parse(execFileSync(wickBinary, ['predict', '--json', '--precision', precision, coffee])).classes[0];
@@ -750,6 +752,7 @@ test('cross-origin isolated: the multi-threaded build runs on a pool, answers as
     const cores = await page.evaluate(() => navigator.hardwareConcurrency);
     assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
     assert.equal(await page.textContent('#threads-name'), `${cores} threads`);
+    assert.equal(await page.textContent('#simd-name'), 'WebAssembly relaxed SIMD');
 
     const coffee = path.join(root, 'tests/fixtures/coffee.png');
     const cli = JSON.parse(execFileSync(wickBinary, ['predict', '--json', coffee])).classes[0];
@@ -769,7 +772,7 @@ test('cross-origin isolated: the multi-threaded build runs on a pool, answers as
 
     // Offline: the service worker kept this build's files, which the page loaded before it took over.
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 30_000 });
-    await page.waitForFunction(async () => Boolean(await caches.match('/threads/wick_bg.wasm')), null, { timeout: 30_000 });
+    await page.waitForFunction(async () => Boolean(await caches.match('/threads-relaxed/wick_bg.wasm')), null, { timeout: 30_000 });
     await context.setOffline(true);
     await page.reload();
     await page.waitForFunction(() => document.body.dataset.ready === 'true'
@@ -795,7 +798,7 @@ test('isolated, but the multi-threaded build does not start: the page runs one t
   const isolated = await serveDist(undefined, {}, { isolated: true });
   const context = await browser.newContext();
   try {
-    await context.route('**/threads/wick_bg.wasm', (route) => route.fulfill({ status: 404, body: 'not here' }));
+    await context.route(/\/threads(-relaxed)?\/wick_bg\.wasm$/, (route) => route.fulfill({ status: 404, body: 'not here' }));
     const { page } = await openApp(context, isolated.origin);
     assert.match(await statusText(page), /^Backbone ready/);
     assert.match(await page.textContent('#threads-name'), /^one thread because the multi-threaded build did not start \(.+\)$/);
@@ -806,5 +809,42 @@ test('isolated, but the multi-threaded build does not start: the page runs one t
   } finally {
     await context.close();
     isolated.server.close();
+  }
+});
+
+test('relaxed SIMD refused (as in Safari), or its build not loading: the plain build runs, says so, and answers the same', async () => {
+  const coffee = path.join(root, 'tests/fixtures/coffee.png');
+  const cli = JSON.parse(execFileSync(wickBinary, ['predict', '--json', coffee])).classes[0];
+  const classifies = async (page, what) => {
+    assert.equal(await page.textContent('#simd-name'), 'WebAssembly SIMD', what);
+    await page.setInputFiles('#preview-file', coffee);
+    await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('coffee.png'));
+    assert.equal(await page.textContent('#predictions li:first-child .label'), cli.label, what);
+    assert.equal(await page.textContent('#predictions li:first-child .percent'), `${(100 * cli.probability).toFixed(1)}%`, what);
+  };
+  // A browser without relaxed SIMD (Safari): its probe fails; the relaxed build is never fetched.
+  const refusing = await browser.newContext({ serviceWorkers: 'block' });
+  try {
+    await refusing.route('**/static/app/wasm.js', async (route) => {
+      const response = await route.fetch();
+      const body = `WebAssembly.validate = () => false;\n${await response.text()}`;
+      await route.fulfill({ response, body });
+    });
+    const { page, requests, errors } = await openApp(refusing, origin);
+    await classifies(page, 'refused');
+    assert.deepEqual(requests.filter((u) => u.includes('relaxed')), [], 'nothing of the relaxed build fetched');
+    assert.deepEqual(errors, []);
+  } finally {
+    await refusing.close();
+  }
+  // Compiled, but its file does not come: the plain build, silently.
+  const context = await browser.newContext({ serviceWorkers: 'block' });
+  try {
+    await context.route('**/relaxed/wick_bg.wasm', (route) => route.fulfill({ status: 404, body: 'not here' }));
+    const { page, errors } = await openApp(context, origin);
+    await classifies(page, 'missing');
+    assert.deepEqual(errors.filter((e) => !e.includes('status of 404')), [], 'nothing but the missing file');
+  } finally {
+    await context.close();
   }
 });

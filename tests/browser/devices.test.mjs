@@ -220,8 +220,8 @@ test('a device that reserves no shared memory: the page runs on one thread and s
 
 test('a pool of threads that never starts (as Firefox, now and then): the page tries once more, then goes on on one thread and says why', async () => {
   const context = await browser.newContext({ serviceWorkers: 'block' });
-  // The threaded build's pool helper, made to wait for ever.
-  await context.route('**/threads/snippets/**/workerHelpers.js', (route) => route.fulfill({
+  // The threaded builds' pool helper (the relaxed-SIMD twin's too), made to wait for ever.
+  await context.route(/\/threads(-relaxed)?\/snippets\/.*\/workerHelpers\.js$/, (route) => route.fulfill({
     status: 200,
     headers: { 'content-type': 'text/javascript', 'cross-origin-embedder-policy': 'require-corp' },
     body: 'export function startWorkers() { return new Promise(() => {}); }',

@@ -159,6 +159,12 @@ async function walk(browser, server, isolated) {
     else if (/pool of threads did not start in time/.test(footer)) assert.equal(browser.name, 'Firefox', 'only Firefox is known to hold its pool up'); // see app/messages.js
     else assert.equal(footer, `${await tab.evaluate(() => navigator.hardwareConcurrency)} threads`);
     if (isolated && browser.name !== 'WebKitGTK') assert.ok(shares, `${browser.name} shares memory when isolated`);
+    // The relaxed-SIMD twin where the engine compiles relaxed SIMD (Chromium, Firefox ≥ 145), the
+    // plain build where not (WebKit), and the footer says which.
+    const relaxed = await tab.evaluate(() => WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123,
+      3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 147, 2, 11])));
+    assert.equal(await tab.evaluate(text, '#simd-name'), relaxed ? 'WebAssembly relaxed SIMD' : 'WebAssembly SIMD');
+    if (browser.name !== 'WebKitGTK') assert.ok(relaxed, `${browser.name} compiles relaxed SIMD`);
 
     await tab.evaluate(nameClasses, ['brick', 'grass']);
     await addImages(tab, 0, images.brick, PER_CLASS);
@@ -246,8 +252,9 @@ async function walk(browser, server, isolated) {
 
     // Offline: with the network down, the service worker's copy of the app starts it.
     const cached = () => navigator.serviceWorker?.controller
-      && Promise.all(['/', '/wick_bg.wasm', '/threads/wick_bg.wasm', '/static/efficientnet-lite0-int8.safetensors'].map((u) => caches.match(u)))
-        .then(([page, single, threads, backbone]) => Boolean(page && (single || threads) && backbone));
+      && Promise.all(['/', '/static/efficientnet-lite0-int8.safetensors', ...['/', '/relaxed/', '/threads/', '/threads-relaxed/'].map((b) => `${b}wick_bg.wasm`)]
+        .map((u) => caches.match(u)))
+        .then(([page, backbone, ...builds]) => Boolean(page && backbone && builds.some(Boolean)));
     await waitFor(tab, cached, null, { what: 'the offline copy', timeout: 30_000 });
     server.network.offline = true;
     try {
