@@ -57,6 +57,11 @@ pub struct BenchArgs {
     /// its kernel, multiply-adds, time and share of the pass, then the totals per kind of kernel.
     #[arg(long, conflicts_with_all = ["head_data", "head_fit", "finetune"])]
     pub layers: bool,
+    /// Time training the last layers instead (`wick train --train-layers`): for each depth, the
+    /// frozen part per view and a training step per image (forward and backward through the trained
+    /// layers and a linear head), on --batch random images, the fastest of --iters steps.
+    #[arg(long, value_delimiter = ',', value_name = "DEPTHS", conflicts_with_all = ["head_data", "head_fit", "finetune", "layers"])]
+    pub train_layers: Vec<usize>,
     /// Worker threads (default: all cores). Set before any work starts.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -80,6 +85,9 @@ impl BenchArgs {
                 bench_finetune(backbone, &self.batch, &self.img_size, self.warmup, iters, precision, json)
             }
             _ if self.layers => bench_layers(backbone, iters, json),
+            _ if !self.train_layers.is_empty() => {
+                bench_train_layers(backbone, &self.train_layers, &self.batch, iters, json)
+            }
             _ => bench(backbone, &self.batch, iters, json),
         }
     }
@@ -185,6 +193,63 @@ fn bench_layers(args: &BackboneArgs, iters: usize, json: bool) -> Result<()> {
             gmacs(macs, s),
             100.0 * s / total
         );
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+pub struct TrainLayersRecord {
+    pub what: &'static str,
+    pub depth: usize,
+    pub batch: usize,
+    pub threads: usize,
+    pub prepare_ms_per_view: f64,
+    pub step_ms_per_image: f64,
+}
+
+/// Training the last `depths` layers (`--train-layers`): [`crate::train::layers::layer_cost`], the
+/// measure the page's estimate uses, the fastest of `iters` for each batch size.
+fn bench_train_layers(
+    args: &BackboneArgs,
+    depths: &[usize],
+    batches: &[usize],
+    iters: usize,
+    json: bool,
+) -> Result<()> {
+    if iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let backbone = args.load()?.with_pooling(crate::backbone::Pooling::Last);
+    let threads = candle_core::utils::get_num_threads();
+    let start = Instant::now();
+    let now_ms = || start.elapsed().as_secs_f64() * 1e3;
+    for &depth in depths {
+        for &batch in batches {
+            let mut best: Option<crate::train::layers::LayerCost> = None;
+            for _ in 0..iters {
+                let cost = crate::train::layers::layer_cost(&backbone, depth, batch, now_ms)?;
+                if best.as_ref().is_none_or(|b| cost.step_ms_per_image < b.step_ms_per_image) {
+                    best = Some(cost);
+                }
+            }
+            let cost = best.expect("at least one");
+            let record = TrainLayersRecord {
+                what: "wick train-layers step",
+                depth,
+                batch,
+                threads,
+                prepare_ms_per_view: cost.prepare_ms_per_view,
+                step_ms_per_image: cost.step_ms_per_image,
+            };
+            if json {
+                println!("{}", serde_json::to_string(&record)?);
+            } else {
+                println!(
+                    "train-layers  depth {depth}  batch {batch:>3}  threads {threads}: frozen part {:7.2} ms/view, training step {:7.2} ms/image",
+                    cost.prepare_ms_per_view, cost.step_ms_per_image
+                );
+            }
+        }
     }
     Ok(())
 }
