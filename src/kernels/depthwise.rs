@@ -230,34 +230,13 @@ impl CustomOp2 for DepthwiseGradInput {
         let g = ConvGeometry::same(self.in_h, self.in_w, c, k, self.stride);
         let (grad_out, weight) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(ws, wl, "weight")?);
         let mut grad_x = vec![0f32; n * c * g.in_pixels()];
-        if g.stride == 1 {
-            grad_x.par_chunks_mut(g.in_pixels()).enumerate().for_each_init(Vec::new, |padded, (plane, grad_x)| {
-                let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
-                let taps = &weight[(plane % c) * k * k..][..k * k];
-                grad_input_stride_1(&g, grad_out, taps, grad_x, padded);
-            });
-            return Ok((CpuStorage::F32(grad_x), Shape::from((n, c, self.in_h, self.in_w))));
-        }
-        grad_x.par_chunks_mut(g.in_pixels()).enumerate().for_each(|(plane, grad_x)| {
+        grad_x.par_chunks_mut(g.in_pixels()).enumerate().for_each_init(Vec::new, |padded, (plane, grad_x)| {
             let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
             let taps = &weight[(plane % c) * k * k..][..k * k];
-            for oy in 0..g.out_h {
-                let go_row = &grad_out[oy * g.out_w..][..g.out_w];
-                for ky in 0..k {
-                    let Some(iy) = g.input_row(oy, ky) else { continue };
-                    let gx_row = &mut grad_x[iy * g.in_w..][..g.in_w];
-                    for kx in 0..k {
-                        let tap = taps[ky * k + kx];
-                        let cols = g.valid_cols(kx);
-                        if cols.is_empty() {
-                            continue;
-                        }
-                        let first_in = cols.start * g.stride + kx - g.pad_left;
-                        for (j, &go) in go_row[cols].iter().enumerate() {
-                            gx_row[first_in + j * g.stride] += tap * go;
-                        }
-                    }
-                }
+            if g.stride == 1 {
+                grad_input_stride_1(&g, grad_out, taps, grad_x, padded);
+            } else {
+                grad_input_strided(&g, grad_out, taps, grad_x, padded);
             }
         });
         Ok((CpuStorage::F32(grad_x), Shape::from((n, c, self.in_h, self.in_w))))
@@ -287,63 +266,34 @@ impl CustomOp2 for DepthwiseGradWeight {
         let g = ConvGeometry::same(h, w, c, k, self.stride);
         let (grad_out, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
         let mut grad_w = vec![0f32; c * k * k];
-        if g.stride == 1 {
-            grad_w.par_chunks_mut(k * k).enumerate().for_each_init(Vec::new, |padded, (ch, taps)| {
-                for b in 0..n {
-                    let plane = b * c + ch;
-                    let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
-                    let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
-                    grad_weight_stride_1(&g, grad_out, x, taps, padded);
-                }
-            });
-            return Ok((CpuStorage::F32(grad_w), Shape::from((c, k, k))));
-        }
-        grad_w.par_chunks_mut(k * k).enumerate().for_each(|(ch, taps)| {
+        grad_w.par_chunks_mut(k * k).enumerate().for_each_init(Vec::new, |padded, (ch, taps)| {
             for b in 0..n {
                 let plane = b * c + ch;
                 let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
                 let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
-                for oy in 0..g.out_h {
-                    let go_row = &grad_out[oy * g.out_w..][..g.out_w];
-                    for ky in 0..k {
-                        let Some(iy) = g.input_row(oy, ky) else { continue };
-                        let in_row = &x[iy * g.in_w..][..g.in_w];
-                        for kx in 0..k {
-                            let cols = g.valid_cols(kx);
-                            if cols.is_empty() {
-                                continue;
-                            }
-                            let first_in = cols.start * g.stride + kx - g.pad_left;
-                            let mut acc = 0f32;
-                            for (j, &go) in go_row[cols].iter().enumerate() {
-                                acc += go * in_row[first_in + j * g.stride];
-                            }
-                            taps[ky * k + kx] += acc;
-                        }
-                    }
-                }
+                grad_weight(&g, grad_out, x, taps, padded);
             }
         });
         Ok((CpuStorage::F32(grad_w), Shape::from((c, k, k))))
     }
 }
 
-/// `plane` (h × w) into `padded` ((h + k − 1) × (w + k − 1), zeros around it), its first row and
-/// column at (`top`, `left`): a stride-1 tap then reads a whole row with no bounds to check.
-fn pad_plane(
-    plane: &[f32],
-    (h, w): (usize, usize),
-    k: usize,
-    (top, left): (usize, usize),
-    padded: &mut Vec<f32>,
-) -> usize {
-    let pw = w + k - 1;
+/// The input plane's size with every tap of every output pixel inside it: (out − 1) · stride + k
+/// rows and columns (the padding before, what 'SAME' adds after, and for a stride-2 filter of an
+/// odd size nothing it never reads).
+fn padded_size(g: &ConvGeometry) -> (usize, usize) {
+    ((g.out_h - 1) * g.stride + g.kernel, (g.out_w - 1) * g.stride + g.kernel)
+}
+
+/// `plane` (h × w) into `padded` (`size`, zeros around it), its first row and column at (`top`,
+/// `left`); rows or columns past the end of `size` are left out (no tap reads them).
+fn pad_plane(plane: &[f32], w: usize, size: (usize, usize), (top, left): (usize, usize), padded: &mut Vec<f32>) {
     padded.clear();
-    padded.resize((h + k - 1) * pw, 0.0);
-    for (row, values) in plane.chunks_exact(w).enumerate() {
-        padded[(top + row) * pw + left..][..w].copy_from_slice(values);
+    padded.resize(size.0 * size.1, 0.0);
+    for (row, values) in plane.chunks_exact(w).enumerate().take(size.0.saturating_sub(top)) {
+        let width = w.min(size.1 - left);
+        padded[(top + row) * size.1 + left..][..width].copy_from_slice(&values[..width]);
     }
-    pw
 }
 
 /// One plane's input gradient for stride 1: grad_x[iy][ix] = Σ grad_out[iy + pad − ky][ix + pad −
@@ -353,10 +303,11 @@ fn pad_plane(
 /// gradient's, ~30% of a training step through Lite0's last blocks, perf, 2026-12-07.)
 fn grad_input_stride_1(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x: &mut [f32], padded: &mut Vec<f32>) {
     let k = g.kernel;
-    let pw = pad_plane(grad_out, (g.out_h, g.out_w), k, (k - 1 - g.pad_top, k - 1 - g.pad_left), padded);
+    let size = (g.out_h + k - 1, g.out_w + k - 1);
+    pad_plane(grad_out, g.out_w, size, (k - 1 - g.pad_top, k - 1 - g.pad_left), padded);
     for (iy, row) in grad_x.chunks_exact_mut(g.in_w).enumerate() {
         for ky in 0..k {
-            let from = &padded[(iy + ky) * pw..][..pw];
+            let from = &padded[(iy + ky) * size.1..][..size.1];
             for kx in 0..k {
                 let tap = taps[(k - 1 - ky) * k + (k - 1 - kx)];
                 for (gx, &go) in row.iter_mut().zip(&from[kx..kx + g.in_w]) {
@@ -367,22 +318,49 @@ fn grad_input_stride_1(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x:
     }
 }
 
-/// One plane's contribution to its channel's weight gradient for stride 1: taps[ky][kx] += Σ
-/// grad_out[oy][ox] · x[oy + ky − pad][ox + kx − pad], from the zero-padded input, a row's taps
-/// summed together in registers.
-fn grad_weight_stride_1(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], padded: &mut Vec<f32>) {
-    let k = g.kernel;
-    let pw = pad_plane(x, (g.in_h, g.in_w), k, (g.pad_top, g.pad_left), padded);
+/// One plane's input gradient for a larger stride: each output pixel's gradient times each tap,
+/// added into a zero-padded plane (no bounds to check), then its inside copied out.
+fn grad_input_strided(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x: &mut [f32], padded: &mut Vec<f32>) {
+    let (k, s) = (g.kernel, g.stride);
+    let size = padded_size(g);
+    let size = (size.0.max(g.pad_top + g.in_h), size.1.max(g.pad_left + g.in_w));
+    padded.clear();
+    padded.resize(size.0 * size.1, 0.0);
     for (oy, go_row) in grad_out.chunks_exact(g.out_w).enumerate() {
         for ky in 0..k {
-            let row = &padded[(oy + ky) * pw..][..pw];
+            let row = &mut padded[(oy * s + ky) * size.1..][..size.1];
+            for kx in 0..k {
+                let tap = taps[ky * k + kx];
+                for (j, &go) in go_row.iter().enumerate() {
+                    row[j * s + kx] += tap * go;
+                }
+            }
+        }
+    }
+    for (iy, row) in grad_x.chunks_exact_mut(g.in_w).enumerate() {
+        row.copy_from_slice(&padded[(g.pad_top + iy) * size.1 + g.pad_left..][..g.in_w]);
+    }
+}
+
+/// One plane's contribution to its channel's weight gradient: taps[ky][kx] += Σ grad_out[oy][ox] ·
+/// x[oy · s + ky − pad][ox · s + kx − pad], from the zero-padded input, a row's taps summed
+/// together in registers.
+fn grad_weight(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], padded: &mut Vec<f32>) {
+    let (k, s) = (g.kernel, g.stride);
+    let size = padded_size(g);
+    pad_plane(x, g.in_w, size, (g.pad_top, g.pad_left), padded);
+    for (oy, go_row) in grad_out.chunks_exact(g.out_w).enumerate() {
+        for ky in 0..k {
+            let row = &padded[(oy * s + ky) * size.1..][..size.1];
             let taps = &mut taps[ky * k..][..k];
-            match k {
-                3 => tap_row::<3>(go_row, row, taps),
-                5 => tap_row::<5>(go_row, row, taps),
+            match (k, s) {
+                (3, 1) => tap_row::<3, 1>(go_row, row, taps),
+                (5, 1) => tap_row::<5, 1>(go_row, row, taps),
+                (3, 2) => tap_row::<3, 2>(go_row, row, taps),
+                (5, 2) => tap_row::<5, 2>(go_row, row, taps),
                 _ => {
                     for (kx, tap) in taps.iter_mut().enumerate() {
-                        *tap += go_row.iter().zip(&row[kx..]).map(|(&go, &x)| go * x).sum::<f32>();
+                        *tap += go_row.iter().enumerate().map(|(j, &go)| go * row[j * s + kx]).sum::<f32>();
                     }
                 }
             }
@@ -390,14 +368,14 @@ fn grad_weight_stride_1(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mu
     }
 }
 
-/// `taps[kx] += Σⱼ go[j] · row[j + kx]` for a row of `K` taps, each in its own register.
+/// `taps[kx] += Σⱼ go[j] · row[j · S + kx]` for a row of `K` taps, each in its own register.
 #[inline(always)]
-fn tap_row<const K: usize>(go: &[f32], row: &[f32], taps: &mut [f32]) {
-    let row = &row[..go.len() + K - 1];
+fn tap_row<const K: usize, const S: usize>(go: &[f32], row: &[f32], taps: &mut [f32]) {
+    let row = &row[..(go.len() - 1) * S + K];
     let mut acc = [0f32; K];
     for (j, &go) in go.iter().enumerate() {
         for kx in 0..K {
-            acc[kx] += go * row[j + kx];
+            acc[kx] += go * row[j * S + kx];
         }
     }
     taps.iter_mut().zip(acc).for_each(|(t, a)| *t += a);

@@ -69,21 +69,4 @@ impl ConvGeometry {
         let ix = (ox * self.stride + kx).checked_sub(self.pad_left).filter(|&x| x < self.in_w)?;
         Some(iy * self.in_w + ix)
     }
-
-    /// The output columns `ox` whose input column `ox * stride + kx - pad_left` lies inside the row
-    /// (callers skip the tap when it is empty).
-    pub fn valid_cols(&self, kx: usize) -> std::ops::Range<usize> {
-        let s = self.stride;
-        let first = self.pad_left.saturating_sub(kx).div_ceil(s);
-        let end = if self.in_w + self.pad_left > kx {
-            ((self.in_w + self.pad_left - kx - 1) / s + 1).min(self.out_w)
-        } else {
-            0
-        };
-        if first < end {
-            first..end
-        } else {
-            0..0
-        }
-    }
 }
