@@ -109,7 +109,7 @@ impl CustomOp2 for DepthwiseForward {
         out.par_chunks_mut(g.out_pixels()).enumerate().for_each_init(Vec::new, |phases, (plane, out)| {
             let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
             let taps = &weight[(plane % c) * k * k..][..k * k];
-            forward_plane(&g, x, taps, out, phases);
+            with_avx2(|| forward_plane(&g, x, taps, out, phases));
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c, g.out_h, g.out_w))))
     }
@@ -230,14 +230,16 @@ impl CustomOp2 for DepthwiseGradInput {
         let g = ConvGeometry::same(self.in_h, self.in_w, c, k, self.stride);
         let (grad_out, weight) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(ws, wl, "weight")?);
         let mut grad_x = vec![0f32; n * c * g.in_pixels()];
-        grad_x.par_chunks_mut(g.in_pixels()).enumerate().for_each_init(Vec::new, |padded, (plane, grad_x)| {
+        grad_x.par_chunks_mut(g.in_pixels()).enumerate().for_each_init(Scratch::default, |scratch, (plane, grad_x)| {
             let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
             let taps = &weight[(plane % c) * k * k..][..k * k];
-            if g.stride == 1 {
-                grad_input_stride_1(&g, grad_out, taps, grad_x, padded);
-            } else {
-                grad_input_strided(&g, grad_out, taps, grad_x, padded);
-            }
+            with_avx2(|| {
+                if g.stride == 1 {
+                    grad_input_stride_1(&g, grad_out, taps, grad_x, scratch)
+                } else {
+                    grad_input_strided(&g, grad_out, taps, grad_x, &mut scratch.0)
+                }
+            });
         });
         Ok((CpuStorage::F32(grad_x), Shape::from((n, c, self.in_h, self.in_w))))
     }
@@ -266,12 +268,18 @@ impl CustomOp2 for DepthwiseGradWeight {
         let g = ConvGeometry::same(h, w, c, k, self.stride);
         let (grad_out, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
         let mut grad_w = vec![0f32; c * k * k];
-        grad_w.par_chunks_mut(k * k).enumerate().for_each_init(Vec::new, |padded, (ch, taps)| {
+        grad_w.par_chunks_mut(k * k).enumerate().for_each_init(Scratch::default, |scratch, (ch, taps)| {
             for b in 0..n {
                 let plane = b * c + ch;
                 let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
                 let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
-                grad_weight(&g, grad_out, x, taps, padded);
+                with_avx2(|| {
+                    if g.stride == 1 {
+                        grad_weight_stride_1(&g, grad_out, x, taps, scratch)
+                    } else {
+                        grad_weight(&g, grad_out, x, taps, &mut scratch.0)
+                    }
+                });
             }
         });
         Ok((CpuStorage::F32(grad_w), Shape::from((c, k, k))))
@@ -296,24 +304,77 @@ fn pad_plane(plane: &[f32], w: usize, size: (usize, usize), (top, left): (usize,
     }
 }
 
+/// Two reused planes for the backward kernels.
+#[derive(Default)]
+struct Scratch(Vec<f32>, Vec<f32>);
+
+/// `f` compiled for AVX2 where the CPU has it (these loops are plain Rust: 8 lanes instead of
+/// SSE2's 4, the same arithmetic, so the same bits), as it is elsewhere.
+#[inline(always)]
+fn with_avx2(f: impl FnOnce()) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::avx2_fma() {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(f: impl FnOnce()) {
+            f()
+        }
+        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+        return unsafe { avx2(f) };
+    }
+    f()
+}
+
 /// One plane's input gradient for stride 1: grad_x[iy][ix] = Σ grad_out[iy + pad − ky][ix + pad −
-/// kx] · w[ky][kx], read from the zero-padded gradient as a correlation with the flipped filter, a
-/// contiguous multiply-add per tap over a whole row. (The scattering loop before it checked each
-/// tap's columns per row, and with 7-pixel rows that, not the sums, was the time: with the weight
-/// gradient's, ~30% of a training step through Lite0's last blocks, perf, 2026-12-07.)
-fn grad_input_stride_1(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x: &mut [f32], padded: &mut Vec<f32>) {
+/// kx] · w[ky][kx], read from the zero-padded gradient as a correlation with the flipped filter.
+/// Rows are kept at the padded width, so that each tap is one contiguous multiply-add over the
+/// whole plane (the columns past the image are dropped at the end): the late blocks' 7-pixel rows
+/// made the scattering loop before it, which checked each tap's columns per row, with the weight
+/// gradient's ~30% of a training step through Lite0's last blocks (perf, 2026-12-07).
+fn grad_input_stride_1(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x: &mut [f32], scratch: &mut Scratch) {
     let k = g.kernel;
-    let size = (g.out_h + k - 1, g.out_w + k - 1);
+    // k − 1 extra rows: the last taps read past the last row's end (into columns that are dropped).
+    let size = (g.out_h + 2 * (k - 1), g.out_w + k - 1);
+    let Scratch(padded, sums) = scratch;
     pad_plane(grad_out, g.out_w, size, (k - 1 - g.pad_top, k - 1 - g.pad_left), padded);
-    for (iy, row) in grad_x.chunks_exact_mut(g.in_w).enumerate() {
-        for ky in 0..k {
-            let from = &padded[(iy + ky) * size.1..][..size.1];
-            for kx in 0..k {
-                let tap = taps[(k - 1 - ky) * k + (k - 1 - kx)];
-                for (gx, &go) in row.iter_mut().zip(&from[kx..kx + g.in_w]) {
-                    *gx += tap * go;
+    let len = g.in_h * size.1;
+    sums.clear();
+    sums.resize(len, 0.0);
+    for ky in 0..k {
+        for kx in 0..k {
+            let tap = taps[(k - 1 - ky) * k + (k - 1 - kx)];
+            let from = &padded[ky * size.1 + kx..][..len];
+            for (sum, &go) in sums.iter_mut().zip(from) {
+                *sum += tap * go;
+            }
+        }
+    }
+    for (row, sums) in grad_x.chunks_exact_mut(g.in_w).zip(sums.chunks_exact(size.1)) {
+        row.copy_from_slice(&sums[..g.in_w]);
+    }
+}
+
+/// One plane's contribution to its channel's weight gradient for stride 1: taps[ky][kx] += the dot
+/// product of the gradient and the zero-padded input shifted by the tap, both at the padded width
+/// (the gradient's extra columns zero), one contiguous product per tap.
+fn grad_weight_stride_1(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], scratch: &mut Scratch) {
+    let k = g.kernel;
+    let width = g.out_w + k - 1;
+    let Scratch(padded, spread) = scratch;
+    pad_plane(x, g.in_w, (g.in_h + 2 * (k - 1), width), (g.pad_top, g.pad_left), padded);
+    pad_plane(grad_out, g.out_w, (g.out_h, width), (0, 0), spread);
+    for ky in 0..k {
+        for kx in 0..k {
+            let shifted = &padded[ky * width + kx..][..spread.len()];
+            // Eight running sums, so that the loop vectorises (one is a serial chain of adds).
+            let mut lanes = [0f32; 8];
+            let whole = spread.len() / 8 * 8;
+            for (a, b) in spread[..whole].chunks_exact(8).zip(shifted[..whole].chunks_exact(8)) {
+                for i in 0..8 {
+                    lanes[i] += a[i] * b[i];
                 }
             }
+            let tail: f32 = spread[whole..].iter().zip(&shifted[whole..]).map(|(a, b)| a * b).sum();
+            taps[ky * k + kx] += lanes.iter().sum::<f32>() + tail;
         }
     }
 }
