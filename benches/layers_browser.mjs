@@ -6,7 +6,9 @@
 // layer epoch, what the page estimated beforehand, the bytes kept per view, and the tab's memory
 // (performance.measureUserAgentSpecificMemory: page and workers, JS heaps and wasm memories).
 //
-//   node benches/layers_browser.mjs CIFAR10_DIR [--classes 5] [--per-class 40] [--depths 1,2,3] [--layer-epochs 10]
+//   node benches/layers_browser.mjs CIFAR10_DIR [--classes 5] [--per-class 40] [--depths 1,2,3] [--layer-epochs 10] [--dist DIR]
+//
+// --dist: another build of the site (default: dist/), e.g. an earlier commit's, for before/after.
 import fs from 'node:fs';
 import path from 'node:path';
 import { serveDist, launchChromium } from '../tests/browser/harness.mjs';
@@ -24,7 +26,8 @@ const depths = option('depths', '1,2,3').split(',').map(Number);
 const layerEpochs = option('layer-epochs', '10');
 const classes = fs.readdirSync(path.join(dir, 'train')).sort().slice(0, classCount);
 
-const { server, origin } = await serveDist(undefined, {}, { isolated: true });
+const dist = option('dist', undefined);
+const { server, origin } = await serveDist(dist && path.resolve(dist), {}, { isolated: true });
 const browser = await launchChromium();
 const page = await browser.newPage();
 await page.goto(`${origin}/`);
@@ -95,7 +98,7 @@ for (const depth of depths) {
 }
 
 const images = classes.length * perClass;
-console.log(`# Layers to train in the tab: ${classes.length} CIFAR-10 classes x ${perClass} photos (JPEG copy), 25% held out, seed 0, at most ${layerEpochs} layer epochs; ${threads}`);
+console.log(`# Layers to train in the tab (${dist ?? 'dist'}): ${classes.length} CIFAR-10 classes x ${perClass} photos (JPEG copy), 25% held out, seed 0, at most ${layerEpochs} layer epochs; ${threads}`);
 console.log(`# adding the ${images} photos took ${addSeconds.toFixed(1)} s; peak tab memory ${(peakMemory / 1e6).toFixed(0)} MB (page and workers)`);
 console.log('depth  val acc  first run s  second run s  layer epochs  s/epoch (measured, est.)  KB/view  kept');
 for (const r of rows) {

@@ -3,7 +3,7 @@
 //! Every BN-folded convolution ends this way. Candle spells it as a broadcast add and a `clamp` (two
 //! more broadcast ops against scalars); the `clamp` alone took ~25% of the CPU forward pass.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
 use super::scalar::relu6;
 
@@ -78,7 +78,10 @@ impl CustomOp2 for BiasRelu6 {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad_out = grad_out.contiguous()?;
         let grad_x = if self.relu6 { grad_out.apply_op2_no_bwd(&out.contiguous()?, &Relu6Gradient)? } else { grad_out };
-        let grad_bias = grad_x.apply_op1_no_bwd(&ChannelSums)?;
+        // Each image's channels summed along their contiguous planes, then over the batch (Candle's
+        // sum over the batch axis first runs a strided loop that divides per element).
+        let (n, c) = (grad_x.dim(0)?, grad_x.dim(1)?);
+        let grad_bias = grad_x.reshape((n, c, ()))?.sum(2)?.sum(0)?;
         Ok((Some(grad_x), Some(grad_bias)))
     }
 }
@@ -105,37 +108,6 @@ impl CustomOp2 for Relu6Gradient {
         let (grad, out) = (&gs.as_slice::<f32>()?[g0..g1], &os.as_slice::<f32>()?[o0..o1]);
         let passed = grad.iter().zip(out).map(|(&g, &o)| if o > 0.0 && o < 6.0 { g } else { 0.0 }).collect();
         Ok((CpuStorage::F32(passed), gl.shape().clone()))
-    }
-}
-
-/// (N, C, …) → (C): each channel's sum over the batch and every position.
-struct ChannelSums;
-
-impl CustomOp1 for ChannelSums {
-    fn name(&self) -> &'static str {
-        "channel-sums"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let Some((start, end)) = l.contiguous_offsets() else {
-            candle_core::bail!("channel-sums: input must be contiguous")
-        };
-        let values = &s.as_slice::<f32>()?[start..end];
-        let dims = l.shape().dims();
-        let channels = dims[1];
-        let plane: usize = dims[2..].iter().product::<usize>().max(1);
-        let mut sums = vec![0f32; channels];
-        for (i, plane) in values.chunks(plane).enumerate() {
-            // Eight running sums, so that the loop vectorises (one is a serial chain of adds).
-            let mut lanes = [0f32; 8];
-            let chunks = plane.chunks_exact(8);
-            let rest: f32 = chunks.remainder().iter().sum();
-            for chunk in chunks {
-                lanes.iter_mut().zip(chunk).for_each(|(l, &v)| *l += v);
-            }
-            sums[i % channels] += lanes.iter().sum::<f32>() + rest;
-        }
-        Ok((CpuStorage::F32(sums), Shape::from(channels)))
     }
 }
 

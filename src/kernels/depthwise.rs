@@ -403,7 +403,7 @@ fn grad_input_strided(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x: 
     }
 }
 
-/// One plane's contribution to its channel's weight gradient: taps[ky][kx] += Σ grad_out[oy][ox] ·
+/// One plane's contribution to its channel's weight gradient for a larger stride: taps[ky][kx] += Σ grad_out[oy][ox] ·
 /// x[oy · s + ky − pad][ox · s + kx − pad], from the zero-padded input, a row's taps summed
 /// together in registers.
 fn grad_weight(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], padded: &mut Vec<f32>) {
@@ -414,9 +414,8 @@ fn grad_weight(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], 
         for ky in 0..k {
             let row = &padded[(oy * s + ky) * size.1..][..size.1];
             let taps = &mut taps[ky * k..][..k];
+            // Stride 1 has its own kernel ([`grad_weight_stride_1`]).
             match (k, s) {
-                (3, 1) => tap_row::<3, 1>(go_row, row, taps),
-                (5, 1) => tap_row::<5, 1>(go_row, row, taps),
                 (3, 2) => tap_row::<3, 2>(go_row, row, taps),
                 (5, 2) => tap_row::<5, 2>(go_row, row, taps),
                 _ => {

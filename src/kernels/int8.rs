@@ -468,12 +468,54 @@ mod vnni {
     }
 }
 
+/// Columns the four-row kernels compute in one pass: two 4-lane vectors in wasm.
+const HALF: usize = PANEL / 2;
+
+/// Four rows × one or two panels of a kernel that takes `depth` inputs per group, half a panel
+/// (columns `first..first + 8`) at a time by `half_panel`: `tile[r][p·16 + c]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn four_rows<A, B>(
+    a: &[A],
+    a_stride: usize,
+    b: &[B],
+    panel_len: usize,
+    groups: usize,
+    depth: usize,
+    two: bool,
+    tile: &mut [[i32; 2 * PANEL]; 6],
+    half_panel: impl Fn(&[&[A]; 4], &[B], usize) -> [[i32; HALF]; 4],
+) {
+    let rows: [&[A]; 4] = std::array::from_fn(|r| &a[r * a_stride..r * a_stride + depth * groups]);
+    for p in 0..(1 + two as usize) {
+        let b = &b[p * panel_len..p * panel_len + groups * depth * PANEL];
+        for half in 0..2 {
+            let sums = half_panel(&rows, b, half * HALF);
+            for (out, sums) in tile.iter_mut().zip(&sums) {
+                out[p * PANEL + half * HALF..p * PANEL + (half + 1) * HALF].copy_from_slice(sums);
+            }
+        }
+    }
+}
+
+/// Four rows' accumulators (two vectors of 4 each) as integers.
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+fn stored(acc: &[[std::arch::wasm32::v128; 2]; 4]) -> [[i32; HALF]; 4] {
+    let mut out = [[0i32; HALF]; 4];
+    for (out, acc) in out.iter_mut().zip(acc) {
+        // SAFETY: `out` holds 8 i32: two vectors of 4.
+        unsafe {
+            std::arch::wasm32::v128_store(out.as_mut_ptr().cast(), acc[0]);
+            std::arch::wasm32::v128_store(out.as_mut_ptr().add(4).cast(), acc[1]);
+        }
+    }
+    out
+}
+
 #[cfg(any(test, target_feature = "relaxed-simd"))]
 mod relaxed {
-    use super::PANEL;
-
-    /// Columns one pass computes: two 4-lane vectors in wasm.
-    const HALF: usize = PANEL / 2;
+    use super::{HALF, PANEL};
 
     /// Four rows × one or two panels: `tile[r][p·16 + c]` = Σ over `groups` groups of 4 of
     /// `b[p][g][c][j]` (signed) · `a[r][4g + j]` (0..=127).
@@ -486,16 +528,7 @@ mod relaxed {
         two: bool,
         tile: &mut [[i32; 2 * PANEL]; 6],
     ) {
-        let rows: [&[u8]; 4] = std::array::from_fn(|r| &a[r * a_stride..r * a_stride + 4 * groups]);
-        for p in 0..(1 + two as usize) {
-            let b = &b[p * panel_len..p * panel_len + groups * 4 * PANEL];
-            for half in 0..2 {
-                let sums = half_panel(&rows, b, half * HALF);
-                for (out, sums) in tile.iter_mut().zip(&sums) {
-                    out[p * PANEL + half * HALF..p * PANEL + (half + 1) * HALF].copy_from_slice(sums);
-                }
-            }
-        }
+        super::four_rows(a, a_stride, b, panel_len, groups, 4, two, tile, half_panel)
     }
 
     /// What the instruction computes, as plain loops: natively only the tests run this kernel.
@@ -536,23 +569,12 @@ mod relaxed {
                 }
             }
         }
-        let mut out = [[0i32; HALF]; 4];
-        for (out, acc) in out.iter_mut().zip(&acc) {
-            // SAFETY: `out` holds 8 i32: two vectors of 4.
-            unsafe {
-                v128_store(out.as_mut_ptr().cast(), acc[0]);
-                v128_store(out.as_mut_ptr().add(4).cast(), acc[1]);
-            }
-        }
-        out
+        super::stored(&acc)
     }
 }
 
 mod pairs {
-    use super::PANEL;
-
-    /// Columns one pass computes: two 4-lane vectors in wasm.
-    const HALF: usize = PANEL / 2;
+    use super::{HALF, PANEL};
 
     /// Four rows × one or two panels: `tile[r][p·16 + c]` = Σ over `groups` pairs of
     /// `a[r][2g + j]` · `b[p][g][c][j]`.
@@ -565,16 +587,7 @@ mod pairs {
         two: bool,
         tile: &mut [[i32; 2 * PANEL]; 6],
     ) {
-        let rows: [&[i16]; 4] = std::array::from_fn(|r| &a[r * a_stride..r * a_stride + 2 * groups]);
-        for p in 0..(1 + two as usize) {
-            let b = &b[p * panel_len..p * panel_len + groups * 2 * PANEL];
-            for half in 0..2 {
-                let sums = half_panel(&rows, b, half * HALF);
-                for (out, sums) in tile.iter_mut().zip(&sums) {
-                    out[p * PANEL + half * HALF..p * PANEL + (half + 1) * HALF].copy_from_slice(sums);
-                }
-            }
-        }
+        super::four_rows(a, a_stride, b, panel_len, groups, 2, two, tile, half_panel)
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -614,14 +627,6 @@ mod pairs {
                 }
             }
         }
-        let mut out = [[0i32; HALF]; 4];
-        for (out, acc) in out.iter_mut().zip(&acc) {
-            // SAFETY: `out` holds 8 i32: two vectors of 4.
-            unsafe {
-                v128_store(out.as_mut_ptr().cast(), acc[0]);
-                v128_store(out.as_mut_ptr().add(4).cast(), acc[1]);
-            }
-        }
-        out
+        super::stored(&acc)
     }
 }
