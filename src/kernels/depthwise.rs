@@ -109,7 +109,7 @@ impl CustomOp2 for DepthwiseForward {
         out.par_chunks_mut(g.out_pixels()).enumerate().for_each_init(Vec::new, |phases, (plane, out)| {
             let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
             let taps = &weight[(plane % c) * k * k..][..k * k];
-            with_avx2(|| forward_plane(&g, x, taps, out, phases));
+            dispatch!(forward_plane(&g, x, taps, out, phases));
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c, g.out_h, g.out_w))))
     }
@@ -142,6 +142,7 @@ const NARROW: usize = 8;
 /// registers and is stored once (a row's last run may be partial: it still computes all lanes). (Looping tap by tap over whole rows instead cost ~45% of the
 /// forward pass: the late stages have 7–14-pixel rows and hundreds of channels, so per-row overhead
 /// dominated.)
+#[inline(always)]
 fn forward_plane(g: &ConvGeometry, x: &[f32], taps: &[f32], out: &mut [f32], phases: &mut Vec<f32>) {
     if g.out_w >= 2 * WIDE {
         forward_plane_with::<WIDE>(g, x, taps, out, phases)
@@ -150,6 +151,7 @@ fn forward_plane(g: &ConvGeometry, x: &[f32], taps: &[f32], out: &mut [f32], pha
     }
 }
 
+#[inline(always)]
 fn forward_plane_with<const LANES: usize>(
     g: &ConvGeometry,
     x: &[f32],
@@ -233,13 +235,7 @@ impl CustomOp2 for DepthwiseGradInput {
         grad_x.par_chunks_mut(g.in_pixels()).enumerate().for_each_init(Scratch::default, |scratch, (plane, grad_x)| {
             let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
             let taps = &weight[(plane % c) * k * k..][..k * k];
-            with_avx2(|| {
-                if g.stride == 1 {
-                    grad_input_stride_1(&g, grad_out, taps, grad_x, scratch)
-                } else {
-                    grad_input_strided(&g, grad_out, taps, grad_x, &mut scratch.0)
-                }
-            });
+            dispatch!(grad_input(&g, grad_out, taps, grad_x, scratch));
         });
         Ok((CpuStorage::F32(grad_x), Shape::from((n, c, self.in_h, self.in_w))))
     }
@@ -273,13 +269,7 @@ impl CustomOp2 for DepthwiseGradWeight {
                 let plane = b * c + ch;
                 let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
                 let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
-                with_avx2(|| {
-                    if g.stride == 1 {
-                        grad_weight_stride_1(&g, grad_out, x, taps, scratch)
-                    } else {
-                        grad_weight(&g, grad_out, x, taps, &mut scratch.0)
-                    }
-                });
+                dispatch!(grad_weight(&g, grad_out, x, taps, scratch));
             }
         });
         Ok((CpuStorage::F32(grad_w), Shape::from((c, k, k))))
@@ -289,12 +279,14 @@ impl CustomOp2 for DepthwiseGradWeight {
 /// The input plane's size with every tap of every output pixel inside it: (out − 1) · stride + k
 /// rows and columns (the padding before, what 'SAME' adds after, and for a stride-2 filter of an
 /// odd size nothing it never reads).
+#[inline(always)]
 fn padded_size(g: &ConvGeometry) -> (usize, usize) {
     ((g.out_h - 1) * g.stride + g.kernel, (g.out_w - 1) * g.stride + g.kernel)
 }
 
 /// `plane` (h × w) into `padded` (`size`, zeros around it), its first row and column at (`top`,
 /// `left`); rows or columns past the end of `size` are left out (no tap reads them).
+#[inline(always)]
 fn pad_plane(plane: &[f32], w: usize, size: (usize, usize), (top, left): (usize, usize), padded: &mut Vec<f32>) {
     padded.clear();
     padded.resize(size.0 * size.1, 0.0);
@@ -304,25 +296,56 @@ fn pad_plane(plane: &[f32], w: usize, size: (usize, usize), (top, left): (usize,
     }
 }
 
+/// One plane's input gradient ([`grad_input_stride_1`], [`grad_input_strided`]).
+#[inline(always)]
+fn grad_input(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x: &mut [f32], scratch: &mut Scratch) {
+    if g.stride == 1 {
+        grad_input_stride_1(g, grad_out, taps, grad_x, scratch)
+    } else {
+        grad_input_strided(g, grad_out, taps, grad_x, &mut scratch.0)
+    }
+}
+
+/// One plane's contribution to its channel's weight gradient ([`grad_weight_stride_1`],
+/// [`grad_weight_strided`]).
+#[inline(always)]
+fn grad_weight(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], scratch: &mut Scratch) {
+    if g.stride == 1 {
+        grad_weight_stride_1(g, grad_out, x, taps, scratch)
+    } else {
+        grad_weight_strided(g, grad_out, x, taps, &mut scratch.0)
+    }
+}
+
 /// Two reused planes for the backward kernels.
 #[derive(Default)]
 struct Scratch(Vec<f32>, Vec<f32>);
 
-/// `f` compiled for AVX2 where the CPU has it (these loops are plain Rust: 8 lanes instead of
-/// SSE2's 4, the same arithmetic, so the same bits), as it is elsewhere.
-#[inline(always)]
-fn with_avx2(f: impl FnOnce()) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::kernels::avx2_fma() {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(f: impl FnOnce()) {
-            f()
+/// `kernel(args)` compiled for AVX2 where the CPU has it, as it is elsewhere: the kernels are plain
+/// Rust, so the AVX2 copy is the same arithmetic (no fused multiply-adds), the same bits, 8 lanes
+/// instead of SSE2's 4. The kernel and everything it calls are `#[inline(always)]`, so that the
+/// copy compiled with those features holds all of them (a closure handed to a `#[target_feature]`
+/// function stays a function of its own, without them: no AVX2 instruction in it, measured).
+macro_rules! dispatch {
+    ($kernel:ident($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2(f: impl FnOnce()) {
+                f()
+            }
+            if crate::kernels::avx2_fma() {
+                // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                unsafe { avx2(#[inline(always)] || $kernel($($arg),*)) }
+            } else {
+                $kernel($($arg),*)
+            }
         }
-        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-        return unsafe { avx2(f) };
-    }
-    f()
+        #[cfg(not(target_arch = "x86_64"))]
+        $kernel($($arg),*)
+    }};
 }
+use dispatch;
 
 /// One plane's input gradient for stride 1: grad_x[iy][ix] = Σ grad_out[iy + pad − ky][ix + pad −
 /// kx] · w[ky][kx], read from the zero-padded gradient as a correlation with the flipped filter.
@@ -330,6 +353,7 @@ fn with_avx2(f: impl FnOnce()) {
 /// whole plane (the columns past the image are dropped at the end): the late blocks' 7-pixel rows
 /// made the scattering loop before it, which checked each tap's columns per row, with the weight
 /// gradient's ~30% of a training step through Lite0's last blocks (perf, 2026-12-07).
+#[inline(always)]
 fn grad_input_stride_1(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x: &mut [f32], scratch: &mut Scratch) {
     let k = g.kernel;
     // k − 1 extra rows: the last taps read past the last row's end (into columns that are dropped).
@@ -356,6 +380,7 @@ fn grad_input_stride_1(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x:
 /// One plane's contribution to its channel's weight gradient for stride 1: taps[ky][kx] += the dot
 /// product of the gradient and the zero-padded input shifted by the tap, both at the padded width
 /// (the gradient's extra columns zero), one contiguous product per tap.
+#[inline(always)]
 fn grad_weight_stride_1(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], scratch: &mut Scratch) {
     let k = g.kernel;
     let width = g.out_w + k - 1;
@@ -381,6 +406,7 @@ fn grad_weight_stride_1(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mu
 
 /// One plane's input gradient for a larger stride: each output pixel's gradient times each tap,
 /// added into a zero-padded plane (no bounds to check), then its inside copied out.
+#[inline(always)]
 fn grad_input_strided(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x: &mut [f32], padded: &mut Vec<f32>) {
     let (k, s) = (g.kernel, g.stride);
     let size = padded_size(g);
@@ -406,7 +432,8 @@ fn grad_input_strided(g: &ConvGeometry, grad_out: &[f32], taps: &[f32], grad_x: 
 /// One plane's contribution to its channel's weight gradient for a larger stride: taps[ky][kx] += Σ grad_out[oy][ox] ·
 /// x[oy · s + ky − pad][ox · s + kx − pad], from the zero-padded input, a row's taps summed
 /// together in registers.
-fn grad_weight(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], padded: &mut Vec<f32>) {
+#[inline(always)]
+fn grad_weight_strided(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], padded: &mut Vec<f32>) {
     let (k, s) = (g.kernel, g.stride);
     let size = padded_size(g);
     pad_plane(x, g.in_w, size, (g.pad_top, g.pad_left), padded);
