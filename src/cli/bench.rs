@@ -219,6 +219,9 @@ fn bench_train_layers(
     if iters == 0 {
         bail!("--iters must be at least 1");
     }
+    if batches.contains(&0) {
+        bail!("--batch must be at least 1: a training step needs an image");
+    }
     let backbone = args.load()?.with_pooling(crate::backbone::Pooling::Last);
     let threads = candle_core::utils::get_num_threads();
     let start = Instant::now();

@@ -37,6 +37,16 @@ enum Step {
     MaxPool { kernel: usize, stride: usize, padding: usize, input: usize, output: usize },
 }
 
+/// `f` on this thread, with its layers split over a crew of the pool's other threads, awake for
+/// the whole of `f`, where `threads` allows (one image at a time).
+fn with_crew<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    if crate::kernels::parallel(threads) {
+        Crew::run(threads - 1, f)
+    } else {
+        f()
+    }
+}
+
 /// One op's place in a pass ([`CpuNetwork::layer_times`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LayerTime {
@@ -199,23 +209,10 @@ impl CpuNetwork {
         let mut shapes = Vec::new();
         let run = |times: &mut Vec<(Shape, Shape, f64)>| {
             ARENA.with(|arena| {
-                let mut pass = || {
-                    self.run(
-                        self.steps.len(),
-                        image,
-                        side,
-                        &mut arena.borrow_mut(),
-                        threads,
-                        &[],
-                        &mut |_, _| {},
-                        Some(times),
-                    );
-                };
-                if crate::kernels::parallel(threads) {
-                    Crew::run(threads - 1, pass);
-                } else {
-                    pass();
-                }
+                with_crew(threads, || {
+                    let arena = &mut arena.borrow_mut();
+                    self.run(self.steps.len(), image, side, arena, threads, &[], &mut |_, _| {}, Some(times));
+                })
             })
         };
         for pass in 0..=passes {
@@ -335,13 +332,7 @@ impl CpuNetwork {
             // layers across threads costs more than it gains).
             pairs.par_bridge().for_each(|(image, out)| forward(image, out, 1));
         } else {
-            let run = || pairs.for_each(|(image, out)| forward(image, out, threads));
-            if crate::kernels::parallel(threads) {
-                // Layers split over a crew of pool threads that stay awake for the whole pass.
-                Crew::run(threads - 1, run);
-            } else {
-                run();
-            }
+            with_crew(threads, || pairs.for_each(|(image, out)| forward(image, out, threads)));
         }
         Ok(outputs)
     }

@@ -172,7 +172,8 @@ impl Int8Matrix {
         let (q, scales) = quantize_per_output_channel(weight, n);
         let offset = match kernel {
             Kernel::Vnni => -128,
-            _ if kernel.halves() == 2 => -RELAXED_SPLIT_OFFSET,
+            #[cfg(any(test, target_feature = "relaxed-simd"))]
+            Kernel::RelaxedSplit => -RELAXED_SPLIT_OFFSET,
             _ => 0,
         };
         let column_offsets = q.chunks_exact(k).map(|row| offset * row.iter().map(|&v| v as i32).sum::<i32>()).collect();
@@ -344,6 +345,7 @@ pub fn quantize_per_output_channel(data: &[f32], channels: usize) -> (Vec<i8>, V
 
 /// What [`Kernel::RelaxedSplit`] adds to each quantized input (−127..=127) to make it 0..=254: two
 /// halves of 0..=127 each.
+#[cfg(any(test, target_feature = "relaxed-simd"))]
 const RELAXED_SPLIT_OFFSET: i32 = 127;
 
 /// max |x| / 127, or 1 for an all-zero row (whose values then all quantize to 0).

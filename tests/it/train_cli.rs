@@ -270,3 +270,12 @@ fn json_line(out: &Output) -> Vec<u8> {
     assert!(out.status.success(), "wick failed: {}", text(&out.stderr));
     out.stdout.clone()
 }
+
+/// `wick bench --train-layers` refuses a batch of no images and a depth it cannot train, saying so
+/// (a batch of 0 was a tensor error with a backtrace).
+#[test]
+fn the_layer_training_bench_refuses_what_it_cannot_time() {
+    refused(&["bench", "--train-layers", "1", "--batch", "0"], "--batch must be at least 1");
+    refused(&["bench", "--train-layers", "9", "--batch", "2"], "the layers to train must be 1 to 3");
+    refused(&["bench", "--layers", "--iters", "0"], "--iters must be at least 1");
+}
