@@ -323,9 +323,10 @@ struct Scratch(Vec<f32>, Vec<f32>);
 
 /// `kernel(args)` compiled for AVX2 where the CPU has it, as it is elsewhere: the kernels are plain
 /// Rust, so the AVX2 copy is the same arithmetic (no fused multiply-adds), the same bits, 8 lanes
-/// instead of SSE2's 4. The kernel and everything it calls are `#[inline(always)]`, so that the
-/// copy compiled with those features holds all of them (a closure handed to a `#[target_feature]`
-/// function stays a function of its own, without them: no AVX2 instruction in it, measured).
+/// instead of SSE2's 4. The kernel, everything it calls and the closure that carries the call are
+/// `#[inline(always)]`, so that the copy compiled with those features holds all of them (an unmarked
+/// closure handed to a `#[target_feature]` function stayed a function of its own, without them: no
+/// AVX2 instruction in it, `objdump`).
 macro_rules! dispatch {
     ($kernel:ident($($arg:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
