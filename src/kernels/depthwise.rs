@@ -10,9 +10,11 @@
 //! differentiates on its own, recomputing them in the backward pass rather than keeping them
 //! (`crate::kernels::recompute`).
 
+use crate::kernels::crew::for_each_chunk_with;
+use crate::kernels::{available_threads, parallel};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
-use rayon::prelude::*;
 
+use crate::kernels::dispatch;
 use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::recompute::recompute_in_backward;
 
@@ -106,11 +108,17 @@ impl CustomOp2 for DepthwiseForward {
         let g = ConvGeometry::same(h, w, c, k, self.stride);
         let (x, weight) = (contiguous_f32(xs, xl, "input")?, contiguous_f32(ws, wl, "weight")?);
         let mut out = vec![0f32; n * c * g.out_pixels()];
-        out.par_chunks_mut(g.out_pixels()).enumerate().for_each_init(Vec::new, |phases, (plane, out)| {
-            let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
-            let taps = &weight[(plane % c) * k * k..][..k * k];
-            dispatch!(forward_plane(&g, x, taps, out, phases));
-        });
+        for_each_chunk_with(
+            out.as_mut_slice(),
+            g.out_pixels(),
+            parallel(available_threads()),
+            Vec::new,
+            |phases, plane, out| {
+                let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
+                let taps = &weight[(plane % c) * k * k..][..k * k];
+                dispatch!(forward_plane(&g, x, taps, out, phases));
+            },
+        );
         Ok((CpuStorage::F32(out), Shape::from((n, c, g.out_h, g.out_w))))
     }
 
@@ -232,11 +240,17 @@ impl CustomOp2 for DepthwiseGradInput {
         let g = ConvGeometry::same(self.in_h, self.in_w, c, k, self.stride);
         let (grad_out, weight) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(ws, wl, "weight")?);
         let mut grad_x = vec![0f32; n * c * g.in_pixels()];
-        grad_x.par_chunks_mut(g.in_pixels()).enumerate().for_each_init(Scratch::default, |scratch, (plane, grad_x)| {
-            let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
-            let taps = &weight[(plane % c) * k * k..][..k * k];
-            dispatch!(grad_input(&g, grad_out, taps, grad_x, scratch));
-        });
+        for_each_chunk_with(
+            grad_x.as_mut_slice(),
+            g.in_pixels(),
+            parallel(available_threads()),
+            Scratch::default,
+            |scratch, plane, grad_x| {
+                let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
+                let taps = &weight[(plane % c) * k * k..][..k * k];
+                dispatch!(grad_input(&g, grad_out, taps, grad_x, scratch));
+            },
+        );
         Ok((CpuStorage::F32(grad_x), Shape::from((n, c, self.in_h, self.in_w))))
     }
 }
@@ -264,14 +278,20 @@ impl CustomOp2 for DepthwiseGradWeight {
         let g = ConvGeometry::same(h, w, c, k, self.stride);
         let (grad_out, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
         let mut grad_w = vec![0f32; c * k * k];
-        grad_w.par_chunks_mut(k * k).enumerate().for_each_init(Scratch::default, |scratch, (ch, taps)| {
-            for b in 0..n {
-                let plane = b * c + ch;
-                let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
-                let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
-                dispatch!(grad_weight(&g, grad_out, x, taps, scratch));
-            }
-        });
+        for_each_chunk_with(
+            grad_w.as_mut_slice(),
+            k * k,
+            parallel(available_threads()),
+            Scratch::default,
+            |scratch, ch, taps| {
+                for b in 0..n {
+                    let plane = b * c + ch;
+                    let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
+                    let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
+                    dispatch!(grad_weight(&g, grad_out, x, taps, scratch));
+                }
+            },
+        );
         Ok((CpuStorage::F32(grad_w), Shape::from((c, k, k))))
     }
 }
@@ -320,33 +340,6 @@ fn grad_weight(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], 
 /// Two reused planes for the backward kernels.
 #[derive(Default)]
 struct Scratch(Vec<f32>, Vec<f32>);
-
-/// `kernel(args)` compiled for AVX2 where the CPU has it, as it is elsewhere: the kernels are plain
-/// Rust, so the AVX2 copy is the same arithmetic (no fused multiply-adds), the same bits, 8 lanes
-/// instead of SSE2's 4. The kernel, everything it calls and the closure that carries the call are
-/// `#[inline(always)]`, so that the copy compiled with those features holds all of them (an unmarked
-/// closure handed to a `#[target_feature]` function stayed a function of its own, without them: no
-/// AVX2 instruction in it, `objdump`).
-macro_rules! dispatch {
-    ($kernel:ident($($arg:expr),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2(f: impl FnOnce()) {
-                f()
-            }
-            if crate::kernels::avx2_fma() {
-                // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-                unsafe { avx2(#[inline(always)] || $kernel($($arg),*)) }
-            } else {
-                $kernel($($arg),*)
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        $kernel($($arg),*)
-    }};
-}
-use dispatch;
 
 /// One plane's input gradient for stride 1: grad_x[iy][ix] = Σ grad_out[iy + pad − ky][ix + pad −
 /// kx] · w[ky][kx], read from the zero-padded gradient as a correlation with the flipped filter.

@@ -30,6 +30,33 @@ pub fn avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+/// `kernel(args)` compiled for AVX2 where the CPU has it, as it is elsewhere: the kernels are plain
+/// Rust, so the AVX2 copy is the same arithmetic (no fused multiply-adds), the same bits, 8 lanes
+/// instead of SSE2's 4. The kernel, everything it calls and the closure that carries the call are
+/// `#[inline(always)]`, so that the copy compiled with those features holds all of them (an unmarked
+/// closure handed to a `#[target_feature]` function stayed a function of its own, without them: no
+/// AVX2 instruction in it, `objdump`).
+macro_rules! dispatch {
+    ($kernel:ident($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if crate::kernels::avx2_fma() {
+                // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                unsafe { avx2(#[inline(always)] || $kernel($($arg),*)) }
+            } else {
+                $kernel($($arg),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        $kernel($($arg),*)
+    }};
+}
+pub(crate) use dispatch;
+
 /// Whether work may be split over `threads` threads. The web app's single-threaded wasm leaves the
 /// parallel code out of the binary altogether (it counts against the first load); its threaded
 /// build (`web-threads`) keeps it.
