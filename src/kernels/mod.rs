@@ -65,6 +65,17 @@ pub fn parallel(threads: usize) -> bool {
     cfg!(any(not(target_arch = "wasm32"), feature = "web-threads")) && threads > 1
 }
 
+/// `f`, run on a thread of the rayon pool when work may be split. Every parallel loop that starts
+/// outside the pool hands its work over to the pool's threads and sleeps until they are done, and a
+/// training step starts a thousand of them: on a pool thread they start where they are.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if parallel(available_threads()) && rayon::current_thread_index().is_none() {
+        rayon::scope(|_| f())
+    } else {
+        f()
+    }
+}
+
 /// How many threads the CPU work may use: the pool's size in the web app's threaded build (its
 /// Web Workers), else Candle's choice (the physical cores, or `RAYON_NUM_THREADS`).
 pub fn available_threads() -> usize {

@@ -25,6 +25,7 @@ use crate::formats::backbone_file::QUANTIZATION;
 use crate::formats::backbone_file::{BackboneMeta, Source};
 use crate::formats::f32_values;
 use crate::formats::finetune_checkpoint::{CheckpointMeta, CHECKPOINT};
+use crate::kernels::on_pool;
 use crate::model::head::{Head, Trained};
 use crate::model::Pretrained;
 use crate::train::config::HeadSpec;
@@ -287,17 +288,14 @@ impl Finetuner {
         for (step, batch) in order.chunks_exact(self.config.batch_size).enumerate() {
             let x = input_batch(train, batch, &self.config, &self.normalization, Some(&mut rng), &self.device)?;
             let labels: Vec<u32> = batch.iter().map(|&i| train.labels[i] as u32).collect();
-            let logits = self.head.logits(&self.network.forward_t(&x, true)?, None)?;
-            let loss = cross_entropy(&logits, &labels, &weights, self.config.label_smoothing)?;
-            let loss_value = loss.to_scalar::<f32>()?;
+            let lr = schedule.learning_rate(self.optimizer.steps);
+            let (logits, loss_value) = on_pool(|| self.step(&x, &labels, &weights, lr))?;
             if !loss_value.is_finite() {
                 return Err(invalid!(
                     "the training loss became {loss_value} in epoch {epoch}, batch {}: lower --lr",
                     step + 1
                 ));
             }
-            let lr = schedule.learning_rate(self.optimizer.steps);
-            self.optimizer.step(&loss.backward()?, lr)?;
             loss_sum += loss_value as f64;
             correct += count_correct(&logits, &labels)?;
             on_batch((step + 1) * self.config.batch_size, loss_value);
@@ -312,6 +310,17 @@ impl Finetuner {
         };
         self.history.push(stats.clone());
         Ok(stats)
+    }
+
+    /// One optimizer step on the batch `x`: its logits and loss. A non-finite loss takes no step.
+    fn step(&mut self, x: &Tensor, labels: &[u32], weights: &[f32], lr: f64) -> Result<(Tensor, f32)> {
+        let logits = self.head.logits(&self.network.forward_t(x, true)?, None)?;
+        let loss = cross_entropy(&logits, labels, weights, self.config.label_smoothing)?;
+        let loss_value = loss.to_scalar::<f32>()?;
+        if loss_value.is_finite() {
+            self.optimizer.step(&loss.backward()?, lr)?;
+        }
+        Ok((logits, loss_value))
     }
 
     /// Records the held-out numbers of the last epoch (the CIFAR-10 test set, for `wick cifar10`).
