@@ -9,7 +9,7 @@
 //! function from tensor ops (the CPU kernels are tested against them), recomputed in the backward
 //! pass rather than kept (`crate::kernels::recompute`).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
 use crate::kernels::bias_relu6::{add_bias_relu6, channel_shape};
 use crate::kernels::crew::for_each_chunk;
@@ -198,19 +198,19 @@ fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f64 {
     lanes.iter().map(|&l| l as f64).sum::<f64>() + tail
 }
 
-/// (Σ term(x, g, y).0, Σ term(x, g, y).1) over three planes, in [`LANES`] f32 partial sums each.
+/// (Σ term(x, g).0, Σ term(x, g).1) over two planes, in [`LANES`] f32 partial sums each.
 #[inline(always)]
-fn lane_sums2(x: &[f32], g: &[f32], y: &[f32], term: impl Fn(f32, f32, f32) -> (f32, f32)) -> (f64, f64) {
-    let (xs, gs, ys) = (x.chunks_exact(LANES), g.chunks_exact(LANES), y.chunks_exact(LANES));
+fn lane_sums2(x: &[f32], g: &[f32], term: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
+    let (xs, gs) = (x.chunks_exact(LANES), g.chunks_exact(LANES));
     let mut tail = (0f64, 0f64);
-    for ((&x, &g), &y) in xs.remainder().iter().zip(gs.remainder()).zip(ys.remainder()) {
-        let (a, b) = term(x, g, y);
+    for (&x, &g) in xs.remainder().iter().zip(gs.remainder()) {
+        let (a, b) = term(x, g);
         tail = (tail.0 + a as f64, tail.1 + b as f64);
     }
     let (mut first, mut second) = ([0f32; LANES], [0f32; LANES]);
-    for ((x, g), y) in xs.zip(gs).zip(ys) {
+    for (x, g) in xs.zip(gs) {
         for l in 0..LANES {
-            let (a, b) = term(x[l], g[l], y[l]);
+            let (a, b) = term(x[l], g[l]);
             first[l] += a;
             second[l] += b;
         }
@@ -283,34 +283,43 @@ impl CustomOp3 for BatchNormRelu6 {
         x: &Tensor,
         affine: &Tensor,
         stats: &Tensor,
-        out: &Tensor,
+        _out: &Tensor,
         grad_out: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let channels = x.dim(1)?;
+        let (affine, stats) = (affine.flatten_all()?.to_vec1()?, stats.flatten_all()?.to_vec1()?);
+        let (scale, shift) = self.scale_shift(&affine, &stats, channels);
         let backward = BatchNormRelu6Backward {
-            gamma: affine.get(0)?.to_vec1()?,
-            mean: stats.get(0)?.to_vec1()?,
-            var: stats.get(1)?.to_vec1()?,
+            gamma: affine[..channels].to_vec(),
+            mean: stats[..channels].to_vec(),
+            var: stats[channels..].to_vec(),
+            scale,
+            shift,
             eps: self.eps,
             relu6: self.relu6,
         };
-        let packed = x.apply_op3_no_bwd(&grad_out.contiguous()?, &out.contiguous()?, &backward)?;
-        let (n, channels) = (x.elem_count(), backward.gamma.len());
+        let packed = x.apply_op2_no_bwd(&grad_out.contiguous()?, &backward)?;
+        let n = x.elem_count();
         let grad_x = packed.narrow(0, 0, n)?.reshape(x.shape())?;
         let grad_affine = packed.narrow(0, n, 2 * channels)?.reshape((2, channels))?;
         Ok((Some(grad_x), Some(grad_affine), None))
     }
 }
 
-/// (x, ∂L/∂y, y) → [∂L/∂x (flattened), ∂L/∂γ (C), ∂L/∂β (C)] in one buffer.
+/// (x, ∂L/∂y) → [∂L/∂x (flattened), ∂L/∂γ (C), ∂L/∂β (C)] in one buffer. Where ReLU6 clipped is
+/// found again from x with the forward pass's own scale and shift (the same arithmetic, so the same
+/// bits), rather than read from the output: one plane fewer to stream, twice.
 struct BatchNormRelu6Backward {
     gamma: Vec<f32>,
     mean: Vec<f32>,
     var: Vec<f32>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
     eps: f64,
     relu6: bool,
 }
 
-impl CustomOp3 for BatchNormRelu6Backward {
+impl CustomOp2 for BatchNormRelu6Backward {
     fn name(&self) -> &'static str {
         "batch-norm-relu6-backward"
     }
@@ -321,29 +330,35 @@ impl CustomOp3 for BatchNormRelu6Backward {
         xl: &Layout,
         gs: &CpuStorage,
         gl: &Layout,
-        ys: &CpuStorage,
-        yl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, grad_y, y) =
-            (contiguous(xs, xl, "input")?, contiguous(gs, gl, "gradient")?, contiguous(ys, yl, "output")?);
+        let (x, grad_y) = (contiguous(xs, xl, "input")?, contiguous(gs, gl, "gradient")?);
         let (channels, _, plane) = geometry(xl)?;
+        if grad_y.len() != x.len() || self.scale.len() != channels {
+            candle_core::bail!("batch-norm backward: {} gradient values for {} inputs", grad_y.len(), x.len())
+        }
         let count = (x.len() / channels) as f64;
         let inv_std: Vec<f64> = self.var.iter().map(|&v| 1.0 / (v as f64 + self.eps).sqrt()).collect();
         let relu6 = self.relu6;
         // ReLU6 passes the gradient only where its output is strictly inside (0, 6).
-        let masked = move |g: f32, y: f32| if !relu6 || (y > 0.0 && y < 6.0) { g } else { 0.0 };
+        let masked = move |g: f32, x: f32, (a, b): (f32, f32)| {
+            let y = x * a + b;
+            if !relu6 || (y > 0.0 && y < 6.0) {
+                g
+            } else {
+                0.0
+            }
+        };
 
         let threads = parallel(available_threads());
         let mut sums = vec![(0f64, 0f64); channels];
         for_each_chunk(&mut sums, 1, threads, |c, sum| {
-            let mean = self.mean[c];
+            let (mean, affine) = (self.mean[c], (self.scale[c], self.shift[c]));
             // Σ g·(x − μ) rather than Σ g·x − μ·Σ g: no cancellation when μ is large.
             let (sum_g, sum_g_centred) = planes(x, c, channels, plane)
                 .zip(planes(grad_y, c, channels, plane))
-                .zip(planes(y, c, channels, plane))
-                .map(|((x, g), y)| {
-                    dispatch!(lane_sums2(x, g, y, |x, g, y| {
-                        let g = masked(g, y);
+                .map(|(x, g)| {
+                    dispatch!(lane_sums2(x, g, |x, g| {
+                        let g = masked(g, x, affine);
                         (g, g * (x - mean))
                     }))
                 })
@@ -358,10 +373,10 @@ impl CustomOp3 for BatchNormRelu6Backward {
             let (sum_g_xhat, sum_g) = sums[c];
             let (mean, inv_std) = (self.mean[c], inv_std[c] as f32);
             let (mean_g, mean_g_xhat) = ((sum_g / count) as f32, (sum_g_xhat / count) as f32);
-            let k = self.gamma[c] * inv_std;
-            let (x, grad_y, y) = (&x[i * plane..][..plane], &grad_y[i * plane..][..plane], &y[i * plane..][..plane]);
-            dispatch!(grad_plane(x, grad_y, y, grad_x, |x, g, y| k
-                * (masked(g, y) - mean_g - (x - mean) * inv_std * mean_g_xhat)));
+            let (k, affine) = (self.gamma[c] * inv_std, (self.scale[c], self.shift[c]));
+            let (x, grad_y) = (&x[i * plane..][..plane], &grad_y[i * plane..][..plane]);
+            dispatch!(grad_plane(x, grad_y, grad_x, |x, g| k
+                * (masked(g, x, affine) - mean_g - (x - mean) * inv_std * mean_g_xhat)));
         });
         for (c, (sum_g_xhat, sum_g)) in sums.into_iter().enumerate() {
             grad_affine[c] = sum_g_xhat as f32;
@@ -377,11 +392,11 @@ fn affine_plane(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
     out.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v));
 }
 
-/// `grad_x[i] = f(x[i], g[i], y[i])` over one plane.
+/// `grad_x[i] = f(x[i], g[i])` over one plane.
 #[inline(always)]
-fn grad_plane(x: &[f32], g: &[f32], y: &[f32], grad_x: &mut [f32], f: impl Fn(f32, f32, f32) -> f32) {
-    for (gx, ((&x, &g), &y)) in grad_x.iter_mut().zip(x.iter().zip(g).zip(y)) {
-        *gx = f(x, g, y);
+fn grad_plane(x: &[f32], g: &[f32], grad_x: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    for (gx, (&x, &g)) in grad_x.iter_mut().zip(x.iter().zip(g)) {
+        *gx = f(x, g);
     }
 }
 
