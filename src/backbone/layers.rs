@@ -16,6 +16,7 @@ use crate::kernels::batch_norm::{batch_norm_eval, batch_norm_train};
 use crate::kernels::bias_relu6::add_bias_relu6;
 use crate::kernels::depthwise::depthwise_conv2d;
 use crate::kernels::geometry::same_padding;
+use crate::kernels::pointwise::pointwise_conv;
 
 /// The convolutions the backbones use.
 #[derive(Debug, Clone, Copy)]
@@ -174,24 +175,6 @@ impl ModuleT for ConvNorm {
         } else {
             Ok(y)
         }
-    }
-}
-
-/// A 1×1 convolution, `x`: (N, C_in, H, W), `weight`: (C_out, C_in) → (N, C_out, H, W).
-pub fn pointwise_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let c_out = weight.dim(0)?;
-    // One image (what `Backbone::features` feeds) is a plain 2-D product. For a batch, Candle's
-    // broadcast product copies the weight once per image (and its gradient is summed from as many
-    // copies): where the feature maps are small (late layers, CIFAR-sized inputs) it is far cheaper
-    // to move the batch next to the pixels, (C, N·H·W), and multiply once.
-    if n == 1 {
-        weight.matmul(&x.reshape((c, h * w))?)?.reshape((1, c_out, h, w))
-    } else if h * w * (c + c_out) < c * c_out {
-        let columns = x.transpose(0, 1)?.reshape((c, n * h * w))?;
-        weight.matmul(&columns)?.reshape((c_out, n, h, w))?.transpose(0, 1)?.contiguous()
-    } else {
-        weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?.reshape((n, c_out, h, w))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The fast ops the networks run on.
 //!
 //! Training and the non-CPU devices run Candle tensors through custom ops with closed-form gradients
-//! ([`batch_norm`], [`bias_relu6`], [`depthwise`]; on other devices the same ops from tensor ops,
+//! ([`batch_norm`], [`bias_relu6`], [`depthwise`], [`pointwise`]; on other devices the same ops from tensor ops,
 //! with activation checkpointing, [`recompute`]). CPU inference runs plain buffers through [`nhwc`]
 //! and [`matmul`] (int8 products in [`int8`]), with every bias, residual and activation fused.
 
@@ -13,6 +13,7 @@ pub mod geometry;
 pub mod int8;
 pub mod matmul;
 pub mod nhwc;
+pub mod pointwise;
 pub mod recompute;
 pub mod rows;
 pub mod scalar;

@@ -1,0 +1,316 @@
+//! The 1×1 convolution of training (Candle tensors, NCHW), as one op with a hand-written backward.
+//!
+//! From tensor ops, a batch's 1×1 convolution is a chain — the batch moved beside the pixels, a
+//! copy, the product, the batch moved back, a copy — and Candle's backward pass gives every link a
+//! gradient of the full map's size, accumulated into zeros: the chain's copies and additions took
+//! about as long as its products. Here the CPU runs the forward pass as one product per image (or,
+//! where the maps are small, one product over the whole batch gathered beside the pixels), and the
+//! backward pass as the two products of the gradient. Other devices keep the tensor ops.
+//!
+//! # Shapes
+//! - `x`: (N, C_in, H, W), `weight`: (C_out, C_in) → (N, C_out, H, W).
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+
+use crate::kernels::crew::for_each_chunk;
+use crate::kernels::{available_threads, parallel};
+
+/// A 1×1 convolution, `x`: (N, C_in, H, W), `weight`: (C_out, C_in) → (N, C_out, H, W).
+pub fn pointwise_conv(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && weight.dtype() == DType::F32 {
+        return x.contiguous()?.apply_op2(&weight.contiguous()?, Pointwise);
+    }
+    pointwise_conv_by_ops(x, weight)
+}
+
+/// [`pointwise_conv`] from device-generic tensor ops, differentiable by autograd.
+pub fn pointwise_conv_by_ops(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let c_out = weight.dim(0)?;
+    // One image is a plain 2-D product. For a batch, Candle's broadcast product copies the weight
+    // once per image (and its gradient is summed from as many copies): where the feature maps are
+    // small (late layers, CIFAR-sized inputs) it is far cheaper to move the batch next to the
+    // pixels, (C, N·H·W), and multiply once.
+    if n == 1 {
+        weight.matmul(&x.reshape((c, h * w))?)?.reshape((1, c_out, h, w))
+    } else if h * w * (c + c_out) < c * c_out {
+        let columns = x.transpose(0, 1)?.reshape((c, n * h * w))?;
+        weight.matmul(&columns)?.reshape((c_out, n, h, w))?.transpose(0, 1)?.contiguous()
+    } else {
+        weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?.reshape((n, c_out, h, w))
+    }
+}
+
+/// Pixels per image below which a layer's products run over the whole batch at once (gathered
+/// into (C, N·H·W)) rather than image by image: a product of a few columns spends more on packing
+/// its weight than on multiplying (Lite0's last blocks have 2×2 maps at a 64² input).
+const BATCHED_BELOW: usize = 64;
+
+/// A matrix in a buffer: element (r, c) at `data[r · rs + c · cs]`.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Strided<'a> {
+    fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self { data, rs: cols, cs: 1 }
+    }
+
+    fn transposed(self) -> Self {
+        Self { rs: self.cs, cs: self.rs, ..self }
+    }
+
+    /// Rows `from..` of the matrix.
+    fn from_row(self, from: usize) -> Self {
+        Self { data: &self.data[(from * self.rs).min(self.data.len())..], ..self }
+    }
+}
+
+/// `out` (m × n, row-major) = `lhs` (m × k) · `rhs` (k × n), plus what `out` held if `accumulate`.
+fn product(out: &mut [f32], n: usize, k: usize, lhs: Strided, rhs: Strided, accumulate: bool) {
+    let m = out.len() / n.max(1);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    let last = |s: Strided, rows: usize, cols: usize| (rows - 1) * s.rs + (cols - 1) * s.cs;
+    assert!(out.len() == m * n && last(lhs, m, k) < lhs.data.len() && last(rhs, k, n) < rhs.data.len());
+    // SAFETY: every element the product reads or writes is inside its buffer (asserted above).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// `out` (m × n) = `lhs` (m × k) · `rhs` (k × n), its rows shared out over the threads.
+fn split_product(out: &mut [f32], n: usize, k: usize, lhs: Strided, rhs: Strided) {
+    let threads = available_threads();
+    let m = out.len() / n.max(1);
+    let rows = if parallel(threads) { m.div_ceil(threads).next_multiple_of(16) } else { m };
+    for_each_chunk(out, rows.max(1) * n, parallel(threads), |block, out| {
+        product(out, n, k, lhs.from_row(block * rows), rhs, false)
+    });
+}
+
+/// (N, C, P) → (C, N·P).
+fn gather(x: &[f32], images: usize, channels: usize, pixels: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for (i, image) in x.chunks_exact(channels * pixels).enumerate() {
+        for (c, plane) in image.chunks_exact(pixels).enumerate() {
+            out[(c * images + i) * pixels..][..pixels].copy_from_slice(plane);
+        }
+    }
+    out
+}
+
+/// (C, N·P) → (N, C, P).
+fn scatter(x: &[f32], images: usize, channels: usize, pixels: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for (i, image) in out.chunks_exact_mut(channels * pixels).enumerate() {
+        for (c, plane) in image.chunks_exact_mut(pixels).enumerate() {
+            plane.copy_from_slice(&x[(c * images + i) * pixels..][..pixels]);
+        }
+    }
+    out
+}
+
+/// `out` (N, rows, P) = `lhs` (rows × k) · `x` (N, k, P), image by image, or over the gathered
+/// batch when the maps are small.
+fn per_image(lhs: Strided, x: &[f32], images: usize, rows: usize, k: usize, pixels: usize) -> Vec<f32> {
+    let mut out = vec![0f32; images * rows * pixels];
+    if pixels < BATCHED_BELOW {
+        let columns = gather(x, images, k, pixels);
+        let mut gathered = vec![0f32; rows * images * pixels];
+        split_product(&mut gathered, images * pixels, k, lhs, Strided::rows(&columns, images * pixels));
+        return scatter(&gathered, images, rows, pixels);
+    }
+    let threads = available_threads();
+    for_each_chunk(&mut out, rows * pixels, parallel(threads), |i, out| {
+        product(out, pixels, k, lhs, Strided::rows(&x[i * k * pixels..][..k * pixels], pixels), false)
+    });
+    out
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
+        None => candle_core::bail!("pointwise-conv: {what} must be contiguous"),
+    }
+}
+
+/// (N, C_in, H, W), (C_out, C_in) → (N, C_out, H, W).
+struct Pointwise;
+
+impl CustomOp2 for Pointwise {
+    fn name(&self) -> &'static str {
+        "pointwise-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = xl.shape().dims4()?;
+        let (c_out, c_in) = wl.shape().dims2()?;
+        if c_in != c {
+            candle_core::bail!("pointwise-conv: input has {c} channels, weight expects {c_in}")
+        }
+        let (x, weight) = (contiguous_f32(xs, xl, "input")?, contiguous_f32(ws, wl, "weight")?);
+        let out = per_image(Strided::rows(weight, c), x, n, c_out, c, h * w);
+        Ok((CpuStorage::F32(out), Shape::from((n, c_out, h, w))))
+    }
+
+    /// ∂L/∂x = Wᵀ · ∂L/∂y per image; ∂L/∂W = Σ over images of ∂L/∂y · xᵀ.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _out: &Tensor,
+        grad_out: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad_out = grad_out.contiguous()?;
+        let grad_x = grad_out.apply_op2_no_bwd(weight, &PointwiseGradInput)?;
+        let grad_w = grad_out.apply_op2_no_bwd(x, &PointwiseGradWeight)?;
+        Ok((Some(grad_x), Some(grad_w)))
+    }
+}
+
+/// (∂L/∂y: (N, C_out, H, W), W: (C_out, C_in)) → ∂L/∂x: (N, C_in, H, W).
+struct PointwiseGradInput;
+
+impl CustomOp2 for PointwiseGradInput {
+    fn name(&self) -> &'static str {
+        "pointwise-conv-grad-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c_out, h, w) = gl.shape().dims4()?;
+        let (c_out_w, c_in) = wl.shape().dims2()?;
+        if c_out_w != c_out {
+            candle_core::bail!("pointwise-conv backward: gradient has {c_out} channels, weight {c_out_w}")
+        }
+        let (grad_y, weight) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(ws, wl, "weight")?);
+        let out = per_image(Strided::rows(weight, c_in).transposed(), grad_y, n, c_in, c_out, h * w);
+        Ok((CpuStorage::F32(out), Shape::from((n, c_in, h, w))))
+    }
+}
+
+/// (∂L/∂y: (N, C_out, H, W), x: (N, C_in, H, W)) → ∂L/∂W: (C_out, C_in).
+struct PointwiseGradWeight;
+
+impl CustomOp2 for PointwiseGradWeight {
+    fn name(&self) -> &'static str {
+        "pointwise-conv-grad-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c_out, h, w) = gl.shape().dims4()?;
+        let (n_x, c_in, h_x, w_x) = xl.shape().dims4()?;
+        if (n_x, h_x, w_x) != (n, h, w) {
+            candle_core::bail!("pointwise-conv backward: gradient {:?} and input {:?} differ", gl.dims(), xl.dims())
+        }
+        let (grad_y, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
+        let pixels = h * w;
+        let mut grad_w = vec![0f32; c_out * c_in];
+        if pixels < BATCHED_BELOW {
+            // One product with the batch's pixels as its inner dimension.
+            let (g, x) = (gather(grad_y, n, c_out, pixels), gather(x, n, c_in, pixels));
+            let columns = Strided::rows(&x, n * pixels).transposed();
+            split_product(&mut grad_w, c_in, n * pixels, Strided::rows(&g, n * pixels), columns);
+        } else {
+            // Each thread sums its rows of ∂L/∂W over the images.
+            let threads = available_threads();
+            let rows = if parallel(threads) { c_out.div_ceil(threads) } else { c_out };
+            for_each_chunk(&mut grad_w, rows.max(1) * c_in, parallel(threads), |block, out| {
+                for i in 0..n {
+                    let g = Strided::rows(&grad_y[i * c_out * pixels..][..c_out * pixels], pixels);
+                    let x = Strided::rows(&x[i * c_in * pixels..][..c_in * pixels], pixels).transposed();
+                    product(out, c_in, pixels, g.from_row(block * rows), x, i > 0);
+                }
+            });
+        }
+        Ok((CpuStorage::F32(grad_w), Shape::from((c_out, c_in))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // The fused CPU 1×1 convolution against the same function from tensor ops differentiated by
+    // autograd: outputs and both gradients, at maps above and below the batched threshold.
+
+    use super::{pointwise_conv, pointwise_conv_by_ops};
+    use candle_core::{Device, Tensor, Var};
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    #[test]
+    fn matches_tensor_ops_with_gradients() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for (n, c_in, c_out, h, w) in [(3, 5, 7, 9, 8), (4, 6, 20, 2, 2), (1, 3, 2, 1, 1), (2, 17, 33, 4, 5)] {
+            let random =
+                |len: usize, rng: &mut StdRng| (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
+            let (x, weight) = (random(n * c_in * h * w, &mut rng), random(c_out * c_in, &mut rng));
+            let r = Tensor::from_vec(random(n * c_out * h * w, &mut rng), (n, c_out, h, w), &Device::Cpu).unwrap();
+            let run = |fused: bool| {
+                let xv = Var::from_vec(x.clone(), (n, c_in, h, w), &Device::Cpu).unwrap();
+                let wv = Var::from_vec(weight.clone(), (c_out, c_in), &Device::Cpu).unwrap();
+                let f = if fused { pointwise_conv } else { pointwise_conv_by_ops };
+                let y = f(xv.as_tensor(), wv.as_tensor()).unwrap();
+                let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                [flat(&y), flat(grads.get(xv.as_tensor()).unwrap()), flat(grads.get(wv.as_tensor()).unwrap())]
+            };
+            let (got, want) = (run(true), run(false));
+            for (what, (got, want)) in ["output", "grad x", "grad weight"].iter().zip(got.iter().zip(&want)) {
+                assert_eq!(got.len(), want.len(), "{what} {n}×{c_in}→{c_out} {h}×{w}: length");
+                for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{what} {n}×{c_in}→{c_out} {h}×{w} [{i}]: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+}
