@@ -15,8 +15,8 @@ use candle_nn::VarBuilder;
 use crate::kernels::batch_norm::{batch_norm_eval, batch_norm_train};
 use crate::kernels::bias_relu6::add_bias_relu6;
 use crate::kernels::depthwise::depthwise_conv2d;
-use crate::kernels::geometry::same_padding;
 use crate::kernels::pointwise::pointwise_conv;
+use crate::kernels::stem::stem_conv;
 
 /// The convolutions the backbones use.
 #[derive(Debug, Clone, Copy)]
@@ -160,7 +160,7 @@ impl ModuleT for ConvNorm {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let weight = self.weight.to_dtype(x.dtype())?;
         let y = match self.conv {
-            Conv::Stem => stem_conv(x, &weight)?,
+            Conv::Stem => stem_conv(x, &weight, 2)?,
             Conv::Pointwise => pointwise_conv(x, &weight)?,
             Conv::Depthwise { stride } => depthwise_conv2d(x, &weight, stride)?,
             Conv::Dense { stride, padding } => x.conv2d(&weight, padding, stride, 1, 1)?,
@@ -176,20 +176,4 @@ impl ModuleT for ConvNorm {
             Ok(y)
         }
     }
-}
-
-/// The stem's 3×3 stride-2 convolution, `weight`: (C_out, 3, 3, 3), with TF 'SAME' padding (the
-/// extra pixel bottom/right).
-pub fn stem_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    const KERNEL: usize = 3;
-    const STRIDE: usize = 2;
-    let (_, _, h, w) = x.dims4()?;
-    let pad = |len: usize| {
-        let (out, before) = same_padding(len, KERNEL, STRIDE);
-        let total = ((out - 1) * STRIDE + KERNEL).saturating_sub(len);
-        (before, total - before)
-    };
-    let ((top, bottom), (left, right)) = (pad(h), pad(w));
-    let x = x.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?;
-    x.conv2d(weight, 0, STRIDE, 1, 1)
 }

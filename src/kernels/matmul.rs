@@ -182,7 +182,6 @@ impl Weights {
     #[inline(always)]
     fn block_portable(&self, input: &[f32], out: &mut [f32], epilogue: Epilogue, scratch: &mut Scratch) {
         let (k, n) = (self.k, self.n);
-        let rows = out.len() / n;
         match &self.stored {
             Stored::F32(kn) => {
                 for (r, row) in out.chunks_exact_mut(n).enumerate() {
@@ -191,31 +190,7 @@ impl Weights {
                         row.iter_mut().zip(&residual[r * n..(r + 1) * n]).for_each(|(o, x)| *o += x);
                     }
                 }
-                // SAFETY: the pointers and strides describe `out` (rows × n), `input` (rows × k)
-                // and `kn` (k × n), all row-major and of those lengths (checked above).
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        n,
-                        k,
-                        out.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        true,
-                        input.as_ptr(),
-                        1,
-                        k as isize,
-                        kn.as_ptr(),
-                        1,
-                        n as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    )
-                }
+                product(out, n, k, Strided::rows(input, k), Strided::rows(kn, n), true);
                 apply_activation(out, epilogue.activation);
             }
             Stored::Int8(matrix) => {
@@ -224,6 +199,70 @@ impl Weights {
                 matrix.multiply_with(quantized, &mut Finish { matrix, scales: &quantized.scales, epilogue, out });
             }
         }
+    }
+}
+
+/// A matrix in a buffer: element (r, c) at `data[r · rs + c · cs]`.
+#[derive(Clone, Copy)]
+pub struct Strided<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Strided<'a> {
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self { data, rs: cols, cs: 1 }
+    }
+
+    pub fn transposed(self) -> Self {
+        Self { rs: self.cs, cs: self.rs, ..self }
+    }
+
+    /// The matrix without its first `from` rows.
+    pub fn rows_after(self, from: usize) -> Self {
+        Self { data: &self.data[(from * self.rs).min(self.data.len())..], ..self }
+    }
+}
+
+/// `out` (m × n, row-major) = `lhs` (m × k) · `rhs` (k × n), plus what `out` held if `accumulate`,
+/// on this thread (the `gemm` crate: Candle's own CPU matmul).
+pub fn product(out: &mut [f32], n: usize, k: usize, lhs: Strided, rhs: Strided, accumulate: bool) {
+    let m = out.len() / n.max(1);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    let last = |s: Strided, rows: usize, cols: usize| (rows - 1) * s.rs + (cols - 1) * s.cs;
+    assert!(out.len() == m * n && last(lhs, m, k) < lhs.data.len() && last(rhs, k, n) < rhs.data.len());
+    // SAFETY: every element the product reads or writes is inside its buffer (asserted above).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
     }
 }
 

@@ -1,7 +1,7 @@
 //! The fast ops the networks run on.
 //!
 //! Training and the non-CPU devices run Candle tensors through custom ops with closed-form gradients
-//! ([`batch_norm`], [`bias_relu6`], [`depthwise`], [`pointwise`]; on other devices the same ops from tensor ops,
+//! ([`batch_norm`], [`bias_relu6`], [`depthwise`], [`pointwise`], [`stem`]; on other devices the same ops from tensor ops,
 //! with activation checkpointing, [`recompute`]). CPU inference runs plain buffers through [`nhwc`]
 //! and [`matmul`] (int8 products in [`int8`]), with every bias, residual and activation fused.
 
@@ -19,6 +19,7 @@ pub mod rows;
 pub mod scalar;
 #[cfg(target_arch = "wasm32")]
 mod simd128;
+pub mod stem;
 
 pub use rows::apply_activation;
 pub use scalar::{activate, Activation};

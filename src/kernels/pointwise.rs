@@ -13,6 +13,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
 use crate::kernels::crew::for_each_chunk;
+use crate::kernels::matmul::{product, Strided};
 use crate::kernels::{available_threads, parallel};
 
 /// A 1×1 convolution, `x`: (N, C_in, H, W), `weight`: (C_out, C_in) → (N, C_out, H, W).
@@ -46,76 +47,13 @@ pub fn pointwise_conv_by_ops(x: &Tensor, weight: &Tensor) -> candle_core::Result
 /// its weight than on multiplying (Lite0's last blocks have 2×2 maps at a 64² input).
 const BATCHED_BELOW: usize = 64;
 
-/// A matrix in a buffer: element (r, c) at `data[r · rs + c · cs]`.
-#[derive(Clone, Copy)]
-struct Strided<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> Strided<'a> {
-    fn rows(data: &'a [f32], cols: usize) -> Self {
-        Self { data, rs: cols, cs: 1 }
-    }
-
-    fn transposed(self) -> Self {
-        Self { rs: self.cs, cs: self.rs, ..self }
-    }
-
-    /// Rows `from..` of the matrix.
-    fn from_row(self, from: usize) -> Self {
-        Self { data: &self.data[(from * self.rs).min(self.data.len())..], ..self }
-    }
-}
-
-/// `out` (m × n, row-major) = `lhs` (m × k) · `rhs` (k × n), plus what `out` held if `accumulate`.
-fn product(out: &mut [f32], n: usize, k: usize, lhs: Strided, rhs: Strided, accumulate: bool) {
-    let m = out.len() / n.max(1);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            out.fill(0.0);
-        }
-        return;
-    }
-    let last = |s: Strided, rows: usize, cols: usize| (rows - 1) * s.rs + (cols - 1) * s.cs;
-    assert!(out.len() == m * n && last(lhs, m, k) < lhs.data.len() && last(rhs, k, n) < rhs.data.len());
-    // SAFETY: every element the product reads or writes is inside its buffer (asserted above).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
-}
-
 /// `out` (m × n) = `lhs` (m × k) · `rhs` (k × n), its rows shared out over the threads.
 fn split_product(out: &mut [f32], n: usize, k: usize, lhs: Strided, rhs: Strided) {
     let threads = available_threads();
     let m = out.len() / n.max(1);
     let rows = if parallel(threads) { m.div_ceil(threads).next_multiple_of(16) } else { m };
     for_each_chunk(out, rows.max(1) * n, parallel(threads), |block, out| {
-        product(out, n, k, lhs.from_row(block * rows), rhs, false)
+        product(out, n, k, lhs.rows_after(block * rows), rhs, false)
     });
 }
 
@@ -267,7 +205,7 @@ impl CustomOp2 for PointwiseGradWeight {
                 for i in 0..n {
                     let g = Strided::rows(&grad_y[i * c_out * pixels..][..c_out * pixels], pixels);
                     let x = Strided::rows(&x[i * c_in * pixels..][..c_in * pixels], pixels).transposed();
-                    product(out, c_in, pixels, g.from_row(block * rows), x, i > 0);
+                    product(out, c_in, pixels, g.rows_after(block * rows), x, i > 0);
                 }
             });
         }
