@@ -140,43 +140,40 @@ impl Crew {
 }
 
 /// `f(index, chunk)` for each `chunk_len`-long chunk of `out` (the last may be shorter): over the
-/// crew this thread leads, else over the rayon pool when `parallel`, else here in order.
+/// crew this thread leads, else over the rayon pool when `parallel`, else here in order. On one
+/// thread nothing is handed to the pool: each hand-over from a thread outside it wakes a pool
+/// thread and puts the caller to sleep until the work is done, 7% of a one-thread fine-tuning step
+/// in futex wake-ups alone (perf, Lite0 64², 2026-12-07).
 pub fn for_each_chunk<T: Send>(out: &mut [T], chunk_len: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync) {
-    for_each_chunk_with(out, chunk_len, parallel, || (), |_, i, chunk| f(i, chunk))
+    if parallel {
+        split(out, chunk_len, &f)
+    } else {
+        out.chunks_mut(chunk_len.max(1)).enumerate().for_each(|(i, chunk)| f(i, chunk));
+    }
 }
 
-/// [`for_each_chunk`] with scratch space: `f(scratch, index, chunk)`, one `init()` per thread
-/// (per part in a crew). On one thread nothing is handed to the pool: each hand-over from a thread
-/// outside it wakes a pool thread and puts the caller to sleep until the work is done, 7% of a
-/// one-thread fine-tuning step in futex wake-ups alone (perf, Lite0 64², 2026-12-07).
-pub fn for_each_chunk_with<T: Send, S>(
-    out: &mut [T],
-    chunk_len: usize,
-    parallel: bool,
-    init: impl Fn() -> S + Sync + Send,
-    f: impl Fn(&mut S, usize, &mut [T]) + Sync,
-) {
+/// The parts of [`for_each_chunk`] over the crew this thread leads, else over the rayon pool. The
+/// job comes as a trait object, so that the pool's loop is compiled once per element type rather
+/// than once per caller: the threaded web build's first load counts every copy.
+fn split<T: Send>(out: &mut [T], chunk_len: usize, job: &(dyn Fn(usize, &mut [T]) + Sync)) {
     use rayon::prelude::*;
     let chunk_len = chunk_len.max(1);
     let crew = LEADING.with(Cell::get);
-    if parallel && !crew.is_null() {
-        let (base, len) = (SharedMut(out.as_mut_ptr()), out.len());
-        let job = |part: usize| {
-            let start = part * chunk_len;
-            let end = (start + chunk_len).min(len);
-            // SAFETY: parts are disjoint ranges of `out`, each claimed by exactly one thread, and
-            // `out` is borrowed mutably until every part is done.
-            let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) };
-            f(&mut init(), part, chunk)
-        };
-        // SAFETY: `crew` is set only while the crew it points to is alive (`Crew::run`).
-        unsafe { (*crew).lead_job(len.div_ceil(chunk_len), &job) };
-    } else if parallel {
-        out.par_chunks_mut(chunk_len).enumerate().for_each_init(init, |scratch, (i, chunk)| f(scratch, i, chunk));
-    } else {
-        let mut scratch = init();
-        out.chunks_mut(chunk_len).enumerate().for_each(|(i, chunk)| f(&mut scratch, i, chunk));
+    if crew.is_null() {
+        out.par_chunks_mut(chunk_len).enumerate().for_each(|(i, chunk)| job(i, chunk));
+        return;
     }
+    let (base, len) = (SharedMut(out.as_mut_ptr()), out.len());
+    let part = |part: usize| {
+        let start = part * chunk_len;
+        let end = (start + chunk_len).min(len);
+        // SAFETY: parts are disjoint ranges of `out`, each claimed by exactly one thread, and
+        // `out` is borrowed mutably until every part is done.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) };
+        job(part, chunk)
+    };
+    // SAFETY: `crew` is set only while the crew it points to is alive (`Crew::run`).
+    unsafe { (*crew).lead_job(len.div_ceil(chunk_len), &part) };
 }
 
 /// A pointer to the output that crew members write disjoint parts of.

@@ -10,7 +10,7 @@
 //! differentiates on its own, recomputing them in the backward pass rather than keeping them
 //! (`crate::kernels::recompute`).
 
-use crate::kernels::crew::for_each_chunk_with;
+use crate::kernels::crew::for_each_chunk;
 use crate::kernels::{available_threads, parallel};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
@@ -108,17 +108,11 @@ impl CustomOp2 for DepthwiseForward {
         let g = ConvGeometry::same(h, w, c, k, self.stride);
         let (x, weight) = (contiguous_f32(xs, xl, "input")?, contiguous_f32(ws, wl, "weight")?);
         let mut out = vec![0f32; n * c * g.out_pixels()];
-        for_each_chunk_with(
-            out.as_mut_slice(),
-            g.out_pixels(),
-            parallel(available_threads()),
-            Vec::new,
-            |phases, plane, out| {
-                let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
-                let taps = &weight[(plane % c) * k * k..][..k * k];
-                dispatch!(forward_plane(&g, x, taps, out, phases));
-            },
-        );
+        for_each_chunk(&mut out, g.out_pixels(), parallel(available_threads()), |plane, out| {
+            let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
+            let taps = &weight[(plane % c) * k * k..][..k * k];
+            with_scratch(|scratch| dispatch!(forward_plane(&g, x, taps, out, &mut scratch.0)));
+        });
         Ok((CpuStorage::F32(out), Shape::from((n, c, g.out_h, g.out_w))))
     }
 
@@ -240,17 +234,11 @@ impl CustomOp2 for DepthwiseGradInput {
         let g = ConvGeometry::same(self.in_h, self.in_w, c, k, self.stride);
         let (grad_out, weight) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(ws, wl, "weight")?);
         let mut grad_x = vec![0f32; n * c * g.in_pixels()];
-        for_each_chunk_with(
-            grad_x.as_mut_slice(),
-            g.in_pixels(),
-            parallel(available_threads()),
-            Scratch::default,
-            |scratch, plane, grad_x| {
-                let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
-                let taps = &weight[(plane % c) * k * k..][..k * k];
-                dispatch!(grad_input(&g, grad_out, taps, grad_x, scratch));
-            },
-        );
+        for_each_chunk(&mut grad_x, g.in_pixels(), parallel(available_threads()), |plane, grad_x| {
+            let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
+            let taps = &weight[(plane % c) * k * k..][..k * k];
+            with_scratch(|scratch| dispatch!(grad_input(&g, grad_out, taps, grad_x, scratch)));
+        });
         Ok((CpuStorage::F32(grad_x), Shape::from((n, c, self.in_h, self.in_w))))
     }
 }
@@ -278,20 +266,16 @@ impl CustomOp2 for DepthwiseGradWeight {
         let g = ConvGeometry::same(h, w, c, k, self.stride);
         let (grad_out, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
         let mut grad_w = vec![0f32; c * k * k];
-        for_each_chunk_with(
-            grad_w.as_mut_slice(),
-            k * k,
-            parallel(available_threads()),
-            Scratch::default,
-            |scratch, ch, taps| {
+        for_each_chunk(&mut grad_w, k * k, parallel(available_threads()), |ch, taps| {
+            with_scratch(|scratch| {
                 for b in 0..n {
                     let plane = b * c + ch;
                     let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
                     let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
                     dispatch!(grad_weight(&g, grad_out, x, taps, scratch));
                 }
-            },
-        );
+            })
+        });
         Ok((CpuStorage::F32(grad_w), Shape::from((c, k, k))))
     }
 }
@@ -337,9 +321,19 @@ fn grad_weight(g: &ConvGeometry, grad_out: &[f32], x: &[f32], taps: &mut [f32], 
     }
 }
 
-/// Two reused planes for the backward kernels.
+/// Two reused planes for the kernels.
 #[derive(Default)]
 struct Scratch(Vec<f32>, Vec<f32>);
+
+thread_local! {
+    /// Each thread's [`Scratch`], kept between planes and ops: a fresh one per plane would be an
+    /// allocation per plane, tens of thousands per op where the maps are 1×1 (a 32² input).
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with_borrow_mut(f)
+}
 
 /// One plane's input gradient for stride 1: grad_x[iy][ix] = Σ grad_out[iy + pad − ky][ix + pad −
 /// kx] · w[ky][kx], read from the zero-padded gradient as a correlation with the flipped filter.

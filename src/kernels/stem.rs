@@ -14,7 +14,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
-use crate::kernels::crew::for_each_chunk_with;
+use crate::kernels::crew::for_each_chunk;
 use crate::kernels::geometry::{same_padding, ConvGeometry};
 use crate::kernels::matmul::{product, Strided};
 use crate::kernels::{available_threads, parallel};
@@ -105,9 +105,10 @@ impl CustomOp2 for Stem {
         let (taps, pixels) = (g.channels * g.kernel * g.kernel, g.out_h * g.out_w);
         let mut out = vec![0f32; n * c_out * pixels];
         let threads = parallel(available_threads());
-        for_each_chunk_with(&mut out, c_out * pixels, threads, Vec::new, |cols, i, out| {
-            columns(&g, &x[i * g.channels * g.in_h * g.in_w..][..g.channels * g.in_h * g.in_w], cols);
-            product(out, pixels, taps, Strided::rows(weight, taps), Strided::rows(cols, pixels), false);
+        for_each_chunk(&mut out, c_out * pixels, threads, |i, out| {
+            let mut cols = Vec::new();
+            columns(&g, &x[i * g.channels * g.in_h * g.in_w..][..g.channels * g.in_h * g.in_w], &mut cols);
+            product(out, pixels, taps, Strided::rows(weight, taps), Strided::rows(&cols, pixels), false);
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c_out, g.out_h, g.out_w))))
     }

@@ -21,6 +21,8 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.close();
+  // The exported models, photos and checkpoints written here come to ~200 MB a run.
+  fs.rmSync(scratch, { recursive: true, force: true });
 });
 
 /// `count` 160×160 PNG crops of fixture `name`, from rows [top, bottom), made in the page with a canvas.
