@@ -16,7 +16,9 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
 use crate::kernels::dispatch;
 use crate::kernels::geometry::ConvGeometry;
+use crate::kernels::nhwc::{self, nchw_to_nhwc, nhwc_to_nchw, taps_for_depthwise};
 use crate::kernels::recompute::recompute_in_backward;
+use crate::kernels::Activation;
 
 /// `x`: (N, C, H, W), `weight`: (C, 1, K, K) → (N, C, ceil(H/s), ceil(W/s)).
 pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
@@ -107,6 +109,10 @@ impl CustomOp2 for DepthwiseForward {
         let k = wl.shape().dims3()?.1;
         let g = ConvGeometry::same(h, w, c, k, self.stride);
         let (x, weight) = (contiguous_f32(xs, xl, "input")?, contiguous_f32(ws, wl, "weight")?);
+        if narrow(&g) {
+            let out = channels_innermost(&g, x, &taps_for_depthwise(weight, c, k), n);
+            return Ok((CpuStorage::F32(out), Shape::from((n, c, g.out_h, g.out_w))));
+        }
         let mut out = vec![0f32; n * c * g.out_pixels()];
         for_each_chunk(&mut out, g.out_pixels(), parallel(available_threads()), |plane, out| {
             let x = &x[plane * g.in_pixels()..][..g.in_pixels()];
@@ -130,6 +136,80 @@ impl CustomOp2 for DepthwiseForward {
         let grad_w =
             grad_out.apply_op2_no_bwd(x, &DepthwiseGradWeight { stride: self.stride, kernel: weight.dim(1)? })?;
         Ok((Some(grad_x), Some(grad_w)))
+    }
+}
+
+/// Whether a layer's maps are narrow enough to run channel-innermost: a plane's rows then fill
+/// less than one AVX2 register (8 lanes), and the plane-by-plane kernels ran them lane by lane —
+/// the late blocks' 4×4, 2×2 and 1×1 maps at CIFAR sizes, 7×7 at 224². Channel-innermost, every
+/// tap is a multiply-add over 16 channels at a time (the inference path's kernel).
+fn narrow(g: &ConvGeometry) -> bool {
+    g.out_w < 8
+}
+
+/// `x` (N, C, H, W) through the depthwise filter `taps` (k·k × C, as [`nhwc::depthwise`] reads
+/// them) of `g`, image by image channel-innermost: each image is moved to (H·W × C), convolved
+/// there, and moved back.
+fn channels_innermost(g: &ConvGeometry, x: &[f32], taps: &[f32], n: usize) -> Vec<f32> {
+    let c = g.channels;
+    let zero = vec![0f32; c];
+    let mut out = vec![0f32; n * c * g.out_pixels()];
+    for_each_chunk(&mut out, c * g.out_pixels(), parallel(available_threads()), |i, out| {
+        let (mut image, mut result) = (vec![0f32; c * g.in_pixels()], vec![0f32; out.len()]);
+        nchw_to_nhwc(&x[i * c * g.in_pixels()..][..c * g.in_pixels()], c, &mut image);
+        nhwc::depthwise(g, &image, taps, &zero, Activation::None, &mut result, 1);
+        nhwc_to_nchw(&result, c, out);
+    });
+    out
+}
+
+/// ∂L/∂w (C, k, k) = Σ over images and output pixels of ∂L/∂y · the input under each tap,
+/// channel-innermost: each thread sums its share of the images into its own (k·k × C), and those
+/// are added at the end.
+fn grad_weight_channels_innermost(g: &ConvGeometry, grad_out: &[f32], x: &[f32], n: usize) -> Vec<f32> {
+    let (c, k) = (g.channels, g.kernel);
+    let threads = available_threads();
+    let parts = if parallel(threads) { threads.min(n).max(1) } else { 1 };
+    let mut sums = vec![0f32; parts * k * k * c];
+    for_each_chunk(&mut sums, k * k * c, parts > 1, |part, sums| {
+        let (mut image, mut grad) = (vec![0f32; c * g.in_pixels()], vec![0f32; c * g.out_pixels()]);
+        for i in (part..n).step_by(parts) {
+            nchw_to_nhwc(&x[i * c * g.in_pixels()..][..c * g.in_pixels()], c, &mut image);
+            nchw_to_nhwc(&grad_out[i * c * g.out_pixels()..][..c * g.out_pixels()], c, &mut grad);
+            dispatch!(add_tap_products(g, &image, &grad, sums));
+        }
+    });
+    let (total, rest) = sums.split_at_mut(k * k * c);
+    for part in rest.chunks_exact(k * k * c) {
+        total.iter_mut().zip(part).for_each(|(t, &p)| *t += p);
+    }
+    let mut grad_w = vec![0f32; c * k * k];
+    for (tap, row) in total.chunks_exact(c).enumerate() {
+        for (ch, &v) in row.iter().enumerate() {
+            grad_w[ch * k * k + tap] = v;
+        }
+    }
+    grad_w
+}
+
+/// `sums[tap][c] += grad[p][c] · image[p's input under tap][c]` for one image (H·W × C each).
+#[inline(always)]
+fn add_tap_products(g: &ConvGeometry, image: &[f32], grad: &[f32], sums: &mut [f32]) {
+    let (c, k) = (g.channels, g.kernel);
+    for oy in 0..g.out_h {
+        for ox in 0..g.out_w {
+            let grad = &grad[(oy * g.out_w + ox) * c..][..c];
+            for ky in 0..k {
+                for kx in 0..k {
+                    if let Some(at) = g.input_pixel(oy, ox, ky, kx) {
+                        let sums = &mut sums[(ky * k + kx) * c..][..c];
+                        for ((s, &gv), &xv) in sums.iter_mut().zip(grad).zip(&image[at * c..][..c]) {
+                            *s += gv * xv;
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -233,6 +313,27 @@ impl CustomOp2 for DepthwiseGradInput {
         let k = wl.shape().dims3()?.1;
         let g = ConvGeometry::same(self.in_h, self.in_w, c, k, self.stride);
         let (grad_out, weight) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(ws, wl, "weight")?);
+        if narrow(&g) && g.stride == 1 {
+            // Stride 1: the input's gradient is the convolution of the output's gradient with the
+            // flipped filter, padded by what the forward pass's padding leaves of the kernel.
+            let (k, c) = (g.kernel, g.channels);
+            let flipped = ConvGeometry {
+                in_h: g.out_h,
+                in_w: g.out_w,
+                pad_top: k - 1 - g.pad_top,
+                pad_left: k - 1 - g.pad_left,
+                out_h: g.in_h,
+                out_w: g.in_w,
+                ..g
+            };
+            let mut taps = taps_for_depthwise(weight, c, k);
+            for (a, b) in (0..k * k / 2).zip((k * k / 2 + 1..k * k).rev()) {
+                let (front, back) = taps.split_at_mut(b * c);
+                front[a * c..][..c].swap_with_slice(&mut back[..c]);
+            }
+            let grad_x = channels_innermost(&flipped, grad_out, &taps, n);
+            return Ok((CpuStorage::F32(grad_x), Shape::from((n, c, self.in_h, self.in_w))));
+        }
         let mut grad_x = vec![0f32; n * c * g.in_pixels()];
         for_each_chunk(&mut grad_x, g.in_pixels(), parallel(available_threads()), |plane, grad_x| {
             let grad_out = &grad_out[plane * g.out_pixels()..][..g.out_pixels()];
@@ -265,6 +366,9 @@ impl CustomOp2 for DepthwiseGradWeight {
         let k = self.kernel;
         let g = ConvGeometry::same(h, w, c, k, self.stride);
         let (grad_out, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
+        if narrow(&g) {
+            return Ok((CpuStorage::F32(grad_weight_channels_innermost(&g, grad_out, x, n)), Shape::from((c, k, k))));
+        }
         let mut grad_w = vec![0f32; c * k * k];
         for_each_chunk(&mut grad_w, k * k, parallel(available_threads()), |ch, taps| {
             with_scratch(|scratch| {
@@ -554,15 +658,19 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let dev = test_device();
         eprintln!("depthwise against the naive loop on {dev:?}");
-        for &(h, w) in &[(7, 7), (8, 8), (9, 6), (12, 13), (1, 1), (2, 3)] {
+        // Maps under 8 columns wide run channel-innermost, others plane by plane; 21 channels fill
+        // a 16-channel run and leave a tail.
+        for &(h, w, c) in
+            &[(7, 7, 3), (8, 8, 3), (9, 6, 3), (12, 13, 3), (1, 1, 3), (2, 3, 3), (4, 4, 21), (7, 5, 21), (16, 9, 21)]
+        {
             for k in [3, 5] {
                 for s in [1, 2] {
-                    let dims = (2, 3, h, w);
-                    let x: Vec<f32> = (0..2 * 3 * h * w).map(|_| rng.random_range(-1.0..1.0)).collect();
-                    let wt: Vec<f32> = (0..3 * k * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+                    let dims = (2, c, h, w);
+                    let x: Vec<f32> = (0..2 * c * h * w).map(|_| rng.random_range(-1.0..1.0)).collect();
+                    let wt: Vec<f32> = (0..c * k * k).map(|_| rng.random_range(-1.0..1.0)).collect();
                     let (oh, _) = same_padding(h, k, s);
                     let (ow, _) = same_padding(w, k, s);
-                    let r: Vec<f32> = (0..2 * 3 * oh * ow).map(|_| rng.random_range(-1.0..1.0)).collect();
+                    let r: Vec<f32> = (0..2 * c * oh * ow).map(|_| rng.random_range(-1.0..1.0)).collect();
                     let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
                     let want = naive(&f64s(&x), &f64s(&wt), dims, k, s);
                     let (want_gx, want_gw) = naive_grads(&f64s(&x), &f64s(&wt), &f64s(&r), dims, k, s);
@@ -572,11 +680,11 @@ mod tests {
                         ("tensor ops", depthwise_by_shifts),
                         ("tensor ops, checkpointed", depthwise_by_shifts_checkpointed),
                     ] {
-                        let what = format!("{path} {h}x{w} k{k} s{s}");
-                        let xv = Var::from_vec(x.clone(), (2, 3, h, w), &dev).unwrap();
-                        let wv = Var::from_vec(wt.clone(), (3, 1, k, k), &dev).unwrap();
+                        let what = format!("{path} {c}x{h}x{w} k{k} s{s}");
+                        let xv = Var::from_vec(x.clone(), (2, c, h, w), &dev).unwrap();
+                        let wv = Var::from_vec(wt.clone(), (c, 1, k, k), &dev).unwrap();
                         let out = conv(xv.as_tensor(), wv.as_tensor(), s).unwrap();
-                        assert_eq!(out.dims(), &[2, 3, oh, ow], "{what}: shape");
+                        assert_eq!(out.dims(), &[2, c, oh, ow], "{what}: shape");
                         assert_close(
                             &format!("{what} out"),
                             &out.flatten_all().unwrap().to_vec1().unwrap(),
@@ -584,7 +692,7 @@ mod tests {
                             1e-5,
                         );
 
-                        let rt = Tensor::from_vec(r.clone(), (2, 3, oh, ow), &dev).unwrap();
+                        let rt = Tensor::from_vec(r.clone(), (2, c, oh, ow), &dev).unwrap();
                         let grads = (out * rt).unwrap().sum_all().unwrap().backward().unwrap();
                         let gx = grads.get(xv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
                         let gw = grads.get(wv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
