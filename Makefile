@@ -73,7 +73,8 @@ bench-head-fit:
 bench-finetune:
 	cargo build --release
 	scripts/fetch-weights.sh > /dev/null
-	python3 benches/finetune.py --shapes 32x32,64x16,128x16 --iters 4
+	python3 benches/finetune.py --shapes 32x32,64x16,128x16 --iters 4 --threads 1
+	python3 benches/finetune.py --shapes 32x32,64x16,128x16 --iters 4 --threads 2
 
 # The `cuda` feature must build on machines without a GPU (as a user's CI would): CUDA 13.0 from PyPI
 # wheels, Candle's kernels compiled by nvcc. Its own target dir: the kernel build is slow, keep it.

@@ -165,15 +165,17 @@ impl CustomOp1 for ChannelStats {
         let x = contiguous(s, l, "input")?;
         let (channels, _, plane) = geometry(l)?;
         let count = (x.len() / channels) as f64;
-        let mut stats = vec![(0f32, 0f32); channels];
-        for_each_chunk(&mut stats, 1, parallel(available_threads()), |c, stat| {
+        // [mean, variance] per channel, f32 like every buffer split over the threads (one copy of
+        // the parallel loop per element type counts against the threaded web build's first load).
+        let mut stats = vec![0f32; 2 * channels];
+        for_each_chunk(&mut stats, 2, parallel(available_threads()), |c, stat| {
             let sum: f64 = planes(x, c, channels, plane).map(|p| dispatch!(lane_sum(p, |v| v))).sum();
             let mean = (sum / count) as f32;
             let squares: f64 =
                 planes(x, c, channels, plane).map(|p| dispatch!(lane_sum(p, |v| (v - mean).powi(2)))).sum();
-            stat[0] = (mean, (squares / count) as f32);
+            stat.copy_from_slice(&[mean, (squares / count) as f32]);
         });
-        let (mean, var): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+        let (mean, var): (Vec<f32>, Vec<f32>) = stats.chunks_exact(2).map(|s| (s[0], s[1])).unzip();
         Ok((CpuStorage::F32([mean, var].concat()), Shape::from((2, channels))))
     }
 }
@@ -350,8 +352,9 @@ impl CustomOp2 for BatchNormRelu6Backward {
         };
 
         let threads = parallel(available_threads());
-        let mut sums = vec![(0f64, 0f64); channels];
-        for_each_chunk(&mut sums, 1, threads, |c, sum| {
+        // Per channel: [Σ g·x̂, Σ g, and each over M], the sums taken in f64 (see ChannelStats).
+        let mut sums = vec![0f32; 4 * channels];
+        for_each_chunk(&mut sums, 4, threads, |c, sum| {
             let (mean, affine) = (self.mean[c], (self.scale[c], self.shift[c]));
             // Σ g·(x − μ) rather than Σ g·x − μ·Σ g: no cancellation when μ is large.
             let (sum_g, sum_g_centred) = planes(x, c, channels, plane)
@@ -363,24 +366,29 @@ impl CustomOp2 for BatchNormRelu6Backward {
                     }))
                 })
                 .fold((0f64, 0f64), |(a, b), (c, d)| (a + c, b + d));
-            sum[0] = (sum_g_centred * inv_std[c], sum_g);
+            let sum_g_xhat = sum_g_centred * inv_std[c];
+            sum.copy_from_slice(&[
+                sum_g_xhat as f32,
+                sum_g as f32,
+                (sum_g / count) as f32,
+                (sum_g_xhat / count) as f32,
+            ]);
         });
 
         let mut out = vec![0f32; x.len() + 2 * channels];
         let (grad_x, grad_affine) = out.split_at_mut(x.len());
         for_each_chunk(grad_x, plane, threads, |i, grad_x| {
             let c = i % channels;
-            let (sum_g_xhat, sum_g) = sums[c];
+            let (mean_g, mean_g_xhat) = (sums[4 * c + 2], sums[4 * c + 3]);
             let (mean, inv_std) = (self.mean[c], inv_std[c] as f32);
-            let (mean_g, mean_g_xhat) = ((sum_g / count) as f32, (sum_g_xhat / count) as f32);
             let (k, affine) = (self.gamma[c] * inv_std, (self.scale[c], self.shift[c]));
             let (x, grad_y) = (&x[i * plane..][..plane], &grad_y[i * plane..][..plane]);
             dispatch!(grad_plane(x, grad_y, grad_x, |x, g| k
                 * (masked(g, x, affine) - mean_g - (x - mean) * inv_std * mean_g_xhat)));
         });
-        for (c, (sum_g_xhat, sum_g)) in sums.into_iter().enumerate() {
-            grad_affine[c] = sum_g_xhat as f32;
-            grad_affine[channels + c] = sum_g as f32;
+        for (c, sum) in sums.chunks_exact(4).enumerate() {
+            grad_affine[c] = sum[0];
+            grad_affine[channels + c] = sum[1];
         }
         Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * channels)))
     }

@@ -21,7 +21,13 @@ use crate::kernels::{available_threads, parallel};
 
 /// The first convolution, 'SAME' padding, `stride`; no gradient reaches `x` (the image).
 pub fn stem_conv(x: &Tensor, weight: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 && weight.dtype() == DType::F32 {
+    // Native only: the page trains the last layers, never the first, and its threaded build's
+    // first load has no room for code it would not run (6 MB, `tests/browser/first_load.test.mjs`).
+    if cfg!(not(target_arch = "wasm32"))
+        && x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+    {
         return x.contiguous()?.apply_op2(&weight.contiguous()?, Stem { stride });
     }
     stem_conv_by_ops(x, weight, stride)
