@@ -69,9 +69,11 @@ pub fn parallel(threads: usize) -> bool {
 
 /// `f`, run on a thread of the rayon pool when work may be split. Every parallel loop that starts
 /// outside the pool hands its work over to the pool's threads and sleeps until they are done, and a
-/// training step starts a thousand of them: on a pool thread they start where they are.
+/// training step starts a thousand of them: on a pool thread they start where they are. Native
+/// only: the threaded web build's first load is within a few hundred bytes of its 6 MB bound, and
+/// what it would buy in the browser is not measured.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if parallel(available_threads()) && rayon::current_thread_index().is_none() {
+    if cfg!(not(target_arch = "wasm32")) && parallel(available_threads()) && rayon::current_thread_index().is_none() {
         rayon::scope(|_| f())
     } else {
         f()

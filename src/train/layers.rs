@@ -35,6 +35,7 @@ use crate::error::{invalid, Result};
 use crate::eval::metrics::Metrics;
 use crate::formats::backbone_file::QUANTIZATION;
 use crate::formats::backbone_file::{self, BackboneMeta, Source};
+use crate::kernels::on_pool;
 use crate::model::head::{Head, Trained};
 use crate::model::Backbone;
 use crate::model::Classifier;
@@ -436,17 +437,23 @@ impl LayerFit {
                 .collect();
             let labels: Vec<u32> = batch.iter().map(|&i| self.train.features.labels[i]).collect();
             let x = self.train.activations.batch(&rows, &device)?;
-            let features = self.network.last_layers(&x, self.first, false)?;
-            let logits = head.logits(&features, Some((config.dropout, &mut self.rng)))?;
-            let loss = cross_entropy(&logits, &labels, &self.class_weights, smoothing)?;
-            let loss_value = loss.to_scalar::<f32>()?;
+            let (network, first, rng, class_weights) = (&self.network, self.first, &mut self.rng, &self.class_weights);
+            let (logits, loss_value) = on_pool(|| -> Result<(Tensor, f32)> {
+                let features = network.last_layers(&x, first, false)?;
+                let logits = head.logits(&features, Some((config.dropout, rng)))?;
+                let loss = cross_entropy(&logits, &labels, class_weights, smoothing)?;
+                let loss_value = loss.to_scalar::<f32>()?;
+                if loss_value.is_finite() {
+                    let grads = loss.backward()?;
+                    layer_optimizer.step(&grads, config.learning_rate * LAYER_LEARNING_RATE_SHARE)?;
+                    head_optimizer.step(&grads, config.learning_rate * HEAD_LEARNING_RATE_SHARE)?;
+                }
+                Ok((logits, loss_value))
+            })?;
             if !loss_value.is_finite() {
                 self.stop = Some(Stop::Diverged { epoch: self.history.len() + 1 });
                 return Ok(None);
             }
-            let grads = loss.backward()?;
-            layer_optimizer.step(&grads, config.learning_rate * LAYER_LEARNING_RATE_SHARE)?;
-            head_optimizer.step(&grads, config.learning_rate * HEAD_LEARNING_RATE_SHARE)?;
             loss_sum += loss_value as f64 * batch.len() as f64;
             correct += count_correct(&logits, &labels)?;
         }
@@ -644,10 +651,13 @@ pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl 
     let spec = crate::train::config::HeadSpec { input_dim: backbone.feature_dim(), hidden: None, classes: 2 };
     let head = Head::init(spec, &mut Rng::new(0), device)?;
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 2).collect();
+    // As `layer_epoch` runs it: on a pool thread.
     let step = || -> Result<()> {
-        let logits = head.logits(&network.last_layers(&x, first, false)?, None)?;
-        cross_entropy(&logits, &labels, &[1.0, 1.0], 0.0)?.backward()?;
-        Ok(())
+        on_pool(|| {
+            let logits = head.logits(&network.last_layers(&x, first, false)?, None)?;
+            cross_entropy(&logits, &labels, &[1.0, 1.0], 0.0)?.backward()?;
+            Ok(())
+        })
     };
     step()?;
     let start = now_ms();
