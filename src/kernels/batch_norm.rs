@@ -15,7 +15,7 @@ use crate::kernels::bias_relu6::{add_bias_relu6, channel_shape};
 use crate::kernels::crew::for_each_chunk;
 use crate::kernels::recompute::recompute_in_backward;
 use crate::kernels::scalar::relu6 as relu6_of;
-use crate::kernels::{available_threads, dispatch, parallel};
+use crate::kernels::{available_threads, contiguous_f32, dispatch, parallel};
 
 /// Training mode: normalises with this batch's statistics. Returns the output and the batch's
 /// per-channel mean and biased variance (for the running averages).
@@ -141,13 +141,6 @@ fn geometry(l: &Layout) -> candle_core::Result<(usize, usize, usize)> {
     Ok((dims[1], dims[0], dims[2..].iter().product()))
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
-        None => candle_core::bail!("batch-norm: {what} must be contiguous"),
-    }
-}
-
 /// The planes of channel `c`: `x[n, c, …]` for every `n`.
 fn planes(x: &[f32], c: usize, channels: usize, plane: usize) -> impl Iterator<Item = &[f32]> {
     x.chunks_exact(plane).skip(c).step_by(channels)
@@ -162,7 +155,7 @@ impl CustomOp1 for ChannelStats {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(s, l, "input")?;
+        let x = contiguous_f32(s, l, "batch-norm", "input")?;
         let (channels, _, plane) = geometry(l)?;
         let count = (x.len() / channels) as f64;
         // [mean, variance] per channel, f32 like every buffer split over the threads (one copy of
@@ -253,8 +246,11 @@ impl CustomOp3 for BatchNormRelu6 {
         ss: &CpuStorage,
         sl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, affine, stats) =
-            (contiguous(xs, xl, "input")?, contiguous(a_s, al, "γ, β")?, contiguous(ss, sl, "statistics")?);
+        let (x, affine, stats) = (
+            contiguous_f32(xs, xl, "batch-norm", "input")?,
+            contiguous_f32(a_s, al, "batch-norm", "γ, β")?,
+            contiguous_f32(ss, sl, "batch-norm", "statistics")?,
+        );
         let (channels, _, plane) = geometry(xl)?;
         if affine.len() != 2 * channels || stats.len() != 2 * channels {
             candle_core::bail!(
@@ -333,7 +329,8 @@ impl CustomOp2 for BatchNormRelu6Backward {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, grad_y) = (contiguous(xs, xl, "input")?, contiguous(gs, gl, "gradient")?);
+        let (x, grad_y) =
+            (contiguous_f32(xs, xl, "batch-norm", "input")?, contiguous_f32(gs, gl, "batch-norm", "gradient")?);
         let (channels, _, plane) = geometry(xl)?;
         if grad_y.len() != x.len() || self.scale.len() != channels {
             candle_core::bail!("batch-norm backward: {} gradient values for {} inputs", grad_y.len(), x.len())

@@ -11,7 +11,7 @@
 //! (`crate::kernels::recompute`).
 
 use crate::kernels::crew::for_each_chunk;
-use crate::kernels::{available_threads, parallel};
+use crate::kernels::{available_threads, contiguous_f32, parallel};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
 use crate::kernels::dispatch;
@@ -80,14 +80,6 @@ pub fn depthwise_by_shifts(x: &Tensor, weight: &Tensor, stride: usize) -> candle
     Ok(out.expect("kernel has at least one tap"))
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("depthwise_conv2d: {what} must be contiguous"),
-    }
-}
-
 /// out[n, c] = Σ_taps w[c, ky, kx] · x[n, c, shifted by the tap]
 struct DepthwiseForward {
     stride: usize,
@@ -108,7 +100,10 @@ impl CustomOp2 for DepthwiseForward {
         let (n, c, h, w) = xl.shape().dims4()?;
         let k = wl.shape().dims3()?.1;
         let g = ConvGeometry::same(h, w, c, k, self.stride);
-        let (x, weight) = (contiguous_f32(xs, xl, "input")?, contiguous_f32(ws, wl, "weight")?);
+        let (x, weight) = (
+            contiguous_f32(xs, xl, "depthwise_conv2d", "input")?,
+            contiguous_f32(ws, wl, "depthwise_conv2d", "weight")?,
+        );
         if narrow(&g) {
             let out = channels_innermost(&g, x, &taps_for_depthwise(weight, c, k), n);
             return Ok((CpuStorage::F32(out), Shape::from((n, c, g.out_h, g.out_w))));
@@ -312,7 +307,10 @@ impl CustomOp2 for DepthwiseGradInput {
         let (n, c, _, _) = gl.shape().dims4()?;
         let k = wl.shape().dims3()?.1;
         let g = ConvGeometry::same(self.in_h, self.in_w, c, k, self.stride);
-        let (grad_out, weight) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(ws, wl, "weight")?);
+        let (grad_out, weight) = (
+            contiguous_f32(gs, gl, "depthwise_conv2d", "gradient")?,
+            contiguous_f32(ws, wl, "depthwise_conv2d", "weight")?,
+        );
         if narrow(&g) && g.stride == 1 {
             // Stride 1: the input's gradient is the convolution of the output's gradient with the
             // flipped filter, padded by what the forward pass's padding leaves of the kernel.
@@ -365,7 +363,10 @@ impl CustomOp2 for DepthwiseGradWeight {
         let (n, c, h, w) = xl.shape().dims4()?;
         let k = self.kernel;
         let g = ConvGeometry::same(h, w, c, k, self.stride);
-        let (grad_out, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
+        let (grad_out, x) = (
+            contiguous_f32(gs, gl, "depthwise_conv2d", "gradient")?,
+            contiguous_f32(xs, xl, "depthwise_conv2d", "input")?,
+        );
         if narrow(&g) {
             return Ok((CpuStorage::F32(grad_weight_channels_innermost(&g, grad_out, x, n)), Shape::from((c, k, k))));
         }

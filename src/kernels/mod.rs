@@ -59,6 +59,19 @@ macro_rules! dispatch {
 }
 pub(crate) use dispatch;
 
+/// The f32 values of a custom op's operand `what` (of op `op`), which must be contiguous.
+pub(crate) fn contiguous_f32<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
+        None => candle_core::bail!("{op}: {what} must be contiguous"),
+    }
+}
+
 /// Whether work may be split over `threads` threads. The web app's single-threaded wasm leaves the
 /// parallel code out of the binary altogether (it counts against the first load); its threaded
 /// build (`web-threads`) keeps it.

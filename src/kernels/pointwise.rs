@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
 use crate::kernels::crew::for_each_chunk;
 use crate::kernels::matmul::{product, Strided};
-use crate::kernels::{available_threads, parallel};
+use crate::kernels::{available_threads, contiguous_f32, parallel};
 
 /// A 1×1 convolution, `x`: (N, C_in, H, W), `weight`: (C_out, C_in) → (N, C_out, H, W).
 pub fn pointwise_conv(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
@@ -96,13 +96,6 @@ fn per_image(lhs: Strided, x: &[f32], images: usize, rows: usize, k: usize, pixe
     out
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
-        None => candle_core::bail!("pointwise-conv: {what} must be contiguous"),
-    }
-}
-
 /// (N, C_in, H, W), (C_out, C_in) → (N, C_out, H, W).
 struct Pointwise;
 
@@ -123,7 +116,8 @@ impl CustomOp2 for Pointwise {
         if c_in != c {
             candle_core::bail!("pointwise-conv: input has {c} channels, weight expects {c_in}")
         }
-        let (x, weight) = (contiguous_f32(xs, xl, "input")?, contiguous_f32(ws, wl, "weight")?);
+        let (x, weight) =
+            (contiguous_f32(xs, xl, "pointwise-conv", "input")?, contiguous_f32(ws, wl, "pointwise-conv", "weight")?);
         let out = per_image(Strided::rows(weight, c), x, n, c_out, c, h * w);
         Ok((CpuStorage::F32(out), Shape::from((n, c_out, h, w))))
     }
@@ -163,7 +157,10 @@ impl CustomOp2 for PointwiseGradInput {
         if c_out_w != c_out {
             candle_core::bail!("pointwise-conv backward: gradient has {c_out} channels, weight {c_out_w}")
         }
-        let (grad_y, weight) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(ws, wl, "weight")?);
+        let (grad_y, weight) = (
+            contiguous_f32(gs, gl, "pointwise-conv", "gradient")?,
+            contiguous_f32(ws, wl, "pointwise-conv", "weight")?,
+        );
         let out = per_image(Strided::rows(weight, c_in).transposed(), grad_y, n, c_in, c_out, h * w);
         Ok((CpuStorage::F32(out), Shape::from((n, c_in, h, w))))
     }
@@ -189,7 +186,8 @@ impl CustomOp2 for PointwiseGradWeight {
         if (n_x, h_x, w_x) != (n, h, w) {
             candle_core::bail!("pointwise-conv backward: gradient {:?} and input {:?} differ", gl.dims(), xl.dims())
         }
-        let (grad_y, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
+        let (grad_y, x) =
+            (contiguous_f32(gs, gl, "pointwise-conv", "gradient")?, contiguous_f32(xs, xl, "pointwise-conv", "input")?);
         let pixels = h * w;
         let mut grad_w = vec![0f32; c_out * c_in];
         if pixels < BATCHED_BELOW {

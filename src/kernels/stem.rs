@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use crate::kernels::crew::for_each_chunk;
 use crate::kernels::geometry::{same_padding, ConvGeometry};
 use crate::kernels::matmul::{product, Strided};
-use crate::kernels::{available_threads, parallel};
+use crate::kernels::{available_threads, contiguous_f32, parallel};
 
 /// The first convolution, 'SAME' padding, `stride`; no gradient reaches `x` (the image).
 pub fn stem_conv(x: &Tensor, weight: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
@@ -82,13 +82,6 @@ fn geometry(xl: &Layout, wl: &Layout, stride: usize) -> candle_core::Result<(usi
     Ok((n, c_out, ConvGeometry::same(h, w, c, k, stride)))
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
-        None => candle_core::bail!("stem-conv: {what} must be contiguous"),
-    }
-}
-
 /// (N, C, H, W), (C_out, C, k, k) → (N, C_out, H_out, W_out).
 struct Stem {
     stride: usize,
@@ -107,7 +100,8 @@ impl CustomOp2 for Stem {
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c_out, g) = geometry(xl, wl, self.stride)?;
-        let (x, weight) = (contiguous_f32(xs, xl, "input")?, contiguous_f32(ws, wl, "weight")?);
+        let (x, weight) =
+            (contiguous_f32(xs, xl, "stem-conv", "input")?, contiguous_f32(ws, wl, "stem-conv", "weight")?);
         let (taps, pixels) = (g.channels * g.kernel * g.kernel, g.out_h * g.out_w);
         let mut out = vec![0f32; n * c_out * pixels];
         let threads = parallel(available_threads());
@@ -158,7 +152,8 @@ impl CustomOp2 for StemGradWeight {
         if (n_g, out_h, out_w) != (n, g.out_h, g.out_w) {
             candle_core::bail!("stem-conv backward: gradient {:?} does not fit input {:?}", gl.dims(), xl.dims())
         }
-        let (grad_y, x) = (contiguous_f32(gs, gl, "gradient")?, contiguous_f32(xs, xl, "input")?);
+        let (grad_y, x) =
+            (contiguous_f32(gs, gl, "stem-conv", "gradient")?, contiguous_f32(xs, xl, "stem-conv", "input")?);
         let (taps, pixels) = (c * g.kernel * g.kernel, out_h * out_w);
         let mut grad_w = vec![0f32; c_out * taps];
         let mut cols = Vec::new();
