@@ -38,9 +38,9 @@ fn keep_freed_memory() {
 /// Candle's element-wise ops run on its own threads, which spin 25,000 times after each op before
 /// they sleep; the training kernels run on the rayon pool in between, and on two cores the spinning
 /// thread took a core from them (a fine-tuning step at two threads ran 1.2× one thread's speed).
-/// A short spin keeps the next op's wake-up cheap and gives the core back: 1.2–1.6× more images/s
-/// at two threads (Lite0 64² and 128², batch 16, AMD EPYC, 2026-12-07, alternating runs). A value
-/// the user set stays.
+/// A short spin keeps the next op's wake-up cheap and gives the core back: 1.17–2.0× more images/s
+/// at 64², 1.04–1.31× at 128², two threads (Lite0, batch 16, AMD EPYC, 2026-12-07, three
+/// alternating rounds). A value the user set stays.
 fn shorten_candle_spin() {
     const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
     if std::env::var_os(VAR).is_none() {
