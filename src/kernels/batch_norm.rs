@@ -333,7 +333,12 @@ impl CustomOp2 for BatchNormRelu6Backward {
             (contiguous_f32(xs, xl, "batch-norm", "input")?, contiguous_f32(gs, gl, "batch-norm", "gradient")?);
         let (channels, _, plane) = geometry(xl)?;
         if grad_y.len() != x.len() || self.scale.len() != channels {
-            candle_core::bail!("batch-norm backward: {} gradient values for {} inputs", grad_y.len(), x.len())
+            candle_core::bail!(
+                "batch-norm backward: {} gradient values and {} scales for {} inputs of {channels} channels",
+                grad_y.len(),
+                self.scale.len(),
+                x.len()
+            )
         }
         let count = (x.len() / channels) as f64;
         let inv_std: Vec<f64> = self.var.iter().map(|&v| 1.0 / (v as f64 + self.eps).sqrt()).collect();

@@ -10,15 +10,14 @@
 //! differentiates on its own, recomputing them in the backward pass rather than keeping them
 //! (`crate::kernels::recompute`).
 
-use crate::kernels::crew::for_each_chunk;
-use crate::kernels::{available_threads, contiguous_f32, parallel};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
+use crate::kernels::crew::for_each_chunk;
 use crate::kernels::dispatch;
 use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::nhwc::{self, nchw_to_nhwc, nhwc_to_nchw, taps_for_depthwise};
 use crate::kernels::recompute::recompute_in_backward;
-use crate::kernels::Activation;
+use crate::kernels::{available_threads, contiguous_f32, parallel, Activation};
 
 /// `x`: (N, C, H, W), `weight`: (C, 1, K, K) → (N, C, ceil(H/s), ceil(W/s)).
 pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
@@ -209,7 +208,8 @@ fn add_tap_products(g: &ConvGeometry, image: &[f32], grad: &[f32], sums: &mut [f
 }
 
 /// Output columns computed together in registers: wide runs for wide rows (more independent sums
-/// in flight), narrow ones for the late stages' 7- and 14-pixel rows (less work thrown away).
+/// in flight), narrow ones for rows of 8–31 pixels, such as the 14-pixel rows at 224² (less work thrown
+/// away; narrower maps run channel-innermost, [`narrow`]).
 const WIDE: usize = 16;
 const NARROW: usize = 8;
 
@@ -324,12 +324,8 @@ impl CustomOp2 for DepthwiseGradInput {
                 out_w: g.in_w,
                 ..g
             };
-            let mut taps = taps_for_depthwise(weight, c, k);
-            for (a, b) in (0..k * k / 2).zip((k * k / 2 + 1..k * k).rev()) {
-                let (front, back) = taps.split_at_mut(b * c);
-                front[a * c..][..c].swap_with_slice(&mut back[..c]);
-            }
-            let grad_x = channels_innermost(&flipped, grad_out, &taps, n);
+            let reversed: Vec<f32> = weight.chunks_exact(k * k).flat_map(|f| f.iter().rev().copied()).collect();
+            let grad_x = channels_innermost(&flipped, grad_out, &taps_for_depthwise(&reversed, c, k), n);
             return Ok((CpuStorage::F32(grad_x), Shape::from((n, c, self.in_h, self.in_w))));
         }
         let mut grad_x = vec![0f32; n * c * g.in_pixels()];

@@ -82,7 +82,9 @@ pub fn parallel(threads: usize) -> bool {
 
 /// `f`, run on a thread of the rayon pool when work may be split. Every parallel loop that starts
 /// outside the pool hands its work over to the pool's threads and sleeps until they are done, and a
-/// training step starts a thousand of them: on a pool thread they start where they are. Native
+/// training step starts several per layer: on a pool thread they start where they are. `f` must
+/// not start a crew ([`crew::Crew::run`]): a member queued on this thread could be run by it and
+/// spin there for good. Native
 /// only: the threaded web build's first load is within a few hundred bytes of its 6 MB bound, and
 /// what it would buy in the browser is not measured.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {

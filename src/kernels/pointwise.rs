@@ -82,13 +82,13 @@ fn scatter(x: &[f32], images: usize, channels: usize, pixels: usize) -> Vec<f32>
 /// `out` (N, rows, P) = `lhs` (rows × k) · `x` (N, k, P), image by image, or over the gathered
 /// batch when the maps are small.
 fn per_image(lhs: Strided, x: &[f32], images: usize, rows: usize, k: usize, pixels: usize) -> Vec<f32> {
-    let mut out = vec![0f32; images * rows * pixels];
     if pixels < BATCHED_BELOW {
         let columns = gather(x, images, k, pixels);
         let mut gathered = vec![0f32; rows * images * pixels];
         split_product(&mut gathered, images * pixels, k, lhs, Strided::rows(&columns, images * pixels));
         return scatter(&gathered, images, rows, pixels);
     }
+    let mut out = vec![0f32; images * rows * pixels];
     let threads = available_threads();
     for_each_chunk(&mut out, rows * pixels, parallel(threads), |i, out| {
         product(out, pixels, k, lhs, Strided::rows(&x[i * k * pixels..][..k * pixels], pixels), false)

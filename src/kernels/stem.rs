@@ -4,9 +4,9 @@
 //! Candle's convolution always computes the input's gradient too (a transposed convolution, loop by
 //! loop), and its weight gradient as a convolution of the whole batch by the whole output gradient;
 //! with the forward pass that was ~6% of a fine-tuning step (perf, Lite0 128², 2026-12-07). Here the
-//! CPU builds each image's im2col columns (C·k·k rows, one column per output pixel), the forward
+//! CPU builds each image's im2col rows (the inference path's: one per output pixel), the forward
 //! pass is one product per image, and the backward pass only the weight's gradient, Σ over images
-//! of ∂L/∂y · columnsᵀ, from the columns built again. Other devices keep Candle's convolution.
+//! of ∂L/∂y · rows, from the rows built again. Other devices keep Candle's convolution.
 //!
 //! # Shapes
 //! - `x`: (N, C, H, W), `weight`: (C_out, C, k, k) → (N, C_out, H_out, W_out) with TF 'SAME'
@@ -17,6 +17,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use crate::kernels::crew::for_each_chunk;
 use crate::kernels::geometry::{same_padding, ConvGeometry};
 use crate::kernels::matmul::{product, Strided};
+use crate::kernels::nhwc::{self, filters_for_im2col, nchw_to_nhwc};
 use crate::kernels::{available_threads, contiguous_f32, parallel};
 
 /// The first convolution, 'SAME' padding, `stride`; no gradient reaches `x` (the image).
@@ -47,30 +48,14 @@ pub fn stem_conv_by_ops(x: &Tensor, weight: &Tensor, stride: usize) -> candle_co
     x.conv2d(weight, 0, stride, 1, 1)
 }
 
-/// One image's im2col columns: row (c, ky, kx), column (oy, ox), zeros where a tap falls outside.
-fn columns(g: &ConvGeometry, image: &[f32], out: &mut Vec<f32>) {
-    let (k, pixels) = (g.kernel, g.out_h * g.out_w);
-    out.clear();
-    out.resize(g.channels * k * k * pixels, 0.0);
-    let mut rows = out.chunks_exact_mut(pixels);
-    for plane in image.chunks_exact(g.in_h * g.in_w) {
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = rows.next().expect("C·k·k rows");
-                for oy in 0..g.out_h {
-                    let Some(iy) = (oy * g.stride + ky).checked_sub(g.pad_top).filter(|&iy| iy < g.in_h) else {
-                        continue;
-                    };
-                    let source = &plane[iy * g.in_w..][..g.in_w];
-                    for (ox, value) in row[oy * g.out_w..][..g.out_w].iter_mut().enumerate() {
-                        if let Some(ix) = (ox * g.stride + kx).checked_sub(g.pad_left).filter(|&ix| ix < g.in_w) {
-                            *value = source[ix];
-                        }
-                    }
-                }
-            }
-        }
-    }
+/// One image (C, H, W) as the inference path's im2col rows ([`nhwc::im2col`]): one row per output
+/// pixel, its k·k·C values in (ky, kx, c) order.
+fn im2col_rows(g: &ConvGeometry, image: &[f32]) -> Vec<f32> {
+    let mut pixels = vec![0f32; image.len()];
+    nchw_to_nhwc(image, g.channels, &mut pixels);
+    let mut rows = vec![0f32; g.out_pixels() * g.channels * g.kernel * g.kernel];
+    nhwc::im2col(g, &pixels, 0..g.out_pixels(), &mut rows);
+    rows
 }
 
 fn geometry(xl: &Layout, wl: &Layout, stride: usize) -> candle_core::Result<(usize, usize, ConvGeometry)> {
@@ -102,13 +87,13 @@ impl CustomOp2 for Stem {
         let (n, c_out, g) = geometry(xl, wl, self.stride)?;
         let (x, weight) =
             (contiguous_f32(xs, xl, "stem-conv", "input")?, contiguous_f32(ws, wl, "stem-conv", "weight")?);
-        let (taps, pixels) = (g.channels * g.kernel * g.kernel, g.out_h * g.out_w);
+        let (taps, pixels, image) = (g.channels * g.kernel * g.kernel, g.out_pixels(), g.channels * g.in_pixels());
+        let filters = filters_for_im2col(weight, c_out, g.channels, g.kernel);
         let mut out = vec![0f32; n * c_out * pixels];
         let threads = parallel(available_threads());
         for_each_chunk(&mut out, c_out * pixels, threads, |i, out| {
-            let mut cols = Vec::new();
-            columns(&g, &x[i * g.channels * g.in_h * g.in_w..][..g.channels * g.in_h * g.in_w], &mut cols);
-            product(out, pixels, taps, Strided::rows(weight, taps), Strided::rows(&cols, pixels), false);
+            let rows = im2col_rows(&g, &x[i * image..][..image]);
+            product(out, pixels, taps, Strided::rows(&filters, taps), Strided::rows(&rows, taps).transposed(), false);
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c_out, g.out_h, g.out_w))))
     }
@@ -154,14 +139,23 @@ impl CustomOp2 for StemGradWeight {
         }
         let (grad_y, x) =
             (contiguous_f32(gs, gl, "stem-conv", "gradient")?, contiguous_f32(xs, xl, "stem-conv", "input")?);
-        let (taps, pixels) = (c * g.kernel * g.kernel, out_h * out_w);
-        let mut grad_w = vec![0f32; c_out * taps];
-        let mut cols = Vec::new();
-        // ~C_out · C·k·k multiply-adds per output pixel (0.9 k for Lite0's stem): one thread is enough.
+        let (kk, pixels) = (g.kernel * g.kernel, out_h * out_w);
+        let taps = c * kk;
+        // In im2col's (ky, kx, c) order first. ~C_out · C·k·k multiply-adds per output pixel (0.9 k
+        // for Lite0's stem): one thread is enough.
+        let mut grad = vec![0f32; c_out * taps];
         for i in 0..n {
-            columns(&g, &x[i * c * h * w..][..c * h * w], &mut cols);
-            let grad = Strided::rows(&grad_y[i * c_out * pixels..][..c_out * pixels], pixels);
-            product(&mut grad_w, taps, pixels, grad, Strided::rows(&cols, pixels).transposed(), i > 0);
+            let rows = im2col_rows(&g, &x[i * c * h * w..][..c * h * w]);
+            let grad_y = Strided::rows(&grad_y[i * c_out * pixels..][..c_out * pixels], pixels);
+            product(&mut grad, taps, pixels, grad_y, Strided::rows(&rows, taps), i > 0);
+        }
+        let mut grad_w = vec![0f32; c_out * taps];
+        for (o, row) in grad.chunks_exact(taps).enumerate() {
+            for (t, tap) in row.chunks_exact(c).enumerate() {
+                for (ch, &v) in tap.iter().enumerate() {
+                    grad_w[(o * c + ch) * kk + t] = v;
+                }
+            }
         }
         Ok((CpuStorage::F32(grad_w), Shape::from((c_out, taps))))
     }
