@@ -1,7 +1,7 @@
 //! Bad input through the real `wick` binary: each gets a clear message naming the file and the problem,
 //! and good inputs next to it are still processed.
 
-use crate::common::wick;
+use crate::common::{scratch, wick, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -9,12 +9,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A file `name` holding `bytes`, in this test binary's scratch folder.
-fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("wick-bad-input-{}", std::process::id())).join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+/// A file `name` holding `bytes`, in a scratch folder of its own (kept alive by the returned guard).
+fn scratch_file(name: &str, bytes: &[u8]) -> (Scratch, PathBuf) {
+    let dir = scratch(name);
+    let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
-    path
+    (dir, path)
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -62,20 +62,20 @@ fn png_header(w: u32, h: u32) -> Vec<u8> {
 
 #[test]
 fn non_image_file() {
-    let f = scratch_file("notes.txt", b"this is not a picture\n");
+    let (_dir, f) = scratch_file("notes.txt", b"this is not a picture\n");
     assert_refused(&["predict", f.to_str().unwrap()], &f, "not an image");
 }
 
 #[test]
 fn zero_byte_file() {
-    let f = scratch_file("empty.jpg", b"");
+    let (_dir, f) = scratch_file("empty.jpg", b"");
     assert_refused(&["predict", f.to_str().unwrap()], &f, "empty (0 bytes)");
 }
 
 #[test]
 fn truncated_jpeg_is_reported_and_the_good_image_still_classified() {
     let jpeg = std::fs::read(fixture("rocket.jpg")).unwrap();
-    let f = scratch_file("half.jpg", &jpeg[..jpeg.len() / 3]);
+    let (_dir, f) = scratch_file("half.jpg", &jpeg[..jpeg.len() / 3]);
     let good = fixture("coffee.png");
     let out = wick(&["predict", "--json", f.to_str().unwrap(), good.to_str().unwrap()]);
     let err = stderr(&out);
@@ -87,7 +87,7 @@ fn truncated_jpeg_is_reported_and_the_good_image_still_classified() {
 
 #[test]
 fn huge_image_header_is_refused_before_decoding() {
-    let f = scratch_file("huge.png", &png_header(100_000, 100_000));
+    let (_dir, f) = scratch_file("huge.png", &png_header(100_000, 100_000));
     assert_refused(&["predict", f.to_str().unwrap()], &f, "100000 × 100000 pixels, larger than the limit");
 }
 
@@ -95,7 +95,7 @@ fn huge_image_header_is_refused_before_decoding() {
 fn truncated_model_file() {
     let model = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("static/efficientnet-lite0-int8.safetensors"))
         .unwrap();
-    let f = scratch_file("cut.safetensors", &model[..model.len() / 2]);
+    let (_dir, f) = scratch_file("cut.safetensors", &model[..model.len() / 2]);
     let img = fixture("coffee.png");
     assert_refused(
         &["predict", "--backbone", f.to_str().unwrap(), img.to_str().unwrap()],
@@ -121,7 +121,7 @@ fn wrong_model_file() {
     let mut bytes = (other.len() as u64).to_le_bytes().to_vec();
     bytes.extend(other);
     bytes.extend([0u8; 4]);
-    let f = scratch_file("other.safetensors", &bytes);
+    let (_dir, f) = scratch_file("other.safetensors", &bytes);
     assert_refused(&["predict", "--backbone", f.to_str().unwrap(), img.to_str().unwrap()], &f, "no Wick metadata");
 }
 
@@ -138,7 +138,7 @@ fn checkpoint_with_global(module: &str, name: &str) -> Vec<u8> {
 
 #[test]
 fn checkpoint_with_forbidden_global_is_refused_not_run() {
-    let f = scratch_file("evil.pth", &checkpoint_with_global("os", "system"));
+    let (_dir, f) = scratch_file("evil.pth", &checkpoint_with_global("os", "system"));
     let img = fixture("coffee.png");
     assert_refused(
         &["predict", "--pth", f.to_str().unwrap(), img.to_str().unwrap()],
@@ -152,7 +152,7 @@ fn checkpoint_with_forbidden_global_is_refused_not_run() {
 
 #[test]
 fn not_a_checkpoint() {
-    let f = scratch_file("random.pth", &[7u8; 64]);
+    let (_dir, f) = scratch_file("random.pth", &[7u8; 64]);
     let out = f.with_file_name("converted.safetensors");
     assert_refused(
         &["convert", f.to_str().unwrap(), "--out", out.to_str().unwrap()],
@@ -161,7 +161,7 @@ fn not_a_checkpoint() {
     );
     assert!(!out.exists(), "a failed convert wrote --out");
     // A user's own file at --out is refused before anything is read, and stays as it was.
-    let keep = scratch_file("keep.safetensors", b"the user's existing file");
+    let (_dir, keep) = scratch_file("keep.safetensors", b"the user's existing file");
     assert_refused(
         &["convert", f.to_str().unwrap(), "--out", keep.to_str().unwrap()],
         &keep,

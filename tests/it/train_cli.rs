@@ -4,8 +4,8 @@
 //! never saw.
 
 use crate::common::seeds::wick_meta;
-use crate::common::{refused, s, scratch, text, wick};
-use std::path::{Path, PathBuf};
+use crate::common::{refused, s, scratch, text, wick, Scratch};
+use std::path::Path;
 use std::process::Output;
 use wick::backbone::Pooling;
 
@@ -121,7 +121,7 @@ fn train_then_eval_then_predict_on_real_photos() {
     assert!(table.contains("precision") && table.contains("confusion matrix"), "{table}");
 }
 
-fn tiny_folder(name: &str, classes: &[&str]) -> PathBuf {
+fn tiny_folder(name: &str, classes: &[&str]) -> Scratch {
     let dir = scratch(name);
     texture_folder(&dir, 0..300, 2, 5);
     for class in CLASSES {
@@ -134,7 +134,8 @@ fn tiny_folder(name: &str, classes: &[&str]) -> PathBuf {
 
 #[test]
 fn bad_training_folders_are_explained() {
-    let out_file = scratch("bad-out").join("never.wick");
+    let out_dir = scratch("bad-out");
+    let out_file = out_dir.join("never.wick");
     let out = s(&out_file);
 
     let one = tiny_folder("one-class", &["brick"]);
