@@ -196,7 +196,7 @@ impl Weights {
             Stored::Int8(matrix) => {
                 let quantized = &mut scratch.quantized;
                 quantized.quantize_rows(input, k, matrix.kernel());
-                matrix.multiply_with(quantized, &mut Finish { matrix, scales: &quantized.scales, epilogue, out });
+                matrix.multiply_finish(quantized, epilogue.bias, epilogue.residual, epilogue.activation, out);
             }
         }
     }
@@ -263,25 +263,6 @@ pub fn product(out: &mut [f32], n: usize, k: usize, lhs: Strided, rhs: Strided, 
             false,
             gemm::Parallelism::None,
         )
-    }
-}
-
-/// The int8 sums of a block → its output rows, through the epilogue.
-struct Finish<'a> {
-    matrix: &'a Int8Matrix,
-    scales: &'a [f32],
-    epilogue: Epilogue<'a>,
-    out: &'a mut [f32],
-}
-
-impl int8::Sums for Finish<'_> {
-    #[inline(always)]
-    fn take(&mut self, r: usize, first: usize, sums: &[i32]) {
-        let n = self.matrix.n();
-        let residual = self.epilogue.residual.map(|res| &res[r * n..(r + 1) * n]);
-        let row = &mut self.out[r * n..(r + 1) * n];
-        let (bias, activation) = (self.epilogue.bias, self.epilogue.activation);
-        self.matrix.finish(first, sums, self.scales[r], bias, residual, activation, row);
     }
 }
 
@@ -417,6 +398,42 @@ mod tests {
                         (got as f64 - want).abs() <= tolerance + 1e-5,
                         "{m}×{k}×{n} {precision:?} [{i}]: {got} vs {want} (tolerance {tolerance})"
                     );
+                }
+            }
+        }
+    }
+
+    /// The VNNI kernel finishes its sums in registers, the others row by row through
+    /// `rows::finish_row`: the same bits, for every activation, with and without a residual, and
+    /// with a NaN and an infinity among the inputs.
+    #[test]
+    fn every_kernel_finishes_its_sums_alike() {
+        if Kernel::detect() != Kernel::Vnni {
+            eprintln!("no AVX-512 VNNI here: the kernel finishing in registers is not run");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(3);
+        for (m, k, n) in SHAPES {
+            let weight = random(&mut rng, n * k, 0.5);
+            let mut input = random(&mut rng, m * k, 3.0);
+            if m > 2 {
+                (input[k], input[2 * k]) = (f32::NAN, f32::INFINITY);
+            }
+            let bias = random(&mut rng, n, 1.0);
+            let residual = random(&mut rng, m * n, 2.0);
+            for activation in [Activation::None, Activation::Relu, Activation::Relu6] {
+                for residual in [None, Some(&residual[..])] {
+                    let outputs: Vec<Vec<u32>> = [Kernel::Pairs, Kernel::Vnni]
+                        .into_iter()
+                        .map(|kernel| {
+                            let weights =
+                                Weights { k, n, stored: Stored::Int8(Int8Matrix::quantize_for(&weight, n, k, kernel)) };
+                            let mut out = vec![f32::NAN; m * n];
+                            weights.apply(&input, &mut out, Epilogue { bias: &bias, residual, activation }, 1);
+                            out.iter().map(|v| v.to_bits()).collect()
+                        })
+                        .collect();
+                    assert_eq!(outputs[0], outputs[1], "{m}×{k}×{n} {activation:?}, residual {}", residual.is_some());
                 }
             }
         }

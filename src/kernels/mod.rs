@@ -32,6 +32,15 @@ pub fn avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+/// Whether this CPU runs the AVX-512 builds of the kernels that have one.
+#[cfg(target_arch = "x86_64")]
+pub fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && avx2_fma()
+}
+
 /// `kernel(args)` compiled for AVX2 where the CPU has it, as it is elsewhere: the kernels are plain
 /// Rust, so the AVX2 copy is the same arithmetic (no fused multiply-adds), the same bits, 8 lanes
 /// instead of SSE2's 4. The kernel, everything it calls and the closure that carries the call are

@@ -31,6 +31,12 @@ pub fn depthwise(
     assert!(g.kernel * g.kernel <= MAX_TAPS, "a {0}×{0} depthwise kernel", g.kernel);
     let row = |oy: usize, out: &mut [f32]| {
         #[cfg(target_arch = "x86_64")]
+        if crate::kernels::avx512() {
+            // SAFETY: the CPU has AVX-512F (checked at run time).
+            unsafe { depthwise_row_avx512(g, input, taps, bias, activation, oy, out) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if crate::kernels::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time).
             unsafe { depthwise_row_fma(g, input, taps, bias, activation, oy, out) };
@@ -45,6 +51,20 @@ pub fn depthwise(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn depthwise_row_fma(
+    g: &ConvGeometry,
+    input: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    activation: Activation,
+    oy: usize,
+    out: &mut [f32],
+) {
+    depthwise_row::<true>(g, input, taps, bias, activation, oy, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn depthwise_row_avx512(
     g: &ConvGeometry,
     input: &[f32],
     taps: &[f32],
