@@ -29,51 +29,84 @@ pub fn depthwise(
     assert_eq!(bias.len(), c);
     assert_eq!(out.len(), g.out_pixels() * c);
     assert!(g.kernel * g.kernel <= MAX_TAPS, "a {0}×{0} depthwise kernel", g.kernel);
-    let row = |oy: usize, out: &mut [f32]| {
+    let split = crate::kernels::parallel(threads) && out.len() * g.kernel * g.kernel >= crate::kernels::PARALLEL_WORK;
+    // Bands of rows, two per thread when split (the rows of one band share their inputs' cache).
+    let band_rows = if split { g.out_h.div_ceil(2 * threads) } else { g.out_h }.max(1);
+    let band = |index: usize, out: &mut [f32]| {
+        let rows = index * band_rows..index * band_rows + out.len() / (g.out_w * c);
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::avx512() {
             // SAFETY: the CPU has AVX-512F (checked at run time).
-            unsafe { depthwise_row_avx512(g, input, taps, bias, activation, oy, out) };
+            unsafe { depthwise_band_avx512(g, input, taps, bias, activation, rows, out) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-            unsafe { depthwise_row_fma(g, input, taps, bias, activation, oy, out) };
+            unsafe { depthwise_band_fma(g, input, taps, bias, activation, rows, out) };
             return;
         }
-        depthwise_row::<false>(g, input, taps, bias, activation, oy, out);
+        depthwise_band::<false, false>(g, input, taps, bias, activation, rows, out);
     };
-    let split = crate::kernels::parallel(threads) && out.len() * g.kernel * g.kernel >= crate::kernels::PARALLEL_WORK;
-    for_each_chunk(out, g.out_w * c, split, row);
+    for_each_chunk(out, band_rows * g.out_w * c, split, band);
+}
+
+/// Channels summed over a band of rows before the next ones: one output row's inputs for 64
+/// channels (k rows of 64 · 4 bytes a pixel) stay in L1 while its pixels are summed, where a row's
+/// inputs for all channels (Lite0's 14 × 14 × 672 layers: 5 × 14 × 2 688 bytes, 188 KB) came from
+/// L2 at every tap.
+const CHANNEL_BLOCK: usize = 64;
+
+/// Rows `rows` of the output (`out`), [`CHANNEL_BLOCK`] channels at a time.
+#[inline(always)]
+fn depthwise_band<const FMA: bool, const WIDE_REGISTERS: bool>(
+    g: &ConvGeometry,
+    input: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    activation: Activation,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    let row_len = g.out_w * g.channels;
+    for first in (0..g.channels).step_by(CHANNEL_BLOCK) {
+        let channels = first..(first + CHANNEL_BLOCK).min(g.channels);
+        for (oy, out) in rows.clone().zip(out.chunks_exact_mut(row_len)) {
+            depthwise_row::<FMA, WIDE_REGISTERS>(g, input, taps, bias, activation, oy, channels.clone(), out);
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_row_fma(
+unsafe fn depthwise_band_fma(
     g: &ConvGeometry,
     input: &[f32],
     taps: &[f32],
     bias: &[f32],
     activation: Activation,
-    oy: usize,
+    rows: std::ops::Range<usize>,
     out: &mut [f32],
 ) {
-    depthwise_row::<true>(g, input, taps, bias, activation, oy, out)
+    depthwise_band::<true, false>(g, input, taps, bias, activation, rows, out)
 }
 
+/// With AVX-512's 32 registers of 16 lanes, twice the channels at once (eight chains of sums, as
+/// AVX2's eight registers of 8): the AVX2 widths ran four chains of fused multiply-adds, each
+/// waiting on the last, and the depthwise layers took 39% of a one-thread pass (perf, AMD EPYC
+/// Zen 5, 2026-12-07).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn depthwise_row_avx512(
+unsafe fn depthwise_band_avx512(
     g: &ConvGeometry,
     input: &[f32],
     taps: &[f32],
     bias: &[f32],
     activation: Activation,
-    oy: usize,
+    rows: std::ops::Range<usize>,
     out: &mut [f32],
 ) {
-    depthwise_row::<true>(g, input, taps, bias, activation, oy, out)
+    depthwise_band::<true, true>(g, input, taps, bias, activation, rows, out)
 }
 
 /// `a · b + c`, fused where the CPU can (`mul_add` without FMA would be a libm call).
@@ -86,26 +119,33 @@ fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
+/// Channels `channels` of output row `oy` (`out`: the whole row). `WIDE_REGISTERS`: the CPU has
+/// 32 vector registers of 16 lanes (AVX-512).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn depthwise_row<const FMA: bool>(
+fn depthwise_row<const FMA: bool, const WIDE_REGISTERS: bool>(
     g: &ConvGeometry,
     input: &[f32],
     taps: &[f32],
     bias: &[f32],
     activation: Activation,
     oy: usize,
+    channels: std::ops::Range<usize>,
     out: &mut [f32],
 ) {
     let c = g.channels;
+    let end = channels.end;
     let k = g.kernel;
-    // The taps inside the image for one output pixel: (offset into `taps`, offset into `input`).
-    let mut inside = [(0usize, 0usize); MAX_TAPS];
-    // Output pixels whose every column tap is inside the image: two neighbours among them share
-    // their taps, so they are summed together and each weight is loaded once for both.
+    // Output pixels whose every column tap is inside the image: neighbours among them share their
+    // taps, so they are summed together and each weight is loaded once for all of them.
     let interior =
         g.pad_left.div_ceil(g.stride)..(g.in_w + g.pad_left + 1).saturating_sub(k).div_ceil(g.stride).min(g.out_w);
-    let mut ox = 0;
-    while ox < g.out_w {
+    // Four neighbours at once where two would leave too few chains of sums to hide the latency of
+    // each multiply-add (Lite0's first depthwise layer: 32 channels, two zmm registers a pixel).
+    let group = if WIDE_REGISTERS && channels.len() < 64 { 4 } else { 2 };
+    let next = g.stride * c;
+    // The taps of one output pixel inside the image: (offset into `taps`, offset into `input`).
+    let taps_of = |ox: usize, inside: &mut [(usize, usize); MAX_TAPS]| {
         let mut count = 0;
         for ky in 0..k {
             for kx in 0..k {
@@ -115,103 +155,155 @@ fn depthwise_row<const FMA: bool>(
                 }
             }
         }
-        let inside = &inside[..count];
-        if PAIRS && interior.contains(&ox) && interior.contains(&(ox + 1)) {
-            let (pixels, next) = (&mut out[ox * c..(ox + 2) * c], g.stride * c);
-            let mut first = 0;
-            while first + PAIR_WIDE <= c {
-                two_pixels::<PAIR_WIDE, FMA>(input, taps, bias, inside, next, first, activation, pixels);
-                first += PAIR_WIDE;
-            }
-            while first + CHUNK / 2 <= c {
-                two_pixels::<{ CHUNK / 2 }, FMA>(input, taps, bias, inside, next, first, activation, pixels);
-                first += CHUNK / 2;
-            }
-            for ch in first..c {
-                let (mut left, mut right) = (bias[ch], bias[ch]);
-                for &(tap, at) in inside {
-                    left = multiply_add::<FMA>(input[at + ch], taps[tap + ch], left);
-                    right = multiply_add::<FMA>(input[at + next + ch], taps[tap + ch], right);
+        count
+    };
+    // An interior pixel's taps are the first interior pixel's, `next` values on per pixel: found
+    // once per row (finding them per pixel cost as much as summing 32 channels over them).
+    let mut interior_taps = [(0usize, 0usize); MAX_TAPS];
+    let interior_count = if interior.is_empty() { 0 } else { taps_of(interior.start, &mut interior_taps) };
+    let interior_taps = &interior_taps[..interior_count];
+    let mut inside = [(0usize, 0usize); MAX_TAPS];
+    let mut ox = 0;
+    while ox < g.out_w {
+        if PAIRS && interior.contains(&ox) && interior.contains(&(ox + group - 1)) {
+            let shift = (ox - interior.start) * next;
+            let pixels = &mut out[ox * c..(ox + group) * c];
+            let mut first = channels.start;
+            if group == 4 {
+                while first + 32 <= end {
+                    neighbours::<4, 32, FMA>(input, taps, bias, interior_taps, shift, next, first, activation, pixels);
+                    first += 32;
                 }
-                pixels[ch] = activate(left, activation);
-                pixels[c + ch] = activate(right, activation);
+                while first + CHUNK / 2 <= end {
+                    neighbours::<4, { CHUNK / 2 }, FMA>(
+                        input,
+                        taps,
+                        bias,
+                        interior_taps,
+                        shift,
+                        next,
+                        first,
+                        activation,
+                        pixels,
+                    );
+                    first += CHUNK / 2;
+                }
+            } else {
+                while WIDE_REGISTERS && first + 64 <= end {
+                    neighbours::<2, 64, FMA>(input, taps, bias, interior_taps, shift, next, first, activation, pixels);
+                    first += 64;
+                }
+                while first + 32 <= end {
+                    neighbours::<2, 32, FMA>(input, taps, bias, interior_taps, shift, next, first, activation, pixels);
+                    first += 32;
+                }
+                while first + CHUNK / 2 <= end {
+                    neighbours::<2, { CHUNK / 2 }, FMA>(
+                        input,
+                        taps,
+                        bias,
+                        interior_taps,
+                        shift,
+                        next,
+                        first,
+                        activation,
+                        pixels,
+                    );
+                    first += CHUNK / 2;
+                }
             }
-            ox += 2;
+            for ch in first..end {
+                for p in 0..group {
+                    let mut acc = bias[ch];
+                    for &(tap, at) in interior_taps {
+                        acc = multiply_add::<FMA>(input[at + shift + p * next + ch], taps[tap + ch], acc);
+                    }
+                    pixels[p * c + ch] = activate(acc, activation);
+                }
+            }
+            ox += group;
             continue;
         }
-        one_pixel::<FMA>(input, taps, bias, inside, activation, &mut out[ox * c..(ox + 1) * c]);
+        let count = taps_of(ox, &mut inside);
+        let pixel = &mut out[ox * c..(ox + 1) * c];
+        one_pixel::<FMA, WIDE_REGISTERS>(input, taps, bias, &inside[..count], activation, channels.clone(), pixel);
         ox += 1;
     }
 }
 
-/// All channels of one output pixel over the taps `inside`.
+/// Channels `channels` of one output pixel (`pixel`: all its channels) over the taps `inside`.
 #[inline(always)]
-fn one_pixel<const FMA: bool>(
+fn one_pixel<const FMA: bool, const WIDE_REGISTERS: bool>(
     input: &[f32],
     taps: &[f32],
     bias: &[f32],
     inside: &[(usize, usize)],
     activation: Activation,
+    channels: std::ops::Range<usize>,
     pixel: &mut [f32],
 ) {
-    let c = pixel.len();
-    let mut first = 0;
-    while first + WIDE <= c {
-        channels::<WIDE, FMA>(input, taps, bias, inside, first, activation, pixel);
+    let end = channels.end;
+    let mut first = channels.start;
+    while WIDE_REGISTERS && first + 2 * WIDE <= end {
+        self::channels::<{ 2 * WIDE }, FMA>(input, taps, bias, inside, first, activation, pixel);
+        first += 2 * WIDE;
+    }
+    while first + WIDE <= end {
+        self::channels::<WIDE, FMA>(input, taps, bias, inside, first, activation, pixel);
         first += WIDE;
     }
-    while first + CHUNK <= c {
-        channels::<CHUNK, FMA>(input, taps, bias, inside, first, activation, pixel);
+    while first + CHUNK <= end {
+        self::channels::<CHUNK, FMA>(input, taps, bias, inside, first, activation, pixel);
         first += CHUNK;
     }
-    for ch in first..c {
+    for ch in first..end {
         let mut acc = bias[ch];
         for &(tap, at) in inside {
             acc = multiply_add::<FMA>(input[at + ch], taps[tap + ch], acc);
         }
         pixel[ch] = acc;
     }
-    apply_activation(&mut pixel[first..], activation);
+    apply_activation(&mut pixel[first..end], activation);
 }
 
-/// Channels `first..first + W` of two neighbouring output pixels (`pixels`: both, one after the
-/// other), whose taps are the same `inside` offsets, `next` values apart in the input.
+/// Channels `first..first + W` of `P` neighbouring output pixels (`pixels`: all of them, one after
+/// the other), whose taps are the `inside` offsets moved on by `shift`, each `next` values after
+/// the last in the input.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn two_pixels<const W: usize, const FMA: bool>(
+fn neighbours<const P: usize, const W: usize, const FMA: bool>(
     input: &[f32],
     taps: &[f32],
     bias: &[f32],
     inside: &[(usize, usize)],
+    shift: usize,
     next: usize,
     first: usize,
     activation: Activation,
     pixels: &mut [f32],
 ) {
-    let c = pixels.len() / 2;
-    let mut left: [f32; W] = bias[first..first + W].try_into().expect("W channels");
-    let mut right = left;
+    let c = pixels.len() / P;
+    let mut acc = [<[f32; W]>::try_from(&bias[first..first + W]).expect("W channels"); P];
     for &(tap, at) in inside {
         let w: &[f32; W] = taps[tap + first..tap + first + W].try_into().expect("W channels");
-        let x: &[f32; W] = input[at + first..at + first + W].try_into().expect("W channels");
-        let y: &[f32; W] = input[at + next + first..at + next + first + W].try_into().expect("W channels");
-        for i in 0..W {
-            left[i] = multiply_add::<FMA>(x[i], w[i], left[i]);
-            right[i] = multiply_add::<FMA>(y[i], w[i], right[i]);
+        for (p, acc) in acc.iter_mut().enumerate() {
+            let start = at + shift + p * next + first;
+            let x: &[f32; W] = input[start..start + W].try_into().expect("W channels");
+            for i in 0..W {
+                acc[i] = multiply_add::<FMA>(x[i], w[i], acc[i]);
+            }
         }
     }
-    apply_activation(&mut left, activation);
-    apply_activation(&mut right, activation);
-    pixels[first..first + W].copy_from_slice(&left);
-    pixels[c + first..c + first + W].copy_from_slice(&right);
+    for (p, acc) in acc.iter_mut().enumerate() {
+        apply_activation(acc, activation);
+        pixels[p * c + first..p * c + first + W].copy_from_slice(acc);
+    }
 }
 
-/// Whether neighbouring pixels are summed in pairs: natively yes (fewer loads per FMA); in wasm
+/// Whether neighbouring pixels are summed together: natively yes (fewer loads per FMA); in wasm
 /// no, where the pairs' extra live vectors spilled and the depthwise share of a forward pass went
 /// from ~31% to ~45% (Chromium's profiler, 2026-12-02).
 const PAIRS: bool = cfg!(not(target_arch = "wasm32"));
-/// Channels of a pair of pixels summed at once: 2 × 4 AVX2 registers.
-const PAIR_WIDE: usize = 32;
 
 /// Channels `first..first + W` of one output pixel, summed over the taps `inside` in `W` registers'
 /// worth of independent accumulators (one chain per lane group hides the add's latency).
