@@ -31,7 +31,15 @@ export CARGO_PROFILE_WASM_RELEASE_STRIP=debuginfo
 # phones refuse 4 GiB); wasm-bindgen sets up each thread's stack and thread-locals through the
 # exported TLS symbols.
 link='--shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base'
-export RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,$simd --cfg getrandom_backend=\"wasm_js\" $(printf -- '-C link-arg=%s ' $link)"
+# std is compiled here from the toolchain's sources (build-std), so its panic locations would name
+# this machine's paths (/root/.rustup/toolchains/…), as the crates' do (/root/.cargo/registry/…):
+# shortened as the prebuilt std's are (/rustc/…), which also keeps the threaded builds' first loads
+# under 6 MB (the relaxed one was 277 bytes over on 2026-12-07).
+remap="--remap-path-prefix=$(rustc "+$TOOLCHAIN" --print sysroot)/lib/rustlib/src/rust=/rustc"
+for registry in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
+  remap+=" --remap-path-prefix=${registry%/}=/crates"
+done
+export RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,$simd --cfg getrandom_backend=\"wasm_js\" $remap $(printf -- '-C link-arg=%s ' $link)"
 cargo "+$TOOLCHAIN" build --quiet --lib --profile "$profile" --target wasm32-unknown-unknown \
   --no-default-features --features web-threads --target-dir "$target_dir" -Z build-std=panic_abort,std
 built="$target_dir/wasm32-unknown-unknown/$([ "$profile" = dev ] && echo debug || echo "$profile")/wick.wasm"

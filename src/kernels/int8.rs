@@ -306,12 +306,7 @@ impl Int8Matrix {
         activation: Activation,
         out: &mut [f32],
     ) {
-        let n = self.n;
-        assert_eq!(out.len(), quantized.rows * n);
-        assert_eq!(bias.len(), n);
-        if let Some(residual) = residual {
-            assert_eq!(residual.len(), out.len());
-        }
+        // The sizes are checked by the caller (`matmul::Weights::apply`) and again by the slicing.
         #[cfg(target_arch = "x86_64")]
         if self.kernel == Kernel::Vnni {
             // SAFETY: `Vnni` is only chosen where the CPU has AVX-512 F, BW and VNNI.
