@@ -125,11 +125,15 @@ impl CustomOp2 for DepthwiseForward {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad_out = grad_out.contiguous()?;
         let (_, _, h, w) = x.dims4()?;
-        let grad_x =
-            grad_out.apply_op2_no_bwd(weight, &DepthwiseGradInput { stride: self.stride, in_h: h, in_w: w })?;
+        // No gradient for an input outside the graph (see the 1×1 op's backward).
+        let grad_x = if x.track_op() {
+            Some(grad_out.apply_op2_no_bwd(weight, &DepthwiseGradInput { stride: self.stride, in_h: h, in_w: w })?)
+        } else {
+            None
+        };
         let grad_w =
             grad_out.apply_op2_no_bwd(x, &DepthwiseGradWeight { stride: self.stride, kernel: weight.dim(1)? })?;
-        Ok((Some(grad_x), Some(grad_w)))
+        Ok((grad_x, Some(grad_w)))
     }
 }
 
@@ -695,6 +699,16 @@ mod tests {
                         let gw = grads.get(wv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
                         assert_close(&format!("{what} grad x"), &gx, &want_gx, 1e-5);
                         assert_close(&format!("{what} grad w"), &gw, &want_gw, 1e-5);
+
+                        // An input outside the graph (frozen activations): no gradient for it, the
+                        // same one for the weight.
+                        let frozen = Tensor::from_vec(x.clone(), (2, c, h, w), &dev).unwrap();
+                        let out = conv(&frozen, wv.as_tensor(), s).unwrap();
+                        let rt = Tensor::from_vec(r.clone(), (2, c, oh, ow), &dev).unwrap();
+                        let grads = (out * rt).unwrap().sum_all().unwrap().backward().unwrap();
+                        assert!(grads.get(&frozen).is_none(), "{what}: a gradient for the frozen input");
+                        let gw = grads.get(wv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                        assert_close(&format!("{what} grad w, frozen input"), &gw, &want_gw, 1e-5);
                     }
                 }
             }

@@ -131,9 +131,12 @@ impl CustomOp2 for Pointwise {
         grad_out: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad_out = grad_out.contiguous()?;
-        let grad_x = grad_out.apply_op2_no_bwd(weight, &PointwiseGradInput)?;
+        // No gradient for an input outside the graph: the first trained layer's frozen activations
+        // (*Layers to train*), whose gradient was a third of that layer's multiply-adds, then
+        // added into a tensor of zeros by the autograd and dropped.
+        let grad_x = if x.track_op() { Some(grad_out.apply_op2_no_bwd(weight, &PointwiseGradInput)?) } else { None };
         let grad_w = grad_out.apply_op2_no_bwd(x, &PointwiseGradWeight)?;
-        Ok((Some(grad_x), Some(grad_w)))
+        Ok((grad_x, Some(grad_w)))
     }
 }
 
@@ -238,6 +241,15 @@ mod tests {
                 [flat(&y), flat(grads.get(xv.as_tensor()).unwrap()), flat(grads.get(wv.as_tensor()).unwrap())]
             };
             let (got, want) = (run(true), run(false));
+            // An input outside the graph (frozen activations) gets no gradient, and the weight's is
+            // the same.
+            let frozen = Tensor::from_vec(x.clone(), (n, c_in, h, w), &Device::Cpu).unwrap();
+            let wv = Var::from_vec(weight.clone(), (c_out, c_in), &Device::Cpu).unwrap();
+            let y = pointwise_conv(&frozen, wv.as_tensor()).unwrap();
+            let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(grads.get(&frozen).is_none(), "a gradient for the frozen input");
+            let grad_w = grads.get(wv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(grad_w, got[2], "{n}×{c_in}→{c_out} {h}×{w}: weight gradient with a frozen input");
             for (what, (got, want)) in ["output", "grad x", "grad weight"].iter().zip(got.iter().zip(&want)) {
                 assert_eq!(got.len(), want.len(), "{what} {n}×{c_in}→{c_out} {h}×{w}: length");
                 for (i, (g, w)) in got.iter().zip(want).enumerate() {

@@ -63,9 +63,13 @@ impl CustomOp3 for Recompute {
         _out: &Tensor,
         grad_out: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (input, params) = (Var::from_tensor(&input.detach())?, Var::from_tensor(&params.detach())?);
-        let out = (self.op)(input.as_tensor(), params.as_tensor())?;
+        // An input outside the graph (frozen activations) stays outside: no gradient is computed for it.
+        let tracked = input.track_op();
+        let params = Var::from_tensor(&params.detach())?;
+        let input = if tracked { Var::from_tensor(&input.detach())?.as_tensor().clone() } else { input.detach() };
+        let out = (self.op)(&input, params.as_tensor())?;
         let grads = (out * grad_out.detach())?.sum_all()?.backward()?;
-        Ok((grads.get(input.as_tensor()).cloned(), grads.get(params.as_tensor()).cloned(), None))
+        let grad_input = if tracked { grads.get(&input).cloned() } else { None };
+        Ok((grad_input, grads.get(params.as_tensor()).cloned(), None))
     }
 }
