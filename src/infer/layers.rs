@@ -5,7 +5,7 @@ use crate::backbone::fold::FloatWeights;
 use crate::backbone::ops::{ConvOp, Padding};
 use crate::error::{invalid, Result};
 use crate::kernels::geometry::ConvGeometry;
-use crate::kernels::int8::{Inputs, Kernel};
+use crate::kernels::int8::Inputs;
 use crate::kernels::matmul::{Epilogue, MatmulPrecision, Weights};
 use crate::kernels::nhwc;
 use crate::kernels::Activation;
@@ -20,18 +20,13 @@ enum Filters {
     Depthwise(Vec<f32>),
 }
 
-/// Input channels from which a 1×1 convolution multiplies in int8. With AVX-512 VNNI, whose kernel
-/// finishes its sums in registers, from 16: Lite0's 16- and 24-channel expansions took 0.39 and
-/// 0.155 ms in f32, 0.23 and 0.08 ms in int8 (one thread, AMD EPYC Zen 5, 2026-12-07). Elsewhere
-/// from 32 (Lite0 on one core, row-by-row epilogue: 9.3–9.5 ms/image with those expansions in
-/// f32, 9.7–11.1 with them in int8).
-pub fn int8_min_inputs() -> usize {
-    if Kernel::detect() == Kernel::Vnni {
-        16
-    } else {
-        32
-    }
-}
+/// Input channels from which a 1×1 convolution multiplies in int8, on every target (so that the
+/// page and the CLI give the same features, bit for bit). With AVX-512 VNNI, whose kernel finishes
+/// its sums in registers, Lite0's 16- and 24-channel expansions took 0.39 and 0.155 ms in f32,
+/// 0.23 and 0.08 ms in int8 (one thread, AMD EPYC Zen 5, 2026-12-07); in the browser see
+/// BENCHMARKS.md. (Before that kernel it was 32: 9.3–9.5 ms/image with those expansions in f32,
+/// 9.7–11.1 in int8, row-by-row epilogue.)
+pub const INT8_MIN_INPUTS: usize = 16;
 
 /// Convolution → + bias (the folded BatchNorm) → (+ residual) → activation, in one pass.
 #[derive(Debug, Clone)]
@@ -64,7 +59,7 @@ impl Shape {
 impl FusedConv {
     /// The folded convolution `op` (its `<name>.weight` and `<name>.bias` in `weights`), whose input
     /// is never negative where `nonnegative_input` says so. Depthwise filters, the stem and 1×1
-    /// convolutions of fewer than [`int8_min_inputs`] channels stay f32 whatever `precision` says:
+    /// convolutions of fewer than [`INT8_MIN_INPUTS`] channels stay f32 whatever `precision` says:
     /// quantizing such short rows costs about what the product saves.
     pub fn new(
         weights: &FloatWeights,
@@ -84,7 +79,7 @@ impl FusedConv {
         let [out, input, k, _] = shape;
         let weight = get("weight", &shape)?;
         let bias = get("bias", &[out])?.to_vec();
-        let precision = if input < int8_min_inputs() { MatmulPrecision::F32 } else { precision };
+        let precision = if input < INT8_MIN_INPUTS { MatmulPrecision::F32 } else { precision };
         let inputs = if nonnegative_input { Inputs::NonNegative } else { Inputs::Signed };
         let (filters, in_channels) = if depthwise {
             (Filters::Depthwise(nhwc::taps_for_depthwise(weight, out, k)), out)
