@@ -27,6 +27,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.close();
+  fs.rmSync(scratch, { recursive: true, force: true });
 });
 
 /// Every control a person can reach on the page, with its touch target (a checkbox's or a hidden

@@ -1,7 +1,7 @@
 // Hostile images in the tab (headless Chromium, cross-origin isolated): PNGs whose colour profile
 // inflates to half a gigabyte each cost bounded memory and time — their profile is dropped, the
 // pixels decode — and the tab goes on working.
-import { test } from 'node:test';
+import { test, after as afterAll } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,6 +11,7 @@ import { addImages, counts, isolatedBrowser, openApp, root } from './harness.mjs
 
 const shared = isolatedBrowser();
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-hostile-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 /// Eight small PNGs, each with an iCCP chunk of about 0.5 MB that inflates to 512 MB (Python's
 /// zlib writes the bomb; the PNG around it is a crop of a real photo).

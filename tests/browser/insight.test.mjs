@@ -3,7 +3,7 @@
 // one click; the map of the data has one dot per image, shows a thumbnail on hover and opens an
 // image to move or remove it; the map of where the model looks, on a picture of a cat beside a ship,
 // sits on the cat for "cat" and on the ship for "ship".
-import { test } from 'node:test';
+import { test, after as afterAll } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,6 +14,7 @@ import { root, openApp, isolatedBrowser, card, counts, addImages } from './harne
 const CLASSES = ['automobile', 'cat', 'ship'];
 const PER_CLASS = 20;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-insight-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 const tarball = process.env.WICK_CIFAR10_JPEG ?? path.join(root, '../shared/data/cifar10-train-jpeg.tar.gz');
 const skip = !fs.existsSync(tarball) && `no CIFAR-10 JPEG copy at ${tarball}`;
 

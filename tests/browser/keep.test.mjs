@@ -2,7 +2,7 @@
 // picked (written after every change, asked for again after a reload, never written by another
 // project), a project saved by download and opened in a fresh profile, persistent storage and the
 // storage figures with their warnings, and the installable app (manifest, icons, offline shell).
-import { test } from 'node:test';
+import { test, after as afterAll } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,6 +13,7 @@ import { CHROMIUM_ARGS } from './engines.mjs';
 
 const shared = isolatedBrowser();
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-keep-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 const bricks = photoCrops(scratch, 'brick', 8);
 const grass = photoCrops(scratch, 'grass', 8);
 
