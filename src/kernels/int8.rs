@@ -433,7 +433,13 @@ const RELAXED_SPLIT_OFFSET: i32 = 127;
 /// max |x| / 127, or 1 for an all-zero row (whose values then all quantize to 0).
 #[inline(always)]
 fn symmetric_scale(values: &[f32]) -> f32 {
-    let max = max_abs(values);
+    scale_for_max(max_abs(values))
+}
+
+/// The scale of a row whose largest magnitude is `max`: max / 127, or 1 where that is 0 or not
+/// finite.
+#[inline(always)]
+fn scale_for_max(max: f32) -> f32 {
     if max > 0.0 && max.is_finite() {
         max / 127.0
     } else {
@@ -673,9 +679,9 @@ mod vnni {
             i += PANEL;
         }
         let max = _mm512_reduce_max_ps(max);
-        let scale = if max > 0.0 && max.is_finite() { max / 127.0 } else { 1.0 };
+        let scale = super::scale_for_max(max);
         let inverse = _mm512_set1_ps(1.0 / scale);
-        const MAGIC: f32 = 12_582_912.0;
+        const MAGIC: f32 = crate::kernels::scalar::ROUNDING_MAGIC;
         let (magic, magic_bits) = (_mm512_set1_ps(MAGIC), _mm512_set1_epi32(MAGIC.to_bits() as i32));
         let (low, high, offset) = (_mm512_set1_epi32(-127), _mm512_set1_epi32(127), _mm512_set1_epi32(128));
         let mut i = 0;

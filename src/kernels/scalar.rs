@@ -40,13 +40,16 @@ pub fn relu6(x: f32) -> f32 {
     }
 }
 
+/// 1.5 · 2²³: added to an f32 of magnitude below 2²², it leaves that value rounded to an integer
+/// in the low mantissa bits ([`round_to_i32`], and the SIMD copies of it).
+pub const ROUNDING_MAGIC: f32 = 12_582_912.0;
+
 /// Round to nearest (ties to even) for |x| ≤ 127, as float arithmetic that vectorises everywhere:
 /// adding 1.5 · 2²³ leaves the rounded integer in the low mantissa bits (`f32::round` is a libm call
 /// in wasm, and a saturating `as` cast needs compares around every conversion). Anything else — a
 /// NaN from a NaN input — lands in [−127, 127] by the clamp on the bits.
 #[inline(always)]
 pub fn round_to_i32(x: f32) -> i32 {
-    const MAGIC: f32 = 12_582_912.0;
-    let bits = ((x + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let bits = ((x + ROUNDING_MAGIC).to_bits() as i32).wrapping_sub(ROUNDING_MAGIC.to_bits() as i32);
     bits.clamp(-127, 127)
 }

@@ -71,7 +71,7 @@ pub fn max_abs(values: &[f32]) -> f32 {
 /// `int8::round_to_i32`.
 #[inline(always)]
 pub fn quantize_row(row: &[f32], inverse: f32, out: &mut [i16]) {
-    const MAGIC: f32 = 12_582_912.0;
+    const MAGIC: f32 = crate::kernels::scalar::ROUNDING_MAGIC;
     let (magic, magic_bits, inverse4) = (f32x4_splat(MAGIC), i32x4_splat(MAGIC.to_bits() as i32), f32x4_splat(inverse));
     let (low, high) = (i32x4_splat(-127), i32x4_splat(127));
     let round = |v: v128| {
