@@ -97,9 +97,10 @@ async function train({ id, features, labels, classNames, settings, activations: 
     ? wick.Training.with_layers(session, features, labels, names, JSON.stringify(settings), rows, Uint32Array.from(shape), rowsPerSample)
     : new wick.Training(session, features, labels, names, JSON.stringify(settings));
   for (;;) {
+    const started = performance.now();
     const stats = training.next_epoch();
     if (stats === undefined) break;
-    reply({ type: 'epoch', stats: JSON.parse(stats) });
+    reply({ type: 'epoch', stats: JSON.parse(stats), seconds: (performance.now() - started) / 1000 });
     await nextTurn(); // lets a 'cancel' message in
   }
   const model = training.finish(Date.now() / 1000);
@@ -130,7 +131,7 @@ const handlers = {
     reply({ type: 'pooling-set', id, backbone: JSON.parse(session.backbone()), dim: session.feature_dim });
   },
   activations,
-  'layer-cost': ({ id, depth }) => reply({ type: 'layer-cost', id, cost: JSON.parse(session.layer_cost(depth)) }),
+  'layer-cost': ({ id, depth, batch }) => reply({ type: 'layer-cost', id, cost: JSON.parse(session.layer_cost(depth, batch)) }),
   'load-model': ({ id, bytes, backboneBytes }) => reply({
     type: 'model-loaded',
     id,

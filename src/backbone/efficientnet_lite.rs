@@ -17,6 +17,7 @@ use crate::backbone::family::{BlockInfo, Family, Graph};
 use crate::backbone::layers::{check_conv_shapes, Activation, Conv, ConvBn, ConvNorm};
 use crate::backbone::ops::{ConvOp, Op, OpGraph, Padding, IMAGE_SLOT};
 use crate::data::preprocess::Preprocess;
+use crate::kernels::matmul::MatmulPrecision;
 
 /// One stage of MBConv blocks; only the first block of a stage strides or changes width.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -371,10 +372,11 @@ pub struct EfficientNetLite {
 
 impl EfficientNetLite {
     /// The inference network: every BatchNorm folded into its convolution (the backbone file's
-    /// `<conv>.weight` and `<conv>.bias`).
-    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
-        let make =
-            |conv, shape, relu6, conv_name: &str, _bn: &str| ConvNorm::folded(conv, shape, relu6, vb.pp(conv_name));
+    /// `<conv>.weight` and `<conv>.bias`); the 1×1 convolutions' forward products in `products`.
+    pub fn new(cfg: &Config, products: MatmulPrecision, vb: VarBuilder) -> Result<Self> {
+        let make = |conv, shape, relu6, conv_name: &str, _bn: &str| {
+            ConvNorm::folded(conv, shape, relu6, products, vb.pp(conv_name))
+        };
         Self::build(cfg, DType::F32, make)
     }
 
@@ -511,8 +513,8 @@ impl Family for Config {
         Config::ops(self)
     }
 
-    fn folded(&self, vb: VarBuilder) -> Result<Arc<dyn Graph>> {
-        Ok(Arc::new(EfficientNetLite::new(self, vb)?))
+    fn folded(&self, products: MatmulPrecision, vb: VarBuilder) -> Result<Arc<dyn Graph>> {
+        Ok(Arc::new(EfficientNetLite::new(self, products, vb)?))
     }
 
     fn unfolded(&self, compute: DType, vb: VarBuilder) -> crate::Result<Arc<dyn Graph>> {

@@ -12,6 +12,7 @@ use candle_nn::VarBuilder;
 use crate::backbone::layers::ConvBn;
 use crate::backbone::ops::OpGraph;
 use crate::error::Result;
+use crate::kernels::matmul::MatmulPrecision;
 
 /// A block of the network as the generic code sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +49,9 @@ pub trait Family {
     fn blocks_out_channels(&self) -> usize;
     /// The folded network op by op (the CPU path runs it; an exporter can write it).
     fn ops(&self) -> OpGraph;
-    /// The Candle graph with every BatchNorm folded (a backbone file's weights).
-    fn folded(&self, vb: VarBuilder) -> candle_core::Result<Arc<dyn Graph>>;
+    /// The Candle graph with every BatchNorm folded (a backbone file's weights), its 1×1
+    /// convolutions' forward products in `products`.
+    fn folded(&self, products: MatmulPrecision, vb: VarBuilder) -> candle_core::Result<Arc<dyn Graph>>;
     /// The Candle graph with its BatchNorms as layers, for fine-tuning; the convolutions in
     /// `compute` (F32, or BF16 where the family takes mixed precision). Called on the concrete
     /// family only (`Self: Sized` keeps it out of the trait object): the page's build never

@@ -15,6 +15,7 @@ use candle_nn::VarBuilder;
 use crate::kernels::batch_norm::{batch_norm_eval, batch_norm_train};
 use crate::kernels::bias_relu6::add_bias_relu6;
 use crate::kernels::depthwise::depthwise_conv2d;
+use crate::kernels::matmul::MatmulPrecision;
 use crate::kernels::pointwise::pointwise_conv;
 use crate::kernels::stem::stem_conv;
 
@@ -123,13 +124,22 @@ pub struct ConvNorm {
     weight: Tensor,
     norm: Norm,
     activation: Activation,
+    /// A 1×1 convolution's forward product (see [`pointwise_conv`]).
+    products: MatmulPrecision,
 }
 
 impl ConvNorm {
-    /// With its BatchNorm folded: `weight` and `bias` under `vb`.
-    pub fn folded(conv: Conv, shape: [usize; 4], activation: Activation, vb: VarBuilder) -> Result<Self> {
+    /// With its BatchNorm folded: `weight` and `bias` under `vb`; a 1×1 convolution's forward
+    /// product in `products` (int8: as the inference path computes it).
+    pub fn folded(
+        conv: Conv,
+        shape: [usize; 4],
+        activation: Activation,
+        products: MatmulPrecision,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let weight = Self::weight(conv, shape, &vb)?;
-        Ok(Self { conv, weight, norm: Norm::Folded(vb.get(shape[0], "bias")?), activation })
+        Ok(Self { conv, weight, norm: Norm::Folded(vb.get(shape[0], "bias")?), activation, products })
     }
 
     /// With its BatchNorm as a layer: the convolution's `weight` under `conv_vb` (no bias: the
@@ -143,7 +153,8 @@ impl ConvNorm {
         bn_vb: VarBuilder,
     ) -> Result<Self> {
         let weight = Self::weight(conv, shape, &conv_vb)?;
-        Ok(Self { conv, weight, norm: Norm::Batch(BatchNorm2d::new(shape[0], eps, bn_vb)?), activation })
+        let norm = Norm::Batch(BatchNorm2d::new(shape[0], eps, bn_vb)?);
+        Ok(Self { conv, weight, norm, activation, products: MatmulPrecision::F32 })
     }
 
     fn weight(conv: Conv, shape: [usize; 4], vb: &VarBuilder) -> Result<Tensor> {
@@ -161,7 +172,7 @@ impl ModuleT for ConvNorm {
         let weight = self.weight.to_dtype(x.dtype())?;
         let y = match self.conv {
             Conv::Stem => stem_conv(x, &weight, 2)?,
-            Conv::Pointwise => pointwise_conv(x, &weight)?,
+            Conv::Pointwise => pointwise_conv(x, &weight, self.products)?,
             Conv::Depthwise { stride } => depthwise_conv2d(x, &weight, stride)?,
             Conv::Dense { stride, padding } => x.conv2d(&weight, padding, stride, 1, 1)?,
         };

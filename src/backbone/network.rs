@@ -14,6 +14,7 @@ use crate::backbone::layers::ConvBn;
 use crate::backbone::ops::OpGraph;
 use crate::backbone::resnet;
 use crate::error::{invalid, Result};
+use crate::kernels::matmul::MatmulPrecision;
 
 /// A backbone family's configuration, as the backbone file stores it (its JSON is the family's own
 /// config, told apart by its fields, so files written before ResNet read as before).
@@ -214,8 +215,14 @@ pub const MAX_TRAIN_LAYERS: usize = 3;
 pub struct Network(Arc<dyn Graph>);
 
 impl Network {
-    pub fn folded(config: &NetworkConfig, vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
-        config.family().folded(vb).map(Self)
+    /// Every BatchNorm folded; the 1×1 convolutions' forward products in `products` (int8 for the
+    /// trained layers: what the exported model will compute; f32 for the exact graph).
+    pub fn folded(
+        config: &NetworkConfig,
+        products: MatmulPrecision,
+        vb: candle_nn::VarBuilder,
+    ) -> candle_core::Result<Self> {
+        config.family().folded(products, vb).map(Self)
     }
 
     /// The convolutions run in `compute` (F32, or BF16 for the families that take mixed precision).

@@ -18,6 +18,7 @@ use crate::backbone::family::{BlockInfo, Family, Graph};
 use crate::backbone::layers::{check_conv_shapes, Activation, Conv, ConvBn, ConvNorm};
 use crate::backbone::ops::{ConvOp, Op, OpGraph, Padding, IMAGE_SLOT};
 use crate::data::preprocess::Preprocess;
+use crate::kernels::matmul::MatmulPrecision;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
@@ -254,10 +255,11 @@ pub struct ResNet {
 }
 
 impl ResNet {
-    /// The inference network: every BatchNorm folded into its convolution.
-    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+    /// The inference network: every BatchNorm folded into its convolution (`products`: see
+    /// [`ConvNorm::folded`]).
+    pub fn new(cfg: &Config, products: MatmulPrecision, vb: VarBuilder) -> Result<Self> {
         let make = |conv, shape, activation, conv_name: &str, _bn: &str| {
-            ConvNorm::folded(conv, shape, activation, vb.pp(conv_name))
+            ConvNorm::folded(conv, shape, activation, products, vb.pp(conv_name))
         };
         Self::build(cfg, make)
     }
@@ -420,8 +422,8 @@ impl Family for Config {
         Config::ops(self)
     }
 
-    fn folded(&self, vb: VarBuilder) -> Result<Arc<dyn Graph>> {
-        Ok(Arc::new(ResNet::new(self, vb)?))
+    fn folded(&self, products: MatmulPrecision, vb: VarBuilder) -> Result<Arc<dyn Graph>> {
+        Ok(Arc::new(ResNet::new(self, products, vb)?))
     }
 
     fn unfolded(&self, compute: DType, vb: VarBuilder) -> crate::Result<Arc<dyn Graph>> {

@@ -205,6 +205,7 @@ pub struct TrainLayersRecord {
     pub threads: usize,
     pub prepare_ms_per_view: f64,
     pub step_ms_per_image: f64,
+    pub forward_ms_per_image: f64,
 }
 
 /// Training the last `depths` layers (`--train-layers`): [`crate::train::layers::layer_cost`], the
@@ -243,13 +244,14 @@ fn bench_train_layers(
                 threads,
                 prepare_ms_per_view: cost.prepare_ms_per_view,
                 step_ms_per_image: cost.step_ms_per_image,
+                forward_ms_per_image: cost.forward_ms_per_image,
             };
             if json {
                 println!("{}", serde_json::to_string(&record)?);
             } else {
                 println!(
-                    "train-layers  depth {depth}  batch {batch:>3}  threads {threads}: frozen part {:7.2} ms/view, training step {:7.2} ms/image",
-                    cost.prepare_ms_per_view, cost.step_ms_per_image
+                    "train-layers  depth {depth}  batch {batch:>3}  threads {threads}: frozen part {:7.2} ms/view, training step {:7.2} ms/image, forward {:7.2} ms/image",
+                    cost.prepare_ms_per_view, cost.step_ms_per_image, cost.forward_ms_per_image
                 );
             }
         }

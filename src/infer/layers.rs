@@ -6,7 +6,7 @@ use crate::backbone::ops::{ConvOp, Padding};
 use crate::error::{invalid, Result};
 use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::int8::Inputs;
-use crate::kernels::matmul::{Epilogue, MatmulPrecision, Weights};
+use crate::kernels::matmul::{Epilogue, MatmulPrecision, Weights, INT8_MIN_INPUTS};
 use crate::kernels::nhwc;
 use crate::kernels::Activation;
 
@@ -19,14 +19,6 @@ enum Filters {
     /// One k×k filter per channel, as taps (k · k × C).
     Depthwise(Vec<f32>),
 }
-
-/// Input channels from which a 1×1 convolution multiplies in int8, on every target (so that the
-/// page and the CLI give the same features, bit for bit). With AVX-512 VNNI, whose kernel finishes
-/// its sums in registers, Lite0's 16- and 24-channel expansions took 0.39 and 0.155 ms in f32,
-/// 0.23 and 0.08 ms in int8 (one thread, AMD EPYC Zen 5, 2026-12-07); in the browser see
-/// BENCHMARKS.md. (Before that kernel it was 32: 9.3–9.5 ms/image with those expansions in f32,
-/// 9.7–11.1 in int8, row-by-row epilogue.)
-pub const INT8_MIN_INPUTS: usize = 16;
 
 /// Convolution → + bias (the folded BatchNorm) → (+ residual) → activation, in one pass.
 #[derive(Debug, Clone)]

@@ -43,6 +43,15 @@ impl MatmulPrecision {
     }
 }
 
+/// Input channels from which a 1×1 convolution multiplies in int8, on every target (so that the
+/// page and the CLI give the same features, bit for bit), in inference and in the trained layers'
+/// forward pass ([`crate::kernels::pointwise`]). With AVX-512 VNNI, whose kernel finishes
+/// its sums in registers, Lite0's 16- and 24-channel expansions took 0.39 and 0.155 ms in f32,
+/// 0.23 and 0.08 ms in int8 (one thread, AMD EPYC Zen 5, 2026-12-07); in the browser see
+/// BENCHMARKS.md. (Before that kernel it was 32: 9.3–9.5 ms/image with those expansions in f32,
+/// 9.7–11.1 in int8, row-by-row epilogue.)
+pub const INT8_MIN_INPUTS: usize = 16;
+
 /// What happens to each output value `acc` of column `n`, row `r`:
 /// `activation(acc + bias[n] + residual[r][n])`.
 #[derive(Clone, Copy)]

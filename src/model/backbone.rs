@@ -144,7 +144,7 @@ impl Backbone {
         meta.validate()?;
         let vb = weights.var_builder(device)?;
         let config = &meta.config;
-        let network_and_classifier = Network::folded(config, vb.clone()).and_then(|network| {
+        let network_and_classifier = Network::folded(config, MatmulPrecision::F32, vb.clone()).and_then(|network| {
             let classifier = candle_nn::linear(config.feature_dim(), config.num_classes(), vb.pp(config.classifier()))?;
             Ok((network, classifier))
         });

@@ -28,8 +28,7 @@ use candle_nn::{VarBuilder, VarMap};
 use half::f16;
 use half::vec::{HalfBitsVecExt, HalfFloatVecExt};
 
-use crate::backbone::fold::FloatWeights;
-use crate::backbone::{Network, NetworkConfig, Pooling};
+use crate::backbone::{Network, Pooling};
 use crate::data::feature_set::FeatureSet;
 use crate::error::{invalid, Result};
 use crate::eval::metrics::Metrics;
@@ -318,7 +317,7 @@ impl LayerFit {
         if let Some(&bad) = train_labels.iter().chain(val_labels).find(|&&l| l as usize >= labels.len()) {
             return Err(invalid!("label {bad} is not one of the {} classes", labels.len()));
         }
-        let (varmap, network) = trainable_network(backbone.weights(), network_config, &device)?;
+        let (varmap, network) = trainable_network(backbone, &device)?;
         let all = varmap.data().lock().expect("variable map lock").clone();
         let mut layers = Vec::new();
         for conv in network_config.trained_convs(first) {
@@ -609,18 +608,19 @@ impl LayerFit {
     }
 }
 
-/// The folded network with every weight a variable (only the trained part's get gradients).
-fn trainable_network(weights: &FloatWeights, config: &NetworkConfig, device: &Device) -> Result<(VarMap, Network)> {
+/// The folded network with every weight a variable (only the trained part's get gradients), its
+/// 1×1 convolutions' forward products as `backbone`'s inference multiplies (int8 unless set to f32).
+fn trainable_network(backbone: &Backbone, device: &Device) -> Result<(VarMap, Network)> {
     let varmap = VarMap::new();
     {
         let mut data = varmap.data().lock().expect("variable map lock");
-        for (name, (shape, values)) in &weights.0 {
+        for (name, (shape, values)) in &backbone.weights().0 {
             let tensor = Tensor::from_slice(values, shape.as_slice(), device)?;
             data.insert(name.clone(), Var::from_tensor(&tensor)?);
         }
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-    let network = Network::folded(config, vb)?;
+    let network = Network::folded(&backbone.meta.config, backbone.precision(), vb)?;
     Ok((varmap, network))
 }
 
@@ -631,13 +631,24 @@ pub struct LayerCost {
     pub prepare_ms_per_view: f64,
     /// A training step (forward and backward through the trained part and a linear head), per image.
     pub step_ms_per_image: f64,
+    /// The trained part's forward pass alone, per image: each epoch's validation images.
+    pub forward_ms_per_image: f64,
     /// One cached view's activation (f16).
     pub bytes_per_view: usize,
     pub first_trained_block: usize,
 }
 
+impl LayerCost {
+    /// An epoch over `train` training images and `validation` validation images, in ms.
+    pub fn epoch_ms(&self, train: usize, validation: usize) -> f64 {
+        train as f64 * self.step_ms_per_image + validation as f64 * self.forward_ms_per_image
+    }
+}
+
 /// Times [`LayerCost`]'s parts: `batch` random images through the frozen part, then one warm-up
-/// and two timed training steps of `batch` through the rest, by the clock `now_ms`.
+/// and two timed training steps of `batch` through the rest, and two forward passes, by the clock
+/// `now_ms`. Measure at the batch size training will use: the int8 forward pass quantizes each
+/// trained weight once per batch, which a batch of 4 spends more on than on its products.
 pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl Fn() -> f64) -> Result<LayerCost> {
     let device = backbone.device();
     let first = backbone.meta.config.first_trained_block(depth)?;
@@ -647,7 +658,7 @@ pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl 
     let start = now_ms();
     let x = backbone.activations(&images, first)?;
     let prepare_ms_per_view = (now_ms() - start) / batch as f64;
-    let (_, network) = trainable_network(backbone.weights(), &backbone.meta.config, device)?;
+    let (_, network) = trainable_network(backbone, device)?;
     let spec = crate::train::config::HeadSpec { input_dim: backbone.feature_dim(), hidden: None, classes: 2 };
     let head = Head::init(spec, &mut Rng::new(0), device)?;
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 2).collect();
@@ -664,9 +675,15 @@ pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl 
     step()?;
     step()?;
     let step_ms_per_image = (now_ms() - start) / (2 * batch) as f64;
+    let start = now_ms();
+    for _ in 0..2 {
+        on_pool(|| network.last_layers(&x, first, false).map(|features| features.detach()))?;
+    }
+    let forward_ms_per_image = (now_ms() - start) / (2 * batch) as f64;
     Ok(LayerCost {
         prepare_ms_per_view,
         step_ms_per_image,
+        forward_ms_per_image,
         bytes_per_view: 2 * x.elem_count() / batch,
         first_trained_block: first,
     })

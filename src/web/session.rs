@@ -196,9 +196,13 @@ impl Session {
     }
 
     /// JSON of what training the last `depth` parts costs here ([`layers::LayerCost`]), measured now
-    /// on a few random images.
-    pub fn layer_cost(&self, depth: usize) -> Result<String, JsError> {
-        let cost = layers::layer_cost(&self.backbone.with_pooling(Pooling::Last), depth, 4, now_ms).map_err(fail)?;
+    /// on a batch of `batch` random images (the batch size training will use).
+    pub fn layer_cost(&self, depth: usize, batch: usize) -> Result<String, JsError> {
+        if !(1..=256).contains(&batch) {
+            return Err(JsError::new(&format!("a batch of {batch} images: measure with 1 to 256")));
+        }
+        let cost =
+            layers::layer_cost(&self.backbone.with_pooling(Pooling::Last), depth, batch, now_ms).map_err(fail)?;
         Ok(serde_json::to_string(&cost).expect("serialises"))
     }
 

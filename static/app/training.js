@@ -45,6 +45,8 @@ function viewSeed(id) {
 const activationPrefix = (depth) => `${state.backbone.sha256}|${state.backbone.precision}|d${depth}|`;
 
 let preparing = null; // { cancelled } while activations are computed
+/// How long each of the current run's layer epochs took, in seconds (the worker times them).
+let layerEpochSeconds = [];
 
 /// Cancel pressed while the layers' inputs were being prepared, after `done` images.
 class Cancelled extends Error {
@@ -136,16 +138,20 @@ export async function showLayerCost() {
   }
   hint.textContent = 'Measuring what this costs on this device…';
   try {
-    const { cost } = await ask({ type: 'layer-cost', depth });
-    if (Number($('#train-layers').value) !== depth) return; // changed meanwhile
     const images = state.project.classes.reduce((n, c) => n + c.samples.length, 0);
     const share = Number($('#validation-share').value) || 0;
     const trainImages = Math.round(images * (1 - share));
+    // Measured at the batch size training will use (up to 32: larger ones cost about the same per
+    // image, and the measure would take longer).
+    const batch = Math.max(1, Math.min(32, Math.round(Number($('#batch-size').value)) || 32, trainImages));
+    const { cost } = await ask({ type: 'layer-cost', depth, batch });
+    if (Number($('#train-layers').value) !== depth) return; // changed meanwhile
     const views = $('#augment').checked ? AUGMENTED_VIEWS : 1;
     const viewsToPrepare = trainImages * views + (images - trainImages);
-    const epoch = (trainImages * cost.step_ms_per_image) / 1000;
+    // An epoch: a training step per training image, a forward pass per validation image.
+    const epoch = (trainImages * cost.step_ms_per_image + (images - trainImages) * cost.forward_ms_per_image) / 1000;
     const prepare = (viewsToPrepare * cost.prepare_ms_per_view) / 1000;
-    hint.textContent = `Measured here: about ${epoch.toFixed(1)} s per epoch for ${trainImages} training images `
+    hint.textContent = `Measured here: about ${epoch.toFixed(epoch < 1 ? 2 : 1)} s per epoch for ${trainImages} training images `
       + `(${cost.step_ms_per_image.toFixed(0)} ms each), after preparing their inputs once: about ${prepare.toFixed(0)} s for `
       + `${viewsToPrepare} views, ${((viewsToPrepare * cost.bytes_per_view) / 1e6).toFixed(1)} MB kept in this browser `
       + `(${(cost.bytes_per_view / 1000).toFixed(0)} KB per view). Head only takes well under a second per epoch.`;
@@ -172,6 +178,7 @@ export async function startTraining() {
   const classNames = state.project.classes.map((c) => c.name);
   state.training = true;
   state.history = [];
+  layerEpochSeconds = [];
   drawChart();
   redraw();
   await savesDone();
@@ -201,7 +208,10 @@ export async function startTraining() {
     const keptStep = answer.report.history[answer.report.best_epoch - 1];
     const kept = stepName(keptStep) ?? `epoch ${answer.report.best_epoch}`;
     const headKept = settings.train_layers > 0 && keptStep?.regularization != null;
-    trainStatus(`Trained in ${seconds} s (${wick.describe_stop(JSON.stringify(answer.report.stop))}; kept ${kept}).`
+    const perEpoch = layerEpochSeconds.length
+      ? ` The layers' ${layerEpochSeconds.length} epoch${layerEpochSeconds.length === 1 ? '' : 's'} took ${(layerEpochSeconds.reduce((a, b) => a + b, 0) / layerEpochSeconds.length).toFixed(2)} s each.`
+      : '';
+    trainStatus(`Trained in ${seconds} s (${wick.describe_stop(JSON.stringify(answer.report.stop))}; kept ${kept}).${perEpoch}`
       + (v ? ` Validation accuracy: ${(100 * v.accuracy).toFixed(1)}%.` : ' No validation images (classes too small to hold any out).')
       + (headKept ? ' The layers\' epochs did not beat the head alone on the validation images, so the head fit is kept and the layers are as pretrained.' : ''),
     answer.report.stop.kind === 'diverged');
@@ -224,10 +234,14 @@ export async function startTraining() {
   if (trained) await checkLabels();
 }
 
-listeners.epoch.push(({ stats }) => {
+listeners.epoch.push(({ stats, seconds }) => {
   state.history.push(stats);
   drawChart();
   const v = stats.val_accuracy == null ? '' : `, validation accuracy ${(100 * stats.val_accuracy).toFixed(1)}%`;
   const step = stepName(stats);
-  trainStatus(`${step[0].toUpperCase()}${step.slice(1)}: loss ${stats.train_loss.toFixed(3)}${v}`);
+  // The layers' epochs (the head fit's steps take milliseconds): how long each took, to set
+  // against the estimate shown before training.
+  const layers = state.project.settings.train_layers > 0 && stats.regularization == null;
+  if (layers) layerEpochSeconds.push(seconds);
+  trainStatus(`${step[0].toUpperCase()}${step.slice(1)}: loss ${stats.train_loss.toFixed(3)}${v}${layers ? ` (${seconds.toFixed(2)} s)` : ''}`);
 });

@@ -115,6 +115,8 @@ test('layers to train: deeper training on real photos matches head-only or beats
     await page.waitForFunction(() => /^Measured here: about [\d.]+ s per epoch for 150 training images/.test(document.querySelector('#layers-cost').textContent), null, { timeout: 60_000 });
     const deeper = await train(page);
     assert.match(deeper.text, /^Trained in/);
+    // With the time its layer epochs took, to set against the estimate.
+    assert.match(deeper.text, /The layers' \d+ epochs? took \d+\.\d\d s each\./);
     assert.ok(deeper.accuracy >= headOnly.accuracy, `deeper ${deeper.accuracy}% < head only ${headOnly.accuracy}%`);
     console.log(`# head only: ${headOnly.accuracy}% in ${headOnly.seconds.toFixed(1)} s; head + 1 layer: ${deeper.accuracy}% in ${deeper.seconds.toFixed(1)} s (preparing the inputs included)`);
 

@@ -60,8 +60,8 @@ fn each_family_is_cut_at_its_last_parts() {
 fn frozen_part_then_trained_part_is_the_whole_network() {
     // f32 products, so that the inference path and Candle's graph agree to rounding.
     let backbone = small_lite0().with_precision(MatmulPrecision::F32);
-    let network =
-        Network::folded(&backbone.meta.config, backbone.weights().var_builder(&Device::Cpu).unwrap()).unwrap();
+    let vb = backbone.weights().var_builder(&Device::Cpu).unwrap();
+    let network = Network::folded(&backbone.meta.config, MatmulPrecision::F32, vb).unwrap();
     let input = Tensor::randn(0f32, 1f32, (2, 3, 64, 64), &Device::Cpu).unwrap();
     let whole = backbone.features(&input).unwrap().to_vec2::<f32>().unwrap();
     for first in [11, 15, 16] {
@@ -74,6 +74,31 @@ fn frozen_part_then_trained_part_is_the_whole_network() {
         for (a, b) in joined.iter().flatten().zip(whole.iter().flatten()) {
             assert!((a - b).abs() <= 1e-3 * (1.0 + b.abs()), "block {first}: {a} vs {b}");
         }
+    }
+}
+
+#[test]
+fn the_trained_layers_compute_what_the_int8_inference_path_computes() {
+    // With int8 products (the default), the graph the layers train in multiplies its 1×1
+    // convolutions as the inference path does: its features from a cut are those of the int8
+    // inference path, to f32 rounding (the bias and ReLU6 apart, the depthwise filters' other
+    // kernel), far closer than the f32 graph's.
+    let backbone = small_lite0();
+    assert_eq!(backbone.precision(), MatmulPrecision::Int8);
+    let input = Tensor::randn(0f32, 1f32, (2, 3, 64, 64), &Device::Cpu).unwrap();
+    let whole = backbone.features(&input).unwrap().to_vec2::<f32>().unwrap();
+    let largest = whole.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+    let gap = |products: MatmulPrecision, first: usize| {
+        let vb = backbone.weights().var_builder(&Device::Cpu).unwrap();
+        let network = Network::folded(&backbone.meta.config, products, vb).unwrap();
+        let cut = backbone.activations(&input, first).unwrap();
+        let features = network.last_layers(&cut, first, false).unwrap().to_vec2::<f32>().unwrap();
+        features.iter().flatten().zip(whole.iter().flatten()).fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+    };
+    for first in [11, 15, 16] {
+        let (int8, f32) = (gap(MatmulPrecision::Int8, first), gap(MatmulPrecision::F32, first));
+        assert!(int8 <= 1e-4 * largest, "block {first}: int8 graph {int8} from the inference path (largest {largest})");
+        assert!(int8 * 10.0 < f32, "block {first}: int8 graph {int8}, f32 graph {f32} from the int8 inference path");
     }
 }
 
