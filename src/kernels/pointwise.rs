@@ -113,6 +113,9 @@ fn per_image(lhs: Strided, x: &[f32], images: usize, rows: usize, k: usize, pixe
 /// `x` (N, C_in, P) through `weight` (C_out, C_in) → (N, C_out, P), multiplied in int8 as the
 /// inference path multiplies a 1×1 convolution: the images' pixels become rows of channels.
 fn forward_int8(weight: &[f32], x: &[f32], images: usize, c_in: usize, c_out: usize, pixels: usize) -> Vec<f32> {
+    if images * c_in * c_out * pixels == 0 {
+        return vec![0f32; images * c_out * pixels]; // nothing to multiply (or only zeros: no inputs)
+    }
     let mut rows = vec![0f32; x.len()];
     for (image, out) in x.chunks_exact(c_in * pixels).zip(rows.chunks_exact_mut(c_in * pixels)) {
         nchw_to_nhwc(image, c_in, out);
@@ -286,6 +289,12 @@ mod tests {
         let y = pointwise_conv(xv.as_tensor(), wv.as_tensor(), forward).unwrap();
         let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
         [flat(&y), flat(grads.get(xv.as_tensor()).unwrap()), flat(grads.get(wv.as_tensor()).unwrap())]
+    }
+
+    #[test]
+    fn the_int8_forward_of_nothing_is_nothing() {
+        assert_eq!(super::forward_int8(&[0.5; 24 * 4], &[], 0, 24, 4, 49), Vec::<f32>::new());
+        assert_eq!(super::forward_int8(&[], &[1.0; 24 * 49], 1, 24, 0, 49), Vec::<f32>::new());
     }
 
     #[test]
