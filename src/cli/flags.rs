@@ -105,8 +105,9 @@ pub struct BackboneArgs {
     pub device: String,
     /// The arithmetic. Running the backbone on the CPU: int8 products (default, fast) or f32 (exact,
     /// for comparison); training its last layers (`--train-layers`) multiplies their 1×1
-    /// convolutions' forward pass the same way (the gradients stay f32). Fine-tuning: f32 (default), or bf16 mixed precision on a GPU (convolutions in
-    /// bf16; BatchNorm, loss and weights in f32, like PyTorch's autocast).
+    /// convolutions' forward pass the same way (the gradients stay f32). Fine-tuning: f32
+    /// (default), or bf16 mixed precision on a GPU (convolutions in bf16; BatchNorm, loss and
+    /// weights in f32, like PyTorch's autocast).
     #[arg(long, value_enum)]
     pub precision: Option<PrecisionFlag>,
 }

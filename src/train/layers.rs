@@ -638,18 +638,14 @@ pub struct LayerCost {
     pub first_trained_block: usize,
 }
 
-impl LayerCost {
-    /// An epoch over `train` training images and `validation` validation images, in ms.
-    pub fn epoch_ms(&self, train: usize, validation: usize) -> f64 {
-        train as f64 * self.step_ms_per_image + validation as f64 * self.forward_ms_per_image
-    }
-}
-
 /// Times [`LayerCost`]'s parts: `batch` random images through the frozen part, then one warm-up
 /// and two timed training steps of `batch` through the rest, and two forward passes, by the clock
 /// `now_ms`. Measure at the batch size training will use: the int8 forward pass quantizes each
 /// trained weight once per batch, which a batch of 4 spends more on than on its products.
 pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl Fn() -> f64) -> Result<LayerCost> {
+    if batch == 0 {
+        return Err(invalid!("measuring a training step needs a batch of at least 1 image"));
+    }
     let device = backbone.device();
     let first = backbone.meta.config.first_trained_block(depth)?;
     let crop = backbone.meta.preprocess.crop as usize;

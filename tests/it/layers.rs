@@ -17,7 +17,7 @@ use wick::model::Backbone;
 use wick::model::Classifier;
 use wick::train::config::TrainConfig;
 use wick::train::head_fit::{HeadData, HeadFit};
-use wick::train::layers::{Activations, LayerFit, TrainImages, ValImages};
+use wick::train::layers::{layer_cost, Activations, LayerFit, TrainImages, ValImages};
 use wick::util::rng::Rng;
 
 fn lite0() -> Backbone {
@@ -219,6 +219,12 @@ fn a_run_trains_the_layers_and_exports_a_backbone_that_answers_as_measured() {
         (exported_accuracy - deeper).abs() <= 1.0 / val_set.len() as f32 + 1e-6,
         "exported {exported_accuracy} vs measured {deeper}"
     );
+}
+
+#[test]
+fn measuring_the_cost_of_an_empty_batch_is_refused() {
+    let err = layer_cost(&small_lite0(), 1, 0, || 0.0).expect_err("refused").to_string();
+    assert!(err.contains("a batch of at least 1 image"), "{err}");
 }
 
 #[test]
