@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use crate::error::InFile;
 use crate::export::onnx::{to_onnx, OnnxWeights};
 use crate::export::tfjs::{to_tfjs, TfjsFiles};
-use crate::export::web::{to_web, WebRuntime, RUNTIME_FILES};
+use crate::export::web::{to_web, RUNTIME_FILES};
 use crate::export::{web, Exported};
 use crate::model::{Backbone, Classifier};
 
@@ -43,8 +43,9 @@ pub struct ExportArgs {
     /// Where to write the export: a file (onnx) or a folder (tfjs, web).
     #[arg(long)]
     pub out: PathBuf,
-    /// web: the folder of the built runtime (wick_runtime.js, wick_runtime_bg.wasm) [default: this
-    /// checkout's dist/runtime, which `make dist` writes].
+    /// web: the folder of the built runtime (wick_runtime.js, wick_runtime_bg.wasm and their
+    /// relaxed-SIMD twins wick_runtime_relaxed*) [default: this checkout's dist/runtime, which
+    /// `make dist` writes].
     #[arg(long)]
     pub runtime: Option<PathBuf>,
     /// onnx: weights in int8 with a scale per output channel (a file about a quarter the size;
@@ -114,8 +115,11 @@ impl ExportArgs {
             }
             ExportFormat::Web => {
                 let folder = self.runtime.clone().unwrap_or_else(|| PathBuf::from(BUILT_RUNTIME));
-                let [bindings, wasm] = RUNTIME_FILES.map(|name| read_runtime(&folder, name, self.runtime.is_none()));
-                let runtime = WebRuntime { bindings: &bindings?, wasm: &wasm? };
+                let runtime = RUNTIME_FILES
+                    .iter()
+                    .map(|name| read_runtime(&folder, name, self.runtime.is_none()))
+                    .collect::<Result<Vec<_>>>()?;
+                let runtime = std::array::from_fn(|i| runtime[i].as_slice());
                 let backbone_file = backbone_file.expect("read for the web format");
                 let files = to_web(&model, &backbone_file, wick.as_deref(), runtime)
                     .with_context(|| format!("the runtime in {}", folder.display()))?;

@@ -1,5 +1,6 @@
 //! The drop-in classifier for any web page: Wick's runtime — its single-threaded, inference-only wasm
-//! (`scripts/build-web-feature.sh runtime`) and the ES module over it (`static/runtime/`) — beside the model's
+//! (`scripts/build-web-feature.sh runtime`: a simd128 build and its relaxed-SIMD twin, which
+//! `wick-worker.js` picks between at run time) and the ES module over it (`static/runtime/`) — beside the model's
 //! own files (the backbone file and the `.wick`, as the page runs them), a demo page, `wick.d.ts`
 //! and a `package.json`. It answers as the page does because it is the page's code on the page's files.
 
@@ -9,19 +10,17 @@ use super::Exported;
 use crate::error::{invalid, Result};
 use crate::util::printable;
 
-/// The runtime's two built files (wasm-bindgen's output for the `web-runtime` feature).
-pub struct WebRuntime<'a> {
-    /// `wick_runtime.js`: wasm-bindgen's bindings.
-    pub bindings: &'a [u8],
-    /// `wick_runtime_bg.wasm`.
-    pub wasm: &'a [u8],
-}
+/// The names of the runtime's built files, in the folder the build writes: wasm-bindgen's bindings
+/// and the wasm they load, for the `web-runtime` feature with simd128, then with relaxed SIMD too
+/// (the int8 products' dot instruction: Chrome/Edge ≥ 114, Firefox ≥ 145; Safari refuses the module).
+pub const RUNTIME_FILES: [&str; 4] =
+    ["wick_runtime.js", "wick_runtime_bg.wasm", "wick_runtime_relaxed.js", "wick_runtime_relaxed_bg.wasm"];
 
-/// The names of the runtime's built files, in the folder the build writes.
-pub const RUNTIME_FILES: [&str; 2] = ["wick_runtime.js", "wick_runtime_bg.wasm"];
+/// The runtime's built files, in [`RUNTIME_FILES`]' order.
+pub type WebRuntime<'a> = [&'a [u8]; RUNTIME_FILES.len()];
 
 /// Every file a web export may hold (`model.wick` only with a trained head).
-pub const FILES: [&str; 13] = [
+pub const FILES: [&str; 15] = [
     "index.html",
     "demo.js",
     "demo.css",
@@ -30,6 +29,8 @@ pub const FILES: [&str; 13] = [
     "wick.d.ts",
     "wick_runtime.js",
     "wick_runtime_bg.wasm",
+    "wick_runtime_relaxed.js",
+    "wick_runtime_relaxed_bg.wasm",
     "wick-model.json",
     "backbone.safetensors",
     "model.wick",
@@ -48,11 +49,13 @@ pub fn to_web(
     wick: Option<&[u8]>,
     runtime: WebRuntime,
 ) -> Result<Vec<(&'static str, Vec<u8>)>> {
-    if !runtime.wasm.starts_with(b"\0asm") {
-        return Err(invalid!("the runtime's {} is not WebAssembly", RUNTIME_FILES[1]));
-    }
-    if std::str::from_utf8(runtime.bindings).is_err() {
-        return Err(invalid!("the runtime's {} is not text", RUNTIME_FILES[0]));
+    for (name, bytes) in RUNTIME_FILES.iter().zip(runtime) {
+        if name.ends_with(".wasm") && !bytes.starts_with(b"\0asm") {
+            return Err(invalid!("the runtime's {name} is not WebAssembly"));
+        }
+        if name.ends_with(".js") && std::str::from_utf8(bytes).is_err() {
+            return Err(invalid!("the runtime's {name} is not text"));
+        }
     }
     if wick.is_some() != model.head.is_some() {
         return Err(invalid!("a web export takes the .wick file exactly when the model has a trained head"));
@@ -70,11 +73,10 @@ pub fn to_web(
         ("wick.js", include_bytes!("../../static/runtime/wick.js").to_vec()),
         ("wick-worker.js", include_bytes!("../../static/runtime/wick-worker.js").to_vec()),
         ("wick.d.ts", include_bytes!("../../static/runtime/wick.d.ts").to_vec()),
-        ("wick_runtime.js", runtime.bindings.to_vec()),
-        ("wick_runtime_bg.wasm", runtime.wasm.to_vec()),
-        ("wick-model.json", pretty(&manifest)),
-        ("backbone.safetensors", backbone_file.to_vec()),
     ];
+    files.extend(RUNTIME_FILES.into_iter().zip(runtime).map(|(name, bytes)| (name, bytes.to_vec())));
+    files.push(("wick-model.json", pretty(&manifest)));
+    files.push(("backbone.safetensors", backbone_file.to_vec()));
     if let Some(wick) = wick {
         files.push(("model.wick", wick.to_vec()));
     }
@@ -133,7 +135,9 @@ fn readme(model: &Exported) -> String {
          another origin. A Content-Security-Policy needs `script-src 'self' 'wasm-unsafe-eval'` and\n\
          `worker-src 'self'`.\n\n\
          Files: `wick.js` (the module), `wick-worker.js`, `wick_runtime.js` and `wick_runtime_bg.wasm`\n\
-         (Wick's runtime, MIT OR Apache-2.0), `wick-model.json` (names the model's files),\n\
+         (Wick's runtime, MIT OR Apache-2.0), `wick_runtime_relaxed.js` and `wick_runtime_relaxed_bg.wasm`\n\
+         (the same with WebAssembly relaxed SIMD, which the worker loads instead where the browser\n\
+         compiles it: Chrome/Edge 114+, Firefox 145+), `wick-model.json` (names the model's files),\n\
          `backbone.safetensors` (the backbone's weights){head}, and a demo: `index.html`, `demo.js`,\n\
          `demo.css`.\n\n\
          The backbone's weights come from {package} ({file}, sha256 {sha256}), license: {license}.\n",

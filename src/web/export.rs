@@ -7,23 +7,22 @@ use wasm_bindgen::prelude::*;
 use super::fail;
 use crate::export::onnx::{to_onnx, OnnxWeights};
 use crate::export::tfjs::to_tfjs;
-use crate::export::web::{to_web, WebRuntime};
+use crate::export::web::{to_web, RUNTIME_FILES};
 use crate::export::Exported;
 use crate::model::{Backbone, Classifier};
 
 /// A model — `wick` (a `.wick`) on `backbone_file`, or without it the backbone alone — in `format`:
 /// `onnx`, `onnx-int8`, `tfjs` (a `.zip` of the TF.js folder with Teachable Machine's metadata) or
-/// `web` (a `.zip` of the drop-in classifier's folder, with the runtime's two built files,
-/// `runtime_bindings` and `runtime_wasm`, which the page fetches from its own `runtime/`). The same
-/// bytes `wick export` writes.
+/// `web` (a `.zip` of the drop-in classifier's folder, with the runtime's built files, `runtime`, in
+/// `RUNTIME_FILES`' order, which the page fetches from its own `runtime/`; empty for the other
+/// formats). The same bytes `wick export` writes.
 #[wasm_bindgen]
 pub fn export_model(
     backbone_file: &[u8],
     wick: Option<Vec<u8>>,
     format: &str,
     unix_seconds: f64,
-    runtime_bindings: Option<Vec<u8>>,
-    runtime_wasm: Option<Vec<u8>>,
+    runtime: Vec<js_sys::Uint8Array>,
 ) -> Result<Vec<u8>, JsError> {
     let base = Backbone::from_backbone_file(backbone_file, &Device::Cpu).map_err(fail)?;
     let classifier =
@@ -37,10 +36,12 @@ pub fn export_model(
             zip_stored("model", &files.files()).map_err(fail)
         }
         "web" => {
-            let (Some(bindings), Some(wasm)) = (runtime_bindings, runtime_wasm) else {
-                return Err(JsError::new("the web format needs the runtime's two files"));
-            };
-            let runtime = WebRuntime { bindings: &bindings, wasm: &wasm };
+            if runtime.len() != RUNTIME_FILES.len() {
+                let names = RUNTIME_FILES.join(", ");
+                return Err(JsError::new(&format!("the web format needs the runtime's files ({names}), not {}", runtime.len())));
+            }
+            let runtime: Vec<Vec<u8>> = runtime.iter().map(js_sys::Uint8Array::to_vec).collect();
+            let runtime = std::array::from_fn(|i| runtime[i].as_slice());
             let files = to_web(&model, backbone_file, wick.as_deref(), runtime).map_err(fail)?;
             let named: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
             zip_stored("wick-classifier", &named).map_err(fail)

@@ -33,6 +33,7 @@ async function main() {
   }
   const shown = classifier.labels.slice(0, 20).join(', ');
   $('#classes').textContent = `${classifier.labels.length} classes: ${shown}${classifier.labels.length > 20 ? ', …' : ''}`;
+  $('#engine').textContent = `Runs on WebAssembly ${classifier.simd === 'relaxed' ? 'relaxed SIMD' : 'SIMD'}, one thread, in a Web Worker.`;
   status('Ready.');
   let camera = null;
 

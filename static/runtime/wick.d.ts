@@ -31,6 +31,9 @@ export interface Classifier {
   readonly labels: readonly string[];
   /** How many numbers `features` returns. */
   readonly featureSize: number;
+  /** Which build of Wick's runtime runs: `'relaxed'` (WebAssembly relaxed SIMD, where the browser
+   * compiles it: Chrome/Edge 114+, Firefox 145+) or `'simd128'` (everywhere else). Same answers. */
+  readonly simd: 'relaxed' | 'simd128';
   /** Classes ranked by probability, most likely first. Runs in a Web Worker. */
   classify(source: ImageSource, options?: ClassifyOptions): Promise<Prediction[]>;
   /** The image's features: what the classifier reads (e.g. for your own nearest-neighbour search). */

@@ -32,9 +32,10 @@ export async function load(baseUrl = new URL('./', import.meta.url)) {
   const worker = new Worker(new URL('./wick-worker.js', import.meta.url), { type: 'module' });
   const classifier = new Classifier(worker);
   try {
-    const { labels, featureSize } = await classifier.request({ type: 'load', backboneUrl: file('backbone'), classifierUrl: file('classifier', true) });
+    const { labels, featureSize, simd } = await classifier.request({ type: 'load', backboneUrl: file('backbone'), classifierUrl: file('classifier', true) });
     classifier.labels = Object.freeze(labels);
     classifier.featureSize = featureSize;
+    classifier.simd = simd;
   } catch (e) {
     classifier.dispose();
     throw e;

@@ -47,6 +47,7 @@ async function classifyWithBundle(names) {
     answers.imageData.push(asObject(await classifier.classify(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height))));
     answers.bitmap.push(asObject(await classifier.classify(await createImageBitmap(blob))));
   }
+  answers.simd = classifier.simd;
   answers.top2 = (await classifier.classify(blob, { topK: 1 })).length;
   answers.features = Array.from(await classifier.features(blob)).slice(0, 4);
   answers.featureCount = (await classifier.features(blob)).length;
@@ -162,7 +163,8 @@ test('the page\'s exports in a web page: the web export on a static host, onnxru
     console.log(`# web export from the page: ${(web.bytes.length / 1e6).toFixed(2)} MB in ${webSeconds.toFixed(1)} s (runtime wasm ${(bytes('wick_runtime_bg.wasm') / 1e6).toFixed(2)} MB, backbone ${(bytes('backbone.safetensors') / 1e6).toFixed(2)} MB)`);
     const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: bundle, stdio: ['ignore', 'pipe', 'ignore'] }));
     const packedFiles = packed[0].files.map((f) => f.path);
-    for (const file of ['wick.js', 'wick.d.ts', 'wick-worker.js', 'wick_runtime.js', 'wick_runtime_bg.wasm', 'wick-model.json', 'backbone.safetensors', 'model.wick', 'package.json']) {
+    for (const file of ['wick.js', 'wick.d.ts', 'wick-worker.js', 'wick_runtime.js', 'wick_runtime_bg.wasm', 'wick_runtime_relaxed.js',
+      'wick_runtime_relaxed_bg.wasm', 'wick-model.json', 'backbone.safetensors', 'model.wick', 'package.json']) {
       assert.ok(packedFiles.includes(file), `npm pack includes ${file}: ${packedFiles}`);
     }
 
@@ -190,6 +192,8 @@ test('the page\'s exports in a web page: the web export on a static host, onnxru
     await demo.goto(`${origin}/index.html`);
     await demo.waitForFunction(() => document.querySelector('#status').textContent === 'Ready.', null, { timeout: 60_000 });
     const result = await demo.evaluate(classifyWithBundle, held.map((p) => path.basename(p)));
+    assert.equal(result.simd, 'relaxed', 'Chromium runs the relaxed-SIMD runtime');
+    assert.equal(await demo.textContent('#engine'), 'Runs on WebAssembly relaxed SIMD, one thread, in a Web Worker.');
     assert.deepEqual([...result.labels].sort(), Object.keys(pageInt8[0]).sort());
     assert.equal(result.featureCount, result.featureSize);
     assert.equal(result.top2, 1);
@@ -246,6 +250,87 @@ test('the page\'s exports in a web page: the web export on a static host, onnxru
       }
       console.log(`# ${runtime === 'onnx' ? 'onnxruntime-web (wasm, 1 thread)' : 'TF.js 4.22 tf.loadLayersModel'} on the page's export: the page's top-1 on ${held.length} of ${held.length}, probabilities within ${worst.toExponential(1)} of the page's (f32)`);
       assert.ok(worst <= (runtime === 'onnx' ? 2e-3 : 1e-3), `${runtime}: ${worst}`);
+    }
+  } finally {
+    await browser.close();
+    for (const server of servers) server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// wick.js in the bundle's page: which runtime build runs, and each photo's probabilities in order.
+async function probabilitiesOf(names) {
+  const { load } = await import('./wick.js');
+  const classifier = await load();
+  const answers = [];
+  for (const name of names) {
+    const ranked = await classifier.classify(await (await fetch(`/photos/${name}`)).blob());
+    answers.push(ranked.sort((a, b) => a.index - b.index).map((p) => p.probability));
+  }
+  classifier.dispose();
+  return { simd: classifier.simd, answers };
+}
+
+test('the web export without relaxed SIMD (refused, as in Safari, or its files not served): the simd128 runtime runs, says so, and answers the same', { timeout: 300_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wick-web-simd-'));
+  const photos = path.join(dir, 'photos');
+  fs.mkdirSync(photos);
+  const held = [...photoCrops(photos, 'coffee', 1, 0, 256), ...photoCrops(photos, 'chelsea', 1, 0, 256), ...photoCrops(photos, 'brick', 2, 20, 256)];
+  const bundle = path.join(dir, 'web');
+  execFileSync(wickBinary, ['export', '--format', 'web', '--out', bundle], { stdio: 'ignore' });
+  const names = held.map((p) => path.basename(p));
+  const browser = await launchChromium();
+  const servers = [];
+  /// The bundle served (from `folder`) in a fresh context, `prepare`d: what wick.js answers, the
+  /// files asked for, and the page's errors.
+  const run = async (folder, prepare = async () => {}) => {
+    const { server, network, origin } = await serveDist(folder, { '/photos/': photos });
+    servers.push(server);
+    const context = await browser.newContext();
+    try {
+      await prepare(context);
+      const demo = await context.newPage();
+      const errors = [];
+      demo.on('pageerror', (e) => errors.push(e.message));
+      demo.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('404')) errors.push(m.text()); });
+      await demo.goto(`${origin}/index.html`);
+      await demo.waitForFunction(() => document.querySelector('#status').textContent === 'Ready.', null, { timeout: 60_000 });
+      const engine = await demo.textContent('#engine');
+      return { ...await demo.evaluate(probabilitiesOf, names), engine, requests: network.requests, errors };
+    } finally {
+      await context.close();
+    }
+  };
+  try {
+    const relaxed = await run(bundle);
+    assert.equal(relaxed.simd, 'relaxed');
+    assert.ok(!relaxed.requests.includes('/wick_runtime_bg.wasm'), 'the simd128 build is not fetched where relaxed runs');
+
+    // A browser that does not compile relaxed SIMD: its probe fails; nothing relaxed is fetched.
+    const refused = await run(bundle, (context) => context.route('**/wick-worker.js', async (route) => {
+      const response = await route.fetch();
+      await route.fulfill({ response, body: `WebAssembly.validate = () => false;\n${await response.text()}` });
+    }));
+    assert.equal(refused.simd, 'simd128');
+    assert.equal(refused.engine, 'Runs on WebAssembly SIMD, one thread, in a Web Worker.');
+    assert.deepEqual(refused.requests.filter((r) => r.includes('relaxed')), [], 'nothing of the relaxed build fetched');
+    assert.deepEqual(refused.errors, []);
+
+    // Compiled, but the twin's wasm is not there (a host that dropped it): the simd128 build, silently.
+    const partial = path.join(dir, 'partial');
+    fs.cpSync(bundle, partial, { recursive: true });
+    fs.rmSync(path.join(partial, 'wick_runtime_relaxed_bg.wasm'));
+    const missing = await run(partial);
+    assert.equal(missing.simd, 'simd128');
+    assert.deepEqual(missing.errors, [], 'nothing but the missing file');
+
+    // The same probabilities, bit for bit: the relaxed dot product's int8 sums are exact.
+    assert.deepEqual(refused.answers, relaxed.answers);
+    assert.deepEqual(missing.answers, relaxed.answers);
+    const cli = execFileSync(wickBinary, ['predict', '--json', ...held]).toString().trim().split('\n').map((line) => JSON.parse(line).classes[0]);
+    for (const [i, answer] of relaxed.answers.entries()) {
+      const best = answer.indexOf(Math.max(...answer));
+      assert.ok(Math.abs(answer[best] - cli[i].probability) <= 0.01, `${names[i]}: ${answer[best]} against wick predict's ${cli[i].probability}`);
     }
   } finally {
     await browser.close();

@@ -407,9 +407,16 @@ fn random_classifier(backbone: &Backbone, labels: Vec<String>) -> Classifier {
 fn fake_runtime(dir: &Path) -> std::path::PathBuf {
     let runtime = dir.join("runtime");
     std::fs::create_dir_all(&runtime).unwrap();
-    std::fs::write(runtime.join("wick_runtime.js"), b"export default function init() {}\n").unwrap();
-    std::fs::write(runtime.join("wick_runtime_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    write_runtime(&runtime, b"\0asm\x01\0\0\0");
     runtime
+}
+
+/// The runtime's built files in `folder`: both bindings, both builds' wasm `wasm`.
+fn write_runtime(folder: &Path, wasm: &[u8]) {
+    for name in wick::export::web::RUNTIME_FILES {
+        let bytes: &[u8] = if name.ends_with(".wasm") { wasm } else { b"export default function init() {}\n" };
+        std::fs::write(folder.join(name), bytes).unwrap();
+    }
 }
 
 #[test]
@@ -425,10 +432,26 @@ fn the_web_export_writes_its_folder_and_refuses_what_it_cannot_use() {
 
     let not_wasm = dir.join("not-wasm");
     std::fs::create_dir(&not_wasm).unwrap();
-    std::fs::write(not_wasm.join("wick_runtime.js"), b"//").unwrap();
-    std::fs::write(not_wasm.join("wick_runtime_bg.wasm"), b"<html>404</html>").unwrap();
+    write_runtime(&not_wasm, b"<html>404</html>");
     let run = wick(&["export", "--format", "web", "--out", s(&out), "--runtime", s(&not_wasm)]);
-    assert!(text(&run.stderr).contains("is not WebAssembly"), "{}", text(&run.stderr));
+    assert!(text(&run.stderr).contains("wick_runtime_bg.wasm is not WebAssembly"), "{}", text(&run.stderr));
+    assert!(!out.exists());
+
+    // A runtime built before its relaxed-SIMD twin (or half copied): refused, naming the missing
+    // file; a twin that is not WebAssembly or not text, refused by name.
+    let plain_only = dir.join("plain-only");
+    std::fs::create_dir(&plain_only).unwrap();
+    write_runtime(&plain_only, b"\0asm\x01\0\0\0");
+    std::fs::remove_file(plain_only.join("wick_runtime_relaxed_bg.wasm")).unwrap();
+    let run = wick(&["export", "--format", "web", "--out", s(&out), "--runtime", s(&plain_only)]);
+    assert!(text(&run.stderr).contains("wick_runtime_relaxed_bg.wasm is missing"), "{}", text(&run.stderr));
+    std::fs::write(plain_only.join("wick_runtime_relaxed_bg.wasm"), b"<html>404</html>").unwrap();
+    let run = wick(&["export", "--format", "web", "--out", s(&out), "--runtime", s(&plain_only)]);
+    assert!(text(&run.stderr).contains("wick_runtime_relaxed_bg.wasm is not WebAssembly"), "{}", text(&run.stderr));
+    std::fs::write(plain_only.join("wick_runtime_relaxed_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(plain_only.join("wick_runtime_relaxed.js"), b"\xff\xfe binary").unwrap();
+    let run = wick(&["export", "--format", "web", "--out", s(&out), "--runtime", s(&plain_only)]);
+    assert!(text(&run.stderr).contains("wick_runtime_relaxed.js is not text"), "{}", text(&run.stderr));
     assert!(!out.exists());
 
     let run = wick(&["export", "--format", "web", "--quantize", "--out", s(&out), "--runtime", s(&runtime)]);
@@ -446,7 +469,9 @@ fn the_web_export_writes_its_folder_and_refuses_what_it_cannot_use() {
     let mut expected: Vec<&str> = wick::export::web::FILES.iter().copied().filter(|f| *f != "model.wick").collect();
     expected.sort();
     assert_eq!(names, expected);
-    assert_eq!(std::fs::read(out.join("wick_runtime_bg.wasm")).unwrap(), b"\0asm\x01\0\0\0");
+    for name in wick::export::web::RUNTIME_FILES {
+        assert_eq!(std::fs::read(out.join(name)).unwrap(), std::fs::read(runtime.join(name)).unwrap(), "{name}");
+    }
     assert_eq!(
         std::fs::read(out.join("backbone.safetensors")).unwrap(),
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/efficientnet-lite0-int8.safetensors")).unwrap()

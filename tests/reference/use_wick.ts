@@ -10,8 +10,9 @@ export async function demo(img: HTMLImageElement, video: HTMLVideoElement, file:
   const fromBitmap = await classifier.classify(await createImageBitmap(file));
   const features: Float32Array = await classifier.features(file);
   const first: readonly string[] = classifier.labels;
+  const simd: 'relaxed' | 'simd128' = classifier.simd;
   fromFolder.dispose();
-  return `${ranked[0].label} ${ranked[0].probability.toFixed(2)} ${ranked[0].index} ${live.length} ${fromBitmap.length} ${features.length} ${first.length} ${classifier.featureSize}`;
+  return `${ranked[0].label} ${ranked[0].probability.toFixed(2)} ${ranked[0].index} ${live.length} ${fromBitmap.length} ${features.length} ${first.length} ${classifier.featureSize} ${simd}`;
 }
 
 // @ts-expect-error: a number is not an image source.
