@@ -38,7 +38,10 @@ pub fn export_model(
         "web" => {
             if runtime.len() != RUNTIME_FILES.len() {
                 let names = RUNTIME_FILES.join(", ");
-                return Err(JsError::new(&format!("the web format needs the runtime's files ({names}), not {}", runtime.len())));
+                return Err(JsError::new(&format!(
+                    "the web format needs the runtime's files ({names}), not {}",
+                    runtime.len()
+                )));
             }
             let runtime: Vec<Vec<u8>> = runtime.iter().map(js_sys::Uint8Array::to_vec).collect();
             let runtime = std::array::from_fn(|i| runtime[i].as_slice());
