@@ -252,8 +252,7 @@ enum Phase {
     /// is the lowest validation loss since, and the step it came at (early stopping's clock).
     Layers {
         head: Head,
-        layer_optimizer: Box<Optimizer>,
-        head_optimizer: Box<Optimizer>,
+        optimizers: Box<Optimizers>,
         epoch: usize,
         started: usize,
         lowest_loss: (f32, usize),
@@ -317,16 +316,7 @@ impl LayerFit {
         if let Some(&bad) = train_labels.iter().chain(val_labels).find(|&&l| l as usize >= labels.len()) {
             return Err(invalid!("label {bad} is not one of the {} classes", labels.len()));
         }
-        let (varmap, network) = trainable_network(backbone, &device)?;
-        let all = varmap.data().lock().expect("variable map lock").clone();
-        let mut layers = Vec::new();
-        for conv in network_config.trained_convs(first) {
-            for part in ["weight", "bias"] {
-                let name = format!("{conv}.{part}");
-                let var = all.get(&name).ok_or_else(|| invalid!("the backbone has no `{name}`"))?;
-                layers.push((name, var.clone()));
-            }
-        }
+        let (network, layers) = trainable_network(backbone, first, &device)?;
         // Step 1 is head-only training itself: the same features, settings, split and seed.
         let head_config = TrainConfig { flip_augment: false, ..config.clone() };
         let data = HeadData {
@@ -397,12 +387,10 @@ impl LayerFit {
         let kept = &self.history[fitted.trained.best_epoch - 1];
         let (accuracy, loss) = (kept.val_accuracy.unwrap_or(0.0), kept.val_loss.unwrap_or(f32::INFINITY));
         self.best = Some((accuracy, loss, fitted.trained.best_epoch, self.snapshot(&head)?));
-        let layer_optimizer = Optimizer::new(OptimizerKind::AdamW, 0.0, self.config.weight_decay, self.layers.clone())?;
-        let head_optimizer = Optimizer::new(OptimizerKind::AdamW, 0.0, self.config.weight_decay, head.named_vars())?;
+        let optimizers = Optimizers::new(self.layers.clone(), &head, self.config.weight_decay)?;
         self.phase = Phase::Layers {
             head,
-            layer_optimizer: Box::new(layer_optimizer),
-            head_optimizer: Box::new(head_optimizer),
+            optimizers: Box::new(optimizers),
             epoch: 0,
             started: self.history.len(),
             lowest_loss: (loss, self.history.len()),
@@ -411,7 +399,7 @@ impl LayerFit {
     }
 
     fn layer_epoch(&mut self) -> Result<Option<()>> {
-        let Phase::Layers { head, layer_optimizer, head_optimizer, epoch, .. } = &mut self.phase else {
+        let Phase::Layers { head, optimizers, epoch, .. } = &mut self.phase else {
             return Ok(None);
         };
         if *epoch >= self.config.layer_epochs {
@@ -421,8 +409,16 @@ impl LayerFit {
         *epoch += 1;
         let device = self.backbone.device().clone();
         let config = &self.config;
-        // The loss the head was fitted with: L-BFGS's is unsmoothed.
-        let smoothing = if config.solver == Solver::Lbfgs { 0.0 } else { config.label_smoothing };
+        let step = LayerStep {
+            network: &self.network,
+            first: self.first,
+            head,
+            class_weights: &self.class_weights,
+            // The loss the head was fitted with: L-BFGS's is unsmoothed.
+            smoothing: if config.solver == Solver::Lbfgs { 0.0 } else { config.label_smoothing },
+            dropout: config.dropout,
+            learning_rate: config.learning_rate,
+        };
         let mut order: Vec<usize> = (0..self.train.views.len()).collect();
         self.rng.shuffle(&mut order);
         let (mut loss_sum, mut correct) = (0f64, 0usize);
@@ -435,20 +431,8 @@ impl LayerFit {
                 })
                 .collect();
             let labels: Vec<u32> = batch.iter().map(|&i| self.train.features.labels[i]).collect();
-            let x = self.train.activations.batch(&rows, &device)?;
-            let (network, first, rng, class_weights) = (&self.network, self.first, &mut self.rng, &self.class_weights);
-            let (logits, loss_value) = on_pool(|| -> Result<(Tensor, f32)> {
-                let features = network.last_layers(&x, first, false)?;
-                let logits = head.logits(&features, Some((config.dropout, rng)))?;
-                let loss = cross_entropy(&logits, &labels, class_weights, smoothing)?;
-                let loss_value = loss.to_scalar::<f32>()?;
-                if loss_value.is_finite() {
-                    let grads = loss.backward()?;
-                    layer_optimizer.step(&grads, config.learning_rate * LAYER_LEARNING_RATE_SHARE)?;
-                    head_optimizer.step(&grads, config.learning_rate * HEAD_LEARNING_RATE_SHARE)?;
-                }
-                Ok((logits, loss_value))
-            })?;
+            let (logits, loss_value) =
+                step.run(&self.train.activations, &rows, &labels, &device, &mut self.rng, optimizers)?;
             if !loss_value.is_finite() {
                 self.stop = Some(Stop::Diverged { epoch: self.history.len() + 1 });
                 return Ok(None);
@@ -608,9 +592,10 @@ impl LayerFit {
     }
 }
 
-/// The folded network with every weight a variable (only the trained part's get gradients), its
-/// 1×1 convolutions' forward products as `backbone`'s inference multiplies (int8 unless set to f32).
-fn trainable_network(backbone: &Backbone, device: &Device) -> Result<(VarMap, Network)> {
+/// The folded network with every weight a variable, its 1×1 convolutions' forward products as
+/// `backbone`'s inference multiplies (int8 unless set to f32), and the variables trained from block
+/// `first` on (only they get gradients: the graph starts at that block's input).
+fn trainable_network(backbone: &Backbone, first: usize, device: &Device) -> Result<(Network, Vec<(String, Var)>)> {
     let varmap = VarMap::new();
     {
         let mut data = varmap.data().lock().expect("variable map lock");
@@ -621,7 +606,72 @@ fn trainable_network(backbone: &Backbone, device: &Device) -> Result<(VarMap, Ne
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let network = Network::folded(&backbone.meta.config, backbone.precision(), vb)?;
-    Ok((varmap, network))
+    let all = varmap.data().lock().expect("variable map lock");
+    let mut trained = Vec::new();
+    for conv in backbone.meta.config.trained_convs(first) {
+        for part in ["weight", "bias"] {
+            let name = format!("{conv}.{part}");
+            let var = all.get(&name).ok_or_else(|| invalid!("the backbone has no `{name}`"))?;
+            trained.push((name, var.clone()));
+        }
+    }
+    Ok((network, trained))
+}
+
+/// The trained layers' and the head's AdamW, which each layer step updates.
+struct Optimizers {
+    layers: Optimizer,
+    head: Optimizer,
+}
+
+impl Optimizers {
+    fn new(layers: Vec<(String, Var)>, head: &Head, weight_decay: f64) -> Result<Self> {
+        Ok(Self {
+            layers: Optimizer::new(OptimizerKind::AdamW, 0.0, weight_decay, layers)?,
+            head: Optimizer::new(OptimizerKind::AdamW, 0.0, weight_decay, head.named_vars())?,
+        })
+    }
+}
+
+/// One training step of the layers' epochs, as configured: what [`LayerFit`] runs on each batch and
+/// [`layer_cost`] times.
+struct LayerStep<'a> {
+    network: &'a Network,
+    first: usize,
+    head: &'a Head,
+    class_weights: &'a [f32],
+    smoothing: f32,
+    dropout: f32,
+    learning_rate: f64,
+}
+
+impl LayerStep<'_> {
+    /// The batch of `rows` of `activations` (`labels`) through the trained part and the head (its
+    /// dropout drawn from `rng`), the loss, and — where the loss is finite — the backward pass and
+    /// both updates, on a pool thread: the logits and the loss.
+    fn run(
+        &self,
+        activations: &Activations,
+        rows: &[usize],
+        labels: &[u32],
+        device: &Device,
+        rng: &mut Rng,
+        optimizers: &mut Optimizers,
+    ) -> Result<(Tensor, f32)> {
+        let x = activations.batch(rows, device)?;
+        on_pool(|| {
+            let features = self.network.last_layers(&x, self.first, false)?;
+            let logits = self.head.logits(&features, Some((self.dropout, rng)))?;
+            let loss = cross_entropy(&logits, labels, self.class_weights, self.smoothing)?;
+            let loss_value = loss.to_scalar::<f32>()?;
+            if loss_value.is_finite() {
+                let grads = loss.backward()?;
+                optimizers.layers.step(&grads, self.learning_rate * LAYER_LEARNING_RATE_SHARE)?;
+                optimizers.head.step(&grads, self.learning_rate * HEAD_LEARNING_RATE_SHARE)?;
+            }
+            Ok((logits, loss_value))
+        })
+    }
 }
 
 /// What training the last `depth` parts costs on this device, measured on random images.
@@ -654,22 +704,33 @@ pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl 
     let start = now_ms();
     let x = backbone.activations(&images, first)?;
     let prepare_ms_per_view = (now_ms() - start) / batch as f64;
-    let (_, network) = trainable_network(backbone, device)?;
+    // The step a layer epoch runs, on a copy of the network: the kept (f16) rows gathered, forward,
+    // backward and both optimizers' updates (leaving those out measured 24% under the tab's depth-2
+    // epochs on 2026-12-08).
+    let mut kept = Activations::new(x.dims()[1..].try_into().map_err(|_| invalid!("activations are C × H × W"))?);
+    kept.push(&x)?;
+    let rows: Vec<usize> = (0..batch).collect();
+    let (network, layers) = trainable_network(backbone, first, device)?;
     let spec = crate::train::config::HeadSpec { input_dim: backbone.feature_dim(), hidden: None, classes: 2 };
-    let head = Head::init(spec, &mut Rng::new(0), device)?;
+    let mut rng = Rng::new(0);
+    let head = Head::init(spec, &mut rng, device)?;
+    let config = TrainConfig::default();
+    let mut optimizers = Optimizers::new(layers, &head, config.weight_decay)?;
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 2).collect();
-    // As `layer_epoch` runs it: on a pool thread.
-    let step = || -> Result<()> {
-        on_pool(|| {
-            let logits = head.logits(&network.last_layers(&x, first, false)?, None)?;
-            cross_entropy(&logits, &labels, &[1.0, 1.0], 0.0)?.backward()?;
-            Ok(())
-        })
+    let step = LayerStep {
+        network: &network,
+        first,
+        head: &head,
+        class_weights: &[1.0, 1.0],
+        smoothing: 0.0,
+        dropout: config.dropout,
+        learning_rate: config.learning_rate,
     };
-    step()?;
+    step.run(&kept, &rows, &labels, device, &mut rng, &mut optimizers)?;
     let start = now_ms();
-    step()?;
-    step()?;
+    for _ in 0..2 {
+        step.run(&kept, &rows, &labels, device, &mut rng, &mut optimizers)?;
+    }
     let step_ms_per_image = (now_ms() - start) / (2 * batch) as f64;
     let start = now_ms();
     for _ in 0..2 {
@@ -680,7 +741,7 @@ pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl 
         prepare_ms_per_view,
         step_ms_per_image,
         forward_ms_per_image,
-        bytes_per_view: 2 * x.elem_count() / batch,
+        bytes_per_view: kept.row_bytes(),
         first_trained_block: first,
     })
 }
