@@ -348,13 +348,7 @@ impl LayerFit {
 
     /// Pooled features of `rows`, through the trained part as it is now (no gradient).
     fn features(&self, activations: &Activations, rows: &[usize]) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(rows.len() * self.backbone.feature_dim());
-        for batch in rows.chunks(EVAL_BATCH) {
-            let x = activations.batch(batch, self.backbone.device())?;
-            let features = self.network.last_layers(&x, self.first, false)?.detach();
-            out.extend(features.flatten_all()?.to_vec1::<f32>()?);
-        }
-        Ok(out)
+        trained_features(&self.network, self.first, activations, rows, self.backbone.device())
     }
 
     /// Runs the next step: its numbers, or `None` once the run has stopped.
@@ -618,6 +612,25 @@ fn trainable_network(backbone: &Backbone, first: usize, device: &Device) -> Resu
     Ok((network, trained))
 }
 
+/// The pooled features of `rows` of `activations` through `network` from block `first` on,
+/// [`EVAL_BATCH`] rows at a time, without a gradient: what each layer epoch's validation runs and
+/// what [`layer_cost`] times for it.
+fn trained_features(
+    network: &Network,
+    first: usize,
+    activations: &Activations,
+    rows: &[usize],
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    for batch in rows.chunks(EVAL_BATCH) {
+        let x = activations.batch(batch, device)?;
+        let features = network.last_layers(&x, first, false)?.detach();
+        out.extend(features.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}
+
 /// The trained layers' and the head's AdamW, which each layer step updates.
 struct Optimizers {
     layers: Optimizer,
@@ -728,10 +741,7 @@ pub fn layer_cost(backbone: &Backbone, depth: usize, batch: usize, now_ms: impl 
         learning_rate: config.learning_rate,
     };
     let step_ms = median_ms(&now_ms, || step.run(&kept, &rows, &labels, device, &mut rng, &mut optimizers).map(drop))?;
-    let forward_ms = median_ms(&now_ms, || {
-        on_pool(|| network.last_layers(&x, first, false).map(|features| features.detach()))?;
-        Ok(())
-    })?;
+    let forward_ms = median_ms(&now_ms, || trained_features(&network, first, &kept, &rows, device).map(drop))?;
     Ok(LayerCost {
         prepare_ms_per_view,
         step_ms_per_image: step_ms / batch as f64,
