@@ -81,24 +81,38 @@ fn frozen_part_then_trained_part_is_the_whole_network() {
 fn the_trained_layers_compute_what_the_int8_inference_path_computes() {
     // With int8 products (the default), the graph the layers train in multiplies its 1×1
     // convolutions as the inference path does: its features from a cut are those of the int8
-    // inference path, to f32 rounding (the bias and ReLU6 apart, the depthwise filters' other
-    // kernel), far closer than the f32 graph's.
+    // inference path to f32 rounding, where the f32 graph's are not. Not for every image: the bias
+    // and ReLU6 are added apart and the depthwise filters run another kernel, so now and then an
+    // activation lands on the other side of an int8 rounding step and that image's features move
+    // by up to ~0.07 (1.6% of the largest). Measured 2026-12-08 (AMD EPYC Zen 5): 2 images of 180
+    // at the deepest cut, none at the others; a run with 2 random images failed 1 in 40 on CI.
+    // So: 8 images, at most 2 of them off at any cut.
+    const IMAGES: usize = 8;
     let backbone = small_lite0();
     assert_eq!(backbone.precision(), MatmulPrecision::Int8);
-    let input = Tensor::randn(0f32, 1f32, (2, 3, 64, 64), &Device::Cpu).unwrap();
+    let mut rng = Rng::new(30);
+    let pixels: Vec<f32> = (0..IMAGES * 3 * 64 * 64).map(|_| rng.uniform() * 2.0 - 1.0).collect();
+    let input = Tensor::from_vec(pixels, (IMAGES, 3, 64, 64), &Device::Cpu).unwrap();
     let whole = backbone.features(&input).unwrap().to_vec2::<f32>().unwrap();
     let largest = whole.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
-    let gap = |products: MatmulPrecision, first: usize| {
+    // Each image's largest gap between the graph's features and the inference path's.
+    let gaps = |products: MatmulPrecision, first: usize| -> Vec<f32> {
         let vb = backbone.weights().var_builder(&Device::Cpu).unwrap();
         let network = Network::folded(&backbone.meta.config, products, vb).unwrap();
         let cut = backbone.activations(&input, first).unwrap();
         let features = network.last_layers(&cut, first, false).unwrap().to_vec2::<f32>().unwrap();
-        features.iter().flatten().zip(whole.iter().flatten()).fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+        let gap = |(a, b): (&Vec<f32>, &Vec<f32>)| a.iter().zip(b).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        features.iter().zip(&whole).map(gap).collect()
     };
+    let rounding = 1e-4 * largest;
     for first in [11, 15, 16] {
-        let (int8, f32) = (gap(MatmulPrecision::Int8, first), gap(MatmulPrecision::F32, first));
-        assert!(int8 <= 1e-4 * largest, "block {first}: int8 graph {int8} from the inference path (largest {largest})");
-        assert!(int8 * 10.0 < f32, "block {first}: int8 graph {int8}, f32 graph {f32} from the int8 inference path");
+        let (int8, f32) = (gaps(MatmulPrecision::Int8, first), gaps(MatmulPrecision::F32, first));
+        let off = int8.iter().filter(|&&g| g > rounding).count();
+        assert!(off <= 2, "block {first}: {off} of {IMAGES} images' int8-graph features off the inference path's: {int8:?} (largest feature {largest})");
+        assert!(
+            f32.iter().all(|&g| g > 10.0 * rounding),
+            "block {first}: the f32 graph's features are as close: {f32:?}"
+        );
     }
 }
 
