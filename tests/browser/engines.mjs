@@ -34,6 +34,19 @@ export async function launch(engine) {
   throw new Error(`unknown engine ${engine}: expected one of ${ENGINES.join(', ')}`);
 }
 
+/// `body(browser)` in each engine of ENGINES in turn, on a fresh browser closed after it whatever
+/// happens.
+export async function inEachEngine(body) {
+  for (const engine of ENGINES) {
+    const browser = await launch(engine);
+    try {
+      await body(browser, engine);
+    } finally {
+      await browser.close();
+    }
+  }
+}
+
 async function launchChromium() {
   const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
   missing(executablePath, 'apt-get install chromium');

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { serveDist, photoCrops, wickBinary, textureFolders } from './harness.mjs';
-import { ENGINES, launch, waitFor } from './engines.mjs';
+import { inEachEngine, waitFor } from './engines.mjs';
 
 
 async function classifyEach(names) {
@@ -44,35 +44,30 @@ test('the web export runs in Chromium, Firefox and WebKitGTK with wick predict\'
   const top1 = (answer) => Object.entries(answer).sort((a, b) => b[1] - a[1])[0][0];
   const { server, origin } = await serveDist(bundle, { '/photos/': photos });
   try {
-    for (const engine of ENGINES) {
-      const browser = await launch(engine);
-      try {
-        const profile = await browser.profile();
-        const tab = await profile.open(`${origin}/index.html`);
-        await waitFor(tab, () => document.querySelector('#status').textContent === 'Ready.', null, { what: `${engine}: the demo` });
-        await tab.setFiles('#file', [held[0]]);
-        await waitFor(tab, () => /ms\.$/.test(document.querySelector('#status').textContent), null, { what: `${engine}: the demo's answer` });
-        const demoTop = await tab.evaluate(() => document.querySelector('#ranked li:first-child span').textContent);
-        assert.equal(demoTop, top1(cli[0]), `${engine}: the demo's top-1`);
-        const answers = await tab.evaluate(classifyEach, held.map((p) => path.basename(p)));
-        // The relaxed-SIMD runtime where the engine compiles it (Chromium, Firefox ≥ 145), the
-        // simd128 one in WebKitGTK (as in Safari), as the page picks its own builds.
-        assert.equal(answers.simd, browser.name === 'WebKitGTK' ? 'simd128' : 'relaxed', `${engine}: the runtime's build`);
-        let gap = 0;
-        for (const [i, answer] of answers.photos.entries()) {
-          for (const source of ['blob', 'img']) {
-            const theirs = Object.fromEntries(answer[source].map(({ label, probability }) => [label, probability]));
-            assert.equal(top1(theirs), top1(cli[i]), `${engine}, ${path.basename(held[i])} as ${source}`);
-            gap = Math.max(gap, ...Object.keys(cli[i]).map((label) => Math.abs(theirs[label] - cli[i][label])));
-          }
+    await inEachEngine(async (browser, engine) => {
+      const profile = await browser.profile();
+      const tab = await profile.open(`${origin}/index.html`);
+      await waitFor(tab, () => document.querySelector('#status').textContent === 'Ready.', null, { what: `${engine}: the demo` });
+      await tab.setFiles('#file', [held[0]]);
+      await waitFor(tab, () => /ms\.$/.test(document.querySelector('#status').textContent), null, { what: `${engine}: the demo's answer` });
+      const demoTop = await tab.evaluate(() => document.querySelector('#ranked li:first-child span').textContent);
+      assert.equal(demoTop, top1(cli[0]), `${engine}: the demo's top-1`);
+      const answers = await tab.evaluate(classifyEach, held.map((p) => path.basename(p)));
+      // The relaxed-SIMD runtime where the engine compiles it (Chromium, Firefox ≥ 145), the
+      // simd128 one in WebKitGTK (as in Safari), as the page picks its own builds.
+      assert.equal(answers.simd, browser.name === 'WebKitGTK' ? 'simd128' : 'relaxed', `${engine}: the runtime's build`);
+      let gap = 0;
+      for (const [i, answer] of answers.photos.entries()) {
+        for (const source of ['blob', 'img']) {
+          const theirs = Object.fromEntries(answer[source].map(({ label, probability }) => [label, probability]));
+          assert.equal(top1(theirs), top1(cli[i]), `${engine}, ${path.basename(held[i])} as ${source}`);
+          gap = Math.max(gap, ...Object.keys(cli[i]).map((label) => Math.abs(theirs[label] - cli[i][label])));
         }
-        console.log(`# ${browser.name} ${browser.version} (${answers.simd} runtime): the web export's demo and wick.js give wick predict's top-1 on ${held.length} of ${held.length} (Blob and <img>), probabilities within ${gap.toExponential(1)}`);
-        assert.ok(gap <= 0.01, `${engine}: ${gap}`);
-        await profile.close();
-      } finally {
-        await browser.close();
       }
-    }
+      console.log(`# ${browser.name} ${browser.version} (${answers.simd} runtime): the web export's demo and wick.js give wick predict's top-1 on ${held.length} of ${held.length} (Blob and <img>), probabilities within ${gap.toExponential(1)}`);
+      assert.ok(gap <= 0.01, `${engine}: ${gap}`);
+      await profile.close();
+    });
   } finally {
     server.close();
     fs.rmSync(dir, { recursive: true, force: true });
