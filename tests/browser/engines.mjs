@@ -34,8 +34,8 @@ export async function launch(engine) {
   throw new Error(`unknown engine ${engine}: expected one of ${ENGINES.join(', ')}`);
 }
 
-/// `body(browser)` in each engine of ENGINES in turn, on a fresh browser closed after it whatever
-/// happens.
+/// `body(browser, engine)` for each engine of ENGINES in turn, on a fresh browser closed after it
+/// whatever happens.
 export async function inEachEngine(body) {
   for (const engine of ENGINES) {
     const browser = await launch(engine);
